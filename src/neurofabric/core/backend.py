@@ -1,0 +1,84 @@
+"""The kernel backend registry.
+
+Each engine registers its kernel modules by backend name (``reference`` is the readable numpy
+spec, ``numba`` the compiled CPU path, ``torch`` for GPUs). ``backend="auto"`` takes the
+fastest available one and logs the choice once; an explicitly requested backend that is not
+installed raises :class:`BackendUnavailableError` with the install hint. Never a silent swap.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import dataclass
+from types import ModuleType
+
+from neurofabric.core.config import get_config
+from neurofabric.core.errors import BackendUnavailableError, ConfigError
+
+log = logging.getLogger(__name__)
+
+_HINTS = {
+    "numba": "pip install numba",
+    "torch": "pip install torch==2.13.0",
+}
+_PRIORITY = ("numba", "torch", "reference")
+
+
+@dataclass(frozen=True)
+class _Entry:
+    module: str
+    requires: str | None
+
+
+_registry: dict[str, dict[str, _Entry]] = {}
+_logged: set[str] = set()
+
+
+def register(engine: str, name: str, module: str, requires: str | None = None) -> None:
+    """Declare that ``module`` implements ``engine``'s kernels for backend ``name``."""
+    _registry.setdefault(engine, {})[name] = _Entry(module, requires)
+
+
+def _importable(requires: str | None) -> bool:
+    if requires is None:
+        return True
+    try:
+        importlib.import_module(requires)
+    except ImportError:
+        return False
+    return True
+
+
+def available(engine: str) -> list[str]:
+    """Backends of ``engine`` that can be used here, fastest first."""
+    entries = _registry.get(engine, {})
+    names = [n for n in _PRIORITY if n in entries] + [n for n in entries if n not in _PRIORITY]
+    return [n for n in names if _importable(entries[n].requires)]
+
+
+def resolve(engine: str, backend: str | None = None) -> tuple[str, ModuleType]:
+    """The (name, kernel module) for ``backend`` (``None`` means the configured default)."""
+    entries = _registry.get(engine)
+    if not entries:
+        raise ConfigError(f"no kernels are registered for engine {engine!r}")
+    name = backend or get_config().backend
+    if name == "auto":
+        usable = [n for n in available(engine) if n != "torch"] or available(engine)
+        name = usable[0]
+        if engine not in _logged:
+            log.info("%s: backend 'auto' chose %r (available: %s)", engine, name,
+                     ", ".join(available(engine)))
+            _logged.add(engine)
+    if name not in entries:
+        raise ConfigError(
+            f"`backend` must be one of {['auto', *entries]} for {engine}, got {name!r}"
+        )
+    entry = entries[name]
+    if not _importable(entry.requires):
+        raise BackendUnavailableError(
+            f"backend {name!r} for {engine} needs {entry.requires!r}, which is not installed; "
+            f"install it with `{_HINTS.get(name, 'pip install ' + str(entry.requires))}` "
+            "or choose backend='reference'"
+        )
+    return name, importlib.import_module(entry.module)

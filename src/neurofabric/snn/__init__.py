@@ -1,0 +1,26 @@
+"""The spiking simulator: LIF networks on CSR or procedural connectivity."""
+
+from neurofabric.snn.inputs import PoissonInput, SpikeArrayInput
+from neurofabric.snn.monitors import RateMonitor, RunProgress, RunResult, SpikeMonitor, StateMonitor
+from neurofabric.snn.network import NetworkState, SpikingNetwork
+from neurofabric.snn.params import LIFParams, SynapseParams
+from neurofabric.snn.topology import AllToAll, DistanceDependent, OneToOne, Random, SmallWorld
+
+__all__ = [
+    "AllToAll",
+    "DistanceDependent",
+    "LIFParams",
+    "NetworkState",
+    "OneToOne",
+    "PoissonInput",
+    "Random",
+    "RateMonitor",
+    "RunProgress",
+    "RunResult",
+    "SmallWorld",
+    "SpikeArrayInput",
+    "SpikeMonitor",
+    "SpikingNetwork",
+    "StateMonitor",
+    "SynapseParams",
+]

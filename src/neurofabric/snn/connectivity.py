@@ -1,0 +1,283 @@
+"""Projections and their two storage modes.
+
+``csr``: materialized compressed sparse rows, int32 targets + float32 weights (a single
+float32 per row when every synapse of the row has the same weight), int64 row pointers, and a
+delay per synapse only when delays differ (uint8/uint16 steps). ``procedural``: nothing per
+synapse; a source's targets, weights and delays are regenerated from (seed, source) by
+:mod:`.kernels.rowgen` whenever it spikes. Both run the same generator, so they hold identical
+synapses for a seed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from neurofabric.core.errors import ConfigError
+from neurofabric.snn.kernels import rowgen
+from neurofabric.snn.topology import Random, Topology, max_row_length
+
+log = logging.getLogger(__name__)
+
+_CHUNK_SYNAPSES = 1 << 22  # generate rows in chunks of about this many synapses
+
+
+@dataclass(frozen=True)
+class Projection:
+    """One connection rule from a source group (``"neurons"`` or an input) to the neurons."""
+
+    source: str
+    topology: Topology
+    src_range: tuple[int, int]
+    tgt_range: tuple[int, int]
+    weight: float
+    weight_std: float = 0.0
+    inh_weight: float | None = None
+    inh_weight_std: float = 0.0
+    delay_steps: tuple[int, int] = (1, 1)
+    allow_self: bool = False
+    dale_split: int = -1  # absolute source index from which sources are inhibitory; -1: off
+    procedural: bool = False
+
+    def row_params(self, src_offset: int) -> tuple[np.ndarray, np.ndarray]:
+        """The (ip, fp) rows of :mod:`.kernels.rowgen` for this projection."""
+        topo = self.topology
+        s0, s1 = self.src_range[0] + src_offset, self.src_range[1] + src_offset
+        split = -1 if self.dale_split < 0 else self.dale_split + src_offset
+        inh_w = self.weight if self.inh_weight is None else self.inh_weight
+        inh_std = self.weight_std if self.inh_weight is None else self.inh_weight_std
+        ip = np.array([topo.kind(), s0, s1, self.tgt_range[0], self.tgt_range[1],
+                       topo.degree(), getattr(topo, "dims", 1), int(self.allow_self), split,
+                       self.delay_steps[0], self.delay_steps[1]], dtype=np.int64)
+        fp = np.array([getattr(topo, "p", None) or getattr(topo, "p_max", 0.0) or 0.0,
+                       getattr(topo, "beta", 0.0), getattr(topo, "sigma", 0.0),
+                       self.weight, self.weight_std, inh_w, inh_std], dtype=np.float64)
+        if isinstance(topo, Random) and topo.p is None:
+            fp[0] = 0.0
+        return ip, fp
+
+
+def projection_key(seed32: int, index: int) -> int:
+    """The stream key of projection ``index``: the same in CSR and procedural mode."""
+    return rowgen.hash32(seed32 ^ rowgen.hash32(index * 2246822519 + 1))
+
+
+@dataclass
+class CSR:
+    """Materialized synapses of one source group, rows = sources."""
+
+    indptr: np.ndarray
+    indices: np.ndarray
+    weights: np.ndarray
+    delays: np.ndarray
+    flags: np.ndarray  # [row-constant weights (0/1), constant delay in steps or -1]
+    csc: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    @property
+    def n_synapses(self) -> int:
+        return int(self.indptr[-1])
+
+    def nbytes(self, include_csc: bool = True) -> int:
+        total = sum(a.nbytes for a in (self.indptr, self.indices, self.weights, self.delays))
+        if include_csc and self.csc is not None:
+            total += sum(a.nbytes for a in self.csc)
+        return int(total)
+
+    def synapse_weights(self) -> np.ndarray:
+        """One float32 weight per synapse (expanding row-constant weights)."""
+        if self.flags[0] == 1:
+            return np.repeat(self.weights, np.diff(self.indptr))
+        return self.weights
+
+    def synapse_delays(self) -> np.ndarray:
+        """One delay (steps) per synapse."""
+        if self.flags[1] >= 0:
+            return np.full(self.n_synapses, self.flags[1], dtype=np.int32)
+        return self.delays.astype(np.int32)
+
+    def sources(self) -> np.ndarray:
+        return np.repeat(np.arange(len(self.indptr) - 1, dtype=np.int32), np.diff(self.indptr))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"indptr": self.indptr, "indices": self.indices, "weights": self.weights,
+                "delays": self.delays, "flags": self.flags}
+
+
+def empty_csr() -> CSR:
+    return CSR(np.zeros(1, np.int64), np.empty(0, np.int32), np.empty(0, np.float32),
+               np.empty(0, np.uint8), np.array([0, 1], np.int64))
+
+
+def _generate(proj: Projection, ip: np.ndarray, fp: np.ndarray, key: int,
+              kernels: ModuleType) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(row sources, counts, targets, weights, delays) of one projection, rows ascending."""
+    s0, s1 = int(ip[1]), int(ip[2])
+    if isinstance(proj.topology, Random) and proj.topology.in_degree is not None:
+        targets = np.arange(proj.tgt_range[0], proj.tgt_range[1], dtype=np.int64)
+        src, tgt, w, d = kernels.build_in_degree(ip, fp, key, targets, proj.topology.in_degree)
+        order = np.argsort(src, kind="stable")
+        counts = np.bincount(src - s0, minlength=s1 - s0).astype(np.int64)
+        return counts, tgt[order], w[order], d[order]
+    n_tgt = proj.tgt_range[1] - proj.tgt_range[0]
+    max_row = max_row_length(proj.topology, n_tgt) + 1
+    sources = np.arange(s0, s1, dtype=np.int64)
+    counts, _, _, _ = kernels.build_rows(ip, fp, key, sources, max_row, True)
+    # second pass in chunks, so the temporaries stay small for very large networks
+    parts, start = [], 0
+    csum = np.cumsum(counts)
+    while start < len(sources):
+        base = csum[start - 1] if start else 0
+        stop = int(np.searchsorted(csum, base + _CHUNK_SYNAPSES, side="right"))
+        stop = max(stop, start + 1)
+        _, tg, wt, dl = kernels.build_rows(ip, fp, key, sources[start:stop], max_row, False)
+        parts.append((tg, wt, dl))
+        start = stop
+    if not parts:
+        return counts, np.empty(0, np.int32), np.empty(0, np.float32), np.empty(0, np.int32)
+    if len(parts) == 1:
+        return (counts, *parts[0])
+    return (counts, np.concatenate([p[0] for p in parts]),
+            np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts]))
+
+
+def build_csr(projections: list[tuple[Projection, int, int]], n_rows: int,
+              kernels: ModuleType, with_csc: bool = False) -> CSR:
+    """Materialize ``(projection, key, source offset)`` triples into one CSR of ``n_rows``."""
+    generated = []
+    row_counts = np.zeros(n_rows, np.int64)
+    for proj, key, offset in projections:
+        ip, fp = proj.row_params(offset)
+        counts, tg, wt, dl = _generate(proj, ip, fp, key, kernels)
+        s0 = int(ip[1])
+        row_counts[s0:s0 + len(counts)] += counts
+        generated.append((s0, counts, tg, wt, dl))
+    indptr = np.zeros(n_rows + 1, np.int64)
+    np.cumsum(row_counts, out=indptr[1:])
+    nnz = int(indptr[-1])
+    if nnz >= 2**31:
+        raise ConfigError(f"{nnz} synapses exceed the int32 CSR limit; use storage='procedural'")
+    indices = np.empty(nnz, np.int32)
+    weights = np.empty(nnz, np.float32)
+    delays = np.empty(nnz, np.int32)
+    fill = indptr[:-1].copy()
+    for s0, counts, tg, wt, dl in generated:
+        rows = slice(s0, s0 + len(counts))
+        starts = fill[rows]
+        offsets = np.cumsum(counts) - counts
+        if len(counts) and np.array_equal(starts - starts[0], offsets):
+            sl = slice(int(starts[0]), int(starts[0]) + len(tg))
+            indices[sl], weights[sl], delays[sl] = tg, wt, dl
+        else:
+            pos = np.repeat(starts - offsets, counts) + np.arange(len(tg))
+            indices[pos], weights[pos], delays[pos] = tg, wt, dl
+        fill[rows] += counts
+    del generated
+    return _compact(indptr, indices, weights, delays, n_rows, with_csc)
+
+
+def _compact(indptr: np.ndarray, indices: np.ndarray, weights: np.ndarray,
+             delays: np.ndarray, n_rows: int, with_csc: bool) -> CSR:
+    counts = np.diff(indptr)
+    flags = np.array([0, -1], np.int64)
+    if len(weights):
+        first = np.zeros(n_rows, np.float32)
+        has = counts > 0
+        first[has] = weights[indptr[:-1][has]]
+        if np.array_equal(np.repeat(first, counts), weights):
+            weights, flags[0] = first, 1
+    else:
+        weights, flags[0] = np.zeros(n_rows, np.float32), 1
+    if len(delays) == 0 or np.all(delays == delays[0]):
+        flags[1] = int(delays[0]) if len(delays) else 1
+        delays = np.empty(0, np.uint8)
+    else:
+        delays = delays.astype(np.uint8 if delays.max() < 256 else np.uint16)
+    csr = CSR(indptr, indices, weights, delays, flags)
+    if with_csc:
+        csr.csc = build_csc(csr, n_rows)
+    return csr
+
+
+def build_csc(csr: CSR, n_targets: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Incoming synapses per target (stable: sources ascending), for the dense pull path."""
+    order = np.argsort(csr.indices, kind="stable")
+    c_ptr = np.zeros(n_targets + 1, np.int64)
+    np.cumsum(np.bincount(csr.indices, minlength=n_targets), out=c_ptr[1:])
+    c_src = csr.sources()[order]
+    return c_ptr, c_src, order.astype(np.int32 if csr.n_synapses < 2**31 else np.int64)
+
+
+def csr_from_arrays(arrays: dict[str, np.ndarray], n_targets: int, with_csc: bool) -> CSR:
+    csr = CSR(arrays["indptr"], arrays["indices"], arrays["weights"], arrays["delays"],
+              np.asarray(arrays["flags"], np.int64))
+    if with_csc:
+        csr.csc = build_csc(csr, n_targets)
+    return csr
+
+
+@dataclass
+class ProceduralTable:
+    """Row parameters of the procedural projections, as the kernels take them."""
+
+    ip: np.ndarray = field(default_factory=lambda: np.zeros((0, 11), np.int64))
+    fp: np.ndarray = field(default_factory=lambda: np.zeros((0, 7), np.float64))
+    keys: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    is_input: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    max_row: int = 1
+
+    def kernel_args(self) -> tuple[Any, ...]:
+        return (self.ip, self.fp, self.keys, self.is_input, np.empty(self.max_row, np.int64),
+                np.empty(self.max_row, np.float64), np.empty(self.max_row, np.int64))
+
+    def nbytes(self) -> int:
+        return int(self.ip.nbytes + self.fp.nbytes + self.keys.nbytes + self.is_input.nbytes
+                   + self.max_row * 24)
+
+
+def procedural_table(projections: list[tuple[Projection, int, int, bool]]) -> ProceduralTable:
+    if not projections:
+        return ProceduralTable()
+    ips, fps, keys, inputs, max_row = [], [], [], [], 1
+    for proj, key, offset, is_input in projections:
+        if isinstance(proj.topology, Random) and proj.topology.in_degree is not None:
+            raise ConfigError("Random(in_degree=...) cannot be procedural: the synapses of a "
+                              "source depend on every target's draw; use storage='csr' or "
+                              "Random(out_degree=...)")
+        ip, fp = proj.row_params(offset)
+        ips.append(ip)
+        fps.append(fp)
+        keys.append(key)
+        inputs.append(int(is_input))
+        n_tgt = proj.tgt_range[1] - proj.tgt_range[0]
+        max_row = max(max_row, max_row_length(proj.topology, n_tgt) + 1)
+    return ProceduralTable(np.stack(ips), np.stack(fps), np.array(keys, np.int64),
+                           np.array(inputs, np.int64), max_row)
+
+
+def degree_stats(csr: CSR, n_targets: int) -> dict[str, float]:
+    """Mean and variance of the out- and in-degree."""
+    out_deg = np.diff(csr.indptr)
+    in_deg = np.bincount(csr.indices, minlength=n_targets)
+    return {"out_mean": float(out_deg.mean()), "out_var": float(out_deg.var()),
+            "in_mean": float(in_deg.mean()), "in_var": float(in_deg.var())}
+
+
+def clustering_coefficient(csr: CSR, n: int) -> float:
+    """Average local clustering coefficient of the undirected graph of ``csr`` (n x n)."""
+    import scipy.sparse as sp
+
+    src = csr.sources()
+    a = sp.coo_matrix((np.ones(csr.n_synapses), (src, csr.indices)), shape=(n, n)).tocsr()
+    a = ((a + a.T) > 0).astype(np.float64)
+    a.setdiag(0)
+    a.eliminate_zeros()
+    deg = np.asarray(a.sum(axis=1)).ravel()
+    triangles = np.asarray((a @ a).multiply(a).sum(axis=1)).ravel() / 2.0
+    possible = deg * (deg - 1) / 2.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        local = np.where(possible > 0, triangles / possible, 0.0)
+    return float(local.mean())

@@ -1,0 +1,128 @@
+"""Input groups: sources of spikes that drive the network (Poisson or given arrays)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from neurofabric.core.errors import ConfigError, ShapeError
+from neurofabric.core.validation import check_array, check_int
+
+_DRAW_BLOCK = 1 << 22  # at most this many uniforms drawn at once
+
+
+@dataclass(frozen=True, eq=False)
+class PoissonInput:
+    """``n`` independent Poisson sources firing at ``rate`` Hz (scalar or one per source)."""
+
+    n: int
+    rate: Any = 10.0
+
+    def __post_init__(self) -> None:
+        check_int("n", self.n, min_value=1)
+        rate = np.asarray(self.rate, dtype=np.float64)
+        if rate.ndim not in (0, 1) or (rate.ndim == 1 and rate.shape != (self.n,)):
+            raise ShapeError(f"PoissonInput `rate` must be a scalar or have shape ({self.n},), "
+                             f"got {rate.shape}")
+        if not np.all(np.isfinite(rate)) or np.any(rate < 0):
+            raise ConfigError(f"PoissonInput `rate` must be >= 0 Hz and finite, got {self.rate!r}")
+
+    def validate(self, dt: float) -> None:
+        top = float(np.max(self.rate))
+        if top * dt > 1.0:
+            raise ConfigError(f"PoissonInput `rate` * dt must be <= 1 (one spike per step at "
+                              f"most), got {top} Hz with dt={dt} s; lower the rate or dt")
+
+    def spikes(self, t0: int, n_steps: int, dt: float, rng: np.random.Generator
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """(step, local index) of the spikes in steps [t0, t0 + n_steps), step-major."""
+        p = np.asarray(self.rate, dtype=np.float64) * dt
+        rows = max(1, _DRAW_BLOCK // self.n)
+        steps, idx = [], []
+        for start in range(0, n_steps, rows):
+            k = min(rows, n_steps - start)
+            s, i = np.nonzero(rng.random((k, self.n)) < p)
+            steps.append(s + start + t0)
+            idx.append(i)
+        if not steps:
+            return np.empty(0, np.int64), np.empty(0, np.int64)
+        return np.concatenate(steps).astype(np.int64), np.concatenate(idx).astype(np.int64)
+
+    def to_json(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        rate = np.asarray(self.rate, dtype=np.float64)
+        if rate.ndim == 0:
+            return {"type": "PoissonInput", "n": self.n, "rate": float(rate)}, {}
+        return {"type": "PoissonInput", "n": self.n, "rate": "array"}, {"rate": rate}
+
+
+@dataclass(frozen=True, eq=False)
+class SpikeArrayInput:
+    """``n`` sources that fire at given times: ``indices[k]`` fires at ``times[k]`` seconds."""
+
+    n: int
+    indices: Any = field(default_factory=lambda: np.empty(0, np.int64))
+    times: Any = field(default_factory=lambda: np.empty(0, np.float64))
+
+    def __post_init__(self) -> None:
+        check_int("n", self.n, min_value=1)
+        idx = check_array("indices", self.indices, shape=(None,)).astype(np.int64)
+        times = check_array("times", self.times, shape=(None,), dtype=np.float64)
+        if idx.shape != times.shape:
+            raise ShapeError(f"SpikeArrayInput `indices` and `times` must have the same length, "
+                             f"got {idx.shape[0]} and {times.shape[0]}")
+        if idx.size and (idx.min() < 0 or idx.max() >= self.n):
+            raise ConfigError(f"SpikeArrayInput `indices` must be in [0, {self.n}), got "
+                              f"values in [{idx.min()}, {idx.max()}]")
+        if times.size and times.min() < 0:
+            raise ConfigError(f"SpikeArrayInput `times` must be >= 0 seconds, got {times.min()}")
+        object.__setattr__(self, "indices", idx)
+        object.__setattr__(self, "times", times)
+
+    def validate(self, dt: float) -> None:
+        return None
+
+    def spikes(self, t0: int, n_steps: int, dt: float, rng: np.random.Generator
+               ) -> tuple[np.ndarray, np.ndarray]:
+        steps = np.rint(self.times / dt).astype(np.int64)
+        keep = (steps >= t0) & (steps < t0 + n_steps)
+        order = np.lexsort((self.indices[keep], steps[keep]))
+        return steps[keep][order], self.indices[keep][order]
+
+    def to_json(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        return ({"type": "SpikeArrayInput", "n": self.n},
+                {"indices": self.indices, "times": self.times})
+
+
+InputGroup = PoissonInput | SpikeArrayInput
+
+
+def input_from_json(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> InputGroup:
+    kind = meta.get("type")
+    if kind == "PoissonInput":
+        rate = arrays["rate"] if meta.get("rate") == "array" else meta["rate"]
+        return PoissonInput(n=meta["n"], rate=rate)
+    if kind == "SpikeArrayInput":
+        return SpikeArrayInput(n=meta["n"], indices=arrays["indices"], times=arrays["times"])
+    raise ConfigError(f"unknown input group type {kind!r}")
+
+
+def merge_input_spikes(groups: list[tuple[InputGroup, int]], t0: int, n_steps: int, dt: float,
+                       rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Step pointers and global source indices of all groups' spikes in [t0, t0 + n_steps)."""
+    all_steps, all_idx = [], []
+    for group, offset in groups:
+        s, i = group.spikes(t0, n_steps, dt, rng)
+        all_steps.append(s - t0)
+        all_idx.append(i + offset)
+    if not all_steps:
+        return np.zeros(n_steps + 1, np.int64), np.empty(0, np.int64)
+    steps = np.concatenate(all_steps)
+    idx = np.concatenate(all_idx)
+    if len(groups) > 1:
+        order = np.argsort(steps, kind="stable")
+        steps, idx = steps[order], idx[order]
+    ptr = np.zeros(n_steps + 1, np.int64)
+    np.cumsum(np.bincount(steps, minlength=n_steps), out=ptr[1:])
+    return ptr, idx

@@ -1,0 +1,211 @@
+r"""Reference kernels in numpy: the readable spec of the simulator. Same names as numba_cpu.
+
+One time step ``t`` (``dt``) of :func:`simulate`, for every neuron ``i``:
+
+1. **Arrivals.** Inputs scheduled for step ``t`` are taken from the ring buffers
+   ``buf_e[t % D]`` and ``buf_i[t % D]`` (and those slots are cleared).
+2. **Integration** from ``t`` to ``t + dt`` unless the neuron is refractory (then ``v`` is
+   held at ``v_reset`` and the refractory counter counts down; synapses still decay):
+
+   * CUBA (exact: the equations are linear with constant coefficients between events)::
+
+       tau_m dv/dt = v_inf - v + g_e + g_i,   tau_e dg_e/dt = -g_e,   tau_i dg_i/dt = -g_i
+       v(t+dt) = v_inf + (v - v_inf) e^{-dt/tau_m} + g_e c_e + g_i c_i
+       c_x = tau_x / (tau_x - tau_m) (e^{-dt/tau_x} - e^{-dt/tau_m})   (dt/tau_m e^{-dt/tau_m} if equal)
+
+     with ``v_inf = V_rest + R I_ext``; ``g`` in volts (the current times R).
+   * COBA (exponential Euler: exact while the conductances are frozen over the step)::
+
+       tau_m dv/dt = (v_inf - v) + g_e (E_e - v) + g_i (E_i - v)
+       g = 1 + g_e + g_i,  v_s = (v_inf + g_e E_e + g_i E_i) / g,  v <- v_s + (v - v_s) e^{-g dt/tau_m}
+
+     with ``g`` dimensionless (relative to the leak conductance). The conductances decay exactly.
+   * delta synapses: ``v <- v_inf + (v + a_e + a_i - v_inf) e^{-dt/tau_m}`` (jumps of v).
+3. **Threshold and reset.** ``v > v_th`` emits a spike at step ``t``; ``v <- v_reset`` and the
+   neuron stays refractory for ``ref_steps`` steps.
+4. **Monitors** record spikes, the spike count and sampled state.
+5. **Propagation.** Each spike of source ``s`` adds weight ``w`` to slot ``(t + d) % D`` of its
+   targets (``d >= 1`` steps): excitatory (``w >= 0``) to ``buf_e``, inhibitory to ``buf_i``
+   (times ``inh_sign``: +1 when ``g_i`` is a signed current, -1 when it is a conductance).
+   Event-driven *push* walks the CSR rows of the spiking sources (cost ~ spikes x fan-out);
+   dense *pull* walks every target's incoming synapses (CSC, cost ~ synapses) and is used
+   when more than ``dense_limit`` neurons spike in a step. Both add in the same order, so
+   they give bit-identical results.
+6. **External inputs** of step ``t`` are propagated the same way.
+"""
+
+import numpy as np
+
+from neurofabric.snn.kernels.rowgen import (  # noqa: F401  (re-exported spec functions)
+    gen_in_degree_sources,
+    gen_row,
+    gen_targets,
+)
+
+BACKEND = "reference"
+
+
+def build_rows(ip, fp, key, sources, max_row, counts_only):
+    """Generate the rows of ``sources``: (counts, targets, weights, delays) concatenated."""
+    st = np.empty(max_row, np.int64)
+    sw = np.empty(max_row, np.float64)
+    sd = np.empty(max_row, np.int64)
+    counts = np.zeros(len(sources), np.int64)
+    tgs, wts, dls = [], [], []
+    for a, s in enumerate(sources):
+        c = gen_row(ip, fp, int(key), int(s), st, sw, sd)
+        counts[a] = c
+        if not counts_only:
+            tgs.append(st[:c].astype(np.int32))
+            wts.append(sw[:c].astype(np.float32))
+            dls.append(sd[:c].astype(np.int32))
+    if counts_only or not tgs:
+        return counts, np.empty(0, np.int32), np.empty(0, np.float32), np.empty(0, np.int32)
+    return counts, np.concatenate(tgs), np.concatenate(wts), np.concatenate(dls)
+
+
+def build_in_degree(ip, fp, key, targets, k):
+    """Fixed in-degree: (sources, targets, weights, delays), ``k`` synapses per target."""
+    ss = np.empty(max(k, 1), np.int64)
+    sw = np.empty(max(k, 1), np.float64)
+    sd = np.empty(max(k, 1), np.int64)
+    out = ([], [], [], [])
+    for t in targets:
+        c = gen_in_degree_sources(ip, fp, int(key), int(t), ss, sw, sd)
+        out[0].append(ss[:c].astype(np.int32))
+        out[1].append(np.full(c, t, np.int32))
+        out[2].append(sw[:c].astype(np.float32))
+        out[3].append(sd[:c].astype(np.int32))
+    if not out[0]:
+        return (np.empty(0, np.int32), np.empty(0, np.int32), np.empty(0, np.float32),
+                np.empty(0, np.int32))
+    return tuple(np.concatenate(x) for x in out)
+
+
+def _rows(sources, indptr, indices, weights, delays, flags):
+    """Concatenated (targets, weights, delays) of the CSR rows of ``sources``, in order."""
+    starts = indptr[sources]
+    counts = indptr[sources + 1] - starts
+    total = int(counts.sum())
+    pos = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(total)
+    w = np.repeat(weights[sources], counts) if flags[0] == 1 else weights[pos]
+    d = np.full(total, flags[1]) if flags[1] >= 0 else delays[pos].astype(np.int64)
+    return indices[pos], w, d
+
+
+def _procedural_rows(sources, is_input, proc):
+    p_ip, p_fp, p_key, p_input, st, sw, sd = proc
+    tg, wt, dl = [], [], []
+    for s in sources:
+        for p in range(p_ip.shape[0]):
+            if p_input[p] != is_input or s < p_ip[p, 1] or s >= p_ip[p, 2]:
+                continue
+            c = gen_row(p_ip[p], p_fp[p], int(p_key[p]), int(s), st, sw, sd)
+            tg.append(st[:c].copy())
+            wt.append(sw[:c].astype(np.float32))
+            dl.append(sd[:c].copy())
+    if not tg:
+        return np.empty(0, np.int64), np.empty(0, np.float32), np.empty(0, np.int64)
+    return np.concatenate(tg), np.concatenate(wt), np.concatenate(dl)
+
+
+def _deliver(buf_e, buf_i, t, tg, w, d, inh_sign):
+    slots = (t + d) % buf_e.shape[0]
+    exc = w >= 0
+    # np.add.at adds element by element in array order: the same order as the loops
+    np.add.at(buf_e, (slots[exc], tg[exc]), w[exc])
+    np.add.at(buf_i, (slots[~exc], tg[~exc]), w[~exc] * buf_i.dtype.type(inh_sign))
+
+
+def _integrate(model, v, ge, gi, refrac, a_e, a_i, nparam, sc):
+    de, di, e_exc, e_inh = sc[0], sc[1], sc[2], sc[3]
+    active = refrac <= 0
+    refrac[~active] -= 1
+    vi = nparam[0]
+    if model == 2:
+        new_v = vi + (v + a_e + a_i - vi) * nparam[3]
+        v[active] = new_v[active]
+        return
+    x_e = ge + a_e
+    x_i = gi + a_i
+    if model == 0:
+        new_v = vi + (v - vi) * nparam[3] + x_e * nparam[4] + x_i * nparam[5]
+    else:
+        gt = 1.0 + x_e + x_i
+        vs = (vi + x_e * e_exc + x_i * e_inh) / gt
+        new_v = vs + (v - vs) * np.exp(-nparam[6] * gt)
+    v[active] = new_v[active]
+    ge[:] = x_e * de
+    gi[:] = x_i * di
+
+
+def simulate(n_steps, t0, model, state, nparam, ref_steps, sc, rec, csc, dense_limit,
+             ext, inputs, proc, mon, counters):
+    """Advance ``n_steps`` steps from step ``t0``, mutating ``state``, ``mon`` and ``counters``.
+
+    ``counters``: [spikes written, total spikes, event steps, dense steps, state records,
+    record interval, monitored neurons]. Returns ``(steps done, status)``; status 1 means the
+    spike buffer must be drained before going on.
+    """
+    v, ge, gi, refrac, buf_e, buf_i = state
+    r_indptr, r_indices, r_weights, r_delays, r_flags = rec
+    c_ptr, c_src, c_pos = csc
+    x_indptr, x_indices, x_weights, x_delays, x_flags = ext
+    in_ptr, in_idx = inputs
+    spk_mask, spk_t, spk_i, rate, rec_idx, rec_v, rec_ge, rec_gi, _spiked, _flag = mon
+    inh_sign = sc[4]
+    dmod = buf_e.shape[0]
+    cap = spk_t.shape[0]
+    for k in range(n_steps):
+        if cap - counters[0] < counters[6]:
+            return k, 1
+        t = t0 + k
+        slot = t % dmod
+        a_e = buf_e[slot].copy()
+        a_i = buf_i[slot].copy()
+        buf_e[slot] = 0
+        buf_i[slot] = 0
+        _integrate(model, v, ge, gi, refrac, a_e, a_i, nparam, sc)
+        fired = v > nparam[2]
+        spikes = np.flatnonzero(fired)
+        v[spikes] = nparam[1][spikes]
+        refrac[spikes] = ref_steps[spikes]
+        rate[k] = spikes.size
+        counters[1] += spikes.size
+        shown = spikes[spk_mask[spikes]]
+        w0 = counters[0]
+        spk_t[w0:w0 + shown.size] = t
+        spk_i[w0:w0 + shown.size] = shown
+        counters[0] += shown.size
+        if counters[5] > 0 and t % counters[5] == 0:
+            r = counters[4]
+            rec_v[r] = v[rec_idx]
+            rec_ge[r] = ge[rec_idx]
+            rec_gi[r] = gi[rec_idx]
+            counters[4] += 1
+        if spikes.size:
+            if r_indptr.shape[0] > 1 and 0 <= dense_limit < spikes.size:
+                counters[3] += 1
+                # dense pull: every incoming synapse, in target order, kept where the source fired
+                tgt = np.repeat(np.arange(c_ptr.shape[0] - 1), np.diff(c_ptr))
+                keep = fired[c_src]
+                pos = c_pos[keep]
+                src = c_src[keep]
+                w = r_weights[src] if r_flags[0] == 1 else r_weights[pos]
+                d = np.full(pos.size, r_flags[1]) if r_flags[1] >= 0 else r_delays[pos].astype(np.int64)
+                _deliver(buf_e, buf_i, t, tgt[keep], w, d, inh_sign)
+            else:
+                counters[2] += 1
+                if r_indptr.shape[0] > 1:
+                    _deliver(buf_e, buf_i, t, *_rows(spikes, r_indptr, r_indices, r_weights,
+                                                      r_delays, r_flags), inh_sign)
+            if proc[0].shape[0]:
+                _deliver(buf_e, buf_i, t, *_procedural_rows(spikes, 0, proc), inh_sign)
+        ins = in_idx[in_ptr[k]:in_ptr[k + 1]]
+        if ins.size:
+            if x_indptr.shape[0] > 1:
+                _deliver(buf_e, buf_i, t, *_rows(ins, x_indptr, x_indices, x_weights,
+                                                  x_delays, x_flags), inh_sign)
+            if proc[0].shape[0]:
+                _deliver(buf_e, buf_i, t, *_procedural_rows(ins, 1, proc), inh_sign)
+    return n_steps, 0

@@ -1,0 +1,299 @@
+"""Connectivity row generators: the synapses of one source, regenerated from (seed, source).
+
+This module is the spec of every topology. Both storage modes call it: materialized CSR runs
+it once per source at build time, procedural mode runs it again whenever the source spikes.
+It is plain Python on integers and floats: the ``reference`` backend runs it as it is and
+``numba_cpu`` compiles the very same functions with ``numba.njit``, so the two agree exactly.
+
+Random numbers come from a counter-based stream: ``uniform(key, i)`` is a hash of the row key
+and the draw counter ``i``; the row key is a hash of the projection key and the source index.
+All integer arithmetic stays below 2**63, so it is identical in Python and in numba's int64.
+
+Row parameters (``ip`` int64, ``fp`` float64), shared by all kinds:
+
+====  ===================================  ====  =====================================
+ip    meaning                              fp    meaning
+====  ===================================  ====  =====================================
+0     kind (see ``KIND_*``)                0     p (connection probability, peak p)
+1,2   source range [src0, src1)            1     beta (small-world rewiring)
+3,4   target range [tgt0, tgt1)            2     sigma (distance-dependent, lattice units)
+5     k (degree / neighbours)              3,4   weight mean, std (excitatory sources)
+6     lattice dims (1 or 2)                5,6   weight mean, std (inhibitory sources)
+7     allow self connections (0/1)
+8     Dale split: sources >= it inhibitory, -1 = no Dale (signed weights as drawn)
+9,10  delay range [lo, hi] in steps (inclusive)
+====  ===================================  ====  =====================================
+"""
+
+import math
+
+KIND_RANDOM = 0
+KIND_OUT_DEGREE = 1
+KIND_SMALL_WORLD = 2
+KIND_DISTANCE = 3
+KIND_ALL_TO_ALL = 4
+KIND_IN_DEGREE = 5  # generated per target; materialized CSR only
+KIND_ONE_TO_ONE = 6
+
+M32 = 4294967295
+
+
+def hash32(x):
+    """A 32-bit integer mixer (xorshift-multiply, two rounds). Input and output in [0, 2**32)."""
+    x = x & M32
+    x = ((x ^ (x >> 16)) * 73244475) & M32
+    x = ((x ^ (x >> 16)) * 73244475) & M32
+    return x ^ (x >> 16)
+
+
+def row_key(key, index):
+    """The stream key of row ``index`` under projection key ``key``."""
+    return hash32(hash32(key ^ (index & M32)) + 2654435769 * ((index >> 32) + 1))
+
+
+def uniform(key, i):
+    """The ``i``-th uniform draw of stream ``key``, in the open interval (0, 1)."""
+    h = hash32(hash32((key + 2654435769 * (i + 1)) & M32) ^ key)
+    return (h + 0.5) / 4294967296.0
+
+
+def normal(key, i):
+    """A standard normal from draws ``i`` and ``i + 1`` (Box-Muller, cosine branch)."""
+    u1 = uniform(key, i)
+    u2 = uniform(key, i + 1)
+    return math.sqrt(-2.0 * math.log(u1)) * math.cos(6.283185307179586 * u2)
+
+
+def synapse_weight(fp, dale, src, key, i):
+    """Weight of a synapse from ``src`` (uses draws ``i``, ``i + 1``)."""
+    if dale >= 0 and src >= dale:
+        w = fp[5] + fp[6] * normal(key, i) if fp[6] > 0.0 else fp[5]
+        return -abs(w)
+    w = fp[3] + fp[4] * normal(key, i) if fp[4] > 0.0 else fp[3]
+    return abs(w) if dale >= 0 else w
+
+
+def synapse_delay(ip, key, i):
+    """Delay in steps of a synapse (uses draw ``i`` when the range is not a single value)."""
+    lo = ip[9]
+    hi = ip[10]
+    if hi <= lo:
+        return lo
+    return lo + min(int(uniform(key, i) * (hi - lo + 1)), hi - lo)
+
+
+def _sample_distinct(key, n, k, exclude, out_t):
+    """Floyd's algorithm: ``k`` distinct sorted values from [0, n) without ``exclude``."""
+    m = n - 1 if exclude >= 0 else n
+    count = 0
+    for j in range(m - k, m):
+        r = int(uniform(key, 1000003 + j) * (j + 1))
+        if r > j:
+            r = j
+        found = False
+        for q in range(count):
+            if out_t[q] == r:
+                found = True
+                break
+        out_t[count] = j if found else r
+        count += 1
+    # insertion sort keeps the row in target order, as CSR rows are
+    for a in range(1, count):
+        v = out_t[a]
+        b = a - 1
+        while b >= 0 and out_t[b] > v:
+            out_t[b + 1] = out_t[b]
+            b -= 1
+        out_t[b + 1] = v
+    if exclude >= 0:
+        for a in range(count):
+            if out_t[a] >= exclude:
+                out_t[a] += 1
+    return count
+
+
+def _lattice_side(n, dims):
+    if dims == 1:
+        return n
+    side = int(math.sqrt(n))
+    while side * side > n:
+        side -= 1
+    while (side + 1) * (side + 1) <= n:
+        side += 1
+    return side
+
+
+def gen_targets(ip, fp, key, src, out_t):
+    """Fill ``out_t`` with the targets of ``src`` (absolute indices, ascending); return count."""
+    kind = ip[0]
+    src0 = ip[1]
+    tgt0 = ip[3]
+    n_t = ip[4] - tgt0
+    n_s = ip[2] - src0
+    allow_self = ip[7]
+    rk = row_key(key, src)
+    self_t = src - tgt0 if (allow_self == 0 and 0 <= src - tgt0 < n_t) else -1
+    count = 0
+    if kind == KIND_RANDOM:
+        p = fp[0]
+        if p <= 0.0:
+            return 0
+        if p >= 1.0:
+            for t in range(n_t):
+                if t != self_t:
+                    out_t[count] = tgt0 + t
+                    count += 1
+            return count
+        log_q = math.log1p(-p)
+        t = -1
+        i = 0
+        while True:
+            t += 1 + int(math.log(uniform(rk, i)) / log_q)
+            i += 1
+            if t >= n_t:
+                break
+            if t != self_t:
+                out_t[count] = tgt0 + t
+                count += 1
+        return count
+    if kind == KIND_OUT_DEGREE:
+        count = _sample_distinct(rk, n_t, ip[5], self_t, out_t)
+        for a in range(count):
+            out_t[a] += tgt0
+        return count
+    if kind == KIND_ONE_TO_ONE:
+        s = src - src0
+        if s < n_t:
+            out_t[0] = tgt0 + s
+            return 1
+        return 0
+    if kind == KIND_ALL_TO_ALL:
+        for t in range(n_t):
+            if t != self_t:
+                out_t[count] = tgt0 + t
+                count += 1
+        return count
+    if kind == KIND_SMALL_WORLD:
+        s = src - src0
+        half = ip[5] // 2
+        beta = fp[1]
+        for j in range(1, half + 1):
+            for side in range(2):
+                t = (s + j) % n_t if side == 0 else (s - j) % n_t
+                draw = 2 * (2 * j + side)
+                if beta > 0.0 and uniform(rk, draw) < beta:
+                    # rewire to a uniform target that is not the source and not already taken
+                    attempt = 0
+                    while True:
+                        cand = int(uniform(rk, 4 * n_t + 97 * draw + attempt) * n_t)
+                        attempt += 1
+                        if cand >= n_t:
+                            cand = n_t - 1
+                        dup = cand == s
+                        for q in range(count):
+                            if out_t[q] == cand:
+                                dup = True
+                                break
+                        if not dup or attempt > 64:
+                            break
+                    if dup:
+                        cand = t
+                    t = cand
+                out_t[count] = t
+                count += 1
+        # sort and drop duplicates left by rewiring collisions
+        for a in range(1, count):
+            v = out_t[a]
+            b = a - 1
+            while b >= 0 and out_t[b] > v:
+                out_t[b + 1] = out_t[b]
+                b -= 1
+            out_t[b + 1] = v
+        m = 0
+        for a in range(count):
+            if m == 0 or out_t[a] != out_t[m - 1]:
+                out_t[m] = out_t[a]
+                m += 1
+        for a in range(m):
+            out_t[a] += tgt0
+        return m
+    if kind == KIND_DISTANCE:
+        dims = ip[6]
+        sigma = fp[2]
+        p0 = fp[0]
+        reach = int(math.ceil(4.0 * sigma))
+        side_t = _lattice_side(n_t, dims)
+        side_s = _lattice_side(n_s, dims)
+        s = src - src0
+        if dims == 1:
+            cx = (s * n_t) // n_s if n_s != n_t else s
+            lo = -min(reach, (n_t - 1) // 2)
+            hi = min(reach, n_t // 2)
+            for off in range(lo, hi + 1):
+                t = (cx + off) % n_t
+                d2 = float(off * off)
+                if t != self_t and uniform(rk, off - lo) < p0 * math.exp(-d2 / (2.0 * sigma * sigma)):
+                    out_t[count] = t
+                    count += 1
+        else:
+            sx = s % side_s
+            sy = s // side_s
+            cx = (sx * side_t) // side_s
+            cy = (sy * side_t) // side_s
+            lo = -min(reach, (side_t - 1) // 2)
+            hi = min(reach, side_t // 2)
+            width = hi - lo + 1
+            for oy in range(lo, hi + 1):
+                for ox in range(lo, hi + 1):
+                    t = ((cy + oy) % side_t) * side_t + (cx + ox) % side_t
+                    d2 = float(ox * ox + oy * oy)
+                    draw = (oy - lo) * width + (ox - lo)
+                    if t != self_t and uniform(rk, draw) < p0 * math.exp(-d2 / (2.0 * sigma * sigma)):
+                        out_t[count] = t
+                        count += 1
+            # rows must be ascending: sort (windows wrap around the torus)
+            for a in range(1, count):
+                v = out_t[a]
+                b = a - 1
+                while b >= 0 and out_t[b] > v:
+                    out_t[b + 1] = out_t[b]
+                    b -= 1
+                out_t[b + 1] = v
+        if dims == 1:
+            for a in range(1, count):
+                v = out_t[a]
+                b = a - 1
+                while b >= 0 and out_t[b] > v:
+                    out_t[b + 1] = out_t[b]
+                    b -= 1
+                out_t[b + 1] = v
+        for a in range(count):
+            out_t[a] += tgt0
+        return count
+    return -1
+
+
+def gen_row(ip, fp, key, src, out_t, out_w, out_d):
+    """Targets, weights and delays (steps) of source ``src``; returns the synapse count."""
+    count = gen_targets(ip, fp, key, src, out_t)
+    wk = hash32(row_key(key, src) ^ 1431655765)
+    for a in range(count):
+        out_w[a] = synapse_weight(fp, ip[8], src, wk, 3 * a)
+        out_d[a] = synapse_delay(ip, wk, 3 * a + 2)
+    return count
+
+
+def gen_in_degree_sources(ip, fp, key, tgt, out_s, out_w, out_d):
+    """Fixed in-degree: ``k`` distinct sources of target ``tgt`` (absolute, ascending), with
+    the weight and delay of each synapse; returns the count."""
+    src0 = ip[1]
+    n_s = ip[2] - src0
+    self_s = tgt - src0 if (ip[7] == 0 and 0 <= tgt - src0 < n_s) else -1
+    rk = row_key(key ^ 2863311530, tgt)
+    count = _sample_distinct(rk, n_s, ip[5], self_s, out_s)
+    wk = hash32(rk ^ 1431655765)
+    for a in range(count):
+        out_s[a] += src0
+        out_w[a] = synapse_weight(fp, ip[8], out_s[a], wk, 3 * a)
+        out_d[a] = synapse_delay(ip, wk, 3 * a + 2)
+    return count

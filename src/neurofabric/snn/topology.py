@@ -1,0 +1,181 @@
+"""Connection rules. Each is a frozen description; the synapses come from :mod:`.kernels.rowgen`.
+
+>>> Random(p=0.02)                 # each pair independently with probability p
+>>> Random(out_degree=80)          # exactly 80 distinct targets per source
+>>> Random(in_degree=80)           # exactly 80 distinct sources per target (CSR only)
+>>> SmallWorld(k=100, beta=0.1)    # Watts-Strogatz ring lattice, rewired with probability beta
+>>> DistanceDependent(sigma=3.0, p_max=0.5, dims=2)  # p = p_max exp(-d^2 / 2 sigma^2)
+>>> AllToAll()
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from neurofabric.core.errors import ConfigError
+from neurofabric.core.validation import check_choice, check_int, check_positive, check_probability
+from neurofabric.snn.kernels import rowgen
+
+
+@dataclass(frozen=True)
+class Random:
+    """Erdos-Renyi connectivity: by probability ``p``, or a fixed ``out_degree`` / ``in_degree``."""
+
+    p: float | None = None
+    out_degree: int | None = None
+    in_degree: int | None = None
+
+    def __post_init__(self) -> None:
+        given = [x is not None for x in (self.p, self.out_degree, self.in_degree)]
+        if sum(given) != 1:
+            raise ConfigError("Random needs exactly one of `p`, `out_degree` or `in_degree`, "
+                              f"got p={self.p}, out_degree={self.out_degree}, "
+                              f"in_degree={self.in_degree}")
+        if self.p is not None:
+            check_probability("p", self.p)
+        if self.out_degree is not None:
+            check_int("out_degree", self.out_degree, min_value=0)
+        if self.in_degree is not None:
+            check_int("in_degree", self.in_degree, min_value=0)
+
+    def kind(self) -> int:
+        if self.p is not None:
+            return rowgen.KIND_RANDOM
+        return rowgen.KIND_OUT_DEGREE if self.out_degree is not None else rowgen.KIND_IN_DEGREE
+
+    def check_sizes(self, n_src: int, n_tgt: int, allow_self: bool) -> None:
+        room_t = n_tgt - (0 if allow_self else 1)
+        room_s = n_src - (0 if allow_self else 1)
+        if self.out_degree is not None and self.out_degree > room_t:
+            raise ConfigError(f"`out_degree` must be <= {room_t} (the targets available), "
+                              f"got {self.out_degree}")
+        if self.in_degree is not None and self.in_degree > room_s:
+            raise ConfigError(f"`in_degree` must be <= {room_s} (the sources available), "
+                              f"got {self.in_degree}")
+
+    def degree(self) -> int:
+        return int(self.out_degree or self.in_degree or 0)
+
+
+@dataclass(frozen=True)
+class SmallWorld:
+    """Watts-Strogatz: each source projects to its ``k`` nearest ring neighbours (k/2 per side),
+    each synapse rewired to a uniformly drawn target with probability ``beta``."""
+
+    k: int = 10
+    beta: float = 0.1
+
+    def __post_init__(self) -> None:
+        check_int("k", self.k, min_value=2)
+        if self.k % 2:
+            raise ConfigError(f"`k` must be even (k/2 neighbours on each side), got {self.k}")
+        check_probability("beta", self.beta)
+
+    def kind(self) -> int:
+        return rowgen.KIND_SMALL_WORLD
+
+    def check_sizes(self, n_src: int, n_tgt: int, allow_self: bool) -> None:
+        if n_src != n_tgt:
+            raise ConfigError(f"SmallWorld needs as many sources as targets (one ring), got "
+                              f"{n_src} sources and {n_tgt} targets")
+        if self.k >= n_tgt:
+            raise ConfigError(f"SmallWorld `k` must be < the number of neurons ({n_tgt}), "
+                              f"got {self.k}")
+
+    def degree(self) -> int:
+        return self.k
+
+
+@dataclass(frozen=True)
+class DistanceDependent:
+    """Gaussian connection probability on a periodic 1-D ring or 2-D square lattice.
+
+    ``p(d) = p_max exp(-d^2 / (2 sigma^2))`` with ``d`` in lattice units, cut off at 4 sigma.
+    Sources are placed on the target lattice by scaling their own lattice coordinates.
+    """
+
+    sigma: float = 2.0
+    p_max: float = 1.0
+    dims: int = 1
+
+    def __post_init__(self) -> None:
+        check_positive("sigma", self.sigma, "lattice units")
+        check_probability("p_max", self.p_max)
+        check_choice("dims", self.dims, (1, 2))
+
+    def kind(self) -> int:
+        return rowgen.KIND_DISTANCE
+
+    def check_sizes(self, n_src: int, n_tgt: int, allow_self: bool) -> None:
+        if self.dims == 2:
+            for what, n in (("sources", n_src), ("targets", n_tgt)):
+                if math.isqrt(n) ** 2 != n:
+                    raise ConfigError(f"DistanceDependent(dims=2) needs a square number of "
+                                      f"{what}, got {n}; use dims=1 or a square size")
+
+    def degree(self) -> int:
+        return 0
+
+
+@dataclass(frozen=True)
+class AllToAll:
+    """Every source to every target (no self connections unless ``allow_self``)."""
+
+    def kind(self) -> int:
+        return rowgen.KIND_ALL_TO_ALL
+
+    def check_sizes(self, n_src: int, n_tgt: int, allow_self: bool) -> None:
+        return None
+
+    def degree(self) -> int:
+        return 0
+
+
+@dataclass(frozen=True)
+class OneToOne:
+    """Source ``i`` of the range to target ``i`` of the range (e.g. one Poisson drive each)."""
+
+    def kind(self) -> int:
+        return rowgen.KIND_ONE_TO_ONE
+
+    def check_sizes(self, n_src: int, n_tgt: int, allow_self: bool) -> None:
+        if n_src != n_tgt:
+            raise ConfigError(f"OneToOne needs as many sources as targets, got {n_src} sources "
+                              f"and {n_tgt} targets")
+
+    def degree(self) -> int:
+        return 1
+
+
+Topology = Random | SmallWorld | DistanceDependent | AllToAll | OneToOne
+_TOPOLOGIES = {"Random": Random, "SmallWorld": SmallWorld,
+               "DistanceDependent": DistanceDependent, "AllToAll": AllToAll,
+               "OneToOne": OneToOne}
+
+
+def topology_to_json(topo: Topology) -> dict[str, Any]:
+    return {"type": type(topo).__name__, **asdict(topo)}
+
+
+def topology_from_json(data: dict[str, Any]) -> Topology:
+    data = dict(data)
+    name = data.pop("type", None)
+    if name not in _TOPOLOGIES:
+        raise ConfigError(f"unknown topology {name!r}; known: {sorted(_TOPOLOGIES)}")
+    return _TOPOLOGIES[name](**data)
+
+
+def max_row_length(topo: Topology, n_tgt: int) -> int:
+    """An upper bound of the synapses one source can have (for scratch buffers)."""
+    if isinstance(topo, SmallWorld):
+        return topo.k
+    if isinstance(topo, OneToOne):
+        return 1
+    if isinstance(topo, Random) and topo.out_degree is not None:
+        return topo.out_degree
+    if isinstance(topo, DistanceDependent):
+        reach = 2 * math.ceil(4 * topo.sigma) + 1
+        return min(n_tgt, reach if topo.dims == 1 else reach * reach)
+    return n_tgt
