@@ -242,14 +242,15 @@ class SpikingNetwork:
         for index, proj in enumerate(self.projections):
             key = projection_key(self.seed & 0xFFFFFFFF, index)
             is_input = proj.source != "neurons"
-            offset = self._input_offsets[proj.source] if is_input else 0
+            src_offset = self._input_offsets[proj.source] if is_input else 0
             if proj.procedural:
-                proc.append((proj, key, offset, is_input))
+                proc.append((proj, key, src_offset, is_input))
             else:
-                (ext if is_input else rec).append((proj, key, offset))
+                (ext if is_input else rec).append((proj, key, src_offset))
         with_csc = self.propagation != "event"
         self.csr_ = (build_csr(rec, self.n_neurons, self._k, with_csc) if rec else empty_csr())
-        self.input_csr_ = build_csr(ext, max(offset, 1), self._k) if ext else empty_csr()
+        self.input_csr_ = (build_csr(ext, max(self.n_input_sources_, 1), self._k) if ext
+                           else empty_csr())
         self.procedural_: ProceduralTable = procedural_table(proc)
         self.state_ = self.init_state()
         self.build_s_ = time.perf_counter() - t0
@@ -278,6 +279,11 @@ class SpikingNetwork:
         sc = np.array([math.exp(-dt / syn.tau_e), math.exp(-dt / syn.tau_i), syn.e_exc,
                        syn.e_inh, -1.0 if syn.model == "coba" else 1.0])
         return nparam, ref_steps, sc
+
+    def _homogeneous(self) -> int:
+        """1 when every neuron has the same parameters (the kernels then read scalars)."""
+        p, r = self._nparam, self._ref_steps
+        return int(bool(np.all(p == p[:, :1])) and bool(np.all(r == r[0])))
 
     def set_current(self, i_ext: Any) -> None:
         """Change the injected current (amps; scalar or one per neuron) from now on."""
@@ -391,7 +397,7 @@ class SpikingNetwork:
                np.zeros(1, np.int32), np.zeros(0, np.int64), np.zeros((0, 0), dt),
                np.zeros((0, 0), dt), np.zeros((0, 0), dt), np.empty(n, np.int32),
                np.zeros(n, np.uint8))
-        counters = np.array([0, 0, 0, 0, 0, 0, n], np.int64)
+        counters = np.array([0, 0, 0, 0, 0, 0, n, self._homogeneous()], np.int64)
         self._kernel_call(new, 1, (ptr, idx), mon, counters)
         new.t += 1
         return mon[2][: counters[0]].copy(), new
@@ -420,7 +426,7 @@ class SpikingNetwork:
         every = state_mon.every if state_mon else 0
         counts = np.zeros(n_steps, np.int32)
         spiked, flag = np.empty(n, np.int32), np.zeros(n, np.uint8)
-        counters = np.array([0, 0, 0, 0, 0, every, n_mon], np.int64)
+        counters = np.array([0, 0, 0, 0, 0, every, n_mon, self._homogeneous()], np.int64)
         st = self.state_
         t_start, out_t, out_i, rec_parts = st.t, [], [], []
         wall0 = time.perf_counter()

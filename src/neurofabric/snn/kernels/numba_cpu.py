@@ -124,6 +124,117 @@ def _push_procedural(src, is_input, proc, buf_e, buf_i, t, dmod, inh_sign):
             _deliver(buf_e, buf_i, t, dmod, sd[q], st[q], w, inh_sign)
 
 
+@njit(cache=True, inline="always")
+def _refractory_step(r, vn, v_old, v_th, v_reset, ref):
+    """(new v, new counter, fired) for one neuron: hold while refractory, then threshold."""
+    vn = vn if r <= 0 else v_old
+    fired = vn > v_th
+    v_new = v_reset if fired else vn
+    r_new = ref if fired else (r - 1 if r > 0 else 0)
+    return v_new, r_new, fired
+
+
+@njit(cache=True, inline="always")
+def _cuba_neuron(v, ge, gi, r, a_e, a_i, v_inf, v_reset, v_th, dm, ce, ci, ref, de, di):
+    """One CUBA neuron: returns (v, g_e, g_i, refractory counter, fired)."""
+    x_e = ge + a_e
+    x_i = gi + a_i
+    vn = v_inf + (v - v_inf) * dm + x_e * ce + x_i * ci
+    v_new, r_new, fired = _refractory_step(r, vn, v, v_th, v_reset, ref)
+    return v_new, x_e * de, x_i * di, r_new, fired
+
+
+@njit(cache=True, inline="always")
+def _coba_neuron(v, ge, gi, r, a_e, a_i, v_inf, v_reset, v_th, dtm, ref, de, di, e_exc, e_inh):
+    x_e = ge + a_e
+    x_i = gi + a_i
+    gt = 1.0 + x_e + x_i
+    vs = (v_inf + x_e * e_exc + x_i * e_inh) / gt
+    vn = vs + (v - vs) * np.exp(-dtm * gt)
+    v_new, r_new, fired = _refractory_step(r, vn, v, v_th, v_reset, ref)
+    return v_new, x_e * de, x_i * di, r_new, fired
+
+
+@njit(cache=True, inline="always")
+def _delta_neuron(v, r, a_e, a_i, v_inf, v_reset, v_th, dm, ref):
+    vn = v_inf + (v + a_e + a_i - v_inf) * dm
+    return _refractory_step(r, vn, v, v_th, v_reset, ref)
+
+
+@njit(cache=True)
+def _update(model, hom, v, ge, gi, refrac, be, bi, nparam, ref, sc, flag):
+    """Steps 1-3 for every neuron. ``hom``: all neurons share parameters (column 0 is read,
+    which keeps per-step memory traffic to the state alone)."""
+    de = sc[0]
+    di = sc[1]
+    n = v.shape[0]
+    if model == 0 and hom:
+        p0, p1, p2, p3, p4, p5, rf = (nparam[0, 0], nparam[1, 0], nparam[2, 0], nparam[3, 0],
+                                      nparam[4, 0], nparam[5, 0], ref[0])
+        for i in range(n):
+            v[i], ge[i], gi[i], refrac[i], flag[i] = _cuba_neuron(
+                v[i], ge[i], gi[i], refrac[i], be[i], bi[i], p0, p1, p2, p3, p4, p5, rf, de, di)
+            be[i] = 0.0
+            bi[i] = 0.0
+    elif model == 0:
+        for i in range(n):
+            v[i], ge[i], gi[i], refrac[i], flag[i] = _cuba_neuron(
+                v[i], ge[i], gi[i], refrac[i], be[i], bi[i], nparam[0, i], nparam[1, i],
+                nparam[2, i], nparam[3, i], nparam[4, i], nparam[5, i], ref[i], de, di)
+            be[i] = 0.0
+            bi[i] = 0.0
+    elif model == 1 and hom:
+        p0, p1, p2, p6, rf = nparam[0, 0], nparam[1, 0], nparam[2, 0], nparam[6, 0], ref[0]
+        for i in range(n):
+            v[i], ge[i], gi[i], refrac[i], flag[i] = _coba_neuron(
+                v[i], ge[i], gi[i], refrac[i], be[i], bi[i], p0, p1, p2, p6, rf, de, di,
+                sc[2], sc[3])
+            be[i] = 0.0
+            bi[i] = 0.0
+    elif model == 1:
+        for i in range(n):
+            v[i], ge[i], gi[i], refrac[i], flag[i] = _coba_neuron(
+                v[i], ge[i], gi[i], refrac[i], be[i], bi[i], nparam[0, i], nparam[1, i],
+                nparam[2, i], nparam[6, i], ref[i], de, di, sc[2], sc[3])
+            be[i] = 0.0
+            bi[i] = 0.0
+    elif hom:
+        p0, p1, p2, p3, rf = nparam[0, 0], nparam[1, 0], nparam[2, 0], nparam[3, 0], ref[0]
+        for i in range(n):
+            v[i], refrac[i], flag[i] = _delta_neuron(v[i], refrac[i], be[i], bi[i], p0, p1, p2,
+                                                     p3, rf)
+            be[i] = 0.0
+            bi[i] = 0.0
+    else:
+        for i in range(n):
+            v[i], refrac[i], flag[i] = _delta_neuron(v[i], refrac[i], be[i], bi[i], nparam[0, i],
+                                                     nparam[1, i], nparam[2, i], nparam[3, i],
+                                                     ref[i])
+            be[i] = 0.0
+            bi[i] = 0.0
+
+
+@njit(cache=True)
+def _collect(flag, spiked):
+    """Indices of the set flags (ascending) into ``spiked``; clears the flags."""
+    n = flag.shape[0]
+    words = flag[: n - n % 8].view(np.uint64)
+    count = 0
+    for w in range(words.shape[0]):
+        if words[w] != 0:
+            for i in range(8 * w, 8 * w + 8):
+                if flag[i]:
+                    spiked[count] = i
+                    count += 1
+                    flag[i] = 0
+    for i in range(n - n % 8, n):
+        if flag[i]:
+            spiked[count] = i
+            count += 1
+            flag[i] = 0
+    return count
+
+
 @njit(cache=True)
 def simulate(n_steps, t0, model, state, nparam, ref_steps, sc, rec, csc, dense_limit,
              ext, inputs, proc, mon, counters):
@@ -140,6 +251,7 @@ def simulate(n_steps, t0, model, state, nparam, ref_steps, sc, rec, csc, dense_l
     e_inh = sc[3]
     inh_sign = sc[4]
     rec_every = counters[5]
+    hom = counters[7] == 1
     n = v.shape[0]
     dmod = buf_e.shape[0]
     has_rec = r_indptr.shape[0] > 1
@@ -156,45 +268,12 @@ def simulate(n_steps, t0, model, state, nparam, ref_steps, sc, rec, csc, dense_l
             return k, 1  # spike buffer may overflow in this step: the shell drains it first
         t = t0 + k
         slot = t % dmod
-        # --- 1-3: arrivals, integration, threshold and reset (one fused pass)
-        n_spk = 0
-        for i in range(n):
-            a_e = buf_e[slot, i]
-            a_i = buf_i[slot, i]
-            buf_e[slot, i] = 0.0
-            buf_i[slot, i] = 0.0
-            if model == 0:  # CUBA, exact
-                x_e = ge[i] + a_e
-                x_i = gi[i] + a_i
-                if refrac[i] > 0:
-                    refrac[i] -= 1
-                else:
-                    vi = nparam[0, i]
-                    v[i] = vi + (v[i] - vi) * nparam[3, i] + x_e * nparam[4, i] + x_i * nparam[5, i]
-                ge[i] = x_e * de
-                gi[i] = x_i * di
-            elif model == 1:  # COBA, exponential Euler with conductances frozen over the step
-                x_e = ge[i] + a_e
-                x_i = gi[i] + a_i
-                if refrac[i] > 0:
-                    refrac[i] -= 1
-                else:
-                    gt = 1.0 + x_e + x_i
-                    vs = (nparam[0, i] + x_e * e_exc + x_i * e_inh) / gt
-                    v[i] = vs + (v[i] - vs) * np.exp(-nparam[6, i] * gt)
-                ge[i] = x_e * de
-                gi[i] = x_i * di
-            else:  # delta synapses: jumps of v, dropped while refractory
-                if refrac[i] > 0:
-                    refrac[i] -= 1
-                else:
-                    vi = nparam[0, i]
-                    v[i] = vi + (v[i] + a_e + a_i - vi) * nparam[3, i]
-            if v[i] > nparam[2, i]:
-                v[i] = nparam[1, i]
-                refrac[i] = ref_steps[i]
-                spiked[n_spk] = i
-                n_spk += 1
+        # --- 1-3: arrivals, integration, threshold and reset: branch-free, vectorizable
+        be = buf_e[slot]
+        bi = buf_i[slot]
+        _update(model, hom, v, ge, gi, refrac, buf_e[slot], buf_i[slot], nparam, ref_steps,
+                sc, flag)
+        n_spk = _collect(flag, spiked)
         # --- 4: monitors
         rate[k] = n_spk
         for q in range(n_spk):

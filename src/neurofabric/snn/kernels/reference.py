@@ -144,7 +144,7 @@ def simulate(n_steps, t0, model, state, nparam, ref_steps, sc, rec, csc, dense_l
     """Advance ``n_steps`` steps from step ``t0``, mutating ``state``, ``mon`` and ``counters``.
 
     ``counters``: [spikes written, total spikes, event steps, dense steps, state records,
-    record interval, monitored neurons]. Returns ``(steps done, status)``; status 1 means the
+    record interval, monitored neurons, homogeneous parameters (a hint for fast kernels)]. Returns ``(steps done, status)``; status 1 means the
     spike buffer must be drained before going on.
     """
     v, ge, gi, refrac, buf_e, buf_i = state
