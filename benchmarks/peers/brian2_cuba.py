@@ -67,7 +67,7 @@ Memory:
   everything that appears with the synapses: index arrays (and the transient
   copy when a ``std::vector`` grows), spike-queue structures built at the start
   of the run, and -- a small, not-synapse part -- the spike monitor's buffers
-  and the per-run state (<1 % here). No second K=0 build is needed. For
+  and the per-run state (~3 % at N=4000, 1 s). No K=0 build is needed. For
   ``cpp_standalone`` the RSS before ``connect()`` is read from
   ``/proc/self/status`` inside the binary and the peak is the binary's
   ``ru_maxrss``; for ``cython`` the kernel's peak counter is reset

@@ -69,10 +69,12 @@ def _read_array(path: Path, dtype: str, shape: list[int]) -> np.ndarray:
     source = pa.memory_map(str(path), "r")
     table = pa.ipc.open_file(source).read_all()
     column = table.column("values")
+    want = np.dtype(dtype)
+    if column.num_chunks == 0:
+        return np.empty(shape, dtype=want)
     if column.num_chunks != 1:
         column = pa.chunked_array([pa.concat_arrays(column.chunks)])
     values = column.chunk(0).to_numpy(zero_copy_only=column.null_count == 0)
-    want = np.dtype(dtype)
     if want == np.bool_:
         values = values.view(np.bool_)
     if values.dtype != want:

@@ -4,10 +4,41 @@ The whole multi-step loop runs inside :func:`simulate`, so the per-step cost is 
 update plus the synaptic events; nothing is allocated inside the loop.
 """
 
+import hashlib
+import logging
+from pathlib import Path
+
 import numpy as np
 from numba import njit
 
 from neurofabric.snn.kernels import rowgen
+
+log = logging.getLogger(__name__)
+
+
+def _drop_stale_cache() -> None:
+    """Numba's on-disk cache does not notice when a *called* function in another file
+    changes; key the whole cache of this package on the source of both kernel files."""
+    here = Path(__file__).parent
+    cache = here / "__pycache__"
+    digest = hashlib.sha256()
+    for name in ("rowgen.py", "numba_cpu.py"):
+        digest.update((here / name).read_bytes())
+    stamp = digest.hexdigest()
+    marker = cache / "neurofabric-kernels.stamp"
+    try:
+        if marker.is_file() and marker.read_text() == stamp:
+            return
+        cache.mkdir(exist_ok=True)
+        for pattern in ("*.nbi", "*.nbc"):
+            for stale in cache.glob(pattern):
+                stale.unlink()
+        marker.write_text(stamp)
+    except OSError as exc:  # a read-only install: numba then compiles in memory
+        log.debug("cannot manage the numba cache in %s: %s", cache, exc)
+
+
+_drop_stale_cache()
 
 
 def _compile_spec(names):

@@ -145,13 +145,17 @@ def gen_targets(ip, fp, key, src, out_t):
                     count += 1
             return count
         log_q = math.log1p(-p)
+        if log_q == 0.0:  # p below double resolution: no synapse in any realistic network
+            return 0
         t = -1
         i = 0
         while True:
-            t += 1 + int(math.log(uniform(rk, i)) / log_q)
+            # geometric skip to the next connected target (compared as float: no overflow)
+            gap = math.log(uniform(rk, i)) / log_q
             i += 1
-            if t >= n_t:
+            if gap >= n_t - t - 1:
                 break
+            t += 1 + int(gap)
             if t != self_t:
                 out_t[count] = tgt0 + t
                 count += 1

@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+
+from neurofabric.core import backend as backends
+from neurofabric.core.config import config_context, get_config
+from neurofabric.core.errors import BackendUnavailableError, ConfigError, ShapeError
+from neurofabric.core.rng import make_rng, seed_to_int
+from neurofabric.core.validation import broadcast_param, check_positive, check_probability
+
+
+def test_config_context_nests_and_restores():
+    base = get_config().backend
+    with config_context(backend="reference"):
+        assert get_config().backend == "reference"
+        with config_context(backend="numba"):
+            assert get_config().backend == "numba"
+        assert get_config().backend == "reference"
+    assert get_config().backend == base
+    with pytest.raises(ConfigError, match="unknown setting"), config_context(colour="red"):
+        pass
+
+
+def test_environment_defaults(monkeypatch, tmp_path):
+    import neurofabric.core.config as cfg
+
+    monkeypatch.setenv("NEUROFABRIC_DATA", str(tmp_path))
+    monkeypatch.setenv("NEUROFABRIC_THREADS", "3")
+    settings = cfg._from_environment()
+    assert settings.data_dir == tmp_path and settings.threads == 3
+    monkeypatch.setenv("NEUROFABRIC_BACKEND", "gpu-magic")
+    with pytest.raises(ConfigError, match="NEUROFABRIC_BACKEND"):
+        cfg._from_environment()
+
+
+def test_validation_messages_name_parameter_and_value():
+    with pytest.raises(ConfigError, match=r"`tau_m` must be > 0 \(s\), got -0.01"):
+        check_positive("tau_m", -0.01, "s")
+    with pytest.raises(ConfigError, match=r"`p` must be a probability in \[0, 1\], got 1.5"):
+        check_probability("p", 1.5)
+    with pytest.raises(ShapeError, match="length 3"):
+        broadcast_param("v_th", np.zeros(4), 3)
+    assert broadcast_param("v_th", 2.0, 3).tolist() == [2.0, 2.0, 2.0]
+
+
+def test_seeds():
+    assert make_rng(3).random() == make_rng(3).random()
+    g = np.random.default_rng(1)
+    assert make_rng(g) is g
+    assert seed_to_int(5) == 5
+    with pytest.raises(ConfigError, match="seed"):
+        make_rng(-1)
+
+
+def test_backend_registry_never_swaps_silently():
+    backends.register("unit-test", "reference", "math")
+    backends.register("unit-test", "numba", "math", requires="a_module_that_is_not_there")
+    assert backends.resolve("unit-test", "auto")[0] == "reference"
+    with pytest.raises(BackendUnavailableError, match="pip install"):
+        backends.resolve("unit-test", "numba")
+    with pytest.raises(ConfigError, match="backend"):
+        backends.resolve("unit-test", "cuda")

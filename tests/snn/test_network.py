@@ -1,0 +1,143 @@
+"""The public shell: step vs run, save/load/resume, monitors, exports, errors."""
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from neurofabric.core.errors import CheckpointError, ConfigError, NotFittedError
+from neurofabric.snn import (
+    PoissonInput,
+    Random,
+    RateMonitor,
+    SpikeMonitor,
+    SpikingNetwork,
+    StateMonitor,
+)
+from neurofabric.snn.models import brunel, build_model, cuba
+
+
+def _driven(seed=5, storage="csr"):
+    net = SpikingNetwork(300, seed=seed, storage=storage, v_init=(-70e-3, -56e-3),
+                         max_delay=3e-3)
+    net.add_input("drive", PoissonInput(100, rate=300.0))
+    net.connect(Random(p=0.1), weight=0.5e-3, inh_weight=2e-3, delay=(1e-4, 3e-3))
+    return net.connect(Random(p=0.2), source="drive", weight=1.5e-3)
+
+
+def test_step_loop_equals_run_and_never_mutates_its_input():
+    a, b = _driven(), _driven()
+    res = a.run(0.01, monitors=[SpikeMonitor()])
+    b.build()
+    state = b.state_
+    v0 = state.v.copy()
+    spikes = []
+    for _ in range(100):
+        out, new = b.step(None, state)
+        assert new is not state
+        spikes.append(out)
+        state = new
+    np.testing.assert_array_equal(b.state_.v, v0)  # the original state is untouched
+    assert sum(len(s) for s in spikes) == res.n_spikes > 0
+    np.testing.assert_array_equal(np.concatenate(spikes), res.spike_indices)
+    np.testing.assert_array_equal(state.v, a.state_.v)
+
+
+@pytest.mark.parametrize("storage", ["csr", "procedural"])
+def test_save_load_resume_equals_uninterrupted(tmp_path, storage):
+    whole = _driven(storage=storage).run(0.2, monitors=[SpikeMonitor()])
+    first = _driven(storage=storage)
+    r1 = first.run(0.08, monitors=[SpikeMonitor()])
+    first.save(tmp_path / "net")
+    resumed = SpikingNetwork.load(tmp_path / "net")
+    r2 = resumed.run(0.12, monitors=[SpikeMonitor()])
+    assert r2.t_start == pytest.approx(0.08)
+    np.testing.assert_array_equal(np.concatenate([r1.spike_indices, r2.spike_indices]),
+                                  whole.spike_indices)
+    np.testing.assert_allclose(np.concatenate([r1.spike_times, r2.spike_times]),
+                               whole.spike_times, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(resumed.state_.v, _run_to(0.2, storage).state_.v)
+
+
+def _run_to(t, storage):
+    net = _driven(storage=storage)
+    net.run(t)
+    return net
+
+
+def test_load_with_other_backend_gives_same_spikes(tmp_path):
+    net = cuba(500, seed=2)
+    net.run(0.05)
+    net.save(tmp_path / "c")
+    a = SpikingNetwork.load(tmp_path / "c", backend="numba").run(0.05, monitors=[SpikeMonitor()])
+    b = SpikingNetwork.load(tmp_path / "c", backend="reference").run(
+        0.05, monitors=[SpikeMonitor()])
+    np.testing.assert_array_equal(a.spike_indices, b.spike_indices)
+
+
+def test_corrupt_checkpoint_raises_and_leaves_files(tmp_path):
+    net = cuba(200, seed=1)
+    net.build()
+    path = net.save(tmp_path / "c")
+    victim = path / "state.v.arrow"
+    blob = bytearray(victim.read_bytes())
+    blob[-50] ^= 0x55
+    victim.write_bytes(bytes(blob))
+    listing = sorted(p.name for p in path.iterdir())
+    with pytest.raises(CheckpointError):
+        SpikingNetwork.load(path)
+    assert sorted(p.name for p in path.iterdir()) == listing
+    assert victim.read_bytes() == bytes(blob)
+    from neurofabric.core.checkpoint import save_checkpoint
+
+    save_checkpoint(tmp_path / "other", engine="guard.Classifier", params={}, arrays={})
+    with pytest.raises(CheckpointError, match="snn.SpikingNetwork"):
+        SpikingNetwork.load(tmp_path / "other")
+
+
+def test_monitors_and_exports(tmp_path):
+    net = cuba(1000, seed=1)
+    res = net.run(0.2, monitors=[SpikeMonitor(neurons=range(100)),
+                                 StateMonitor(neurons=[1, 2], variables=("v", "gi"), every=10),
+                                 RateMonitor(bin_steps=100)])
+    assert res.spike_indices.max() < 100
+    assert res.state["v"].shape == (200, 2) and "ge" not in res.state
+    assert res.rate_hz.shape == (20,)
+    assert np.sum(res.rate_hz) * 100 * 1e-4 * 1000 == pytest.approx(res.n_spikes)
+    res.export_spikes(tmp_path / "s.parquet")
+    table = pq.read_table(tmp_path / "s.parquet")
+    np.testing.assert_array_equal(table["neuron"].to_numpy(), res.spike_indices)
+    res.export_spikes(tmp_path / "s.arrow")
+    with pytest.raises(ConfigError, match="parquet"):
+        res.export_spikes(tmp_path / "s.txt")
+
+
+def test_spike_buffer_drains_when_full():
+    # 4000 neurons at ~6 Hz for 1 s give ~23k spikes; buffers start at 65k so force refills
+    net = cuba(4000, seed=1)
+    net.build()
+    res_small = net.run(3.0, monitors=[SpikeMonitor()])
+    assert len(res_small.spike_indices) == res_small.n_spikes > 65536
+
+
+def test_errors_before_any_work():
+    with pytest.raises(ConfigError, match="max_delay"):
+        SpikingNetwork(10, max_delay=2e-3).connect(Random(p=0.1), weight=1e-3, delay=5e-3)
+    with pytest.raises(ConfigError, match="delay"):
+        SpikingNetwork(10).connect(Random(p=0.1), weight=1e-3, delay=1e-5)
+    with pytest.raises(ConfigError, match="unknown model"):
+        build_model("hodgkin")
+    with pytest.raises(NotFittedError):
+        _ = SpikingNetwork(10).n_synapses
+    with pytest.raises(ConfigError, match="duration"):
+        SpikingNetwork(10).run(-1.0)
+    with pytest.raises(ConfigError, match="StateMonitor"):
+        SpikingNetwork(10).run(0.01, monitors=[StateMonitor(neurons=[11])])
+
+
+def test_models_rates():
+    assert 4.0 <= cuba(4000, seed=0).run(1.0).mean_rate_hz <= 8.0
+    from neurofabric.snn.models import coba
+
+    assert 15.0 <= coba(4000, seed=0).run(1.0).mean_rate_hz <= 25.0
+    res = brunel(2500, seed=0).run(0.3)
+    assert 1.0 < res.mean_rate_hz < 100.0
