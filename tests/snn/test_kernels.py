@@ -109,3 +109,16 @@ def test_float32_runs_and_stays_close():
     a = cuba(1000, dtype="float32", seed=3).run(0.5)
     b = cuba(1000, dtype="float64", seed=3).run(0.5)
     assert a.mean_rate_hz == pytest.approx(b.mean_rate_hz, rel=0.25)
+
+
+def test_parallel_update_equals_serial(monkeypatch):
+    from neurofabric.snn.kernels import numba_cpu
+
+    serial = _raster(cuba(2000, seed=5))
+    monkeypatch.setattr(numba_cpu, "PARALLEL_MIN_NEURONS", 1)
+    net = cuba(2000, seed=5)
+    net.build()
+    assert net._threads() >= 1
+    parallel = _raster(net)
+    np.testing.assert_array_equal(serial.spike_indices, parallel.spike_indices)
+    np.testing.assert_array_equal(serial.state["v"], parallel.state["v"])

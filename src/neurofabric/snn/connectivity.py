@@ -203,12 +203,16 @@ def _compact(indptr: np.ndarray, indices: np.ndarray, weights: np.ndarray,
 
 
 def build_csc(csr: CSR, n_targets: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Incoming synapses per target (stable: sources ascending), for the dense pull path."""
+    """Incoming synapses per target (stable: sources ascending), for the dense pull path:
+    (pointers, source of each, position of each in the CSR arrays)."""
     order = np.argsort(csr.indices, kind="stable")
     c_ptr = np.zeros(n_targets + 1, np.int64)
     np.cumsum(np.bincount(csr.indices, minlength=n_targets), out=c_ptr[1:])
     c_src = csr.sources()[order]
-    return c_ptr, c_src, order.astype(np.int32 if csr.n_synapses < 2**31 else np.int64)
+    if csr.flags[0] == 1 and csr.flags[1] >= 0:
+        # weight and delay follow from the source alone: the position in CSR is not needed
+        return c_ptr, c_src, np.empty(0, np.int32)
+    return c_ptr, c_src, order.astype(np.int32)
 
 
 def csr_from_arrays(arrays: dict[str, np.ndarray], n_targets: int, with_csc: bool) -> CSR:

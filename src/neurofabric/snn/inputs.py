@@ -40,21 +40,22 @@ class PoissonInput:
                               f"{top} Hz with dt={dt} s; lower the rate or dt")
 
     def spikes(self, t0: int, n_steps: int, dt: float, rng: np.random.Generator
-               ) -> tuple[np.ndarray, np.ndarray]:
-        """(step, local index) of the spikes in steps [t0, t0 + n_steps), step-major."""
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(step, local index, spike count) of the events in steps [t0, t0 + n_steps)."""
         p = np.asarray(self.rate, dtype=np.float64) * dt
         rows = max(1, _DRAW_BLOCK // self.n)
-        steps, idx = [], []
+        steps, idx, mult = [], [], []
         for start in range(0, n_steps, rows):
             k = min(rows, n_steps - start)
             counts = rng.poisson(p, size=(k, self.n))
             s, i = np.nonzero(counts)
-            c = counts[s, i]
-            steps.append(np.repeat(s + start + t0, c))
-            idx.append(np.repeat(i, c))
+            steps.append(s + start + t0)
+            idx.append(i)
+            mult.append(counts[s, i])
         if not steps:
-            return np.empty(0, np.int64), np.empty(0, np.int64)
-        return np.concatenate(steps).astype(np.int64), np.concatenate(idx).astype(np.int64)
+            return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int32)
+        return (np.concatenate(steps).astype(np.int64), np.concatenate(idx).astype(np.int64),
+                np.concatenate(mult).astype(np.int32))
 
     def to_json(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         rate = np.asarray(self.rate, dtype=np.float64)
@@ -90,11 +91,12 @@ class SpikeArrayInput:
         return None
 
     def spikes(self, t0: int, n_steps: int, dt: float, rng: np.random.Generator
-               ) -> tuple[np.ndarray, np.ndarray]:
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         steps = np.rint(self.times / dt).astype(np.int64)
         keep = (steps >= t0) & (steps < t0 + n_steps)
         order = np.lexsort((self.indices[keep], steps[keep]))
-        return steps[keep][order], self.indices[keep][order]
+        return (steps[keep][order], self.indices[keep][order],
+                np.ones(int(keep.sum()), np.int32))
 
     def to_json(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         return ({"type": "SpikeArrayInput", "n": self.n},
@@ -115,20 +117,23 @@ def input_from_json(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Inpu
 
 
 def merge_input_spikes(groups: list[tuple[InputGroup, int]], t0: int, n_steps: int, dt: float,
-                       rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Step pointers and global source indices of all groups' spikes in [t0, t0 + n_steps)."""
-    all_steps, all_idx = [], []
+                       rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Step pointers, global source indices and spike counts of all groups' events in
+    [t0, t0 + n_steps), step-major, groups in the order they were added."""
+    all_steps, all_idx, all_cnt = [], [], []
     for group, offset in groups:
-        s, i = group.spikes(t0, n_steps, dt, rng)
+        s, i, c = group.spikes(t0, n_steps, dt, rng)
         all_steps.append(s - t0)
         all_idx.append(i + offset)
+        all_cnt.append(c)
     if not all_steps:
-        return np.zeros(n_steps + 1, np.int64), np.empty(0, np.int64)
+        return np.zeros(n_steps + 1, np.int64), np.empty(0, np.int64), np.empty(0, np.int32)
     steps = np.concatenate(all_steps)
     idx = np.concatenate(all_idx)
+    cnt = np.concatenate(all_cnt)
     if len(groups) > 1:
         order = np.argsort(steps, kind="stable")
-        steps, idx = steps[order], idx[order]
+        steps, idx, cnt = steps[order], idx[order], cnt[order]
     ptr = np.zeros(n_steps + 1, np.int64)
     np.cumsum(np.bincount(steps, minlength=n_steps), out=ptr[1:])
-    return ptr, idx
+    return ptr, idx, cnt

@@ -20,6 +20,7 @@ import numpy as np
 
 from neurofabric.core import backend as backends
 from neurofabric.core.checkpoint import load_checkpoint, save_checkpoint
+from neurofabric.core.config import get_config
 from neurofabric.core.errors import CheckpointError, ConfigError, NotFittedError
 from neurofabric.core.rng import SeedLike, make_rng, seed_to_int
 from neurofabric.core.validation import (
@@ -280,6 +281,21 @@ class SpikingNetwork:
                        syn.e_inh, -1.0 if syn.model == "coba" else 1.0])
         return nparam, ref_steps, sc
 
+    def _threads(self) -> int:
+        """Threads for the neuron update: the configured number (default: all cores) for
+        networks of at least ``PARALLEL_MIN_NEURONS``, else one."""
+        if self.backend_ != "numba":
+            return 1
+        from neurofabric.snn.kernels.numba_cpu import PARALLEL_MIN_NEURONS
+
+        if self.n_neurons < PARALLEL_MIN_NEURONS:
+            return 1
+        import numba
+
+        wanted = get_config().threads or numba.config.NUMBA_NUM_THREADS
+        numba.set_num_threads(min(wanted, numba.config.NUMBA_NUM_THREADS))
+        return numba.get_num_threads()
+
     def _homogeneous(self) -> int:
         """1 when every neuron has the same parameters (the kernels then read scalars)."""
         p, r = self._nparam, self._ref_steps
@@ -378,7 +394,7 @@ class SpikingNetwork:
         self._require_built()
         new = (state if state is not None else self.state_).copy()
         if inputs is None:
-            ptr, idx = self._input_spikes(new.t, 1, new.rng)
+            ptr, idx, cnt = self._input_spikes(new.t, 1, new.rng)
         else:
             parts = []
             for name, local in inputs.items():
@@ -391,14 +407,15 @@ class SpikingNetwork:
                 parts.append(local + self._input_offsets[name])
             idx = np.concatenate(parts) if parts else np.empty(0, np.int64)
             ptr = np.array([0, idx.size], np.int64)
+            cnt = np.ones(idx.size, np.int32)
         n = self.n_neurons
         dt = np.dtype(self.dtype)
         mon = (np.ones(n, np.bool_), np.empty(n, np.int64), np.empty(n, np.int32),
                np.zeros(1, np.int32), np.zeros(0, np.int64), np.zeros((0, 0), dt),
                np.zeros((0, 0), dt), np.zeros((0, 0), dt), np.empty(n, np.int32),
                np.zeros(n, np.uint8))
-        counters = np.array([0, 0, 0, 0, 0, 0, n, self._homogeneous()], np.int64)
-        self._kernel_call(new, 1, (ptr, idx), mon, counters)
+        counters = np.array([0, 0, 0, 0, 0, 0, n, self._homogeneous(), 1], np.int64)
+        self._kernel_call(new, 1, (ptr, idx, cnt), mon, counters)
         new.t += 1
         return mon[2][: counters[0]].copy(), new
 
@@ -426,21 +443,23 @@ class SpikingNetwork:
         every = state_mon.every if state_mon else 0
         counts = np.zeros(n_steps, np.int32)
         spiked, flag = np.empty(n, np.int32), np.zeros(n, np.uint8)
-        counters = np.array([0, 0, 0, 0, 0, every, n_mon, self._homogeneous()], np.int64)
+        counters = np.array([0, 0, 0, 0, 0, every, n_mon, self._homogeneous(),
+                             self._threads()], np.int64)
         st = self.state_
         t_start, out_t, out_i, rec_parts = st.t, [], [], []
         wall0 = time.perf_counter()
         done = 0
         while done < n_steps:
             k = min(_CHUNK_STEPS, n_steps - done)
-            ptr, idx = self._input_spikes(st.t, k, st.rng)
+            ptr, idx, cnt = self._input_spikes(st.t, k, st.rng)
             n_rec = (len(range(_ceil_to(st.t, every), st.t + k, every)) if every else 0)
             rec = [np.zeros((n_rec, len(rec_idx)), dt) for _ in range(3)]
             counters[4] = 0
             j = 0
             while j < k:
                 mon = (mask, spk_t, spk_i, counts[done + j:], rec_idx, *rec, spiked, flag)
-                steps, status = self._kernel_call(st, k - j, (ptr[j:], idx), mon, counters)
+                steps, status = self._kernel_call(st, k - j, (ptr[j:], idx, cnt), mon,
+                                                  counters)
                 st.t += steps
                 j += steps
                 if status == 1 or j == k:  # drain the spike buffer

@@ -9,7 +9,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from numba import njit
+from numba import get_num_threads, njit, prange
 
 from neurofabric.snn.kernels import rowgen
 
@@ -118,8 +118,15 @@ def build_in_degree(ip, fp, key, targets, k):
 
 
 @njit(cache=True, inline="always")
-def _deliver(buf_e, buf_i, slot_base, dmod, d, tgt, w, inh_sign):
-    s = (slot_base + d) % dmod
+def _slot(tm, d, dmod):
+    """(tm + d) % dmod for 0 <= tm < dmod and 1 <= d < dmod, without a division."""
+    s = tm + d
+    return s - dmod if s >= dmod else s
+
+
+@njit(cache=True, inline="always")
+def _deliver(buf_e, buf_i, tm, dmod, d, tgt, w, inh_sign):
+    s = _slot(tm, d, dmod)
     if w >= 0:
         buf_e[s, tgt] += w
     else:
@@ -127,24 +134,36 @@ def _deliver(buf_e, buf_i, slot_base, dmod, d, tgt, w, inh_sign):
 
 
 @njit(cache=True)
-def _push_csr(src, indptr, indices, weights, delays, flags, buf_e, buf_i, t, dmod, inh_sign):
-    row_w = flags[0]
-    dconst = flags[1]
+def _push_csr(src, mult, indptr, indices, weights, delays, flags, buf_e, buf_i, tm, dmod,
+              inh_sign):
+    """Push the row of ``src`` (``mult`` coincident spikes) into the ring buffers."""
     a = indptr[src]
     b = indptr[src + 1]
-    if row_w == 1:
+    dconst = flags[1]
+    if flags[0] == 1:  # one weight for the whole row: pick the buffer once
         w = weights[src]
-        for q in range(a, b):
-            d = dconst if dconst >= 0 else delays[q]
-            _deliver(buf_e, buf_i, t, dmod, d, indices[q], w, inh_sign)
+        if mult != 1:
+            w = w * mult
+        buf = buf_e if w >= 0 else buf_i
+        wv = w if w >= 0 else w * inh_sign
+        if dconst >= 0:
+            row = buf[_slot(tm, dconst, dmod)]
+            for q in range(a, b):
+                row[indices[q]] += wv
+        else:
+            for q in range(a, b):
+                buf[_slot(tm, delays[q], dmod), indices[q]] += wv
     else:
         for q in range(a, b):
             d = dconst if dconst >= 0 else delays[q]
-            _deliver(buf_e, buf_i, t, dmod, d, indices[q], weights[q], inh_sign)
+            w = weights[q]
+            if mult != 1:
+                w = w * mult
+            _deliver(buf_e, buf_i, tm, dmod, d, indices[q], w, inh_sign)
 
 
 @njit(cache=True)
-def _push_procedural(src, is_input, proc, buf_e, buf_i, t, dmod, inh_sign):
+def _push_procedural(src, mult, is_input, proc, buf_e, buf_i, tm, dmod, inh_sign):
     p_ip, p_fp, p_key, p_input, st, sw, sd = proc
     for p in range(p_ip.shape[0]):
         if p_input[p] != is_input or src < p_ip[p, 1] or src >= p_ip[p, 2]:
@@ -152,7 +171,9 @@ def _push_procedural(src, is_input, proc, buf_e, buf_i, t, dmod, inh_sign):
         c = gen_row(p_ip[p], p_fp[p], p_key[p], src, st, sw, sd)
         for q in range(c):
             w = np.float32(sw[q])
-            _deliver(buf_e, buf_i, t, dmod, sd[q], st[q], w, inh_sign)
+            if mult != 1:
+                w = w * mult
+            _deliver(buf_e, buf_i, tm, dmod, sd[q], st[q], w, inh_sign)
 
 
 @njit(cache=True, inline="always")
@@ -193,56 +214,82 @@ def _delta_neuron(v, r, a_e, a_i, v_inf, v_reset, v_th, dm, ref):
 
 
 @njit(cache=True)
-def _update(model, hom, v, ge, gi, refrac, be, bi, nparam, ref, sc, flag):
-    """Steps 1-3 for every neuron. ``hom``: all neurons share parameters (column 0 is read,
-    which keeps per-step memory traffic to the state alone)."""
+def _update_cuba(hom, v, ge, gi, refrac, be, bi, nparam, ref, sc, flag):
+    """Steps 1-3 for every CUBA neuron. ``hom``: all neurons share parameters (column 0 is
+    read, which keeps the per-step memory traffic to the state alone)."""
     de = sc[0]
     di = sc[1]
-    n = v.shape[0]
-    if model == 0 and hom:
+    if hom:
         p0, p1, p2, p3, p4, p5, rf = (nparam[0, 0], nparam[1, 0], nparam[2, 0], nparam[3, 0],
                                       nparam[4, 0], nparam[5, 0], ref[0])
-        for i in range(n):
+        for i in range(v.shape[0]):
             v[i], ge[i], gi[i], refrac[i], flag[i] = _cuba_neuron(
                 v[i], ge[i], gi[i], refrac[i], be[i], bi[i], p0, p1, p2, p3, p4, p5, rf, de, di)
             be[i] = 0.0
             bi[i] = 0.0
-    elif model == 0:
-        for i in range(n):
+    else:
+        for i in range(v.shape[0]):
             v[i], ge[i], gi[i], refrac[i], flag[i] = _cuba_neuron(
                 v[i], ge[i], gi[i], refrac[i], be[i], bi[i], nparam[0, i], nparam[1, i],
                 nparam[2, i], nparam[3, i], nparam[4, i], nparam[5, i], ref[i], de, di)
             be[i] = 0.0
             bi[i] = 0.0
-    elif model == 1 and hom:
+
+
+@njit(cache=True)
+def _update_coba(hom, v, ge, gi, refrac, be, bi, nparam, ref, sc, flag):
+    """Steps 1-3 for every COBA neuron."""
+    de = sc[0]
+    di = sc[1]
+    if hom:
         p0, p1, p2, p6, rf = nparam[0, 0], nparam[1, 0], nparam[2, 0], nparam[6, 0], ref[0]
-        for i in range(n):
+        for i in range(v.shape[0]):
             v[i], ge[i], gi[i], refrac[i], flag[i] = _coba_neuron(
                 v[i], ge[i], gi[i], refrac[i], be[i], bi[i], p0, p1, p2, p6, rf, de, di,
                 sc[2], sc[3])
             be[i] = 0.0
             bi[i] = 0.0
-    elif model == 1:
-        for i in range(n):
+    else:
+        for i in range(v.shape[0]):
             v[i], ge[i], gi[i], refrac[i], flag[i] = _coba_neuron(
                 v[i], ge[i], gi[i], refrac[i], be[i], bi[i], nparam[0, i], nparam[1, i],
                 nparam[2, i], nparam[6, i], ref[i], de, di, sc[2], sc[3])
             be[i] = 0.0
             bi[i] = 0.0
-    elif hom:
+
+
+@njit(cache=True)
+def _update_delta(hom, v, ge, gi, refrac, be, bi, nparam, ref, sc, flag):
+    """Steps 1-3 for every neuron with delta synapses (jumps of v)."""
+    if hom:
         p0, p1, p2, p3, rf = nparam[0, 0], nparam[1, 0], nparam[2, 0], nparam[3, 0], ref[0]
-        for i in range(n):
+        for i in range(v.shape[0]):
             v[i], refrac[i], flag[i] = _delta_neuron(v[i], refrac[i], be[i], bi[i], p0, p1, p2,
                                                      p3, rf)
             be[i] = 0.0
             bi[i] = 0.0
     else:
-        for i in range(n):
+        for i in range(v.shape[0]):
             v[i], refrac[i], flag[i] = _delta_neuron(v[i], refrac[i], be[i], bi[i], nparam[0, i],
                                                      nparam[1, i], nparam[2, i], nparam[3, i],
                                                      ref[i])
             be[i] = 0.0
             bi[i] = 0.0
+
+
+PARALLEL_MIN_NEURONS = 100_000  # below this, thread hand-off costs more than it saves
+
+
+def _update_parallel(hom, v, ge, gi, refrac, be, bi, nparam, ref, sc, flag):
+    """``_update`` on contiguous slices in parallel (identical results: every neuron's
+    arithmetic is independent of the others). ``_update`` is bound per model below."""
+    n = v.shape[0]
+    n_chunks = 8 * get_num_threads()
+    for c in prange(n_chunks):
+        a = c * n // n_chunks
+        b = (c + 1) * n // n_chunks
+        _update(hom, v[a:b], ge[a:b], gi[a:b], refrac[a:b], be[a:b], bi[a:b], nparam[:, a:b],
+                ref[a:b], sc, flag[a:b])
 
 
 @njit(cache=True)
@@ -266,15 +313,17 @@ def _collect(flag, spiked):
     return count
 
 
-@njit(cache=True)
 def simulate(n_steps, t0, model, state, nparam, ref_steps, sc, rec, csc, dense_limit,
              ext, inputs, proc, mon, counters):
-    """Advance ``n_steps`` steps from step ``t0``; see :func:`.reference.simulate`."""
+    """Advance ``n_steps`` steps from step ``t0``; see :func:`.reference.simulate`.
+
+    Compiled once per (model, threads) below, so a network compiles only what it runs.
+    """
     v, ge, gi, refrac, buf_e, buf_i = state
     r_indptr, r_indices, r_weights, r_delays, r_flags = rec
     c_ptr, c_src, c_pos = csc
     x_indptr, x_indices, x_weights, x_delays, x_flags = ext
-    in_ptr, in_idx = inputs
+    in_ptr, in_idx, in_cnt = inputs
     spk_mask, spk_t, spk_i, rate, rec_idx, rec_v, rec_ge, rec_gi, spiked, flag = mon
     de = sc[0]
     di = sc[1]
@@ -302,8 +351,7 @@ def simulate(n_steps, t0, model, state, nparam, ref_steps, sc, rec, csc, dense_l
         # --- 1-3: arrivals, integration, threshold and reset: branch-free, vectorizable
         be = buf_e[slot]
         bi = buf_i[slot]
-        _update(model, hom, v, ge, gi, refrac, buf_e[slot], buf_i[slot], nparam, ref_steps,
-                sc, flag)
+        _update(hom, v, ge, gi, refrac, buf_e[slot], buf_i[slot], nparam, ref_steps, sc, flag)
         n_spk = _collect(flag, spiked)
         # --- 4: monitors
         rate[k] = n_spk
@@ -327,35 +375,81 @@ def simulate(n_steps, t0, model, state, nparam, ref_steps, sc, rec, csc, dense_l
                 for q in range(n_spk):
                     flag[spiked[q]] = 1
                 dconst = r_flags[1]
+                by_row = r_flags[0] == 1 and dconst >= 0  # then c_pos is not stored
                 for j in range(n):
                     for q in range(c_ptr[j], c_ptr[j + 1]):
                         s = c_src[q]
                         if flag[s]:
-                            pos = c_pos[q]
-                            w = r_weights[s] if r_flags[0] == 1 else r_weights[pos]
-                            d = dconst if dconst >= 0 else r_delays[pos]
-                            _deliver(buf_e, buf_i, t, dmod, d, j, w, inh_sign)
+                            if by_row:
+                                _deliver(buf_e, buf_i, slot, dmod, dconst, j, r_weights[s],
+                                         inh_sign)
+                            else:
+                                pos = c_pos[q]
+                                w = r_weights[s] if r_flags[0] == 1 else r_weights[pos]
+                                d = dconst if dconst >= 0 else r_delays[pos]
+                                _deliver(buf_e, buf_i, slot, dmod, d, j, w, inh_sign)
                 for q in range(n_spk):
                     flag[spiked[q]] = 0
             else:
                 counters[2] += 1
                 for q in range(n_spk):
-                    _push_csr(spiked[q], r_indptr, r_indices, r_weights, r_delays, r_flags,
-                              buf_e, buf_i, t, dmod, inh_sign)
+                    _push_csr(spiked[q], 1, r_indptr, r_indices, r_weights, r_delays,
+                              r_flags, buf_e, buf_i, slot, dmod, inh_sign)
         elif n_spk > 0:
             counters[2] += 1
         if has_proc:
             for q in range(n_spk):
-                _push_procedural(spiked[q], 0, proc, buf_e, buf_i, t, dmod, inh_sign)
+                _push_procedural(spiked[q], 1, 0, proc, buf_e, buf_i, slot, dmod, inh_sign)
         # --- 6: external input spikes of this step
         for q in range(in_ptr[k], in_ptr[k + 1]):
             s = in_idx[q]
+            m = in_cnt[q]
             if has_ext:
-                _push_csr(s, x_indptr, x_indices, x_weights, x_delays, x_flags,
-                          buf_e, buf_i, t, dmod, inh_sign)
+                _push_csr(s, m, x_indptr, x_indices, x_weights, x_delays, x_flags,
+                          buf_e, buf_i, slot, dmod, inh_sign)
             if has_proc:
-                _push_procedural(s, 1, proc, buf_e, buf_i, t, dmod, inh_sign)
+                _push_procedural(s, m, 1, proc, buf_e, buf_i, slot, dmod, inh_sign)
         counters[1] += n_spk
     counters[0] = n_written
     counters[4] = n_rec
     return n_steps, 0
+
+
+def _variant(fn, update, parallel=False, cached_off=False):
+    """Recompile ``fn`` with the global ``_update`` bound to ``update``. The clone gets its
+    own qualified name, which is what keeps its entry in numba's disk cache apart."""
+    import types
+
+    shared = dict(fn.__globals__)
+    shared["_update"] = update
+    clone = types.FunctionType(fn.__code__, shared, fn.__name__, fn.__defaults__)
+    clone.__qualname__ = f"{fn.__name__}__{update.__name__}"
+    # numba cannot cache parallel kernels (or their callers) on disk: compile those in memory
+    return njit(cache=not cached_off, parallel=parallel)(clone)
+
+
+_UPDATES = {0: _update_cuba, 1: _update_coba, 2: _update_delta}
+_simulate_variants: dict = {}
+_simulate_source = simulate
+
+
+def _get_variant(model, parallel):
+    key = (model, parallel)
+    if key not in _simulate_variants:
+        update = _UPDATES[model]
+        if parallel:
+            update = _variant(_update_parallel, update, parallel=True, cached_off=True)
+            update.__name__ = f"parallel_{_UPDATES[model].__name__}"
+        _simulate_variants[key] = _variant(_simulate_source, update, cached_off=parallel)
+    return _simulate_variants[key]
+
+
+def simulate(n_steps, t0, model, state, nparam, ref_steps, sc, rec, csc, dense_limit,  # noqa: F811
+             ext, inputs, proc, mon, counters):
+    """Advance ``n_steps`` steps from step ``t0``; see :func:`.reference.simulate`.
+
+    Dispatches to a kernel compiled for this (model, threads) pair only.
+    """
+    kernel = _get_variant(int(model), bool(counters[8] > 1))
+    return kernel(n_steps, t0, model, state, nparam, ref_steps, sc, rec, csc, dense_limit,
+                  ext, inputs, proc, mon, counters)

@@ -31,7 +31,8 @@ One time step ``t`` (``dt``) of :func:`simulate`, for every neuron ``i``:
    dense *pull* walks every target's incoming synapses (CSC, cost ~ synapses) and is used
    when more than ``dense_limit`` neurons spike in a step. Both add in the same order, so
    they give bit-identical results.
-6. **External inputs** of step ``t`` are propagated the same way.
+6. **External inputs** of step ``t`` are propagated the same way; an input event carries a
+   spike count ``m`` (a Poisson source may fire several times in a step) and delivers ``m w``.
 """
 
 import numpy as np
@@ -144,14 +145,15 @@ def simulate(n_steps, t0, model, state, nparam, ref_steps, sc, rec, csc, dense_l
     """Advance ``n_steps`` steps from step ``t0``, mutating ``state``, ``mon`` and ``counters``.
 
     ``counters``: [spikes written, total spikes, event steps, dense steps, state records,
-    record interval, monitored neurons, homogeneous parameters (a hint for fast kernels)]. Returns ``(steps done, status)``; status 1 means the
+    record interval, monitored neurons, homogeneous parameters and threads (hints for the
+    fast kernels)]. Returns ``(steps done, status)``; status 1 means the
     spike buffer must be drained before going on.
     """
     v, ge, gi, refrac, buf_e, buf_i = state
     r_indptr, r_indices, r_weights, r_delays, r_flags = rec
     c_ptr, c_src, c_pos = csc
     x_indptr, x_indices, x_weights, x_delays, x_flags = ext
-    in_ptr, in_idx = inputs
+    in_ptr, in_idx, in_cnt = inputs
     spk_mask, spk_t, spk_i, rate, rec_idx, rec_v, rec_ge, rec_gi, _spiked, _flag = mon
     inh_sign = sc[4]
     dmod = buf_e.shape[0]
@@ -189,10 +191,11 @@ def simulate(n_steps, t0, model, state, nparam, ref_steps, sc, rec, csc, dense_l
                 # dense pull: every incoming synapse, in target order, kept where the source fired
                 tgt = np.repeat(np.arange(c_ptr.shape[0] - 1), np.diff(c_ptr))
                 keep = fired[c_src]
-                pos = c_pos[keep]
                 src = c_src[keep]
+                pos = c_pos[keep] if c_pos.size else None  # absent when rows are uniform
                 w = r_weights[src] if r_flags[0] == 1 else r_weights[pos]
-                d = np.full(pos.size, r_flags[1]) if r_flags[1] >= 0 else r_delays[pos].astype(np.int64)
+                d = (np.full(src.size, r_flags[1]) if r_flags[1] >= 0
+                     else r_delays[pos].astype(np.int64))
                 _deliver(buf_e, buf_i, t, tgt[keep], w, d, inh_sign)
             else:
                 counters[2] += 1
@@ -202,10 +205,15 @@ def simulate(n_steps, t0, model, state, nparam, ref_steps, sc, rec, csc, dense_l
             if proc[0].shape[0]:
                 _deliver(buf_e, buf_i, t, *_procedural_rows(spikes, 0, proc), inh_sign)
         ins = in_idx[in_ptr[k]:in_ptr[k + 1]]
+        mult = in_cnt[in_ptr[k]:in_ptr[k + 1]]
         if ins.size:
+            # an input event carries a spike count m: its synapses deliver m * w
             if x_indptr.shape[0] > 1:
-                _deliver(buf_e, buf_i, t, *_rows(ins, x_indptr, x_indices, x_weights,
-                                                  x_delays, x_flags), inh_sign)
+                tg, w, d = _rows(ins, x_indptr, x_indices, x_weights, x_delays, x_flags)
+                m = np.repeat(mult, np.diff(x_indptr)[ins])
+                _deliver(buf_e, buf_i, t, tg, np.where(m == 1, w, w * m), d, inh_sign)
             if proc[0].shape[0]:
-                _deliver(buf_e, buf_i, t, *_procedural_rows(ins, 1, proc), inh_sign)
+                for s, m in zip(ins, mult, strict=True):
+                    tg, w, d = _procedural_rows(np.array([s]), 1, proc)
+                    _deliver(buf_e, buf_i, t, tg, w if m == 1 else w * m, d, inh_sign)
     return n_steps, 0

@@ -1,0 +1,250 @@
+"""CUBA benchmark: neurofabric beside Brian2 (C++ standalone, Cython) and NEST.
+
+    python benchmarks/snn_cuba.py                   # the issue's headline comparison
+    python benchmarks/snn_cuba.py --suite all       # + small-world memory, 1M procedural
+    python benchmarks/snn_cuba.py --sizes 4000 --skip-peers
+
+Every system runs in its own fresh process (peers from the ``.venv-peers`` interpreter that
+``make peers`` builds) on the same machine in the same invocation. For each it reports build
+time, JIT/compile time, wall seconds per biological second (median of ``--repeats`` runs
+after a warm-up for neurofabric; one timed run for the peers, whose own timers exclude
+compilation), spikes, mean rate, peak resident memory and bytes per synapse. It prints a
+markdown table with the ratio (peer time / neurofabric time) and one JSON line per row.
+
+neurofabric's ``bytes_per_synapse`` is the size of the synapse data structures divided by
+the number of synapses; ``rss_bytes_per_synapse`` is the growth of resident memory across
+``build()`` divided by the synapses, the same measure the peer scripts use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PEERS_DIR = Path(__file__).resolve().parent / "peers"
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def worker(args: argparse.Namespace) -> None:
+    """Run one neurofabric configuration in this process; print one JSON line."""
+    t0 = time.perf_counter()
+    from neurofabric.snn import SmallWorld, SpikingNetwork
+    from neurofabric.snn.models import cuba
+
+    import_s = time.perf_counter() - t0
+    rss0 = _rss_mb()
+    t0 = time.perf_counter()
+    if args.model == "smallworld":
+        net = SpikingNetwork(args.neurons, propagation="event", seed=args.seed)
+        net.connect(SmallWorld(k=args.k, beta=0.1), weight=0.1e-3, inh_weight=0.4e-3)
+    else:
+        net = cuba(args.neurons, synapses_per_neuron=args.k, storage=args.storage,
+                   dtype=args.dtype, propagation=args.propagation, seed=args.seed)
+    net.build()
+    build_s = time.perf_counter() - t0
+    rss_built = _rss_mb()
+    n_syn = net.n_synapses
+    row = {"system": "neurofabric", "target": f"{args.storage}/{args.dtype}",
+           "model": args.model, "neurons": args.neurons, "synapses": n_syn,
+           "build_s": build_s, "import_s": import_s,
+           "bytes_per_synapse": net.synapse_memory_bytes() / n_syn,
+           "rss_bytes_per_synapse": (rss_built - rss0) * 2**20 / n_syn, "backend": None}
+    if args.duration > 0:
+        t0 = time.perf_counter()
+        net.run(0.002)  # JIT compile (from the on-disk cache when warm)
+        row["compile_s"] = time.perf_counter() - t0
+        times, res = [], None
+        for _ in range(args.repeats):
+            res = net.run(args.duration)
+            times.append(res.wall_s / res.duration)
+        row.update(duration_s=args.duration, spikes=res.n_spikes, rate_hz=res.mean_rate_hz,
+                   s_per_bio_s=statistics.median(times), s_per_bio_s_min=min(times),
+                   s_per_bio_s_max=max(times), repeats=args.repeats, backend=res.backend,
+                   event_steps=res.event_steps, dense_steps=res.dense_steps)
+    row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(row), flush=True)
+
+
+def _run_json(cmd: list[str], env: dict[str, str] | None = None, timeout: float = 3600) -> dict:
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout,
+                          cwd=ROOT)
+    wall = time.perf_counter() - t0
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = proc.stderr.strip().splitlines()[-5:]
+        return {"error": f"exit {proc.returncode}: {' | '.join(tail)}", "cmd": " ".join(cmd)}
+    row = json.loads(lines[-1])
+    row["process_wall_s"] = wall
+    return row
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "1",
+                "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+    env.update(extra)
+    return env
+
+
+def ours(neurons: int, args: argparse.Namespace, **kw) -> dict:
+    opts = {"storage": "csr", "dtype": "float64", "k": 80, "model": "cuba",
+            "propagation": "auto", "duration": args.duration, "repeats": args.repeats}
+    opts.update(kw)
+    cmd = [sys.executable, __file__, "--worker", "--neurons", str(neurons), "--seed",
+           str(args.seed)] + [x for k, v in opts.items() for x in (f"--{k}", str(v))]
+    return _run_json(cmd, env=_env())
+
+
+def first_run(neurons: int, cold: bool) -> dict:
+    """Whole-process wall time of `neurofabric snn run cuba` for 1 s, JIT included."""
+    env = _env()
+    if cold:
+        env["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="nf-numba-")
+    cmd = [sys.executable, "-m", "neurofabric", "snn", "run", "cuba", "--neurons",
+           str(neurons), "--duration", "1.0", "--json"]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    wall = time.perf_counter() - t0
+    if proc.returncode:
+        return {"error": proc.stderr[-300:]}
+    summary = json.loads(proc.stdout)
+    return {"system": "neurofabric", "target": "first run, " + ("cold JIT" if cold else
+                                                               "cached JIT"),
+            "model": "cuba", "neurons": neurons, "synapses": summary["synapses"],
+            "spikes": summary["spikes"], "rate_hz": summary["mean_rate_hz"],
+            "process_wall_s": wall}
+
+
+def peer(script: str, python: str, neurons: int, args: argparse.Namespace, **kw) -> dict:
+    cmd = [python, str(PEERS_DIR / script), "--neurons", str(neurons), "--duration",
+           str(args.duration), "--seed", str(args.seed)]
+    for k, v in kw.items():
+        cmd += [f"--{k.replace('_', '-')}", str(v)]
+    return _run_json(cmd, env=_env())
+
+
+def _fmt(x, spec: str) -> str:
+    return "" if x is None else format(x, spec)
+
+
+def table(rows: list[dict]) -> str:
+    head = ("| system | target | neurons | synapses | build s | JIT/compile s | s per bio s "
+            "| peer / ours | spikes | rate Hz | peak RSS MB | B/synapse | process wall s |")
+    out = [head, "|" + "---|" * 13]
+    base = {}
+    for r in rows:
+        if r.get("system") == "neurofabric" and "s_per_bio_s" in r:
+            base.setdefault((r["model"], r["neurons"]), r["s_per_bio_s"])
+    for r in rows:
+        if "error" in r:
+            out.append(f"| {r.get('system', '?')} | error | | | | | | | | | | | {r['error'][:80]} |")
+            continue
+        ref = base.get((r.get("model"), r.get("neurons")))
+        ratio = (r["s_per_bio_s"] / ref) if ref and r.get("s_per_bio_s") else None
+        bps = r.get("bytes_per_synapse")
+        out.append(
+            f"| {r['system']} | {r.get('target', '')} | {r['neurons']:,} | "
+            f"{r.get('synapses', 0):,} | {_fmt(r.get('build_s'), '.2f')} | "
+            f"{_fmt(r.get('compile_s'), '.2f')} | {_fmt(r.get('s_per_bio_s'), '.4f')} | "
+            f"{_fmt(ratio, '.1f')} | {_fmt(r.get('spikes'), ',')} | "
+            f"{_fmt(r.get('rate_hz'), '.2f')} | {_fmt(r.get('peak_rss_mb'), '.0f')} | "
+            f"{_fmt(bps, '.2f')} | {_fmt(r.get('process_wall_s'), '.1f')} |")
+    return "\n".join(out)
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next(ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return (f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, Python "
+            f"{platform.python_version()}, {platform.system()} {platform.release()}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--neurons", type=int, default=4000, help=argparse.SUPPRESS)
+    ap.add_argument("--storage", default="csr", help=argparse.SUPPRESS)
+    ap.add_argument("--dtype", default="float64", help=argparse.SUPPRESS)
+    ap.add_argument("--propagation", default="auto", help=argparse.SUPPRESS)
+    ap.add_argument("--model", default="cuba", help=argparse.SUPPRESS)
+    ap.add_argument("--k", type=float, default=80, help=argparse.SUPPRESS)
+    ap.add_argument("--sizes", default="4000,400000", help="CUBA sizes (80 synapses each)")
+    ap.add_argument("--duration", type=float, default=1.0, help="biological seconds per run")
+    ap.add_argument("--repeats", type=int, default=5, help="timed runs of ours (median)")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--suite", choices=("headline", "all"), default="headline")
+    ap.add_argument("--peers-python", default=str(ROOT / ".venv-peers" / "bin" / "python"))
+    ap.add_argument("--skip-peers", action="store_true")
+    ap.add_argument("--nest-max", type=int, default=40000,
+                    help="largest size for NEST (its pairwise_bernoulli connect is O(N^2))")
+    args = ap.parse_args()
+    if args.worker:
+        args.k = int(args.k) if args.model == "smallworld" else args.k
+        worker(args)
+        return
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    peers_ok = not args.skip_peers and Path(args.peers_python).exists()
+    if not args.skip_peers and not peers_ok:
+        print(f"# peers interpreter {args.peers_python} not found: run `make peers` "
+              "(or pass --skip-peers)", file=sys.stderr)
+    rows: list[dict] = []
+
+    def add(row: dict) -> None:
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+
+    for n in sizes:
+        big = n >= 100_000
+        add(ours(n, args, repeats=1 if big else args.repeats))
+        if big:
+            add(ours(n, args, dtype="float32", repeats=1))
+        add(ours(n, args, storage="procedural", propagation="event",
+                 repeats=1 if big else args.repeats))
+        if n <= 10_000:
+            add(ours(n, args, dtype="float32"))
+            add(first_run(n, cold=True))
+            add(first_run(n, cold=False))
+        if peers_ok:
+            add(peer("brian2_cuba.py", args.peers_python, n, args, target="cpp_standalone",
+                     build_dir=f"build/peers/brian2_standalone_{n}"))
+            if n <= 40_000:
+                add(peer("brian2_cuba.py", args.peers_python, n, args, target="cython",
+                         build_dir=f"build/peers/brian2_cython_{n}"))
+            if n <= args.nest_max:
+                add(peer("nest_cuba.py", args.peers_python, n, args))
+    if args.suite == "all":
+        add(ours(100_000, args, model="smallworld", k=100, duration=0))
+        add(ours(1_000_000, args, storage="procedural", propagation="event", k=100,
+                 repeats=1))
+    print()
+    print(f"Machine: {machine()}")
+    print(f"Command: python benchmarks/snn_cuba.py {' '.join(sys.argv[1:])}".rstrip())
+    print()
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from neurofabric.cli import main
+
+main()
