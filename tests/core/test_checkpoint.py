@@ -10,8 +10,12 @@ from neurofabric.core.errors import CheckpointError
 
 def _arrays():
     rng = np.random.default_rng(0)
-    return {"w": rng.random((3, 4)).astype(np.float32), "idx": np.arange(7, dtype=np.int32),
-            "flag": np.array([True, False, True]), "empty": np.empty(0, np.float64)}
+    return {
+        "w": rng.random((3, 4)).astype(np.float32),
+        "idx": np.arange(7, dtype=np.int32),
+        "flag": np.array([True, False, True]),
+        "empty": np.empty(0, np.float64),
+    }
 
 
 def test_round_trip_is_exact_and_zero_copy(tmp_path):
@@ -36,10 +40,14 @@ def test_corrupt_array_is_detected(tmp_path):
         load_checkpoint(tmp_path / "ck")
 
 
-@pytest.mark.parametrize("manifest", [
-    "not json", json.dumps({"format": "other"}),
-    json.dumps({"format": "neurofabric-checkpoint", "format_version": 99}),
-])
+@pytest.mark.parametrize(
+    "manifest",
+    [
+        "not json",
+        json.dumps({"format": "other"}),
+        json.dumps({"format": "neurofabric-checkpoint", "format_version": 99}),
+    ],
+)
 def test_foreign_or_future_manifest(tmp_path, manifest):
     (tmp_path / "ck").mkdir()
     (tmp_path / "ck" / "manifest.json").write_text(manifest)
@@ -59,8 +67,9 @@ def test_failed_save_keeps_previous_checkpoint(tmp_path):
     save_checkpoint(tmp_path / "ck", engine="x", params={"v": 1}, arrays=_arrays())
     before = sorted(os.listdir(tmp_path / "ck"))
     with pytest.raises(CheckpointError):  # object arrays are refused (they would need pickle)
-        save_checkpoint(tmp_path / "ck", engine="x", params={"v": 2},
-                        arrays={"bad": np.array([object()])})
+        save_checkpoint(
+            tmp_path / "ck", engine="x", params={"v": 2}, arrays={"bad": np.array([object()])}
+        )
     assert sorted(os.listdir(tmp_path / "ck")) == before
     assert load_checkpoint(tmp_path / "ck").params == {"v": 1}
     assert [p for p in os.listdir(tmp_path) if p.startswith(".")] == []

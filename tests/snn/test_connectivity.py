@@ -53,7 +53,7 @@ def test_all_to_all_and_distance_dependent():
     # 1-D Gaussian: expected degree sum_d p_max exp(-d^2 / 2 sigma^2) over |d| <= 4 sigma, d != 0
     sigma, p_max = 3.0, 0.8
     d = np.arange(-12, 13)
-    expected = float(np.sum(p_max * np.exp(-d[d != 0] ** 2 / (2 * sigma**2))))
+    expected = float(np.sum(p_max * np.exp(-(d[d != 0] ** 2) / (2 * sigma**2))))
     csr = _net(DistanceDependent(sigma=sigma, p_max=p_max), 2000).csr_
     assert np.diff(csr.indptr).mean() == pytest.approx(expected, rel=0.03)
     # synapses are local: ring distance at most 4 sigma
@@ -83,9 +83,16 @@ def test_small_world_is_more_clustered_than_random():
     assert c_sw > 0.4 and c_rnd < 0.05 and c_sw > 10 * c_rnd
 
 
-@pytest.mark.parametrize("topology", [Random(p=0.03), Random(out_degree=20),
-                                      SmallWorld(k=12, beta=0.2),
-                                      DistanceDependent(sigma=4.0, p_max=0.7), AllToAll()])
+@pytest.mark.parametrize(
+    "topology",
+    [
+        Random(p=0.03),
+        Random(out_degree=20),
+        SmallWorld(k=12, beta=0.2),
+        DistanceDependent(sigma=4.0, p_max=0.7),
+        AllToAll(),
+    ],
+)
 def test_csr_and_procedural_hold_identical_synapses(topology):
     n = 400
     csr_net = _net(topology, n, weight_std=1e-3, delay=(1e-4, 5e-4))
@@ -122,13 +129,14 @@ def test_csr_bytes_per_synapse():
 
 
 @settings(max_examples=25, deadline=None)
-@given(n=st.integers(2, 60), p=st.floats(0, 1), seed=st.integers(0, 2**31),
-       allow_self=st.booleans())
+@given(
+    n=st.integers(2, 60), p=st.floats(0, 1), seed=st.integers(0, 2**31), allow_self=st.booleans()
+)
 def test_rows_are_sorted_distinct_and_in_range(n, p, seed, allow_self):
     net = SpikingNetwork(n, seed=seed, backend="numba")
     csr = net.connect(Random(p=p), weight=1e-3, allow_self=allow_self).build().csr_
     for src in range(n):
-        row = csr.indices[csr.indptr[src]:csr.indptr[src + 1]]
+        row = csr.indices[csr.indptr[src] : csr.indptr[src + 1]]
         assert np.all(np.diff(row) > 0) and np.all((row >= 0) & (row < n))
         if not allow_self:
             assert src not in row
@@ -154,8 +162,10 @@ def test_topology_errors():
 def test_csr_and_procedural_spike_trains_identical():
     from neurofabric.snn.models import cuba
 
-    runs = [cuba(1000, storage=s, seed=4).run(0.2, monitors=[SpikeMonitor()])
-            for s in ("csr", "procedural")]
+    runs = [
+        cuba(1000, storage=s, seed=4).run(0.2, monitors=[SpikeMonitor()])
+        for s in ("csr", "procedural")
+    ]
     assert runs[0].n_spikes > 100
     np.testing.assert_array_equal(runs[0].spike_indices, runs[1].spike_indices)
     np.testing.assert_array_equal(runs[0].spike_times, runs[1].spike_times)

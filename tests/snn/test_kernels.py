@@ -25,22 +25,35 @@ def _raster(net, duration=0.1):
 def _heterogeneous(backend, propagation="auto"):
     rng = np.random.default_rng(0)
     n = 300
-    neuron = LIFParams(tau_m=rng.uniform(10e-3, 30e-3, n), t_ref=rng.uniform(1e-3, 3e-3, n),
-                       i_ext=rng.uniform(1.2e-9, 2.2e-9, n))
-    net = SpikingNetwork(n, neuron=neuron, synapse=SynapseParams("cuba"), backend=backend,
-                         propagation=propagation, max_delay=5e-3,
-                         v_init=(-70e-3, -56e-3), seed=2)
+    neuron = LIFParams(
+        tau_m=rng.uniform(10e-3, 30e-3, n),
+        t_ref=rng.uniform(1e-3, 3e-3, n),
+        i_ext=rng.uniform(1.2e-9, 2.2e-9, n),
+    )
+    net = SpikingNetwork(
+        n,
+        neuron=neuron,
+        synapse=SynapseParams("cuba"),
+        backend=backend,
+        propagation=propagation,
+        max_delay=5e-3,
+        v_init=(-70e-3, -56e-3),
+        seed=2,
+    )
     net.add_input("drive", PoissonInput(50, rate=200.0))
-    net.connect(Random(p=0.1), weight=0.5e-3, weight_std=0.2e-3, inh_weight=2e-3,
-                delay=(0.1e-3, 5e-3))
+    net.connect(
+        Random(p=0.1), weight=0.5e-3, weight_std=0.2e-3, inh_weight=2e-3, delay=(0.1e-3, 5e-3)
+    )
     return net.connect(Random(p=0.2), source="drive", weight=1e-3, delay=1e-3)
 
 
 MODELS = {
-    "cuba": lambda b, prop="auto": cuba(400, synapses_per_neuron=40, backend=b,
-                                        propagation=prop, seed=1),
-    "coba": lambda b, prop="auto": coba(400, synapses_per_neuron=40, backend=b,
-                                        propagation=prop, seed=1),
+    "cuba": lambda b, prop="auto": cuba(
+        400, synapses_per_neuron=40, backend=b, propagation=prop, seed=1
+    ),
+    "coba": lambda b, prop="auto": coba(
+        400, synapses_per_neuron=40, backend=b, propagation=prop, seed=1
+    ),
     "brunel": lambda b, prop="auto": brunel(500, backend=b, propagation=prop, seed=1),
     "heterogeneous": _heterogeneous,
 }
@@ -72,8 +85,13 @@ def test_event_and_dense_paths_identical(model, backend):
 def test_auto_picks_dense_in_bursts_only():
     # a synchronous volley: all 200 neurons fire at step 0 (dense), then a few sparse steps
     n = 200
-    net = SpikingNetwork(n, v_init=np.full(n, -54e-3), dense_threshold=0.1, seed=0,
-                         neuron=LIFParams(i_ext=np.linspace(0, 1.8e-9, n)))
+    net = SpikingNetwork(
+        n,
+        v_init=np.full(n, -54e-3),
+        dense_threshold=0.1,
+        seed=0,
+        neuron=LIFParams(i_ext=np.linspace(0, 1.8e-9, n)),
+    )
     net.connect(Random(p=0.05), weight=0.1e-3)
     res = net.run(0.05, monitors=[SpikeMonitor()])
     assert res.dense_steps >= 1 and res.event_steps >= 1
@@ -95,10 +113,10 @@ def test_single_spike_arrives_exactly_d_steps_later(delay_steps):
 
 def test_recurrent_spike_delay():
     dt = 1e-4
-    net = SpikingNetwork(2, dt=dt, max_delay=5e-3, seed=0, excitatory_ratio=1.0,
-                         neuron=LIFParams(i_ext=[3e-9, 0.0]))
-    net.connect(Random(p=1.0), weight=1e-3, delay=2.5e-3, source_range=(0, 1),
-                target_range=(1, 2))
+    net = SpikingNetwork(
+        2, dt=dt, max_delay=5e-3, seed=0, excitatory_ratio=1.0, neuron=LIFParams(i_ext=[3e-9, 0.0])
+    )
+    net.connect(Random(p=1.0), weight=1e-3, delay=2.5e-3, source_range=(0, 1), target_range=(1, 2))
     res = net.run(0.03, monitors=[SpikeMonitor(), StateMonitor(neurons=[1], variables=("ge",))])
     first_spike = int(round(res.spike_times[res.spike_indices == 0][0] / dt))
     first_input = int(np.flatnonzero(res.state["ge"][:, 0])[0])

@@ -18,8 +18,9 @@ def analytic_rate(r_i, v_rest=-70e-3, v_th=-55e-3, v_reset=-70e-3, tau=20e-3, t_
 @pytest.mark.parametrize("backend,dt,duration", [("numba", 1e-5, 2.0), ("reference", 1e-4, 1.0)])
 def test_rate_under_constant_current_matches_analytic(backend, dt, duration):
     currents = np.array([1.6e-9, 2.0e-9, 3.0e-9, 5.0e-9])  # R I = 16, 20, 30, 50 mV
-    net = SpikingNetwork(len(currents), neuron=LIFParams(i_ext=currents), dt=dt,
-                         backend=backend, seed=0)
+    net = SpikingNetwork(
+        len(currents), neuron=LIFParams(i_ext=currents), dt=dt, backend=backend, seed=0
+    )
     res = net.run(duration, monitors=[SpikeMonitor()])
     for i, current in enumerate(currents):
         times = res.spike_times[res.spike_indices == i]
@@ -52,14 +53,17 @@ def test_synaptic_current_decays_exponentially():
     np.testing.assert_allclose(ge, expected, rtol=1e-12, atol=1e-18)
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"neuron": LIFParams(tau_m=-0.01)}, r"`tau_m` must be > 0"),
-    ({"dt": 5e-3}, r"`dt` must be smaller than the shortest time constant"),
-    ({"dt": 0.0}, r"`dt` must be > 0"),
-    ({"neuron": LIFParams(v_reset=-50e-3)}, r"`v_reset` must be below `v_th`"),
-    ({"storage": "dense"}, r"`storage` must be one of"),
-    ({"excitatory_ratio": 1.2}, r"probability"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"neuron": LIFParams(tau_m=-0.01)}, r"`tau_m` must be > 0"),
+        ({"dt": 5e-3}, r"`dt` must be smaller than the shortest time constant"),
+        ({"dt": 0.0}, r"`dt` must be > 0"),
+        ({"neuron": LIFParams(v_reset=-50e-3)}, r"`v_reset` must be below `v_th`"),
+        ({"storage": "dense"}, r"`storage` must be one of"),
+        ({"excitatory_ratio": 1.2}, r"probability"),
+    ],
+)
 def test_bad_parameters_raise_config_error(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         SpikingNetwork(10, **kwargs)

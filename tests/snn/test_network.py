@@ -17,8 +17,7 @@ from neurofabric.snn.models import brunel, build_model, cuba
 
 
 def _driven(seed=5, storage="csr"):
-    net = SpikingNetwork(300, seed=seed, storage=storage, v_init=(-70e-3, -56e-3),
-                         max_delay=3e-3)
+    net = SpikingNetwork(300, seed=seed, storage=storage, v_init=(-70e-3, -56e-3), max_delay=3e-3)
     net.add_input("drive", PoissonInput(100, rate=300.0))
     net.connect(Random(p=0.1), weight=0.5e-3, inh_weight=2e-3, delay=(1e-4, 3e-3))
     return net.connect(Random(p=0.2), source="drive", weight=1.5e-3)
@@ -51,10 +50,12 @@ def test_save_load_resume_equals_uninterrupted(tmp_path, storage):
     resumed = SpikingNetwork.load(tmp_path / "net")
     r2 = resumed.run(0.12, monitors=[SpikeMonitor()])
     assert r2.t_start == pytest.approx(0.08)
-    np.testing.assert_array_equal(np.concatenate([r1.spike_indices, r2.spike_indices]),
-                                  whole.spike_indices)
-    np.testing.assert_allclose(np.concatenate([r1.spike_times, r2.spike_times]),
-                               whole.spike_times, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(
+        np.concatenate([r1.spike_indices, r2.spike_indices]), whole.spike_indices
+    )
+    np.testing.assert_allclose(
+        np.concatenate([r1.spike_times, r2.spike_times]), whole.spike_times, rtol=0, atol=1e-12
+    )
     np.testing.assert_array_equal(resumed.state_.v, _run_to(0.2, storage).state_.v)
 
 
@@ -70,7 +71,8 @@ def test_load_with_other_backend_gives_same_spikes(tmp_path):
     net.save(tmp_path / "c")
     a = SpikingNetwork.load(tmp_path / "c", backend="numba").run(0.05, monitors=[SpikeMonitor()])
     b = SpikingNetwork.load(tmp_path / "c", backend="reference").run(
-        0.05, monitors=[SpikeMonitor()])
+        0.05, monitors=[SpikeMonitor()]
+    )
     np.testing.assert_array_equal(a.spike_indices, b.spike_indices)
 
 
@@ -96,9 +98,14 @@ def test_corrupt_checkpoint_raises_and_leaves_files(tmp_path):
 
 def test_monitors_and_exports(tmp_path):
     net = cuba(1000, seed=1)
-    res = net.run(0.2, monitors=[SpikeMonitor(neurons=range(100)),
-                                 StateMonitor(neurons=[1, 2], variables=("v", "gi"), every=10),
-                                 RateMonitor(bin_steps=100)])
+    res = net.run(
+        0.2,
+        monitors=[
+            SpikeMonitor(neurons=range(100)),
+            StateMonitor(neurons=[1, 2], variables=("v", "gi"), every=10),
+            RateMonitor(bin_steps=100),
+        ],
+    )
     assert res.spike_indices.max() < 100
     assert res.state["v"].shape == (200, 2) and "ge" not in res.state
     assert res.rate_hz.shape == (20,)

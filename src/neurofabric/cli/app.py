@@ -1,7 +1,7 @@
 """``neurofabric``: run the engines from a shell.
 
-    neurofabric demo
-    neurofabric snn run cuba --neurons 4000 --duration 1.0 --plot raster.png
+neurofabric demo
+neurofabric snn run cuba --neurons 4000 --duration 1.0 --plot raster.png
 """
 
 from __future__ import annotations
@@ -22,26 +22,41 @@ from neurofabric.core.errors import NeurofabricError
 
 console = Console()
 err_console = Console(stderr=True)
-app = typer.Typer(help="neurofabric: sparse, brain-inspired computing, measured.",
-                  no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="neurofabric: sparse, brain-inspired computing, measured.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 snn_app = typer.Typer(help="The spiking-network simulator.", no_args_is_help=True)
 app.add_typer(snn_app, name="snn")
 
 
 @app.callback()
-def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what happens."),
-          version: bool = typer.Option(False, "--version", help="Print the version.")) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
-                        handlers=[RichHandler(console=err_console, show_path=False)])
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what happens."),
+    version: bool = typer.Option(False, "--version", help="Print the version."),
+) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=err_console, show_path=False)],
+    )
     if version:
         console.print(f"neurofabric {__version__}")
         raise typer.Exit()
 
 
 def _progress(total: int, label: str):
-    progress = Progress(TextColumn(label), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                        TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
-                        TimeRemainingColumn(), console=err_console, transient=True)
+    progress = Progress(
+        TextColumn(label),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+    )
     task = progress.add_task(label, total=total, info="")
 
     def callback(p) -> None:
@@ -50,16 +65,34 @@ def _progress(total: int, label: str):
     return progress, callback
 
 
-def run_snn(model: str, *, neurons: int, duration: float, synapses_per_neuron: float,
-            storage: str, propagation: str, backend: str, dtype: str, seed: int,
-            plot: Path | None, voltage_plot: Path | None, export: Path | None,
-            save: Path | None, show_progress: bool = True) -> dict:
+def run_snn(
+    model: str,
+    *,
+    neurons: int,
+    duration: float,
+    synapses_per_neuron: float,
+    storage: str,
+    propagation: str,
+    backend: str,
+    dtype: str,
+    seed: int,
+    plot: Path | None,
+    voltage_plot: Path | None,
+    export: Path | None,
+    save: Path | None,
+    show_progress: bool = True,
+) -> dict:
     """Build, run and report one example network; returns the summary dict."""
     from neurofabric.snn import SpikeMonitor, StateMonitor
     from neurofabric.snn.models import build_model
 
-    kwargs = {"n_neurons": neurons, "storage": storage, "propagation": propagation,
-              "backend": backend, "seed": seed}
+    kwargs = {
+        "n_neurons": neurons,
+        "storage": storage,
+        "propagation": propagation,
+        "backend": backend,
+        "seed": seed,
+    }
     if model in ("cuba", "coba"):
         kwargs.update(synapses_per_neuron=synapses_per_neuron, dtype=dtype)
     t0 = time.perf_counter()
@@ -79,13 +112,18 @@ def run_snn(model: str, *, neurons: int, duration: float, synapses_per_neuron: f
             result = net.run(duration, monitors=monitors, callback=callback)
     else:
         result = net.run(duration, monitors=monitors)
-    summary = result.summary() | {"model": model, "storage": storage, "build_s": build_s,
-                                  "synapse_bytes": net.synapse_memory_bytes()}
+    summary = result.summary() | {
+        "model": model,
+        "storage": storage,
+        "build_s": build_s,
+        "synapse_bytes": net.synapse_memory_bytes(),
+    }
     if plot:
         from neurofabric.snn.plots import plot_raster
 
-        plot_raster(result, plot, title=f"{model}: {result.n_neurons} neurons, "
-                    f"{result.mean_rate_hz:.2f} Hz")
+        plot_raster(
+            result, plot, title=f"{model}: {result.n_neurons} neurons, {result.mean_rate_hz:.2f} Hz"
+        )
         summary["plot"] = str(plot)
     if voltage_plot:
         from neurofabric.snn.plots import plot_voltage
@@ -99,18 +137,30 @@ def run_snn(model: str, *, neurons: int, duration: float, synapses_per_neuron: f
 
 
 def _summary_table(summary: dict) -> Table:
-    table = Table(title=f"{summary['model']} ({summary['backend']} backend, {summary['storage']})",
-                  show_header=False)
-    rows = [("neurons", f"{summary['neurons']:,}"), ("synapses", f"{summary['synapses']:,}"),
-            ("synapse memory", f"{summary['synapse_bytes'] / 2**20:.1f} MiB "
-             f"({summary['synapse_bytes'] / max(summary['synapses'], 1):.2f} B/synapse)"),
-            ("biological time", f"{summary['duration_s']:g} s"),
-            ("spikes", f"{summary['spikes']:,}"), ("mean rate", f"{summary['mean_rate_hz']:.2f} Hz"),
-            ("build time", f"{summary['build_s']:.2f} s"),
-            ("wall time", f"{summary['wall_s']:.3f} s"),
-            ("speed", f"{summary['wall_s_per_bio_s']:.4f} s per biological second "
-             f"({1 / max(summary['wall_s_per_bio_s'], 1e-12):.1f}x real time)"),
-            ("steps event / dense", f"{summary['event_steps']} / {summary['dense_steps']}")]
+    table = Table(
+        title=f"{summary['model']} ({summary['backend']} backend, {summary['storage']})",
+        show_header=False,
+    )
+    rows = [
+        ("neurons", f"{summary['neurons']:,}"),
+        ("synapses", f"{summary['synapses']:,}"),
+        (
+            "synapse memory",
+            f"{summary['synapse_bytes'] / 2**20:.1f} MiB "
+            f"({summary['synapse_bytes'] / max(summary['synapses'], 1):.2f} B/synapse)",
+        ),
+        ("biological time", f"{summary['duration_s']:g} s"),
+        ("spikes", f"{summary['spikes']:,}"),
+        ("mean rate", f"{summary['mean_rate_hz']:.2f} Hz"),
+        ("build time", f"{summary['build_s']:.2f} s"),
+        ("wall time", f"{summary['wall_s']:.3f} s"),
+        (
+            "speed",
+            f"{summary['wall_s_per_bio_s']:.4f} s per biological second "
+            f"({1 / max(summary['wall_s_per_bio_s'], 1e-12):.1f}x real time)",
+        ),
+        ("steps event / dense", f"{summary['event_steps']} / {summary['dense_steps']}"),
+    ]
     for name, value in rows:
         table.add_row(name, value)
     return table
@@ -135,11 +185,22 @@ def snn_run(
 ) -> None:
     """Run an example network and print neurons, synapses, spikes, rate and wall time."""
     try:
-        summary = run_snn(model, neurons=neurons, duration=duration,
-                          synapses_per_neuron=synapses_per_neuron, storage=storage,
-                          propagation=propagation, backend=backend, dtype=dtype, seed=seed,
-                          plot=plot, voltage_plot=voltage_plot, export=export, save=save,
-                          show_progress=not json_out)
+        summary = run_snn(
+            model,
+            neurons=neurons,
+            duration=duration,
+            synapses_per_neuron=synapses_per_neuron,
+            storage=storage,
+            propagation=propagation,
+            backend=backend,
+            dtype=dtype,
+            seed=seed,
+            plot=plot,
+            voltage_plot=voltage_plot,
+            export=export,
+            save=save,
+            show_progress=not json_out,
+        )
     except NeurofabricError as exc:
         err_console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
@@ -152,33 +213,63 @@ def snn_run(
 
 
 @app.command()
-def demo(out: Path = typer.Option(Path("demo-output"), help="Folder for the figures."),
-         duration: float = typer.Option(1.0, help="Biological seconds to simulate.")) -> None:
+def demo(
+    out: Path = typer.Option(Path("demo-output"), help="Folder for the figures."),
+    duration: float = typer.Option(1.0, help="Biological seconds to simulate."),
+) -> None:
     """A one-minute tour of what works today."""
     console.rule("[bold]neurofabric demo")
-    console.print("[bold]1. Spiking simulator[/bold]: the Vogels & Abbott CUBA network "
-                  "(4000 LIF neurons, 80 synapses each), as in Brian2's example.")
+    console.print(
+        "[bold]1. Spiking simulator[/bold]: the Vogels & Abbott CUBA network "
+        "(4000 LIF neurons, 80 synapses each), as in Brian2's example."
+    )
     try:
-        summary = run_snn("cuba", neurons=4000, duration=duration, synapses_per_neuron=80,
-                          storage="csr", propagation="auto", backend="auto", dtype="float64",
-                          seed=0, plot=out / "cuba_raster.png",
-                          voltage_plot=out / "cuba_voltage.png", export=None, save=None)
+        summary = run_snn(
+            "cuba",
+            neurons=4000,
+            duration=duration,
+            synapses_per_neuron=80,
+            storage="csr",
+            propagation="auto",
+            backend="auto",
+            dtype="float64",
+            seed=0,
+            plot=out / "cuba_raster.png",
+            voltage_plot=out / "cuba_voltage.png",
+            export=None,
+            save=None,
+        )
     except NeurofabricError as exc:
         err_console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
     console.print(_summary_table(summary))
     console.print(f"figures: {out / 'cuba_raster.png'}, {out / 'cuba_voltage.png'}")
-    console.print("The same network with procedural connectivity (synapses regenerated from "
-                  "the seed on every spike, O(neurons) memory):")
-    proc = run_snn("cuba", neurons=4000, duration=duration, synapses_per_neuron=80,
-                   storage="procedural", propagation="event", backend="auto",
-                   dtype="float64", seed=0, plot=None, voltage_plot=None, export=None,
-                   save=None)
-    console.print(f"  {proc['spikes']:,} spikes (identical synapses, identical spikes: "
-                  f"{proc['spikes'] == summary['spikes']}), "
-                  f"{proc['synapse_bytes']:,} bytes of synapse memory instead of "
-                  f"{summary['synapse_bytes']:,}, {proc['wall_s_per_bio_s']:.3f} s per "
-                  "biological second")
+    console.print(
+        "The same network with procedural connectivity (synapses regenerated from "
+        "the seed on every spike, O(neurons) memory):"
+    )
+    proc = run_snn(
+        "cuba",
+        neurons=4000,
+        duration=duration,
+        synapses_per_neuron=80,
+        storage="procedural",
+        propagation="event",
+        backend="auto",
+        dtype="float64",
+        seed=0,
+        plot=None,
+        voltage_plot=None,
+        export=None,
+        save=None,
+    )
+    console.print(
+        f"  {proc['spikes']:,} spikes (identical synapses, identical spikes: "
+        f"{proc['spikes'] == summary['spikes']}), "
+        f"{proc['synapse_bytes']:,} bytes of synapse memory instead of "
+        f"{summary['synapse_bytes']:,}, {proc['wall_s_per_bio_s']:.3f} s per "
+        "biological second"
+    )
     console.rule()
     console.print("Benchmarks against Brian2 and NEST: docs/benchmarks.md (make bench).")
 

@@ -67,8 +67,12 @@ def resolve(engine: str, backend: str | None = None) -> tuple[str, ModuleType]:
         usable = [n for n in available(engine) if n != "torch"] or available(engine)
         name = usable[0]
         if engine not in _logged:
-            log.info("%s: backend 'auto' chose %r (available: %s)", engine, name,
-                     ", ".join(available(engine)))
+            log.info(
+                "%s: backend 'auto' chose %r (available: %s)",
+                engine,
+                name,
+                ", ".join(available(engine)),
+            )
             _logged.add(engine)
     if name not in entries:
         raise ConfigError(

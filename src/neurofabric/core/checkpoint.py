@@ -82,8 +82,14 @@ def _read_array(path: Path, dtype: str, shape: list[int]) -> np.ndarray:
     return values.reshape(shape)
 
 
-def save_checkpoint(path: str | os.PathLike[str], *, engine: str, params: Mapping[str, Any],
-                    arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any] | None = None) -> Path:
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    *,
+    engine: str,
+    params: Mapping[str, Any],
+    arrays: Mapping[str, np.ndarray],
+    meta: Mapping[str, Any] | None = None,
+) -> Path:
     """Write a checkpoint directory atomically and return its path."""
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -99,10 +105,20 @@ def save_checkpoint(path: str | os.PathLike[str], *, engine: str, params: Mappin
                 raise CheckpointError(f"array name {name!r} must be alphanumeric, '_' or '.'")
             fname = f"{name}.arrow"
             _write_array(tmp / fname, arr)
-            entries[name] = {"file": fname, "dtype": arr.dtype.str, "shape": list(arr.shape),
-                             "sha256": _sha256(tmp / fname)}
-        manifest = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "engine": engine,
-                    "params": dict(params), "meta": dict(meta or {}), "arrays": entries}
+            entries[name] = {
+                "file": fname,
+                "dtype": arr.dtype.str,
+                "shape": list(arr.shape),
+                "sha256": _sha256(tmp / fname),
+            }
+        manifest = {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "engine": engine,
+            "params": dict(params),
+            "meta": dict(meta or {}),
+            "arrays": entries,
+        }
         text = json.dumps(manifest, indent=1, sort_keys=True, allow_nan=False)
         with open(tmp / "manifest.json", "w", encoding="utf-8") as fh:
             fh.write(text)
@@ -122,8 +138,9 @@ def save_checkpoint(path: str | os.PathLike[str], *, engine: str, params: Mappin
     return dest
 
 
-def load_checkpoint(path: str | os.PathLike[str], *, engine: str | None = None,
-                    verify: bool = True) -> Checkpoint:
+def load_checkpoint(
+    path: str | os.PathLike[str], *, engine: str | None = None, verify: bool = True
+) -> Checkpoint:
     """Read a checkpoint; raise :class:`CheckpointError` if it is corrupt or foreign."""
     src = Path(path)
     mpath = src / "manifest.json"
@@ -134,15 +151,20 @@ def load_checkpoint(path: str | os.PathLike[str], *, engine: str | None = None,
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{mpath}: manifest is not valid JSON ({exc})") from exc
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
-        raise CheckpointError(f"{mpath}: not a {FORMAT_NAME} manifest (format="
-                              f"{manifest.get('format') if isinstance(manifest, dict) else None!r})")
+        raise CheckpointError(
+            f"{mpath}: not a {FORMAT_NAME} manifest (format="
+            f"{manifest.get('format') if isinstance(manifest, dict) else None!r})"
+        )
     version = manifest.get("format_version")
     if version != FORMAT_VERSION:
-        raise CheckpointError(f"{mpath}: format_version {version!r} is not supported by this "
-                              f"neurofabric (reads version {FORMAT_VERSION}); upgrade neurofabric")
+        raise CheckpointError(
+            f"{mpath}: format_version {version!r} is not supported by this "
+            f"neurofabric (reads version {FORMAT_VERSION}); upgrade neurofabric"
+        )
     if engine is not None and manifest.get("engine") != engine:
-        raise CheckpointError(f"{src} holds a {manifest.get('engine')!r} checkpoint, "
-                              f"not {engine!r}")
+        raise CheckpointError(
+            f"{src} holds a {manifest.get('engine')!r} checkpoint, not {engine!r}"
+        )
     arrays = {}
     for name, entry in manifest.get("arrays", {}).items():
         try:
@@ -156,5 +178,10 @@ def load_checkpoint(path: str | os.PathLike[str], *, engine: str | None = None,
             arrays[name] = _read_array(fpath, entry["dtype"], entry["shape"])
         except (KeyError, TypeError, ValueError, pa.ArrowException) as exc:
             raise CheckpointError(f"{src}: array {name!r} cannot be read ({exc})") from exc
-    return Checkpoint(engine=manifest["engine"], params=manifest.get("params", {}),
-                      arrays=arrays, meta=manifest.get("meta", {}), format_version=version)
+    return Checkpoint(
+        engine=manifest["engine"],
+        params=manifest.get("params", {}),
+        arrays=arrays,
+        meta=manifest.get("meta", {}),
+        format_version=version,
+    )

@@ -47,9 +47,7 @@ def _from_environment() -> Settings:
         except ValueError:
             n_threads = 0
         if n_threads < 1:
-            raise ConfigError(
-                f"NEUROFABRIC_THREADS must be a positive integer, got {threads!r}"
-            )
+            raise ConfigError(f"NEUROFABRIC_THREADS must be a positive integer, got {threads!r}")
     progress = env.get("NEUROFABRIC_PROGRESS", "1") not in ("0", "false", "no")
     return Settings(
         data_dir=Path(data) if data else None,

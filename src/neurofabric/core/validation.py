@@ -16,9 +16,7 @@ from neurofabric.core.errors import ConfigError, ShapeError
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
-        value, bool
-    )
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
 def check_number(name: str, value: Any, unit: str = "") -> float:
@@ -56,8 +54,9 @@ def check_probability(name: str, value: Any) -> float:
     return v
 
 
-def check_int(name: str, value: Any, *, min_value: int | None = None,
-              max_value: int | None = None) -> int:
+def check_int(
+    name: str, value: Any, *, min_value: int | None = None, max_value: int | None = None
+) -> int:
     """An integer within optional bounds (inclusive)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise ConfigError(f"`{name}` must be an integer, got {value!r}")
@@ -77,8 +76,14 @@ def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
     return value
 
 
-def check_array(name: str, value: Any, *, shape: tuple[int | None, ...] | None = None,
-                dtype: Any = None, finite: bool = True) -> np.ndarray:
+def check_array(
+    name: str,
+    value: Any,
+    *,
+    shape: tuple[int | None, ...] | None = None,
+    dtype: Any = None,
+    finite: bool = True,
+) -> np.ndarray:
     """Convert to an array and check its shape (None matches any length) and finiteness."""
     arr = np.asarray(value, dtype=dtype)
     if shape is not None:
@@ -93,8 +98,9 @@ def check_array(name: str, value: Any, *, shape: tuple[int | None, ...] | None =
     return arr
 
 
-def broadcast_param(name: str, value: Any, n: int, *, positive: bool = False,
-                    unit: str = "") -> np.ndarray:
+def broadcast_param(
+    name: str, value: Any, n: int, *, positive: bool = False, unit: str = ""
+) -> np.ndarray:
     """A scalar or a length-``n`` per-element array, returned as float64 of length ``n``."""
     arr = np.asarray(value, dtype=np.float64)
     if arr.ndim == 0:

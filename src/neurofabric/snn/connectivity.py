@@ -50,12 +50,34 @@ class Projection:
         split = -1 if self.dale_split < 0 else self.dale_split + src_offset
         inh_w = self.weight if self.inh_weight is None else self.inh_weight
         inh_std = self.weight_std if self.inh_weight is None else self.inh_weight_std
-        ip = np.array([topo.kind(), s0, s1, self.tgt_range[0], self.tgt_range[1],
-                       topo.degree(), getattr(topo, "dims", 1), int(self.allow_self), split,
-                       self.delay_steps[0], self.delay_steps[1]], dtype=np.int64)
-        fp = np.array([getattr(topo, "p", None) or getattr(topo, "p_max", 0.0) or 0.0,
-                       getattr(topo, "beta", 0.0), getattr(topo, "sigma", 0.0),
-                       self.weight, self.weight_std, inh_w, inh_std], dtype=np.float64)
+        ip = np.array(
+            [
+                topo.kind(),
+                s0,
+                s1,
+                self.tgt_range[0],
+                self.tgt_range[1],
+                topo.degree(),
+                getattr(topo, "dims", 1),
+                int(self.allow_self),
+                split,
+                self.delay_steps[0],
+                self.delay_steps[1],
+            ],
+            dtype=np.int64,
+        )
+        fp = np.array(
+            [
+                getattr(topo, "p", None) or getattr(topo, "p_max", 0.0) or 0.0,
+                getattr(topo, "beta", 0.0),
+                getattr(topo, "sigma", 0.0),
+                self.weight,
+                self.weight_std,
+                inh_w,
+                inh_std,
+            ],
+            dtype=np.float64,
+        )
         if isinstance(topo, Random) and topo.p is None:
             fp[0] = 0.0
         return ip, fp
@@ -103,17 +125,28 @@ class CSR:
         return np.repeat(np.arange(len(self.indptr) - 1, dtype=np.int32), np.diff(self.indptr))
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {"indptr": self.indptr, "indices": self.indices, "weights": self.weights,
-                "delays": self.delays, "flags": self.flags}
+        return {
+            "indptr": self.indptr,
+            "indices": self.indices,
+            "weights": self.weights,
+            "delays": self.delays,
+            "flags": self.flags,
+        }
 
 
 def empty_csr() -> CSR:
-    return CSR(np.zeros(1, np.int64), np.empty(0, np.int32), np.empty(0, np.float32),
-               np.empty(0, np.uint8), np.array([0, 1], np.int64))
+    return CSR(
+        np.zeros(1, np.int64),
+        np.empty(0, np.int32),
+        np.empty(0, np.float32),
+        np.empty(0, np.uint8),
+        np.array([0, 1], np.int64),
+    )
 
 
-def _generate(proj: Projection, ip: np.ndarray, fp: np.ndarray, key: int,
-              kernels: ModuleType) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _generate(
+    proj: Projection, ip: np.ndarray, fp: np.ndarray, key: int, kernels: ModuleType
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(row sources, counts, targets, weights, delays) of one projection, rows ascending."""
     s0, s1 = int(ip[1]), int(ip[2])
     if isinstance(proj.topology, Random) and proj.topology.in_degree is not None:
@@ -140,12 +173,20 @@ def _generate(proj: Projection, ip: np.ndarray, fp: np.ndarray, key: int,
         return counts, np.empty(0, np.int32), np.empty(0, np.float32), np.empty(0, np.int32)
     if len(parts) == 1:
         return (counts, *parts[0])
-    return (counts, np.concatenate([p[0] for p in parts]),
-            np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts]))
+    return (
+        counts,
+        np.concatenate([p[0] for p in parts]),
+        np.concatenate([p[1] for p in parts]),
+        np.concatenate([p[2] for p in parts]),
+    )
 
 
-def build_csr(projections: list[tuple[Projection, int, int]], n_rows: int,
-              kernels: ModuleType, with_csc: bool = False) -> CSR:
+def build_csr(
+    projections: list[tuple[Projection, int, int]],
+    n_rows: int,
+    kernels: ModuleType,
+    with_csc: bool = False,
+) -> CSR:
     """Materialize ``(projection, key, source offset)`` triples into one CSR of ``n_rows``."""
     generated = []
     row_counts = np.zeros(n_rows, np.int64)
@@ -153,7 +194,7 @@ def build_csr(projections: list[tuple[Projection, int, int]], n_rows: int,
         ip, fp = proj.row_params(offset)
         counts, tg, wt, dl = _generate(proj, ip, fp, key, kernels)
         s0 = int(ip[1])
-        row_counts[s0:s0 + len(counts)] += counts
+        row_counts[s0 : s0 + len(counts)] += counts
         generated.append((s0, counts, tg, wt, dl))
     indptr = np.zeros(n_rows + 1, np.int64)
     np.cumsum(row_counts, out=indptr[1:])
@@ -179,8 +220,14 @@ def build_csr(projections: list[tuple[Projection, int, int]], n_rows: int,
     return _compact(indptr, indices, weights, delays, n_rows, with_csc)
 
 
-def _compact(indptr: np.ndarray, indices: np.ndarray, weights: np.ndarray,
-             delays: np.ndarray, n_rows: int, with_csc: bool) -> CSR:
+def _compact(
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    weights: np.ndarray,
+    delays: np.ndarray,
+    n_rows: int,
+    with_csc: bool,
+) -> CSR:
     counts = np.diff(indptr)
     flags = np.array([0, -1], np.int64)
     if len(weights):
@@ -216,8 +263,13 @@ def build_csc(csr: CSR, n_targets: int) -> tuple[np.ndarray, np.ndarray, np.ndar
 
 
 def csr_from_arrays(arrays: dict[str, np.ndarray], n_targets: int, with_csc: bool) -> CSR:
-    csr = CSR(arrays["indptr"], arrays["indices"], arrays["weights"], arrays["delays"],
-              np.asarray(arrays["flags"], np.int64))
+    csr = CSR(
+        arrays["indptr"],
+        arrays["indices"],
+        arrays["weights"],
+        arrays["delays"],
+        np.asarray(arrays["flags"], np.int64),
+    )
     if with_csc:
         csr.csc = build_csc(csr, n_targets)
     return csr
@@ -234,12 +286,24 @@ class ProceduralTable:
     max_row: int = 1
 
     def kernel_args(self) -> tuple[Any, ...]:
-        return (self.ip, self.fp, self.keys, self.is_input, np.empty(self.max_row, np.int64),
-                np.empty(self.max_row, np.float64), np.empty(self.max_row, np.int64))
+        return (
+            self.ip,
+            self.fp,
+            self.keys,
+            self.is_input,
+            np.empty(self.max_row, np.int64),
+            np.empty(self.max_row, np.float64),
+            np.empty(self.max_row, np.int64),
+        )
 
     def nbytes(self) -> int:
-        return int(self.ip.nbytes + self.fp.nbytes + self.keys.nbytes + self.is_input.nbytes
-                   + self.max_row * 24)
+        return int(
+            self.ip.nbytes
+            + self.fp.nbytes
+            + self.keys.nbytes
+            + self.is_input.nbytes
+            + self.max_row * 24
+        )
 
 
 def procedural_table(projections: list[tuple[Projection, int, int, bool]]) -> ProceduralTable:
@@ -248,9 +312,11 @@ def procedural_table(projections: list[tuple[Projection, int, int, bool]]) -> Pr
     ips, fps, keys, inputs, max_row = [], [], [], [], 1
     for proj, key, offset, is_input in projections:
         if isinstance(proj.topology, Random) and proj.topology.in_degree is not None:
-            raise ConfigError("Random(in_degree=...) cannot be procedural: the synapses of a "
-                              "source depend on every target's draw; use storage='csr' or "
-                              "Random(out_degree=...)")
+            raise ConfigError(
+                "Random(in_degree=...) cannot be procedural: the synapses of a "
+                "source depend on every target's draw; use storage='csr' or "
+                "Random(out_degree=...)"
+            )
         ip, fp = proj.row_params(offset)
         ips.append(ip)
         fps.append(fp)
@@ -258,16 +324,21 @@ def procedural_table(projections: list[tuple[Projection, int, int, bool]]) -> Pr
         inputs.append(int(is_input))
         n_tgt = proj.tgt_range[1] - proj.tgt_range[0]
         max_row = max(max_row, max_row_length(proj.topology, n_tgt) + 1)
-    return ProceduralTable(np.stack(ips), np.stack(fps), np.array(keys, np.int64),
-                           np.array(inputs, np.int64), max_row)
+    return ProceduralTable(
+        np.stack(ips), np.stack(fps), np.array(keys, np.int64), np.array(inputs, np.int64), max_row
+    )
 
 
 def degree_stats(csr: CSR, n_targets: int) -> dict[str, float]:
     """Mean and variance of the out- and in-degree."""
     out_deg = np.diff(csr.indptr)
     in_deg = np.bincount(csr.indices, minlength=n_targets)
-    return {"out_mean": float(out_deg.mean()), "out_var": float(out_deg.var()),
-            "in_mean": float(in_deg.mean()), "in_var": float(in_deg.var())}
+    return {
+        "out_mean": float(out_deg.mean()),
+        "out_var": float(out_deg.var()),
+        "in_mean": float(in_deg.mean()),
+        "in_var": float(in_deg.var()),
+    }
 
 
 def clustering_coefficient(csr: CSR, n: int) -> float:

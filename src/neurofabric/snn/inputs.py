@@ -28,19 +28,23 @@ class PoissonInput:
         check_int("n", self.n, min_value=1)
         rate = np.asarray(self.rate, dtype=np.float64)
         if rate.ndim not in (0, 1) or (rate.ndim == 1 and rate.shape != (self.n,)):
-            raise ShapeError(f"PoissonInput `rate` must be a scalar or have shape ({self.n},), "
-                             f"got {rate.shape}")
+            raise ShapeError(
+                f"PoissonInput `rate` must be a scalar or have shape ({self.n},), got {rate.shape}"
+            )
         if not np.all(np.isfinite(rate)) or np.any(rate < 0):
             raise ConfigError(f"PoissonInput `rate` must be >= 0 Hz and finite, got {self.rate!r}")
 
     def validate(self, dt: float) -> None:
         top = float(np.max(self.rate))
         if top * dt > 1000.0:
-            raise ConfigError(f"PoissonInput `rate` * dt must be <= 1000 spikes per step, got "
-                              f"{top} Hz with dt={dt} s; lower the rate or dt")
+            raise ConfigError(
+                f"PoissonInput `rate` * dt must be <= 1000 spikes per step, got "
+                f"{top} Hz with dt={dt} s; lower the rate or dt"
+            )
 
-    def spikes(self, t0: int, n_steps: int, dt: float, rng: np.random.Generator
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def spikes(
+        self, t0: int, n_steps: int, dt: float, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(step, local index, spike count) of the events in steps [t0, t0 + n_steps)."""
         p = np.asarray(self.rate, dtype=np.float64) * dt
         rows = max(1, _DRAW_BLOCK // self.n)
@@ -54,8 +58,11 @@ class PoissonInput:
             mult.append(counts[s, i])
         if not steps:
             return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int32)
-        return (np.concatenate(steps).astype(np.int64), np.concatenate(idx).astype(np.int64),
-                np.concatenate(mult).astype(np.int32))
+        return (
+            np.concatenate(steps).astype(np.int64),
+            np.concatenate(idx).astype(np.int64),
+            np.concatenate(mult).astype(np.int32),
+        )
 
     def to_json(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         rate = np.asarray(self.rate, dtype=np.float64)
@@ -77,11 +84,15 @@ class SpikeArrayInput:
         idx = check_array("indices", self.indices, shape=(None,)).astype(np.int64)
         times = check_array("times", self.times, shape=(None,), dtype=np.float64)
         if idx.shape != times.shape:
-            raise ShapeError(f"SpikeArrayInput `indices` and `times` must have the same length, "
-                             f"got {idx.shape[0]} and {times.shape[0]}")
+            raise ShapeError(
+                f"SpikeArrayInput `indices` and `times` must have the same length, "
+                f"got {idx.shape[0]} and {times.shape[0]}"
+            )
         if idx.size and (idx.min() < 0 or idx.max() >= self.n):
-            raise ConfigError(f"SpikeArrayInput `indices` must be in [0, {self.n}), got "
-                              f"values in [{idx.min()}, {idx.max()}]")
+            raise ConfigError(
+                f"SpikeArrayInput `indices` must be in [0, {self.n}), got "
+                f"values in [{idx.min()}, {idx.max()}]"
+            )
         if times.size and times.min() < 0:
             raise ConfigError(f"SpikeArrayInput `times` must be >= 0 seconds, got {times.min()}")
         object.__setattr__(self, "indices", idx)
@@ -90,17 +101,19 @@ class SpikeArrayInput:
     def validate(self, dt: float) -> None:
         return None
 
-    def spikes(self, t0: int, n_steps: int, dt: float, rng: np.random.Generator
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def spikes(
+        self, t0: int, n_steps: int, dt: float, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         steps = np.rint(self.times / dt).astype(np.int64)
         keep = (steps >= t0) & (steps < t0 + n_steps)
         order = np.lexsort((self.indices[keep], steps[keep]))
-        return (steps[keep][order], self.indices[keep][order],
-                np.ones(int(keep.sum()), np.int32))
+        return (steps[keep][order], self.indices[keep][order], np.ones(int(keep.sum()), np.int32))
 
     def to_json(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        return ({"type": "SpikeArrayInput", "n": self.n},
-                {"indices": self.indices, "times": self.times})
+        return (
+            {"type": "SpikeArrayInput", "n": self.n},
+            {"indices": self.indices, "times": self.times},
+        )
 
 
 InputGroup = PoissonInput | SpikeArrayInput
@@ -116,8 +129,9 @@ def input_from_json(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Inpu
     raise ConfigError(f"unknown input group type {kind!r}")
 
 
-def merge_input_spikes(groups: list[tuple[InputGroup, int]], t0: int, n_steps: int, dt: float,
-                       rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def merge_input_spikes(
+    groups: list[tuple[InputGroup, int]], t0: int, n_steps: int, dt: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Step pointers, global source indices and spike counts of all groups' events in
     [t0, t0 + n_steps), step-major, groups in the order they were added."""
     all_steps, all_idx, all_cnt = [], [], []

@@ -20,9 +20,17 @@ mV = 1e-3
 ms = 1e-3
 
 
-def cuba(n_neurons: int = 4000, *, synapses_per_neuron: float = 80.0, storage: str = "csr",
-         propagation: str = "auto", dt: float = 0.1 * ms, dtype: str = "float64",
-         backend: str = "auto", seed: int = 0) -> SpikingNetwork:
+def cuba(
+    n_neurons: int = 4000,
+    *,
+    synapses_per_neuron: float = 80.0,
+    storage: str = "csr",
+    propagation: str = "auto",
+    dt: float = 0.1 * ms,
+    dtype: str = "float64",
+    backend: str = "auto",
+    seed: int = 0,
+) -> SpikingNetwork:
     """Vogels & Abbott (2005) current-based network, Brian2's ``CUBA.py``.
 
     80% excitatory, p = synapses_per_neuron / n (0.02 at 4000), taum 20 ms, taue 5 ms,
@@ -31,18 +39,36 @@ def cuba(n_neurons: int = 4000, *, synapses_per_neuron: float = 80.0, storage: s
     """
     p = _probability(synapses_per_neuron, n_neurons)
     net = SpikingNetwork(
-        n_neurons, neuron=LIFParams(v_rest=-49 * mV, v_th=-50 * mV, v_reset=-60 * mV,
-                                    tau_m=20 * ms, t_ref=5 * ms),
-        synapse=SynapseParams("cuba", tau_e=5 * ms, tau_i=10 * ms), dt=dt, storage=storage,
-        propagation=propagation, max_delay=dt, v_init=(-60 * mV, -50 * mV), dtype=dtype,
-        backend=backend, seed=seed)
-    return net.connect(Random(p=p), weight=60 * 0.27 / 10 * mV, inh_weight=20 * 4.5 / 10 * mV,
-                       allow_self=True)
+        n_neurons,
+        neuron=LIFParams(
+            v_rest=-49 * mV, v_th=-50 * mV, v_reset=-60 * mV, tau_m=20 * ms, t_ref=5 * ms
+        ),
+        synapse=SynapseParams("cuba", tau_e=5 * ms, tau_i=10 * ms),
+        dt=dt,
+        storage=storage,
+        propagation=propagation,
+        max_delay=dt,
+        v_init=(-60 * mV, -50 * mV),
+        dtype=dtype,
+        backend=backend,
+        seed=seed,
+    )
+    return net.connect(
+        Random(p=p), weight=60 * 0.27 / 10 * mV, inh_weight=20 * 4.5 / 10 * mV, allow_self=True
+    )
 
 
-def coba(n_neurons: int = 4000, *, synapses_per_neuron: float = 80.0, storage: str = "csr",
-         propagation: str = "auto", dt: float = 0.1 * ms, dtype: str = "float64",
-         backend: str = "auto", seed: int = 0) -> SpikingNetwork:
+def coba(
+    n_neurons: int = 4000,
+    *,
+    synapses_per_neuron: float = 80.0,
+    storage: str = "csr",
+    propagation: str = "auto",
+    dt: float = 0.1 * ms,
+    dtype: str = "float64",
+    backend: str = "auto",
+    seed: int = 0,
+) -> SpikingNetwork:
     """Vogels & Abbott (2005) conductance-based network (Brette et al. 2007 benchmark 1).
 
     El -60 mV, Vt -50 mV, Vr -60 mV, E_exc 0 mV, E_inh -80 mV, drive I = 20 mV, taum 20 ms,
@@ -52,18 +78,43 @@ def coba(n_neurons: int = 4000, *, synapses_per_neuron: float = 80.0, storage: s
     p = _probability(synapses_per_neuron, n_neurons)
     # the drive I = 20 mV enters as R * I_ext with R = 10 MOhm and I_ext = 2 nA
     net = SpikingNetwork(
-        n_neurons, neuron=LIFParams(v_rest=-60 * mV, v_th=-50 * mV, v_reset=-60 * mV,
-                                    tau_m=20 * ms, t_ref=5 * ms, r_m=10e6, i_ext=2e-9),
+        n_neurons,
+        neuron=LIFParams(
+            v_rest=-60 * mV,
+            v_th=-50 * mV,
+            v_reset=-60 * mV,
+            tau_m=20 * ms,
+            t_ref=5 * ms,
+            r_m=10e6,
+            i_ext=2e-9,
+        ),
         synapse=SynapseParams("coba", tau_e=5 * ms, tau_i=10 * ms, e_exc=0.0, e_inh=-80 * mV),
-        dt=dt, storage=storage, propagation=propagation, max_delay=dt,
-        v_init=(-60 * mV, -50 * mV), dtype=dtype, backend=backend, seed=seed)
+        dt=dt,
+        storage=storage,
+        propagation=propagation,
+        max_delay=dt,
+        v_init=(-60 * mV, -50 * mV),
+        dtype=dtype,
+        backend=backend,
+        seed=seed,
+    )
     return net.connect(Random(p=p), weight=0.6, inh_weight=6.7, allow_self=True)
 
 
-def brunel(n_neurons: int = 12500, *, g: float = 5.0, eta: float = 2.0, epsilon: float = 0.1,
-           j: float = 0.1 * mV, delay: float = 1.5 * ms, storage: str = "csr",
-           propagation: str = "auto", dt: float = 0.1 * ms, backend: str = "auto",
-           seed: int = 0) -> SpikingNetwork:
+def brunel(
+    n_neurons: int = 12500,
+    *,
+    g: float = 5.0,
+    eta: float = 2.0,
+    epsilon: float = 0.1,
+    j: float = 0.1 * mV,
+    delay: float = 1.5 * ms,
+    storage: str = "csr",
+    propagation: str = "auto",
+    dt: float = 0.1 * ms,
+    backend: str = "auto",
+    seed: int = 0,
+) -> SpikingNetwork:
     """Brunel (2000) sparse balanced network of delta-synapse LIF neurons (model A).
 
     N_E = 4 N_I, in-degree C_E = epsilon N_E and C_I = epsilon N_I, J = 0.1 mV, inhibitory
@@ -77,15 +128,27 @@ def brunel(n_neurons: int = 12500, *, g: float = 5.0, eta: float = 2.0, epsilon:
     theta, tau = 20 * mV, 20 * ms
     nu_ext = eta * theta / (j * c_e * tau)
     net = SpikingNetwork(
-        n_neurons, neuron=LIFParams(v_rest=0.0, v_th=theta, v_reset=10 * mV, tau_m=tau,
-                                    t_ref=2 * ms),
-        synapse=SynapseParams("delta"), dt=dt, storage=storage, propagation=propagation,
-        max_delay=delay, excitatory_ratio=n_exc / n_neurons, backend=backend, seed=seed)
+        n_neurons,
+        neuron=LIFParams(v_rest=0.0, v_th=theta, v_reset=10 * mV, tau_m=tau, t_ref=2 * ms),
+        synapse=SynapseParams("delta"),
+        dt=dt,
+        storage=storage,
+        propagation=propagation,
+        max_delay=delay,
+        excitatory_ratio=n_exc / n_neurons,
+        backend=backend,
+        seed=seed,
+    )
     net.add_input("poisson", PoissonInput(n_neurons, rate=c_e * nu_ext))
     if storage == "csr":
         net.connect(Random(in_degree=c_e), source_range=(0, n_exc), weight=j, delay=delay)
-        net.connect(Random(in_degree=c_i), source_range=(n_exc, n_neurons), weight=j,
-                    inh_weight=g * j, delay=delay)
+        net.connect(
+            Random(in_degree=c_i),
+            source_range=(n_exc, n_neurons),
+            weight=j,
+            inh_weight=g * j,
+            delay=delay,
+        )
     else:  # fixed in-degree needs every target's draw: procedural uses the same mean degree
         net.connect(Random(p=epsilon), weight=j, inh_weight=g * j, delay=delay)
     return net.connect(OneToOne(), source="poisson", weight=j, delay=dt)
@@ -97,8 +160,7 @@ def _probability(k: float, n: int) -> float:
     return k / n
 
 
-MODELS: dict[str, Callable[..., SpikingNetwork]] = {"cuba": cuba, "coba": coba,
-                                                     "brunel": brunel}
+MODELS: dict[str, Callable[..., SpikingNetwork]] = {"cuba": cuba, "coba": coba, "brunel": brunel}
 
 
 def build_model(name: str, **kwargs: Any) -> SpikingNetwork:

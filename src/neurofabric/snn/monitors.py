@@ -27,8 +27,10 @@ class SpikeMonitor:
             return m
         idx = np.asarray(self.neurons, dtype=np.int64).ravel()
         if idx.size and (idx.min() < 0 or idx.max() >= n):
-            raise ConfigError(f"SpikeMonitor `neurons` must be indices in [0, {n}), got "
-                              f"values in [{idx.min()}, {idx.max()}]")
+            raise ConfigError(
+                f"SpikeMonitor `neurons` must be indices in [0, {n}), got "
+                f"values in [{idx.min()}, {idx.max()}]"
+            )
         m[idx] = True
         return m
 
@@ -44,12 +46,15 @@ class StateMonitor:
     def indices(self, n: int) -> np.ndarray:
         idx = np.asarray(self.neurons, dtype=np.int64).ravel()
         if idx.size == 0 or idx.min() < 0 or idx.max() >= n:
-            raise ConfigError(f"StateMonitor `neurons` must be a non-empty list of indices in "
-                              f"[0, {n}), got {self.neurons!r}")
+            raise ConfigError(
+                f"StateMonitor `neurons` must be a non-empty list of indices in "
+                f"[0, {n}), got {self.neurons!r}"
+            )
         for var in self.variables:
             if var not in STATE_VARIABLES:
-                raise ConfigError(f"StateMonitor variable must be one of {STATE_VARIABLES}, "
-                                  f"got {var!r}")
+                raise ConfigError(
+                    f"StateMonitor variable must be one of {STATE_VARIABLES}, got {var!r}"
+                )
         check_int("every", self.every, min_value=1)
         return idx
 
@@ -106,17 +111,28 @@ class RunResult:
         return self.wall_s / self.duration if self.duration > 0 else float("nan")
 
     def summary(self) -> dict[str, Any]:
-        return {"neurons": self.n_neurons, "synapses": self.n_synapses,
-                "duration_s": self.duration, "spikes": self.n_spikes,
-                "mean_rate_hz": self.mean_rate_hz, "wall_s": self.wall_s,
-                "wall_s_per_bio_s": self.realtime_factor, "backend": self.backend,
-                "event_steps": self.event_steps, "dense_steps": self.dense_steps}
+        return {
+            "neurons": self.n_neurons,
+            "synapses": self.n_synapses,
+            "duration_s": self.duration,
+            "spikes": self.n_spikes,
+            "mean_rate_hz": self.mean_rate_hz,
+            "wall_s": self.wall_s,
+            "wall_s_per_bio_s": self.realtime_factor,
+            "backend": self.backend,
+            "event_steps": self.event_steps,
+            "dense_steps": self.dense_steps,
+        }
 
     def spikes_table(self):  # -> pyarrow.Table
         import pyarrow as pa
 
-        return pa.table({"neuron": pa.array(self.spike_indices.astype(np.int32)),
-                         "time_s": pa.array(self.spike_times.astype(np.float64))})
+        return pa.table(
+            {
+                "neuron": pa.array(self.spike_indices.astype(np.int32)),
+                "time_s": pa.array(self.spike_times.astype(np.float64)),
+            }
+        )
 
     def export_spikes(self, path: str | os.PathLike[str]) -> None:
         """Write the spikes to ``.parquet`` or Arrow IPC (``.arrow``/``.feather``), atomically."""
@@ -135,8 +151,9 @@ class RunResult:
         os.replace(tmp, path)
 
 
-def bin_rate(counts: np.ndarray, n_neurons: int, dt: float, bin_steps: int
-             ) -> tuple[np.ndarray, np.ndarray]:
+def bin_rate(
+    counts: np.ndarray, n_neurons: int, dt: float, bin_steps: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Population rate in Hz per bin of ``bin_steps`` from per-step spike counts."""
     nb = len(counts) // bin_steps
     if nb == 0:

@@ -33,8 +33,8 @@ from neurofabric.core.validation import (
 )
 from neurofabric.snn.connectivity import (
     CSR,
-    Projection,
     ProceduralTable,
+    Projection,
     build_csr,
     csr_from_arrays,
     empty_csr,
@@ -79,8 +79,16 @@ class NetworkState:
     def copy(self) -> NetworkState:
         rng = np.random.Generator(type(self.rng.bit_generator)())
         rng.bit_generator.state = self.rng.bit_generator.state
-        return NetworkState(self.t, self.v.copy(), self.ge.copy(), self.gi.copy(),
-                            self.refrac.copy(), self.buf_e.copy(), self.buf_i.copy(), rng)
+        return NetworkState(
+            self.t,
+            self.v.copy(),
+            self.ge.copy(),
+            self.gi.copy(),
+            self.refrac.copy(),
+            self.buf_e.copy(),
+            self.buf_i.copy(),
+            rng,
+        )
 
 
 class SpikingNetwork:
@@ -104,12 +112,23 @@ class SpikingNetwork:
         seed: int or Generator; fixes connectivity, initial state and Poisson inputs.
     """
 
-    def __init__(self, n_neurons: int, *, neuron: LIFParams | None = None,
-                 synapse: SynapseParams | None = None, dt: float = 1e-4,
-                 storage: str = "csr", propagation: str = "auto",
-                 dense_threshold: float = 0.05, max_delay: float = 20e-3,
-                 excitatory_ratio: float = 0.8, v_init: Any = "rest",
-                 dtype: str = "float64", backend: str = "auto", seed: SeedLike = 0) -> None:
+    def __init__(
+        self,
+        n_neurons: int,
+        *,
+        neuron: LIFParams | None = None,
+        synapse: SynapseParams | None = None,
+        dt: float = 1e-4,
+        storage: str = "csr",
+        propagation: str = "auto",
+        dense_threshold: float = 0.05,
+        max_delay: float = 20e-3,
+        excitatory_ratio: float = 0.8,
+        v_init: Any = "rest",
+        dtype: str = "float64",
+        backend: str = "auto",
+        seed: SeedLike = 0,
+    ) -> None:
         self.n_neurons = check_int("n_neurons", n_neurons, min_value=1)
         self.neuron = neuron if neuron is not None else LIFParams()
         self.synapse = synapse if synapse is not None else SynapseParams()
@@ -138,19 +157,25 @@ class SpikingNetwork:
         return int(round(self.excitatory_ratio * self.n_neurons))
 
     def _check_dt(self) -> None:
-        taus = {"tau_m": float(self._neuron_arrays["tau_m"].min()),
-                "tau_e": self.synapse.tau_e, "tau_i": self.synapse.tau_i}
+        taus = {
+            "tau_m": float(self._neuron_arrays["tau_m"].min()),
+            "tau_e": self.synapse.tau_e,
+            "tau_i": self.synapse.tau_i,
+        }
         name, shortest = min(taus.items(), key=lambda kv: kv[1])
         if self.dt >= shortest:
-            raise ConfigError(f"`dt` must be smaller than the shortest time constant "
-                              f"({name} = {shortest} s), got dt={self.dt} s; use dt <= "
-                              f"{shortest / 10:g}")
+            raise ConfigError(
+                f"`dt` must be smaller than the shortest time constant "
+                f"({name} = {shortest} s), got dt={self.dt} s; use dt <= "
+                f"{shortest / 10:g}"
+            )
 
     def add_input(self, name: str, group: InputGroup) -> SpikingNetwork:
         """Add an input group that projections can take as ``source=name``."""
         if not isinstance(name, str) or not name or name == "neurons":
-            raise ConfigError(f"input `name` must be a non-empty string other than 'neurons', "
-                              f"got {name!r}")
+            raise ConfigError(
+                f"input `name` must be a non-empty string other than 'neurons', got {name!r}"
+            )
         if name in self.inputs:
             raise ConfigError(f"an input named {name!r} exists already")
         group.validate(self.dt)
@@ -168,18 +193,29 @@ class SpikingNetwork:
         if steps[0] < 1:
             raise ConfigError(f"`delay` must be >= dt ({self.dt} s), got {lo} s")
         if steps[1] > self.max_delay_steps:
-            raise ConfigError(f"`delay` must be <= max_delay ({self.max_delay} s, the ring "
-                              f"buffer), got {hi} s; raise max_delay")
+            raise ConfigError(
+                f"`delay` must be <= max_delay ({self.max_delay} s, the ring "
+                f"buffer), got {hi} s; raise max_delay"
+            )
         if steps[1] < steps[0]:
             raise ConfigError(f"`delay` range must be (low, high) with low <= high, got {delay}")
         return steps
 
-    def connect(self, topology: Topology, *, weight: float, source: str = "neurons",
-                weight_std: float = 0.0, inh_weight: float | None = None,
-                inh_weight_std: float = 0.0, delay: float | tuple[float, float] | None = None,
-                source_range: tuple[int, int] | None = None,
-                target_range: tuple[int, int] | None = None, allow_self: bool = False,
-                dale: bool | None = None) -> SpikingNetwork:
+    def connect(
+        self,
+        topology: Topology,
+        *,
+        weight: float,
+        source: str = "neurons",
+        weight_std: float = 0.0,
+        inh_weight: float | None = None,
+        inh_weight_std: float = 0.0,
+        delay: float | tuple[float, float] | None = None,
+        source_range: tuple[int, int] | None = None,
+        target_range: tuple[int, int] | None = None,
+        allow_self: bool = False,
+        dale: bool | None = None,
+    ) -> SpikingNetwork:
         """Add a projection from ``source`` (``"neurons"`` or an input's name) to the neurons.
 
         ``weight`` and ``weight_std`` (volts for cuba/delta, relative conductance for coba)
@@ -194,8 +230,10 @@ class SpikingNetwork:
         elif source in self.inputs:
             n_src = self.inputs[source].n
         else:
-            raise ConfigError(f"`source` must be 'neurons' or one of the inputs "
-                              f"{sorted(self.inputs)}, got {source!r}; add it with add_input")
+            raise ConfigError(
+                f"`source` must be 'neurons' or one of the inputs "
+                f"{sorted(self.inputs)}, got {source!r}; add it with add_input"
+            )
         src = self._range("source_range", source_range, n_src)
         tgt = self._range("target_range", target_range, self.n_neurons)
         check_number("weight", weight)
@@ -205,14 +243,22 @@ class SpikingNetwork:
         check_nonnegative("inh_weight_std", inh_weight_std)
         topology.check_sizes(src[1] - src[0], tgt[1] - tgt[0], allow_self)
         use_dale = (source == "neurons") if dale is None else bool(dale)
-        proj = Projection(source=source, topology=topology, src_range=src, tgt_range=tgt,
-                          weight=float(weight), weight_std=float(weight_std),
-                          inh_weight=None if inh_weight is None else float(inh_weight),
-                          inh_weight_std=float(inh_weight_std),
-                          delay_steps=self._delay_steps(delay), allow_self=bool(allow_self),
-                          dale_split=self.n_excitatory if use_dale and source == "neurons"
-                          else (n_src if use_dale else -1),
-                          procedural=self.storage == "procedural")
+        proj = Projection(
+            source=source,
+            topology=topology,
+            src_range=src,
+            tgt_range=tgt,
+            weight=float(weight),
+            weight_std=float(weight_std),
+            inh_weight=None if inh_weight is None else float(inh_weight),
+            inh_weight_std=float(inh_weight_std),
+            delay_steps=self._delay_steps(delay),
+            allow_self=bool(allow_self),
+            dale_split=self.n_excitatory
+            if use_dale and source == "neurons"
+            else (n_src if use_dale else -1),
+            procedural=self.storage == "procedural",
+        )
         self.projections.append(proj)
         self._built = False
         return self
@@ -223,8 +269,9 @@ class SpikingNetwork:
             return 0, n
         lo, hi = int(value[0]), int(value[1])
         if not 0 <= lo < hi <= n:
-            raise ConfigError(f"`{name}` must be (start, stop) with 0 <= start < stop <= {n}, "
-                              f"got {value!r}")
+            raise ConfigError(
+                f"`{name}` must be (start, stop) with 0 <= start < stop <= {n}, got {value!r}"
+            )
         return lo, hi
 
     # ------------------------------------------------------------------ build
@@ -249,15 +296,22 @@ class SpikingNetwork:
             else:
                 (ext if is_input else rec).append((proj, key, src_offset))
         with_csc = self.propagation != "event"
-        self.csr_ = (build_csr(rec, self.n_neurons, self._k, with_csc) if rec else empty_csr())
-        self.input_csr_ = (build_csr(ext, max(self.n_input_sources_, 1), self._k) if ext
-                           else empty_csr())
+        self.csr_ = build_csr(rec, self.n_neurons, self._k, with_csc) if rec else empty_csr()
+        self.input_csr_ = (
+            build_csr(ext, max(self.n_input_sources_, 1), self._k) if ext else empty_csr()
+        )
         self.procedural_: ProceduralTable = procedural_table(proc)
         self.state_ = self.init_state()
         self.build_s_ = time.perf_counter() - t0
         self._built = True
-        log.info("built %d neurons, %d synapses (%s, %s backend) in %.2f s", self.n_neurons,
-                 self.n_synapses, self.storage, self.backend_, self.build_s_)
+        log.info(
+            "built %d neurons, %d synapses (%s, %s backend) in %.2f s",
+            self.n_neurons,
+            self.n_synapses,
+            self.storage,
+            self.backend_,
+            self.build_s_,
+        )
         return self
 
     def _neuron_constants(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -274,11 +328,19 @@ class SpikingNetwork:
             return np.where(same, dt / tau * dm, c)
 
         v_inf = a["v_rest"] + a["r_m"] * a["i_ext"]
-        nparam = np.stack([v_inf, a["v_reset"], a["v_th"], dm, coupling(syn.tau_e),
-                           coupling(syn.tau_i), dt / tau]).astype(self.dtype)
+        nparam = np.stack(
+            [v_inf, a["v_reset"], a["v_th"], dm, coupling(syn.tau_e), coupling(syn.tau_i), dt / tau]
+        ).astype(self.dtype)
         ref_steps = np.rint(a["t_ref"] / dt).astype(np.int32)
-        sc = np.array([math.exp(-dt / syn.tau_e), math.exp(-dt / syn.tau_i), syn.e_exc,
-                       syn.e_inh, -1.0 if syn.model == "coba" else 1.0])
+        sc = np.array(
+            [
+                math.exp(-dt / syn.tau_e),
+                math.exp(-dt / syn.tau_i),
+                syn.e_exc,
+                syn.e_inh,
+                -1.0 if syn.model == "coba" else 1.0,
+            ]
+        )
         return nparam, ref_steps, sc
 
     def _threads(self) -> int:
@@ -322,8 +384,9 @@ class SpikingNetwork:
             table = self.procedural_
             for p in range(table.ip.shape[0]):
                 sources = np.arange(table.ip[p, 1], table.ip[p, 2], dtype=np.int64)
-                counts, *_ = self._k.build_rows(table.ip[p], table.fp[p], int(table.keys[p]),
-                                                sources, table.max_row, True)
+                counts, *_ = self._k.build_rows(
+                    table.ip[p], table.fp[p], int(table.keys[p]), sources, table.max_row, True
+                )
                 n += int(counts.sum())
             self._n_synapses = n
         return self._n_synapses
@@ -342,8 +405,16 @@ class SpikingNetwork:
         n, dt = self.n_neurons, np.dtype(self.dtype)
         v = self._initial_v(rng).astype(dt)
         d = self.max_delay_steps + 1
-        return NetworkState(0, v, np.zeros(n, dt), np.zeros(n, dt), np.zeros(n, np.int32),
-                            np.zeros((d, n), dt), np.zeros((d, n), dt), rng)
+        return NetworkState(
+            0,
+            v,
+            np.zeros(n, dt),
+            np.zeros(n, dt),
+            np.zeros(n, np.int32),
+            np.zeros((d, n), dt),
+            np.zeros((d, n), dt),
+            rng,
+        )
 
     def _initial_v(self, rng: np.random.Generator) -> np.ndarray:
         n, init = self.n_neurons, self.v_init
@@ -355,15 +426,20 @@ class SpikingNetwork:
             return arr[0] + rng.random(n) * (arr[1] - arr[0])
         if arr.shape == (n,):
             return arr.copy()
-        raise ConfigError(f"`v_init` must be 'rest', a (low, high) pair or {n} values, got "
-                          f"shape {arr.shape}")
+        raise ConfigError(
+            f"`v_init` must be 'rest', a (low, high) pair or {n} values, got shape {arr.shape}"
+        )
 
     # ------------------------------------------------------------------ running
-    def _kernel_call(self, state: NetworkState, n_steps: int, inputs: tuple, mon: tuple,
-                     counters: np.ndarray) -> tuple[int, int]:
+    def _kernel_call(
+        self, state: NetworkState, n_steps: int, inputs: tuple, mon: tuple, counters: np.ndarray
+    ) -> tuple[int, int]:
         csr = self.csr_
-        csc = csr.csc if csr.csc is not None else (np.zeros(1, np.int64), np.empty(0, np.int32),
-                                                  np.empty(0, np.int32))
+        csc = (
+            csr.csc
+            if csr.csc is not None
+            else (np.zeros(1, np.int64), np.empty(0, np.int32), np.empty(0, np.int32))
+        )
         if self.propagation == "event" or csr.csc is None:
             dense_limit = -1
         elif self.propagation == "dense":
@@ -372,19 +448,30 @@ class SpikingNetwork:
             dense_limit = int(self.dense_threshold * self.n_neurons)
         ext = self.input_csr_
         return self._k.simulate(
-            n_steps, state.t, _MODEL_CODE[self.synapse.model],
+            n_steps,
+            state.t,
+            _MODEL_CODE[self.synapse.model],
             (state.v, state.ge, state.gi, state.refrac, state.buf_e, state.buf_i),
-            self._nparam, self._ref_steps, self._sc,
-            (csr.indptr, csr.indices, csr.weights, csr.delays, csr.flags), csc, dense_limit,
-            (ext.indptr, ext.indices, ext.weights, ext.delays, ext.flags), inputs,
-            self.procedural_.kernel_args(), mon, counters)
+            self._nparam,
+            self._ref_steps,
+            self._sc,
+            (csr.indptr, csr.indices, csr.weights, csr.delays, csr.flags),
+            csc,
+            dense_limit,
+            (ext.indptr, ext.indices, ext.weights, ext.delays, ext.flags),
+            inputs,
+            self.procedural_.kernel_args(),
+            mon,
+            counters,
+        )
 
     def _input_spikes(self, t0: int, n_steps: int, rng: np.random.Generator):
         groups = [(g, self._input_offsets[name]) for name, g in self.inputs.items()]
         return merge_input_spikes(groups, t0, n_steps, self.dt, rng)
 
-    def step(self, inputs: Mapping[str, Sequence[int]] | None = None,
-             state: NetworkState | None = None) -> tuple[np.ndarray, NetworkState]:
+    def step(
+        self, inputs: Mapping[str, Sequence[int]] | None = None, state: NetworkState | None = None
+    ) -> tuple[np.ndarray, NetworkState]:
         """One time step from ``state`` (default: the network's own) without mutating it.
 
         ``inputs`` maps input names to the local indices spiking in this step; when None the
@@ -402,38 +489,55 @@ class SpikingNetwork:
                     raise ConfigError(f"unknown input {name!r}; inputs are {sorted(self.inputs)}")
                 local = np.asarray(local, dtype=np.int64)
                 if local.size and (local.min() < 0 or local.max() >= self.inputs[name].n):
-                    raise ConfigError(f"input {name!r} indices must be in "
-                                      f"[0, {self.inputs[name].n})")
+                    raise ConfigError(
+                        f"input {name!r} indices must be in [0, {self.inputs[name].n})"
+                    )
                 parts.append(local + self._input_offsets[name])
             idx = np.concatenate(parts) if parts else np.empty(0, np.int64)
             ptr = np.array([0, idx.size], np.int64)
             cnt = np.ones(idx.size, np.int32)
         n = self.n_neurons
         dt = np.dtype(self.dtype)
-        mon = (np.ones(n, np.bool_), np.empty(n, np.int64), np.empty(n, np.int32),
-               np.zeros(1, np.int32), np.zeros(0, np.int64), np.zeros((0, 0), dt),
-               np.zeros((0, 0), dt), np.zeros((0, 0), dt), np.empty(n, np.int32),
-               np.zeros(n, np.uint8))
+        mon = (
+            np.ones(n, np.bool_),
+            np.empty(n, np.int64),
+            np.empty(n, np.int32),
+            np.zeros(1, np.int32),
+            np.zeros(0, np.int64),
+            np.zeros((0, 0), dt),
+            np.zeros((0, 0), dt),
+            np.zeros((0, 0), dt),
+            np.empty(n, np.int32),
+            np.zeros(n, np.uint8),
+        )
         counters = np.array([0, 0, 0, 0, 0, 0, n, self._homogeneous(), 1], np.int64)
         self._kernel_call(new, 1, (ptr, idx, cnt), mon, counters)
         new.t += 1
         return mon[2][: counters[0]].copy(), new
 
-    def run(self, duration: float, *, monitors: Sequence[Any] = (),
-            callback: Callable[[RunProgress], None] | None = None) -> RunResult:
+    def run(
+        self,
+        duration: float,
+        *,
+        monitors: Sequence[Any] = (),
+        callback: Callable[[RunProgress], None] | None = None,
+    ) -> RunResult:
         """Simulate ``duration`` seconds from the current state (a second call resumes)."""
         duration = check_positive("duration", duration, "s")
         self._require_built()
         n_steps = int(round(duration / self.dt))
         if n_steps < 1:
-            raise ConfigError(f"`duration` must be at least one step (dt={self.dt}), got {duration}")
+            raise ConfigError(
+                f"`duration` must be at least one step (dt={self.dt}), got {duration}"
+            )
         spike_mon = next((m for m in monitors if isinstance(m, SpikeMonitor)), None)
         state_mon = next((m for m in monitors if isinstance(m, StateMonitor)), None)
         rate_mon = next((m for m in monitors if isinstance(m, RateMonitor)), None)
         for m in monitors:
             if not isinstance(m, (SpikeMonitor, StateMonitor, RateMonitor)):
-                raise ConfigError(f"unknown monitor {m!r}; use SpikeMonitor, StateMonitor or "
-                                  "RateMonitor")
+                raise ConfigError(
+                    f"unknown monitor {m!r}; use SpikeMonitor, StateMonitor or RateMonitor"
+                )
         n, dt = self.n_neurons, np.dtype(self.dtype)
         mask = spike_mon.mask(n) if spike_mon else np.zeros(n, np.bool_)
         n_mon = int(mask.sum())
@@ -443,8 +547,9 @@ class SpikingNetwork:
         every = state_mon.every if state_mon else 0
         counts = np.zeros(n_steps, np.int32)
         spiked, flag = np.empty(n, np.int32), np.zeros(n, np.uint8)
-        counters = np.array([0, 0, 0, 0, 0, every, n_mon, self._homogeneous(),
-                             self._threads()], np.int64)
+        counters = np.array(
+            [0, 0, 0, 0, 0, every, n_mon, self._homogeneous(), self._threads()], np.int64
+        )
         st = self.state_
         t_start, out_t, out_i, rec_parts = st.t, [], [], []
         wall0 = time.perf_counter()
@@ -452,14 +557,13 @@ class SpikingNetwork:
         while done < n_steps:
             k = min(_CHUNK_STEPS, n_steps - done)
             ptr, idx, cnt = self._input_spikes(st.t, k, st.rng)
-            n_rec = (len(range(_ceil_to(st.t, every), st.t + k, every)) if every else 0)
+            n_rec = len(range(_ceil_to(st.t, every), st.t + k, every)) if every else 0
             rec = [np.zeros((n_rec, len(rec_idx)), dt) for _ in range(3)]
             counters[4] = 0
             j = 0
             while j < k:
-                mon = (mask, spk_t, spk_i, counts[done + j:], rec_idx, *rec, spiked, flag)
-                steps, status = self._kernel_call(st, k - j, (ptr[j:], idx, cnt), mon,
-                                                  counters)
+                mon = (mask, spk_t, spk_i, counts[done + j :], rec_idx, *rec, spiked, flag)
+                steps, status = self._kernel_call(st, k - j, (ptr[j:], idx, cnt), mon, counters)
                 st.t += steps
                 j += steps
                 if status == 1 or j == k:  # drain the spike buffer
@@ -470,20 +574,28 @@ class SpikingNetwork:
             rec_parts.append(rec)
             done += k
             if callback is not None:
-                callback(RunProgress(done, n_steps, int(counters[1]),
-                                     time.perf_counter() - wall0))
+                callback(RunProgress(done, n_steps, int(counters[1]), time.perf_counter() - wall0))
         wall = time.perf_counter() - wall0
         result = RunResult(
-            n_neurons=n, n_synapses=self.n_synapses, dt=self.dt, t_start=t_start * self.dt,
-            duration=n_steps * self.dt, n_spikes=int(counters[1]), wall_s=wall,
-            backend=self.backend_, event_steps=int(counters[2]), dense_steps=int(counters[3]))
+            n_neurons=n,
+            n_synapses=self.n_synapses,
+            dt=self.dt,
+            t_start=t_start * self.dt,
+            duration=n_steps * self.dt,
+            n_spikes=int(counters[1]),
+            wall_s=wall,
+            backend=self.backend_,
+            event_steps=int(counters[2]),
+            dense_steps=int(counters[3]),
+        )
         if spike_mon:
             result.spike_times = np.concatenate(out_t) * self.dt
             result.spike_indices = np.concatenate(out_i)
         if state_mon:
             result.state_neurons = rec_idx
-            result.state_times = np.arange(_ceil_to(t_start, every), t_start + n_steps,
-                                           every) * self.dt
+            result.state_times = (
+                np.arange(_ceil_to(t_start, every), t_start + n_steps, every) * self.dt
+            )
             for q, var in enumerate(("v", "ge", "gi")):
                 if var in state_mon.variables:
                     result.state[var] = np.concatenate([r[q] for r in rec_parts])
@@ -494,11 +606,20 @@ class SpikingNetwork:
 
     # ------------------------------------------------------------------ persistence
     def get_params(self) -> dict[str, Any]:
-        return {"n_neurons": self.n_neurons, "neuron": self.neuron.to_json(),
-                "synapse": self.synapse.to_json(), "dt": self.dt, "storage": self.storage,
-                "propagation": self.propagation, "dense_threshold": self.dense_threshold,
-                "max_delay": self.max_delay, "excitatory_ratio": self.excitatory_ratio,
-                "dtype": self.dtype, "backend": self.backend, "seed": self.seed}
+        return {
+            "n_neurons": self.n_neurons,
+            "neuron": self.neuron.to_json(),
+            "synapse": self.synapse.to_json(),
+            "dt": self.dt,
+            "storage": self.storage,
+            "propagation": self.propagation,
+            "dense_threshold": self.dense_threshold,
+            "max_delay": self.max_delay,
+            "excitatory_ratio": self.excitatory_ratio,
+            "dtype": self.dtype,
+            "backend": self.backend,
+            "seed": self.seed,
+        }
 
     def save(self, path: str | Path) -> Path:
         """Save structure, parameters, synapses and state (a run can resume after load)."""
@@ -509,25 +630,47 @@ class SpikingNetwork:
             meta, arrs = group.to_json()
             inputs_meta.append({"name": name, **meta})
             arrays.update({f"input.{name}.{k}": v for k, v in arrs.items()})
-        projections = [{"source": p.source, "topology": topology_to_json(p.topology),
-                        "src_range": list(p.src_range), "tgt_range": list(p.tgt_range),
-                        "weight": p.weight, "weight_std": p.weight_std,
-                        "inh_weight": p.inh_weight, "inh_weight_std": p.inh_weight_std,
-                        "delay_steps": list(p.delay_steps), "allow_self": p.allow_self,
-                        "dale_split": p.dale_split, "procedural": p.procedural}
-                       for p in self.projections]
+        projections = [
+            {
+                "source": p.source,
+                "topology": topology_to_json(p.topology),
+                "src_range": list(p.src_range),
+                "tgt_range": list(p.tgt_range),
+                "weight": p.weight,
+                "weight_std": p.weight_std,
+                "inh_weight": p.inh_weight,
+                "inh_weight_std": p.inh_weight_std,
+                "delay_steps": list(p.delay_steps),
+                "allow_self": p.allow_self,
+                "dale_split": p.dale_split,
+                "procedural": p.procedural,
+            }
+            for p in self.projections
+        ]
         for prefix, csr in (("csr", self.csr_), ("input_csr", self.input_csr_)):
             arrays.update({f"{prefix}.{k}": v for k, v in csr.arrays().items()})
         st = self.state_
-        arrays.update({"state.v": st.v, "state.ge": st.ge, "state.gi": st.gi,
-                       "state.refrac": st.refrac, "state.buf_e": st.buf_e,
-                       "state.buf_i": st.buf_i})
+        arrays.update(
+            {
+                "state.v": st.v,
+                "state.ge": st.ge,
+                "state.gi": st.gi,
+                "state.refrac": st.refrac,
+                "state.buf_e": st.buf_e,
+                "state.buf_i": st.buf_i,
+            }
+        )
         for key in ("v_rest", "v_th", "v_reset", "tau_m", "t_ref", "r_m", "i_ext"):
             arrays[f"neuron.{key}"] = self._neuron_arrays[key]
-        meta = {"t": st.t, "rng_state": _rng_state_json(st.rng), "inputs": inputs_meta,
-                "projections": projections}
-        return save_checkpoint(path, engine=FORMAT_ENGINE, params=self.get_params(),
-                               arrays=arrays, meta=meta)
+        meta = {
+            "t": st.t,
+            "rng_state": _rng_state_json(st.rng),
+            "inputs": inputs_meta,
+            "projections": projections,
+        }
+        return save_checkpoint(
+            path, engine=FORMAT_ENGINE, params=self.get_params(), arrays=arrays, meta=meta
+        )
 
     @classmethod
     def load(cls, path: str | Path, *, backend: str | None = None) -> SpikingNetwork:
@@ -542,13 +685,20 @@ class SpikingNetwork:
             net = cls(p.pop("n_neurons"), neuron=neuron, synapse=synapse, **p)
             for meta in ck.meta["inputs"]:
                 name = meta.pop("name")
-                arrs = {k.split(".")[-1]: v for k, v in ck.arrays.items()
-                        if k.startswith(f"input.{name}.")}
+                arrs = {
+                    k.split(".")[-1]: v
+                    for k, v in ck.arrays.items()
+                    if k.startswith(f"input.{name}.")
+                }
                 net.inputs[name] = input_from_json(meta, arrs)
             for pj in ck.meta["projections"]:
-                pj = dict(pj, topology=topology_from_json(pj["topology"]),
-                          src_range=tuple(pj["src_range"]), tgt_range=tuple(pj["tgt_range"]),
-                          delay_steps=tuple(pj["delay_steps"]))
+                pj = dict(
+                    pj,
+                    topology=topology_from_json(pj["topology"]),
+                    src_range=tuple(pj["src_range"]),
+                    tgt_range=tuple(pj["tgt_range"]),
+                    delay_steps=tuple(pj["delay_steps"]),
+                )
                 net.projections.append(Projection(**pj))
             net._restore(ck.arrays, ck.meta)
         except (KeyError, TypeError, ValueError) as exc:
@@ -566,8 +716,14 @@ class SpikingNetwork:
         with_csc = self.propagation != "event"
 
         def csr(prefix: str, n_t: int, csc: bool) -> CSR:
-            return csr_from_arrays({k: np.array(arrays[f"{prefix}.{k}"]) for k in
-                                    ("indptr", "indices", "weights", "delays", "flags")}, n_t, csc)
+            return csr_from_arrays(
+                {
+                    k: np.array(arrays[f"{prefix}.{k}"])
+                    for k in ("indptr", "indices", "weights", "delays", "flags")
+                },
+                n_t,
+                csc,
+            )
 
         self.csr_ = csr("csr", self.n_neurons, with_csc and arrays["csr.indptr"].size > 1)
         self.input_csr_ = csr("input_csr", self.n_neurons, False)
@@ -575,14 +731,25 @@ class SpikingNetwork:
         for index, proj in enumerate(self.projections):
             if proj.procedural:
                 is_input = proj.source != "neurons"
-                proc.append((proj, projection_key(self.seed & 0xFFFFFFFF, index),
-                             self._input_offsets[proj.source] if is_input else 0, is_input))
+                proc.append(
+                    (
+                        proj,
+                        projection_key(self.seed & 0xFFFFFFFF, index),
+                        self._input_offsets[proj.source] if is_input else 0,
+                        is_input,
+                    )
+                )
         self.procedural_ = procedural_table(proc)
         rng = np.random.Generator(np.random.PCG64())
         rng.bit_generator.state = meta["rng_state"]
-        self.state_ = NetworkState(int(meta["t"]), *(np.array(arrays[f"state.{k}"]) for k in
-                                                     ("v", "ge", "gi", "refrac", "buf_e",
-                                                      "buf_i")), rng)
+        self.state_ = NetworkState(
+            int(meta["t"]),
+            *(
+                np.array(arrays[f"state.{k}"])
+                for k in ("v", "ge", "gi", "refrac", "buf_e", "buf_i")
+            ),
+            rng,
+        )
         self.build_s_ = 0.0
         self._built = True
 
@@ -594,6 +761,8 @@ def _ceil_to(t: int, every: int) -> int:
 def _rng_state_json(rng: np.random.Generator) -> dict[str, Any]:
     state = rng.bit_generator.state
     if state.get("bit_generator") != "PCG64":
-        raise CheckpointError("only PCG64 random streams can be saved; seed the network with "
-                              "an int or a PCG64 Generator")
+        raise CheckpointError(
+            "only PCG64 random streams can be saved; seed the network with "
+            "an int or a PCG64 Generator"
+        )
     return state

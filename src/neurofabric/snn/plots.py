@@ -31,8 +31,14 @@ def _save(plt, fig, path: str | os.PathLike[str]) -> Path:
     return path
 
 
-def plot_raster(result: RunResult, path: str | os.PathLike[str], *, max_neurons: int = 1000,
-                bin_s: float = 1e-3, title: str | None = None) -> Path:
+def plot_raster(
+    result: RunResult,
+    path: str | os.PathLike[str],
+    *,
+    max_neurons: int = 1000,
+    bin_s: float = 1e-3,
+    title: str | None = None,
+) -> Path:
     """Raster (the first ``max_neurons`` neurons) above the population rate; saves a PNG."""
     if result.spike_times.size == 0 and result.n_spikes > 0:
         raise ConfigError("the run recorded no spikes: run it with monitors=[SpikeMonitor()]")
@@ -40,12 +46,16 @@ def plot_raster(result: RunResult, path: str | os.PathLike[str], *, max_neurons:
     keep = result.spike_indices < max_neurons
     ax_r.plot(result.spike_times[keep] * 1e3, result.spike_indices[keep], ",k", rasterized=True)
     ax_r.set_ylabel("neuron")
-    ax_r.set_title(title or f"{result.n_neurons} neurons, {result.n_spikes} spikes, "
-                   f"{result.mean_rate_hz:.2f} Hz")
+    ax_r.set_title(
+        title
+        or f"{result.n_neurons} neurons, {result.n_spikes} spikes, {result.mean_rate_hz:.2f} Hz"
+    )
     steps = max(1, int(round(bin_s / result.dt)))
     n_steps = int(round(result.duration / result.dt))
-    counts = np.bincount(np.rint((result.spike_times - result.t_start) / result.dt
-                                 ).astype(np.int64), minlength=n_steps)[:n_steps]
+    counts = np.bincount(
+        np.rint((result.spike_times - result.t_start) / result.dt).astype(np.int64),
+        minlength=n_steps,
+    )[:n_steps]
     t, rate = bin_rate(counts, result.n_neurons, result.dt, steps)
     ax_p.plot((t + result.t_start) * 1e3, rate, lw=0.8)
     ax_p.set_ylabel("rate (Hz)")
@@ -54,15 +64,20 @@ def plot_raster(result: RunResult, path: str | os.PathLike[str], *, max_neurons:
     return _save(plt, fig, path)
 
 
-def plot_voltage(result: RunResult, path: str | os.PathLike[str], *, v_th: float | None = None
-                 ) -> Path:
+def plot_voltage(
+    result: RunResult, path: str | os.PathLike[str], *, v_th: float | None = None
+) -> Path:
     """Membrane potential traces recorded by a StateMonitor; saves a PNG."""
     if "v" not in result.state:
         raise ConfigError("the run recorded no voltage: use StateMonitor(variables=('v',))")
     plt, fig, (ax,) = _figure(1, 3.2)
     for q, neuron in enumerate(result.state_neurons):
-        ax.plot(result.state_times * 1e3, result.state["v"][:, q] * 1e3, lw=0.8,
-                label=f"neuron {neuron}")
+        ax.plot(
+            result.state_times * 1e3,
+            result.state["v"][:, q] * 1e3,
+            lw=0.8,
+            label=f"neuron {neuron}",
+        )
     if v_th is not None:
         ax.axhline(v_th * 1e3, color="k", ls=":", lw=0.8, label="threshold")
     ax.set_xlabel("time (ms)")

@@ -30,9 +30,11 @@ class Random:
     def __post_init__(self) -> None:
         given = [x is not None for x in (self.p, self.out_degree, self.in_degree)]
         if sum(given) != 1:
-            raise ConfigError("Random needs exactly one of `p`, `out_degree` or `in_degree`, "
-                              f"got p={self.p}, out_degree={self.out_degree}, "
-                              f"in_degree={self.in_degree}")
+            raise ConfigError(
+                "Random needs exactly one of `p`, `out_degree` or `in_degree`, "
+                f"got p={self.p}, out_degree={self.out_degree}, "
+                f"in_degree={self.in_degree}"
+            )
         if self.p is not None:
             check_probability("p", self.p)
         if self.out_degree is not None:
@@ -49,11 +51,13 @@ class Random:
         room_t = n_tgt - (0 if allow_self else 1)
         room_s = n_src - (0 if allow_self else 1)
         if self.out_degree is not None and self.out_degree > room_t:
-            raise ConfigError(f"`out_degree` must be <= {room_t} (the targets available), "
-                              f"got {self.out_degree}")
+            raise ConfigError(
+                f"`out_degree` must be <= {room_t} (the targets available), got {self.out_degree}"
+            )
         if self.in_degree is not None and self.in_degree > room_s:
-            raise ConfigError(f"`in_degree` must be <= {room_s} (the sources available), "
-                              f"got {self.in_degree}")
+            raise ConfigError(
+                f"`in_degree` must be <= {room_s} (the sources available), got {self.in_degree}"
+            )
 
     def degree(self) -> int:
         return int(self.out_degree or self.in_degree or 0)
@@ -78,11 +82,14 @@ class SmallWorld:
 
     def check_sizes(self, n_src: int, n_tgt: int, allow_self: bool) -> None:
         if n_src != n_tgt:
-            raise ConfigError(f"SmallWorld needs as many sources as targets (one ring), got "
-                              f"{n_src} sources and {n_tgt} targets")
+            raise ConfigError(
+                f"SmallWorld needs as many sources as targets (one ring), got "
+                f"{n_src} sources and {n_tgt} targets"
+            )
         if self.k >= n_tgt:
-            raise ConfigError(f"SmallWorld `k` must be < the number of neurons ({n_tgt}), "
-                              f"got {self.k}")
+            raise ConfigError(
+                f"SmallWorld `k` must be < the number of neurons ({n_tgt}), got {self.k}"
+            )
 
     def degree(self) -> int:
         return self.k
@@ -112,8 +119,10 @@ class DistanceDependent:
         if self.dims == 2:
             for what, n in (("sources", n_src), ("targets", n_tgt)):
                 if math.isqrt(n) ** 2 != n:
-                    raise ConfigError(f"DistanceDependent(dims=2) needs a square number of "
-                                      f"{what}, got {n}; use dims=1 or a square size")
+                    raise ConfigError(
+                        f"DistanceDependent(dims=2) needs a square number of "
+                        f"{what}, got {n}; use dims=1 or a square size"
+                    )
 
     def degree(self) -> int:
         return 0
@@ -142,17 +151,23 @@ class OneToOne:
 
     def check_sizes(self, n_src: int, n_tgt: int, allow_self: bool) -> None:
         if n_src != n_tgt:
-            raise ConfigError(f"OneToOne needs as many sources as targets, got {n_src} sources "
-                              f"and {n_tgt} targets")
+            raise ConfigError(
+                f"OneToOne needs as many sources as targets, got {n_src} sources "
+                f"and {n_tgt} targets"
+            )
 
     def degree(self) -> int:
         return 1
 
 
 Topology = Random | SmallWorld | DistanceDependent | AllToAll | OneToOne
-_TOPOLOGIES = {"Random": Random, "SmallWorld": SmallWorld,
-               "DistanceDependent": DistanceDependent, "AllToAll": AllToAll,
-               "OneToOne": OneToOne}
+_TOPOLOGIES = {
+    "Random": Random,
+    "SmallWorld": SmallWorld,
+    "DistanceDependent": DistanceDependent,
+    "AllToAll": AllToAll,
+    "OneToOne": OneToOne,
+}
 
 
 def topology_to_json(topo: Topology) -> dict[str, Any]:

@@ -57,9 +57,21 @@ def _compile_spec(names):
     return shared
 
 
-_spec = _compile_spec(["hash32", "row_key", "uniform", "normal", "synapse_weight",
-                       "synapse_delay", "_sample_distinct", "_lattice_side", "gen_targets",
-                       "gen_row", "gen_in_degree_sources"])
+_spec = _compile_spec(
+    [
+        "hash32",
+        "row_key",
+        "uniform",
+        "normal",
+        "synapse_weight",
+        "synapse_delay",
+        "_sample_distinct",
+        "_lattice_side",
+        "gen_targets",
+        "gen_row",
+        "gen_in_degree_sources",
+    ]
+)
 gen_targets = _spec["gen_targets"]
 gen_row = _spec["gen_row"]
 gen_in_degree_sources = _spec["gen_in_degree_sources"]
@@ -134,8 +146,7 @@ def _deliver(buf_e, buf_i, tm, dmod, d, tgt, w, inh_sign):
 
 
 @njit(cache=True)
-def _push_csr(src, mult, indptr, indices, weights, delays, flags, buf_e, buf_i, tm, dmod,
-              inh_sign):
+def _push_csr(src, mult, indptr, indices, weights, delays, flags, buf_e, buf_i, tm, dmod, inh_sign):
     """Push the row of ``src`` (``mult`` coincident spikes) into the ring buffers."""
     a = indptr[src]
     b = indptr[src + 1]
@@ -220,18 +231,40 @@ def _update_cuba(hom, v, ge, gi, refrac, be, bi, nparam, ref, sc, flag):
     de = sc[0]
     di = sc[1]
     if hom:
-        p0, p1, p2, p3, p4, p5, rf = (nparam[0, 0], nparam[1, 0], nparam[2, 0], nparam[3, 0],
-                                      nparam[4, 0], nparam[5, 0], ref[0])
+        p0, p1, p2, p3, p4, p5, rf = (
+            nparam[0, 0],
+            nparam[1, 0],
+            nparam[2, 0],
+            nparam[3, 0],
+            nparam[4, 0],
+            nparam[5, 0],
+            ref[0],
+        )
         for i in range(v.shape[0]):
             v[i], ge[i], gi[i], refrac[i], flag[i] = _cuba_neuron(
-                v[i], ge[i], gi[i], refrac[i], be[i], bi[i], p0, p1, p2, p3, p4, p5, rf, de, di)
+                v[i], ge[i], gi[i], refrac[i], be[i], bi[i], p0, p1, p2, p3, p4, p5, rf, de, di
+            )
             be[i] = 0.0
             bi[i] = 0.0
     else:
         for i in range(v.shape[0]):
             v[i], ge[i], gi[i], refrac[i], flag[i] = _cuba_neuron(
-                v[i], ge[i], gi[i], refrac[i], be[i], bi[i], nparam[0, i], nparam[1, i],
-                nparam[2, i], nparam[3, i], nparam[4, i], nparam[5, i], ref[i], de, di)
+                v[i],
+                ge[i],
+                gi[i],
+                refrac[i],
+                be[i],
+                bi[i],
+                nparam[0, i],
+                nparam[1, i],
+                nparam[2, i],
+                nparam[3, i],
+                nparam[4, i],
+                nparam[5, i],
+                ref[i],
+                de,
+                di,
+            )
             be[i] = 0.0
             bi[i] = 0.0
 
@@ -245,15 +278,43 @@ def _update_coba(hom, v, ge, gi, refrac, be, bi, nparam, ref, sc, flag):
         p0, p1, p2, p6, rf = nparam[0, 0], nparam[1, 0], nparam[2, 0], nparam[6, 0], ref[0]
         for i in range(v.shape[0]):
             v[i], ge[i], gi[i], refrac[i], flag[i] = _coba_neuron(
-                v[i], ge[i], gi[i], refrac[i], be[i], bi[i], p0, p1, p2, p6, rf, de, di,
-                sc[2], sc[3])
+                v[i],
+                ge[i],
+                gi[i],
+                refrac[i],
+                be[i],
+                bi[i],
+                p0,
+                p1,
+                p2,
+                p6,
+                rf,
+                de,
+                di,
+                sc[2],
+                sc[3],
+            )
             be[i] = 0.0
             bi[i] = 0.0
     else:
         for i in range(v.shape[0]):
             v[i], ge[i], gi[i], refrac[i], flag[i] = _coba_neuron(
-                v[i], ge[i], gi[i], refrac[i], be[i], bi[i], nparam[0, i], nparam[1, i],
-                nparam[2, i], nparam[6, i], ref[i], de, di, sc[2], sc[3])
+                v[i],
+                ge[i],
+                gi[i],
+                refrac[i],
+                be[i],
+                bi[i],
+                nparam[0, i],
+                nparam[1, i],
+                nparam[2, i],
+                nparam[6, i],
+                ref[i],
+                de,
+                di,
+                sc[2],
+                sc[3],
+            )
             be[i] = 0.0
             bi[i] = 0.0
 
@@ -264,20 +325,34 @@ def _update_delta(hom, v, ge, gi, refrac, be, bi, nparam, ref, sc, flag):
     if hom:
         p0, p1, p2, p3, rf = nparam[0, 0], nparam[1, 0], nparam[2, 0], nparam[3, 0], ref[0]
         for i in range(v.shape[0]):
-            v[i], refrac[i], flag[i] = _delta_neuron(v[i], refrac[i], be[i], bi[i], p0, p1, p2,
-                                                     p3, rf)
+            v[i], refrac[i], flag[i] = _delta_neuron(
+                v[i], refrac[i], be[i], bi[i], p0, p1, p2, p3, rf
+            )
             be[i] = 0.0
             bi[i] = 0.0
     else:
         for i in range(v.shape[0]):
-            v[i], refrac[i], flag[i] = _delta_neuron(v[i], refrac[i], be[i], bi[i], nparam[0, i],
-                                                     nparam[1, i], nparam[2, i], nparam[3, i],
-                                                     ref[i])
+            v[i], refrac[i], flag[i] = _delta_neuron(
+                v[i],
+                refrac[i],
+                be[i],
+                bi[i],
+                nparam[0, i],
+                nparam[1, i],
+                nparam[2, i],
+                nparam[3, i],
+                ref[i],
+            )
             be[i] = 0.0
             bi[i] = 0.0
 
 
 PARALLEL_MIN_NEURONS = 100_000  # below this, thread hand-off costs more than it saves
+
+
+# ``_update`` is a placeholder: each compiled variant of the two functions below rebinds it
+# to the update of one neuron model (see ``_variant``).
+_update = _update_cuba
 
 
 def _update_parallel(hom, v, ge, gi, refrac, be, bi, nparam, ref, sc, flag):
@@ -288,8 +363,19 @@ def _update_parallel(hom, v, ge, gi, refrac, be, bi, nparam, ref, sc, flag):
     for c in prange(n_chunks):
         a = c * n // n_chunks
         b = (c + 1) * n // n_chunks
-        _update(hom, v[a:b], ge[a:b], gi[a:b], refrac[a:b], be[a:b], bi[a:b], nparam[:, a:b],
-                ref[a:b], sc, flag[a:b])
+        _update(
+            hom,
+            v[a:b],
+            ge[a:b],
+            gi[a:b],
+            refrac[a:b],
+            be[a:b],
+            bi[a:b],
+            nparam[:, a:b],
+            ref[a:b],
+            sc,
+            flag[a:b],
+        )
 
 
 @njit(cache=True)
@@ -313,8 +399,23 @@ def _collect(flag, spiked):
     return count
 
 
-def simulate(n_steps, t0, model, state, nparam, ref_steps, sc, rec, csc, dense_limit,
-             ext, inputs, proc, mon, counters):
+def simulate(
+    n_steps,
+    t0,
+    model,
+    state,
+    nparam,
+    ref_steps,
+    sc,
+    rec,
+    csc,
+    dense_limit,
+    ext,
+    inputs,
+    proc,
+    mon,
+    counters,
+):
     """Advance ``n_steps`` steps from step ``t0``; see :func:`.reference.simulate`.
 
     Compiled once per (model, threads) below, so a network compiles only what it runs.
@@ -325,10 +426,6 @@ def simulate(n_steps, t0, model, state, nparam, ref_steps, sc, rec, csc, dense_l
     x_indptr, x_indices, x_weights, x_delays, x_flags = ext
     in_ptr, in_idx, in_cnt = inputs
     spk_mask, spk_t, spk_i, rate, rec_idx, rec_v, rec_ge, rec_gi, spiked, flag = mon
-    de = sc[0]
-    di = sc[1]
-    e_exc = sc[2]
-    e_inh = sc[3]
     inh_sign = sc[4]
     rec_every = counters[5]
     hom = counters[7] == 1
@@ -349,8 +446,6 @@ def simulate(n_steps, t0, model, state, nparam, ref_steps, sc, rec, csc, dense_l
         t = t0 + k
         slot = t % dmod
         # --- 1-3: arrivals, integration, threshold and reset: branch-free, vectorizable
-        be = buf_e[slot]
-        bi = buf_i[slot]
         _update(hom, v, ge, gi, refrac, buf_e[slot], buf_i[slot], nparam, ref_steps, sc, flag)
         n_spk = _collect(flag, spiked)
         # --- 4: monitors
@@ -381,8 +476,9 @@ def simulate(n_steps, t0, model, state, nparam, ref_steps, sc, rec, csc, dense_l
                         s = c_src[q]
                         if flag[s]:
                             if by_row:
-                                _deliver(buf_e, buf_i, slot, dmod, dconst, j, r_weights[s],
-                                         inh_sign)
+                                _deliver(
+                                    buf_e, buf_i, slot, dmod, dconst, j, r_weights[s], inh_sign
+                                )
                             else:
                                 pos = c_pos[q]
                                 w = r_weights[s] if r_flags[0] == 1 else r_weights[pos]
@@ -393,8 +489,20 @@ def simulate(n_steps, t0, model, state, nparam, ref_steps, sc, rec, csc, dense_l
             else:
                 counters[2] += 1
                 for q in range(n_spk):
-                    _push_csr(spiked[q], 1, r_indptr, r_indices, r_weights, r_delays,
-                              r_flags, buf_e, buf_i, slot, dmod, inh_sign)
+                    _push_csr(
+                        spiked[q],
+                        1,
+                        r_indptr,
+                        r_indices,
+                        r_weights,
+                        r_delays,
+                        r_flags,
+                        buf_e,
+                        buf_i,
+                        slot,
+                        dmod,
+                        inh_sign,
+                    )
         elif n_spk > 0:
             counters[2] += 1
         if has_proc:
@@ -405,8 +513,20 @@ def simulate(n_steps, t0, model, state, nparam, ref_steps, sc, rec, csc, dense_l
             s = in_idx[q]
             m = in_cnt[q]
             if has_ext:
-                _push_csr(s, m, x_indptr, x_indices, x_weights, x_delays, x_flags,
-                          buf_e, buf_i, slot, dmod, inh_sign)
+                _push_csr(
+                    s,
+                    m,
+                    x_indptr,
+                    x_indices,
+                    x_weights,
+                    x_delays,
+                    x_flags,
+                    buf_e,
+                    buf_i,
+                    slot,
+                    dmod,
+                    inh_sign,
+                )
             if has_proc:
                 _push_procedural(s, m, 1, proc, buf_e, buf_i, slot, dmod, inh_sign)
         counters[1] += n_spk
@@ -444,12 +564,42 @@ def _get_variant(model, parallel):
     return _simulate_variants[key]
 
 
-def simulate(n_steps, t0, model, state, nparam, ref_steps, sc, rec, csc, dense_limit,  # noqa: F811
-             ext, inputs, proc, mon, counters):
+def simulate(
+    n_steps,
+    t0,
+    model,
+    state,
+    nparam,
+    ref_steps,
+    sc,
+    rec,
+    csc,
+    dense_limit,  # noqa: F811
+    ext,
+    inputs,
+    proc,
+    mon,
+    counters,
+):
     """Advance ``n_steps`` steps from step ``t0``; see :func:`.reference.simulate`.
 
     Dispatches to a kernel compiled for this (model, threads) pair only.
     """
     kernel = _get_variant(int(model), bool(counters[8] > 1))
-    return kernel(n_steps, t0, model, state, nparam, ref_steps, sc, rec, csc, dense_limit,
-                  ext, inputs, proc, mon, counters)
+    return kernel(
+        n_steps,
+        t0,
+        model,
+        state,
+        nparam,
+        ref_steps,
+        sc,
+        rec,
+        csc,
+        dense_limit,
+        ext,
+        inputs,
+        proc,
+        mon,
+        counters,
+    )

@@ -78,8 +78,12 @@ def build_in_degree(ip, fp, key, targets, k):
         out[2].append(sw[:c].astype(np.float32))
         out[3].append(sd[:c].astype(np.int32))
     if not out[0]:
-        return (np.empty(0, np.int32), np.empty(0, np.int32), np.empty(0, np.float32),
-                np.empty(0, np.int32))
+        return (
+            np.empty(0, np.int32),
+            np.empty(0, np.int32),
+            np.empty(0, np.float32),
+            np.empty(0, np.int32),
+        )
     return tuple(np.concatenate(x) for x in out)
 
 
@@ -140,8 +144,23 @@ def _integrate(model, v, ge, gi, refrac, a_e, a_i, nparam, sc):
     gi[:] = x_i * di
 
 
-def simulate(n_steps, t0, model, state, nparam, ref_steps, sc, rec, csc, dense_limit,
-             ext, inputs, proc, mon, counters):
+def simulate(
+    n_steps,
+    t0,
+    model,
+    state,
+    nparam,
+    ref_steps,
+    sc,
+    rec,
+    csc,
+    dense_limit,
+    ext,
+    inputs,
+    proc,
+    mon,
+    counters,
+):
     """Advance ``n_steps`` steps from step ``t0``, mutating ``state``, ``mon`` and ``counters``.
 
     ``counters``: [spikes written, total spikes, event steps, dense steps, state records,
@@ -176,8 +195,8 @@ def simulate(n_steps, t0, model, state, nparam, ref_steps, sc, rec, csc, dense_l
         counters[1] += spikes.size
         shown = spikes[spk_mask[spikes]]
         w0 = counters[0]
-        spk_t[w0:w0 + shown.size] = t
-        spk_i[w0:w0 + shown.size] = shown
+        spk_t[w0 : w0 + shown.size] = t
+        spk_i[w0 : w0 + shown.size] = shown
         counters[0] += shown.size
         if counters[5] > 0 and t % counters[5] == 0:
             r = counters[4]
@@ -194,18 +213,26 @@ def simulate(n_steps, t0, model, state, nparam, ref_steps, sc, rec, csc, dense_l
                 src = c_src[keep]
                 pos = c_pos[keep] if c_pos.size else None  # absent when rows are uniform
                 w = r_weights[src] if r_flags[0] == 1 else r_weights[pos]
-                d = (np.full(src.size, r_flags[1]) if r_flags[1] >= 0
-                     else r_delays[pos].astype(np.int64))
+                d = (
+                    np.full(src.size, r_flags[1])
+                    if r_flags[1] >= 0
+                    else r_delays[pos].astype(np.int64)
+                )
                 _deliver(buf_e, buf_i, t, tgt[keep], w, d, inh_sign)
             else:
                 counters[2] += 1
                 if r_indptr.shape[0] > 1:
-                    _deliver(buf_e, buf_i, t, *_rows(spikes, r_indptr, r_indices, r_weights,
-                                                      r_delays, r_flags), inh_sign)
+                    _deliver(
+                        buf_e,
+                        buf_i,
+                        t,
+                        *_rows(spikes, r_indptr, r_indices, r_weights, r_delays, r_flags),
+                        inh_sign,
+                    )
             if proc[0].shape[0]:
                 _deliver(buf_e, buf_i, t, *_procedural_rows(spikes, 0, proc), inh_sign)
-        ins = in_idx[in_ptr[k]:in_ptr[k + 1]]
-        mult = in_cnt[in_ptr[k]:in_ptr[k + 1]]
+        ins = in_idx[in_ptr[k] : in_ptr[k + 1]]
+        mult = in_cnt[in_ptr[k] : in_ptr[k + 1]]
         if ins.size:
             # an input event carries a spike count m: its synapses deliver m * w
             if x_indptr.shape[0] > 1:

@@ -236,7 +236,9 @@ def gen_targets(ip, fp, key, src, out_t):
             for off in range(lo, hi + 1):
                 t = (cx + off) % n_t
                 d2 = float(off * off)
-                if t != self_t and uniform(rk, off - lo) < p0 * math.exp(-d2 / (2.0 * sigma * sigma)):
+                if t != self_t and uniform(rk, off - lo) < p0 * math.exp(
+                    -d2 / (2.0 * sigma * sigma)
+                ):
                     out_t[count] = t
                     count += 1
         else:
@@ -252,7 +254,9 @@ def gen_targets(ip, fp, key, src, out_t):
                     t = ((cy + oy) % side_t) * side_t + (cx + ox) % side_t
                     d2 = float(ox * ox + oy * oy)
                     draw = (oy - lo) * width + (ox - lo)
-                    if t != self_t and uniform(rk, draw) < p0 * math.exp(-d2 / (2.0 * sigma * sigma)):
+                    if t != self_t and uniform(rk, draw) < p0 * math.exp(
+                        -d2 / (2.0 * sigma * sigma)
+                    ):
                         out_t[count] = t
                         count += 1
             # rows must be ascending: sort (windows wrap around the torus)
