@@ -41,46 +41,49 @@ def _drop_stale_cache() -> None:
 _drop_stale_cache()
 
 
-def _compile_spec(names):
-    """Compile the pure-Python spec functions of :mod:`.rowgen` with numba.
-
-    They are recreated over one shared globals dict in which every spec name is bound to its
-    compiled version, so compiled functions call compiled functions.
-    """
+def _clone(fn, shared, qualname=None, **options):
+    """``fn`` recreated over the globals ``shared`` and compiled; ``qualname`` keeps the
+    variant's entry in numba's disk cache apart from the others."""
     import types
 
-    shared = dict(vars(rowgen))
+    clone = types.FunctionType(fn.__code__, shared, fn.__name__, fn.__defaults__)
+    clone.__qualname__ = qualname or fn.__qualname__
+    options.setdefault("cache", True)
+    return njit(**options)(clone)
+
+
+def _compile_spec(names, shared):
+    """Compile the pure-Python spec functions of :mod:`.rowgen` with numba, over one globals
+    dict in which every spec name is bound to its compiled version."""
     for name in names:
-        fn = getattr(rowgen, name)
-        clone = types.FunctionType(fn.__code__, shared, fn.__name__, fn.__defaults__)
-        shared[name] = njit(cache=True)(clone)
+        shared[name] = _clone(getattr(rowgen, name), shared)
     return shared
 
 
-_spec = _compile_spec(
-    [
-        "hash32",
-        "row_key",
-        "uniform",
-        "normal",
-        "synapse_weight",
-        "synapse_delay",
-        "_sample_distinct",
-        "_lattice_side",
-        "gen_targets",
-        "gen_row",
-        "gen_in_degree_sources",
-    ]
-)
+_SPEC_NAMES = ["hash32", "row_key", "uniform", "normal", "synapse_weight", "synapse_delay",
+               "_sample_distinct", "_lattice_side", "_sort_prefix", "_shift", "_all_targets",
+               "_no_targets", *rowgen.KIND_GENERATORS.values(), "gen_targets", "gen_row",
+               "gen_in_degree_sources"]
+_spec = _compile_spec(_SPEC_NAMES, dict(vars(rowgen)))
 gen_targets = _spec["gen_targets"]
 gen_row = _spec["gen_row"]
 gen_in_degree_sources = _spec["gen_in_degree_sources"]
 
+
+def _gen_row_for_kind(kind):
+    """A compiled ``gen_row`` that only knows topology ``kind`` (faster to compile)."""
+    shared = dict(_spec)
+    for k, name in rowgen.KIND_GENERATORS.items():
+        if k != kind:
+            shared[name] = _spec["_no_targets"]
+    shared["gen_targets"] = _clone(rowgen.gen_targets, shared, f"gen_targets_kind{kind}")
+    return _clone(rowgen.gen_row, shared, f"gen_row_kind{kind}")
+
+
 BACKEND = "numba"
 
 
-@njit(cache=True)
-def build_rows(ip, fp, key, sources, max_row, counts_only):
+def _build_rows(ip, fp, key, sources, max_row, counts_only):
     """Generate the rows of ``sources``: (counts, targets, weights, delays) concatenated."""
     n = sources.shape[0]
     counts = np.zeros(n, np.int64)
@@ -104,6 +107,20 @@ def build_rows(ip, fp, key, sources, max_row, counts_only):
             dl[pos + b] = sd[b]
         pos += c
     return counts, tg, wt, dl
+
+
+_build_rows_variants: dict = {}
+
+
+def build_rows(ip, fp, key, sources, max_row, counts_only):
+    """Generate the rows of ``sources``: (counts, targets, weights, delays) concatenated.
+    Compiled per topology kind, so a network compiles only the generators it uses."""
+    kind = int(ip[0])
+    if kind not in _build_rows_variants:
+        shared = dict(globals())
+        shared["gen_row"] = _gen_row_for_kind(kind)
+        _build_rows_variants[kind] = _clone(_build_rows, shared, f"build_rows_kind{kind}")
+    return _build_rows_variants[kind](ip, fp, key, sources, max_row, counts_only)
 
 
 @njit(cache=True)
@@ -535,17 +552,22 @@ def simulate(
     return n_steps, 0
 
 
-def _variant(fn, update, parallel=False, cached_off=False):
-    """Recompile ``fn`` with the global ``_update`` bound to ``update``. The clone gets its
-    own qualified name, which is what keeps its entry in numba's disk cache apart."""
-    import types
+@njit(cache=True)
+def _no_procedural(src, mult, is_input, proc, buf_e, buf_i, tm, dmod, inh_sign):
+    """Stands in for ``_push_procedural`` in kernels of networks without procedural rows."""
+    return None
 
+
+def _variant(fn, update, parallel=False, cached_off=False, procedural=True):
+    """Recompile ``fn`` with the global ``_update`` bound to ``update`` (and, without
+    procedural projections, ``_push_procedural`` to a no-op). Numba cannot cache parallel
+    kernels (or their callers) on disk: those are compiled in memory."""
     shared = dict(fn.__globals__)
     shared["_update"] = update
-    clone = types.FunctionType(fn.__code__, shared, fn.__name__, fn.__defaults__)
-    clone.__qualname__ = f"{fn.__name__}__{update.__name__}"
-    # numba cannot cache parallel kernels (or their callers) on disk: compile those in memory
-    return njit(cache=not cached_off, parallel=parallel)(clone)
+    if not procedural:
+        shared["_push_procedural"] = _no_procedural
+    name = f"{fn.__name__}__{update.__name__}{'' if procedural else '__noproc'}"
+    return _clone(fn, shared, name, cache=not cached_off, parallel=parallel)
 
 
 _UPDATES = {0: _update_cuba, 1: _update_coba, 2: _update_delta}
@@ -553,14 +575,15 @@ _simulate_variants: dict = {}
 _simulate_source = simulate
 
 
-def _get_variant(model, parallel):
-    key = (model, parallel)
+def _get_variant(model, parallel, procedural):
+    key = (model, parallel, procedural)
     if key not in _simulate_variants:
         update = _UPDATES[model]
         if parallel:
             update = _variant(_update_parallel, update, parallel=True, cached_off=True)
             update.__name__ = f"parallel_{_UPDATES[model].__name__}"
-        _simulate_variants[key] = _variant(_simulate_source, update, cached_off=parallel)
+        _simulate_variants[key] = _variant(_simulate_source, update, cached_off=parallel,
+                                           procedural=procedural)
     return _simulate_variants[key]
 
 
@@ -583,9 +606,9 @@ def simulate(
 ):
     """Advance ``n_steps`` steps from step ``t0``; see :func:`.reference.simulate`.
 
-    Dispatches to a kernel compiled for this (model, threads) pair only.
+    Dispatches to a kernel compiled for this (model, threads, procedural or not) only.
     """
-    kernel = _get_variant(int(model), bool(counters[8] > 1))
+    kernel = _get_variant(int(model), bool(counters[8] > 1), proc[0].shape[0] > 0)
     return kernel(
         n_steps,
         t0,

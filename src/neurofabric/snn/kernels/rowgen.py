@@ -123,162 +123,192 @@ def _lattice_side(n, dims):
     return side
 
 
+def _sort_prefix(out_t, count):
+    """Insertion sort of ``out_t[:count]`` (rows are short and nearly sorted)."""
+    for a in range(1, count):
+        v = out_t[a]
+        b = a - 1
+        while b >= 0 and out_t[b] > v:
+            out_t[b + 1] = out_t[b]
+            b -= 1
+        out_t[b + 1] = v
+
+
+def _shift(out_t, count, tgt0):
+    for a in range(count):
+        out_t[a] += tgt0
+    return count
+
+
+def _all_targets(n_t, tgt0, self_t, out_t):
+    count = 0
+    for t in range(n_t):
+        if t != self_t:
+            out_t[count] = tgt0 + t
+            count += 1
+    return count
+
+
+# Each topology kind has one generator with the same signature, so a compiled variant for
+# one kind can bind the others to ``_no_targets`` and compile only what it uses.
+# ``rk`` is the row key, ``n_t``/``tgt0`` the target range, ``self_t`` the excluded target
+# (relative, -1 for none); the targets written are absolute.
+
+
+def _targets_random(ip, fp, rk, src, n_t, tgt0, self_t, out_t):
+    """Each target independently with probability p, by geometric skips."""
+    p = fp[0]
+    if p <= 0.0:
+        return 0
+    if p >= 1.0:
+        return _all_targets(n_t, tgt0, self_t, out_t)
+    log_q = math.log1p(-p)
+    if log_q == 0.0:  # p below double resolution: no synapse in any realistic network
+        return 0
+    count = 0
+    t = -1
+    i = 0
+    while True:
+        # geometric skip to the next connected target (compared as float: no overflow)
+        gap = math.log(uniform(rk, i)) / log_q
+        i += 1
+        if gap >= n_t - t - 1:
+            break
+        t += 1 + int(gap)
+        if t != self_t:
+            out_t[count] = tgt0 + t
+            count += 1
+    return count
+
+
+def _targets_out_degree(ip, fp, rk, src, n_t, tgt0, self_t, out_t):
+    """Exactly k distinct targets."""
+    return _shift(out_t, _sample_distinct(rk, n_t, ip[5], self_t, out_t), tgt0)
+
+
+def _targets_all(ip, fp, rk, src, n_t, tgt0, self_t, out_t):
+    return _all_targets(n_t, tgt0, self_t, out_t)
+
+
+def _targets_one_to_one(ip, fp, rk, src, n_t, tgt0, self_t, out_t):
+    s = src - ip[1]
+    if s < n_t:
+        out_t[0] = tgt0 + s
+        return 1
+    return 0
+
+
+def _targets_small_world(ip, fp, rk, src, n_t, tgt0, self_t, out_t):
+    """Ring lattice (k/2 neighbours per side), each synapse rewired with probability beta."""
+    s = src - ip[1]
+    half = ip[5] // 2
+    beta = fp[1]
+    count = 0
+    for j in range(1, half + 1):
+        for side in range(2):
+            t = (s + j) % n_t if side == 0 else (s - j) % n_t
+            draw = 2 * (2 * j + side)
+            if beta > 0.0 and uniform(rk, draw) < beta:
+                # rewire to a uniform target that is not the source and not already taken
+                attempt = 0
+                while True:
+                    cand = int(uniform(rk, 4 * n_t + 97 * draw + attempt) * n_t)
+                    attempt += 1
+                    if cand >= n_t:
+                        cand = n_t - 1
+                    dup = cand == s
+                    for q in range(count):
+                        if out_t[q] == cand:
+                            dup = True
+                            break
+                    if not dup or attempt > 64:
+                        break
+                if dup:
+                    cand = t
+                t = cand
+            out_t[count] = t
+            count += 1
+    # sort and drop duplicates left by rewiring collisions
+    _sort_prefix(out_t, count)
+    m = 0
+    for a in range(count):
+        if m == 0 or out_t[a] != out_t[m - 1]:
+            out_t[m] = out_t[a]
+            m += 1
+    return _shift(out_t, m, tgt0)
+
+
+def _targets_distance(ip, fp, rk, src, n_t, tgt0, self_t, out_t):
+    """Gaussian profile on a periodic 1-D ring or 2-D square lattice, cut at 4 sigma."""
+    dims = ip[6]
+    sigma = fp[2]
+    p0 = fp[0]
+    n_s = ip[2] - ip[1]
+    reach = int(math.ceil(4.0 * sigma))
+    s = src - ip[1]
+    count = 0
+    if dims == 1:
+        cx = (s * n_t) // n_s if n_s != n_t else s
+        lo = -min(reach, (n_t - 1) // 2)
+        hi = min(reach, n_t // 2)
+        for off in range(lo, hi + 1):
+            t = (cx + off) % n_t
+            d2 = float(off * off)
+            if t != self_t and uniform(rk, off - lo) < p0 * math.exp(-d2 / (2.0 * sigma * sigma)):
+                out_t[count] = t
+                count += 1
+    else:
+        side_t = _lattice_side(n_t, dims)
+        side_s = _lattice_side(n_s, dims)
+        sx = s % side_s
+        sy = s // side_s
+        cx = (sx * side_t) // side_s
+        cy = (sy * side_t) // side_s
+        lo = -min(reach, (side_t - 1) // 2)
+        hi = min(reach, side_t // 2)
+        width = hi - lo + 1
+        for oy in range(lo, hi + 1):
+            for ox in range(lo, hi + 1):
+                t = ((cy + oy) % side_t) * side_t + (cx + ox) % side_t
+                d2 = float(ox * ox + oy * oy)
+                draw = (oy - lo) * width + (ox - lo)
+                if t != self_t and uniform(rk, draw) < p0 * math.exp(-d2 / (2.0 * sigma * sigma)):
+                    out_t[count] = t
+                    count += 1
+    _sort_prefix(out_t, count)  # windows wrap around the ring/torus
+    return _shift(out_t, count, tgt0)
+
+
+def _no_targets(ip, fp, rk, src, n_t, tgt0, self_t, out_t):
+    """Stands in for the kinds a compiled variant leaves out."""
+    return -1
+
+
 def gen_targets(ip, fp, key, src, out_t):
     """Fill ``out_t`` with the targets of ``src`` (absolute indices, ascending); return count."""
     kind = ip[0]
-    src0 = ip[1]
     tgt0 = ip[3]
     n_t = ip[4] - tgt0
-    n_s = ip[2] - src0
-    allow_self = ip[7]
     rk = row_key(key, src)
-    self_t = src - tgt0 if (allow_self == 0 and 0 <= src - tgt0 < n_t) else -1
-    count = 0
+    self_t = src - tgt0 if (ip[7] == 0 and 0 <= src - tgt0 < n_t) else -1
     if kind == KIND_RANDOM:
-        p = fp[0]
-        if p <= 0.0:
-            return 0
-        if p >= 1.0:
-            for t in range(n_t):
-                if t != self_t:
-                    out_t[count] = tgt0 + t
-                    count += 1
-            return count
-        log_q = math.log1p(-p)
-        if log_q == 0.0:  # p below double resolution: no synapse in any realistic network
-            return 0
-        t = -1
-        i = 0
-        while True:
-            # geometric skip to the next connected target (compared as float: no overflow)
-            gap = math.log(uniform(rk, i)) / log_q
-            i += 1
-            if gap >= n_t - t - 1:
-                break
-            t += 1 + int(gap)
-            if t != self_t:
-                out_t[count] = tgt0 + t
-                count += 1
-        return count
+        return _targets_random(ip, fp, rk, src, n_t, tgt0, self_t, out_t)
     if kind == KIND_OUT_DEGREE:
-        count = _sample_distinct(rk, n_t, ip[5], self_t, out_t)
-        for a in range(count):
-            out_t[a] += tgt0
-        return count
-    if kind == KIND_ONE_TO_ONE:
-        s = src - src0
-        if s < n_t:
-            out_t[0] = tgt0 + s
-            return 1
-        return 0
-    if kind == KIND_ALL_TO_ALL:
-        for t in range(n_t):
-            if t != self_t:
-                out_t[count] = tgt0 + t
-                count += 1
-        return count
+        return _targets_out_degree(ip, fp, rk, src, n_t, tgt0, self_t, out_t)
     if kind == KIND_SMALL_WORLD:
-        s = src - src0
-        half = ip[5] // 2
-        beta = fp[1]
-        for j in range(1, half + 1):
-            for side in range(2):
-                t = (s + j) % n_t if side == 0 else (s - j) % n_t
-                draw = 2 * (2 * j + side)
-                if beta > 0.0 and uniform(rk, draw) < beta:
-                    # rewire to a uniform target that is not the source and not already taken
-                    attempt = 0
-                    while True:
-                        cand = int(uniform(rk, 4 * n_t + 97 * draw + attempt) * n_t)
-                        attempt += 1
-                        if cand >= n_t:
-                            cand = n_t - 1
-                        dup = cand == s
-                        for q in range(count):
-                            if out_t[q] == cand:
-                                dup = True
-                                break
-                        if not dup or attempt > 64:
-                            break
-                    if dup:
-                        cand = t
-                    t = cand
-                out_t[count] = t
-                count += 1
-        # sort and drop duplicates left by rewiring collisions
-        for a in range(1, count):
-            v = out_t[a]
-            b = a - 1
-            while b >= 0 and out_t[b] > v:
-                out_t[b + 1] = out_t[b]
-                b -= 1
-            out_t[b + 1] = v
-        m = 0
-        for a in range(count):
-            if m == 0 or out_t[a] != out_t[m - 1]:
-                out_t[m] = out_t[a]
-                m += 1
-        for a in range(m):
-            out_t[a] += tgt0
-        return m
+        return _targets_small_world(ip, fp, rk, src, n_t, tgt0, self_t, out_t)
     if kind == KIND_DISTANCE:
-        dims = ip[6]
-        sigma = fp[2]
-        p0 = fp[0]
-        reach = int(math.ceil(4.0 * sigma))
-        side_t = _lattice_side(n_t, dims)
-        side_s = _lattice_side(n_s, dims)
-        s = src - src0
-        if dims == 1:
-            cx = (s * n_t) // n_s if n_s != n_t else s
-            lo = -min(reach, (n_t - 1) // 2)
-            hi = min(reach, n_t // 2)
-            for off in range(lo, hi + 1):
-                t = (cx + off) % n_t
-                d2 = float(off * off)
-                if t != self_t and uniform(rk, off - lo) < p0 * math.exp(
-                    -d2 / (2.0 * sigma * sigma)
-                ):
-                    out_t[count] = t
-                    count += 1
-        else:
-            sx = s % side_s
-            sy = s // side_s
-            cx = (sx * side_t) // side_s
-            cy = (sy * side_t) // side_s
-            lo = -min(reach, (side_t - 1) // 2)
-            hi = min(reach, side_t // 2)
-            width = hi - lo + 1
-            for oy in range(lo, hi + 1):
-                for ox in range(lo, hi + 1):
-                    t = ((cy + oy) % side_t) * side_t + (cx + ox) % side_t
-                    d2 = float(ox * ox + oy * oy)
-                    draw = (oy - lo) * width + (ox - lo)
-                    if t != self_t and uniform(rk, draw) < p0 * math.exp(
-                        -d2 / (2.0 * sigma * sigma)
-                    ):
-                        out_t[count] = t
-                        count += 1
-            # rows must be ascending: sort (windows wrap around the torus)
-            for a in range(1, count):
-                v = out_t[a]
-                b = a - 1
-                while b >= 0 and out_t[b] > v:
-                    out_t[b + 1] = out_t[b]
-                    b -= 1
-                out_t[b + 1] = v
-        if dims == 1:
-            for a in range(1, count):
-                v = out_t[a]
-                b = a - 1
-                while b >= 0 and out_t[b] > v:
-                    out_t[b + 1] = out_t[b]
-                    b -= 1
-                out_t[b + 1] = v
-        for a in range(count):
-            out_t[a] += tgt0
-        return count
+        return _targets_distance(ip, fp, rk, src, n_t, tgt0, self_t, out_t)
+    if kind == KIND_ALL_TO_ALL:
+        return _targets_all(ip, fp, rk, src, n_t, tgt0, self_t, out_t)
+    if kind == KIND_ONE_TO_ONE:
+        return _targets_one_to_one(ip, fp, rk, src, n_t, tgt0, self_t, out_t)
     return -1
+
+
+KIND_GENERATORS = {KIND_RANDOM: "_targets_random", KIND_OUT_DEGREE: "_targets_out_degree",
+                   KIND_SMALL_WORLD: "_targets_small_world", KIND_DISTANCE: "_targets_distance",
+                   KIND_ALL_TO_ALL: "_targets_all", KIND_ONE_TO_ONE: "_targets_one_to_one"}
 
 
 def gen_row(ip, fp, key, src, out_t, out_w, out_d):
