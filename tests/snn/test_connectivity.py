@@ -170,3 +170,29 @@ def test_csr_and_procedural_spike_trains_identical():
     np.testing.assert_array_equal(runs[0].spike_indices, runs[1].spike_indices)
     np.testing.assert_array_equal(runs[0].spike_times, runs[1].spike_times)
     _ = reference  # the reference rows are compared in test_numba_and_reference_generate_identical_rows
+
+
+def test_transposed_index_matches_reference():
+    net = _net(Random(p=0.05), 300, weight_std=1e-3, delay=(1e-4, 4e-4))
+    csr = net.csr_
+    for need_pos in (True, False):
+        a = numba_cpu.transpose(csr.indptr, csr.indices, 300, need_pos)
+        b = reference.transpose(csr.indptr, csr.indices, 300, need_pos)
+        for x, y in zip(a, b, strict=True):
+            np.testing.assert_array_equal(x, y)
+    assert len(a[1]) == csr.n_synapses
+
+
+def test_multiple_projections_share_rows():
+    # two projections over the same sources: rows hold projection 0's synapses, then 1's
+    net = SpikingNetwork(200, seed=1, max_delay=2e-3)
+    net.connect(Random(p=0.1), weight=1e-3, delay=1e-3)
+    net.connect(Random(out_degree=5), weight=2e-3, delay=2e-3, source_range=(50, 150))
+    csr = net.build().csr_
+    proc = SpikingNetwork(200, seed=1, max_delay=2e-3, storage="procedural")
+    proc.connect(Random(p=0.1), weight=1e-3, delay=1e-3)
+    proc.connect(Random(out_degree=5), weight=2e-3, delay=2e-3, source_range=(50, 150))
+    assert proc.build().n_synapses == csr.n_synapses
+    assert csr.flags[1] == -1 and set(np.unique(csr.synapse_delays())) == {10, 20}
+    row = slice(csr.indptr[60], csr.indptr[61])
+    assert np.sum(csr.synapse_delays()[row] == 20) == 5

@@ -144,41 +144,36 @@ def empty_csr() -> CSR:
     )
 
 
-def _generate(
-    proj: Projection, ip: np.ndarray, fp: np.ndarray, key: int, kernels: ModuleType
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(row sources, counts, targets, weights, delays) of one projection, rows ascending."""
+def _row_chunks(counts: np.ndarray) -> list[tuple[int, int]]:
+    """Split rows into runs of about ``_CHUNK_SYNAPSES`` synapses."""
+    csum = np.cumsum(counts)
+    chunks, start = [], 0
+    while start < len(counts):
+        base = csum[start - 1] if start else 0
+        stop = max(int(np.searchsorted(csum, base + _CHUNK_SYNAPSES, side="right")), start + 1)
+        chunks.append((start, stop))
+        start = stop
+    return chunks
+
+
+def _is_in_degree(proj: Projection) -> bool:
+    return isinstance(proj.topology, Random) and proj.topology.in_degree is not None
+
+
+def _plan(proj: Projection, key: int, offset: int, kernels: ModuleType) -> tuple:
+    """(ip, fp, key, counts per row, pre-generated rows or None) of one projection."""
+    ip, fp = proj.row_params(offset)
     s0, s1 = int(ip[1]), int(ip[2])
-    if isinstance(proj.topology, Random) and proj.topology.in_degree is not None:
+    if _is_in_degree(proj):  # generated per target, then ordered by source
         targets = np.arange(proj.tgt_range[0], proj.tgt_range[1], dtype=np.int64)
         src, tgt, w, d = kernels.build_in_degree(ip, fp, key, targets, proj.topology.in_degree)
         order = np.argsort(src, kind="stable")
         counts = np.bincount(src - s0, minlength=s1 - s0).astype(np.int64)
-        return counts, tgt[order], w[order], d[order]
-    n_tgt = proj.tgt_range[1] - proj.tgt_range[0]
-    max_row = max_row_length(proj.topology, n_tgt) + 1
+        return ip, fp, key, counts, (tgt[order], w[order], d[order])
+    max_row = max_row_length(proj.topology, proj.tgt_range[1] - proj.tgt_range[0]) + 1
     sources = np.arange(s0, s1, dtype=np.int64)
-    counts, _, _, _ = kernels.build_rows(ip, fp, key, sources, max_row, True)
-    # second pass in chunks, so the temporaries stay small for very large networks
-    parts, start = [], 0
-    csum = np.cumsum(counts)
-    while start < len(sources):
-        base = csum[start - 1] if start else 0
-        stop = int(np.searchsorted(csum, base + _CHUNK_SYNAPSES, side="right"))
-        stop = max(stop, start + 1)
-        _, tg, wt, dl = kernels.build_rows(ip, fp, key, sources[start:stop], max_row, False)
-        parts.append((tg, wt, dl))
-        start = stop
-    if not parts:
-        return counts, np.empty(0, np.int32), np.empty(0, np.float32), np.empty(0, np.int32)
-    if len(parts) == 1:
-        return (counts, *parts[0])
-    return (
-        counts,
-        np.concatenate([p[0] for p in parts]),
-        np.concatenate([p[1] for p in parts]),
-        np.concatenate([p[2] for p in parts]),
-    )
+    counts = kernels.build_rows(ip, fp, key, sources, max_row, True)[0]
+    return ip, fp, key, counts, None
 
 
 def build_csr(
@@ -187,82 +182,92 @@ def build_csr(
     kernels: ModuleType,
     with_csc: bool = False,
 ) -> CSR:
-    """Materialize ``(projection, key, source offset)`` triples into one CSR of ``n_rows``."""
-    generated = []
+    """Materialize ``(projection, key, source offset)`` triples into one CSR of ``n_rows``.
+
+    Rows are generated twice, in chunks: once to count, once to write straight into the
+    final arrays, so the peak memory is the CSR itself plus one chunk.
+    """
+    plans = [_plan(proj, key, offset, kernels) for proj, key, offset in projections]
     row_counts = np.zeros(n_rows, np.int64)
-    for proj, key, offset in projections:
-        ip, fp = proj.row_params(offset)
-        counts, tg, wt, dl = _generate(proj, ip, fp, key, kernels)
-        s0 = int(ip[1])
-        row_counts[s0 : s0 + len(counts)] += counts
-        generated.append((s0, counts, tg, wt, dl))
+    for ip, _, _, counts, _ in plans:
+        row_counts[int(ip[1]) : int(ip[1]) + len(counts)] += counts
     indptr = np.zeros(n_rows + 1, np.int64)
     np.cumsum(row_counts, out=indptr[1:])
     nnz = int(indptr[-1])
     if nnz >= 2**31:
         raise ConfigError(f"{nnz} synapses exceed the int32 CSR limit; use storage='procedural'")
+    ranges = {(int(p[0][9]), int(p[0][10])) for p in plans}
+    lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
+    const_delay = lo if len(ranges) == 1 and lo == hi else -1
     indices = np.empty(nnz, np.int32)
     weights = np.empty(nnz, np.float32)
-    delays = np.empty(nnz, np.int32)
+    delays = (
+        np.empty(0, np.uint8)
+        if const_delay >= 0
+        else np.empty(nnz, np.uint8 if hi < 256 else np.uint16)
+    )
     fill = indptr[:-1].copy()
-    for s0, counts, tg, wt, dl in generated:
-        rows = slice(s0, s0 + len(counts))
-        starts = fill[rows]
-        offsets = np.cumsum(counts) - counts
-        if len(counts) and np.array_equal(starts - starts[0], offsets):
-            sl = slice(int(starts[0]), int(starts[0]) + len(tg))
-            indices[sl], weights[sl], delays[sl] = tg, wt, dl
-        else:
-            pos = np.repeat(starts - offsets, counts) + np.arange(len(tg))
-            indices[pos], weights[pos], delays[pos] = tg, wt, dl
-        fill[rows] += counts
-    del generated
-    return _compact(indptr, indices, weights, delays, n_rows, with_csc)
-
-
-def _compact(
-    indptr: np.ndarray,
-    indices: np.ndarray,
-    weights: np.ndarray,
-    delays: np.ndarray,
-    n_rows: int,
-    with_csc: bool,
-) -> CSR:
-    counts = np.diff(indptr)
-    flags = np.array([0, -1], np.int64)
-    if len(weights):
-        first = np.zeros(n_rows, np.float32)
-        has = counts > 0
-        first[has] = weights[indptr[:-1][has]]
-        if np.array_equal(np.repeat(first, counts), weights):
-            weights, flags[0] = first, 1
-    else:
-        weights, flags[0] = np.zeros(n_rows, np.float32), 1
-    if len(delays) == 0 or np.all(delays == delays[0]):
-        flags[1] = int(delays[0]) if len(delays) else 1
-        delays = np.empty(0, np.uint8)
-    else:
-        delays = delays.astype(np.uint8 if delays.max() < 256 else np.uint16)
-    csr = CSR(indptr, indices, weights, delays, flags)
+    for ip, fp, key, counts, pre in plans:
+        s0 = int(ip[1])
+        if pre is not None:
+            _place(indices, weights, delays, fill, s0, counts, *pre)
+            continue
+        max_row = int(counts.max(initial=0)) + 1
+        for a, b in _row_chunks(counts):
+            sources = np.arange(s0 + a, s0 + b, dtype=np.int64)
+            _, tg, wt, dl = kernels.build_rows(ip, fp, key, sources, max_row, False)
+            _place(indices, weights, delays, fill, s0 + a, counts[a:b], tg, wt, dl)
+    weights, row_weights = _compact_weights(indptr, weights, n_rows)
+    csr = CSR(indptr, indices, weights, delays, np.array([row_weights, const_delay], np.int64))
     if with_csc:
-        csr.csc = build_csc(csr, n_rows)
+        csr.csc = build_csc(csr, n_rows, kernels)
     return csr
 
 
-def build_csc(csr: CSR, n_targets: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _place(indices, weights, delays, fill, first_row, counts, tg, wt, dl) -> None:
+    """Write generated rows ``first_row ...`` at the current fill positions of their rows."""
+    rows = slice(first_row, first_row + len(counts))
+    starts = fill[rows]
+    offsets = np.cumsum(counts) - counts
+    if len(counts) and np.array_equal(starts - starts[0], offsets):
+        where = slice(int(starts[0]), int(starts[0]) + len(tg))  # contiguous: no index array
+    else:
+        where = np.repeat(starts - offsets, counts) + np.arange(len(tg))
+    indices[where] = tg
+    weights[where] = wt
+    if delays.size:
+        delays[where] = dl
+    fill[rows] += counts
+
+
+def _compact_weights(
+    indptr: np.ndarray, weights: np.ndarray, n_rows: int
+) -> tuple[np.ndarray, int]:
+    """One float per row when every row's weights are equal (checked in chunks of rows)."""
+    counts = np.diff(indptr)
+    first = np.zeros(n_rows, np.float32)
+    has = counts > 0
+    first[has] = weights[indptr[:-1][has]]
+    for a, b in _row_chunks(counts):
+        block = weights[indptr[a] : indptr[b]]
+        if not np.array_equal(np.repeat(first[a:b], counts[a:b]), block):
+            return weights, 0
+    return first, 1
+
+
+def build_csc(
+    csr: CSR, n_targets: int, kernels: ModuleType
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Incoming synapses per target (stable: sources ascending), for the dense pull path:
-    (pointers, source of each, position of each in the CSR arrays)."""
-    order = np.argsort(csr.indices, kind="stable")
-    c_ptr = np.zeros(n_targets + 1, np.int64)
-    np.cumsum(np.bincount(csr.indices, minlength=n_targets), out=c_ptr[1:])
-    c_src = csr.sources()[order]
-    if csr.flags[0] == 1 and csr.flags[1] >= 0:
-        # weight and delay follow from the source alone: the position in CSR is not needed
-        return c_ptr, c_src, np.empty(0, np.int32)
-    return c_ptr, c_src, order.astype(np.int32)
+    (pointers, source of each, position of each in the CSR arrays). The positions are left
+    out when weight and delay follow from the source alone."""
+    need_pos = not (csr.flags[0] == 1 and csr.flags[1] >= 0)
+    return kernels.transpose(csr.indptr, csr.indices, n_targets, need_pos)
 
 
-def csr_from_arrays(arrays: dict[str, np.ndarray], n_targets: int, with_csc: bool) -> CSR:
+def csr_from_arrays(
+    arrays: dict[str, np.ndarray], n_targets: int, with_csc: bool, kernels: ModuleType
+) -> CSR:
     csr = CSR(
         arrays["indptr"],
         arrays["indices"],
@@ -271,7 +276,7 @@ def csr_from_arrays(arrays: dict[str, np.ndarray], n_targets: int, with_csc: boo
         np.asarray(arrays["flags"], np.int64),
     )
     if with_csc:
-        csr.csc = build_csc(csr, n_targets)
+        csr.csc = build_csc(csr, n_targets, kernels)
     return csr
 
 

@@ -723,6 +723,7 @@ class SpikingNetwork:
                 },
                 n_t,
                 csc,
+                self._k,
             )
 
         self.csr_ = csr("csr", self.n_neurons, with_csc and arrays["csr.indptr"].size > 1)

@@ -60,10 +60,24 @@ def _compile_spec(names, shared):
     return shared
 
 
-_SPEC_NAMES = ["hash32", "row_key", "uniform", "normal", "synapse_weight", "synapse_delay",
-               "_sample_distinct", "_lattice_side", "_sort_prefix", "_shift", "_all_targets",
-               "_no_targets", *rowgen.KIND_GENERATORS.values(), "gen_targets", "gen_row",
-               "gen_in_degree_sources"]
+_SPEC_NAMES = [
+    "hash32",
+    "row_key",
+    "uniform",
+    "normal",
+    "synapse_weight",
+    "synapse_delay",
+    "_sample_distinct",
+    "_lattice_side",
+    "_sort_prefix",
+    "_shift",
+    "_all_targets",
+    "_no_targets",
+    *rowgen.KIND_GENERATORS.values(),
+    "gen_targets",
+    "gen_row",
+    "gen_in_degree_sources",
+]
 _spec = _compile_spec(_SPEC_NAMES, dict(vars(rowgen)))
 gen_targets = _spec["gen_targets"]
 gen_row = _spec["gen_row"]
@@ -107,6 +121,27 @@ def _build_rows(ip, fp, key, sources, max_row, counts_only):
             dl[pos + b] = sd[b]
         pos += c
     return counts, tg, wt, dl
+
+
+@njit(cache=True)
+def transpose(indptr, indices, n_targets, need_pos):
+    """CSC of a CSR by counting sort (no argsort temporaries); same output as the reference."""
+    c_ptr = np.zeros(n_targets + 1, np.int64)
+    for q in range(indices.shape[0]):
+        c_ptr[indices[q] + 1] += 1
+    for j in range(n_targets):
+        c_ptr[j + 1] += c_ptr[j]
+    fill = c_ptr[:-1].copy()
+    c_src = np.empty(indices.shape[0], np.int32)
+    c_pos = np.empty(indices.shape[0] if need_pos else 0, np.int32)
+    for s in range(indptr.shape[0] - 1):
+        for q in range(indptr[s], indptr[s + 1]):
+            p = fill[indices[q]]
+            c_src[p] = s
+            if need_pos:
+                c_pos[p] = q
+            fill[indices[q]] += 1
+    return c_ptr, c_src, c_pos
 
 
 _build_rows_variants: dict = {}
@@ -582,8 +617,9 @@ def _get_variant(model, parallel, procedural):
         if parallel:
             update = _variant(_update_parallel, update, parallel=True, cached_off=True)
             update.__name__ = f"parallel_{_UPDATES[model].__name__}"
-        _simulate_variants[key] = _variant(_simulate_source, update, cached_off=parallel,
-                                           procedural=procedural)
+        _simulate_variants[key] = _variant(
+            _simulate_source, update, cached_off=parallel, procedural=procedural
+        )
     return _simulate_variants[key]
 
 

@@ -87,6 +87,16 @@ def build_in_degree(ip, fp, key, targets, k):
     return tuple(np.concatenate(x) for x in out)
 
 
+def transpose(indptr, indices, n_targets, need_pos):
+    """CSC of a CSR: (pointers, sources, CSR positions), sources ascending within a target."""
+    order = np.argsort(indices, kind="stable")
+    c_ptr = np.zeros(n_targets + 1, np.int64)
+    np.cumsum(np.bincount(indices, minlength=n_targets), out=c_ptr[1:])
+    sources = np.repeat(np.arange(len(indptr) - 1, dtype=np.int32), np.diff(indptr))
+    c_pos = order.astype(np.int32) if need_pos else np.empty(0, np.int32)
+    return c_ptr, sources[order], c_pos
+
+
 def _rows(sources, indptr, indices, weights, delays, flags):
     """Concatenated (targets, weights, delays) of the CSR rows of ``sources``, in order."""
     starts = indptr[sources]

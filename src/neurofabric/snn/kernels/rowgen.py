@@ -306,9 +306,14 @@ def gen_targets(ip, fp, key, src, out_t):
     return -1
 
 
-KIND_GENERATORS = {KIND_RANDOM: "_targets_random", KIND_OUT_DEGREE: "_targets_out_degree",
-                   KIND_SMALL_WORLD: "_targets_small_world", KIND_DISTANCE: "_targets_distance",
-                   KIND_ALL_TO_ALL: "_targets_all", KIND_ONE_TO_ONE: "_targets_one_to_one"}
+KIND_GENERATORS = {
+    KIND_RANDOM: "_targets_random",
+    KIND_OUT_DEGREE: "_targets_out_degree",
+    KIND_SMALL_WORLD: "_targets_small_world",
+    KIND_DISTANCE: "_targets_distance",
+    KIND_ALL_TO_ALL: "_targets_all",
+    KIND_ONE_TO_ONE: "_targets_one_to_one",
+}
 
 
 def gen_row(ip, fp, key, src, out_t, out_w, out_d):
