@@ -10,7 +10,7 @@ import numpy as np
 from neurofabric.core.errors import ConfigError, ShapeError
 from neurofabric.core.validation import check_array, check_int
 
-_DRAW_BLOCK = 1 << 22  # at most this many uniforms drawn at once
+MAX_SPIKES_PER_STEP = 500  # exp(-rate dt) must stay well inside double precision
 
 
 @dataclass(frozen=True, eq=False)
@@ -18,7 +18,8 @@ class PoissonInput:
     """``n`` independent Poisson sources firing at ``rate`` Hz (scalar or one per source).
 
     Each step a source emits a Poisson-distributed number of spikes with mean ``rate * dt``
-    (so a source may stand for many independent afferents, as in Brunel 2000).
+    (so a source may stand for many independent afferents, as in Brunel 2000). The counts are
+    drawn inside the kernels from a counter-based stream keyed by (seed, group, step, source).
     """
 
     n: int
@@ -36,33 +37,15 @@ class PoissonInput:
 
     def validate(self, dt: float) -> None:
         top = float(np.max(self.rate))
-        if top * dt > 1000.0:
+        if top * dt > MAX_SPIKES_PER_STEP:
             raise ConfigError(
-                f"PoissonInput `rate` * dt must be <= 1000 spikes per step, got "
-                f"{top} Hz with dt={dt} s; lower the rate or dt"
+                f"PoissonInput `rate` * dt must be <= {MAX_SPIKES_PER_STEP} spikes per step, "
+                f"got {top} Hz with dt={dt} s; lower the rate or dt, or use more sources"
             )
 
-    def spikes(
-        self, t0: int, n_steps: int, dt: float, rng: np.random.Generator
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(step, local index, spike count) of the events in steps [t0, t0 + n_steps)."""
-        p = np.asarray(self.rate, dtype=np.float64) * dt
-        rows = max(1, _DRAW_BLOCK // self.n)
-        steps, idx, mult = [], [], []
-        for start in range(0, n_steps, rows):
-            k = min(rows, n_steps - start)
-            counts = rng.poisson(p, size=(k, self.n))
-            s, i = np.nonzero(counts)
-            steps.append(s + start + t0)
-            idx.append(i)
-            mult.append(counts[s, i])
-        if not steps:
-            return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int32)
-        return (
-            np.concatenate(steps).astype(np.int64),
-            np.concatenate(idx).astype(np.int64),
-            np.concatenate(mult).astype(np.int32),
-        )
+    def expected_counts(self, dt: float) -> np.ndarray:
+        """Mean spikes per step of each source (``rate * dt``), float64."""
+        return np.broadcast_to(np.asarray(self.rate, dtype=np.float64) * dt, (self.n,)).copy()
 
     def to_json(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         rate = np.asarray(self.rate, dtype=np.float64)
@@ -136,6 +119,8 @@ def merge_input_spikes(
     [t0, t0 + n_steps), step-major, groups in the order they were added."""
     all_steps, all_idx, all_cnt = [], [], []
     for group, offset in groups:
+        if isinstance(group, PoissonInput):
+            continue  # drawn inside the kernels
         s, i, c = group.spikes(t0, n_steps, dt, rng)
         all_steps.append(s - t0)
         all_idx.append(i + offset)

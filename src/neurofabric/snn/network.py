@@ -41,7 +41,12 @@ from neurofabric.snn.connectivity import (
     procedural_table,
     projection_key,
 )
-from neurofabric.snn.inputs import InputGroup, input_from_json, merge_input_spikes
+from neurofabric.snn.inputs import (
+    InputGroup,
+    PoissonInput,
+    input_from_json,
+    merge_input_spikes,
+)
 from neurofabric.snn.monitors import (
     RateMonitor,
     RunProgress,
@@ -285,6 +290,7 @@ class SpikingNetwork:
             self._input_offsets[name] = offset
             offset += group.n
         self.n_input_sources_ = offset
+        self._poisson, self._no_poisson = self._poisson_table()
         self._nparam, self._ref_steps, self._sc = self._neuron_constants()
         rec, ext, proc = [], [], []
         for index, proj in enumerate(self.projections):
@@ -313,6 +319,24 @@ class SpikingNetwork:
             self.build_s_,
         )
         return self
+
+    def _poisson_table(self) -> tuple[tuple, tuple]:
+        """Kernel table of the Poisson groups (first global source, first rate entry, size,
+        stream key, mean count per step, its exp(-.)) and the same table empty."""
+        first, start, size, keys, lam = [], [], [], [], []
+        at = 0
+        for index, (name, group) in enumerate(self.inputs.items()):
+            if isinstance(group, PoissonInput):
+                first.append(self._input_offsets[name])
+                start.append(at)
+                size.append(group.n)
+                keys.append(projection_key((self.seed >> 32) ^ 0x5BD1E995, 1_000_000 + index))
+                lam.append(group.expected_counts(self.dt))
+                at += group.n
+        lam_all = np.concatenate(lam) if lam else np.empty(0)
+        ints = [np.array(x, np.int64) for x in (first, start, size, keys)]
+        empty = [np.empty(0, np.int64)] * 4
+        return (*ints, lam_all, np.exp(-lam_all)), (*empty, np.empty(0), np.empty(0))
 
     def _neuron_constants(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         a = self._neuron_arrays
@@ -432,7 +456,13 @@ class SpikingNetwork:
 
     # ------------------------------------------------------------------ running
     def _kernel_call(
-        self, state: NetworkState, n_steps: int, inputs: tuple, mon: tuple, counters: np.ndarray
+        self,
+        state: NetworkState,
+        n_steps: int,
+        inputs: tuple,
+        mon: tuple,
+        counters: np.ndarray,
+        poisson: bool = True,
     ) -> tuple[int, int]:
         csr = self.csr_
         csc = (
@@ -459,7 +489,7 @@ class SpikingNetwork:
             csc,
             dense_limit,
             (ext.indptr, ext.indices, ext.weights, ext.delays, ext.flags),
-            inputs,
+            (*inputs, *(self._poisson if poisson else self._no_poisson)),
             self.procedural_.kernel_args(),
             mon,
             counters,
@@ -511,7 +541,7 @@ class SpikingNetwork:
             np.zeros(n, np.uint8),
         )
         counters = np.array([0, 0, 0, 0, 0, 0, n, self._homogeneous(), 1], np.int64)
-        self._kernel_call(new, 1, (ptr, idx, cnt), mon, counters)
+        self._kernel_call(new, 1, (ptr, idx, cnt), mon, counters, poisson=inputs is None)
         new.t += 1
         return mon[2][: counters[0]].copy(), new
 
@@ -712,6 +742,7 @@ class SpikingNetwork:
             self._input_offsets[name] = offset
             offset += group.n
         self.n_input_sources_ = offset
+        self._poisson, self._no_poisson = self._poisson_table()
         self._nparam, self._ref_steps, self._sc = self._neuron_constants()
         with_csc = self.propagation != "event"
 

@@ -77,11 +77,15 @@ _SPEC_NAMES = [
     "gen_targets",
     "gen_row",
     "gen_in_degree_sources",
+    "poisson_count",
 ]
 _spec = _compile_spec(_SPEC_NAMES, dict(vars(rowgen)))
 gen_targets = _spec["gen_targets"]
 gen_row = _spec["gen_row"]
 gen_in_degree_sources = _spec["gen_in_degree_sources"]
+poisson_count = _spec["poisson_count"]
+row_key = _spec["row_key"]
+uniform = _spec["uniform"]
 
 
 def _gen_row_for_kind(kind):
@@ -476,7 +480,7 @@ def simulate(
     r_indptr, r_indices, r_weights, r_delays, r_flags = rec
     c_ptr, c_src, c_pos = csc
     x_indptr, x_indices, x_weights, x_delays, x_flags = ext
-    in_ptr, in_idx, in_cnt = inputs
+    in_ptr, in_idx, in_cnt, p_first, p_start, p_n, p_key, p_lam, p_elam = inputs
     spk_mask, spk_t, spk_i, rate, rec_idx, rec_v, rec_ge, rec_gi, spiked, flag = mon
     inh_sign = sc[4]
     rec_every = counters[5]
@@ -581,6 +585,32 @@ def simulate(
                 )
             if has_proc:
                 _push_procedural(s, m, 1, proc, buf_e, buf_i, slot, dmod, inh_sign)
+        # --- 7: Poisson groups: counts drawn from the (seed, group, step, source) stream
+        for g in range(p_first.shape[0]):
+            key_t = row_key(p_key[g], t)
+            for i in range(p_n[g]):
+                j = p_start[g] + i
+                u = uniform(key_t, i)
+                if u > p_elam[j]:
+                    m = poisson_count(p_lam[j], p_elam[j], u)
+                    s = p_first[g] + i
+                    if has_ext:
+                        _push_csr(
+                            s,
+                            m,
+                            x_indptr,
+                            x_indices,
+                            x_weights,
+                            x_delays,
+                            x_flags,
+                            buf_e,
+                            buf_i,
+                            slot,
+                            dmod,
+                            inh_sign,
+                        )
+                    if has_proc:
+                        _push_procedural(s, m, 1, proc, buf_e, buf_i, slot, dmod, inh_sign)
         counters[1] += n_spk
     counters[0] = n_written
     counters[4] = n_rec

@@ -33,14 +33,21 @@ One time step ``t`` (``dt``) of :func:`simulate`, for every neuron ``i``:
    they give bit-identical results.
 6. **External inputs** of step ``t`` are propagated the same way; an input event carries a
    spike count ``m`` (a Poisson source may fire several times in a step) and delivers ``m w``.
+7. **Poisson groups**, in the order they were added: source ``i`` of group ``g`` emits
+   ``m = PoissonInverse(lam_i, u)`` spikes with ``u = uniform(row_key(key_g, t), i)`` from the
+   counter-based stream of :mod:`.rowgen`, so the draws depend on (seed, group, step,
+   source) only, not on chunking or backend.
 """
 
 import numpy as np
 
 from neurofabric.snn.kernels.rowgen import (  # noqa: F401  (re-exported spec functions)
+    M32,
     gen_in_degree_sources,
     gen_row,
     gen_targets,
+    poisson_count,
+    row_key,
 )
 
 BACKEND = "reference"
@@ -124,6 +131,50 @@ def _procedural_rows(sources, is_input, proc):
     return np.concatenate(tg), np.concatenate(wt), np.concatenate(dl)
 
 
+def uniform_array(key, i):
+    """:func:`.rowgen.uniform` for an int64 array of draw indices (int64 wraps keep the low
+    32 bits exact, as numba's do)."""
+    x = (key + 2654435769 * (i + 1)) & M32
+    return (_hash32_array(_hash32_array(x) ^ key) + 0.5) / 4294967296.0
+
+
+def _hash32_array(x):
+    x = x & M32
+    x = ((x ^ (x >> 16)) * 73244475) & M32
+    x = ((x ^ (x >> 16)) * 73244475) & M32
+    return x ^ (x >> 16)
+
+
+def poisson_counts(lam, elam, u):
+    """:func:`.rowgen.poisson_count` for arrays: inversion, all sources advanced together."""
+    k = np.zeros(lam.shape[0], np.int64)
+    p = elam.copy()
+    c = elam.copy()
+    active = np.flatnonzero(u > c)
+    while active.size:
+        k[active] += 1
+        p[active] = p[active] * lam[active] / k[active]
+        c[active] = c[active] + p[active]
+        active = active[(u[active] > c[active]) & (p[active] != 0.0) & (k[active] < 100000)]
+    return k.astype(np.int32)
+
+
+def _push_inputs(ins, mult, t, ext, proc, buf_e, buf_i, inh_sign):
+    """Propagate input events (global source indices with spike counts ``mult``)."""
+    x_indptr, x_indices, x_weights, x_delays, x_flags = ext
+    if not ins.size:
+        return
+    # an input event carries a spike count m: its synapses deliver m * w
+    if x_indptr.shape[0] > 1:
+        tg, w, d = _rows(ins, x_indptr, x_indices, x_weights, x_delays, x_flags)
+        m = np.repeat(mult, np.diff(x_indptr)[ins])
+        _deliver(buf_e, buf_i, t, tg, np.where(m == 1, w, w * m), d, inh_sign)
+    if proc[0].shape[0]:
+        for s, m in zip(ins, mult, strict=True):
+            tg, w, d = _procedural_rows(np.array([s]), 1, proc)
+            _deliver(buf_e, buf_i, t, tg, w if m == 1 else w * m, d, inh_sign)
+
+
 def _deliver(buf_e, buf_i, t, tg, w, d, inh_sign):
     slots = (t + d) % buf_e.shape[0]
     exc = w >= 0
@@ -182,7 +233,7 @@ def simulate(
     r_indptr, r_indices, r_weights, r_delays, r_flags = rec
     c_ptr, c_src, c_pos = csc
     x_indptr, x_indices, x_weights, x_delays, x_flags = ext
-    in_ptr, in_idx, in_cnt = inputs
+    in_ptr, in_idx, in_cnt, p_first, p_start, p_n, p_key, p_lam, p_elam = inputs
     spk_mask, spk_t, spk_i, rate, rec_idx, rec_v, rec_ge, rec_gi, _spiked, _flag = mon
     inh_sign = sc[4]
     dmod = buf_e.shape[0]
@@ -241,16 +292,13 @@ def simulate(
                     )
             if proc[0].shape[0]:
                 _deliver(buf_e, buf_i, t, *_procedural_rows(spikes, 0, proc), inh_sign)
-        ins = in_idx[in_ptr[k] : in_ptr[k + 1]]
-        mult = in_cnt[in_ptr[k] : in_ptr[k + 1]]
-        if ins.size:
-            # an input event carries a spike count m: its synapses deliver m * w
-            if x_indptr.shape[0] > 1:
-                tg, w, d = _rows(ins, x_indptr, x_indices, x_weights, x_delays, x_flags)
-                m = np.repeat(mult, np.diff(x_indptr)[ins])
-                _deliver(buf_e, buf_i, t, tg, np.where(m == 1, w, w * m), d, inh_sign)
-            if proc[0].shape[0]:
-                for s, m in zip(ins, mult, strict=True):
-                    tg, w, d = _procedural_rows(np.array([s]), 1, proc)
-                    _deliver(buf_e, buf_i, t, tg, w if m == 1 else w * m, d, inh_sign)
+        sl = slice(in_ptr[k], in_ptr[k + 1])
+        _push_inputs(in_idx[sl], in_cnt[sl], t, ext, proc, buf_e, buf_i, inh_sign)
+        for g in range(p_first.shape[0]):
+            lo = p_start[g]
+            lam, elam = p_lam[lo : lo + p_n[g]], p_elam[lo : lo + p_n[g]]
+            u = uniform_array(row_key(int(p_key[g]), t), np.arange(p_n[g], dtype=np.int64))
+            fire = np.flatnonzero(u > elam)
+            counts = poisson_counts(lam[fire], elam[fire], u[fire])
+            _push_inputs(fire + p_first[g], counts, t, ext, proc, buf_e, buf_i, inh_sign)
     return n_steps, 0

@@ -340,3 +340,21 @@ def gen_in_degree_sources(ip, fp, key, tgt, out_s, out_w, out_d):
         out_w[a] = synapse_weight(fp, ip[8], out_s[a], wk, 3 * a)
         out_d[a] = synapse_delay(ip, wk, 3 * a + 2)
     return count
+
+
+def poisson_count(lam, elam, u):
+    """Poisson(lam) by inversion of one uniform ``u`` (``elam`` = exp(-lam), from the shell).
+
+    ``p_k = p_{k-1} lam / k``, stop when the cumulative probability reaches ``u``; a count of
+    zero exactly when ``u <= exp(-lam)``.
+    """
+    k = 0
+    p = elam
+    c = elam
+    while u > c and k < 100000:
+        k += 1
+        p = p * lam / k
+        c = c + p
+        if p == 0.0:  # the tail is below double precision
+            break
+    return k
