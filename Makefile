@@ -12,6 +12,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
+	$(VENV)/bin/neurofabric snn compile
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -212,6 +212,20 @@ def snn_run(
             console.print(f"raster and rate plot: {plot}")
 
 
+@snn_app.command("compile")
+def snn_compile() -> None:
+    """Compile the simulator's kernels into numba's on-disk cache (done once by `make`)."""
+    from neurofabric.snn.models import brunel, coba, cuba
+
+    t0 = time.perf_counter()
+    with console.status("compiling kernels (once per installation)"):
+        for build in (cuba, coba):
+            for storage in ("csr", "procedural"):
+                build(200, synapses_per_neuron=20, storage=storage, seed=0).run(1e-3)
+        brunel(500, seed=0).run(1e-3)
+    console.print(f"kernels compiled and cached in {time.perf_counter() - t0:.1f} s")
+
+
 @app.command()
 def demo(
     out: Path = typer.Option(Path("demo-output"), help="Folder for the figures."),

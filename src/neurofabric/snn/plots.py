@@ -45,7 +45,11 @@ def plot_raster(
     plt, fig, (ax_r, ax_p) = _figure(2)
     keep = result.spike_indices < max_neurons
     ax_r.plot(result.spike_times[keep] * 1e3, result.spike_indices[keep], ",k", rasterized=True)
-    ax_r.set_ylabel("neuron")
+    ax_r.set_ylabel(
+        "neuron"
+        if result.n_neurons <= max_neurons
+        else f"neuron (first {max_neurons} of {result.n_neurons})"
+    )
     ax_r.set_title(
         title
         or f"{result.n_neurons} neurons, {result.n_spikes} spikes, {result.mean_rate_hz:.2f} Hz"
