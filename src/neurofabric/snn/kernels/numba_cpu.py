@@ -455,7 +455,7 @@ def _collect(flag, spiked):
     return count
 
 
-def simulate(
+def _simulate_steps(
     n_steps,
     t0,
     model,
@@ -637,7 +637,6 @@ def _variant(fn, update, parallel=False, cached_off=False, procedural=True):
 
 _UPDATES = {0: _update_cuba, 1: _update_coba, 2: _update_delta}
 _simulate_variants: dict = {}
-_simulate_source = simulate
 
 
 def _get_variant(model, parallel, procedural):
@@ -648,7 +647,7 @@ def _get_variant(model, parallel, procedural):
             update = _variant(_update_parallel, update, parallel=True, cached_off=True)
             update.__name__ = f"parallel_{_UPDATES[model].__name__}"
         _simulate_variants[key] = _variant(
-            _simulate_source, update, cached_off=parallel, procedural=procedural
+            _simulate_steps, update, cached_off=parallel, procedural=procedural
         )
     return _simulate_variants[key]
 
@@ -663,7 +662,7 @@ def simulate(
     sc,
     rec,
     csc,
-    dense_limit,  # noqa: F811
+    dense_limit,
     ext,
     inputs,
     proc,
