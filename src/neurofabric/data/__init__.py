@@ -1,0 +1,7 @@
+"""Dataset loaders: local copies first (the data dir), the canonical download code beside."""
+
+from neurofabric.data.datadir import resolve_data_dir
+from neurofabric.data.idx import read_idx
+from neurofabric.data.mnist import MNIST_SETS, load_mnist
+
+__all__ = ["MNIST_SETS", "load_mnist", "read_idx", "resolve_data_dir"]
