@@ -42,6 +42,7 @@ class Projection:
     allow_self: bool = False
     dale_split: int = -1  # absolute source index from which sources are inhibitory; -1: off
     procedural: bool = False
+    plasticity: Any = None  # a rule of neurofabric.snn.plasticity, or None
 
     def row_params(self, src_offset: int) -> tuple[np.ndarray, np.ndarray]:
         """The (ip, fp) rows of :mod:`.kernels.rowgen` for this projection."""
@@ -98,13 +99,18 @@ class CSR:
     delays: np.ndarray
     flags: np.ndarray  # [row-constant weights (0/1), constant delay in steps or -1]
     csc: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    # 1 where a synapse is plastic; empty when all or none are (see ``plastic``)
+    mask: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint8))
+    plastic: bool = False
 
     @property
     def n_synapses(self) -> int:
         return int(self.indptr[-1])
 
     def nbytes(self, include_csc: bool = True) -> int:
-        total = sum(a.nbytes for a in (self.indptr, self.indices, self.weights, self.delays))
+        total = sum(
+            a.nbytes for a in (self.indptr, self.indices, self.weights, self.delays, self.mask)
+        )
         if include_csc and self.csc is not None:
             total += sum(a.nbytes for a in self.csc)
         return int(total)
@@ -131,6 +137,7 @@ class CSR:
             "weights": self.weights,
             "delays": self.delays,
             "flags": self.flags,
+            "mask": self.mask,
         }
 
 
@@ -206,25 +213,39 @@ def build_csr(
         if const_delay >= 0
         else np.empty(nnz, np.uint8 if hi < 256 else np.uint16)
     )
+    plastic = [proj.plasticity is not None for proj, _, _ in projections]
+    mask = np.zeros(nnz if any(plastic) and not all(plastic) else 0, np.uint8)
     fill = indptr[:-1].copy()
-    for ip, fp, key, counts, pre in plans:
+    for (ip, fp, key, counts, pre), learns in zip(plans, plastic, strict=True):
         s0 = int(ip[1])
         if pre is not None:
-            _place(indices, weights, delays, fill, s0, counts, *pre)
+            _place(indices, weights, delays, fill, s0, counts, *pre, mask, learns)
             continue
         max_row = int(counts.max(initial=0)) + 1
         for a, b in _row_chunks(counts):
             sources = np.arange(s0 + a, s0 + b, dtype=np.int64)
             _, tg, wt, dl = kernels.build_rows(ip, fp, key, sources, max_row, False)
-            _place(indices, weights, delays, fill, s0 + a, counts[a:b], tg, wt, dl)
-    weights, row_weights = _compact_weights(indptr, weights, n_rows)
-    csr = CSR(indptr, indices, weights, delays, np.array([row_weights, const_delay], np.int64))
+            _place(indices, weights, delays, fill, s0 + a, counts[a:b], tg, wt, dl, mask, learns)
+    row_weights = 0
+    if not any(plastic):  # learning needs one weight per synapse
+        weights, row_weights = _compact_weights(indptr, weights, n_rows)
+    csr = CSR(
+        indptr,
+        indices,
+        weights,
+        delays,
+        np.array([row_weights, const_delay], np.int64),
+        mask=mask,
+        plastic=any(plastic),
+    )
     if with_csc:
         csr.csc = build_csc(csr, n_rows, kernels)
     return csr
 
 
-def _place(indices, weights, delays, fill, first_row, counts, tg, wt, dl) -> None:
+def _place(
+    indices, weights, delays, fill, first_row, counts, tg, wt, dl, mask=None, learns=False
+) -> None:
     """Write generated rows ``first_row ...`` at the current fill positions of their rows."""
     rows = slice(first_row, first_row + len(counts))
     starts = fill[rows]
@@ -237,6 +258,8 @@ def _place(indices, weights, delays, fill, first_row, counts, tg, wt, dl) -> Non
     weights[where] = wt
     if delays.size:
         delays[where] = dl
+    if mask is not None and mask.size:
+        mask[where] = learns
     fill[rows] += counts
 
 
@@ -266,7 +289,11 @@ def build_csc(
 
 
 def csr_from_arrays(
-    arrays: dict[str, np.ndarray], n_targets: int, with_csc: bool, kernels: ModuleType
+    arrays: dict[str, np.ndarray],
+    n_targets: int,
+    with_csc: bool,
+    kernels: ModuleType,
+    plastic: bool = False,
 ) -> CSR:
     csr = CSR(
         arrays["indptr"],
@@ -274,6 +301,8 @@ def csr_from_arrays(
         arrays["weights"],
         arrays["delays"],
         np.asarray(arrays["flags"], np.int64),
+        mask=np.asarray(arrays.get("mask", np.empty(0, np.uint8)), np.uint8),
+        plastic=plastic,
     )
     if with_csc:
         csr.csc = build_csc(csr, n_targets, kernels)

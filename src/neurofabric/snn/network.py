@@ -35,6 +35,7 @@ from neurofabric.snn.connectivity import (
     CSR,
     ProceduralTable,
     Projection,
+    build_csc,
     build_csr,
     csr_from_arrays,
     empty_csr,
@@ -56,6 +57,13 @@ from neurofabric.snn.monitors import (
     bin_rate,
 )
 from neurofabric.snn.params import LIFParams, SynapseParams
+from neurofabric.snn.plasticity import (
+    PlasticState,
+    Rule,
+    rule_from_json,
+    rule_to_json,
+    single_rule,
+)
 from neurofabric.snn.topology import Topology, topology_from_json, topology_to_json
 
 log = logging.getLogger(__name__)
@@ -220,6 +228,7 @@ class SpikingNetwork:
         target_range: tuple[int, int] | None = None,
         allow_self: bool = False,
         dale: bool | None = None,
+        plasticity: Rule | None = None,
     ) -> SpikingNetwork:
         """Add a projection from ``source`` (``"neurons"`` or an input's name) to the neurons.
 
@@ -228,7 +237,9 @@ class SpikingNetwork:
         projections) the sign comes from the source: excitatory sources get ``|w|``,
         inhibitory ones ``-|w'|`` with ``w'`` drawn from ``inh_weight``/``inh_weight_std``
         (default: the same as the excitatory ones). ``delay`` is seconds, or a (low, high)
-        range for uniformly drawn per-synapse delays; default one step.
+        range for uniformly drawn per-synapse delays; default one step. ``plasticity`` (a rule
+        of :mod:`neurofabric.snn.plasticity`) makes the projection's weights learn; it needs
+        CSR storage and excitatory (non-negative) weights within the rule's bounds.
         """
         if source == "neurons":
             n_src = self.n_neurons
@@ -248,6 +259,8 @@ class SpikingNetwork:
         check_nonnegative("inh_weight_std", inh_weight_std)
         topology.check_sizes(src[1] - src[0], tgt[1] - tgt[0], allow_self)
         use_dale = (source == "neurons") if dale is None else bool(dale)
+        if plasticity is not None:
+            self._check_plastic(plasticity, weight, weight_std, src, source, use_dale)
         proj = Projection(
             source=source,
             topology=topology,
@@ -263,10 +276,41 @@ class SpikingNetwork:
             if use_dale and source == "neurons"
             else (n_src if use_dale else -1),
             procedural=self.storage == "procedural",
+            plasticity=plasticity,
         )
         self.projections.append(proj)
         self._built = False
         return self
+
+    def _check_plastic(
+        self,
+        rule: Any,
+        weight: float,
+        weight_std: float,
+        src: tuple[int, int],
+        source: str,
+        use_dale: bool,
+    ) -> None:
+        if not hasattr(rule, "vector"):
+            raise ConfigError(
+                f"`plasticity` must be a rule of neurofabric.snn.plasticity "
+                f"(PairSTDP, TripletSTDP, DiehlCookSTDP), got {rule!r}"
+            )
+        if self.storage != "csr":
+            raise ConfigError(
+                "plasticity needs storage='csr': procedural synapses are "
+                "regenerated from the seed, so their weights cannot change"
+            )
+        if not rule.w_min <= weight <= rule.w_max or weight_std < 0:
+            raise ConfigError(
+                f"a plastic projection's `weight` must lie in the rule's bounds "
+                f"[{rule.w_min}, {rule.w_max}], got {weight}"
+            )
+        if source == "neurons" and use_dale and src[1] > self.n_excitatory:
+            raise ConfigError(
+                "plasticity is supported on excitatory synapses only: restrict "
+                f"`source_range` to the excitatory neurons [0, {self.n_excitatory})"
+            )
 
     @staticmethod
     def _range(name: str, value: tuple[int, int] | None, n: int) -> tuple[int, int]:
@@ -301,12 +345,15 @@ class SpikingNetwork:
                 proc.append((proj, key, src_offset, is_input))
             else:
                 (ext if is_input else rec).append((proj, key, src_offset))
-        with_csc = self.propagation != "event"
+        rec_rule = single_rule([p for p, _, _ in rec], "recurrent")
+        ext_rule = single_rule([p for p, _, _ in ext], "input")
+        with_csc = self.propagation != "event" or rec_rule is not None
         self.csr_ = build_csr(rec, self.n_neurons, self._k, with_csc) if rec else empty_csr()
         self.input_csr_ = (
             build_csr(ext, max(self.n_input_sources_, 1), self._k) if ext else empty_csr()
         )
         self.procedural_: ProceduralTable = procedural_table(proc)
+        self._make_plastic_state(rec_rule, ext_rule)
         self.state_ = self.init_state()
         self.build_s_ = time.perf_counter() - t0
         self._built = True
@@ -363,6 +410,7 @@ class SpikingNetwork:
                 syn.e_exc,
                 syn.e_inh,
                 -1.0 if syn.model == "coba" else 1.0,
+                dt,
             ]
         )
         return nparam, ref_steps, sc
@@ -381,6 +429,20 @@ class SpikingNetwork:
         wanted = get_config().threads or numba.config.NUMBA_NUM_THREADS
         numba.set_num_threads(min(wanted, numba.config.NUMBA_NUM_THREADS))
         return numba.get_num_threads()
+
+    def _make_plastic_state(self, rec_rule: Rule | None, ext_rule: Rule | None) -> None:
+        ext_csc = (
+            build_csc(self.input_csr_, self.n_neurons, self._k) if ext_rule is not None else None
+        )
+        self.plastic_ = PlasticState.create(
+            rec_rule,
+            self.csr_.mask,
+            self.n_neurons,
+            ext_rule,
+            self.input_csr_.mask,
+            max(self.n_input_sources_, 1),
+            ext_csc,
+        )
 
     def _homogeneous(self) -> int:
         """1 when every neuron has the same parameters (the kernels then read scalars)."""
@@ -418,7 +480,12 @@ class SpikingNetwork:
     def synapse_memory_bytes(self) -> int:
         """Bytes held for synapses: CSR arrays (and the CSC index) or the procedural table."""
         self._require_built()
-        return self.csr_.nbytes() + self.input_csr_.nbytes() + self.procedural_.nbytes()
+        return (
+            self.csr_.nbytes()
+            + self.input_csr_.nbytes()
+            + self.procedural_.nbytes()
+            + self.plastic_.nbytes()
+        )
 
     # ------------------------------------------------------------------ state
     def init_state(self, seed: SeedLike = None) -> NetworkState:
@@ -493,6 +560,7 @@ class SpikingNetwork:
             self.procedural_.kernel_args(),
             mon,
             counters,
+            self.plastic_.kernel_args(),
         )
 
     def _input_spikes(self, t0: int, n_steps: int, rng: np.random.Generator):
@@ -674,11 +742,13 @@ class SpikingNetwork:
                 "allow_self": p.allow_self,
                 "dale_split": p.dale_split,
                 "procedural": p.procedural,
+                "plasticity": None if p.plasticity is None else rule_to_json(p.plasticity),
             }
             for p in self.projections
         ]
         for prefix, csr in (("csr", self.csr_), ("input_csr", self.input_csr_)):
             arrays.update({f"{prefix}.{k}": v for k, v in csr.arrays().items()})
+        arrays.update(self.plastic_.arrays())
         st = self.state_
         arrays.update(
             {
@@ -728,6 +798,9 @@ class SpikingNetwork:
                     src_range=tuple(pj["src_range"]),
                     tgt_range=tuple(pj["tgt_range"]),
                     delay_steps=tuple(pj["delay_steps"]),
+                    plasticity=None
+                    if pj.get("plasticity") is None
+                    else rule_from_json(pj["plasticity"]),
                 )
                 net.projections.append(Projection(**pj))
             net._restore(ck.arrays, ck.meta)
@@ -746,19 +819,27 @@ class SpikingNetwork:
         self._nparam, self._ref_steps, self._sc = self._neuron_constants()
         with_csc = self.propagation != "event"
 
-        def csr(prefix: str, n_t: int, csc: bool) -> CSR:
+        def csr(prefix: str, n_t: int, csc: bool, plastic: bool) -> CSR:
             return csr_from_arrays(
                 {
                     k: np.array(arrays[f"{prefix}.{k}"])
-                    for k in ("indptr", "indices", "weights", "delays", "flags")
+                    for k in ("indptr", "indices", "weights", "delays", "flags", "mask")
                 },
                 n_t,
                 csc,
                 self._k,
+                plastic,
             )
 
-        self.csr_ = csr("csr", self.n_neurons, with_csc and arrays["csr.indptr"].size > 1)
-        self.input_csr_ = csr("input_csr", self.n_neurons, False)
+        rec_rule = single_rule([p for p in self.projections if p.source == "neurons"], "recurrent")
+        ext_rule = single_rule([p for p in self.projections if p.source != "neurons"], "input")
+        with_csc = with_csc or rec_rule is not None
+        self.csr_ = csr(
+            "csr", self.n_neurons, with_csc and arrays["csr.indptr"].size > 1, rec_rule is not None
+        )
+        self.input_csr_ = csr("input_csr", self.n_neurons, False, ext_rule is not None)
+        self._make_plastic_state(rec_rule, ext_rule)
+        self.plastic_.load_traces(arrays)
         proc = []
         for index, proj in enumerate(self.projections):
             if proj.procedural:

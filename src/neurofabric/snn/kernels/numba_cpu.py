@@ -6,6 +6,7 @@ update plus the synaptic events; nothing is allocated inside the loop.
 
 import hashlib
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -244,6 +245,88 @@ def _push_procedural(src, mult, is_input, proc, buf_e, buf_i, tm, dmod, inh_sign
 
 
 @njit(cache=True, inline="always")
+def _trace_now(tr, last, i, t, tau1, tau2, dt):
+    """Decay the two traces of neuron ``i`` to step ``t`` (once per neuron and step)."""
+    k = t - last[i]
+    if k > 0:
+        tr[0, i] *= math.exp(-(k * dt) / tau1)
+        tr[1, i] *= math.exp(-(k * dt) / tau2)
+        last[i] = t
+
+
+@njit(cache=True, inline="always")
+def _bump(tr, i, nearest):
+    if nearest:
+        tr[0, i] = 1.0
+        tr[1, i] = 1.0
+    else:
+        tr[0, i] += 1.0
+        tr[1, i] += 1.0
+
+
+@njit(cache=True, inline="always")
+def _soft(x, mu):
+    """(distance to a bound)^mu, with the common exponents 0 and 1 exact."""
+    if mu == 0.0:
+        return 1.0
+    if x <= 0.0:
+        return 0.0
+    return x if mu == 1.0 else x**mu
+
+
+@njit(cache=True, inline="always")
+def _clip(w, rule):
+    return min(max(w, rule[5]), rule[6])
+
+
+@njit(cache=True)
+def plastic_pre(
+    s, m, t, dt, indptr, indices, weights, mask, rule, pre_tr, pre_last, post_tr, post_last
+):
+    """Depression on the row of source ``s`` for ``m`` coincident spikes, then its traces."""
+    _trace_now(pre_tr, pre_last, s, t, rule[11], rule[12], dt)
+    masked = mask.shape[0] > 0
+    nearest = rule[9] == 1.0
+    for _ in range(m):
+        r2 = pre_tr[1, s]
+        for q in range(indptr[s], indptr[s + 1]):
+            if masked and mask[q] == 0:
+                continue
+            j = indices[q]
+            _trace_now(post_tr, post_last, j, t, rule[13], rule[14], dt)
+            w = np.float64(weights[q])
+            if rule[0] == 0.0:
+                dw = post_tr[0, j] * (rule[3] + rule[4] * r2) * _soft(w - rule[5], rule[8])
+            else:
+                dw = rule[3] * post_tr[0, j]
+            weights[q] = _clip(w - dw, rule)
+        _bump(pre_tr, s, nearest)
+
+
+@njit(cache=True)
+def plastic_post(
+    j, t, dt, c_ptr, c_src, c_pos, weights, mask, rule, pre_tr, pre_last, post_tr, post_last
+):
+    """Potentiation on the incoming synapses of neuron ``j``, then its traces."""
+    _trace_now(post_tr, post_last, j, t, rule[13], rule[14], dt)
+    o2 = post_tr[1, j]
+    masked = mask.shape[0] > 0
+    for q in range(c_ptr[j], c_ptr[j + 1]):
+        pos = c_pos[q]
+        if masked and mask[pos] == 0:
+            continue
+        i = c_src[q]
+        _trace_now(pre_tr, pre_last, i, t, rule[11], rule[12], dt)
+        w = np.float64(weights[pos])
+        if rule[0] == 0.0:
+            dw = pre_tr[0, i] * (rule[1] + rule[2] * o2) * _soft(rule[6] - w, rule[7])
+        else:
+            dw = rule[1] * (pre_tr[0, i] - rule[10]) * _soft(rule[6] - w, rule[7])
+        weights[pos] = _clip(w + dw, rule)
+    _bump(post_tr, j, rule[9] == 1.0)
+
+
+@njit(cache=True, inline="always")
 def _refractory_step(r, vn, v_old, v_th, v_reset, ref):
     """(new v, new counter, fired) for one neuron: hold while refractory, then threshold."""
     vn = vn if r <= 0 else v_old
@@ -471,10 +554,12 @@ def _simulate_steps(
     proc,
     mon,
     counters,
+    plast,
 ):
     """Advance ``n_steps`` steps from step ``t0``; see :func:`.reference.simulate`.
 
-    Compiled once per (model, threads) below, so a network compiles only what it runs.
+    Compiled once per (model, threads, procedural, plastic) below, so a network compiles
+    only what it runs.
     """
     v, ge, gi, refrac, buf_e, buf_i = state
     r_indptr, r_indices, r_weights, r_delays, r_flags = rec
@@ -482,6 +567,26 @@ def _simulate_steps(
     x_indptr, x_indices, x_weights, x_delays, x_flags = ext
     in_ptr, in_idx, in_cnt, p_first, p_start, p_n, p_key, p_lam, p_elam = inputs
     spk_mask, spk_t, spk_i, rate, rec_idx, rec_v, rec_ge, rec_gi, spiked, flag = mon
+    (
+        r_rule,
+        r_mask,
+        r_pre,
+        r_pre_last,
+        r_post,
+        r_post_last,
+        x_rule,
+        x_mask,
+        x_pre,
+        x_pre_last,
+        x_post,
+        x_post_last,
+        xc_ptr,
+        xc_src,
+        xc_pos,
+    ) = plast
+    r_plastic = r_rule.shape[0] > 0
+    x_plastic = x_rule.shape[0] > 0
+    dt = sc[5]
     inh_sign = sc[4]
     rec_every = counters[5]
     hom = counters[7] == 1
@@ -561,6 +666,23 @@ def _simulate_steps(
                     )
         elif n_spk > 0:
             counters[2] += 1
+        if r_plastic:  # depression on the rows of this step's spikes (after transmission)
+            for q in range(n_spk):
+                plastic_pre(
+                    spiked[q],
+                    1,
+                    t,
+                    dt,
+                    r_indptr,
+                    r_indices,
+                    r_weights,
+                    r_mask,
+                    r_rule,
+                    r_pre,
+                    r_pre_last,
+                    r_post,
+                    r_post_last,
+                )
         if has_proc:
             for q in range(n_spk):
                 _push_procedural(spiked[q], 1, 0, proc, buf_e, buf_i, slot, dmod, inh_sign)
@@ -585,6 +707,22 @@ def _simulate_steps(
                 )
             if has_proc:
                 _push_procedural(s, m, 1, proc, buf_e, buf_i, slot, dmod, inh_sign)
+            if x_plastic:
+                plastic_pre(
+                    s,
+                    m,
+                    t,
+                    dt,
+                    x_indptr,
+                    x_indices,
+                    x_weights,
+                    x_mask,
+                    x_rule,
+                    x_pre,
+                    x_pre_last,
+                    x_post,
+                    x_post_last,
+                )
         # --- 7: Poisson groups: counts drawn from the (seed, group, step, source) stream
         for g in range(p_first.shape[0]):
             key_t = row_key(p_key[g], t)
@@ -611,6 +749,56 @@ def _simulate_steps(
                         )
                     if has_proc:
                         _push_procedural(s, m, 1, proc, buf_e, buf_i, slot, dmod, inh_sign)
+                    if x_plastic:
+                        plastic_pre(
+                            s,
+                            m,
+                            t,
+                            dt,
+                            x_indptr,
+                            x_indices,
+                            x_weights,
+                            x_mask,
+                            x_rule,
+                            x_pre,
+                            x_pre_last,
+                            x_post,
+                            x_post_last,
+                        )
+        # --- 8: potentiation on the incoming synapses of this step's spikes (pre before post)
+        for q in range(n_spk):
+            if r_plastic:
+                plastic_post(
+                    spiked[q],
+                    t,
+                    dt,
+                    c_ptr,
+                    c_src,
+                    c_pos,
+                    r_weights,
+                    r_mask,
+                    r_rule,
+                    r_pre,
+                    r_pre_last,
+                    r_post,
+                    r_post_last,
+                )
+            if x_plastic:
+                plastic_post(
+                    spiked[q],
+                    t,
+                    dt,
+                    xc_ptr,
+                    xc_src,
+                    xc_pos,
+                    x_weights,
+                    x_mask,
+                    x_rule,
+                    x_pre,
+                    x_pre_last,
+                    x_post,
+                    x_post_last,
+                )
         counters[1] += n_spk
     counters[0] = n_written
     counters[4] = n_rec
@@ -623,7 +811,23 @@ def _no_procedural(src, mult, is_input, proc, buf_e, buf_i, tm, dmod, inh_sign):
     return None
 
 
-def _variant(fn, update, parallel=False, cached_off=False, procedural=True):
+@njit(cache=True)
+def _no_plastic_pre(
+    s, m, t, dt, indptr, indices, weights, mask, rule, pre_tr, pre_last, post_tr, post_last
+):
+    """Stands in for ``plastic_pre`` in kernels of networks without plasticity."""
+    return None
+
+
+@njit(cache=True)
+def _no_plastic_post(
+    j, t, dt, c_ptr, c_src, c_pos, weights, mask, rule, pre_tr, pre_last, post_tr, post_last
+):
+    """Stands in for ``plastic_post`` in kernels of networks without plasticity."""
+    return None
+
+
+def _variant(fn, update, parallel=False, cached_off=False, procedural=True, plastic=True):
     """Recompile ``fn`` with the global ``_update`` bound to ``update`` (and, without
     procedural projections, ``_push_procedural`` to a no-op). Numba cannot cache parallel
     kernels (or their callers) on disk: those are compiled in memory."""
@@ -631,7 +835,13 @@ def _variant(fn, update, parallel=False, cached_off=False, procedural=True):
     shared["_update"] = update
     if not procedural:
         shared["_push_procedural"] = _no_procedural
-    name = f"{fn.__name__}__{update.__name__}{'' if procedural else '__noproc'}"
+    if not plastic:
+        shared["plastic_pre"] = _no_plastic_pre
+        shared["plastic_post"] = _no_plastic_post
+    name = (
+        f"{fn.__name__}__{update.__name__}{'' if procedural else '__noproc'}"
+        f"{'' if plastic else '__static'}"
+    )
     return _clone(fn, shared, name, cache=not cached_off, parallel=parallel)
 
 
@@ -639,15 +849,15 @@ _UPDATES = {0: _update_cuba, 1: _update_coba, 2: _update_delta}
 _simulate_variants: dict = {}
 
 
-def _get_variant(model, parallel, procedural):
-    key = (model, parallel, procedural)
+def _get_variant(model, parallel, procedural, plastic):
+    key = (model, parallel, procedural, plastic)
     if key not in _simulate_variants:
         update = _UPDATES[model]
         if parallel:
             update = _variant(_update_parallel, update, parallel=True, cached_off=True)
             update.__name__ = f"parallel_{_UPDATES[model].__name__}"
         _simulate_variants[key] = _variant(
-            _simulate_steps, update, cached_off=parallel, procedural=procedural
+            _simulate_steps, update, cached_off=parallel, procedural=procedural, plastic=plastic
         )
     return _simulate_variants[key]
 
@@ -668,12 +878,14 @@ def simulate(
     proc,
     mon,
     counters,
+    plast,
 ):
     """Advance ``n_steps`` steps from step ``t0``; see :func:`.reference.simulate`.
 
-    Dispatches to a kernel compiled for this (model, threads, procedural or not) only.
+    Dispatches to a kernel compiled for this (model, threads, procedural, plastic) only.
     """
-    kernel = _get_variant(int(model), bool(counters[8] > 1), proc[0].shape[0] > 0)
+    plastic = plast[0].shape[0] > 0 or plast[6].shape[0] > 0
+    kernel = _get_variant(int(model), bool(counters[8] > 1), proc[0].shape[0] > 0, plastic)
     return kernel(
         n_steps,
         t0,
@@ -690,4 +902,5 @@ def simulate(
         proc,
         mon,
         counters,
+        plast,
     )

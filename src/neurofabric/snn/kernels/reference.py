@@ -37,6 +37,9 @@ One time step ``t`` (``dt``) of :func:`simulate`, for every neuron ``i``:
    ``m = PoissonInverse(lam_i, u)`` spikes with ``u = uniform(row_key(key_g, t), i)`` from the
    counter-based stream of :mod:`.rowgen`, so the draws depend on (seed, group, step,
    source) only, not on chunking or backend.
+8. **Plasticity** (:mod:`neurofabric.snn.plasticity`): each presynaptic event of the step
+   (steps 5-7) is transmitted with the current weight and then depresses its row; after all
+   of them, each neuron that spiked in step 3 potentiates its incoming synapses.
 """
 
 import numpy as np
@@ -159,11 +162,84 @@ def poisson_counts(lam, elam, u):
     return k.astype(np.int32)
 
 
-def _push_inputs(ins, mult, t, ext, proc, buf_e, buf_i, inh_sign):
-    """Propagate input events (global source indices with spike counts ``mult``)."""
-    x_indptr, x_indices, x_weights, x_delays, x_flags = ext
+def _decay_traces(tr, last, idx, t, tau1, tau2, dt):
+    """Decay the traces of neurons ``idx`` to step ``t`` (each at most once per step)."""
+    k = t - last[idx]
+    sel = idx[k > 0]
+    kk = k[k > 0]
+    if sel.size:
+        tr[0, sel] = tr[0, sel] * np.exp(-(kk * dt) / tau1)
+        tr[1, sel] = tr[1, sel] * np.exp(-(kk * dt) / tau2)
+        last[sel] = t
+
+
+def _bump(tr, i, nearest):
+    if nearest:
+        tr[:, i] = 1.0
+    else:
+        tr[:, i] += 1.0
+
+
+def _soft(x, mu):
+    """(distance to a bound)^mu, 0 where the distance is not positive; mu = 0 gives 1."""
+    if mu == 0.0:
+        return np.ones_like(x)
+    pos = np.maximum(x, 0.0)
+    return np.where(x > 0.0, pos if mu == 1.0 else pos**mu, 0.0)
+
+
+def plastic_pre(s, m, t, dt, indptr, indices, weights, mask, rule, pre, pre_last, post, post_last):
+    """Depression on the row of source ``s`` for ``m`` coincident spikes (see
+    :mod:`neurofabric.snn.plasticity` for the rules), then the source's traces."""
+    _decay_traces(pre, pre_last, np.array([s]), t, rule[11], rule[12], dt)
+    q = np.arange(indptr[s], indptr[s + 1])
+    if mask.size:
+        q = q[mask[q] != 0]
+    j = indices[q]
+    for _ in range(m):
+        r2 = pre[1, s]
+        _decay_traces(post, post_last, j, t, rule[13], rule[14], dt)
+        w = weights[q].astype(np.float64)
+        if rule[0] == 0.0:
+            dw = post[0, j] * (rule[3] + rule[4] * r2) * _soft(w - rule[5], rule[8])
+        else:
+            dw = rule[3] * post[0, j]
+        weights[q] = np.minimum(np.maximum(w - dw, rule[5]), rule[6])
+        _bump(pre, s, rule[9] == 1.0)
+
+
+def plastic_post(
+    j, t, dt, c_ptr, c_src, c_pos, weights, mask, rule, pre, pre_last, post, post_last
+):
+    """Potentiation on the incoming synapses of neuron ``j``, then its traces."""
+    _decay_traces(post, post_last, np.array([j]), t, rule[13], rule[14], dt)
+    o2 = post[1, j]
+    pos = c_pos[c_ptr[j] : c_ptr[j + 1]]
+    src = c_src[c_ptr[j] : c_ptr[j + 1]]
+    if mask.size:
+        keep = mask[pos] != 0
+        pos, src = pos[keep], src[keep]
+    _decay_traces(pre, pre_last, src, t, rule[11], rule[12], dt)
+    w = weights[pos].astype(np.float64)
+    if rule[0] == 0.0:
+        dw = pre[0, src] * (rule[1] + rule[2] * o2) * _soft(rule[6] - w, rule[7])
+    else:
+        dw = rule[1] * (pre[0, src] - rule[10]) * _soft(rule[6] - w, rule[7])
+    weights[pos] = np.minimum(np.maximum(w + dw, rule[5]), rule[6])
+    _bump(post, j, rule[9] == 1.0)
+
+
+def _push_inputs(ins, mult, t, ext, proc, buf_e, buf_i, inh_sign, xplast=None):
+    """Propagate input events (global source indices with spike counts ``mult``); with
+    plasticity on the input synapses, each event is transmitted and then learns, in order."""
     if not ins.size:
         return
+    if xplast is not None:
+        for s, m in zip(ins, mult, strict=True):
+            _push_inputs(np.array([s]), np.array([m]), t, ext, proc, buf_e, buf_i, inh_sign)
+            plastic_pre(int(s), int(m), t, *xplast)
+        return
+    x_indptr, x_indices, x_weights, x_delays, x_flags = ext
     # an input event carries a spike count m: its synapses deliver m * w
     if x_indptr.shape[0] > 1:
         tg, w, d = _rows(ins, x_indptr, x_indices, x_weights, x_delays, x_flags)
@@ -221,8 +297,10 @@ def simulate(
     proc,
     mon,
     counters,
+    plast,
 ):
-    """Advance ``n_steps`` steps from step ``t0``, mutating ``state``, ``mon`` and ``counters``.
+    """Advance ``n_steps`` steps from step ``t0``, mutating ``state``, ``mon`` and ``counters``
+    (and, with plasticity, the weights and traces in ``plast``).
 
     ``counters``: [spikes written, total spikes, event steps, dense steps, state records,
     record interval, monitored neurons, homogeneous parameters and threads (hints for the
@@ -235,6 +313,19 @@ def simulate(
     x_indptr, x_indices, x_weights, x_delays, x_flags = ext
     in_ptr, in_idx, in_cnt, p_first, p_start, p_n, p_key, p_lam, p_elam = inputs
     spk_mask, spk_t, spk_i, rate, rec_idx, rec_v, rec_ge, rec_gi, _spiked, _flag = mon
+    r_rule, r_mask, r_pre, r_pre_last, r_post, r_post_last = plast[:6]
+    x_rule, x_mask, x_pre, x_pre_last, x_post, x_post_last, xc_ptr, xc_src, xc_pos = plast[6:]
+    dt = sc[5]
+    rplast = (
+        (dt, r_indptr, r_indices, r_weights, r_mask, r_rule, r_pre, r_pre_last, r_post, r_post_last)
+        if r_rule.size
+        else None
+    )
+    xplast = (
+        (dt, x_indptr, x_indices, x_weights, x_mask, x_rule, x_pre, x_pre_last, x_post, x_post_last)
+        if x_rule.size
+        else None
+    )
     inh_sign = sc[4]
     dmod = buf_e.shape[0]
     cap = spk_t.shape[0]
@@ -292,13 +383,50 @@ def simulate(
                     )
             if proc[0].shape[0]:
                 _deliver(buf_e, buf_i, t, *_procedural_rows(spikes, 0, proc), inh_sign)
+            if rplast is not None:  # depression on the rows of this step's spikes
+                for s in spikes:
+                    plastic_pre(int(s), 1, t, *rplast)
         sl = slice(in_ptr[k], in_ptr[k + 1])
-        _push_inputs(in_idx[sl], in_cnt[sl], t, ext, proc, buf_e, buf_i, inh_sign)
+        _push_inputs(in_idx[sl], in_cnt[sl], t, ext, proc, buf_e, buf_i, inh_sign, xplast)
         for g in range(p_first.shape[0]):
             lo = p_start[g]
             lam, elam = p_lam[lo : lo + p_n[g]], p_elam[lo : lo + p_n[g]]
             u = uniform_array(row_key(int(p_key[g]), t), np.arange(p_n[g], dtype=np.int64))
             fire = np.flatnonzero(u > elam)
             counts = poisson_counts(lam[fire], elam[fire], u[fire])
-            _push_inputs(fire + p_first[g], counts, t, ext, proc, buf_e, buf_i, inh_sign)
+            _push_inputs(fire + p_first[g], counts, t, ext, proc, buf_e, buf_i, inh_sign, xplast)
+        # 8. potentiation on the incoming synapses of this step's spikes (pre before post)
+        for j in spikes:
+            if rplast is not None:
+                plastic_post(
+                    int(j),
+                    t,
+                    dt,
+                    c_ptr,
+                    c_src,
+                    c_pos,
+                    r_weights,
+                    r_mask,
+                    r_rule,
+                    r_pre,
+                    r_pre_last,
+                    r_post,
+                    r_post_last,
+                )
+            if xplast is not None:
+                plastic_post(
+                    int(j),
+                    t,
+                    dt,
+                    xc_ptr,
+                    xc_src,
+                    xc_pos,
+                    x_weights,
+                    x_mask,
+                    x_rule,
+                    x_pre,
+                    x_pre_last,
+                    x_post,
+                    x_post_last,
+                )
     return n_steps, 0

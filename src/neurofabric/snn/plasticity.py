@@ -1,0 +1,343 @@
+r"""Synaptic plasticity rules, attached to projections with ``connect(..., plasticity=rule)``.
+
+All rules run on per-neuron exponential traces, updated event-driven: a trace is decayed to
+the current step (``x <- x exp(-k dt / tau)``) the first time it is read in that step, and
+incremented (all-to-all interaction) or set to 1 (nearest-spike interaction) by its neuron's
+spikes. Within one time step, presynaptic events are processed before postsynaptic ones, so a
+pre and a post spike in the same step count as pre-before-post. The time of a presynaptic
+event is the step its spike was emitted (input events: the step they are delivered to the
+network); synaptic delays do not shift it.
+
+Triplet family (Pfister & Gerstner 2006, J. Neurosci. 26:9673; pair STDP is A3 = 0). Traces
+``r1`` (tau_plus), ``r2`` (tau_x) of the presynaptic neuron, ``o1`` (tau_minus), ``o2``
+(tau_y) of the postsynaptic neuron::
+
+    pre spike:   w <- w - o1 [A2- + A3- r2(before)] f_-(w);   r1, r2 += 1
+    post spike:  w <- w + r1 [A2+ + A3+ o2(before)] f_+(w);   o1, o2 += 1
+
+with ``f_+(w) = (w_max - w)^mu``, ``f_-(w) = (w - w_min)^mu`` (mu = 0: additive, mu = 1:
+multiplicative, i.e. soft bounds), then ``w`` is clipped to [w_min, w_max] (hard bounds).
+For a single pair at ``dt = t_post - t_pre``: ``A2+ exp(-dt/tau_plus)`` if dt >= 0, else
+``-A2- exp(dt/tau_minus)``.
+
+Diehl & Cook (2015, Front. Comput. Neurosci. 9:99): ``x_pre`` (tau_pre), ``x_post``
+(tau_post)::
+
+    pre spike:   w <- w - nu_pre x_post;                               x_pre  (+= 1 | = 1)
+    post spike:  w <- w + nu_post (x_pre - x_tar) (w_max - w)^mu;       x_post (+= 1 | = 1)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from neurofabric.core.errors import ConfigError
+from neurofabric.core.validation import check_choice, check_nonnegative, check_positive
+
+KIND_TRIPLET = 0
+KIND_DIEHL_COOK = 1
+# layout of the float64 parameter vector the kernels read
+RULE_FIELDS = (
+    "kind",
+    "a2_plus",
+    "a3_plus",
+    "a2_minus",
+    "a3_minus",
+    "w_min",
+    "w_max",
+    "mu_plus",
+    "mu_minus",
+    "nearest",
+    "x_tar",
+    "tau_r1",
+    "tau_r2",
+    "tau_o1",
+    "tau_o2",
+)
+
+
+def _check_common(rule: Any) -> None:
+    check_choice("interaction", rule.interaction, ("all", "nearest"))
+    if not rule.w_max > rule.w_min:
+        raise ConfigError(f"`w_max` must be > `w_min`, got w_min={rule.w_min}, w_max={rule.w_max}")
+
+
+@dataclass(frozen=True)
+class PairSTDP:
+    """Pair-based STDP with exponential windows (Bi & Poo 1998; Song, Miller & Abbott 2000).
+
+    ``weight_dependence="additive"`` (hard bounds only) or ``"multiplicative"`` (updates
+    scale with the distance to the bound: soft bounds), ``interaction="all"`` or
+    ``"nearest"``. Amplitudes are in weight units.
+    """
+
+    a_plus: float = 0.01
+    a_minus: float = 0.0105
+    tau_plus: float = 20e-3
+    tau_minus: float = 20e-3
+    w_min: float = 0.0
+    w_max: float = 1.0
+    weight_dependence: str = "additive"
+    interaction: str = "all"
+
+    def __post_init__(self) -> None:
+        check_nonnegative("a_plus", self.a_plus)
+        check_nonnegative("a_minus", self.a_minus)
+        check_positive("tau_plus", self.tau_plus, "s")
+        check_positive("tau_minus", self.tau_minus, "s")
+        check_choice("weight_dependence", self.weight_dependence, ("additive", "multiplicative"))
+        _check_common(self)
+
+    def vector(self) -> np.ndarray:
+        mu = 1.0 if self.weight_dependence == "multiplicative" else 0.0
+        return _vector(
+            KIND_TRIPLET,
+            self.a_plus,
+            0.0,
+            self.a_minus,
+            0.0,
+            self.w_min,
+            self.w_max,
+            mu,
+            mu,
+            self.interaction,
+            0.0,
+            self.tau_plus,
+            self.tau_plus,
+            self.tau_minus,
+            self.tau_minus,
+        )
+
+
+@dataclass(frozen=True)
+class TripletSTDP:
+    """Triplet STDP of Pfister & Gerstner (2006); ``minimal`` models set A2+ = A3- = 0.
+
+    Time constants in seconds, amplitudes in weight units. No published parameter set is
+    shipped as a preset yet: each must first be checked against the paper's Table 4.
+    """
+
+    a2_plus: float = 5e-3
+    a3_plus: float = 6e-3
+    a2_minus: float = 7e-3
+    a3_minus: float = 2e-4
+    tau_plus: float = 16.8e-3
+    tau_x: float = 101e-3
+    tau_minus: float = 33.7e-3
+    tau_y: float = 125e-3
+    w_min: float = 0.0
+    w_max: float = 1.0
+    weight_dependence: str = "additive"
+    interaction: str = "all"
+
+    def __post_init__(self) -> None:
+        for name in ("a2_plus", "a3_plus", "a2_minus", "a3_minus"):
+            check_nonnegative(name, getattr(self, name))
+        for name in ("tau_plus", "tau_x", "tau_minus", "tau_y"):
+            check_positive(name, getattr(self, name), "s")
+        check_choice("weight_dependence", self.weight_dependence, ("additive", "multiplicative"))
+        _check_common(self)
+
+    def vector(self) -> np.ndarray:
+        mu = 1.0 if self.weight_dependence == "multiplicative" else 0.0
+        return _vector(
+            KIND_TRIPLET,
+            self.a2_plus,
+            self.a3_plus,
+            self.a2_minus,
+            self.a3_minus,
+            self.w_min,
+            self.w_max,
+            mu,
+            mu,
+            self.interaction,
+            0.0,
+            self.tau_plus,
+            self.tau_x,
+            self.tau_minus,
+            self.tau_y,
+        )
+
+
+@dataclass(frozen=True)
+class DiehlCookSTDP:
+    """The learning rule of Diehl & Cook (2015): depression on pre spikes by the post trace,
+    potentiation on post spikes by (x_pre - x_tar) (w_max - w)^mu."""
+
+    nu_pre: float = 1e-4
+    nu_post: float = 1e-2
+    x_tar: float = 0.4
+    mu: float = 1.0
+    tau_pre: float = 20e-3
+    tau_post: float = 20e-3
+    w_min: float = 0.0
+    w_max: float = 1.0
+    interaction: str = "nearest"
+
+    def __post_init__(self) -> None:
+        check_nonnegative("nu_pre", self.nu_pre)
+        check_nonnegative("nu_post", self.nu_post)
+        check_nonnegative("mu", self.mu)
+        check_positive("tau_pre", self.tau_pre, "s")
+        check_positive("tau_post", self.tau_post, "s")
+        _check_common(self)
+
+    def vector(self) -> np.ndarray:
+        return _vector(
+            KIND_DIEHL_COOK,
+            self.nu_post,
+            0.0,
+            self.nu_pre,
+            0.0,
+            self.w_min,
+            self.w_max,
+            self.mu,
+            0.0,
+            self.interaction,
+            self.x_tar,
+            self.tau_pre,
+            self.tau_pre,
+            self.tau_post,
+            self.tau_post,
+        )
+
+
+Rule = PairSTDP | TripletSTDP | DiehlCookSTDP
+_RULES = {"PairSTDP": PairSTDP, "TripletSTDP": TripletSTDP, "DiehlCookSTDP": DiehlCookSTDP}
+
+
+def _vector(
+    kind, a2p, a3p, a2m, a3m, w_min, w_max, mu_p, mu_m, interaction, x_tar, t_r1, t_r2, t_o1, t_o2
+) -> np.ndarray:
+    return np.array(
+        [
+            kind,
+            a2p,
+            a3p,
+            a2m,
+            a3m,
+            w_min,
+            w_max,
+            mu_p,
+            mu_m,
+            1.0 if interaction == "nearest" else 0.0,
+            x_tar,
+            t_r1,
+            t_r2,
+            t_o1,
+            t_o2,
+        ],
+        dtype=np.float64,
+    )
+
+
+def rule_to_json(rule: Rule) -> dict[str, Any]:
+    return {"type": type(rule).__name__, **asdict(rule)}
+
+
+def rule_from_json(data: dict[str, Any]) -> Rule:
+    data = dict(data)
+    name = data.pop("type", None)
+    if name not in _RULES:
+        raise ConfigError(f"unknown plasticity rule {name!r}; known: {sorted(_RULES)}")
+    return _RULES[name](**data)
+
+
+def _empty_side() -> tuple[np.ndarray, ...]:
+    return (
+        np.empty(0),
+        np.empty(0, np.uint8),
+        np.zeros((2, 0)),
+        np.zeros(0, np.int64),
+        np.zeros((2, 0)),
+        np.zeros(0, np.int64),
+    )
+
+
+@dataclass
+class PlasticState:
+    """Rules and traces of the plastic synapse groups (recurrent and input), as kernels take
+    them. Traces: two per presynaptic and two per postsynaptic neuron, with the step each
+    was last decayed to."""
+
+    rec: tuple[np.ndarray, ...]
+    ext: tuple[np.ndarray, ...]
+    ext_csc: tuple[np.ndarray, np.ndarray, np.ndarray]
+
+    @classmethod
+    def create(
+        cls,
+        rec_rule: Rule | None,
+        rec_mask: np.ndarray,
+        n_neurons: int,
+        ext_rule: Rule | None,
+        ext_mask: np.ndarray,
+        n_inputs: int,
+        ext_csc: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+    ) -> PlasticState:
+        def side(rule: Rule | None, mask: np.ndarray, n_pre: int) -> tuple[np.ndarray, ...]:
+            if rule is None:
+                return _empty_side()
+            return (
+                rule.vector(),
+                mask,
+                np.zeros((2, n_pre)),
+                np.zeros(n_pre, np.int64),
+                np.zeros((2, n_neurons)),
+                np.zeros(n_neurons, np.int64),
+            )
+
+        csc = (
+            ext_csc
+            if ext_csc is not None
+            else (np.zeros(1, np.int64), np.empty(0, np.int32), np.empty(0, np.int32))
+        )
+        return cls(side(rec_rule, rec_mask, n_neurons), side(ext_rule, ext_mask, n_inputs), csc)
+
+    @property
+    def active(self) -> bool:
+        return self.rec[0].size > 0 or self.ext[0].size > 0
+
+    def kernel_args(self) -> tuple[np.ndarray, ...]:
+        return (*self.rec, *self.ext, *self.ext_csc)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The traces, for a checkpoint (rules and masks are saved with the projections/CSR)."""
+        out = {}
+        for prefix, side in (("rec", self.rec), ("ext", self.ext)):
+            if side[0].size:
+                out.update(
+                    {
+                        f"plastic.{prefix}.pre": side[2],
+                        f"plastic.{prefix}.pre_last": side[3],
+                        f"plastic.{prefix}.post": side[4],
+                        f"plastic.{prefix}.post_last": side[5],
+                    }
+                )
+        return out
+
+    def load_traces(self, arrays: dict[str, np.ndarray]) -> None:
+        for prefix, side in (("rec", self.rec), ("ext", self.ext)):
+            if side[0].size:
+                side[2][:] = arrays[f"plastic.{prefix}.pre"]
+                side[3][:] = arrays[f"plastic.{prefix}.pre_last"]
+                side[4][:] = arrays[f"plastic.{prefix}.post"]
+                side[5][:] = arrays[f"plastic.{prefix}.post_last"]
+
+    def nbytes(self) -> int:
+        return int(sum(a.nbytes for a in self.kernel_args()))
+
+
+def single_rule(projections: list[Any], what: str) -> Rule | None:
+    """The one rule of a synapse group (projections with ``plasticity``), or None."""
+    rules = {id(p.plasticity): p.plasticity for p in projections if p.plasticity is not None}
+    if len(rules) > 1:
+        raise ConfigError(
+            f"the {what} projections carry {len(rules)} different plasticity rules; "
+            "one rule per source group is supported (pass the same rule object "
+            "to each plastic projection)"
+        )
+    return next(iter(rules.values()), None)
