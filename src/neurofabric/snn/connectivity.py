@@ -43,6 +43,7 @@ class Projection:
     dale_split: int = -1  # absolute source index from which sources are inhibitory; -1: off
     procedural: bool = False
     plasticity: Any = None  # a rule of neurofabric.snn.plasticity, or None
+    stp: Any = None  # a neurofabric.snn.stp.ShortTermPlasticity, or None
 
     def row_params(self, src_offset: int) -> tuple[np.ndarray, np.ndarray]:
         """The (ip, fp) rows of :mod:`.kernels.rowgen` for this projection."""

@@ -64,6 +64,7 @@ from neurofabric.snn.plasticity import (
     rule_to_json,
     single_rule,
 )
+from neurofabric.snn.stp import ShortTermPlasticity, single_stp, stp_state, stp_to_json
 from neurofabric.snn.topology import Topology, topology_from_json, topology_to_json
 
 log = logging.getLogger(__name__)
@@ -229,6 +230,7 @@ class SpikingNetwork:
         allow_self: bool = False,
         dale: bool | None = None,
         plasticity: Rule | None = None,
+        stp: ShortTermPlasticity | None = None,
     ) -> SpikingNetwork:
         """Add a projection from ``source`` (``"neurons"`` or an input's name) to the neurons.
 
@@ -239,7 +241,9 @@ class SpikingNetwork:
         (default: the same as the excitatory ones). ``delay`` is seconds, or a (low, high)
         range for uniformly drawn per-synapse delays; default one step. ``plasticity`` (a rule
         of :mod:`neurofabric.snn.plasticity`) makes the projection's weights learn; it needs
-        CSR storage and excitatory (non-negative) weights within the rule's bounds.
+        CSR storage and excitatory (non-negative) weights within the rule's bounds. ``stp``
+        (:class:`neurofabric.snn.stp.ShortTermPlasticity`) scales each spike of a source by
+        its Tsodyks-Markram release; all projections from one source group share it.
         """
         if source == "neurons":
             n_src = self.n_neurons
@@ -261,6 +265,11 @@ class SpikingNetwork:
         use_dale = (source == "neurons") if dale is None else bool(dale)
         if plasticity is not None:
             self._check_plastic(plasticity, weight, weight_std, src, source, use_dale)
+        if stp is not None and (not isinstance(stp, ShortTermPlasticity) or self.storage != "csr"):
+            raise ConfigError(
+                "`stp` must be a ShortTermPlasticity and needs storage='csr', "
+                f"got {stp!r} with storage={self.storage!r}"
+            )
         proj = Projection(
             source=source,
             topology=topology,
@@ -277,6 +286,7 @@ class SpikingNetwork:
             else (n_src if use_dale else -1),
             procedural=self.storage == "procedural",
             plasticity=plasticity,
+            stp=stp,
         )
         self.projections.append(proj)
         self._built = False
@@ -354,6 +364,7 @@ class SpikingNetwork:
         )
         self.procedural_: ProceduralTable = procedural_table(proc)
         self._make_plastic_state(rec_rule, ext_rule)
+        self._make_stp_state()
         self.state_ = self.init_state()
         self.build_s_ = time.perf_counter() - t0
         self._built = True
@@ -442,6 +453,14 @@ class SpikingNetwork:
             self.input_csr_.mask,
             max(self.n_input_sources_, 1),
             ext_csc,
+        )
+
+    def _make_stp_state(self) -> None:
+        rec = single_stp([p for p in self.projections if p.source == "neurons"], "recurrent")
+        ext = single_stp([p for p in self.projections if p.source != "neurons"], "input")
+        self.stp_ = (
+            *stp_state(rec, self.n_neurons),
+            *stp_state(ext, max(self.n_input_sources_, 1)),
         )
 
     def _homogeneous(self) -> int:
@@ -537,8 +556,8 @@ class SpikingNetwork:
             if csr.csc is not None
             else (np.zeros(1, np.int64), np.empty(0, np.int32), np.empty(0, np.int32))
         )
-        if self.propagation == "event" or csr.csc is None:
-            dense_limit = -1
+        if self.propagation == "event" or csr.csc is None or self.stp_[0].size:
+            dense_limit = -1  # (STP scales each source's row: push only)
         elif self.propagation == "dense":
             dense_limit = 0
         else:
@@ -561,6 +580,7 @@ class SpikingNetwork:
             mon,
             counters,
             self.plastic_.kernel_args(),
+            self.stp_,
         )
 
     def _input_spikes(self, t0: int, n_steps: int, rng: np.random.Generator):
@@ -743,12 +763,14 @@ class SpikingNetwork:
                 "dale_split": p.dale_split,
                 "procedural": p.procedural,
                 "plasticity": None if p.plasticity is None else rule_to_json(p.plasticity),
+                "stp": None if p.stp is None else stp_to_json(p.stp),
             }
             for p in self.projections
         ]
         for prefix, csr in (("csr", self.csr_), ("input_csr", self.input_csr_)):
             arrays.update({f"{prefix}.{k}": v for k, v in csr.arrays().items()})
         arrays.update(self.plastic_.arrays())
+        arrays.update({f"stp.{k}": a for k, a in enumerate(self.stp_) if k % 4 and a.size})
         st = self.state_
         arrays.update(
             {
@@ -801,6 +823,7 @@ class SpikingNetwork:
                     plasticity=None
                     if pj.get("plasticity") is None
                     else rule_from_json(pj["plasticity"]),
+                    stp=None if pj.get("stp") is None else ShortTermPlasticity(**pj["stp"]),
                 )
                 net.projections.append(Projection(**pj))
             net._restore(ck.arrays, ck.meta)
@@ -840,6 +863,10 @@ class SpikingNetwork:
         self.input_csr_ = csr("input_csr", self.n_neurons, False, ext_rule is not None)
         self._make_plastic_state(rec_rule, ext_rule)
         self.plastic_.load_traces(arrays)
+        self._make_stp_state()
+        for k, a in enumerate(self.stp_):
+            if f"stp.{k}" in arrays:
+                a[:] = arrays[f"stp.{k}"]
         proc = []
         for index, proj in enumerate(self.projections):
             if proj.procedural:

@@ -326,6 +326,25 @@ def plastic_post(
     _bump(post_tr, j, rule[9] == 1.0)
 
 
+@njit(cache=True)
+def stp_scale(s, m, t, dt, prm, u, x, last):
+    """Efficacy factor of ``m`` coincident spikes of source ``s`` under Tsodyks-Markram STP
+    (see :mod:`neurofabric.snn.stp`): exact decay since its last spike, facilitation,
+    release, depression; ``r`` per spike, or ``1 + k r`` in the modulation mode."""
+    total = 0.0
+    for _ in range(m):
+        if last[s] >= 0:
+            elapsed = (t - last[s]) * dt
+            u[s] = u[s] * math.exp(-elapsed / prm[2]) if prm[2] > 0.0 else 0.0
+            x[s] = 1.0 - (1.0 - x[s]) * math.exp(-elapsed / prm[1]) if prm[1] > 0.0 else 1.0
+        last[s] = t
+        u[s] = u[s] + prm[0] * (1.0 - u[s])
+        r = u[s] * x[s]
+        x[s] = x[s] - r
+        total += r if prm[3] == 0.0 else 1.0 + prm[4] * r
+    return total
+
+
 @njit(cache=True, inline="always")
 def _refractory_step(r, vn, v_old, v_th, v_reset, ref):
     """(new v, new counter, fired) for one neuron: hold while refractory, then threshold."""
@@ -555,6 +574,7 @@ def _simulate_steps(
     mon,
     counters,
     plast,
+    stp,
 ):
     """Advance ``n_steps`` steps from step ``t0``; see :func:`.reference.simulate`.
 
@@ -584,6 +604,9 @@ def _simulate_steps(
         xc_src,
         xc_pos,
     ) = plast
+    r_stp, r_u, r_x, r_last, x_stp, x_u, x_x, x_last = stp
+    r_has_stp = r_stp.shape[0] > 0
+    x_has_stp = x_stp.shape[0] > 0
     r_plastic = r_rule.shape[0] > 0
     x_plastic = x_rule.shape[0] > 0
     dt = sc[5]
@@ -650,9 +673,12 @@ def _simulate_steps(
             else:
                 counters[2] += 1
                 for q in range(n_spk):
+                    scale = 1.0
+                    if r_has_stp:
+                        scale = stp_scale(spiked[q], 1, t, dt, r_stp, r_u, r_x, r_last)
                     _push_csr(
                         spiked[q],
-                        1,
+                        scale,
                         r_indptr,
                         r_indices,
                         r_weights,
@@ -690,10 +716,13 @@ def _simulate_steps(
         for q in range(in_ptr[k], in_ptr[k + 1]):
             s = in_idx[q]
             m = in_cnt[q]
+            scale = np.float64(m)
+            if x_has_stp:
+                scale = stp_scale(s, m, t, dt, x_stp, x_u, x_x, x_last)
             if has_ext:
                 _push_csr(
                     s,
-                    m,
+                    scale,
                     x_indptr,
                     x_indices,
                     x_weights,
@@ -706,7 +735,7 @@ def _simulate_steps(
                     inh_sign,
                 )
             if has_proc:
-                _push_procedural(s, m, 1, proc, buf_e, buf_i, slot, dmod, inh_sign)
+                _push_procedural(s, scale, 1, proc, buf_e, buf_i, slot, dmod, inh_sign)
             if x_plastic:
                 plastic_pre(
                     s,
@@ -732,10 +761,13 @@ def _simulate_steps(
                 if u > p_elam[j]:
                     m = poisson_count(p_lam[j], p_elam[j], u)
                     s = p_first[g] + i
+                    scale = np.float64(m)
+                    if x_has_stp:
+                        scale = stp_scale(s, m, t, dt, x_stp, x_u, x_x, x_last)
                     if has_ext:
                         _push_csr(
                             s,
-                            m,
+                            scale,
                             x_indptr,
                             x_indices,
                             x_weights,
@@ -748,7 +780,7 @@ def _simulate_steps(
                             inh_sign,
                         )
                     if has_proc:
-                        _push_procedural(s, m, 1, proc, buf_e, buf_i, slot, dmod, inh_sign)
+                        _push_procedural(s, scale, 1, proc, buf_e, buf_i, slot, dmod, inh_sign)
                     if x_plastic:
                         plastic_pre(
                             s,
@@ -879,6 +911,7 @@ def simulate(
     mon,
     counters,
     plast,
+    stp,
 ):
     """Advance ``n_steps`` steps from step ``t0``; see :func:`.reference.simulate`.
 
@@ -903,4 +936,5 @@ def simulate(
         mon,
         counters,
         plast,
+        stp,
     )

@@ -37,10 +37,14 @@ One time step ``t`` (``dt``) of :func:`simulate`, for every neuron ``i``:
    ``m = PoissonInverse(lam_i, u)`` spikes with ``u = uniform(row_key(key_g, t), i)`` from the
    counter-based stream of :mod:`.rowgen`, so the draws depend on (seed, group, step,
    source) only, not on chunking or backend.
+   With short-term plasticity (:mod:`neurofabric.snn.stp`) a source's spike is delivered
+   with its release ``r`` (or ``1 + k r``) as that factor.
 8. **Plasticity** (:mod:`neurofabric.snn.plasticity`): each presynaptic event of the step
    (steps 5-7) is transmitted with the current weight and then depresses its row; after all
    of them, each neuron that spiked in step 3 potentiates its incoming synapses.
 """
+
+import math
 
 import numpy as np
 
@@ -229,26 +233,65 @@ def plastic_post(
     _bump(post, j, rule[9] == 1.0)
 
 
-def _push_inputs(ins, mult, t, ext, proc, buf_e, buf_i, inh_sign, xplast=None):
-    """Propagate input events (global source indices with spike counts ``mult``); with
-    plasticity on the input synapses, each event is transmitted and then learns, in order."""
+def stp_scale(s, m, t, dt, prm, u, x, last):
+    """Efficacy factor of ``m`` coincident spikes of source ``s`` (see
+    :mod:`neurofabric.snn.stp`); updates the source's u, x and last spike step."""
+    total = 0.0
+    for _ in range(m):
+        if last[s] >= 0:
+            elapsed = (t - last[s]) * dt
+            u[s] = u[s] * math.exp(-elapsed / prm[2]) if prm[2] > 0.0 else 0.0
+            x[s] = 1.0 - (1.0 - x[s]) * math.exp(-elapsed / prm[1]) if prm[1] > 0.0 else 1.0
+        last[s] = t
+        u[s] = u[s] + prm[0] * (1.0 - u[s])
+        r = u[s] * x[s]
+        x[s] = x[s] - r
+        total += r if prm[3] == 0.0 else 1.0 + prm[4] * r
+    return total
+
+
+def _scales(sources, counts, t, dt, stp_side):
+    """Per-event efficacy factors: the spike counts, or the STP release of each event."""
+    if stp_side is None:
+        return np.asarray(counts, dtype=np.float64)
+    return np.array(
+        [stp_scale(int(s), int(m), t, dt, *stp_side) for s, m in zip(sources, counts, strict=True)],
+        dtype=np.float64,
+    )
+
+
+def _push_inputs(ins, mult, t, ext, proc, buf_e, buf_i, inh_sign, xplast=None, scale=None):
+    """Propagate input events (global source indices; ``scale`` the efficacy factor of each,
+    by default its spike count); with plasticity on the input synapses, each event is
+    transmitted and then learns, in order."""
     if not ins.size:
         return
+    scale = np.asarray(mult, dtype=np.float64) if scale is None else scale
     if xplast is not None:
-        for s, m in zip(ins, mult, strict=True):
-            _push_inputs(np.array([s]), np.array([m]), t, ext, proc, buf_e, buf_i, inh_sign)
+        for s, m, f in zip(ins, mult, scale, strict=True):
+            _push_inputs(
+                np.array([s]),
+                np.array([m]),
+                t,
+                ext,
+                proc,
+                buf_e,
+                buf_i,
+                inh_sign,
+                scale=np.array([f]),
+            )
             plastic_pre(int(s), int(m), t, *xplast)
         return
     x_indptr, x_indices, x_weights, x_delays, x_flags = ext
-    # an input event carries a spike count m: its synapses deliver m * w
+    # an event delivers f * w, f its spike count (or its STP efficacy)
     if x_indptr.shape[0] > 1:
         tg, w, d = _rows(ins, x_indptr, x_indices, x_weights, x_delays, x_flags)
-        m = np.repeat(mult, np.diff(x_indptr)[ins])
-        _deliver(buf_e, buf_i, t, tg, np.where(m == 1, w, w * m), d, inh_sign)
+        f = np.repeat(scale, np.diff(x_indptr)[ins])
+        _deliver(buf_e, buf_i, t, tg, np.where(f == 1, w, w * f), d, inh_sign)
     if proc[0].shape[0]:
-        for s, m in zip(ins, mult, strict=True):
+        for s, f in zip(ins, scale, strict=True):
             tg, w, d = _procedural_rows(np.array([s]), 1, proc)
-            _deliver(buf_e, buf_i, t, tg, w if m == 1 else w * m, d, inh_sign)
+            _deliver(buf_e, buf_i, t, tg, w if f == 1 else w * f, d, inh_sign)
 
 
 def _deliver(buf_e, buf_i, t, tg, w, d, inh_sign):
@@ -298,6 +341,7 @@ def simulate(
     mon,
     counters,
     plast,
+    stp,
 ):
     """Advance ``n_steps`` steps from step ``t0``, mutating ``state``, ``mon`` and ``counters``
     (and, with plasticity, the weights and traces in ``plast``).
@@ -326,6 +370,8 @@ def simulate(
         if x_rule.size
         else None
     )
+    rstp = stp[:4] if stp[0].size else None
+    xstp = stp[4:] if stp[4].size else None
     inh_sign = sc[4]
     dmod = buf_e.shape[0]
     cap = spk_t.shape[0]
@@ -374,27 +420,50 @@ def simulate(
             else:
                 counters[2] += 1
                 if r_indptr.shape[0] > 1:
-                    _deliver(
-                        buf_e,
-                        buf_i,
-                        t,
-                        *_rows(spikes, r_indptr, r_indices, r_weights, r_delays, r_flags),
-                        inh_sign,
-                    )
+                    tg, w, d = _rows(spikes, r_indptr, r_indices, r_weights, r_delays, r_flags)
+                    if rstp is not None:  # each spike's row scaled by its STP efficacy
+                        f = np.repeat(
+                            _scales(spikes, np.ones(spikes.size, np.int64), t, dt, rstp),
+                            np.diff(r_indptr)[spikes],
+                        )
+                        w = np.where(f == 1, w, w * f)
+                    _deliver(buf_e, buf_i, t, tg, w, d, inh_sign)
             if proc[0].shape[0]:
                 _deliver(buf_e, buf_i, t, *_procedural_rows(spikes, 0, proc), inh_sign)
             if rplast is not None:  # depression on the rows of this step's spikes
                 for s in spikes:
                     plastic_pre(int(s), 1, t, *rplast)
         sl = slice(in_ptr[k], in_ptr[k + 1])
-        _push_inputs(in_idx[sl], in_cnt[sl], t, ext, proc, buf_e, buf_i, inh_sign, xplast)
+        _push_inputs(
+            in_idx[sl],
+            in_cnt[sl],
+            t,
+            ext,
+            proc,
+            buf_e,
+            buf_i,
+            inh_sign,
+            xplast,
+            _scales(in_idx[sl], in_cnt[sl], t, dt, xstp),
+        )
         for g in range(p_first.shape[0]):
             lo = p_start[g]
             lam, elam = p_lam[lo : lo + p_n[g]], p_elam[lo : lo + p_n[g]]
             u = uniform_array(row_key(int(p_key[g]), t), np.arange(p_n[g], dtype=np.int64))
             fire = np.flatnonzero(u > elam)
             counts = poisson_counts(lam[fire], elam[fire], u[fire])
-            _push_inputs(fire + p_first[g], counts, t, ext, proc, buf_e, buf_i, inh_sign, xplast)
+            _push_inputs(
+                fire + p_first[g],
+                counts,
+                t,
+                ext,
+                proc,
+                buf_e,
+                buf_i,
+                inh_sign,
+                xplast,
+                _scales(fire + p_first[g], counts, t, dt, xstp),
+            )
         # 8. potentiation on the incoming synapses of this step's spikes (pre before post)
         for j in spikes:
             if rplast is not None:
