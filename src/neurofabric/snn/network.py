@@ -42,6 +42,11 @@ from neurofabric.snn.connectivity import (
     procedural_table,
     projection_key,
 )
+from neurofabric.snn.homeostasis import (
+    Homeostasis,
+    homeostasis_from_json,
+    homeostasis_to_json,
+)
 from neurofabric.snn.inputs import (
     InputGroup,
     PoissonInput,
@@ -124,6 +129,8 @@ class SpikingNetwork:
         dtype: ``"float64"`` (default; bit-reproducible across backends) or ``"float32"``.
         backend: ``"auto"``, ``"numba"`` or ``"reference"``.
         seed: int or Generator; fixes connectivity, initial state and Poisson inputs.
+        homeostasis: optional threshold adaptation (:mod:`neurofabric.snn.homeostasis`);
+            the learned offsets are ``theta_`` (volts, one per neuron).
     """
 
     def __init__(
@@ -142,6 +149,7 @@ class SpikingNetwork:
         dtype: str = "float64",
         backend: str = "auto",
         seed: SeedLike = 0,
+        homeostasis: Homeostasis | None = None,
     ) -> None:
         self.n_neurons = check_int("n_neurons", n_neurons, min_value=1)
         self.neuron = neuron if neuron is not None else LIFParams()
@@ -156,6 +164,13 @@ class SpikingNetwork:
         self.dtype = check_choice("dtype", dtype, ("float64", "float32"))
         self.backend = backend
         self.seed = seed_to_int(seed)
+        if homeostasis is not None and not hasattr(homeostasis, "vector"):
+            raise ConfigError(
+                f"`homeostasis` must be AdaptiveThreshold or RateTargetThreshold "
+                f"from neurofabric.snn.homeostasis, got {homeostasis!r}"
+            )
+        self.homeostasis = homeostasis
+        self.theta_ = np.zeros(self.n_neurons)
         self.projections: list[Projection] = []
         self.inputs: dict[str, InputGroup] = {}
         self._neuron_arrays = self.neuron.arrays(self.n_neurons)
@@ -413,6 +428,7 @@ class SpikingNetwork:
         nparam = np.stack(
             [v_inf, a["v_reset"], a["v_th"], dm, coupling(syn.tau_e), coupling(syn.tau_i), dt / tau]
         ).astype(self.dtype)
+        nparam[2] += self.theta_.astype(nparam.dtype)  # adapted thresholds (homeostasis)
         ref_steps = np.rint(a["t_ref"] / dt).astype(np.int32)
         sc = np.array(
             [
@@ -455,6 +471,62 @@ class SpikingNetwork:
             ext_csc,
         )
 
+    def _homeo_args(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.homeostasis is None:
+            return np.empty(0), self.theta_
+        return self.homeostasis.vector(self.dt), self.theta_
+
+    def freeze_homeostasis(self, frozen: bool = True) -> None:
+        """Keep the adapted thresholds fixed (e.g. for evaluation) or let them adapt again."""
+        if self.homeostasis is None:
+            raise ConfigError("the network has no homeostasis to freeze")
+        self.homeostasis = replace(self.homeostasis, frozen=bool(frozen))
+
+    def set_input_rates(self, name: str, rate: Any) -> None:
+        """New firing rates (Hz, scalar or one per source) of Poisson input ``name``."""
+        group = self.inputs.get(name)
+        if not isinstance(group, PoissonInput):
+            raise ConfigError(
+                f"`name` must be a PoissonInput of this network "
+                f"({[k for k, g in self.inputs.items() if isinstance(g, PoissonInput)]}),"
+                f" got {name!r}"
+            )
+        new = PoissonInput(group.n, rate=rate)
+        new.validate(self.dt)
+        self.inputs[name] = new
+        if self._built:
+            self._poisson, self._no_poisson = self._poisson_table()
+
+    def normalize_weights(self, source: str, total: float) -> None:
+        """Scale the plastic synapses from ``source`` so each target's incoming weights sum to
+        ``total`` (targets without such synapses are left alone)."""
+        self._require_built()
+        total = check_positive("total", total)
+        if source == "neurons":
+            csr, lo, hi = self.csr_, 0, self.n_neurons
+        elif source in self.inputs:
+            csr = self.input_csr_
+            lo = self._input_offsets[source]
+            hi = lo + self.inputs[source].n
+        else:
+            raise ConfigError(f"`source` must be 'neurons' or an input name, got {source!r}")
+        if not csr.plastic:
+            raise ConfigError(
+                f"the synapses from {source!r} are not plastic: nothing to "
+                "normalize (weights of static rows share one value per row)"
+            )
+        sel = np.arange(csr.indptr[lo], csr.indptr[hi])
+        if csr.mask.size:
+            sel = sel[csr.mask[sel] == 1]
+        if sel.size == 0:
+            raise ConfigError(f"the synapses from {source!r} are not plastic: nothing to normalize")
+        targets = csr.indices[sel]
+        sums = np.bincount(
+            targets, weights=csr.weights[sel].astype(np.float64), minlength=self.n_neurons
+        )
+        factor = np.divide(total, sums, out=np.ones(self.n_neurons), where=sums > 0)
+        csr.weights[sel] = (csr.weights[sel] * factor[targets]).astype(np.float32)
+
     def _make_stp_state(self) -> None:
         rec = single_stp([p for p in self.projections if p.source == "neurons"], "recurrent")
         ext = single_stp([p for p in self.projections if p.source != "neurons"], "input")
@@ -465,6 +537,8 @@ class SpikingNetwork:
 
     def _homogeneous(self) -> int:
         """1 when every neuron has the same parameters (the kernels then read scalars)."""
+        if self.homeostasis is not None:
+            return 0  # thresholds adapt per neuron
         p, r = self._nparam, self._ref_steps
         return int(bool(np.all(p == p[:, :1])) and bool(np.all(r == r[0])))
 
@@ -581,6 +655,7 @@ class SpikingNetwork:
             counters,
             self.plastic_.kernel_args(),
             self.stp_,
+            self._homeo_args(),
         )
 
     def _input_spikes(self, t0: int, n_steps: int, rng: np.random.Generator):
@@ -725,6 +800,9 @@ class SpikingNetwork:
     # ------------------------------------------------------------------ persistence
     def get_params(self) -> dict[str, Any]:
         return {
+            "homeostasis": None
+            if self.homeostasis is None
+            else homeostasis_to_json(self.homeostasis),
             "n_neurons": self.n_neurons,
             "neuron": self.neuron.to_json(),
             "synapse": self.synapse.to_json(),
@@ -770,6 +848,7 @@ class SpikingNetwork:
         for prefix, csr in (("csr", self.csr_), ("input_csr", self.input_csr_)):
             arrays.update({f"{prefix}.{k}": v for k, v in csr.arrays().items()})
         arrays.update(self.plastic_.arrays())
+        arrays["homeostasis.theta"] = self.theta_
         arrays.update({f"stp.{k}": a for k, a in enumerate(self.stp_) if k % 4 and a.size})
         st = self.state_
         arrays.update(
@@ -802,6 +881,8 @@ class SpikingNetwork:
             p = dict(ck.params)
             neuron = LIFParams(**{k: ck.arrays[f"neuron.{k}"] for k in p.pop("neuron")})
             synapse = SynapseParams(**p.pop("synapse"))
+            homeo = p.pop("homeostasis", None)
+            p["homeostasis"] = None if homeo is None else homeostasis_from_json(homeo)
             if backend is not None:
                 p["backend"] = backend
             net = cls(p.pop("n_neurons"), neuron=neuron, synapse=synapse, **p)
@@ -833,6 +914,8 @@ class SpikingNetwork:
 
     def _restore(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         self.backend_, self._k = backends.resolve("snn", self.backend)
+        if "homeostasis.theta" in arrays:
+            self.theta_[:] = arrays["homeostasis.theta"]
         self._input_offsets, offset = {}, 0
         for name, group in self.inputs.items():
             self._input_offsets[name] = offset

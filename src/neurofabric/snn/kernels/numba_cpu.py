@@ -537,6 +537,26 @@ def _update_parallel(hom, v, ge, gi, refrac, be, bi, nparam, ref, sc, flag):
 
 
 @njit(cache=True)
+def _homeostasis(h_prm, theta, nparam, spiked, n_spk):
+    """Threshold homeostasis after the threshold test (see :mod:`neurofabric.snn.homeostasis`):
+    theta decays (or drifts down toward the target rate), spikes raise it; the effective
+    threshold ``nparam[2]`` follows."""
+    decay = h_prm[2]
+    down = h_prm[3]
+    floor = h_prm[6]
+    for i in range(theta.shape[0]):
+        th = theta[i] * decay - down
+        if th < floor:
+            th = floor
+        nparam[2, i] += th - theta[i]
+        theta[i] = th
+    for q in range(n_spk):
+        j = spiked[q]
+        nparam[2, j] += h_prm[1]
+        theta[j] += h_prm[1]
+
+
+@njit(cache=True)
 def _collect(flag, spiked):
     """Indices of the set flags (ascending) into ``spiked``; clears the flags."""
     n = flag.shape[0]
@@ -575,6 +595,7 @@ def _simulate_steps(
     counters,
     plast,
     stp,
+    homeo,
 ):
     """Advance ``n_steps`` steps from step ``t0``; see :func:`.reference.simulate`.
 
@@ -605,6 +626,8 @@ def _simulate_steps(
         xc_pos,
     ) = plast
     r_stp, r_u, r_x, r_last, x_stp, x_u, x_x, x_last = stp
+    h_prm, theta = homeo
+    has_homeo = h_prm.shape[0] > 0 and h_prm[5] == 0.0
     r_has_stp = r_stp.shape[0] > 0
     x_has_stp = x_stp.shape[0] > 0
     r_plastic = r_rule.shape[0] > 0
@@ -632,6 +655,8 @@ def _simulate_steps(
         # --- 1-3: arrivals, integration, threshold and reset: branch-free, vectorizable
         _update(hom, v, ge, gi, refrac, buf_e[slot], buf_i[slot], nparam, ref_steps, sc, flag)
         n_spk = _collect(flag, spiked)
+        if has_homeo:
+            _homeostasis(h_prm, theta, nparam, spiked, n_spk)
         # --- 4: monitors
         rate[k] = n_spk
         for q in range(n_spk):
@@ -912,6 +937,7 @@ def simulate(
     counters,
     plast,
     stp,
+    homeo,
 ):
     """Advance ``n_steps`` steps from step ``t0``; see :func:`.reference.simulate`.
 
@@ -937,4 +963,5 @@ def simulate(
         counters,
         plast,
         stp,
+        homeo,
     )

@@ -39,6 +39,7 @@ One time step ``t`` (``dt``) of :func:`simulate`, for every neuron ``i``:
    source) only, not on chunking or backend.
    With short-term plasticity (:mod:`neurofabric.snn.stp`) a source's spike is delivered
    with its release ``r`` (or ``1 + k r``) as that factor.
+   Threshold homeostasis (:mod:`neurofabric.snn.homeostasis`) acts right after step 3.
 8. **Plasticity** (:mod:`neurofabric.snn.plasticity`): each presynaptic event of the step
    (steps 5-7) is transmitted with the current weight and then depresses its row; after all
    of them, each neuron that spiked in step 3 potentiates its incoming synapses.
@@ -342,6 +343,7 @@ def simulate(
     counters,
     plast,
     stp,
+    homeo,
 ):
     """Advance ``n_steps`` steps from step ``t0``, mutating ``state``, ``mon`` and ``counters``
     (and, with plasticity, the weights and traces in ``plast``).
@@ -389,6 +391,13 @@ def simulate(
         spikes = np.flatnonzero(fired)
         v[spikes] = nparam[1][spikes]
         refrac[spikes] = ref_steps[spikes]
+        h_prm, theta = homeo
+        if h_prm.size and h_prm[5] == 0.0:  # threshold homeostasis (after the test)
+            th = np.maximum(theta * h_prm[2] - h_prm[3], h_prm[6])
+            nparam[2] += th - theta
+            theta[:] = th
+            nparam[2][spikes] += h_prm[1]
+            theta[spikes] += h_prm[1]
         rate[k] = spikes.size
         counters[1] += spikes.size
         shown = spikes[spk_mask[spikes]]
