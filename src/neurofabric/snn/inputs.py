@@ -136,3 +136,26 @@ def merge_input_spikes(
     ptr = np.zeros(n_steps + 1, np.int64)
     np.cumsum(np.bincount(steps, minlength=n_steps), out=ptr[1:])
     return ptr, idx, cnt
+
+
+def poisson_table(
+    inputs: dict[str, InputGroup], offsets: dict[str, int], seed: int, dt: float
+) -> tuple[tuple, tuple]:
+    """Kernel table of the Poisson groups (first global source, first rate entry, size,
+    stream key, mean count per step, its exp(-.)) and the same table empty."""
+    from neurofabric.snn.connectivity import projection_key
+
+    first, start, size, keys, lam = [], [], [], [], []
+    at = 0
+    for index, (name, group) in enumerate(inputs.items()):
+        if isinstance(group, PoissonInput):
+            first.append(offsets[name])
+            start.append(at)
+            size.append(group.n)
+            keys.append(projection_key((seed >> 32) ^ 0x5BD1E995, 1_000_000 + index))
+            lam.append(group.expected_counts(dt))
+            at += group.n
+    lam_all = np.concatenate(lam) if lam else np.empty(0)
+    ints = [np.array(x, np.int64) for x in (first, start, size, keys)]
+    empty = [np.empty(0, np.int64)] * 4
+    return (*ints, lam_all, np.exp(-lam_all)), (*empty, np.empty(0), np.empty(0))

@@ -19,9 +19,8 @@ from typing import Any
 import numpy as np
 
 from neurofabric.core import backend as backends
-from neurofabric.core.checkpoint import load_checkpoint, save_checkpoint
 from neurofabric.core.config import get_config
-from neurofabric.core.errors import CheckpointError, ConfigError, NotFittedError
+from neurofabric.core.errors import ConfigError, NotFittedError
 from neurofabric.core.rng import SeedLike, make_rng, seed_to_int
 from neurofabric.core.validation import (
     check_choice,
@@ -32,26 +31,23 @@ from neurofabric.core.validation import (
     check_probability,
 )
 from neurofabric.snn.connectivity import (
-    CSR,
     ProceduralTable,
     Projection,
     build_csc,
     build_csr,
-    csr_from_arrays,
     empty_csr,
     procedural_table,
     projection_key,
 )
 from neurofabric.snn.homeostasis import (
     Homeostasis,
-    homeostasis_from_json,
     homeostasis_to_json,
 )
 from neurofabric.snn.inputs import (
     InputGroup,
     PoissonInput,
-    input_from_json,
     merge_input_spikes,
+    poisson_table,
 )
 from neurofabric.snn.monitors import (
     RateMonitor,
@@ -65,12 +61,12 @@ from neurofabric.snn.params import LIFParams, SynapseParams
 from neurofabric.snn.plasticity import (
     PlasticState,
     Rule,
-    rule_from_json,
-    rule_to_json,
+    check_plastic_projection,
+    normalize_incoming,
     single_rule,
 )
-from neurofabric.snn.stp import ShortTermPlasticity, single_stp, stp_state, stp_to_json
-from neurofabric.snn.topology import Topology, topology_from_json, topology_to_json
+from neurofabric.snn.stp import ShortTermPlasticity, single_stp, stp_state
+from neurofabric.snn.topology import Topology
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +75,6 @@ backends.register("snn", "numba", "neurofabric.snn.kernels.numba_cpu", requires=
 
 _MODEL_CODE = {"cuba": 0, "coba": 1, "delta": 2}
 _CHUNK_STEPS = 2000
-FORMAT_ENGINE = "snn.SpikingNetwork"
 
 
 @dataclass
@@ -279,7 +274,16 @@ class SpikingNetwork:
         topology.check_sizes(src[1] - src[0], tgt[1] - tgt[0], allow_self)
         use_dale = (source == "neurons") if dale is None else bool(dale)
         if plasticity is not None:
-            self._check_plastic(plasticity, weight, weight_std, src, source, use_dale)
+            check_plastic_projection(
+                plasticity,
+                self.storage,
+                weight,
+                weight_std,
+                src,
+                source,
+                use_dale,
+                self.n_excitatory,
+            )
         if stp is not None and (not isinstance(stp, ShortTermPlasticity) or self.storage != "csr"):
             raise ConfigError(
                 "`stp` must be a ShortTermPlasticity and needs storage='csr', "
@@ -307,36 +311,6 @@ class SpikingNetwork:
         self._built = False
         return self
 
-    def _check_plastic(
-        self,
-        rule: Any,
-        weight: float,
-        weight_std: float,
-        src: tuple[int, int],
-        source: str,
-        use_dale: bool,
-    ) -> None:
-        if not hasattr(rule, "vector"):
-            raise ConfigError(
-                f"`plasticity` must be a rule of neurofabric.snn.plasticity "
-                f"(PairSTDP, TripletSTDP, DiehlCookSTDP), got {rule!r}"
-            )
-        if self.storage != "csr":
-            raise ConfigError(
-                "plasticity needs storage='csr': procedural synapses are "
-                "regenerated from the seed, so their weights cannot change"
-            )
-        if not rule.w_min <= weight <= rule.w_max or weight_std < 0:
-            raise ConfigError(
-                f"a plastic projection's `weight` must lie in the rule's bounds "
-                f"[{rule.w_min}, {rule.w_max}], got {weight}"
-            )
-        if source == "neurons" and use_dale and src[1] > self.n_excitatory:
-            raise ConfigError(
-                "plasticity is supported on excitatory synapses only: restrict "
-                f"`source_range` to the excitatory neurons [0, {self.n_excitatory})"
-            )
-
     @staticmethod
     def _range(name: str, value: tuple[int, int] | None, n: int) -> tuple[int, int]:
         if value is None:
@@ -353,23 +327,15 @@ class SpikingNetwork:
         """Resolve the backend, generate the synapses and the initial state."""
         t0 = time.perf_counter()
         self.backend_, self._k = backends.resolve("snn", self.backend)
-        self._input_offsets = {}
-        offset = 0
-        for name, group in self.inputs.items():
-            self._input_offsets[name] = offset
-            offset += group.n
-        self.n_input_sources_ = offset
-        self._poisson, self._no_poisson = self._poisson_table()
+        self._index_inputs()
         self._nparam, self._ref_steps, self._sc = self._neuron_constants()
-        rec, ext, proc = [], [], []
+        rec, ext = [], []
         for index, proj in enumerate(self.projections):
             key = projection_key(self.seed & 0xFFFFFFFF, index)
-            is_input = proj.source != "neurons"
-            src_offset = self._input_offsets[proj.source] if is_input else 0
-            if proj.procedural:
-                proc.append((proj, key, src_offset, is_input))
-            else:
-                (ext if is_input else rec).append((proj, key, src_offset))
+            if proj.source == "neurons" and not proj.procedural:
+                rec.append((proj, key, 0))
+            elif not proj.procedural:
+                ext.append((proj, key, self._input_offsets[proj.source]))
         rec_rule = single_rule([p for p, _, _ in rec], "recurrent")
         ext_rule = single_rule([p for p, _, _ in ext], "input")
         with_csc = self.propagation != "event" or rec_rule is not None
@@ -377,7 +343,7 @@ class SpikingNetwork:
         self.input_csr_ = (
             build_csr(ext, max(self.n_input_sources_, 1), self._k) if ext else empty_csr()
         )
-        self.procedural_: ProceduralTable = procedural_table(proc)
+        self.procedural_: ProceduralTable = self._procedural_table()
         self._make_plastic_state(rec_rule, ext_rule)
         self._make_stp_state()
         self.state_ = self.init_state()
@@ -393,23 +359,26 @@ class SpikingNetwork:
         )
         return self
 
-    def _poisson_table(self) -> tuple[tuple, tuple]:
-        """Kernel table of the Poisson groups (first global source, first rate entry, size,
-        stream key, mean count per step, its exp(-.)) and the same table empty."""
-        first, start, size, keys, lam = [], [], [], [], []
-        at = 0
-        for index, (name, group) in enumerate(self.inputs.items()):
-            if isinstance(group, PoissonInput):
-                first.append(self._input_offsets[name])
-                start.append(at)
-                size.append(group.n)
-                keys.append(projection_key((self.seed >> 32) ^ 0x5BD1E995, 1_000_000 + index))
-                lam.append(group.expected_counts(self.dt))
-                at += group.n
-        lam_all = np.concatenate(lam) if lam else np.empty(0)
-        ints = [np.array(x, np.int64) for x in (first, start, size, keys)]
-        empty = [np.empty(0, np.int64)] * 4
-        return (*ints, lam_all, np.exp(-lam_all)), (*empty, np.empty(0), np.empty(0))
+    def _procedural_table(self) -> ProceduralTable:
+        """Row parameters of the procedural projections (same keys as CSR mode)."""
+        proc = []
+        for index, proj in enumerate(self.projections):
+            if proj.procedural:
+                is_input = proj.source != "neurons"
+                offset = self._input_offsets[proj.source] if is_input else 0
+                proc.append((proj, projection_key(self.seed & 0xFFFFFFFF, index), offset, is_input))
+        return procedural_table(proc)
+
+    def _index_inputs(self) -> None:
+        """Global source offsets of the input groups and the kernels' Poisson table."""
+        self._input_offsets, offset = {}, 0
+        for name, group in self.inputs.items():
+            self._input_offsets[name] = offset
+            offset += group.n
+        self.n_input_sources_ = offset
+        self._poisson, self._no_poisson = poisson_table(
+            self.inputs, self._input_offsets, self.seed, self.dt
+        )
 
     def _neuron_constants(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         a = self._neuron_arrays
@@ -495,7 +464,9 @@ class SpikingNetwork:
         new.validate(self.dt)
         self.inputs[name] = new
         if self._built:
-            self._poisson, self._no_poisson = self._poisson_table()
+            self._poisson, self._no_poisson = poisson_table(
+                self.inputs, self._input_offsets, self.seed, self.dt
+            )
 
     def normalize_weights(self, source: str, total: float) -> None:
         """Scale the plastic synapses from ``source`` so each target's incoming weights sum to
@@ -510,22 +481,7 @@ class SpikingNetwork:
             hi = lo + self.inputs[source].n
         else:
             raise ConfigError(f"`source` must be 'neurons' or an input name, got {source!r}")
-        if not csr.plastic:
-            raise ConfigError(
-                f"the synapses from {source!r} are not plastic: nothing to "
-                "normalize (weights of static rows share one value per row)"
-            )
-        sel = np.arange(csr.indptr[lo], csr.indptr[hi])
-        if csr.mask.size:
-            sel = sel[csr.mask[sel] == 1]
-        if sel.size == 0:
-            raise ConfigError(f"the synapses from {source!r} are not plastic: nothing to normalize")
-        targets = csr.indices[sel]
-        sums = np.bincount(
-            targets, weights=csr.weights[sel].astype(np.float64), minlength=self.n_neurons
-        )
-        factor = np.divide(total, sums, out=np.ones(self.n_neurons), where=sums > 0)
-        csr.weights[sel] = (csr.weights[sel] * factor[targets]).astype(np.float32)
+        normalize_incoming(csr, lo, hi, total, self.n_neurons, source)
 
     def _make_stp_state(self) -> None:
         rec = single_stp([p for p in self.projections if p.source == "neurons"], "recurrent")
@@ -819,173 +775,17 @@ class SpikingNetwork:
 
     def save(self, path: str | Path) -> Path:
         """Save structure, parameters, synapses and state (a run can resume after load)."""
-        self._require_built()
-        arrays: dict[str, np.ndarray] = {}
-        inputs_meta = []
-        for name, group in self.inputs.items():
-            meta, arrs = group.to_json()
-            inputs_meta.append({"name": name, **meta})
-            arrays.update({f"input.{name}.{k}": v for k, v in arrs.items()})
-        projections = [
-            {
-                "source": p.source,
-                "topology": topology_to_json(p.topology),
-                "src_range": list(p.src_range),
-                "tgt_range": list(p.tgt_range),
-                "weight": p.weight,
-                "weight_std": p.weight_std,
-                "inh_weight": p.inh_weight,
-                "inh_weight_std": p.inh_weight_std,
-                "delay_steps": list(p.delay_steps),
-                "allow_self": p.allow_self,
-                "dale_split": p.dale_split,
-                "procedural": p.procedural,
-                "plasticity": None if p.plasticity is None else rule_to_json(p.plasticity),
-                "stp": None if p.stp is None else stp_to_json(p.stp),
-            }
-            for p in self.projections
-        ]
-        for prefix, csr in (("csr", self.csr_), ("input_csr", self.input_csr_)):
-            arrays.update({f"{prefix}.{k}": v for k, v in csr.arrays().items()})
-        arrays.update(self.plastic_.arrays())
-        arrays["homeostasis.theta"] = self.theta_
-        arrays.update({f"stp.{k}": a for k, a in enumerate(self.stp_) if k % 4 and a.size})
-        st = self.state_
-        arrays.update(
-            {
-                "state.v": st.v,
-                "state.ge": st.ge,
-                "state.gi": st.gi,
-                "state.refrac": st.refrac,
-                "state.buf_e": st.buf_e,
-                "state.buf_i": st.buf_i,
-            }
-        )
-        for key in ("v_rest", "v_th", "v_reset", "tau_m", "t_ref", "r_m", "i_ext"):
-            arrays[f"neuron.{key}"] = self._neuron_arrays[key]
-        meta = {
-            "t": st.t,
-            "rng_state": _rng_state_json(st.rng),
-            "inputs": inputs_meta,
-            "projections": projections,
-        }
-        return save_checkpoint(
-            path, engine=FORMAT_ENGINE, params=self.get_params(), arrays=arrays, meta=meta
-        )
+        from neurofabric.snn.persistence import save_network
+
+        return save_network(self, path)
 
     @classmethod
     def load(cls, path: str | Path, *, backend: str | None = None) -> SpikingNetwork:
         """Load a network saved by :meth:`save`; raises ``CheckpointError`` if it is corrupt."""
-        ck = load_checkpoint(path, engine=FORMAT_ENGINE)
-        try:
-            p = dict(ck.params)
-            neuron = LIFParams(**{k: ck.arrays[f"neuron.{k}"] for k in p.pop("neuron")})
-            synapse = SynapseParams(**p.pop("synapse"))
-            homeo = p.pop("homeostasis", None)
-            p["homeostasis"] = None if homeo is None else homeostasis_from_json(homeo)
-            if backend is not None:
-                p["backend"] = backend
-            net = cls(p.pop("n_neurons"), neuron=neuron, synapse=synapse, **p)
-            for meta in ck.meta["inputs"]:
-                name = meta.pop("name")
-                arrs = {
-                    k.split(".")[-1]: v
-                    for k, v in ck.arrays.items()
-                    if k.startswith(f"input.{name}.")
-                }
-                net.inputs[name] = input_from_json(meta, arrs)
-            for pj in ck.meta["projections"]:
-                pj = dict(
-                    pj,
-                    topology=topology_from_json(pj["topology"]),
-                    src_range=tuple(pj["src_range"]),
-                    tgt_range=tuple(pj["tgt_range"]),
-                    delay_steps=tuple(pj["delay_steps"]),
-                    plasticity=None
-                    if pj.get("plasticity") is None
-                    else rule_from_json(pj["plasticity"]),
-                    stp=None if pj.get("stp") is None else ShortTermPlasticity(**pj["stp"]),
-                )
-                net.projections.append(Projection(**pj))
-            net._restore(ck.arrays, ck.meta)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise CheckpointError(f"{path}: checkpoint content is inconsistent ({exc!r})") from exc
-        return net
+        from neurofabric.snn.persistence import load_network
 
-    def _restore(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-        self.backend_, self._k = backends.resolve("snn", self.backend)
-        if "homeostasis.theta" in arrays:
-            self.theta_[:] = arrays["homeostasis.theta"]
-        self._input_offsets, offset = {}, 0
-        for name, group in self.inputs.items():
-            self._input_offsets[name] = offset
-            offset += group.n
-        self.n_input_sources_ = offset
-        self._poisson, self._no_poisson = self._poisson_table()
-        self._nparam, self._ref_steps, self._sc = self._neuron_constants()
-        with_csc = self.propagation != "event"
-
-        def csr(prefix: str, n_t: int, csc: bool, plastic: bool) -> CSR:
-            return csr_from_arrays(
-                {
-                    k: np.array(arrays[f"{prefix}.{k}"])
-                    for k in ("indptr", "indices", "weights", "delays", "flags", "mask")
-                },
-                n_t,
-                csc,
-                self._k,
-                plastic,
-            )
-
-        rec_rule = single_rule([p for p in self.projections if p.source == "neurons"], "recurrent")
-        ext_rule = single_rule([p for p in self.projections if p.source != "neurons"], "input")
-        with_csc = with_csc or rec_rule is not None
-        self.csr_ = csr(
-            "csr", self.n_neurons, with_csc and arrays["csr.indptr"].size > 1, rec_rule is not None
-        )
-        self.input_csr_ = csr("input_csr", self.n_neurons, False, ext_rule is not None)
-        self._make_plastic_state(rec_rule, ext_rule)
-        self.plastic_.load_traces(arrays)
-        self._make_stp_state()
-        for k, a in enumerate(self.stp_):
-            if f"stp.{k}" in arrays:
-                a[:] = arrays[f"stp.{k}"]
-        proc = []
-        for index, proj in enumerate(self.projections):
-            if proj.procedural:
-                is_input = proj.source != "neurons"
-                proc.append(
-                    (
-                        proj,
-                        projection_key(self.seed & 0xFFFFFFFF, index),
-                        self._input_offsets[proj.source] if is_input else 0,
-                        is_input,
-                    )
-                )
-        self.procedural_ = procedural_table(proc)
-        rng = np.random.Generator(np.random.PCG64())
-        rng.bit_generator.state = meta["rng_state"]
-        self.state_ = NetworkState(
-            int(meta["t"]),
-            *(
-                np.array(arrays[f"state.{k}"])
-                for k in ("v", "ge", "gi", "refrac", "buf_e", "buf_i")
-            ),
-            rng,
-        )
-        self.build_s_ = 0.0
-        self._built = True
+        return load_network(cls, path, backend=backend)
 
 
 def _ceil_to(t: int, every: int) -> int:
     return -(-t // every) * every if every else t
-
-
-def _rng_state_json(rng: np.random.Generator) -> dict[str, Any]:
-    state = rng.bit_generator.state
-    if state.get("bit_generator") != "PCG64":
-        raise CheckpointError(
-            "only PCG64 random streams can be saved; seed the network with "
-            "an int or a PCG64 Generator"
-        )
-    return state

@@ -341,3 +341,51 @@ def single_rule(projections: list[Any], what: str) -> Rule | None:
             "to each plastic projection)"
         )
     return next(iter(rules.values()), None)
+
+
+def check_plastic_projection(
+    rule: Any,
+    storage: str,
+    weight: float,
+    weight_std: float,
+    src: tuple[int, int],
+    source: str,
+    use_dale: bool,
+    n_excitatory: int,
+) -> None:
+    """The conditions a plastic projection must meet, checked at ``connect``."""
+    if not hasattr(rule, "vector") or not isinstance(rule, Rule):
+        raise ConfigError(
+            f"`plasticity` must be a rule of neurofabric.snn.plasticity "
+            f"(PairSTDP, TripletSTDP, DiehlCookSTDP), got {rule!r}"
+        )
+    if storage != "csr":
+        raise ConfigError(
+            "plasticity needs storage='csr': procedural synapses are "
+            "regenerated from the seed, so their weights cannot change"
+        )
+    if not rule.w_min <= weight <= rule.w_max or weight_std < 0:
+        raise ConfigError(
+            f"a plastic projection's `weight` must lie in the rule's bounds "
+            f"[{rule.w_min}, {rule.w_max}], got {weight}"
+        )
+    if source == "neurons" and use_dale and src[1] > n_excitatory:
+        raise ConfigError(
+            "plasticity is supported on excitatory synapses only: restrict "
+            f"`source_range` to the excitatory neurons [0, {n_excitatory})"
+        )
+
+
+def normalize_incoming(
+    csr: Any, lo: int, hi: int, total: float, n_targets: int, source: str
+) -> None:
+    """Scale the plastic synapses of rows [lo, hi) so each target's sum is ``total``."""
+    sel = np.arange(csr.indptr[lo], csr.indptr[hi])
+    if csr.mask.size:
+        sel = sel[csr.mask[sel] == 1]
+    if not csr.plastic or sel.size == 0:
+        raise ConfigError(f"the synapses from {source!r} are not plastic: nothing to normalize")
+    targets = csr.indices[sel]
+    sums = np.bincount(targets, weights=csr.weights[sel].astype(np.float64), minlength=n_targets)
+    factor = np.divide(total, sums, out=np.ones(n_targets), where=sums > 0)
+    csr.weights[sel] = (csr.weights[sel] * factor[targets]).astype(np.float32)
