@@ -166,6 +166,7 @@ class SpikingNetwork:
             )
         self.homeostasis = homeostasis
         self.theta_ = np.zeros(self.n_neurons)
+        self.learning = True
         self.projections: list[Projection] = []
         self.inputs: dict[str, InputGroup] = {}
         self._neuron_arrays = self.neuron.arrays(self.n_neurons)
@@ -445,6 +446,17 @@ class SpikingNetwork:
             return np.empty(0), self.theta_
         return self.homeostasis.vector(self.dt), self.theta_
 
+    def set_learning(self, enabled: bool) -> None:
+        """Turn synaptic plasticity on or off (weights and traces stay as they are)."""
+        self.learning = bool(enabled)
+
+    def _frozen_plasticity(self) -> tuple[np.ndarray, ...]:
+        from neurofabric.snn.plasticity import PlasticState
+
+        return PlasticState.create(
+            None, np.empty(0, np.uint8), self.n_neurons, None, np.empty(0, np.uint8), 1, None
+        ).kernel_args()
+
     def freeze_homeostasis(self, frozen: bool = True) -> None:
         """Keep the adapted thresholds fixed (e.g. for evaluation) or let them adapt again."""
         if self.homeostasis is None:
@@ -609,7 +621,7 @@ class SpikingNetwork:
             self.procedural_.kernel_args(),
             mon,
             counters,
-            self.plastic_.kernel_args(),
+            self.plastic_.kernel_args() if self.learning else self._frozen_plasticity(),
             self.stp_,
             self._homeo_args(),
         )
