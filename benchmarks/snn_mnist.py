@@ -1,0 +1,111 @@
+"""Diehl & Cook (2015) unsupervised STDP on MNIST: accuracy and training speed.
+
+    python benchmarks/snn_mnist.py --data-dir ../shared/datasets --neurons 100
+    python benchmarks/snn_mnist.py --train 10000 --test 2000      # a shorter run
+
+Trains on the first ``--train`` training images (one pass), labels the neurons from the
+first ``--label`` of them with learning frozen, evaluates on the first ``--test`` test
+images; prints a table and one JSON line. Float32 weights are also evaluated after INT8 /
+INT4 / INT2 quantization of the learned input weights (per neuron, symmetric).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+
+import numpy as np
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data-dir", default=os.environ.get("NEUROFABRIC_DATA", "../shared/datasets"))
+    ap.add_argument("--neurons", type=int, default=100)
+    ap.add_argument("--train", type=int, default=60000)
+    ap.add_argument("--label", type=int, default=10000)
+    ap.add_argument("--test", type=int, default=10000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--quantize", default="8,4,2", help="bit widths to evaluate ('' for none)")
+    args = ap.parse_args()
+
+    from neurofabric.data import load_mnist
+    from neurofabric.quant import QuantSpec, fake_quantize
+    from neurofabric.snn.diehl_cook import DiehlCookClassifier
+
+    x_tr, y_tr = load_mnist("train", data_dir=args.data_dir)
+    x_te, y_te = load_mnist("test", data_dir=args.data_dir)
+    x_tr, y_tr = x_tr[: args.train], y_tr[: args.train]
+    x_te, y_te = x_te[: args.test], y_te[: args.test]
+    clf = DiehlCookClassifier(n_neurons=args.neurons, seed=args.seed)
+    t0 = time.perf_counter()
+    last = [t0]
+
+    def progress(p) -> None:
+        if p.image % 1000 == 0 or p.image == p.total:
+            now = time.perf_counter()
+            print(
+                f"# {p.image}/{p.total} images, {p.images_per_s:.1f} img/s "
+                f"({now - last[0]:.0f} s for the last chunk)",
+                flush=True,
+            )
+            last[0] = now
+
+    clf.fit(x_tr, y_tr, label_images=0, callback=progress)
+    train_s = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    clf.relabel(x_tr[: args.label], y_tr[: args.label])
+    label_s = time.perf_counter() - t1
+    rows = []
+    t2 = time.perf_counter()
+    acc = clf.score(x_te, y_te)
+    test_s = time.perf_counter() - t2
+    rows.append(("float32", acc))
+    csr = clf.net_.input_csr_
+    learned = csr.weights.copy()
+    plastic = csr.mask == 1 if csr.mask.size else np.ones(csr.n_synapses, bool)
+    for bits in [int(b) for b in args.quantize.split(",") if b]:
+        w = clf.input_weights_
+        q = fake_quantize(w, QuantSpec(bits=bits, scheme="symmetric", granularity="channel"))
+        csr.weights[plastic] = q[csr.indices[plastic], csr.sources()[plastic]]
+        clf.relabel(x_tr[: args.label], y_tr[: args.label])
+        rows.append((f"int{bits} (per neuron)", clf.score(x_te, y_te)))
+        csr.weights[:] = learned
+    print(
+        f"\nMachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}"
+    )
+    print(
+        f"Command: python benchmarks/snn_mnist.py --neurons {args.neurons} --train "
+        f"{args.train} --label {args.label} --test {args.test}\n"
+    )
+    print("| system | neurons | train images | weights | test accuracy | train img/s |")
+    print("|---|---|---|---|---|---|")
+    for name, a in rows:
+        print(
+            f"| neurofabric | {args.neurons} | {args.train} | {name} | {a:.4f} | "
+            f"{args.train / train_s:.1f} |"
+        )
+    print(
+        json.dumps(
+            {
+                "system": "neurofabric",
+                "dataset": "mnist",
+                "model": "diehl_cook",
+                "size": args.neurons,
+                "train_images": args.train,
+                "accuracy": rows[0][1],
+                "quantized": dict(rows[1:]),
+                "train_s": train_s,
+                "images_per_s": args.train / train_s,
+                "label_s": label_s,
+                "test_s": test_s,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
