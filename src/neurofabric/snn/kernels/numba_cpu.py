@@ -577,6 +577,52 @@ def _collect(flag, spiked):
     return count
 
 
+def _input_event(
+    s, m, t, dt, ext, proc, x_side, buf_e, buf_i, slot, dmod, inh_sign, has_ext, has_proc
+):
+    """One input event (source ``s``, ``m`` spikes): STP efficacy, transmission through the
+    input CSR and procedural rows, then plasticity of the input synapses. Compiled per
+    variant with :func:`_simulate_steps` (see ``_variant``)."""
+    x_indptr, x_indices, x_weights, x_delays, x_flags = ext
+    x_stp, x_u, x_x, x_last, x_rule, x_mask, x_pre, x_pre_last, x_post, x_post_last = x_side
+    scale = np.float64(m)
+    if x_stp.shape[0] > 0:
+        scale = stp_scale(s, m, t, dt, x_stp, x_u, x_x, x_last)
+    if has_ext:
+        _push_csr(
+            s,
+            scale,
+            x_indptr,
+            x_indices,
+            x_weights,
+            x_delays,
+            x_flags,
+            buf_e,
+            buf_i,
+            slot,
+            dmod,
+            inh_sign,
+        )
+    if has_proc:
+        _push_procedural(s, scale, 1, proc, buf_e, buf_i, slot, dmod, inh_sign)
+    if x_rule.shape[0] > 0:
+        plastic_pre(
+            s,
+            m,
+            t,
+            dt,
+            x_indptr,
+            x_indices,
+            x_weights,
+            x_mask,
+            x_rule,
+            x_pre,
+            x_pre_last,
+            x_post,
+            x_post_last,
+        )
+
+
 def _simulate_steps(
     n_steps,
     t0,
@@ -629,7 +675,7 @@ def _simulate_steps(
     h_prm, theta = homeo
     has_homeo = h_prm.shape[0] > 0 and h_prm[5] == 0.0
     r_has_stp = r_stp.shape[0] > 0
-    x_has_stp = x_stp.shape[0] > 0
+    x_side = (x_stp, x_u, x_x, x_last, x_rule, x_mask, x_pre, x_pre_last, x_post, x_post_last)
     r_plastic = r_rule.shape[0] > 0
     x_plastic = x_rule.shape[0] > 0
     dt = sc[5]
@@ -739,44 +785,22 @@ def _simulate_steps(
                 _push_procedural(spiked[q], 1, 0, proc, buf_e, buf_i, slot, dmod, inh_sign)
         # --- 6: external input spikes of this step
         for q in range(in_ptr[k], in_ptr[k + 1]):
-            s = in_idx[q]
-            m = in_cnt[q]
-            scale = np.float64(m)
-            if x_has_stp:
-                scale = stp_scale(s, m, t, dt, x_stp, x_u, x_x, x_last)
-            if has_ext:
-                _push_csr(
-                    s,
-                    scale,
-                    x_indptr,
-                    x_indices,
-                    x_weights,
-                    x_delays,
-                    x_flags,
-                    buf_e,
-                    buf_i,
-                    slot,
-                    dmod,
-                    inh_sign,
-                )
-            if has_proc:
-                _push_procedural(s, scale, 1, proc, buf_e, buf_i, slot, dmod, inh_sign)
-            if x_plastic:
-                plastic_pre(
-                    s,
-                    m,
-                    t,
-                    dt,
-                    x_indptr,
-                    x_indices,
-                    x_weights,
-                    x_mask,
-                    x_rule,
-                    x_pre,
-                    x_pre_last,
-                    x_post,
-                    x_post_last,
-                )
+            _input_event(
+                in_idx[q],
+                in_cnt[q],
+                t,
+                dt,
+                ext,
+                proc,
+                x_side,
+                buf_e,
+                buf_i,
+                slot,
+                dmod,
+                inh_sign,
+                has_ext,
+                has_proc,
+            )
         # --- 7: Poisson groups: counts drawn from the (seed, group, step, source) stream
         for g in range(p_first.shape[0]):
             key_t = row_key(p_key[g], t)
@@ -785,43 +809,22 @@ def _simulate_steps(
                 u = uniform(key_t, i)
                 if u > p_elam[j]:
                     m = poisson_count(p_lam[j], p_elam[j], u)
-                    s = p_first[g] + i
-                    scale = np.float64(m)
-                    if x_has_stp:
-                        scale = stp_scale(s, m, t, dt, x_stp, x_u, x_x, x_last)
-                    if has_ext:
-                        _push_csr(
-                            s,
-                            scale,
-                            x_indptr,
-                            x_indices,
-                            x_weights,
-                            x_delays,
-                            x_flags,
-                            buf_e,
-                            buf_i,
-                            slot,
-                            dmod,
-                            inh_sign,
-                        )
-                    if has_proc:
-                        _push_procedural(s, scale, 1, proc, buf_e, buf_i, slot, dmod, inh_sign)
-                    if x_plastic:
-                        plastic_pre(
-                            s,
-                            m,
-                            t,
-                            dt,
-                            x_indptr,
-                            x_indices,
-                            x_weights,
-                            x_mask,
-                            x_rule,
-                            x_pre,
-                            x_pre_last,
-                            x_post,
-                            x_post_last,
-                        )
+                    _input_event(
+                        p_first[g] + i,
+                        m,
+                        t,
+                        dt,
+                        ext,
+                        proc,
+                        x_side,
+                        buf_e,
+                        buf_i,
+                        slot,
+                        dmod,
+                        inh_sign,
+                        has_ext,
+                        has_proc,
+                    )
         # --- 8: potentiation on the incoming synapses of this step's spikes (pre before post)
         for q in range(n_spk):
             if r_plastic:
@@ -895,11 +898,16 @@ def _variant(fn, update, parallel=False, cached_off=False, procedural=True, plas
     if not plastic:
         shared["plastic_pre"] = _no_plastic_pre
         shared["plastic_post"] = _no_plastic_post
-    name = (
-        f"{fn.__name__}__{update.__name__}{'' if procedural else '__noproc'}"
-        f"{'' if plastic else '__static'}"
+    suffix = f"{'' if procedural else '__noproc'}{'' if plastic else '__static'}"
+    # the input-event helper sees the same stand-ins
+    shared["_input_event"] = _clone(_input_event, dict(shared), f"_input_event{suffix}")
+    return _clone(
+        fn,
+        shared,
+        f"{fn.__name__}__{update.__name__}{suffix}",
+        cache=not cached_off,
+        parallel=parallel,
     )
-    return _clone(fn, shared, name, cache=not cached_off, parallel=parallel)
 
 
 _UPDATES = {0: _update_cuba, 1: _update_coba, 2: _update_delta}
