@@ -927,49 +927,11 @@ def _get_variant(model, parallel, procedural, plastic):
     return _simulate_variants[key]
 
 
-def simulate(
-    n_steps,
-    t0,
-    model,
-    state,
-    nparam,
-    ref_steps,
-    sc,
-    rec,
-    csc,
-    dense_limit,
-    ext,
-    inputs,
-    proc,
-    mon,
-    counters,
-    plast,
-    stp,
-    homeo,
-):
-    """Advance ``n_steps`` steps from step ``t0``; see :func:`.reference.simulate`.
-
-    Dispatches to a kernel compiled for this (model, threads, procedural, plastic) only.
-    """
+def simulate(*args):
+    """Advance ``n_steps`` steps from step ``t0``: the arguments of
+    :func:`.reference.simulate`, in the same order. Dispatches to a kernel compiled for this
+    (model, threads, procedural, plastic) combination only."""
+    model, proc, counters, plast = args[2], args[12], args[14], args[15]
     plastic = plast[0].shape[0] > 0 or plast[6].shape[0] > 0
     kernel = _get_variant(int(model), bool(counters[8] > 1), proc[0].shape[0] > 0, plastic)
-    return kernel(
-        n_steps,
-        t0,
-        model,
-        state,
-        nparam,
-        ref_steps,
-        sc,
-        rec,
-        csc,
-        dense_limit,
-        ext,
-        inputs,
-        proc,
-        mon,
-        counters,
-        plast,
-        stp,
-        homeo,
-    )
+    return kernel(*args)
