@@ -79,7 +79,7 @@ def main() -> None:
     )
     print(
         f"Command: python benchmarks/snn_mnist.py --neurons {args.neurons} --train "
-        f"{args.train} --label {args.label} --test {args.test}\n"
+        f"{args.train} --label {args.label} --test {args.test} --quantize '{args.quantize}'\n"
     )
     print("| system | neurons | train images | weights | test accuracy | train img/s |")
     print("|---|---|---|---|---|---|")
