@@ -70,3 +70,63 @@ def test_demo_writes_figures(tmp_path):
     assert res.exit_code == 0, res.output
     assert (tmp_path / "cuba_raster.png").is_file() and (tmp_path / "cuba_voltage.png").is_file()
     assert "identical spikes: True" in res.output
+
+
+def test_mnist_train_and_eval_on_a_fake_dataset(tmp_path):
+    """Full-size IDX files (the loader checks the canonical counts), mostly blank."""
+    import numpy as np
+
+    from neurofabric.data.idx import write_idx
+
+    folder = tmp_path / "data" / "mnist"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 60000), ("t10k", 10000)):
+        images = np.zeros((n, 28, 28), np.uint8)
+        labels = (np.arange(n) % 2).astype(np.uint8)
+        images[:40, 4:12, 4:12] = 255 * (labels[:40, None, None] == 0)  # class 0: a square
+        images[:40, 16:24, 16:24] = 255 * (labels[:40, None, None] == 1)  # class 1: another
+        images[:40] = np.maximum(images[:40], rng.integers(0, 30, (40, 28, 28)))
+        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images)
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    model = tmp_path / "model"
+    res = runner.invoke(
+        app,
+        [
+            "snn",
+            "mnist",
+            "train",
+            "--out",
+            str(model),
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--neurons",
+            "6",
+            "--images",
+            "30",
+            "--label-images",
+            "30",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert (model / "network" / "manifest.json").is_file()
+    res = runner.invoke(
+        app,
+        [
+            "snn",
+            "mnist",
+            "eval",
+            str(model),
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--images",
+            "20",
+            "--plots",
+            str(tmp_path / "plots"),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert "accuracy 1.0000" in res.output and "confusion" in res.output  # two easy classes
+    assert (tmp_path / "plots" / "receptive_fields.png").stat().st_size > 1000
+    res = runner.invoke(app, ["snn", "mnist", "eval", str(tmp_path / "nothing")])
+    assert res.exit_code == 2 and "manifest" in res.output

@@ -48,3 +48,37 @@ def test_bad_input(digits):
     clf = DiehlCookClassifier(n_neurons=5).fit(x[:5], y[:5], label_images=None)
     with pytest.raises(ShapeError, match="64 pixels"):
         clf.predict(np.zeros((2, 10)))
+
+
+def test_report_save_load_and_plots(digits, tmp_path):
+    from neurofabric.snn.plots import plot_confusion, plot_receptive_fields
+
+    x, y = digits
+    clf = DiehlCookClassifier(**{**PARAMS, "n_neurons": 20}).fit(x[:60], y[:60])
+    from sklearn.metrics import confusion_matrix, f1_score
+
+    from neurofabric.core.metrics import classification_report
+
+    # each presentation draws new Poisson spikes: score one fixed prediction
+    pred = clf.predict(x[1500:1560])
+    rep = classification_report(y[1500:1560], pred, 10)
+    np.testing.assert_array_equal(
+        rep["confusion"], confusion_matrix(y[1500:1560], pred, labels=range(10))
+    )
+    assert rep["macro_f1"] == pytest.approx(f1_score(y[1500:1560], pred, average="macro"))
+    assert rep["accuracy"] == pytest.approx(np.mean(pred == y[1500:1560]))
+    assert clf.report(x[1500:1510], y[1500:1510])["confusion"].sum() == 10
+    clf.save(tmp_path / "model")
+    back = DiehlCookClassifier.load(tmp_path / "model")
+    np.testing.assert_array_equal(back.assignments_, clf.assignments_)
+    np.testing.assert_array_equal(back.input_weights_, clf.input_weights_)
+    np.testing.assert_array_equal(back.predict(x[1500:1510]), clf.predict(x[1500:1510]))
+    assert plot_confusion(rep["confusion"], tmp_path / "c.png").stat().st_size > 1000
+    assert (
+        plot_receptive_fields(
+            clf.input_weights_, tmp_path / "r.png", image_shape=(8, 8), labels=clf.assignments_
+        )
+        .stat()
+        .st_size
+        > 1000
+    )

@@ -226,6 +226,114 @@ def snn_compile() -> None:
     console.print(f"kernels compiled and cached in {time.perf_counter() - t0:.1f} s")
 
 
+mnist_app = typer.Typer(
+    help="Unsupervised MNIST learning (Diehl & Cook 2015).", no_args_is_help=True
+)
+snn_app.add_typer(mnist_app, name="mnist")
+
+
+def _load_digits_set(split: str, dataset: str, data_dir: Path | None, n: int):
+    from neurofabric.data import load_mnist
+
+    x, y = load_mnist(split, dataset=dataset, data_dir=data_dir)
+    return x[:n], y[:n]
+
+
+@mnist_app.command("train")
+def mnist_train(
+    out: Path = typer.Option(..., help="Folder to save the trained model in."),
+    data_dir: Path | None = typer.Option(None, help="Folder holding mnist/ (or NEUROFABRIC_DATA)."),
+    dataset: str = typer.Option("mnist", help="mnist or fashion_mnist."),
+    neurons: int = typer.Option(100, help="Excitatory neurons."),
+    images: int = typer.Option(60000, help="Training images (one pass)."),
+    label_images: int = typer.Option(10000, help="Images used to label the neurons."),
+    seed: int = typer.Option(0, help="Seed of the network and the input spikes."),
+) -> None:
+    """Train a Diehl & Cook network without labels, label its neurons, save it."""
+    from neurofabric.snn.diehl_cook import DiehlCookClassifier
+
+    try:
+        x, y = _load_digits_set("train", dataset, data_dir, images)
+        clf = DiehlCookClassifier(n_neurons=neurons, seed=seed)
+        progress = Progress(
+            TextColumn("training"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} images"),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=err_console,
+            transient=True,
+        )
+        task = progress.add_task("training", total=len(x), info="")
+        with progress:
+            clf.fit(
+                x,
+                y,
+                label_images=0,
+                callback=lambda p: progress.update(
+                    task, completed=p.image, info=f"{p.images_per_s:.1f} img/s"
+                ),
+            )
+        with console.status(f"labelling the neurons from {min(label_images, len(x))} images"):
+            clf.relabel(x[:label_images], y[:label_images])
+        clf.save(out)
+    except NeurofabricError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    console.print(f"trained {neurons} neurons on {len(x)} images; model saved to {out}")
+
+
+@mnist_app.command("eval")
+def mnist_eval(
+    model: Path = typer.Argument(..., help="Folder written by `snn mnist train`."),
+    data_dir: Path | None = typer.Option(None, help="Folder holding mnist/ (or NEUROFABRIC_DATA)."),
+    dataset: str = typer.Option("mnist", help="mnist or fashion_mnist."),
+    images: int = typer.Option(10000, help="Test images to evaluate."),
+    plots: Path | None = typer.Option(None, help="Folder for confusion and receptive-field PNGs."),
+) -> None:
+    """Accuracy, macro-F1, per-class precision/recall and the confusion matrix."""
+    from neurofabric.snn.diehl_cook import DiehlCookClassifier
+
+    try:
+        clf = DiehlCookClassifier.load(model)
+        x, y = _load_digits_set("test", dataset, data_dir, images)
+        with console.status(f"evaluating {len(x)} images"):
+            rep = clf.report(x, y)
+    except NeurofabricError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    table = Table(
+        title=f"{dataset} test, {len(x)} images: accuracy {rep['accuracy']:.4f}, "
+        f"macro-F1 {rep['macro_f1']:.4f}"
+    )
+    for col in ("class", "precision", "recall", "support"):
+        table.add_column(col, justify="right")
+    for c in range(len(rep["support"])):
+        table.add_row(
+            str(c), f"{rep['precision'][c]:.3f}", f"{rep['recall'][c]:.3f}", str(rep["support"][c])
+        )
+    console.print(table)
+    cm = Table(title="confusion matrix (rows: true, columns: predicted)")
+    cm.add_column("")
+    for c in range(len(rep["support"])):
+        cm.add_column(str(c), justify="right")
+    for c, row in enumerate(rep["confusion"]):
+        cm.add_row(str(c), *[str(v) for v in row])
+    console.print(cm)
+    if plots:
+        from neurofabric.snn.plots import plot_confusion, plot_receptive_fields
+
+        plot_confusion(rep["confusion"], plots / "confusion.png", title=f"{dataset}")
+        plot_receptive_fields(
+            clf.input_weights_,
+            plots / "receptive_fields.png",
+            image_shape=(28, 28),
+            labels=clf.assignments_,
+        )
+        console.print(f"figures: {plots / 'confusion.png'}, {plots / 'receptive_fields.png'}")
+
+
 @app.command()
 def demo(
     out: Path = typer.Option(Path("demo-output"), help="Folder for the figures."),

@@ -14,14 +14,19 @@ class whose neurons fire most.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from neurofabric.core.errors import ConfigError, NotFittedError, ShapeError
+from neurofabric.core.checkpoint import load_checkpoint, save_checkpoint
+from neurofabric.core.errors import CheckpointError, ConfigError, NotFittedError, ShapeError
 from neurofabric.core.rng import SeedLike, seed_to_int
 from neurofabric.core.validation import check_int, check_positive
 from neurofabric.snn.homeostasis import AdaptiveThreshold
@@ -29,11 +34,27 @@ from neurofabric.snn.inputs import PoissonInput
 from neurofabric.snn.monitors import SpikeMonitor
 from neurofabric.snn.network import SpikingNetwork
 from neurofabric.snn.params import LIFParams, SynapseParams
-from neurofabric.snn.plasticity import DiehlCookSTDP
+from neurofabric.snn.plasticity import DiehlCookSTDP, rule_from_json, rule_to_json
 from neurofabric.snn.topology import AllToAll, OneToOne
 
 log = logging.getLogger(__name__)
 mV, ms = 1e-3, 1e-3
+_ENGINE = "snn.DiehlCookClassifier"
+_PARAMS = (
+    "n_neurons",
+    "max_rate",
+    "t_present",
+    "t_rest",
+    "min_spikes",
+    "rate_boost",
+    "theta_plus",
+    "w_exc_inh",
+    "w_inh_exc",
+    "norm_per_input",
+    "dt",
+    "seed",
+    "backend",
+)
 
 
 @dataclass
@@ -265,6 +286,66 @@ class DiehlCookClassifier:
         mask = csr.mask == 1 if csr.mask.size else np.ones(csr.n_synapses, bool)
         w[csr.indices[mask], src[mask]] = csr.weights[mask]
         return w
+
+    def report(self, x: Any, y: Any) -> dict[str, Any]:
+        """Accuracy, macro-F1, per-class precision/recall and the confusion matrix."""
+        from neurofabric.core.metrics import classification_report
+
+        xs = self._check_x(x)
+        ys = self._check_y(y, len(xs))
+        return classification_report(
+            ys, self.predict(xs), int(max(ys.max(), self.classes_.max())) + 1
+        )
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Save the learned network and the neuron labels (a directory, written atomically)."""
+        self._require_fitted()
+        dest = Path(path)
+        tmp = dest.parent / f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir(parents=True)
+        try:
+            self.net_.save(tmp / "network")
+            params = {k: getattr(self, k) for k in _PARAMS}
+            params["rule"] = rule_to_json(self.rule)
+            save_checkpoint(
+                tmp / "classifier",
+                engine=_ENGINE,
+                params=params,
+                arrays={"assignments": self.assignments_, "classes": self.classes_},
+                meta={"n_input": self.n_input_, "scale": self.scale_},
+            )
+            old = None
+            if dest.exists():
+                old = dest.parent / f".{dest.name}.old-{uuid.uuid4().hex[:8]}"
+                os.replace(dest, old)
+            os.replace(tmp, dest)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return dest
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> DiehlCookClassifier:
+        """Load a classifier saved by :meth:`save`; ``CheckpointError`` if it is corrupt."""
+        ck = load_checkpoint(Path(path) / "classifier", engine=_ENGINE)
+        try:
+            params = dict(ck.params)
+            params["rule"] = rule_from_json(params["rule"])
+            clf = cls(**params)
+            clf.net_ = SpikingNetwork.load(Path(path) / "network")
+            clf.n_input_ = int(ck.meta["n_input"])
+            clf.scale_ = float(ck.meta["scale"])
+            clf.assignments_ = np.array(ck.arrays["assignments"])
+            clf.classes_ = np.array(ck.arrays["classes"])
+            n = clf.n_neurons
+            clf._exc, clf._inh = np.arange(n), np.arange(n, 2 * n)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(
+                f"{path}: classifier checkpoint is inconsistent ({exc!r})"
+            ) from exc
+        return clf
 
     def _require_fitted(self) -> None:
         if not hasattr(self, "assignments_"):

@@ -89,3 +89,57 @@ def plot_voltage(
     ax.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
     return _save(plt, fig, path)
+
+
+def plot_receptive_fields(
+    weights: np.ndarray,
+    path: str | os.PathLike[str],
+    *,
+    image_shape: tuple[int, int],
+    labels: np.ndarray | None = None,
+    max_neurons: int = 400,
+) -> Path:
+    """Grid of the input weights of each neuron drawn as an image (PNG)."""
+    w = np.asarray(weights)[:max_neurons]
+    n = len(w)
+    cols = int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    plt, fig, _ = _figure(1, 1)
+    plt.close(fig)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.9, rows * 0.9), squeeze=False)
+    for k, ax in enumerate(axes.ravel()):
+        ax.axis("off")
+        if k < n:
+            ax.imshow(w[k].reshape(image_shape), cmap="hot_r", interpolation="nearest")
+            if labels is not None:
+                ax.set_title(str(labels[k]), fontsize=6, pad=1)
+    fig.tight_layout(pad=0.2)
+    return _save(plt, fig, path)
+
+
+def plot_confusion(cm: np.ndarray, path: str | os.PathLike[str], *, title: str = "") -> Path:
+    """Confusion matrix heatmap with counts (PNG)."""
+    plt, fig, _ = _figure(1, 1)
+    plt.close(fig)
+    k = cm.shape[0]
+    fig, ax = plt.subplots(figsize=(0.5 * k + 2, 0.5 * k + 1.5))
+    im = ax.imshow(cm, cmap="Blues")
+    for i in range(k):
+        for j in range(k):
+            ax.text(
+                j,
+                i,
+                str(cm[i, j]),
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if cm[i, j] > cm.max() / 2 else "black",
+            )
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_xticks(range(k))
+    ax.set_yticks(range(k))
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    return _save(plt, fig, path)
