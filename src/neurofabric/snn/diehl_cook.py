@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from neurofabric.core.checkpoint import load_checkpoint, save_checkpoint
+from neurofabric.core.checkpoint import atomic_directory, load_checkpoint, save_checkpoint
 from neurofabric.core.errors import CheckpointError, ConfigError, NotFittedError, ShapeError
 from neurofabric.core.rng import SeedLike, seed_to_int
 from neurofabric.core.validation import check_int, check_positive
@@ -301,9 +299,7 @@ class DiehlCookClassifier:
         """Save the learned network and the neuron labels (a directory, written atomically)."""
         self._require_fitted()
         dest = Path(path)
-        tmp = dest.parent / f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir(parents=True)
-        try:
+        with atomic_directory(dest) as tmp:
             self.net_.save(tmp / "network")
             params = {k: getattr(self, k) for k in _PARAMS}
             params["rule"] = rule_to_json(self.rule)
@@ -314,16 +310,6 @@ class DiehlCookClassifier:
                 arrays={"assignments": self.assignments_, "classes": self.classes_},
                 meta={"n_input": self.n_input_, "scale": self.scale_},
             )
-            old = None
-            if dest.exists():
-                old = dest.parent / f".{dest.name}.old-{uuid.uuid4().hex[:8]}"
-                os.replace(dest, old)
-            os.replace(tmp, dest)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return dest
 
     @classmethod

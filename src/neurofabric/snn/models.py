@@ -20,6 +20,29 @@ mV = 1e-3
 ms = 1e-3
 
 
+def _vogels_abbott(
+    n_neurons: int,
+    synapses_per_neuron: float,
+    neuron: LIFParams,
+    synapse: SynapseParams,
+    weight: float,
+    inh_weight: float,
+    **options: Any,
+) -> SpikingNetwork:
+    """The network both Vogels & Abbott models share: 80 % excitatory, p = k / n, one step of
+    delay, v uniform in [Vr, Vt] = [-60, -50] mV."""
+    p = _probability(synapses_per_neuron, n_neurons)
+    net = SpikingNetwork(
+        n_neurons,
+        neuron=neuron,
+        synapse=synapse,
+        max_delay=options.get("dt", 0.1 * ms),
+        v_init=(-60 * mV, -50 * mV),
+        **options,
+    )
+    return net.connect(Random(p=p), weight=weight, inh_weight=inh_weight, allow_self=True)
+
+
 def cuba(
     n_neurons: int = 4000,
     *,
@@ -37,24 +60,19 @@ def cuba(
     taui 10 ms, Vt -50 mV, Vr -60 mV, El -49 mV, refractory 5 ms, we = 60*0.27/10 mV,
     wi = -20*4.5/10 mV, dt 0.1 ms, v uniform in [Vr, Vt].
     """
-    p = _probability(synapses_per_neuron, n_neurons)
-    net = SpikingNetwork(
+    return _vogels_abbott(
         n_neurons,
-        neuron=LIFParams(
-            v_rest=-49 * mV, v_th=-50 * mV, v_reset=-60 * mV, tau_m=20 * ms, t_ref=5 * ms
-        ),
-        synapse=SynapseParams("cuba", tau_e=5 * ms, tau_i=10 * ms),
-        dt=dt,
+        synapses_per_neuron,
+        LIFParams(v_rest=-49 * mV, v_th=-50 * mV, v_reset=-60 * mV, tau_m=20 * ms, t_ref=5 * ms),
+        SynapseParams("cuba", tau_e=5 * ms, tau_i=10 * ms),
+        60 * 0.27 / 10 * mV,
+        20 * 4.5 / 10 * mV,
         storage=storage,
         propagation=propagation,
-        max_delay=dt,
-        v_init=(-60 * mV, -50 * mV),
+        dt=dt,
         dtype=dtype,
         backend=backend,
         seed=seed,
-    )
-    return net.connect(
-        Random(p=p), weight=60 * 0.27 / 10 * mV, inh_weight=20 * 4.5 / 10 * mV, allow_self=True
     )
 
 
@@ -73,13 +91,12 @@ def coba(
 
     El -60 mV, Vt -50 mV, Vr -60 mV, E_exc 0 mV, E_inh -80 mV, drive I = 20 mV, taum 20 ms,
     taue 5 ms, taui 10 ms, refractory 5 ms, we = 0.6 and wi = 6.7 (relative to the leak),
-    p = 0.02, v uniform in [Vr, Vt].
+    p = 0.02, v uniform in [Vr, Vt]. The drive enters as R I_ext with R = 10 MOhm, I = 2 nA.
     """
-    p = _probability(synapses_per_neuron, n_neurons)
-    # the drive I = 20 mV enters as R * I_ext with R = 10 MOhm and I_ext = 2 nA
-    net = SpikingNetwork(
+    return _vogels_abbott(
         n_neurons,
-        neuron=LIFParams(
+        synapses_per_neuron,
+        LIFParams(
             v_rest=-60 * mV,
             v_th=-50 * mV,
             v_reset=-60 * mV,
@@ -88,17 +105,16 @@ def coba(
             r_m=10e6,
             i_ext=2e-9,
         ),
-        synapse=SynapseParams("coba", tau_e=5 * ms, tau_i=10 * ms, e_exc=0.0, e_inh=-80 * mV),
-        dt=dt,
+        SynapseParams("coba", tau_e=5 * ms, tau_i=10 * ms, e_exc=0.0, e_inh=-80 * mV),
+        0.6,
+        6.7,
         storage=storage,
         propagation=propagation,
-        max_delay=dt,
-        v_init=(-60 * mV, -50 * mV),
+        dt=dt,
         dtype=dtype,
         backend=backend,
         seed=seed,
     )
-    return net.connect(Random(p=p), weight=0.6, inh_weight=6.7, allow_self=True)
 
 
 def brunel(

@@ -65,6 +65,46 @@ def _check_common(rule: Any) -> None:
         raise ConfigError(f"`w_max` must be > `w_min`, got w_min={rule.w_min}, w_max={rule.w_max}")
 
 
+def _check_triplet_family(rule: Any, amplitudes: tuple[str, ...], taus: tuple[str, ...]) -> None:
+    for name in amplitudes:
+        check_nonnegative(name, getattr(rule, name))
+    for name in taus:
+        check_positive(name, getattr(rule, name), "s")
+    check_choice("weight_dependence", rule.weight_dependence, ("additive", "multiplicative"))
+    _check_common(rule)
+
+
+def _triplet_vector(
+    rule: Any,
+    a2p: float,
+    a3p: float,
+    a2m: float,
+    a3m: float,
+    t_r1: float,
+    t_r2: float,
+    t_o1: float,
+    t_o2: float,
+) -> np.ndarray:
+    mu = 1.0 if rule.weight_dependence == "multiplicative" else 0.0
+    return _vector(
+        KIND_TRIPLET,
+        a2p,
+        a3p,
+        a2m,
+        a3m,
+        rule.w_min,
+        rule.w_max,
+        mu,
+        mu,
+        rule.interaction,
+        0.0,
+        t_r1,
+        t_r2,
+        t_o1,
+        t_o2,
+    )
+
+
 @dataclass(frozen=True)
 class PairSTDP:
     """Pair-based STDP with exponential windows (Bi & Poo 1998; Song, Miller & Abbott 2000).
@@ -84,26 +124,14 @@ class PairSTDP:
     interaction: str = "all"
 
     def __post_init__(self) -> None:
-        check_nonnegative("a_plus", self.a_plus)
-        check_nonnegative("a_minus", self.a_minus)
-        check_positive("tau_plus", self.tau_plus, "s")
-        check_positive("tau_minus", self.tau_minus, "s")
-        check_choice("weight_dependence", self.weight_dependence, ("additive", "multiplicative"))
-        _check_common(self)
+        _check_triplet_family(self, ("a_plus", "a_minus"), ("tau_plus", "tau_minus"))
 
     def vector(self) -> np.ndarray:
-        mu = 1.0 if self.weight_dependence == "multiplicative" else 0.0
-        return _vector(
-            KIND_TRIPLET,
+        return _triplet_vector(
+            self,
             self.a_plus,
             0.0,
             self.a_minus,
-            0.0,
-            self.w_min,
-            self.w_max,
-            mu,
-            mu,
-            self.interaction,
             0.0,
             self.tau_plus,
             self.tau_plus,
@@ -134,27 +162,19 @@ class TripletSTDP:
     interaction: str = "all"
 
     def __post_init__(self) -> None:
-        for name in ("a2_plus", "a3_plus", "a2_minus", "a3_minus"):
-            check_nonnegative(name, getattr(self, name))
-        for name in ("tau_plus", "tau_x", "tau_minus", "tau_y"):
-            check_positive(name, getattr(self, name), "s")
-        check_choice("weight_dependence", self.weight_dependence, ("additive", "multiplicative"))
-        _check_common(self)
+        _check_triplet_family(
+            self,
+            ("a2_plus", "a3_plus", "a2_minus", "a3_minus"),
+            ("tau_plus", "tau_x", "tau_minus", "tau_y"),
+        )
 
     def vector(self) -> np.ndarray:
-        mu = 1.0 if self.weight_dependence == "multiplicative" else 0.0
-        return _vector(
-            KIND_TRIPLET,
+        return _triplet_vector(
+            self,
             self.a2_plus,
             self.a3_plus,
             self.a2_minus,
             self.a3_minus,
-            self.w_min,
-            self.w_max,
-            mu,
-            mu,
-            self.interaction,
-            0.0,
             self.tau_plus,
             self.tau_x,
             self.tau_minus,

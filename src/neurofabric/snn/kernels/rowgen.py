@@ -97,14 +97,7 @@ def _sample_distinct(key, n, k, exclude, out_t):
                 break
         out_t[count] = j if found else r
         count += 1
-    # insertion sort keeps the row in target order, as CSR rows are
-    for a in range(1, count):
-        v = out_t[a]
-        b = a - 1
-        while b >= 0 and out_t[b] > v:
-            out_t[b + 1] = out_t[b]
-            b -= 1
-        out_t[b + 1] = v
+    _sort_prefix(out_t, count)  # rows are kept in target order, as CSR rows are
     if exclude >= 0:
         for a in range(count):
             if out_t[a] >= exclude:
