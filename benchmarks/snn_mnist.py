@@ -28,6 +28,13 @@ def main() -> None:
     ap.add_argument("--label", type=int, default=10000)
     ap.add_argument("--test", type=int, default=10000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--rule",
+        choices=("paper", "code"),
+        default="paper",
+        help="paper: DiehlCookSTDP (x_tar form); code: the triplet form of the "
+        "authors' published code (TripletSTDP, A2+ = 0, A3+ = 0.01, A2- = 1e-4)",
+    )
     ap.add_argument("--quantize", default="8,4,2", help="bit widths to evaluate ('' for none)")
     args = ap.parse_args()
 
@@ -39,7 +46,23 @@ def main() -> None:
     x_te, y_te = load_mnist("test", data_dir=args.data_dir)
     x_tr, y_tr = x_tr[: args.train], y_tr[: args.train]
     x_te, y_te = x_te[: args.test], y_te[: args.test]
-    clf = DiehlCookClassifier(n_neurons=args.neurons, seed=args.seed)
+    from neurofabric.snn.plasticity import TripletSTDP
+
+    rule = None
+    if args.rule == "code":
+        rule = TripletSTDP(
+            a2_plus=0.0,
+            a3_plus=0.01,
+            a2_minus=1e-4,
+            a3_minus=0.0,
+            tau_plus=20e-3,
+            tau_x=20e-3,
+            tau_minus=20e-3,
+            tau_y=40e-3,
+            interaction="nearest",
+            w_max=1.0,
+        )
+    clf = DiehlCookClassifier(n_neurons=args.neurons, seed=args.seed, rule=rule)
     t0 = time.perf_counter()
     last = [t0]
 
@@ -79,7 +102,8 @@ def main() -> None:
     )
     print(
         f"Command: python benchmarks/snn_mnist.py --neurons {args.neurons} --train "
-        f"{args.train} --label {args.label} --test {args.test} --quantize '{args.quantize}'\n"
+        f"{args.train} --label {args.label} --test {args.test} --quantize '{args.quantize}' "
+        f"--rule {args.rule}\n"
     )
     print("| system | neurons | train images | weights | test accuracy | train img/s |")
     print("|---|---|---|---|---|---|")
@@ -93,7 +117,7 @@ def main() -> None:
             {
                 "system": "neurofabric",
                 "dataset": "mnist",
-                "model": "diehl_cook",
+                "model": f"diehl_cook/{args.rule}",
                 "size": args.neurons,
                 "train_images": args.train,
                 "accuracy": rows[0][1],
