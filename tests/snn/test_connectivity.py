@@ -47,6 +47,34 @@ def test_fixed_out_and_in_degree():
         assert len(np.unique(pairs)) == len(pairs)
 
 
+@pytest.mark.parametrize("storage", ["csr", "procedural"])
+def test_all_to_all_skip_partner(storage):
+    net = SpikingNetwork(20, storage=storage, seed=3, excitatory_ratio=0.5)
+    net.connect(
+        AllToAll(skip_partner=True), source_range=(10, 20), target_range=(0, 10), weight=1.0
+    )
+    net.build()
+    if storage == "csr":
+        src, tgt = net.csr_.sources(), net.csr_.indices
+    else:
+        t = net.procedural_
+        out_t, out_w, out_d = np.empty(21, np.int64), np.empty(21), np.empty(21, np.int64)
+        rows = []
+        for s in range(10, 20):
+            c = numba_cpu.gen_row(t.ip[0], t.fp[0], int(t.keys[0]), s, out_t, out_w, out_d)
+            rows += [(s, int(x)) for x in out_t[:c]]
+        src, tgt = np.array(rows).T
+    assert len(src) == 10 * 9
+    assert not np.any(src - 10 == tgt)  # inhibitory i never reaches its own excitatory partner
+    assert len(np.unique(src * 20 + tgt)) == 90
+    with pytest.raises(ConfigError, match="as many sources as targets"):
+        SpikingNetwork(20).connect(AllToAll(skip_partner=True), source_range=(0, 5), weight=1.0)
+    with pytest.raises(ConfigError, match="overlapping"):
+        SpikingNetwork(20).connect(
+            AllToAll(skip_partner=True), source_range=(0, 10), target_range=(5, 15), weight=1.0
+        )
+
+
 def test_all_to_all_and_distance_dependent():
     csr = _net(AllToAll(), 50).csr_
     assert csr.n_synapses == 50 * 49

@@ -78,10 +78,30 @@ def test_frozen_thresholds_do_not_move():
         SpikingNetwork(3).freeze_homeostasis()
 
 
+@pytest.mark.parametrize("backend", ["numba", "reference"])
+def test_neuron_range_limits_the_rule(backend):
+    h = AdaptiveThreshold(theta_plus=0.5e-3, tau_theta=1e6, neurons=(1, 3))
+    net = _driven(h, backend=backend)
+    res = net.run(0.3, monitors=[SpikeMonitor()])
+    counts = np.bincount(res.spike_indices, minlength=4)
+    assert counts.min() > 5  # all four fire; only neurons 1 and 2 adapt
+    np.testing.assert_array_equal(net.theta_[[0, 3]], 0.0)
+    np.testing.assert_allclose(net.theta_[1:3], counts[1:3] * 0.5e-3, rtol=1e-4)
+    assert counts[0] > counts[1]
+
+
+def test_neuron_range_is_checked():
+    with pytest.raises(ConfigError, match="neurons"):
+        AdaptiveThreshold(neurons=(3, 1))
+    with pytest.raises(ConfigError, match="reaches past"):
+        _driven(AdaptiveThreshold(neurons=(0, 9))).run(0.01)
+
+
 @pytest.mark.parametrize(
     "h",
     [
         AdaptiveThreshold(theta_plus=0.2e-3, tau_theta=0.5),
+        AdaptiveThreshold(theta_plus=0.2e-3, tau_theta=0.5, neurons=(5, 30)),
         RateTargetThreshold(target_hz=10.0, eta=0.1e-3),
     ],
 )

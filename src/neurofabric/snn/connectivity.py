@@ -61,7 +61,7 @@ class Projection:
                 self.tgt_range[1],
                 topo.degree(),
                 getattr(topo, "dims", 1),
-                int(self.allow_self),
+                2 if getattr(topo, "skip_partner", False) else int(self.allow_self),
                 split,
                 self.delay_steps[0],
                 self.delay_steps[1],

@@ -7,6 +7,9 @@ with ``s`` = 1 if the neuron spiked, so theta settles where the neuron fires at 
 (a spike raises it by ``eta``, silence lowers it by ``eta r dt`` per step); ``theta`` is kept
 >= ``theta_min``. Updates follow the threshold test of the step, so a spike is judged by the
 theta of the step before.
+
+``neurons=(lo, hi)`` limits the rule to neurons ``lo..hi-1`` (e.g. the excitatory layer of
+Diehl & Cook: their inhibitory neurons keep a fixed threshold); the default is all neurons.
 """
 
 from __future__ import annotations
@@ -28,13 +31,15 @@ class AdaptiveThreshold:
     theta_plus: float = 0.05e-3
     tau_theta: float = 1e4
     frozen: bool = False
+    neurons: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         check_nonnegative("theta_plus", self.theta_plus, "V")
         check_positive("tau_theta", self.tau_theta, "s")
+        _check_neurons(self.neurons)
 
-    def vector(self, dt: float) -> np.ndarray:
-        """[kind 0, per-spike step, per-step decay, 0, 0, frozen, theta_min]."""
+    def vector(self, dt: float, n_neurons: int) -> np.ndarray:
+        """[kind 0, per-spike step, per-step decay, 0, 0, frozen, theta_min, lo, hi]."""
         return np.array(
             [
                 0.0,
@@ -44,6 +49,7 @@ class AdaptiveThreshold:
                 0.0,
                 float(self.frozen),
                 -np.inf,
+                *_range(self.neurons, n_neurons),
             ]
         )
 
@@ -56,14 +62,16 @@ class RateTargetThreshold:
     eta: float = 0.1e-3
     theta_min: float = -10e-3
     frozen: bool = False
+    neurons: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         check_nonnegative("target_hz", self.target_hz, "Hz")
         check_positive("eta", self.eta, "V")
         check_number("theta_min", self.theta_min, "V")
+        _check_neurons(self.neurons)
 
-    def vector(self, dt: float) -> np.ndarray:
-        """[kind 1, eta, 1 (no decay), eta * target * dt, 0, frozen, theta_min]."""
+    def vector(self, dt: float, n_neurons: int) -> np.ndarray:
+        """[kind 1, eta, 1 (no decay), eta * target * dt, 0, frozen, theta_min, lo, hi]."""
         return np.array(
             [
                 1.0,
@@ -73,8 +81,36 @@ class RateTargetThreshold:
                 0.0,
                 float(self.frozen),
                 self.theta_min,
+                *_range(self.neurons, n_neurons),
             ]
         )
+
+
+def _check_neurons(neurons: tuple[int, int] | None) -> None:
+    if neurons is None:
+        return
+    ok = (
+        isinstance(neurons, tuple | list)
+        and len(neurons) == 2
+        and all(isinstance(v, int | np.integer) for v in neurons)
+        and 0 <= neurons[0] < neurons[1]
+    )
+    if not ok:
+        raise ConfigError(
+            f"`neurons` must be a (lo, hi) pair of ints with 0 <= lo < hi, got {neurons!r}; "
+            "use None for all neurons"
+        )
+
+
+def _range(neurons: tuple[int, int] | None, n_neurons: int) -> tuple[float, float]:
+    if neurons is None:
+        return 0.0, float(n_neurons)
+    if neurons[1] > n_neurons:
+        raise ConfigError(
+            f"homeostasis `neurons` {tuple(neurons)} reaches past the {n_neurons} neurons "
+            "of the network"
+        )
+    return float(neurons[0]), float(neurons[1])
 
 
 Homeostasis = AdaptiveThreshold | RateTargetThreshold
@@ -90,4 +126,6 @@ def homeostasis_from_json(data: dict[str, Any]) -> Homeostasis:
     name = data.pop("type", None)
     if name not in _KINDS:
         raise ConfigError(f"unknown homeostasis {name!r}; known: {sorted(_KINDS)}")
+    if data.get("neurons") is not None:
+        data["neurons"] = tuple(int(v) for v in data["neurons"])
     return _KINDS[name](**data)

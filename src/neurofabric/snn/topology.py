@@ -130,13 +130,24 @@ class DistanceDependent:
 
 @dataclass(frozen=True)
 class AllToAll:
-    """Every source to every target (no self connections unless ``allow_self``)."""
+    """Every source to every target (no self connections unless ``allow_self``).
+
+    ``skip_partner=True`` also leaves out source ``i`` of the source range to target ``i`` of
+    the target range: the lateral inhibition of Diehl & Cook (2015), where inhibitory neuron
+    ``i`` inhibits every excitatory neuron but the one that drives it.
+    """
+
+    skip_partner: bool = False
 
     def kind(self) -> int:
         return rowgen.KIND_ALL_TO_ALL
 
     def check_sizes(self, n_src: int, n_tgt: int, allow_self: bool) -> None:
-        return None
+        if self.skip_partner and n_src != n_tgt:
+            raise ConfigError(
+                "AllToAll(skip_partner=True) pairs source i with target i, so it needs as "
+                f"many sources as targets, got {n_src} sources and {n_tgt} targets"
+            )
 
     def degree(self) -> int:
         return 0

@@ -544,7 +544,9 @@ def _homeostasis(h_prm, theta, nparam, spiked, n_spk):
     decay = h_prm[2]
     down = h_prm[3]
     floor = h_prm[6]
-    for i in range(theta.shape[0]):
+    lo = int(h_prm[7])
+    hi = int(h_prm[8])
+    for i in range(lo, hi):
         th = theta[i] * decay - down
         if th < floor:
             th = floor
@@ -552,8 +554,9 @@ def _homeostasis(h_prm, theta, nparam, spiked, n_spk):
         theta[i] = th
     for q in range(n_spk):
         j = spiked[q]
-        nparam[2, j] += h_prm[1]
-        theta[j] += h_prm[1]
+        if lo <= j < hi:
+            nparam[2, j] += h_prm[1]
+            theta[j] += h_prm[1]
 
 
 @njit(cache=True)

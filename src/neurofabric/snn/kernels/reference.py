@@ -393,11 +393,13 @@ def simulate(
         refrac[spikes] = ref_steps[spikes]
         h_prm, theta = homeo
         if h_prm.size and h_prm[5] == 0.0:  # threshold homeostasis (after the test)
-            th = np.maximum(theta * h_prm[2] - h_prm[3], h_prm[6])
-            nparam[2] += th - theta
-            theta[:] = th
-            nparam[2][spikes] += h_prm[1]
-            theta[spikes] += h_prm[1]
+            lo, hi = int(h_prm[7]), int(h_prm[8])
+            th = np.maximum(theta[lo:hi] * h_prm[2] - h_prm[3], h_prm[6])
+            nparam[2][lo:hi] += th - theta[lo:hi]
+            theta[lo:hi] = th
+            hit = spikes[(spikes >= lo) & (spikes < hi)]
+            nparam[2][hit] += h_prm[1]
+            theta[hit] += h_prm[1]
         rate[k] = spikes.size
         counters[1] += spikes.size
         shown = spikes[spk_mask[spikes]]

@@ -145,7 +145,8 @@ def _all_targets(n_t, tgt0, self_t, out_t):
 # Each topology kind has one generator with the same signature, so a compiled variant for
 # one kind can bind the others to ``_no_targets`` and compile only what it uses.
 # ``rk`` is the row key, ``n_t``/``tgt0`` the target range, ``self_t`` the excluded target
-# (relative, -1 for none); the targets written are absolute.
+# (relative, -1 for none); the targets written are absolute. ``ip[7]``: 0 excludes the
+# neuron itself, 1 allows it, 2 excludes the partner (same offset in source and target range).
 
 
 def _targets_random(ip, fp, rk, src, n_t, tgt0, self_t, out_t):
@@ -283,7 +284,10 @@ def gen_targets(ip, fp, key, src, out_t):
     tgt0 = ip[3]
     n_t = ip[4] - tgt0
     rk = row_key(key, src)
-    self_t = src - tgt0 if (ip[7] == 0 and 0 <= src - tgt0 < n_t) else -1
+    if ip[7] == 2:  # skip the partner: source i of the range -> target i of the range
+        self_t = src - ip[1] if src - ip[1] < n_t else -1
+    else:
+        self_t = src - tgt0 if (ip[7] == 0 and 0 <= src - tgt0 < n_t) else -1
     if kind == KIND_RANDOM:
         return _targets_random(ip, fp, rk, src, n_t, tgt0, self_t, out_t)
     if kind == KIND_OUT_DEGREE:
