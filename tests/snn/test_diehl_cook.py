@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from neurofabric.core.errors import ConfigError, NotFittedError, ShapeError
+from neurofabric.core.errors import CheckpointError, ConfigError, NotFittedError, ShapeError
 from neurofabric.snn.diehl_cook import DiehlCookClassifier
 
 PARAMS = {"n_neurons": 50, "seed": 0, "norm_per_input": 0.3, "theta_plus": 0.2e-3}
@@ -82,3 +82,90 @@ def test_report_save_load_and_plots(digits, tmp_path):
         .st_size
         > 1000
     )
+
+
+def test_checkpoint_resume_equals_an_uninterrupted_run(digits, tmp_path):
+    x, y = digits
+    p = {**PARAMS, "n_neurons": 12}
+    full = DiehlCookClassifier(**p).fit(x[:40], y[:40], label_images=None)
+    ck = tmp_path / "ck"
+    seen = []
+    DiehlCookClassifier(**p).fit(
+        x[:40],
+        y[:40],
+        label_images=None,
+        checkpoint=ck,
+        checkpoint_every=15,
+        callback=lambda pr: seen.append(pr.image),
+    )
+    assert seen == list(range(1, 41))
+
+    # interrupt: keep only the state after 30 images by training on a stopping callback
+    class Stop(Exception):
+        pass
+
+    def stop_at_31(pr):
+        if pr.image == 31:
+            raise Stop
+
+    ck2 = tmp_path / "ck2"
+    with pytest.raises(Stop):
+        DiehlCookClassifier(**p).fit(
+            x[:40],
+            y[:40],
+            label_images=None,
+            checkpoint=ck2,
+            checkpoint_every=15,
+            callback=stop_at_31,
+        )
+    resumed_from = []
+    back = DiehlCookClassifier(**p).fit(
+        x[:40],
+        y[:40],
+        label_images=None,
+        checkpoint=ck2,
+        checkpoint_every=15,
+        resume=True,
+        callback=lambda pr: resumed_from.append(pr.image),
+    )
+    assert resumed_from[0] == 31  # continued after the checkpoint at 30 images
+    np.testing.assert_array_equal(back.input_weights_, full.input_weights_)
+    np.testing.assert_array_equal(back.net_.theta_, full.net_.theta_)
+    np.testing.assert_array_equal(back.assignments_, full.assignments_)
+    with pytest.raises(CheckpointError, match="other"):
+        DiehlCookClassifier(**{**p, "theta_plus": 1e-3}).fit(
+            x[:40], y[:40], checkpoint=ck2, resume=True
+        )
+    with pytest.raises(CheckpointError, match="other"):
+        DiehlCookClassifier(**p).fit(x[1:41], y[1:41], checkpoint=ck2, resume=True)
+
+
+@pytest.mark.parametrize("bits", [4, 2])
+def test_quantization_aware_learning_keeps_weights_on_the_grid(digits, bits):
+    x, y = digits
+    clf = DiehlCookClassifier(**{**PARAMS, "n_neurons": 20, "weight_bits": bits})
+    clf.fit(x[:60], y[:60], label_images=0)
+    w = clf.input_weights_.astype(np.float64)
+    levels = 2 ** (bits - 1) - 1
+    scale = np.abs(w).max(axis=1, keepdims=True) / levels
+    codes = w / scale
+    # every weight the network uses is an integer multiple of its neuron's scale
+    np.testing.assert_allclose(codes, np.round(codes), atol=1e-3)
+    assert len(np.unique(np.round(codes))) <= levels + 1
+    with pytest.raises(ConfigError, match="weight_bits"):
+        DiehlCookClassifier(weight_bits=3)
+
+
+def test_post_training_stp_changes_responses_and_switches_off(digits):
+    from neurofabric.snn.stp import ShortTermPlasticity
+
+    x, y = digits
+    clf = DiehlCookClassifier(**{**PARAMS, "n_neurons": 10}).fit(x[:30], y[:30], label_images=0)
+    w = clf.input_weights_.copy()
+    plain = clf.responses(x[100:110])
+    clf.set_stp(ShortTermPlasticity(U=0.5, tau_rec=0.3, mode="release"))
+    depressed = clf.responses(x[100:110])
+    assert depressed.sum() < plain.sum()  # depression weakens the drive
+    np.testing.assert_array_equal(clf.input_weights_, w)  # weights frozen
+    clf.set_stp(None)
+    assert clf.net_.stp_[4].size == 0

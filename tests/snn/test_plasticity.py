@@ -199,3 +199,34 @@ def test_plasticity_errors():
     net.connect(Random(p=0.1), weight=0.5, source_range=(4, 8), plasticity=PairSTDP())
     with pytest.raises(ConfigError, match="one rule per source group"):
         net.build()
+
+
+@pytest.mark.parametrize("name", ["visual_cortex_all_to_all_minimal", "visual_cortex_nearest_full"])
+def test_triplet_presets_reproduce_the_frequency_dependence_of_pairing(name):
+    """Sjostrom et al. (2001), as fitted by Pfister & Gerstner (2006, Fig. 4): at 0.1 Hz
+    pre-post pairing (+10 ms) barely changes the weight while post-pre (-10 ms) depresses; at
+    40 Hz both orders potentiate once the traces reach their regime (60 pairings)."""
+    rule = TripletSTDP.preset(name, w_scale=W0, w_max=1.0)
+
+    def pairing(rate, lag_ms, n):
+        period = int(round(1 / rate / DT))
+        pre = [200 + k * period for k in range(n)]
+        post = [p + int(round(lag_ms * 1e-3 / DT)) for p in pre]
+        dw, posts = _run_pattern(rule, pre, post)
+        assert posts == post
+        expected = _triplet_expectation(rule, pre, post, nearest=rule.interaction == "nearest")
+        assert dw == pytest.approx(expected, rel=1e-3, abs=1e-12)
+        return dw / (n * W0)  # relative change per pairing
+
+    ltd = pairing(0.1, -10.0, 5)
+    assert ltd < -1e-3
+    assert abs(pairing(0.1, +10.0, 5)) < 0.05 * abs(ltd)
+    assert pairing(40.0, +10.0, 60) > 1e-3
+    assert pairing(40.0, -10.0, 60) > 1e-3
+
+
+def test_triplet_preset_errors():
+    with pytest.raises(ConfigError, match="unknown triplet preset"):
+        TripletSTDP.preset("visual_cortex_nearest_minimal")
+    rule = TripletSTDP.preset("hippocampal_all_to_all_full", w_scale=2.0)
+    assert rule.a2_plus == pytest.approx(2 * 6.1e-3) and rule.tau_y == pytest.approx(27e-3)

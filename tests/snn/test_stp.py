@@ -121,3 +121,35 @@ def test_stp_errors():
     net.connect(Random(p=0.5), weight=1e-3)
     with pytest.raises(ConfigError, match="whole source group"):
         net.build()
+
+
+def test_set_stp_after_build_equals_stp_at_connect():
+    def make(stp):
+        net = SpikingNetwork(
+            60, dt=DT, seed=4, v_init=(-70e-3, -56e-3), neuron=LIFParams(i_ext=1.4e-9)
+        )
+        net.add_input("x", PoissonInput(30, rate=40.0))
+        net.connect(Random(p=0.3), source="x", weight=5e-3, stp=stp)
+        return net.build()
+
+    stp = ShortTermPlasticity(U=0.3, tau_rec=0.1, tau_facil=0.05)
+    ref = make(stp).run(0.2, monitors=[SpikeMonitor()])
+    late = make(None)
+    late.set_stp(stp)
+    got = late.run(0.2, monitors=[SpikeMonitor()])
+    np.testing.assert_array_equal(got.spike_indices, ref.spike_indices)
+    # modulation with k = 0 is the plain network; removing STP restores it too
+    plain = make(None).run(0.2, monitors=[SpikeMonitor()])
+    zero = make(stp)
+    zero.set_stp(ShortTermPlasticity(mode="modulate", k=0.0))
+    np.testing.assert_array_equal(
+        zero.run(0.2, monitors=[SpikeMonitor()]).spike_indices, plain.spike_indices
+    )
+    gone = make(stp)
+    gone.set_stp(None)
+    np.testing.assert_array_equal(
+        gone.run(0.2, monitors=[SpikeMonitor()]).spike_indices, plain.spike_indices
+    )
+    assert not np.array_equal(ref.spike_indices, plain.spike_indices)
+    with pytest.raises(ConfigError, match="source"):
+        late.set_stp(stp, source="pixels")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 
@@ -248,13 +249,25 @@ def mnist_train(
     images: int = typer.Option(60000, help="Training images (one pass)."),
     label_images: int = typer.Option(10000, help="Images used to label the neurons."),
     seed: int = typer.Option(0, help="Seed of the network and the input spikes."),
+    weight_bits: int | None = typer.Option(
+        None, help="Quantization-aware learning with 2, 4 or 8-bit weights."
+    ),
+    checkpoint: Path | None = typer.Option(
+        None, help="Folder for training checkpoints (default: OUT.checkpoint)."
+    ),
+    checkpoint_every: int = typer.Option(1000, help="Images between checkpoints."),
+    resume: bool = typer.Option(False, help="Continue from the checkpoint if there is one."),
 ) -> None:
-    """Train a Diehl & Cook network without labels, label its neurons, save it."""
+    """Train a Diehl & Cook network without labels, label its neurons, save it.
+
+    A checkpoint is written every --checkpoint-every images; after an interruption the same
+    command with --resume continues where it stopped and ends with the same model."""
     from neurofabric.snn.diehl_cook import DiehlCookClassifier
 
+    ck = checkpoint if checkpoint is not None else out.with_name(out.name + ".checkpoint")
     try:
         x, y = _load_digits_set("train", dataset, data_dir, images)
-        clf = DiehlCookClassifier(n_neurons=neurons, seed=seed)
+        clf = DiehlCookClassifier(n_neurons=neurons, seed=seed, weight_bits=weight_bits)
         progress = Progress(
             TextColumn("training"),
             BarColumn(),
@@ -271,13 +284,20 @@ def mnist_train(
                 x,
                 y,
                 label_images=0,
+                checkpoint=ck,
+                checkpoint_every=checkpoint_every,
+                resume=resume,
                 callback=lambda p: progress.update(
-                    task, completed=p.image, info=f"{p.images_per_s:.1f} img/s"
+                    task,
+                    completed=p.image,
+                    info=f"{p.images_per_s:.1f} img/s"
+                    + ("" if p.running_accuracy is None else f", ~{p.running_accuracy:.1%} acc"),
                 ),
             )
         with console.status(f"labelling the neurons from {min(label_images, len(x))} images"):
             clf.relabel(x[:label_images], y[:label_images])
         clf.save(out)
+        shutil.rmtree(ck, ignore_errors=True)
     except NeurofabricError as exc:
         err_console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc

@@ -33,6 +33,7 @@ from neurofabric.snn.monitors import SpikeMonitor
 from neurofabric.snn.network import SpikingNetwork
 from neurofabric.snn.params import LIFParams, SynapseParams
 from neurofabric.snn.plasticity import DiehlCookSTDP, rule_from_json, rule_to_json
+from neurofabric.snn.stp import ShortTermPlasticity
 from neurofabric.snn.topology import AllToAll, OneToOne
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,62 @@ _PARAMS = (
     "dt",
     "seed",
     "backend",
+    "weight_bits",
 )
+
+
+def _fingerprint(xs: np.ndarray, ys: np.ndarray, epochs: int) -> str:
+    """A short digest of the training set, so a checkpoint is only resumed on its own data."""
+    import hashlib
+
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(xs).tobytes())
+    h.update(np.ascontiguousarray(ys).tobytes())
+    h.update(str(epochs).encode())
+    return h.hexdigest()[:32]
+
+
+def _jsonable(v: Any) -> Any:
+    import json
+
+    return json.loads(json.dumps(v, default=str))
+
+
+class _RunningAccuracy:
+    """Classify each training image from its response with labels assigned from the
+    responses of the ``window`` images before it (reassigned every 250 images); the
+    estimate is the hit rate of the last ``window`` such predictions."""
+
+    def __init__(self, n_neurons: int, classes: np.ndarray, window: int = 1000) -> None:
+        self.classes = classes
+        self.resp = np.zeros((window, n_neurons))
+        self.lab = np.full(window, -1, np.int64)
+        self.hit = np.full(window, -1, np.int8)  # -1: no prediction made
+        self.n = 0
+        self.assign: np.ndarray | None = None
+
+    def add(self, counts: np.ndarray, label: int) -> None:
+        slot = self.n % len(self.lab)
+        if self.assign is not None:
+            scores = [
+                counts[self.assign == c].mean() if np.any(self.assign == c) else 0.0
+                for c in self.classes
+            ]
+            self.hit[slot] = self.classes[int(np.argmax(scores))] == label
+        self.resp[slot], self.lab[slot] = counts, label
+        self.n += 1
+        if self.n % 250 == 0:
+            seen = self.lab >= 0
+            means = np.zeros((len(self.classes), self.resp.shape[1]))
+            for c, cls in enumerate(self.classes):
+                sel = seen & (self.lab == cls)
+                if np.any(sel):
+                    means[c] = self.resp[sel].mean(axis=0)
+            self.assign = self.classes[np.argmax(means, axis=0)]
+
+    def accuracy(self) -> float | None:
+        made = self.hit >= 0
+        return float(self.hit[made].mean()) if np.any(made) else None
 
 
 @dataclass
@@ -73,6 +129,11 @@ class DiehlCookClassifier:
     ``max_rate`` is the Poisson rate of a full-intensity pixel (63.75 Hz); images are shown
     for ``t_present`` (350 ms) followed by ``t_rest`` (150 ms) of silence, and shown again
     with ``rate_boost`` more intensity while the layer fires fewer than ``min_spikes`` spikes.
+
+    ``weight_bits`` (2, 4 or 8) turns on quantization-aware learning: the network computes
+    with the per-neuron symmetric rounding of float master weights; the STDP change of each
+    image is added to the master weights (a straight-through estimate), which are then
+    normalized and rounded again for the next image.
     """
 
     def __init__(
@@ -92,6 +153,7 @@ class DiehlCookClassifier:
         dt: float = 0.5 * ms,
         seed: SeedLike = 0,
         backend: str = "auto",
+        weight_bits: int | None = None,
     ) -> None:
         self.n_neurons = check_int("n_neurons", n_neurons, min_value=1)
         self.max_rate = check_positive("max_rate", max_rate, "Hz")
@@ -107,6 +169,11 @@ class DiehlCookClassifier:
         self.dt = dt
         self.seed = seed_to_int(seed)
         self.backend = backend
+        if weight_bits is not None and weight_bits not in (2, 4, 8):
+            raise ConfigError(
+                f"`weight_bits` must be 2, 4, 8 or None (float weights), got {weight_bits!r}"
+            )
+        self.weight_bits = weight_bits
 
     # -------------------------------------------------------------- network
     def _build(self, n_input: int) -> SpikingNetwork:
@@ -127,7 +194,9 @@ class DiehlCookClassifier:
             dt=self.dt,
             max_delay=self.dt,
             synapse=SynapseParams("coba", tau_e=1 * ms, tau_i=2 * ms, e_exc=0.0, e_inh=-100 * mV),
-            homeostasis=AdaptiveThreshold(theta_plus=self.theta_plus, tau_theta=1e4),
+            homeostasis=AdaptiveThreshold(
+                theta_plus=self.theta_plus, tau_theta=1e4, neurons=(0, n)
+            ),
             v_init="rest",
             propagation="event",
             backend=self.backend,
@@ -145,7 +214,7 @@ class DiehlCookClassifier:
         )
         net.connect(OneToOne(), source_range=(0, n), target_range=(n, 2 * n), weight=self.w_exc_inh)
         net.connect(
-            AllToAll(),
+            AllToAll(skip_partner=True),
             source_range=(n, 2 * n),
             target_range=(0, n),
             weight=self.w_exc_inh,
@@ -194,35 +263,157 @@ class DiehlCookClassifier:
         epochs: int = 1,
         label_images: int | None = 10000,
         callback: Callable[[TrainProgress], None] | None = None,
+        checkpoint: str | os.PathLike[str] | None = None,
+        checkpoint_every: int = 1000,
+        resume: bool = False,
     ) -> DiehlCookClassifier:
         """Learn without labels from ``x``, then label the neurons with ``y``: from a pass
         over the first ``label_images`` images with learning frozen (None: from the
-        responses recorded while learning, as Diehl & Cook do, which is faster)."""
+        responses recorded while learning, as Diehl & Cook do, which is faster).
+
+        ``checkpoint`` names a directory rewritten (atomically) every ``checkpoint_every``
+        images; with ``resume=True`` an existing checkpoint there is continued from the image
+        after it was written, and the result equals an uninterrupted run (same ``x``, ``y``
+        and parameters: a mismatch raises ``CheckpointError``). The ``callback`` gets a
+        :class:`TrainProgress` per image, with a running accuracy estimate: each image is
+        classified from its training response with labels assigned from the responses of the
+        1,000 images before it (learning on, so it lags the accuracy of the frozen network).
+        """
         xs = self._check_x(x)
         ys = self._check_y(y, len(xs))
         check_int("epochs", epochs, min_value=1)
-        self.n_input_ = xs.shape[1]
-        self.scale_ = 1.0 / max(float(xs.max()), 1e-12)
-        self.net_ = self._build(self.n_input_)
-        self.classes_ = np.unique(ys)
-        responses = np.zeros((len(xs), self.n_neurons))
-        t0 = time.perf_counter()
+        check_int("checkpoint_every", checkpoint_every, min_value=1)
         total = epochs * len(xs)
-        for epoch in range(epochs):
-            order = np.random.default_rng(self.seed + epoch).permutation(len(xs))
-            for k, i in enumerate(order):
-                responses[i] = self._present(self.net_, xs[i], self.scale_)
-                self.net_.normalize_weights("pixels", self.norm_per_input * self.n_input_)
-                if callback is not None:
-                    done = epoch * len(xs) + k + 1
-                    callback(TrainProgress(done, total, done / (time.perf_counter() - t0), None))
+        fingerprint = _fingerprint(xs, ys, epochs)
+        done = 0
+        if resume and checkpoint is not None and (Path(checkpoint) / "classifier").exists():
+            done, responses, master = self._load_progress(Path(checkpoint), fingerprint)
+            log.info("resuming training from %s at image %d of %d", checkpoint, done, total)
+        else:
+            self.n_input_ = xs.shape[1]
+            self.scale_ = 1.0 / max(float(xs.max()), 1e-12)
+            self.net_ = self._build(self.n_input_)
+            self.classes_ = np.unique(ys)
+            responses = np.zeros((len(xs), self.n_neurons), np.uint16)
+            master = self._plastic_weights().copy() if self.weight_bits else None
+        run_est = _RunningAccuracy(self.n_neurons, self.classes_)
+        t0 = time.perf_counter()
+        start = done
+        order = None
+        for step in range(done, total):
+            epoch, k = divmod(step, len(xs))
+            if order is None or k == 0:
+                order = np.random.default_rng(self.seed + epoch).permutation(len(xs))
+            i = int(order[k])
+            if master is not None:
+                self._set_plastic_weights(self._rounded(master))
+                before = self._plastic_weights().copy()
+            counts = self._present(self.net_, xs[i], self.scale_)
+            responses[i] = np.minimum(counts, np.iinfo(np.uint16).max)
+            if master is not None:
+                master += self._plastic_weights() - before
+                np.clip(master, 0.0, self.rule.w_max, out=master)
+                self._set_plastic_weights(master)
+            self.net_.normalize_weights("pixels", self.norm_per_input * self.n_input_)
+            if master is not None:
+                master[:] = self._plastic_weights()
+            run_est.add(counts, int(ys[i]))
+            if checkpoint is not None and ((step + 1) % checkpoint_every == 0 or step + 1 == total):
+                if master is not None:
+                    self._set_plastic_weights(self._rounded(master))
+                self._save_progress(Path(checkpoint), step + 1, fingerprint, responses, master)
+            if callback is not None:
+                rate = (step + 1 - start) / max(time.perf_counter() - t0, 1e-9)
+                callback(TrainProgress(step + 1, total, rate, run_est.accuracy()))
+        if master is not None:
+            self._set_plastic_weights(self._rounded(master))
         if label_images is None:
-            self._assign(responses, ys)
+            self._assign(responses.astype(np.float64), ys)
         else:
             self.assignments_ = np.zeros(self.n_neurons, ys.dtype)
             if label_images > 0:
                 self.relabel(xs[:label_images], ys[:label_images])
         return self
+
+    # ------------------------------------------------------- quantization-aware learning
+    def _plastic_mask(self) -> np.ndarray:
+        csr = self.net_.input_csr_
+        return csr.mask == 1 if csr.mask.size else np.ones(csr.n_synapses, bool)
+
+    def _plastic_weights(self) -> np.ndarray:
+        csr = self.net_.input_csr_
+        return csr.weights[self._plastic_mask()].astype(np.float64)
+
+    def _set_plastic_weights(self, w: np.ndarray) -> None:
+        csr = self.net_.input_csr_
+        csr.weights[self._plastic_mask()] = w
+
+    def _rounded(self, w: np.ndarray) -> np.ndarray:
+        """Per-neuron symmetric rounding of plastic weights given in CSR order."""
+        from neurofabric.quant import QuantSpec, fake_quantize
+
+        csr = self.net_.input_csr_
+        mask = self._plastic_mask()
+        tgt, src = csr.indices[mask], csr.sources()[mask]
+        dense = np.zeros((self.n_neurons, self.n_input_))
+        dense[tgt, src] = w
+        spec = QuantSpec(bits=self.weight_bits, scheme="symmetric", granularity="channel")
+        return fake_quantize(dense, spec)[tgt, src]
+
+    # ------------------------------------------------------------------ checkpoints
+    def _save_progress(
+        self,
+        path: Path,
+        done: int,
+        fingerprint: str,
+        responses: np.ndarray,
+        master: np.ndarray | None,
+    ) -> None:
+        arrays = {"responses": responses, "classes": self.classes_}
+        if master is not None:
+            arrays["master_weights"] = master
+        with atomic_directory(path) as tmp:
+            self.net_.save(tmp / "network")
+            params = {k: getattr(self, k) for k in _PARAMS}
+            params["rule"] = rule_to_json(self.rule)
+            save_checkpoint(
+                tmp / "classifier",
+                engine=_ENGINE + ".training",
+                params=params,
+                arrays=arrays,
+                meta={
+                    "n_input": self.n_input_,
+                    "scale": self.scale_,
+                    "done": done,
+                    "fingerprint": fingerprint,
+                },
+            )
+
+    def _load_progress(
+        self, path: Path, fingerprint: str
+    ) -> tuple[int, np.ndarray, np.ndarray | None]:
+        ck = load_checkpoint(path / "classifier", engine=_ENGINE + ".training")
+        mine = {k: getattr(self, k) for k in _PARAMS}
+        mine["rule"] = rule_to_json(self.rule)
+        theirs = dict(ck.params)
+        if _jsonable(mine) != _jsonable(theirs) or ck.meta.get("fingerprint") != fingerprint:
+            diff = sorted(k for k in mine if _jsonable(mine[k]) != _jsonable(theirs.get(k)))
+            raise CheckpointError(
+                f"{path}: the checkpoint was written for other parameters ({diff}) or other "
+                "training data; pass resume=False (or another checkpoint directory) to start over"
+            )
+        self.net_ = SpikingNetwork.load(path / "network")
+        self.n_input_ = int(ck.meta["n_input"])
+        self.scale_ = float(ck.meta["scale"])
+        self.classes_ = np.array(ck.arrays["classes"])
+        n = self.n_neurons
+        self._exc, self._inh = np.arange(n), np.arange(n, 2 * n)
+        master = ck.arrays.get("master_weights")
+        return (
+            int(ck.meta["done"]),
+            np.array(ck.arrays["responses"]),
+            None if master is None else np.array(master),
+        )
 
     def _check_y(self, y: Any, n: int) -> np.ndarray:
         ys = np.asarray(y)
@@ -249,6 +440,15 @@ class DiehlCookClassifier:
         finally:
             net.set_learning(True)
             net.freeze_homeostasis(False)
+
+    def set_stp(self, stp: ShortTermPlasticity | None) -> DiehlCookClassifier:
+        """The post-training short-term-plasticity phase: the learned input weights stay
+        frozen and each pixel's spikes are transmitted with efficacy ``w + k w r(t)``
+        (``ShortTermPlasticity(mode="modulate")``), or ``w r(t)`` with ``mode="release"``;
+        ``None`` switches it off. Relabel afterwards (:meth:`relabel`): the responses change."""
+        self._require_fitted()
+        self.net_.set_stp(stp, source="inputs")
+        return self
 
     def predict(self, x: Any) -> np.ndarray:
         """The class whose assigned neurons fire most on average."""

@@ -273,6 +273,13 @@ class SpikingNetwork:
             check_number("inh_weight", inh_weight)
         check_nonnegative("inh_weight_std", inh_weight_std)
         topology.check_sizes(src[1] - src[0], tgt[1] - tgt[0], allow_self)
+        overlap = source == "neurons" and src[0] < tgt[1] and tgt[0] < src[1]
+        if getattr(topology, "skip_partner", False) and overlap and src != tgt and not allow_self:
+            raise ConfigError(
+                "AllToAll(skip_partner=True) on overlapping but different source and target "
+                f"ranges {src} and {tgt} would keep self connections; use equal or disjoint "
+                "ranges, or pass allow_self=True"
+            )
         use_dale = (source == "neurons") if dale is None else bool(dale)
         if plasticity is not None:
             check_plastic_projection(
@@ -444,7 +451,27 @@ class SpikingNetwork:
     def _homeo_args(self) -> tuple[np.ndarray, np.ndarray]:
         if self.homeostasis is None:
             return np.empty(0), self.theta_
-        return self.homeostasis.vector(self.dt), self.theta_
+        return self.homeostasis.vector(self.dt, self.n_neurons), self.theta_
+
+    def set_stp(self, stp: ShortTermPlasticity | None, *, source: str = "inputs") -> None:
+        """Give every projection of a source group (``"inputs"``: all input groups, or
+        ``"neurons"``) this short-term plasticity, or remove it with ``None``; works after
+        :meth:`build` too, which is how the post-training mode is switched on
+        (``ShortTermPlasticity(mode="modulate")``: weights kept, efficacy ``w + k w r``).
+        The utilization and resources of the group restart from rest."""
+        check_choice("source", source, ("inputs", "neurons"))
+        if stp is not None and (not isinstance(stp, ShortTermPlasticity) or self.storage != "csr"):
+            raise ConfigError(
+                "`stp` must be a ShortTermPlasticity (or None) and needs storage='csr', "
+                f"got {stp!r} with storage={self.storage!r}"
+            )
+        recurrent = source == "neurons"
+        self.projections = [
+            replace(p, stp=stp) if (p.source == "neurons") == recurrent else p
+            for p in self.projections
+        ]
+        if hasattr(self, "stp_"):
+            self._make_stp_state()
 
     def set_learning(self, enabled: bool) -> None:
         """Turn synaptic plasticity on or off (weights and traces stay as they are)."""
