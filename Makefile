@@ -33,10 +33,22 @@ format: $(STAMP)
 	$(PY) -m ruff check --fix src tests benchmarks
 
 # Peers that clash with our dependencies (Brian2 wants numpy<2.4) live in their own venv.
-$(PEERS)/.installed: benchmarks/peers/requirements.txt
+# torch is installed first, pinned (requirements-torch.txt), and is a constraint of every later
+# step; bindsnet goes in last with --no-deps (its metadata asks for torch>=2.14), its runtime
+# dependencies from requirements-bindsnet.txt.
+PEER_REQS := $(addprefix benchmarks/peers/,requirements-torch.txt requirements.txt \
+	requirements-bindsnet.txt requirements-nodeps.txt)
+$(PEERS)/.installed: $(PEER_REQS)
 	test -x $(PEERS)/bin/python || $(PYTHON) -m venv $(PEERS)
 	$(PEERS)/bin/python -m pip install -q --upgrade pip
-	$(PEERS)/bin/python -m pip install -q -r benchmarks/peers/requirements.txt
+	$(PEERS)/bin/python -m pip install -q -r benchmarks/peers/requirements-torch.txt
+	$(PEERS)/bin/python -m pip install -q -c benchmarks/peers/requirements-torch.txt \
+		-r benchmarks/peers/requirements.txt
+	$(PEERS)/bin/python -m pip install -q -c benchmarks/peers/requirements-torch.txt \
+		-c benchmarks/peers/requirements.txt -r benchmarks/peers/requirements-bindsnet.txt
+	$(PEERS)/bin/python -m pip install -q --no-deps -r benchmarks/peers/requirements-nodeps.txt
+	$(PEERS)/bin/python -c "import torch, bindsnet; v = torch.__version__; \
+		assert v.split('+')[0] == '2.13.0', f'peers venv: torch {v}, expected 2.13.0'"
 	touch $(PEERS)/.installed
 
 peers: $(PEERS)/.installed

@@ -809,6 +809,8 @@ def _simulate_steps(
             key_t = row_key(p_key[g], t)
             for i in range(p_n[g]):
                 j = p_start[g] + i
+                if p_lam[j] <= 0.0:
+                    continue  # silent source: no draw (the stream is keyed by source)
                 u = uniform(key_t, i)
                 if u > p_elam[j]:
                     m = poisson_count(p_lam[j], p_elam[j], u)
