@@ -110,6 +110,34 @@ def test_mnist_train_and_eval_on_a_fake_dataset(tmp_path):
     )
     assert res.exit_code == 0, res.output
     assert (model / "network" / "manifest.json").is_file()
+    assert not (tmp_path / "model.checkpoint").exists()  # removed once the model is saved
+    # 4-bit aware learning, resumed from a checkpoint left by an interrupted run
+    common = ["snn", "mnist", "train", "--data-dir", str(tmp_path / "data"), "--neurons", "6"]
+    common += ["--images", "30", "--label-images", "30", "--weight-bits", "4"]
+    common += ["--checkpoint", str(tmp_path / "ck"), "--checkpoint-every", "10"]
+    res = runner.invoke(app, [*common, "--out", str(tmp_path / "q1")])
+    assert res.exit_code == 0, res.output
+    from neurofabric.data import load_mnist
+    from neurofabric.snn.diehl_cook import DiehlCookClassifier
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_21(p):
+        if p.image == 21:
+            raise Stop
+
+    x, y = load_mnist("train", data_dir=tmp_path / "data")
+    with pytest.raises(Stop):  # an interrupted run leaves its checkpoint at 20 images
+        DiehlCookClassifier(n_neurons=6, weight_bits=4).fit(
+            x[:30], y[:30], checkpoint=tmp_path / "ck", checkpoint_every=10, callback=stop_at_21
+        )
+    res = runner.invoke(app, [*common, "--out", str(tmp_path / "q2"), "--resume"])
+    assert res.exit_code == 0, res.output
+    assert "resumed from the checkpoint after image 20" in res.output
+    a = DiehlCookClassifier.load(tmp_path / "q1").input_weights_
+    b = DiehlCookClassifier.load(tmp_path / "q2").input_weights_
+    np.testing.assert_array_equal(a, b)
     res = runner.invoke(
         app,
         [

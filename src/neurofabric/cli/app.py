@@ -279,6 +279,13 @@ def mnist_train(
             transient=True,
         )
         task = progress.add_task("training", total=len(x), info="")
+        first: list[int | None] = [None]
+
+        def on_image(p) -> None:
+            first[0] = p.image if first[0] is None else first[0]
+            acc = "" if p.running_accuracy is None else f", ~{p.running_accuracy:.1%} acc"
+            progress.update(task, completed=p.image, info=f"{p.images_per_s:.1f} img/s{acc}")
+
         with progress:
             clf.fit(
                 x,
@@ -287,13 +294,10 @@ def mnist_train(
                 checkpoint=ck,
                 checkpoint_every=checkpoint_every,
                 resume=resume,
-                callback=lambda p: progress.update(
-                    task,
-                    completed=p.image,
-                    info=f"{p.images_per_s:.1f} img/s"
-                    + ("" if p.running_accuracy is None else f", ~{p.running_accuracy:.1%} acc"),
-                ),
+                callback=on_image,
             )
+        if first[0] is not None and first[0] > 1:
+            console.print(f"resumed from the checkpoint after image {first[0] - 1}")
         with console.status(f"labelling the neurons from {min(label_images, len(x))} images"):
             clf.relabel(x[:label_images], y[:label_images])
         clf.save(out)
