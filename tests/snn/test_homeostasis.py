@@ -146,6 +146,18 @@ def test_normalize_weights_sets_each_targets_sum():
     np.testing.assert_array_equal(csr.weights[~plastic], static_before)
     with pytest.raises(ConfigError, match="not plastic"):
         net.normalize_weights("y", total=1.0)
+    # the compiled kernel equals the numpy version bit for bit (same summation order)
+    from neurofabric.snn.plasticity import normalize_incoming
+
+    rng = np.random.default_rng(0)
+    csr.weights[plastic] = rng.random(int(plastic.sum())).astype(np.float32) * 1e-3
+    copy = csr.weights.copy()
+    net.normalize_weights("x", total=0.03)
+    fast = csr.weights.copy()
+    csr.weights[:] = copy
+    normalize_incoming(csr, 0, 50, 0.03, 30, "x")  # numpy
+    np.testing.assert_array_equal(fast, csr.weights)
+    assert not np.array_equal(fast, copy)
 
 
 def test_set_input_rates_changes_the_drive():

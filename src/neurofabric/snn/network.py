@@ -520,7 +520,7 @@ class SpikingNetwork:
             hi = lo + self.inputs[source].n
         else:
             raise ConfigError(f"`source` must be 'neurons' or an input name, got {source!r}")
-        normalize_incoming(csr, lo, hi, total, self.n_neurons, source)
+        normalize_incoming(csr, lo, hi, total, self.n_neurons, source, self._k)
 
     def _make_stp_state(self) -> None:
         rec = single_stp([p for p in self.projections if p.source == "neurons"], "recurrent")

@@ -245,10 +245,15 @@ def _push_procedural(src, mult, is_input, proc, buf_e, buf_i, tm, dmod, inh_sign
 
 
 @njit(cache=True, inline="always")
-def _trace_now(tr, last, i, t, tau1, tau2, dt):
-    """Decay the two traces of neuron ``i`` to step ``t`` (once per neuron and step)."""
+def _trace_now(tr, last, i, t, tau1, tau2, dt, one1, one2):
+    """Decay the two traces of neuron ``i`` to step ``t`` (once per neuron and step);
+    ``one1``/``one2`` are the one-step factors exp(-dt/tau), the common case."""
     k = t - last[i]
-    if k > 0:
+    if k == 1:
+        tr[0, i] *= one1
+        tr[1, i] *= one2
+        last[i] = t
+    elif k > 0:
         tr[0, i] *= math.exp(-(k * dt) / tau1)
         tr[1, i] *= math.exp(-(k * dt) / tau2)
         last[i] = t
@@ -284,7 +289,9 @@ def plastic_pre(
     s, m, t, dt, indptr, indices, weights, mask, rule, pre_tr, pre_last, post_tr, post_last
 ):
     """Depression on the row of source ``s`` for ``m`` coincident spikes, then its traces."""
-    _trace_now(pre_tr, pre_last, s, t, rule[11], rule[12], dt)
+    pa, pb = math.exp(-dt / rule[11]), math.exp(-dt / rule[12])
+    _trace_now(pre_tr, pre_last, s, t, rule[11], rule[12], dt, pa, pb)
+    oa, ob = math.exp(-dt / rule[13]), math.exp(-dt / rule[14])
     masked = mask.shape[0] > 0
     nearest = rule[9] == 1.0
     for _ in range(m):
@@ -293,7 +300,7 @@ def plastic_pre(
             if masked and mask[q] == 0:
                 continue
             j = indices[q]
-            _trace_now(post_tr, post_last, j, t, rule[13], rule[14], dt)
+            _trace_now(post_tr, post_last, j, t, rule[13], rule[14], dt, oa, ob)
             w = np.float64(weights[q])
             if rule[0] == 0.0:
                 dw = post_tr[0, j] * (rule[3] + rule[4] * r2) * _soft(w - rule[5], rule[8])
@@ -308,15 +315,17 @@ def plastic_post(
     j, t, dt, c_ptr, c_src, c_pos, weights, mask, rule, pre_tr, pre_last, post_tr, post_last
 ):
     """Potentiation on the incoming synapses of neuron ``j``, then its traces."""
-    _trace_now(post_tr, post_last, j, t, rule[13], rule[14], dt)
+    oa, ob = math.exp(-dt / rule[13]), math.exp(-dt / rule[14])
+    _trace_now(post_tr, post_last, j, t, rule[13], rule[14], dt, oa, ob)
     o2 = post_tr[1, j]
+    pa, pb = math.exp(-dt / rule[11]), math.exp(-dt / rule[12])
     masked = mask.shape[0] > 0
     for q in range(c_ptr[j], c_ptr[j + 1]):
         pos = c_pos[q]
         if masked and mask[pos] == 0:
             continue
         i = c_src[q]
-        _trace_now(pre_tr, pre_last, i, t, rule[11], rule[12], dt)
+        _trace_now(pre_tr, pre_last, i, t, rule[11], rule[12], dt, pa, pb)
         w = np.float64(weights[pos])
         if rule[0] == 0.0:
             dw = pre_tr[0, i] * (rule[1] + rule[2] * o2) * _soft(rule[6] - w, rule[7])
@@ -324,6 +333,22 @@ def plastic_post(
             dw = rule[1] * (pre_tr[0, i] - rule[10]) * _soft(rule[6] - w, rule[7])
         weights[pos] = _clip(w + dw, rule)
     _bump(post_tr, j, rule[9] == 1.0)
+
+
+@njit(cache=True)
+def normalize_rows(indptr, indices, weights, mask, lo, hi, total, n_targets):
+    """Scale the (masked) synapses of rows [lo, hi) so each target's sum is ``total``; the
+    sums run in storage order, as the numpy version in ``plasticity.normalize_incoming``."""
+    masked = mask.shape[0] > 0
+    sums = np.zeros(n_targets)
+    for q in range(indptr[lo], indptr[hi]):
+        if not masked or mask[q] == 1:
+            sums[indices[q]] += np.float64(weights[q])
+    for j in range(n_targets):
+        sums[j] = total / sums[j] if sums[j] > 0 else 1.0
+    for q in range(indptr[lo], indptr[hi]):
+        if not masked or mask[q] == 1:
+            weights[q] = np.float32(np.float64(weights[q]) * sums[indices[q]])
 
 
 @njit(cache=True)
