@@ -25,7 +25,7 @@ def test_learning_beats_chance_and_an_untrained_network(digits):
     untrained.classes_ = np.arange(10)
     untrained.relabel(x[:300], y[:300])
     acc_untrained = untrained.score(x[1500:1700], y[1500:1700])
-    # measured 0.47 against 0.30 untrained (chance 0.10)
+    # measured 0.465 against 0.28 untrained (chance 0.10)
     assert acc > 0.35
     assert acc > acc_untrained + 0.08
     w = trained.input_weights_
