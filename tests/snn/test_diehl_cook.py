@@ -20,6 +20,9 @@ def test_learning_beats_chance_and_an_untrained_network(digits):
     progress = []
     trained = DiehlCookClassifier(**PARAMS).fit(x[:300], y[:300], callback=progress.append)
     assert len(progress) == 300 and progress[-1].images_per_s > 0
+    # the running estimate starts once labels exist (after 250 images), above chance
+    assert progress[249].running_accuracy is None
+    assert 0.15 < progress[-1].running_accuracy <= 1.0
     acc = trained.score(x[1500:1700], y[1500:1700])
     untrained = DiehlCookClassifier(**PARAMS).fit(x[:1], y[:1], label_images=0)
     untrained.classes_ = np.arange(10)
