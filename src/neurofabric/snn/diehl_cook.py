@@ -54,6 +54,7 @@ _PARAMS = (
     "seed",
     "backend",
     "weight_bits",
+    "t_lock_exc",
 )
 
 
@@ -154,6 +155,7 @@ class DiehlCookClassifier:
         seed: SeedLike = 0,
         backend: str = "auto",
         weight_bits: int | None = None,
+        t_lock_exc: float = 5 * ms,
     ) -> None:
         self.n_neurons = check_int("n_neurons", n_neurons, min_value=1)
         self.max_rate = check_positive("max_rate", max_rate, "Hz")
@@ -174,6 +176,7 @@ class DiehlCookClassifier:
                 f"`weight_bits` must be 2, 4, 8 or None (float weights), got {weight_bits!r}"
             )
         self.weight_bits = weight_bits
+        self.t_lock_exc = check_positive("t_lock_exc", t_lock_exc, "s")
 
     # -------------------------------------------------------------- network
     def _build(self, n_input: int) -> SpikingNetwork:
@@ -186,6 +189,7 @@ class DiehlCookClassifier:
             v_th=per(-52 * mV, -40 * mV),
             tau_m=per(100 * ms, 10 * ms),
             t_ref=per(5 * ms, 2 * ms),
+            t_lock=per(max(self.t_lock_exc, 5 * ms), 2 * ms),
         )
         net = SpikingNetwork(
             2 * n,

@@ -406,7 +406,15 @@ class SpikingNetwork:
             [v_inf, a["v_reset"], a["v_th"], dm, coupling(syn.tau_e), coupling(syn.tau_i), dt / tau]
         ).astype(self.dtype)
         nparam[2] += self.theta_.astype(nparam.dtype)  # adapted thresholds (homeostasis)
-        ref_steps = np.rint(a["t_ref"] / dt).astype(np.int32)
+        hold = np.rint(a["t_ref"] / dt).astype(np.int64)
+        lock = np.rint(a["t_lock"] / dt).astype(np.int64)
+        if hold.max(initial=0) >= 65536 or lock.max(initial=0) >= 32768:
+            raise ConfigError(
+                f"`t_ref` must be < 65536 steps and `t_lock` < 32768 steps of dt={dt} s, got "
+                f"{hold.max()} and {lock.max()} steps; use a larger dt or shorter times"
+            )
+        # packed: refractory steps in the low 16 bits, lockout steps above (0: none)
+        ref_steps = (hold | np.where(lock > hold, lock, 0) << 16).astype(np.int32)
         sc = np.array(
             [
                 math.exp(-dt / syn.tau_e),

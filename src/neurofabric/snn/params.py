@@ -23,7 +23,9 @@ class LIFParams:
     """Leaky integrate-and-fire neuron. Each field is a scalar or one value per neuron.
 
     ``tau_m dV/dt = (V_rest - V) + R I_ext + synaptic input``; a spike when ``V > v_th``,
-    then ``V = v_reset`` for ``t_ref`` seconds.
+    then ``V = v_reset`` for ``t_ref`` seconds. ``t_lock`` (None: ``t_ref``) is a longer
+    lockout: ``V`` integrates again after ``t_ref`` but the neuron cannot fire before
+    ``t_lock`` has passed since its last spike (Diehl & Cook's published code behaves so).
     """
 
     v_rest: Any = -70e-3
@@ -33,6 +35,7 @@ class LIFParams:
     t_ref: Any = 2e-3
     r_m: Any = 10e6
     i_ext: Any = 0.0
+    t_lock: Any = None
 
     def arrays(self, n: int) -> dict[str, np.ndarray]:
         """Per-neuron float64 arrays, validated."""
@@ -48,6 +51,16 @@ class LIFParams:
         if np.any(t_ref < 0):
             raise ConfigError(f"`t_ref` must be >= 0 seconds, got {float(t_ref.min())}")
         out["t_ref"] = t_ref
+        if self.t_lock is None:
+            out["t_lock"] = t_ref
+        else:
+            t_lock = broadcast_param("t_lock", self.t_lock, n, unit="s")
+            if np.any(t_lock < t_ref):
+                raise ConfigError(
+                    "`t_lock` must be >= `t_ref` (the lockout includes the refractory time), "
+                    f"got t_lock={float(np.min(t_lock))} s; use None for no lockout"
+                )
+            out["t_lock"] = t_lock
         if np.any(out["v_reset"] >= out["v_th"]):
             i = int(np.argmax(out["v_reset"] >= out["v_th"]))
             raise ConfigError(
@@ -57,7 +70,10 @@ class LIFParams:
         return out
 
     def to_json(self) -> dict[str, Any]:
-        return {f.name: _as_json(getattr(self, f.name)) for f in fields(self)}
+        return {
+            f.name: None if getattr(self, f.name) is None else _as_json(getattr(self, f.name))
+            for f in fields(self)
+        }
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 FORMAT_ENGINE = "snn.SpikingNetwork"
 _STATE = ("v", "ge", "gi", "refrac", "buf_e", "buf_i")
-_NEURON = ("v_rest", "v_th", "v_reset", "tau_m", "t_ref", "r_m", "i_ext")
+_NEURON = ("v_rest", "v_th", "v_reset", "tau_m", "t_ref", "r_m", "i_ext", "t_lock")
 _CSR = ("indptr", "indices", "weights", "delays", "flags", "mask")
 
 

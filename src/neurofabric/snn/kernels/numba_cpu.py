@@ -372,11 +372,19 @@ def stp_scale(s, m, t, dt, prm, u, x, last):
 
 @njit(cache=True, inline="always")
 def _refractory_step(r, vn, v_old, v_th, v_reset, ref):
-    """(new v, new counter, fired) for one neuron: hold while refractory, then threshold."""
-    vn = vn if r <= 0 else v_old
-    fired = vn > v_th
+    """(new v, new counter, fired) for one neuron: hold while refractory, then threshold.
+
+    ``ref`` packs the refractory steps (low 16 bits) and the lockout steps (high bits, 0 for
+    none): after a spike the counter starts at the lockout, ``v`` is held for the refractory
+    steps, then integrates, and the neuron can fire again once the counter is back at 0."""
+    hold = ref & 65535
+    lock = ref >> 16
+    if lock < hold:
+        lock = hold
+    vn = vn if r <= lock - hold else v_old
+    fired = r <= 0 and vn > v_th
     v_new = v_reset if fired else vn
-    r_new = ref if fired else (r - 1 if r > 0 else 0)
+    r_new = lock if fired else (r - 1 if r > 0 else 0)
     return v_new, r_new, fired
 
 

@@ -22,7 +22,8 @@ One time step ``t`` (``dt``) of :func:`simulate`, for every neuron ``i``:
      with ``g`` dimensionless (relative to the leak conductance). The conductances decay exactly.
    * delta synapses: ``v <- v_inf + (v + a_e + a_i - v_inf) e^{-dt/tau_m}`` (jumps of v).
 3. **Threshold and reset.** ``v > v_th`` emits a spike at step ``t``; ``v <- v_reset`` and the
-   neuron stays refractory for ``ref_steps`` steps.
+   neuron stays refractory for ``t_ref`` (``v`` held). With a lockout ``t_lock > t_ref``
+   (``LIFParams``) ``v`` integrates again after ``t_ref`` but cannot fire before ``t_lock``.
 4. **Monitors** record spikes, the spike count and sampled state.
 5. **Propagation.** Each spike of source ``s`` adds weight ``w`` to slot ``(t + d) % D`` of its
    targets (``d >= 1`` steps): excitatory (``w >= 0``) to ``buf_e``, inhibitory to ``buf_i``
@@ -303,10 +304,17 @@ def _deliver(buf_e, buf_i, t, tg, w, d, inh_sign):
     np.add.at(buf_i, (slots[~exc], tg[~exc]), w[~exc] * buf_i.dtype.type(inh_sign))
 
 
-def _integrate(model, v, ge, gi, refrac, a_e, a_i, nparam, sc):
+def _unpack_ref(ref_steps):
+    """(refractory steps, lockout steps) from the packed ``ref_steps`` (see LIFParams)."""
+    hold = ref_steps & 65535
+    return hold, np.maximum(ref_steps >> 16, hold)
+
+
+def _integrate(model, v, ge, gi, refrac, a_e, a_i, nparam, sc, ref_steps):
     de, di, e_exc, e_inh = sc[0], sc[1], sc[2], sc[3]
-    active = refrac <= 0
-    refrac[~active] -= 1
+    hold, lock = _unpack_ref(ref_steps)
+    active = refrac <= lock - hold
+    refrac[refrac > 0] -= 1
     vi = nparam[0]
     if model == 2:
         new_v = vi + (v + a_e + a_i - vi) * nparam[3]
@@ -386,11 +394,12 @@ def simulate(
         a_i = buf_i[slot].copy()
         buf_e[slot] = 0
         buf_i[slot] = 0
-        _integrate(model, v, ge, gi, refrac, a_e, a_i, nparam, sc)
-        fired = v > nparam[2]
+        can_fire = refrac <= 0
+        _integrate(model, v, ge, gi, refrac, a_e, a_i, nparam, sc, ref_steps)
+        fired = can_fire & (v > nparam[2])
         spikes = np.flatnonzero(fired)
         v[spikes] = nparam[1][spikes]
-        refrac[spikes] = ref_steps[spikes]
+        refrac[spikes] = _unpack_ref(ref_steps)[1][spikes]
         h_prm, theta = homeo
         if h_prm.size and h_prm[5] == 0.0:  # threshold homeostasis (after the test)
             lo, hi = int(h_prm[7]), int(h_prm[8])
