@@ -23,8 +23,6 @@ import os
 import platform
 import time
 
-import numpy as np
-
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -50,7 +48,6 @@ def main() -> None:
     args = ap.parse_args()
 
     from neurofabric.data import load_mnist
-    from neurofabric.quant import QuantSpec, fake_quantize
     from neurofabric.snn.diehl_cook import DiehlCookClassifier
     from neurofabric.snn.plasticity import TripletSTDP
     from neurofabric.snn.stp import ShortTermPlasticity
@@ -120,11 +117,8 @@ def main() -> None:
     assignments = clf.assignments_.copy()
     csr = clf.net_.input_csr_
     learned = csr.weights.copy()
-    plastic = csr.mask == 1 if csr.mask.size else np.ones(csr.n_synapses, bool)
     for bits in [int(b) for b in args.quantize.split(",") if b]:
-        w = clf.input_weights_
-        q = fake_quantize(w, QuantSpec(bits=bits, scheme="symmetric", granularity="channel"))
-        csr.weights[plastic] = q[csr.indices[plastic], csr.sources()[plastic]]
+        clf.quantize_input_weights(bits)
         clf.relabel(x_tr[: args.label], y_tr[: args.label])
         rows.append((f"int{bits} (per neuron, after training)", clf.score(x_te, y_te)))
         print(f"# {rows[-1][0]}: {rows[-1][1]:.4f}", flush=True)

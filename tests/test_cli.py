@@ -156,5 +156,19 @@ def test_mnist_train_and_eval_on_a_fake_dataset(tmp_path):
     assert res.exit_code == 0, res.output
     assert "accuracy 1.0000" in res.output and "confusion" in res.output  # two easy classes
     assert (tmp_path / "plots" / "receptive_fields.png").stat().st_size > 1000
+    res = runner.invoke(
+        app,
+        [
+            "snn", "mnist", "eval", str(model), "--data-dir", str(tmp_path / "data"),
+            "--images", "20", "--quantize", "2", "--stp", "0.5,0.2,0,1", "--label-images", "30",
+        ],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "INT2 weights" in res.output and "STP U=0.5" in res.output and "accuracy" in res.output
+    res = runner.invoke(
+        app, ["snn", "mnist", "eval", str(model), "--data-dir", str(tmp_path / "data"),
+              "--stp", "0.5,0.2"],
+    )  # fmt: skip
+    assert res.exit_code == 2 and "four numbers" in res.output
     res = runner.invoke(app, ["snn", "mnist", "eval", str(tmp_path / "nothing")])
     assert res.exit_code == 2 and "manifest" in res.output

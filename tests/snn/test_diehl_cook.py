@@ -172,3 +172,18 @@ def test_post_training_stp_changes_responses_and_switches_off(digits):
     np.testing.assert_array_equal(clf.input_weights_, w)  # weights frozen
     clf.set_stp(None)
     assert clf.net_.stp_[4].size == 0
+
+
+def test_quantize_input_weights_after_training(digits):
+    x, y = digits
+    clf = DiehlCookClassifier(**{**PARAMS, "n_neurons": 16}).fit(x[:40], y[:40], label_images=0)
+    before = clf.input_weights_.astype(np.float64)
+    q = clf.quantize_input_weights(4)
+    after = clf.input_weights_.astype(np.float64)
+    scale = np.abs(before).max(axis=1, keepdims=True) / 7
+    assert np.all(np.abs(after - before) <= scale / 2 + 1e-6)  # at most half a step
+    np.testing.assert_allclose(after / scale, np.round(after / scale), atol=1e-3)
+    # 16 x 64 codes of 4 bits = 512 bytes, plus 16 float scales and zero points
+    assert q.nbytes == 16 * 64 // 2 + q.scales.nbytes + q.zero_points.nbytes
+    with pytest.raises(ConfigError, match="bits"):
+        clf.quantize_input_weights(3)

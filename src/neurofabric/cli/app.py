@@ -19,7 +19,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 from neurofabric import __version__
-from neurofabric.core.errors import NeurofabricError
+from neurofabric.core.errors import ConfigError, NeurofabricError
 
 console = Console()
 err_console = Console(stderr=True)
@@ -315,13 +315,44 @@ def mnist_eval(
     dataset: str = typer.Option("mnist", help="mnist or fashion_mnist."),
     images: int = typer.Option(10000, help="Test images to evaluate."),
     plots: Path | None = typer.Option(None, help="Folder for confusion and receptive-field PNGs."),
+    quantize: int | None = typer.Option(
+        None, help="Round the learned weights to 8, 4 or 2 bits per neuron first (relabels)."
+    ),
+    stp: str | None = typer.Option(
+        None,
+        help="Post-training short-term plasticity 'U,tau_rec,tau_facil,k' (seconds; efficacy "
+        "w + k w r(t); relabels).",
+    ),
+    label_images: int = typer.Option(
+        10000, help="Training images to relabel the neurons with after --quantize/--stp."
+    ),
 ) -> None:
-    """Accuracy, macro-F1, per-class precision/recall and the confusion matrix."""
+    """Accuracy, macro-F1, per-class precision/recall and the confusion matrix; optionally
+    after rounding the weights (--quantize) or with post-training STP (--stp)."""
     from neurofabric.snn.diehl_cook import DiehlCookClassifier
+    from neurofabric.snn.stp import ShortTermPlasticity
 
     try:
         clf = DiehlCookClassifier.load(model)
         x, y = _load_digits_set("test", dataset, data_dir, images)
+        variant = []
+        if quantize is not None:
+            q = clf.quantize_input_weights(quantize)
+            variant.append(f"INT{quantize} weights ({q.nbytes} bytes, {q.compression_ratio:.1f}x)")
+        if stp is not None:
+            try:
+                u, rec, fac, k = (float(v) for v in stp.split(","))
+            except ValueError as exc:
+                raise ConfigError(
+                    f"`--stp` must be four numbers 'U,tau_rec,tau_facil,k', got {stp!r}"
+                ) from exc
+            clf.set_stp(ShortTermPlasticity(U=u, tau_rec=rec, tau_facil=fac, mode="modulate", k=k))
+            variant.append(f"STP U={u} tau_rec={rec} tau_facil={fac} k={k}")
+        if variant:
+            xl, yl = _load_digits_set("train", dataset, data_dir, label_images)
+            with console.status(f"relabelling the neurons from {len(xl)} training images"):
+                clf.relabel(xl, yl)
+            console.print("evaluating with " + ", ".join(variant))
         with console.status(f"evaluating {len(x)} images"):
             rep = clf.report(x, y)
     except NeurofabricError as exc:

@@ -478,6 +478,23 @@ class DiehlCookClassifier:
         self._assign(self.responses(xs), self._check_y(y, len(xs)))
         return self
 
+    def quantize_input_weights(self, bits: int, *, granularity: str = "channel") -> Any:
+        """Round the learned input weights in place to ``bits`` (8, 4 or 2) per neuron
+        (``granularity="channel"``) or for the whole matrix (``"tensor"``), symmetric, and
+        return the packed :class:`neurofabric.quant.QuantizedTensor` (its ``nbytes`` and
+        ``compression_ratio`` are the true size, scales included). Relabel afterwards."""
+        from neurofabric.quant import QuantSpec, quantize
+
+        self._require_fitted()
+        if bits not in (2, 4, 8):
+            raise ConfigError(f"`bits` must be 2, 4 or 8, got {bits!r}")
+        spec = QuantSpec(bits=bits, scheme="symmetric", granularity=granularity)
+        q = quantize(self.input_weights_, spec)
+        csr = self.net_.input_csr_
+        mask = self._plastic_mask()
+        csr.weights[mask] = q.dequantize()[csr.indices[mask], csr.sources()[mask]]
+        return q
+
     @property
     def input_weights_(self) -> np.ndarray:
         """Learned input weights as (neurons, pixels)."""
