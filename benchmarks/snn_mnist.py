@@ -39,6 +39,12 @@ def main() -> None:
         help="code: the rule of the authors' published code (TripletSTDP, A2+ = 0, "
         "A3+ = 0.01, A2- = 1e-4, nearest); paper: DiehlCookSTDP (x_tar form)",
     )
+    ap.add_argument(
+        "--a2-plus",
+        type=float,
+        default=0.0,
+        help="code rule plus pair potentiation A2+ on every postsynaptic spike (0: the code)",
+    )
     ap.add_argument("--weight-bits", type=int, default=None, help="quantization-aware learning")
     ap.add_argument("--quantize", default="8,4,2", help="bit widths to evaluate ('' for none)")
     ap.add_argument("--stp", default="", help="post-training STP settings, ';'-separated")
@@ -64,7 +70,7 @@ def main() -> None:
         rule = None
         if args.rule == "code":
             rule = TripletSTDP(
-                a2_plus=0.0,
+                a2_plus=args.a2_plus,
                 a3_plus=0.01,
                 a2_minus=1e-4,
                 a3_minus=0.0,
@@ -142,6 +148,7 @@ def main() -> None:
         f"Command: python benchmarks/snn_mnist.py --neurons {args.neurons} --train "
         f"{args.train} --label {args.label} --test {args.test} --quantize '{args.quantize}' "
         f"--rule {args.rule}"
+        + (f" --a2-plus {args.a2_plus}" if args.a2_plus else "")
         + (f" --weight-bits {args.weight_bits}" if args.weight_bits else "")
         + (f" --stp '{args.stp}'" if args.stp else "")
         + (f" --load {args.load}" if args.load else "")
@@ -159,7 +166,8 @@ def main() -> None:
             {
                 "system": "neurofabric",
                 "dataset": "mnist",
-                "model": f"diehl_cook/{args.rule}",
+                "model": f"diehl_cook/{args.rule}"
+                + (f"+a2_plus={args.a2_plus}" if args.a2_plus else ""),
                 "size": args.neurons,
                 "train_images": args.train,
                 "weight_bits": args.weight_bits,
