@@ -55,7 +55,6 @@ def main() -> None:
 
     from neurofabric.data import load_mnist
     from neurofabric.snn.diehl_cook import DiehlCookClassifier
-    from neurofabric.snn.plasticity import TripletSTDP
     from neurofabric.snn.stp import ShortTermPlasticity
 
     x_tr, y_tr = load_mnist("train", data_dir=args.data_dir)
@@ -67,20 +66,7 @@ def main() -> None:
         clf = DiehlCookClassifier.load(args.load)
         args.neurons, args.weight_bits = clf.n_neurons, clf.weight_bits
     else:
-        rule = None
-        if args.rule == "code":
-            rule = TripletSTDP(
-                a2_plus=args.a2_plus,
-                a3_plus=0.01,
-                a2_minus=1e-4,
-                a3_minus=0.0,
-                tau_plus=20e-3,
-                tau_x=20e-3,
-                tau_minus=20e-3,
-                tau_y=40e-3,
-                interaction="nearest",
-                w_max=1.0,
-            )
+        rule = DiehlCookClassifier.code_rule(args.a2_plus) if args.rule == "code" else "paper"
         clf = DiehlCookClassifier(
             n_neurons=args.neurons, seed=args.seed, rule=rule, weight_bits=args.weight_bits
         )

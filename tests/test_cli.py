@@ -129,7 +129,7 @@ def test_mnist_train_and_eval_on_a_fake_dataset(tmp_path):
 
     x, y = load_mnist("train", data_dir=tmp_path / "data")
     with pytest.raises(Stop):  # an interrupted run leaves its checkpoint at 20 images
-        DiehlCookClassifier(n_neurons=6, weight_bits=4).fit(
+        DiehlCookClassifier(n_neurons=6, weight_bits=4, rule="code").fit(
             x[:30], y[:30], checkpoint=tmp_path / "ck", checkpoint_every=10, callback=stop_at_21
         )
     res = runner.invoke(app, [*common, "--out", str(tmp_path / "q2"), "--resume"])

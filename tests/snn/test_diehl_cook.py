@@ -46,6 +46,10 @@ def test_bad_input(digits):
         DiehlCookClassifier(n_neurons=5).fit(-x[:10], y[:10])
     with pytest.raises(ConfigError, match="max_rate"):
         DiehlCookClassifier(max_rate=0.0)
+    with pytest.raises(ConfigError, match="'paper', 'code'"):
+        DiehlCookClassifier(rule="triplet")
+    code = DiehlCookClassifier(rule="code").rule
+    assert code.a3_plus == 0.01 and code.a2_minus == 1e-4 and code.interaction == "nearest"
     with pytest.raises(NotFittedError):
         DiehlCookClassifier(n_neurons=5).predict(x[:2])
     clf = DiehlCookClassifier(n_neurons=5).fit(x[:5], y[:5], label_images=None)

@@ -252,6 +252,12 @@ def mnist_train(
     weight_bits: int | None = typer.Option(
         None, help="Quantization-aware learning with 2, 4 or 8-bit weights."
     ),
+    rule: str = typer.Option(
+        "code", help="code: the rule of the authors' published code; paper: the x_tar rule."
+    ),
+    a2_plus: float = typer.Option(
+        0.0, help="With --rule code: pair potentiation on every postsynaptic spike."
+    ),
     checkpoint: Path | None = typer.Option(
         None, help="Folder for training checkpoints (default: OUT.checkpoint)."
     ),
@@ -267,7 +273,12 @@ def mnist_train(
     ck = checkpoint if checkpoint is not None else out.with_name(out.name + ".checkpoint")
     try:
         x, y = _load_digits_set("train", dataset, data_dir, images)
-        clf = DiehlCookClassifier(n_neurons=neurons, seed=seed, weight_bits=weight_bits)
+        if rule not in ("code", "paper"):
+            raise ConfigError(f"`--rule` must be 'code' or 'paper', got {rule!r}")
+        the_rule = DiehlCookClassifier.code_rule(a2_plus) if rule == "code" else "paper"
+        clf = DiehlCookClassifier(
+            n_neurons=neurons, seed=seed, weight_bits=weight_bits, rule=the_rule
+        )
         progress = Progress(
             TextColumn("training"),
             BarColumn(),

@@ -32,7 +32,7 @@ from neurofabric.snn.inputs import PoissonInput
 from neurofabric.snn.monitors import SpikeMonitor
 from neurofabric.snn.network import SpikingNetwork
 from neurofabric.snn.params import LIFParams, SynapseParams
-from neurofabric.snn.plasticity import DiehlCookSTDP, rule_from_json, rule_to_json
+from neurofabric.snn.plasticity import DiehlCookSTDP, TripletSTDP, rule_from_json, rule_to_json
 from neurofabric.snn.stp import ShortTermPlasticity
 from neurofabric.snn.topology import AllToAll, OneToOne
 
@@ -146,7 +146,7 @@ class DiehlCookClassifier:
         t_rest: float = 0.15,
         min_spikes: int = 5,
         rate_boost: float = 32.0,
-        rule: DiehlCookSTDP | None = None,
+        rule: Any = None,
         theta_plus: float = 0.05 * mV,
         w_exc_inh: float = 10.4,
         w_inh_exc: float = 17.0,
@@ -163,7 +163,16 @@ class DiehlCookClassifier:
         self.t_rest = t_rest
         self.min_spikes = check_int("min_spikes", min_spikes, min_value=0)
         self.rate_boost = check_positive("rate_boost", rate_boost, "Hz")
-        self.rule = rule or DiehlCookSTDP(nu_pre=1e-4, nu_post=1e-2, x_tar=0.4, mu=1.0, w_max=1.0)
+        if rule is None or rule == "paper":
+            rule = DiehlCookSTDP(nu_pre=1e-4, nu_post=1e-2, x_tar=0.4, mu=1.0, w_max=1.0)
+        elif rule == "code":
+            rule = self.code_rule()
+        elif not hasattr(rule, "vector"):
+            raise ConfigError(
+                f"`rule` must be 'paper', 'code' or a rule of neurofabric.snn.plasticity, "
+                f"got {rule!r}"
+            )
+        self.rule = rule
         self.theta_plus = theta_plus
         self.w_exc_inh = w_exc_inh
         self.w_inh_exc = w_inh_exc
@@ -177,6 +186,26 @@ class DiehlCookClassifier:
             )
         self.weight_bits = weight_bits
         self.t_lock_exc = check_positive("t_lock_exc", t_lock_exc, "s")
+
+    @staticmethod
+    def code_rule(a2_plus: float = 0.0) -> TripletSTDP:
+        """The learning rule of Diehl & Cook's published code as a triplet rule: on a pre
+        spike ``w -= 1e-4 post1``; on a post spike ``w += 0.01 pre post2`` (post2 read
+        before it is reset), nearest-spike traces (pre and post1: 20 ms, post2: 40 ms),
+        w in [0, 1]. ``a2_plus > 0`` adds pair potentiation ``a2_plus pre`` on every post
+        spike (not in the code: it lets neurons that fire isolated spikes learn too)."""
+        return TripletSTDP(
+            a2_plus=a2_plus,
+            a3_plus=0.01,
+            a2_minus=1e-4,
+            a3_minus=0.0,
+            tau_plus=20e-3,
+            tau_x=20e-3,
+            tau_minus=20e-3,
+            tau_y=40e-3,
+            interaction="nearest",
+            w_max=1.0,
+        )
 
     # -------------------------------------------------------------- network
     def _build(self, n_input: int) -> SpikingNetwork:
