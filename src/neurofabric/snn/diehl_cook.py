@@ -405,29 +405,30 @@ class DiehlCookClassifier:
         arrays = {"responses": responses, "classes": self.classes_}
         if master is not None:
             arrays["master_weights"] = master
+        self._write(path, _ENGINE + ".training", arrays, {"done": done, "fingerprint": fingerprint})
+
+    def _params_json(self) -> dict[str, Any]:
+        params = {k: getattr(self, k) for k in _PARAMS}
+        params["rule"] = rule_to_json(self.rule)
+        return params
+
+    def _write(self, path: Path, engine: str, arrays: dict, meta: dict) -> None:
+        """The network and the classifier checkpoint, swapped into ``path`` atomically."""
         with atomic_directory(path) as tmp:
             self.net_.save(tmp / "network")
-            params = {k: getattr(self, k) for k in _PARAMS}
-            params["rule"] = rule_to_json(self.rule)
             save_checkpoint(
                 tmp / "classifier",
-                engine=_ENGINE + ".training",
-                params=params,
+                engine=engine,
+                params=self._params_json(),
                 arrays=arrays,
-                meta={
-                    "n_input": self.n_input_,
-                    "scale": self.scale_,
-                    "done": done,
-                    "fingerprint": fingerprint,
-                },
+                meta={"n_input": self.n_input_, "scale": self.scale_, **meta},
             )
 
     def _load_progress(
         self, path: Path, fingerprint: str
     ) -> tuple[int, np.ndarray, np.ndarray | None]:
         ck = load_checkpoint(path / "classifier", engine=_ENGINE + ".training")
-        mine = {k: getattr(self, k) for k in _PARAMS}
-        mine["rule"] = rule_to_json(self.rule)
+        mine = self._params_json()
         theirs = dict(ck.params)
         if _jsonable(mine) != _jsonable(theirs) or ck.meta.get("fingerprint") != fingerprint:
             diff = sorted(k for k in mine if _jsonable(mine[k]) != _jsonable(theirs.get(k)))
@@ -549,17 +550,7 @@ class DiehlCookClassifier:
         """Save the learned network and the neuron labels (a directory, written atomically)."""
         self._require_fitted()
         dest = Path(path)
-        with atomic_directory(dest) as tmp:
-            self.net_.save(tmp / "network")
-            params = {k: getattr(self, k) for k in _PARAMS}
-            params["rule"] = rule_to_json(self.rule)
-            save_checkpoint(
-                tmp / "classifier",
-                engine=_ENGINE,
-                params=params,
-                arrays={"assignments": self.assignments_, "classes": self.classes_},
-                meta={"n_input": self.n_input_, "scale": self.scale_},
-            )
+        self._write(dest, _ENGINE, {"assignments": self.assignments_, "classes": self.classes_}, {})
         return dest
 
     @classmethod
