@@ -292,11 +292,7 @@ class SpikingNetwork:
                 use_dale,
                 self.n_excitatory,
             )
-        if stp is not None and (not isinstance(stp, ShortTermPlasticity) or self.storage != "csr"):
-            raise ConfigError(
-                "`stp` must be a ShortTermPlasticity and needs storage='csr', "
-                f"got {stp!r} with storage={self.storage!r}"
-            )
+        self._check_stp(stp)
         proj = Projection(
             source=source,
             topology=topology,
@@ -461,6 +457,13 @@ class SpikingNetwork:
             return np.empty(0), self.theta_
         return self.homeostasis.vector(self.dt, self.n_neurons), self.theta_
 
+    def _check_stp(self, stp: Any) -> None:
+        if stp is not None and (not isinstance(stp, ShortTermPlasticity) or self.storage != "csr"):
+            raise ConfigError(
+                "`stp` must be a ShortTermPlasticity (or None) and needs storage='csr', "
+                f"got {stp!r} with storage={self.storage!r}"
+            )
+
     def set_stp(self, stp: ShortTermPlasticity | None, *, source: str = "inputs") -> None:
         """Give every projection of a source group (``"inputs"``: all input groups, or
         ``"neurons"``) this short-term plasticity, or remove it with ``None``; works after
@@ -468,11 +471,7 @@ class SpikingNetwork:
         (``ShortTermPlasticity(mode="modulate")``: weights kept, efficacy ``w + k w r``).
         The utilization and resources of the group restart from rest."""
         check_choice("source", source, ("inputs", "neurons"))
-        if stp is not None and (not isinstance(stp, ShortTermPlasticity) or self.storage != "csr"):
-            raise ConfigError(
-                "`stp` must be a ShortTermPlasticity (or None) and needs storage='csr', "
-                f"got {stp!r} with storage={self.storage!r}"
-            )
+        self._check_stp(stp)
         recurrent = source == "neurons"
         self.projections = [
             replace(p, stp=stp) if (p.source == "neurons") == recurrent else p
