@@ -1,0 +1,163 @@
+"""Columns of numpy arrays in uncompressed Arrow IPC files, read back zero-copy.
+
+An Arrow IPC *file* written uncompressed keeps each column of each record batch as one
+contiguous, aligned buffer, so a memory-mapped reader hands numpy a view on the mapped pages:
+opening costs a parse of the footer and no data is read until it is touched. Record batches
+split a file into ranges (e.g. one per network layer) that can be read on their own.
+
+Parquet is offered for exchange with other tools (it is compressed and always copied on read).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from neurofabric.core.errors import DataError, StorageError
+
+_META_KEY = b"neurofabric"
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """The hex SHA-256 of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _table(columns: Mapping[str, np.ndarray], rows: slice | None = None) -> pa.RecordBatch:
+    arrays = []
+    for name, values in columns.items():
+        arr = np.ascontiguousarray(values)
+        if arr.ndim != 1:
+            raise StorageError(f"column {name!r} must be 1-D, got shape {arr.shape}")
+        if rows is not None:
+            arr = arr[rows]
+        arrays.append(pa.array(arr))
+    return pa.RecordBatch.from_arrays(arrays, names=list(columns))
+
+
+def write_columns(
+    path: str | os.PathLike[str],
+    columns: Mapping[str, np.ndarray],
+    *,
+    batches: Sequence[tuple[int, int]] | None = None,
+    metadata: str | None = None,
+) -> None:
+    """Write equal-length 1-D ``columns`` to an uncompressed Arrow IPC file.
+
+    ``batches`` splits the rows into record batches ``[(start, stop), ...]`` (they must cover
+    the rows in order); ``metadata`` is a string stored in the schema.
+    """
+    lengths = {len(v) for v in columns.values()}
+    if len(lengths) > 1:
+        raise StorageError(f"columns must have equal lengths, got {sorted(lengths)}")
+    n = lengths.pop() if lengths else 0
+    spans = list(batches) if batches is not None else [(0, n)]
+    if spans and (spans[0][0] != 0 or spans[-1][1] != n):
+        raise StorageError(f"`batches` must cover rows 0..{n}, got {spans}")
+    first = _table(columns, slice(0, 0))
+    schema = first.schema
+    if metadata is not None:
+        schema = schema.with_metadata({_META_KEY: metadata.encode("utf-8")})
+    with pa.OSFile(os.fspath(path), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+        for start, stop in spans:
+            writer.write_batch(
+                _table(columns, slice(start, stop)).replace_schema_metadata(schema.metadata)
+            )
+
+
+@dataclass
+class ColumnFile:
+    """An opened Arrow IPC column file: numpy views per column and per record batch."""
+
+    path: Path
+    reader: pa.ipc.RecordBatchFileReader
+    source: pa.NativeFile
+    metadata: str | None
+
+    @property
+    def num_batches(self) -> int:
+        return self.reader.num_record_batches
+
+    def batch(self, i: int, columns: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """The arrays of record batch ``i`` (only ``columns`` if given), zero-copy views."""
+        rb = self.reader.get_batch(i)
+        names = list(columns) if columns is not None else rb.schema.names
+        missing = [c for c in names if c not in rb.schema.names]
+        if missing:
+            raise DataError(f"{self.path}: column(s) {missing} missing (has {rb.schema.names})")
+        return {c: _to_numpy(rb.column(c), self.path, c) for c in names}
+
+    def columns(self, columns: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """Whole columns: a view when the file has one batch, else a concatenated copy."""
+        if self.num_batches == 1:
+            return self.batch(0, columns)
+        parts = [self.batch(i, columns) for i in range(self.num_batches)]
+        names = list(columns) if columns is not None else self.reader.schema.names
+        if not parts:
+            return {
+                c: np.empty(0, self.reader.schema.field(c).type.to_pandas_dtype()) for c in names
+            }
+        return {c: np.concatenate([p[c] for p in parts]) for c in names}
+
+
+def _to_numpy(col: pa.Array, path: Path, name: str) -> np.ndarray:
+    if col.null_count:
+        raise DataError(f"{path}: column {name!r} has {col.null_count} null values")
+    try:
+        return col.to_numpy(zero_copy_only=True)
+    except pa.ArrowInvalid as exc:
+        raise DataError(f"{path}: column {name!r} cannot be viewed zero-copy ({exc})") from exc
+
+
+def read_columns(path: str | os.PathLike[str], *, mmap: bool = True) -> ColumnFile:
+    """Open an Arrow IPC file written by :func:`write_columns` (memory-mapped by default)."""
+    p = Path(path)
+    if not p.is_file():
+        raise StorageError(f"{p}: no such column file")
+    try:
+        source = pa.memory_map(str(p), "r") if mmap else pa.BufferReader(p.read_bytes())
+        reader = pa.ipc.open_file(source)
+    except pa.ArrowException as exc:
+        raise DataError(f"{p}: not an Arrow IPC file ({exc})") from exc
+    meta = (reader.schema.metadata or {}).get(_META_KEY)
+    return ColumnFile(p, reader, source, meta.decode("utf-8") if meta is not None else None)
+
+
+def write_parquet(
+    path: str | os.PathLike[str], columns: Mapping[str, np.ndarray], *, metadata: str | None = None
+) -> None:
+    """Write columns to a Parquet file (zstd), ``metadata`` stored in the schema."""
+    table = pa.Table.from_batches([_table(columns)])
+    if metadata is not None:
+        table = table.replace_schema_metadata({_META_KEY: metadata.encode("utf-8")})
+    pq.write_table(table, os.fspath(path), compression="zstd")
+
+
+def read_parquet(
+    path: str | os.PathLike[str], columns: Sequence[str]
+) -> tuple[dict[str, np.ndarray], str | None]:
+    """Read ``columns`` of a Parquet file as numpy arrays, with the schema metadata string."""
+    p = Path(path)
+    if not p.is_file():
+        raise StorageError(f"{p}: no such Parquet file")
+    try:
+        table = pq.read_table(str(p))
+    except pa.ArrowException as exc:
+        raise DataError(f"{p}: not a Parquet file ({exc})") from exc
+    missing = [c for c in columns if c not in table.column_names]
+    if missing:
+        raise DataError(f"{p}: column(s) {missing} missing (has {table.column_names})")
+    meta = (table.schema.metadata or {}).get(_META_KEY)
+    out = {c: table.column(c).to_numpy() for c in columns}
+    return out, meta.decode("utf-8") if meta is not None else None

@@ -1,0 +1,19 @@
+"""The thermodynamic trainer: gradient-free learning by Metropolis-Hastings annealing over the
+weights and the topology of a sparse network stored as Arrow columns."""
+
+from neurofabric.thermo.fabric import NeuralFabric
+from neurofabric.thermo.params import Moves
+from neurofabric.thermo.schedules import Adaptive, Constant, Geometric, Linear
+from neurofabric.thermo.thermo import History, Progress, ThermoClassifier
+
+__all__ = [
+    "Adaptive",
+    "Constant",
+    "Geometric",
+    "History",
+    "Linear",
+    "Moves",
+    "NeuralFabric",
+    "Progress",
+    "ThermoClassifier",
+]

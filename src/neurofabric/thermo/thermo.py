@@ -1,0 +1,420 @@
+"""`ThermoClassifier`: train a network without gradients, by Metropolis-Hastings annealing.
+
+The network is a :class:`NeuralFabric`; training is a Markov chain over its weights, biases
+and topology that samples exp(-E / T) while T is lowered (see ``kernels/reference.py`` for the
+energy, the moves and their acceptance ratios). Training runs in *generations*: between two
+generations the shell draws a new minibatch (if ``batch_size`` is set), refreshes the birth
+scores and death eligibility, adapts the step sizes toward ``target_acceptance``, sets the
+next temperature, exchanges replicas (``replicas > 1``: parallel tempering) and records the
+history. Within a generation the proposal kernel is fixed, so every step leaves the target
+distribution invariant.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from neurofabric.core import backend as backends
+from neurofabric.core.errors import ConfigError, NotFittedError, ShapeError
+from neurofabric.core.rng import SeedLike, make_rng
+from neurofabric.core.validation import (
+    check_array,
+    check_choice,
+    check_int,
+    check_nonnegative,
+    check_number,
+    check_positive,
+    check_probability,
+)
+from neurofabric.thermo.chain import Chain, EnergySpec
+from neurofabric.thermo.fabric import NeuralFabric
+from neurofabric.thermo.kernels.common import ACTIVATIONS, LOSSES, MOVE_NAMES
+from neurofabric.thermo.params import Moves
+from neurofabric.thermo.schedules import Geometric, ladder
+
+log = logging.getLogger(__name__)
+
+backends.register("thermo", "reference", "neurofabric.thermo.kernels.reference")
+backends.register("thermo", "numba", "neurofabric.thermo.kernels.numba_cpu", requires="numba")
+
+_ADAPTED = (0, 1, 4)  # the moves whose step size adapts: weight, bias, all
+
+
+@dataclass
+class History:
+    """One row per generation (the lowest-temperature replica)."""
+
+    rows: list[dict[str, float]] = field(default_factory=list)
+
+    def column(self, name: str) -> np.ndarray:
+        return np.array([r.get(name, np.nan) for r in self.rows], dtype=np.float64)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What the ``callback`` of :meth:`ThermoClassifier.fit` receives after each generation."""
+
+    generation: int
+    n_generations: int
+    proposals: int
+    row: dict[str, float]
+
+
+class ThermoClassifier:
+    """A classifier trained by Metropolis-Hastings on E = error + lambda * topology.
+
+    Parameters (all keyword-only):
+        hidden: hidden layer widths of the layered network (ignored when ``fit`` gets ``init``).
+        activation: "relu", "tanh" or "sigmoid" for hidden units; outputs are linear logits.
+        loss: "cross_entropy" (softmax) or "squared_error" (against one-hot targets).
+        density: fraction of the allowed connections present at the start.
+        lambda_l0: energy per connection (nats at T = 1): the price of keeping a connection.
+        lambda_l1: energy per unit of |w|.
+        moves: probabilities of the proposal kinds (:class:`Moves` or a dict).
+        sigma: initial Gaussian step of weight and bias moves; ``sigma_all`` of the all-weights
+            move. Both adapt between generations toward ``target_acceptance``.
+        w_prune: connections with |w| <= w_prune may die; newborn weights are uniform in
+            [-w_prune, w_prune].
+        patience: generations a connection must have stayed near zero before it may die.
+        score_floor: birth scores get this fraction of their mean added (every pair stays
+            proposable).
+        grid: > 0 keeps weights on the lattice k * grid (quantized weights); 0 for real weights.
+        w_max: bound on |w| and |b|.
+        schedule: a temperature schedule (``neurofabric.thermo.schedules``).
+        n_proposals: total proposals (per replica); ``generation`` proposals per generation.
+        batch_size: samples per generation's minibatch (its error scaled by N / B); None uses
+            the whole training set every generation.
+        replicas, replica_ratio: parallel tempering with temperatures T * ratio**k.
+        max_time: stop after this many seconds (checked between generations).
+        seed: int, numpy Generator or None. backend: "auto", "numba" or "reference".
+    """
+
+    def __init__(
+        self,
+        *,
+        hidden: tuple[int, ...] = (32,),
+        activation: str = "relu",
+        loss: str = "cross_entropy",
+        density: float = 1.0,
+        lambda_l0: float = 0.0,
+        lambda_l1: float = 0.0,
+        moves: Moves | dict | None = None,
+        sigma: float = 0.05,
+        sigma_all: float = 0.002,
+        target_acceptance: float = 0.3,
+        w_prune: float = 0.02,
+        patience: int = 2,
+        score_floor: float = 0.1,
+        grid: float = 0.0,
+        w_max: float = math.inf,
+        schedule: Callable[..., float] | None = None,
+        n_proposals: int = 1_000_000,
+        generation: int = 20_000,
+        batch_size: int | None = None,
+        replicas: int = 1,
+        replica_ratio: float = 2.0,
+        max_time: float | None = None,
+        seed: SeedLike = None,
+        backend: str = "auto",
+    ) -> None:
+        self.hidden = hidden
+        self.activation = activation
+        self.loss = loss
+        self.density = density
+        self.lambda_l0 = lambda_l0
+        self.lambda_l1 = lambda_l1
+        self.moves = moves
+        self.sigma = sigma
+        self.sigma_all = sigma_all
+        self.target_acceptance = target_acceptance
+        self.w_prune = w_prune
+        self.patience = patience
+        self.score_floor = score_floor
+        self.grid = grid
+        self.w_max = w_max
+        self.schedule = schedule
+        self.n_proposals = n_proposals
+        self.generation = generation
+        self.batch_size = batch_size
+        self.replicas = replicas
+        self.replica_ratio = replica_ratio
+        self.max_time = max_time
+        self.seed = seed
+        self.backend = backend
+
+    # ----------------------------------------------------------------- sklearn contract
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in _PARAM_NAMES}
+
+    def set_params(self, **params: Any) -> ThermoClassifier:
+        for k, v in params.items():
+            if k not in _PARAM_NAMES:
+                raise ConfigError(f"unknown parameter {k!r}; valid: {', '.join(_PARAM_NAMES)}")
+            setattr(self, k, v)
+        return self
+
+    def _validate(self) -> tuple[Moves, EnergySpec]:
+        check_choice("activation", self.activation, tuple(ACTIVATIONS))
+        check_choice("loss", self.loss, tuple(LOSSES))
+        if not 0.0 < check_number("density", self.density) <= 1.0:
+            raise ConfigError(f"`density` must be in (0, 1], got {self.density!r}")
+        for name in ("sigma", "sigma_all", "w_prune", "replica_ratio"):
+            check_positive(name, getattr(self, name))
+        for name in ("lambda_l0", "lambda_l1", "grid", "score_floor"):
+            check_nonnegative(name, getattr(self, name))
+        check_probability("target_acceptance", self.target_acceptance)
+        check_int("patience", self.patience, min_value=0)
+        check_int("n_proposals", self.n_proposals, min_value=1)
+        check_int("generation", self.generation, min_value=1)
+        check_int("replicas", self.replicas, min_value=1)
+        if self.batch_size is not None:
+            check_int("batch_size", self.batch_size, min_value=1)
+        if self.max_time is not None:
+            check_positive("max_time", self.max_time, "seconds")
+        if not self.w_max > 0:
+            raise ConfigError(f"`w_max` must be > 0, got {self.w_max!r}")
+        if self.grid > 0 and self.w_prune < self.grid:
+            raise ConfigError(
+                f"`w_prune` ({self.w_prune}) must be >= `grid` ({self.grid}) so a newborn "
+                "connection can have a non-zero weight"
+            )
+        spec = EnergySpec(
+            loss=self.loss,
+            lambda_l0=float(self.lambda_l0),
+            lambda_l1=float(self.lambda_l1),
+            w_prune=float(self.w_prune),
+            w_max=float(self.w_max),
+            grid=float(self.grid),
+        )
+        return Moves.coerce(self.moves), spec
+
+    # ----------------------------------------------------------------- training
+    def fit(
+        self,
+        X: Any,
+        y: Any,
+        *,
+        init: NeuralFabric | None = None,
+        eval_set: tuple[Any, Any] | None = None,
+        callback: Callable[[Progress], bool | None] | None = None,
+    ) -> ThermoClassifier:
+        """Train from ``init`` (a fabric, e.g. from pre-trained dense weights) or from a new
+        He-initialised layered network. ``callback(progress)`` runs after each generation;
+        returning False stops training."""
+        moves, spec = self._validate()
+        X, y_idx = self._check_xy(X, y, fit=True)
+        rng = make_rng(self.seed)
+        if init is None:
+            sizes = [X.shape[1], *[int(h) for h in self.hidden], len(self.classes_)]
+            init = NeuralFabric.layered(
+                sizes, activation=self.activation, density=self.density, seed=rng
+            )
+        elif init.n_in != X.shape[1] or init.n_out != len(self.classes_):
+            raise ShapeError(
+                f"`init` has {init.n_in} inputs and {init.n_out} outputs; the data needs "
+                f"{X.shape[1]} and {len(self.classes_)}"
+            )
+        self.backend_, kernels = backends.resolve("thermo", self.backend)
+        temps = ladder(self.replicas, float(self.replica_ratio))
+        chains = [Chain(init, spec, kernels) for _ in temps]
+        Xv, yv = (None, None)
+        if eval_set is not None:
+            Xv, yv = self._check_xy(*eval_set, fit=False)
+        schedule = self.schedule if self.schedule is not None else Geometric()
+        n_gen = max(1, -(-int(self.n_proposals) // int(self.generation)))
+        sigma = np.array([self.sigma, self.sigma, 0.0, 0.0, self.sigma_all], dtype=np.float64)
+        sigmas = [sigma.copy() for _ in chains]
+        cum = moves.cumulative()
+        self.history_ = History()
+        self.swap_rate_ = np.zeros(max(len(chains) - 1, 0))
+        swaps = np.zeros((max(len(chains) - 1, 0), 2))
+        N = len(X)
+        t0 = time.perf_counter()
+        temperature, uphill, done = None, None, 0
+        for g in range(n_gen):
+            batch = (
+                rng.choice(N, self.batch_size, replace=False)
+                if self.batch_size and self.batch_size < N
+                else None
+            )
+            if g == 0 or batch is not None:
+                Xb, yb = (X, y_idx) if batch is None else (X[batch], y_idx[batch])
+                for ch in chains:
+                    ch.set_batch(Xb, yb, N / len(yb))
+            temperature = schedule(g / max(n_gen - 1, 1), temperature, uphill)
+            if not temperature > 0:
+                raise ConfigError(
+                    f"the schedule returned temperature {temperature!r}; it must be > 0"
+                )
+            n = min(int(self.generation), int(self.n_proposals) - done)
+            sub = None
+            if chains[0].B > 512:
+                sub = rng.choice(chains[0].B, 512, replace=False)
+            tg = time.perf_counter()
+            stats = []
+            for k, ch in enumerate(chains):
+                ch.refresh(
+                    patience=int(self.patience), floor=float(self.score_floor), score_samples=sub
+                )
+                st = ch.run(
+                    n, temperature=temperature * temps[k], move_cum=cum, sigma=sigmas[k], rng=rng
+                )
+                _adapt(sigmas[k], st, self.target_acceptance)
+                stats.append(st)
+            elapsed_g = time.perf_counter() - tg
+            done += n
+            if len(chains) > 1:
+                _exchange(chains, sigmas, temps, temperature, rng, swaps, g)
+            st = stats[0]
+            up = st[:, 3].sum()
+            uphill = float(st[:, 4].sum() / up) if up > 0 else 0.0
+            row = self._row(
+                chains[0], st, temperature, sigmas[0], n * len(chains) / elapsed_g, Xv, yv
+            )
+            row.update(
+                generation=g,
+                proposals=done,
+                seconds=time.perf_counter() - t0,
+                uphill_acceptance=uphill,
+            )
+            self.history_.rows.append(row)
+            stop = callback(Progress(g, n_gen, done, row)) if callback is not None else None
+            if stop is False:
+                break
+            if self.max_time is not None and time.perf_counter() - t0 >= self.max_time:
+                log.info("stopping after %.1f s (max_time)", time.perf_counter() - t0)
+                break
+        if len(chains) > 1:
+            self.swap_rate_ = swaps[:, 1] / np.maximum(swaps[:, 0], 1)
+        self.fabric_ = chains[0].to_fabric()
+        self.n_proposals_done_ = done
+        return self
+
+    def _row(
+        self, ch: Chain, st: np.ndarray, T: float, sigma: np.ndarray, rate: float, Xv, yv
+    ) -> dict[str, float]:
+        prop, acc = st[:, 0], st[:, 1]
+        row = {
+            "temperature": T,
+            "energy": float(ch.energy[0]),
+            "error": float(ch.energy[1] * ch.scale),
+            "train_accuracy": ch.accuracy(),
+            "connections": ch.n_edges,
+            "sparsity": 1.0 - ch.n_edges / max(len(ch.psrc), 1),
+            "acceptance": float(acc.sum() / max(prop.sum(), 1)),
+            "sigma": float(sigma[0]),
+            "proposals_per_s": rate,
+        }
+        for m, name in enumerate(MOVE_NAMES):
+            row[f"accept_{name}"] = float(acc[m] / prop[m]) if prop[m] else float("nan")
+        if Xv is not None:
+            row["val_accuracy"] = float(np.mean(ch.to_fabric().predict(Xv) == yv))
+        return row
+
+    # ----------------------------------------------------------------- prediction
+    def _check_xy(self, X: Any, y: Any, *, fit: bool) -> tuple[np.ndarray, np.ndarray]:
+        X = check_array("X", X, dtype=np.float64)
+        if X.ndim != 2 or len(X) == 0:
+            raise ShapeError(
+                f"`X` must be a non-empty 2-D array (n_samples, n_features), got {X.shape}"
+            )
+        y = np.asarray(y)
+        if y.shape != (len(X),):
+            raise ShapeError(f"`y` must have shape ({len(X)},) like X's rows, got {y.shape}")
+        if fit:
+            self.classes_ = np.unique(y)
+            if len(self.classes_) < 2:
+                raise ConfigError(f"`y` must hold at least 2 classes, got {self.classes_.tolist()}")
+        idx = np.searchsorted(self.classes_, y)
+        idx = np.minimum(idx, len(self.classes_) - 1)
+        if not np.array_equal(self.classes_[idx], y):
+            raise ConfigError("`y` holds labels not seen during fit")
+        return X, idx
+
+    def _fabric(self) -> NeuralFabric:
+        if not hasattr(self, "fabric_"):
+            raise NotFittedError("this ThermoClassifier is not fitted yet; call fit(X, y) first")
+        return self.fabric_
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        return self._fabric().predict_proba(X)
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.classes_[self._fabric().predict(X)]
+
+    def score(self, X: Any, y: Any) -> float:
+        """Mean accuracy on (X, y)."""
+        return float(np.mean(self.predict(X) == np.asarray(y)))
+
+    # ----------------------------------------------------------------- persistence
+    def save(self, path: Any, *, dtype: Any = None) -> Any:
+        """Save the fabric (Arrow columns) with the classes and parameters in its manifest."""
+        fab = self._fabric()
+        meta = {
+            "engine": "thermo.ThermoClassifier",
+            "classes": self.classes_.tolist(),
+            "params": {k: _jsonable(v) for k, v in self.get_params().items()},
+            "proposals": int(getattr(self, "n_proposals_done_", 0)),
+        }
+        return fab.save(path, dtype=dtype, meta=meta)
+
+    @classmethod
+    def load(cls, path: Any, *, mmap: bool = True, verify: bool = True) -> ThermoClassifier:
+        fab = NeuralFabric.load(path, mmap=mmap, verify=verify)
+        meta = getattr(fab, "meta", {})
+        if meta.get("engine") != "thermo.ThermoClassifier" or "classes" not in meta:
+            raise ConfigError(
+                f"{path} holds a bare NeuralFabric, not a ThermoClassifier; use NeuralFabric.load"
+            )
+        model = cls()
+        model.fabric_ = fab
+        model.classes_ = np.asarray(meta["classes"])
+        model.n_proposals_done_ = meta.get("proposals", 0)
+        return model
+
+
+_PARAM_NAMES = tuple(inspect.signature(ThermoClassifier.__init__).parameters)[1:]
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, (str, int, float, bool)) or v is None:
+        return v if not (isinstance(v, float) and not math.isfinite(v)) else str(v)
+    if isinstance(v, (tuple, list)):
+        return [_jsonable(x) for x in v]
+    return repr(v)
+
+
+def _adapt(sigma: np.ndarray, st: np.ndarray, target: float) -> None:
+    """Multiply each adapted step size by exp(acceptance - target), within [1e-6, 10]. The
+    acceptance counts only proposals that changed the energy: a move of a weight whose input
+    is always 0 is free at any step size and would otherwise drive the step up forever."""
+    for m in _ADAPTED:
+        live = st[m, 0] - st[m, 5]
+        if live >= 20:
+            rate = (st[m, 1] - st[m, 5]) / live
+            sigma[m] = min(10.0, max(1e-6, sigma[m] * math.exp(rate - target)))
+
+
+def _exchange(chains, sigmas, temps, T, rng, swaps, g) -> None:
+    """Replica exchange between neighbouring temperatures (even pairs on even generations):
+    accept with min(1, exp((1/T_i - 1/T_j) (E_i - E_j)))."""
+    for i in range(g % 2, len(chains) - 1, 2):
+        j = i + 1
+        bi, bj = 1.0 / (T * temps[i]), 1.0 / (T * temps[j])
+        log_r = (bi - bj) * (chains[i].energy[0] - chains[j].energy[0])
+        swaps[i, 0] += 1
+        if log_r >= 0 or rng.random() < math.exp(log_r):
+            chains[i], chains[j] = chains[j], chains[i]
+            sigmas[i], sigmas[j] = sigmas[j], sigmas[i]
+            swaps[i, 1] += 1
