@@ -135,8 +135,17 @@ class Chain:
         return float(np.mean(np.argmax(logits, axis=1) == self.y))
 
     # ----------------------------------------------------------------- proposal kernel
-    def refresh(self, *, patience: int, floor: float, score_samples: np.ndarray | None) -> None:
-        """Between generations: new birth scores, edge ages and death eligibility."""
+    def refresh(
+        self,
+        *,
+        patience: int,
+        floor: float,
+        score_samples: np.ndarray | None = None,
+        scores: bool = True,
+    ) -> None:
+        """Between generations: caches recomputed from scratch (no drift), edge ages, death
+        eligibility and (``scores``) new birth scores from the current activations."""
+        self.recompute()
         E = self.n_edges
         live = self.epair[:E]
         small = np.abs(self.ew[:E]) <= self.spec.w_prune
@@ -144,9 +153,11 @@ class Chain:
         aged[live] = np.where(small, self.age[live] + 1, 0)
         self.age = aged
         self.elig = ((self.pair_edge < 0) | (self.age >= patience)).astype(np.uint8)
-        A = self.A if score_samples is None else np.ascontiguousarray(self.A[score_samples])
-        y = self.y if score_samples is None else self.y[score_samples]
-        self.k.pair_scores(self.psrc, self.pdst, self.n_units, self.n_out, A, y, floor, self.score)
+        if scores:
+            A = self.A if score_samples is None else np.ascontiguousarray(self.A[score_samples])
+            y = self.y if score_samples is None else self.y[score_samples]
+            k = self.k
+            k.pair_scores(self.psrc, self.pdst, self.n_units, self.n_out, A, y, floor, self.score)
         self._rebuild_tree()
         self._rebuild_candidates()
 

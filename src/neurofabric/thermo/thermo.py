@@ -86,6 +86,12 @@ class ThermoClassifier:
             move. Both adapt between generations toward ``target_acceptance``.
         w_prune: connections with |w| <= w_prune may die; newborn weights are uniform in
             [-w_prune, w_prune].
+        adapt: between generations, adapt the step sizes toward ``target_acceptance``, refresh
+            the birth scores from the current activations and age the connections (death needs
+            ``patience`` generations near zero). All three depend on the chain's own past, as in
+            any adaptive MCMC: good for optimisation. ``adapt=False`` fixes the step sizes, the
+            scores (computed once) and makes every near-zero connection eligible, so the chain
+            samples exp(-E/T) exactly at a constant temperature.
         patience: generations a connection must have stayed near zero before it may die.
         score_floor: birth scores get this fraction of their mean added (every pair stays
             proposable).
@@ -113,6 +119,7 @@ class ThermoClassifier:
         sigma: float = 0.05,
         sigma_all: float = 0.002,
         target_acceptance: float = 0.3,
+        adapt: bool = True,
         w_prune: float = 0.02,
         patience: int = 2,
         score_floor: float = 0.1,
@@ -138,6 +145,7 @@ class ThermoClassifier:
         self.sigma = sigma
         self.sigma_all = sigma_all
         self.target_acceptance = target_acceptance
+        self.adapt = adapt
         self.w_prune = w_prune
         self.patience = patience
         self.score_floor = score_floor
@@ -265,12 +273,16 @@ class ThermoClassifier:
             stats = []
             for k, ch in enumerate(chains):
                 ch.refresh(
-                    patience=int(self.patience), floor=float(self.score_floor), score_samples=sub
+                    patience=int(self.patience) if self.adapt else 0,
+                    floor=float(self.score_floor),
+                    score_samples=sub,
+                    scores=bool(self.adapt) or g == 0,
                 )
                 st = ch.run(
                     n, temperature=temperature * temps[k], move_cum=cum, sigma=sigmas[k], rng=rng
                 )
-                _adapt(sigmas[k], st, self.target_acceptance)
+                if self.adapt:
+                    _adapt(sigmas[k], st, self.target_acceptance)
                 stats.append(st)
             elapsed_g = time.perf_counter() - tg
             done += n

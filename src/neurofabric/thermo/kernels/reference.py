@@ -69,12 +69,20 @@ from neurofabric.thermo.kernels.common import (
 )
 
 __all__ = [
+    "acceptance",
     "fenwick_build",
     "forward",
     "mh_generation",
     "pair_scores",
     "sample_losses",
 ]
+
+
+def acceptance(dE: float, temperature: float, log_q: float = 0.0) -> float:
+    """The Metropolis-Hastings acceptance probability min(1, exp(-dE / T) * q_ratio), with
+    ``log_q`` the log of the proposal ratio (0 for a symmetric move). Always in [0, 1]."""
+    log_r = -dE / temperature + log_q
+    return 1.0 if log_r >= 0.0 else math.exp(log_r)
 
 
 def activate(kind: int, z: np.ndarray) -> np.ndarray:
@@ -269,8 +277,7 @@ def mh_generation(
         if action[0] == "death":
             e_new -= lam0  # one edge fewer (its weight is already 0)
         dE = e_new - e_old
-        log_r = -dE / temperature + log_q
-        accepted = log_r >= 0.0 or u_acc[i] < math.exp(log_r)
+        accepted = u_acc[i] < acceptance(dE, temperature, log_q)
         if dE == 0:
             stats[move, 5] += 1
         elif dE > 0:
