@@ -10,9 +10,9 @@ connections), which are what growth may create.
 On disk (``save``) a fabric is a directory::
 
     manifest.json   format, version, shape of the network, sha256 of each file, user meta
-    edges.arrow     source, target (uint32), weight; sorted by target, one record batch
-                    per layer of targets, so ``read_layer`` maps only the layer it needs
-    units.arrow     bias, edge_start, edge_stop (the per-target CSR offsets into edges)
+    edges.arrow     source, target (uint32), weight, sorted by target (one record batch)
+    units.arrow     bias, edge_start, edge_stop (the per-target CSR offsets into edges), so
+                    ``read_layer`` slices out one layer's connections and touches no other page
     pairs.arrow     allowed pairs (only for a DAG that is not layered)
 
 All files are uncompressed Arrow IPC and ``load(..., mmap=True)`` returns numpy views on the
@@ -331,7 +331,6 @@ class NeuralFabric:
         wdt = np.dtype(dtype) if dtype is not None else fab.weight.dtype
         if wdt.kind != "f":
             raise ConfigError(f"`dtype` must be a floating point dtype, got {wdt}")
-        spans = _layer_spans(fab, offsets)
         info = {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
@@ -347,7 +346,7 @@ class NeuralFabric:
         }
         with atomic_directory(path) as tmp:
             edges = {"source": fab.source, "target": fab.target, "weight": fab.weight.astype(wdt)}
-            write_columns(tmp / "edges.arrow", edges, batches=spans)
+            write_columns(tmp / "edges.arrow", edges)
             units = {
                 "bias": fab.bias.astype(wdt),
                 "edge_start": offsets[:-1],
@@ -436,8 +435,12 @@ class NeuralFabric:
         if not sizes:
             raise ConfigError(f"{path} is not a layered fabric; load it whole")
         check_int("layer", layer, min_value=1, max_value=len(sizes) - 1)
-        cf = read_columns(Path(path) / "edges.arrow", mmap=mmap)
-        return cf.batch(layer - 1)
+        starts = np.cumsum([0, *sizes])
+        units = read_columns(Path(path) / "units.arrow", mmap=mmap).columns(["edge_start", "edge_stop"])
+        lo = int(units["edge_start"][starts[layer]])
+        hi = int(units["edge_stop"][starts[layer + 1] - 1])
+        cols = read_columns(Path(path) / "edges.arrow", mmap=mmap).columns()
+        return {name: values[lo:hi] for name, values in cols.items()}
 
     def to_parquet(self, path: str | os.PathLike[str]) -> Path:
         """Export as a folder with ``edges.parquet`` and ``units.parquet`` (for other tools)."""
@@ -504,15 +507,6 @@ def _layered_pairs(sizes: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         srcs.append(np.repeat(s, len(t)))
         dsts.append(np.tile(t, len(s)))
     return np.concatenate(srcs), np.concatenate(dsts)
-
-
-def _layer_spans(fab: NeuralFabric, offsets: np.ndarray) -> list[tuple[int, int]]:
-    if not fab.layer_sizes:
-        return [(0, fab.n_edges)]
-    starts = np.cumsum([0, *fab.layer_sizes])
-    return [
-        (int(offsets[starts[i]]), int(offsets[starts[i + 1]])) for i in range(1, len(starts) - 1)
-    ]
 
 
 def _natural(name: str) -> list[Any]:
