@@ -3,6 +3,7 @@ weights and the topology of a sparse network stored as Arrow columns."""
 
 from neurofabric.thermo.fabric import NeuralFabric
 from neurofabric.thermo.params import Moves
+from neurofabric.thermo.plots import plot_history
 from neurofabric.thermo.schedules import Adaptive, Constant, Geometric, Linear
 from neurofabric.thermo.thermo import History, Progress, ThermoClassifier
 
@@ -15,5 +16,6 @@ __all__ = [
     "Moves",
     "NeuralFabric",
     "Progress",
+    "plot_history",
     "ThermoClassifier",
 ]

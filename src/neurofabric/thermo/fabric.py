@@ -436,7 +436,9 @@ class NeuralFabric:
             raise ConfigError(f"{path} is not a layered fabric; load it whole")
         check_int("layer", layer, min_value=1, max_value=len(sizes) - 1)
         starts = np.cumsum([0, *sizes])
-        units = read_columns(Path(path) / "units.arrow", mmap=mmap).columns(["edge_start", "edge_stop"])
+        units = read_columns(Path(path) / "units.arrow", mmap=mmap).columns(
+            ["edge_start", "edge_stop"]
+        )
         lo = int(units["edge_start"][starts[layer]])
         hi = int(units["edge_stop"][starts[layer + 1] - 1])
         cols = read_columns(Path(path) / "edges.arrow", mmap=mmap).columns()

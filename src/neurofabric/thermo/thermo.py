@@ -363,7 +363,8 @@ class ThermoClassifier:
         return self._fabric().predict_proba(X)
 
     def predict(self, X: Any) -> np.ndarray:
-        return self.classes_[self._fabric().predict(X)]
+        fabric = self._fabric()
+        return self.classes_[fabric.predict(X)]
 
     def score(self, X: Any, y: Any) -> float:
         """Mean accuracy on (X, y)."""
