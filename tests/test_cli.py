@@ -70,6 +70,33 @@ def test_demo_writes_figures(tmp_path):
     assert res.exit_code == 0, res.output
     assert (tmp_path / "cuba_raster.png").is_file() and (tmp_path / "cuba_voltage.png").is_file()
     assert "identical spikes: True" in res.output
+    assert (tmp_path / "thermo_history.png").is_file()
+    assert (tmp_path / "thermo_digits" / "edges.arrow").is_file()
+    assert "Metropolis-Hastings" in res.output
+
+
+def test_thermo_train_and_eval_on_digits(tmp_path):
+    from neurofabric.thermo import ThermoClassifier
+
+    out = tmp_path / "m"
+    res = runner.invoke(
+        app,
+        ["thermo", "train", "--out", str(out), "--hidden", "8", "--proposals", "30000",
+         "--generation", "10000", "--plot", str(tmp_path / "h.png")],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "test accuracy" in res.output and (tmp_path / "h.png").is_file()
+    model = ThermoClassifier.load(out)
+    assert model.fabric_.layer_sizes == (64, 8, 10)
+    res = runner.invoke(
+        app, ["thermo", "eval", str(out), "--confusion-png", str(tmp_path / "c.png")]
+    )
+    assert res.exit_code == 0, res.output
+    assert "confusion matrix" in res.output and (tmp_path / "c.png").is_file()
+    res = runner.invoke(app, ["thermo", "eval", str(tmp_path)])
+    assert res.exit_code == 2 and "manifest" in res.output
+    res = runner.invoke(app, ["thermo", "train", "--out", str(out), "--schedule", "cosine"])
+    assert res.exit_code == 2 and "schedule" in res.output
 
 
 def test_mnist_train_and_eval_on_a_fake_dataset(tmp_path):

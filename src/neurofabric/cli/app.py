@@ -13,16 +13,16 @@ import time
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from neurofabric import __version__
+from neurofabric.cli.render import console, err_console, print_report
+from neurofabric.cli.thermo import summary_table as thermo_summary_table
+from neurofabric.cli.thermo import thermo_app, train_thermo
 from neurofabric.core.errors import ConfigError, NeurofabricError
 
-console = Console()
-err_console = Console(stderr=True)
 app = typer.Typer(
     help="neurofabric: sparse, brain-inspired computing, measured.",
     no_args_is_help=True,
@@ -30,6 +30,7 @@ app = typer.Typer(
 )
 snn_app = typer.Typer(help="The spiking-network simulator.", no_args_is_help=True)
 app.add_typer(snn_app, name="snn")
+app.add_typer(thermo_app, name="thermo")
 
 
 @app.callback()
@@ -369,24 +370,7 @@ def mnist_eval(
     except NeurofabricError as exc:
         err_console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
-    table = Table(
-        title=f"{dataset} test, {len(x)} images: accuracy {rep['accuracy']:.4f}, "
-        f"macro-F1 {rep['macro_f1']:.4f}"
-    )
-    for col in ("class", "precision", "recall", "support"):
-        table.add_column(col, justify="right")
-    for c in range(len(rep["support"])):
-        table.add_row(
-            str(c), f"{rep['precision'][c]:.3f}", f"{rep['recall'][c]:.3f}", str(rep["support"][c])
-        )
-    console.print(table)
-    cm = Table(title="confusion matrix (rows: true, columns: predicted)")
-    cm.add_column("")
-    for c in range(len(rep["support"])):
-        cm.add_column(str(c), justify="right")
-    for c, row in enumerate(rep["confusion"]):
-        cm.add_row(str(c), *[str(v) for v in row])
-    console.print(cm)
+    print_report(console, rep, f"{dataset} test, {len(x)} images")
     if plots:
         from neurofabric.snn.plots import plot_confusion, plot_receptive_fields
 
@@ -458,8 +442,27 @@ def demo(
         f"{summary['synapse_bytes']:,}, {proc['wall_s_per_bio_s']:.3f} s per "
         "biological second"
     )
+    console.print(
+        "\n[bold]2. Thermodynamic trainer[/bold]: a 64-16-10 network learns scikit-learn's "
+        "digits by Metropolis-Hastings annealing alone (no gradients), paying 2 nats per "
+        "connection, so it prunes as it learns."
+    )
+    try:
+        thermo = train_thermo(
+            dataset="digits", data_dir=None, out=out / "thermo_digits", hidden=[16],
+            proposals=150_000, generation=20_000, lambda_l0=2.0, lambda_l1=0.5, w_prune=0.05,
+            schedule="geometric", t_start=1.0, t_end=0.005, batch_size=None, replicas=1,
+            max_time=None, init=None, seed=0, plot=out / "thermo_history.png",
+        )  # fmt: skip
+    except NeurofabricError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    console.print(thermo_summary_table(thermo))
+    console.print(
+        f"figure: {out / 'thermo_history.png'}; model (Arrow columns): {out / 'thermo_digits'}"
+    )
     console.rule()
-    console.print("Benchmarks against Brian2 and NEST: docs/benchmarks.md (make bench).")
+    console.print("Benchmarks against Brian2, NEST, BindsNET and backprop: docs/benchmarks.md.")
 
 
 def main() -> None:
