@@ -46,7 +46,11 @@ _FILES = ("edges.arrow", "units.arrow", "pairs.arrow")
 
 
 class NeuralFabric:
-    """A feed-forward network (layered or any sparse DAG) as columns of arrays."""
+    """A feed-forward network (layered or any sparse DAG) as columns of arrays.
+
+    ``check=False`` skips the topology checks (they read every connection); ``load`` uses it
+    only with ``verify=False``, for a cold start from a file this library wrote.
+    """
 
     def __init__(
         self,
@@ -60,6 +64,7 @@ class NeuralFabric:
         activation: str = "relu",
         layer_sizes: Sequence[int] | None = None,
         pairs: tuple[Any, Any] | None = None,
+        check: bool = True,
     ) -> None:
         self.activation = check_choice("activation", activation, tuple(ACTIVATIONS))
         self.bias = np.asarray(bias)
@@ -92,7 +97,9 @@ class NeuralFabric:
         self._pairs = None
         if pairs is not None:
             self._pairs = tuple(np.asarray(p, dtype=np.uint32) for p in pairs)
-        self._check_topology()
+        self.meta: dict[str, Any] = {}
+        if check:
+            self._check_topology()
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -389,7 +396,8 @@ class NeuralFabric:
     ) -> NeuralFabric:
         """Load a saved fabric. With ``mmap`` the columns are read-only views on the mapped
         files (nothing is copied). ``verify`` checks every file's SHA-256 first, which reads
-        every byte; pass ``verify=False`` for a cold start that touches no weight page."""
+        every byte, as do the topology checks that follow; ``verify=False`` skips both, for a
+        cold start that touches no weight page (use it only on files this library wrote)."""
         info = cls.read_manifest(path)
         root = Path(path)
         files = info.get("files", {})
@@ -420,6 +428,7 @@ class NeuralFabric:
             activation=info["activation"],
             layer_sizes=info.get("layer_sizes"),
             pairs=pairs,
+            check=verify,
         )
         fab.meta = info.get("meta", {})
         return fab
