@@ -102,7 +102,9 @@ class ThermoClassifier:
         batch_size: samples per generation's minibatch (its error scaled by N / B); None uses
             the whole training set every generation.
         replicas, replica_ratio: parallel tempering with temperatures T * ratio**k.
-        max_time: stop after this many seconds (checked between generations).
+        max_time: stop after this many seconds (checked between generations); the schedule
+            then advances by the larger of the fraction of proposals and of time used, so a
+            run cut by the budget still ends cold.
         seed: int, numpy Generator or None. backend: "auto", "numba" or "reference".
     """
 
@@ -260,7 +262,12 @@ class ThermoClassifier:
                 Xb, yb = (X, y_idx) if batch is None else (X[batch], y_idx[batch])
                 for ch in chains:
                     ch.set_batch(Xb, yb, N / len(yb))
-            temperature = schedule(g / max(n_gen - 1, 1), temperature, uphill)
+            frac = g / max(n_gen - 1, 1)
+            if self.max_time is not None:
+                # the generation about to run should end the budget at frac = 1
+                per_gen = (time.perf_counter() - t0) / max(g, 1)
+                frac = max(frac, min(1.0, (time.perf_counter() - t0 + per_gen) / self.max_time))
+            temperature = schedule(frac, temperature, uphill)
             if not temperature > 0:
                 raise ConfigError(
                     f"the schedule returned temperature {temperature!r}; it must be > 0"
