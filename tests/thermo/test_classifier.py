@@ -184,3 +184,13 @@ def test_get_set_params():
     with pytest.raises(ConfigError, match="unknown parameter"):
         m.set_params(nope=1)
     assert Moves(weight=1.0, bias=0.0, birth=0.0, death=0.0).cumulative()[-1] == 1.0
+
+
+def test_time_budget_drives_the_schedule_to_its_end(digits):
+    Xtr, _, ytr, _ = digits
+    m = _model(n_proposals=10**9, generation=5_000, max_time=3.0, schedule=Geometric(1.0, 0.001))
+    m.fit(Xtr, ytr)
+    t = m.history_.column("temperature")
+    secs = m.history_.column("seconds")
+    assert secs[-1] >= 3.0 and m.n_proposals_done_ < 10**9
+    assert t[-1] < 0.01  # the run ended cold although it was cut by time
