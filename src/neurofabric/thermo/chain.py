@@ -107,6 +107,9 @@ class Chain:
             self.idx = np.zeros(B, np.int64)
             self.lnew = np.zeros(B)
         self.X = np.ascontiguousarray(X, dtype=np.float64)
+        rows, cols = np.nonzero(self.X.T)  # per input unit, the samples where it is non-zero
+        self.nz_idx = cols.astype(np.int64)
+        self.nz_ptr = np.searchsorted(rows, np.arange(self.n_in + 1)).astype(np.int64)
         self.y = np.ascontiguousarray(y, dtype=np.int64)
         self.scale = float(scale)
         self.recompute()
@@ -200,7 +203,7 @@ class Chain:
             self.n_in, self.n_out, self.act, self.loss,
             self.psrc, self.pdst, self.sptr, self.sorder, self.pair_edge, self.score, self.elig,
             self.tree, self.esrc, self.edst, self.ew, self.epair, self.counters, self.bias,
-            self.cand, self.cand_pos, self.X, self.A, self.Z, self.y, self.L, self.A2, self.Z2,
+            self.cand, self.cand_pos, self.X, self.nz_ptr, self.nz_idx, self.A, self.Z, self.y, self.L, self.A2, self.Z2,
             self.L2, move_cum, sigma, float(temperature), self.scale, s.lambda_l0, s.lambda_l1,
             s.w_prune, s.w_max, s.grid, self.energy, u_move, u_pick, gauss, u_aux, u_acc,
             all_gauss, self.mark, self.cone, self.pos, self.dzl, self.zb, self.idx,

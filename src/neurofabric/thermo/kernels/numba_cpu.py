@@ -232,17 +232,21 @@ def _new_loss(n, ns, clen, zb, A, y, L, logits, pos, loss_kind):
 @njit(**_OPTS)
 def _delta_err(
     t, s, d, n_in, n_out, act_kind, loss_kind, sptr, sorder, pdst, pair_edge, ew, A, Z, y, L,
-    mark, cone, pos, dzl, zb, idx, lnew, logits,
+    nz_ptr, nz_idx, mark, cone, pos, dzl, zb, idx, lnew, logits,
 ):  # fmt: skip
     """Error change (sum over the cached samples) when z_t changes by d * a_s (s >= 0) or by d
-    (s < 0, a bias). Fills idx/zb/lnew for the write-back; returns (dE, n_affected, cone_len)."""
+    (s < 0, a bias). Fills idx/zb/lnew for the write-back; returns (dE, n_affected, cone_len).
+    ``nz_ptr/nz_idx`` list, per input unit, the samples where it is non-zero (ascending)."""
     n_units = A.shape[1]
     first_out = n_units - n_out
     clen = _cone(t, n_in, n_units, sptr, sorder, pdst, pair_edge, mark, cone, pos)
-    B = A.shape[0]
+    from_input = 0 <= s < n_in
+    count = nz_ptr[s + 1] - nz_ptr[s] if from_input else A.shape[0]
     ns = 0
     dE = 0.0
-    for n in range(B):
+    for j in range(count):
+        # an input's change reaches only the samples where that input is non-zero
+        n = nz_idx[nz_ptr[s] + j] if from_input else j
         if s >= 0:
             a = A[n, s]
             if a == 0.0:
@@ -374,7 +378,7 @@ def mh_generation(
     n_in, n_out, act_kind, loss_kind,
     psrc, pdst, sptr, sorder, pair_edge, score, elig, tree,
     esrc, edst, ew, epair, counters, bias, cand, cand_pos,
-    X, A, Z, y, L, A2, Z2, L2,
+    X, nz_ptr, nz_idx, A, Z, y, L, A2, Z2, L2,
     move_cum, sigma, temperature, scale, lam0, lam1, w_prune, w_max, grid, energy,
     u_move, u_pick, gauss, u_aux, u_acc, all_gauss,
     mark, cone, pos, dzl, zb, idx, lnew, logits, w_buf, b_buf, stats,
@@ -420,7 +424,7 @@ def mh_generation(
                 continue
             derr, ns, clen = _delta_err(
                 t, s, d, n_in, n_out, act_kind, loss_kind, sptr, sorder, pdst, pair_edge,
-                ew, A, Z, y, L, mark, cone, pos, dzl, zb, idx, lnew, logits,
+                ew, A, Z, y, L, nz_ptr, nz_idx, mark, cone, pos, dzl, zb, idx, lnew, logits,
             )  # fmt: skip
             dE = scale * derr
             if move == MOVE_WEIGHT:
@@ -461,7 +465,7 @@ def mh_generation(
             t = pdst[p]
             derr, ns, clen = _delta_err(
                 t, s, w, n_in, n_out, act_kind, loss_kind, sptr, sorder, pdst, pair_edge,
-                ew, A, Z, y, L, mark, cone, pos, dzl, zb, idx, lnew, logits,
+                ew, A, Z, y, L, nz_ptr, nz_idx, mark, cone, pos, dzl, zb, idx, lnew, logits,
             )  # fmt: skip
             dE = scale * derr + lam0 + lam1 * abs(w)
             log_r = (
@@ -495,7 +499,7 @@ def mh_generation(
             s = esrc[e]
             derr, ns, clen = _delta_err(
                 t, s, -w, n_in, n_out, act_kind, loss_kind, sptr, sorder, pdst, pair_edge,
-                ew, A, Z, y, L, mark, cone, pos, dzl, zb, idx, lnew, logits,
+                ew, A, Z, y, L, nz_ptr, nz_idx, mark, cone, pos, dzl, zb, idx, lnew, logits,
             )  # fmt: skip
             dE = scale * derr - lam0 - lam1 * abs(w)
             p_birth = move_cum[MOVE_BIRTH] - move_cum[MOVE_BIRTH - 1]

@@ -181,7 +181,7 @@ def mh_generation(
     n_in, n_out, act_kind, loss_kind,
     psrc, pdst, sptr, sorder, pair_edge, score, elig, tree,
     esrc, edst, ew, epair, counters, bias, cand, cand_pos,
-    X, A, Z, y, L, A2, Z2, L2,
+    X, nz_ptr, nz_idx, A, Z, y, L, A2, Z2, L2,
     move_cum, sigma, temperature, scale, lam0, lam1, w_prune, w_max, grid, energy,
     u_move, u_pick, gauss, u_aux, u_acc, all_gauss,
     mark, cone, pos, dzl, zb, idx, lnew, logits, w_buf, b_buf, stats,
@@ -191,7 +191,8 @@ def mh_generation(
     ``counters`` = [n_edges, n_candidates], ``energy`` = [E, sum of the losses],
     ``stats[m]`` = [proposed, accepted, sum of accepted dE, uphill (dE > 0) proposed,
     uphill accepted, neutral (dE == 0) proposed] for move m. The cone and
-    write-back buffers (``mark .. b_buf``) and ``tree`` are unused here.
+    write-back buffers (``mark .. b_buf``), the non-zero input lists ``nz_ptr, nz_idx``
+    and ``tree`` are unused here.
     """
     net = (n_in, n_out, act_kind, loss_kind, esrc, edst)
     n_units = len(bias)
