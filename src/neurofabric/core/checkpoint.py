@@ -49,7 +49,8 @@ class Checkpoint:
     format_version: int = FORMAT_VERSION
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """The hex SHA-256 of a file, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -129,7 +130,7 @@ def save_checkpoint(
                 "file": fname,
                 "dtype": arr.dtype.str,
                 "shape": list(arr.shape),
-                "sha256": _sha256(tmp / fname),
+                "sha256": sha256_file(tmp / fname),
             }
         manifest = {
             "format": FORMAT_NAME,
@@ -183,7 +184,7 @@ def load_checkpoint(
                 raise CheckpointError(f"{mpath}: array file {entry['file']!r} is not a plain name")
             if not fpath.is_file():
                 raise CheckpointError(f"{src}: array file {entry['file']} is missing")
-            if verify and _sha256(fpath) != entry["sha256"]:
+            if verify and sha256_file(fpath) != entry["sha256"]:
                 raise CheckpointError(f"{fpath}: sha256 mismatch, the file is corrupt")
             arrays[name] = _read_array(fpath, entry["dtype"], entry["shape"])
         except (KeyError, TypeError, ValueError, pa.ArrowException) as exc:

@@ -8,27 +8,18 @@ from pathlib import Path
 import numpy as np
 
 from neurofabric.core.errors import ConfigError
+from neurofabric.core.figures import pyplot, save_figure
 from neurofabric.snn.monitors import RunResult, bin_rate
 
 
 def _figure(rows: int, height: float = 2.6):
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(rows, 1, figsize=(9, height * rows), sharex=True, squeeze=False)
     return plt, fig, axes[:, 0]
 
 
 def _save(plt, fig, path: str | os.PathLike[str]) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_raster(

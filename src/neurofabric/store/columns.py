@@ -10,7 +10,6 @@ Parquet is offered for exchange with other tools (it is compressed and always co
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -23,15 +22,6 @@ import pyarrow.parquet as pq
 from neurofabric.core.errors import DataError, StorageError
 
 _META_KEY = b"neurofabric"
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """The hex SHA-256 of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _table(columns: Mapping[str, np.ndarray], rows: slice | None = None) -> pa.RecordBatch:

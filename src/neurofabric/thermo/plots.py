@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from neurofabric.core.errors import ConfigError
+from neurofabric.core.figures import pyplot, save_figure
 from neurofabric.thermo.thermo import History
 
 
@@ -17,11 +18,7 @@ def plot_history(
     """Energy, accuracy, temperature, acceptance and sparsity per generation, in one figure."""
     if len(history) == 0:
         raise ConfigError("the history is empty: fit the model before plotting its history")
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     x = history.column("proposals")
     fig, axes = plt.subplots(5, 1, figsize=(8, 11), sharex=True)
     axes[0].plot(x, history.column("energy"), label="E (total)")
@@ -49,10 +46,4 @@ def plot_history(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return save_figure(fig, path, dpi=100)
