@@ -23,11 +23,12 @@ def main() -> None:
     ap.add_argument("--hidden", type=int, default=128)
     ap.add_argument("--max-time", type=float, default=1800.0, help="seconds per MH run")
     ap.add_argument("--proposals", type=int, default=2_000_000_000, help="upper bound")
-    ap.add_argument("--batch-size", type=int, default=1000)
-    ap.add_argument("--generation", type=int, default=50_000)
-    ap.add_argument("--lambda-l0", type=float, default=2.0)
+    ap.add_argument("--batch-size", type=int, default=5000)
+    ap.add_argument("--generation", type=int, default=20_000)
+    ap.add_argument("--lambda-l0", type=float, default=1.0)
     ap.add_argument("--lambda-l1", type=float, default=0.5)
     ap.add_argument("--w-prune", type=float, default=0.05)
+    ap.add_argument("--w-max", type=float, default=1.0)
     ap.add_argument("--t-start", type=float, default=1.0)
     ap.add_argument("--t-end", type=float, default=0.01)
     ap.add_argument("--seed", type=int, default=0)
@@ -57,7 +58,8 @@ def main() -> None:
 
         m = ThermoClassifier(
             hidden=(args.hidden,), n_proposals=args.proposals, generation=args.generation,
-            batch_size=args.batch_size, schedule=sched, max_time=args.max_time, seed=args.seed, **extra,
+            batch_size=args.batch_size, schedule=sched, max_time=args.max_time, seed=args.seed,
+            w_max=args.w_max, **extra,
         )  # fmt: skip
         t = time.perf_counter()
         m.fit(Xtr, ytr, callback=cb)

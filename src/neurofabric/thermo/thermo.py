@@ -96,7 +96,9 @@ class ThermoClassifier:
         score_floor: birth scores get this fraction of their mean added (every pair stays
             proposable).
         grid: > 0 keeps weights on the lattice k * grid (quantized weights); 0 for real weights.
-        w_max: bound on |w| and |b|.
+        w_max: bound on |w| and |b| (a move beyond it is rejected); the adapted step sizes stay
+            below w_max / 4. Without a bound, weights of rarely active inputs (whose moves
+            change little) can random-walk far and generalise badly.
         schedule: a temperature schedule (``neurofabric.thermo.schedules``).
         n_proposals: total proposals (per replica); ``generation`` proposals per generation.
         batch_size: samples per generation's minibatch (its error scaled by N / B); None uses
@@ -244,6 +246,8 @@ class ThermoClassifier:
         schedule = self.schedule if self.schedule is not None else Geometric()
         n_gen = max(1, -(-int(self.n_proposals) // int(self.generation)))
         sigma = np.array([self.sigma, self.sigma, 0.0, 0.0, self.sigma_all], dtype=np.float64)
+        # a step larger than a quarter of the weight range would mostly be rejected at the bound
+        sigma_hi = min(10.0, float(self.w_max) / 4.0)
         sigmas = [sigma.copy() for _ in chains]
         cum = moves.cumulative()
         self.history_ = History()
@@ -289,7 +293,7 @@ class ThermoClassifier:
                     n, temperature=temperature * temps[k], move_cum=cum, sigma=sigmas[k], rng=rng
                 )
                 if self.adapt:
-                    _adapt(sigmas[k], st, self.target_acceptance)
+                    _adapt(sigmas[k], st, self.target_acceptance, sigma_hi)
                 stats.append(st)
             elapsed_g = time.perf_counter() - tg
             done += n
@@ -415,15 +419,15 @@ def _jsonable(v: Any) -> Any:
     return repr(v)
 
 
-def _adapt(sigma: np.ndarray, st: np.ndarray, target: float) -> None:
-    """Multiply each adapted step size by exp(acceptance - target), within [1e-6, 10]. The
+def _adapt(sigma: np.ndarray, st: np.ndarray, target: float, hi: float) -> None:
+    """Multiply each adapted step size by exp(acceptance - target), within [1e-6, hi]. The
     acceptance counts only proposals that changed the energy: a move of a weight whose input
     is always 0 is free at any step size and would otherwise drive the step up forever."""
     for m in _ADAPTED:
         live = st[m, 0] - st[m, 5]
         if live >= 20:
             rate = (st[m, 1] - st[m, 5]) / live
-            sigma[m] = min(10.0, max(1e-6, sigma[m] * math.exp(rate - target)))
+            sigma[m] = min(hi, max(1e-6, sigma[m] * math.exp(rate - target)))
 
 
 def _exchange(chains, sigmas, temps, T, rng, swaps, g) -> None:
