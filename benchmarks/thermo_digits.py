@@ -31,7 +31,7 @@ def fit_ours(Xtr, ytr, seed, args, topology=True):
         extra = dict(moves=Moves(weight=0.95, bias=0.05, birth=0.0, death=0.0))
     m = ThermoClassifier(
         hidden=(args.hidden,), n_proposals=args.proposals, generation=20_000,
-        schedule=Geometric(args.t_start, args.t_end), seed=seed, **extra,
+        schedule=Geometric(args.t_start, args.t_end), seed=seed, w_max=args.w_max, **extra,
     )  # fmt: skip
     t = time.perf_counter()
     m.fit(Xtr, ytr)
@@ -74,11 +74,12 @@ def throughput(Xtr, ytr, batch, kernels, n, repeats):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--proposals", type=int, default=1_200_000)
+    ap.add_argument("--proposals", type=int, default=600_000)
     ap.add_argument("--hidden", type=int, default=32)
     ap.add_argument("--lambda-l0", type=float, default=2.0)
     ap.add_argument("--lambda-l1", type=float, default=0.5)
     ap.add_argument("--w-prune", type=float, default=0.05)
+    ap.add_argument("--w-max", type=float, default=2.0)
     ap.add_argument("--t-start", type=float, default=1.0)
     ap.add_argument("--t-end", type=float, default=0.005)
     ap.add_argument("--skip", default="", help="comma list of rows to skip: sa,mlp,throughput")

@@ -34,6 +34,7 @@ def train_thermo(
     lambda_l1: float,
     w_prune: float,
     schedule: str,
+    w_max: float = 2.0,
     t_start: float,
     t_end: float,
     batch_size: int | None,
@@ -61,7 +62,7 @@ def train_thermo(
         sched = make_schedule("constant", temperature=t_start)
     model = ThermoClassifier(
         hidden=tuple(hidden), n_proposals=proposals, generation=generation, lambda_l0=lambda_l0,
-        lambda_l1=lambda_l1, w_prune=w_prune, schedule=sched, batch_size=batch_size,
+        lambda_l1=lambda_l1, w_prune=w_prune, w_max=w_max, schedule=sched, batch_size=batch_size,
         replicas=replicas, max_time=max_time, seed=seed,
     )  # fmt: skip
     progress = Progress(
@@ -132,11 +133,12 @@ def thermo_train(
     dataset: str = typer.Option("digits", help="digits (scikit-learn), mnist or fashion_mnist."),
     data_dir: Path | None = typer.Option(None, help="Folder holding mnist/ (or NEUROFABRIC_DATA)."),
     hidden: list[int] = typer.Option([32], help="Hidden layer width (repeat for more layers)."),
-    proposals: int = typer.Option(1_200_000, help="Metropolis-Hastings proposals in all."),
+    proposals: int = typer.Option(600_000, help="Metropolis-Hastings proposals in all."),
     generation: int = typer.Option(20_000, help="Proposals between adaptations."),
     lambda_l0: float = typer.Option(2.0, help="Energy per connection (nats)."),
     lambda_l1: float = typer.Option(0.5, help="Energy per unit of |w|."),
     w_prune: float = typer.Option(0.05, help="|w| at or below which a connection may die."),
+    w_max: float = typer.Option(2.0, help="Bound on |w| and |b|."),
     schedule: str = typer.Option("geometric", help="geometric, linear, adaptive or constant."),
     t_start: float = typer.Option(1.0, help="Start temperature (the constant one for 'constant')."),
     t_end: float = typer.Option(0.005, help="Final temperature."),
@@ -153,7 +155,7 @@ def thermo_train(
         s = train_thermo(
             dataset=dataset, data_dir=data_dir, out=out, hidden=hidden, proposals=proposals,
             generation=generation, lambda_l0=lambda_l0, lambda_l1=lambda_l1, w_prune=w_prune,
-            schedule=schedule, t_start=t_start, t_end=t_end, batch_size=batch_size,
+            schedule=schedule, t_start=t_start, t_end=t_end, batch_size=batch_size, w_max=w_max,
             replicas=replicas, max_time=max_time, init=init, seed=seed, plot=plot,
             n_train=n_train,
         )  # fmt: skip
