@@ -321,6 +321,7 @@ class NeuralFabric:
             activation=self.activation,
             layer_sizes=self.layer_sizes,
             pairs=self._pairs,
+            check=False,  # a permutation of connections already checked
         )
         offsets = np.searchsorted(fab.target, np.arange(self.n_units + 1)).astype(np.uint64)
         return fab, offsets
