@@ -13,6 +13,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 	$(VENV)/bin/neurofabric snn compile
+	$(VENV)/bin/neurofabric thermo compile
 	touch $(STAMP)
 
 demo: $(STAMP)
