@@ -97,6 +97,8 @@ def test_thermo_train_and_eval_on_digits(tmp_path):
     assert res.exit_code == 2 and "manifest" in res.output
     res = runner.invoke(app, ["thermo", "train", "--out", str(out), "--schedule", "cosine"])
     assert res.exit_code == 2 and "schedule" in res.output
+    res = runner.invoke(app, ["thermo", "compile"])
+    assert res.exit_code == 0 and "compiled" in res.output
 
 
 def test_mnist_train_and_eval_on_a_fake_dataset(tmp_path):
