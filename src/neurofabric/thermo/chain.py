@@ -145,10 +145,13 @@ class Chain:
         floor: float,
         score_samples: np.ndarray | None = None,
         scores: bool = True,
+        recompute: bool = True,
     ) -> None:
-        """Between generations: caches recomputed from scratch (no drift), edge ages, death
-        eligibility and (``scores``) new birth scores from the current activations."""
-        self.recompute()
+        """Between generations: caches recomputed from scratch (no drift; skip with
+        ``recompute=False`` right after ``set_batch``), edge ages, death eligibility and
+        (``scores``) new birth scores from the current activations."""
+        if recompute:
+            self.recompute()
         E = self.n_edges
         live = self.epair[:E]
         small = np.abs(self.ew[:E]) <= self.spec.w_prune

@@ -262,7 +262,8 @@ class ThermoClassifier:
                 if self.batch_size and self.batch_size < N
                 else None
             )
-            if g == 0 or batch is not None:
+            fresh = g == 0 or batch is not None
+            if fresh:
                 Xb, yb = (X, y_idx) if batch is None else (X[batch], y_idx[batch])
                 for ch in chains:
                     ch.set_batch(Xb, yb, N / len(yb))
@@ -288,6 +289,7 @@ class ThermoClassifier:
                     floor=float(self.score_floor),
                     score_samples=sub,
                     scores=bool(self.adapt) or g == 0,
+                    recompute=not fresh,
                 )
                 st = ch.run(
                     n, temperature=temperature * temps[k], move_cum=cum, sigma=sigmas[k], rng=rng
