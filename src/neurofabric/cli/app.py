@@ -14,11 +14,10 @@ from pathlib import Path
 
 import typer
 from rich.logging import RichHandler
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from neurofabric import __version__
-from neurofabric.cli.render import console, err_console, print_report
+from neurofabric.cli.render import console, err_console, print_report, progress_bar
 from neurofabric.cli.thermo import summary_table as thermo_summary_table
 from neurofabric.cli.thermo import thermo_app, train_thermo
 from neurofabric.core.errors import ConfigError, NeurofabricError
@@ -49,16 +48,7 @@ def _root(
 
 
 def _progress(total: int, label: str):
-    progress = Progress(
-        TextColumn(label),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
-        TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-        transient=True,
-    )
+    progress = progress_bar(label)
     task = progress.add_task(label, total=total, info="")
 
     def callback(p) -> None:
@@ -280,16 +270,7 @@ def mnist_train(
         clf = DiehlCookClassifier(
             n_neurons=neurons, seed=seed, weight_bits=weight_bits, rule=the_rule
         )
-        progress = Progress(
-            TextColumn("training"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total} images"),
-            TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=err_console,
-            transient=True,
-        )
+        progress = progress_bar("training", "{task.completed}/{task.total} images")
         task = progress.add_task("training", total=len(x), info="")
         first: list[int | None] = [None]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 console = Console()
@@ -35,3 +36,17 @@ def print_report(
     for c, row in enumerate(rep["confusion"]):
         cm.add_row(names[c], *[str(v) for v in row])
     console.print(cm)
+
+
+def progress_bar(label: str, counter: str = "{task.percentage:>3.0f}%") -> Progress:
+    """A transient progress bar on stderr: label, bar, counter, an ``info`` field, times."""
+    return Progress(
+        TextColumn(label),
+        BarColumn(),
+        TextColumn(counter),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+    )

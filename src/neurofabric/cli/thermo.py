@@ -6,10 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from neurofabric.cli.render import console, err_console, print_report
+from neurofabric.cli.render import console, err_console, print_report, progress_bar
 from neurofabric.core.errors import ConfigError, NeurofabricError
 
 thermo_app = typer.Typer(
@@ -65,16 +64,7 @@ def train_thermo(
         lambda_l1=lambda_l1, w_prune=w_prune, w_max=w_max, schedule=sched, batch_size=batch_size,
         replicas=replicas, max_time=max_time, seed=seed,
     )  # fmt: skip
-    progress = Progress(
-        TextColumn("annealing"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
-        TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-        transient=True,
-    )
+    progress = progress_bar("annealing")
     task = progress.add_task("annealing", total=proposals, info="")
 
     def on_generation(p) -> None:

@@ -149,29 +149,39 @@ def save_checkpoint(
     return dest
 
 
+def read_manifest(
+    path: str | os.PathLike[str], *, format_name: str = FORMAT_NAME, version: int = FORMAT_VERSION
+) -> dict[str, Any]:
+    """The ``manifest.json`` of a saved directory, checked for its format name and version."""
+    src = Path(path)
+    mpath = src / "manifest.json"
+    if not mpath.is_file():
+        raise CheckpointError(f"{src} is not a saved {format_name}: no manifest.json in it")
+    try:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{mpath}: manifest is not valid JSON ({exc})") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != format_name:
+        raise CheckpointError(
+            f"{mpath}: not a {format_name} manifest (format="
+            f"{manifest.get('format') if isinstance(manifest, dict) else None!r})"
+        )
+    if manifest.get("format_version") != version:
+        raise CheckpointError(
+            f"{mpath}: format_version {manifest.get('format_version')!r} is not supported by "
+            f"this neurofabric (reads version {version}); upgrade neurofabric"
+        )
+    return manifest
+
+
 def load_checkpoint(
     path: str | os.PathLike[str], *, engine: str | None = None, verify: bool = True
 ) -> Checkpoint:
     """Read a checkpoint; raise :class:`CheckpointError` if it is corrupt or foreign."""
     src = Path(path)
     mpath = src / "manifest.json"
-    if not mpath.is_file():
-        raise CheckpointError(f"{src} is not a neurofabric checkpoint: no manifest.json in it")
-    try:
-        manifest = json.loads(mpath.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{mpath}: manifest is not valid JSON ({exc})") from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
-        raise CheckpointError(
-            f"{mpath}: not a {FORMAT_NAME} manifest (format="
-            f"{manifest.get('format') if isinstance(manifest, dict) else None!r})"
-        )
-    version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{mpath}: format_version {version!r} is not supported by this "
-            f"neurofabric (reads version {FORMAT_VERSION}); upgrade neurofabric"
-        )
+    manifest = read_manifest(src)
+    version = manifest["format_version"]
     if engine is not None and manifest.get("engine") != engine:
         raise CheckpointError(
             f"{src} holds a {manifest.get('engine')!r} checkpoint, not {engine!r}"

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from neurofabric.core.checkpoint import atomic_directory
+from neurofabric.core.checkpoint import atomic_directory, read_manifest
 from neurofabric.core.errors import CheckpointError, ConfigError, DataError, ShapeError
 from neurofabric.core.rng import SeedLike, make_rng
 from neurofabric.core.validation import check_array, check_choice, check_int
@@ -375,21 +375,8 @@ class NeuralFabric:
 
     @classmethod
     def read_manifest(cls, path: str | os.PathLike[str]) -> dict[str, Any]:
-        mpath = Path(path) / "manifest.json"
-        if not mpath.is_file():
-            raise CheckpointError(f"{path} is not a saved NeuralFabric: no manifest.json")
-        try:
-            info = json.loads(mpath.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise CheckpointError(f"{mpath}: not valid JSON ({exc})") from exc
-        if not isinstance(info, dict) or info.get("format") != FORMAT_NAME:
-            raise CheckpointError(f"{mpath}: not a {FORMAT_NAME} manifest")
-        if info.get("format_version") != FORMAT_VERSION:
-            raise CheckpointError(
-                f"{mpath}: format_version {info.get('format_version')!r} is not supported "
-                f"(this neurofabric reads {FORMAT_VERSION}); upgrade neurofabric"
-            )
-        return info
+        """The checked manifest of a saved fabric."""
+        return read_manifest(path, format_name=FORMAT_NAME, version=FORMAT_VERSION)
 
     @classmethod
     def load(
