@@ -159,7 +159,7 @@ def thermo_train(
 @thermo_app.command("compile")
 def thermo_compile() -> None:
     """Compile the numba kernels into the on-disk cache (make runs this once after installing),
-    so the first training run does not pay the compile time (about 14 s here)."""
+    so the first training run does not pay the compile time."""
     import time
 
     from neurofabric.thermo import ThermoClassifier

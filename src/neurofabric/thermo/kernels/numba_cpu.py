@@ -363,6 +363,15 @@ def _accept(log_r, u, dE, row):
     return ok
 
 
+@njit(**_INLINE)
+def _book(energy, row, dE, derr):
+    """Record an accepted move: the total energy, the error sum, the accept count and dE."""
+    energy[0] += dE
+    energy[1] += derr
+    row[1] += 1
+    row[2] += dE
+
+
 @njit(**_OPTS)
 def _propose_step(g, sigma, grid):
     if grid <= 0.0:
@@ -437,10 +446,7 @@ def mh_generation(
                     _cand_set(e, _is_cand(e, ew, epair, elig, w_prune), cand, cand_pos, counters)
                 else:
                     bias[t] = new
-                energy[0] += dE
-                energy[1] += derr
-                stats[move, 1] += 1
-                stats[move, 2] += dE
+                _book(energy, stats[move], dE, derr)
             _clear_pos(pos, cone, clen)
         elif move == MOVE_BIRTH:
             total = _fen_total(tree)
@@ -483,10 +489,7 @@ def mh_generation(
                 counters[0] = n_edges + 1
                 _cand_set(e, True, cand, cand_pos, counters)
                 _fen_add(tree, p, -score[p])
-                energy[0] += dE
-                energy[1] += derr
-                stats[move, 1] += 1
-                stats[move, 2] += dE
+                _book(energy, stats[move], dE, derr)
             _clear_pos(pos, cone, clen)
         elif move == MOVE_DEATH:
             n_cand = counters[1]
@@ -513,10 +516,7 @@ def mh_generation(
                 _write_back(n_in, n_out, act_kind, A, Z, L, cone, clen, pos, zb, idx, lnew, ns)
                 _edge_remove(e, esrc, edst, ew, epair, pair_edge, cand, cand_pos, counters)
                 _fen_add(tree, p, score[p])
-                energy[0] += dE
-                energy[1] += derr
-                stats[move, 1] += 1
-                stats[move, 2] += dE
+                _book(energy, stats[move], dE, derr)
             _clear_pos(pos, cone, clen)
         else:  # MOVE_ALL: every weight and bias by a small Gaussian step
             need = n_edges + n_hidden_out
@@ -553,8 +553,5 @@ def mh_generation(
                 L[:] = L2
                 for k in range(n_edges):
                     _cand_set(k, _is_cand(k, ew, epair, elig, w_prune), cand, cand_pos, counters)
-                energy[0] += dE
-                energy[1] = err_new
-                stats[move, 1] += 1
-                stats[move, 2] += dE
+                _book(energy, stats[move], dE, err_new - energy[1])
     return 0
