@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from neurofabric.core.errors import ConfigError
-from neurofabric.core.figures import pyplot, save_figure
+from neurofabric.core.figures import plot_confusion, pyplot, save_figure
 from neurofabric.snn.monitors import RunResult, bin_rate
 
 
@@ -108,29 +108,4 @@ def plot_receptive_fields(
     return _save(plt, fig, path)
 
 
-def plot_confusion(cm: np.ndarray, path: str | os.PathLike[str], *, title: str = "") -> Path:
-    """Confusion matrix heatmap with counts (PNG)."""
-    plt, fig, _ = _figure(1, 1)
-    plt.close(fig)
-    k = cm.shape[0]
-    fig, ax = plt.subplots(figsize=(0.5 * k + 2, 0.5 * k + 1.5))
-    im = ax.imshow(cm, cmap="Blues")
-    for i in range(k):
-        for j in range(k):
-            ax.text(
-                j,
-                i,
-                str(cm[i, j]),
-                ha="center",
-                va="center",
-                fontsize=7,
-                color="white" if cm[i, j] > cm.max() / 2 else "black",
-            )
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_xticks(range(k))
-    ax.set_yticks(range(k))
-    ax.set_title(title)
-    fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    return _save(plt, fig, path)
+__all__ = ["plot_confusion", "plot_raster", "plot_receptive_fields", "plot_voltage"]
