@@ -1,0 +1,20 @@
+"""The event-driven classifier: a field of 16-byte neuron records trained by local feedback."""
+
+from neurofabric.guard.field import NEURON_DTYPE, EventBatch, NeuronField
+from neurofabric.guard.guard import GuardClassifier, as_events, saved_bytes
+from neurofabric.guard.params import GuardParams, TextParams
+from neurofabric.guard.text import TextFeaturizer, TextGuardClassifier, encode_texts
+
+__all__ = [
+    "NEURON_DTYPE",
+    "EventBatch",
+    "GuardClassifier",
+    "GuardParams",
+    "NeuronField",
+    "TextFeaturizer",
+    "TextGuardClassifier",
+    "TextParams",
+    "as_events",
+    "encode_texts",
+    "saved_bytes",
+]

@@ -1,0 +1,174 @@
+"""The numba kernels against the readable reference, and analytic checks of the text front end."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from neurofabric.guard import EventBatch, NeuronField, encode_texts
+from neurofabric.guard.kernels import numba_cpu as nb
+from neurofabric.guard.kernels import reference as ref
+from neurofabric.guard.kernels.common import PA1, PA2, PERCEPTRON
+
+ALPHABET = list("abcAB xyz\t\n;:'.,()!?\"<br/>é中") + ["<br />"]
+
+
+def test_tokenize_follows_fasttext_normalization():
+    text = b'He said: "Hi, World!" (twice)<br />It\'s done.'
+    assert ref.tokenize(text) == [
+        b"he", b"said", b"hi", b",", b"world", b"!", b"(", b"twice", b")",
+        b"it", b"'", b"s", b"done", b".",
+    ]  # fmt: skip
+
+
+def test_fnv1a64_known_vectors():
+    assert ref.fnv1a64(b"") == 0xCBF29CE484222325
+    assert ref.fnv1a64(b"a") == 0xAF63DC4C8601EC8C
+    assert ref.fnv1a64(b"foobar") == 0x85944171F73967E8
+
+
+def test_char_ngrams_match_fasttext_subwords():
+    assert ref.char_ngrams(b"ab", 1, 2) == [b"<a", b"a", b"ab", b"b", b"b>"]
+    # UTF-8 aware: "é" is one character of two bytes
+    assert ref.char_ngrams("é".encode(), 3, 3) == ["<é>".encode()]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    docs=st.lists(st.lists(st.sampled_from(ALPHABET), max_size=40).map("".join), max_size=6),
+    n_features=st.sampled_from([7, 1000, 1 << 20]),
+    word_ngrams=st.integers(1, 3),
+    chars=st.sampled_from([(0, 0), (1, 3), (2, 5)]),
+)
+def test_text_features_numba_equals_reference(docs, n_features, word_ngrams, chars):
+    buf, off = encode_texts(docs)
+    a = nb.text_features(buf, off, n_features, word_ngrams, *chars)
+    b = ref.text_features(buf, off, n_features, word_ngrams, *chars)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert np.all(a[1] < n_features) and np.all(a[1] >= 0)
+
+
+def test_text_features_counts_repeats_and_bigrams():
+    buf, off = encode_texts(["b a b", ""])
+    ptr, idx, cnt = nb.text_features(buf, off, 1 << 30, 2, 0, 0)
+    assert ptr.tolist() == [0, 4, 4]  # b (x2), a, "b a", "a b"
+    assert sorted(cnt.tolist()) == [1, 1, 1, 2]
+    hb = ref.fmix64(ref.fnv1a64(b"b")) % (1 << 30)
+    assert cnt[list(idx).index(hb)] == 2
+
+
+def test_weigh_rows_is_unit_length_tfidf():
+    ptr = np.array([0, 2, 2, 3], np.int64)
+    idx = np.array([0, 1, 1], np.int32)
+    cnt = np.array([1.0, 3.0, 2.0], np.float32)
+    idf = np.array([2.0, 0.5], np.float32)
+    v = nb.weigh_rows(ptr, idx, cnt, idf, True, False, True)
+    raw = np.array([1.0 * 2.0, (1 + np.log(3)) * 0.5])
+    np.testing.assert_allclose(v[:2], raw / np.linalg.norm(raw), rtol=1e-6)
+    assert v[2] == pytest.approx(1.0)
+    np.testing.assert_allclose(v, ref.weigh_rows(ptr, idx, cnt, idf, True, False, True), rtol=1e-6)
+
+
+def _random_events(rng, n, D, density=0.3):
+    x = (rng.random((n, D)) < density) * rng.random((n, D))
+    return EventBatch.from_dense(x.astype(np.float32)), x
+
+
+def _mixed_field(rng, D, C):
+    field = NeuronField.dense(D, C)
+    W = field.weight_matrix()
+    W[:] = rng.normal(size=(D, C)) * (rng.random((D, C)) < 0.4)
+    W[: D // 4] = 0
+    W[D // 4 : D // 2] = 0
+    W[np.arange(D // 4, D // 2), rng.integers(0, C, D // 2 - D // 4)] = 1.5
+    field.records["threshold"][D:] = rng.normal(size=C)
+    return field
+
+
+def test_forward_equals_matmul_and_reference():
+    rng = np.random.default_rng(0)
+    D, C = 40, 5
+    field = _mixed_field(rng, D, C)
+    events, x = _random_events(rng, 30, D)
+    expect = x @ field.weight_matrix() - field.output_thresholds
+    compact = field.compact()
+    assert compact.n_synapses() < D * C
+    for f in (field, compact, compact.expand()):
+        np.testing.assert_allclose(f.forward(events), expect, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(
+            f.forward(events, backend="reference"), expect, rtol=1e-5, atol=1e-5
+        )
+        np.testing.assert_array_equal(f.predict(events), np.argmax(expect, axis=1))
+
+
+def test_input_threshold_gates_events():
+    rng = np.random.default_rng(1)
+    D, C = 20, 3
+    field = NeuronField.dense(D, C, input_threshold=0.5)
+    field.weight_matrix()[:] = rng.normal(size=(D, C))
+    events, x = _random_events(rng, 10, D, 0.8)
+    expect = np.where(x > 0.5, x, 0) @ field.weight_matrix()
+    np.testing.assert_allclose(field.forward(events), expect, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("rule", [PERCEPTRON, PA1, PA2])
+@pytest.mark.parametrize("average", [False, True])
+def test_guard_train_numba_equals_reference(rule, average):
+    rng = np.random.default_rng(2)
+    D, C, n = 30, 4, 60
+    events, _ = _random_events(rng, n, D)
+    y = rng.integers(0, C, n)
+    order = rng.permutation(n).astype(np.int64)
+    out = []
+    for k in (nb, ref):
+        W = np.zeros((D, C), np.float32)
+        thr = np.zeros(C, np.float32)
+        U = np.zeros((D, C))
+        thr_u = np.zeros(C)
+        thr_in = np.zeros(D, np.float32)
+        total = 0
+        for epoch in range(3):
+            total += k.guard_train(W, thr, U, thr_u, thr_in, *events.args(), y, order,
+                                   epoch * n, rule, 0.7, 1.0 if rule else 0.0, 0.5, average, 1)  # fmt: skip
+        out.append((W, thr, U, thr_u, total))
+    for a, b in zip(out[0], out[1], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    assert out[0][4] > 0
+
+
+def test_pa1_single_step_is_analytic():
+    """One sample, zero weights: margin 0, loss 1, tau = min(C, 1 / (2 (|x|^2 + 1)))."""
+    x = np.array([[0.6, 0.8, 0.0]], np.float32)
+    events = EventBatch.from_dense(x)
+    W = np.zeros((3, 2), np.float32)
+    thr = np.zeros(2, np.float32)
+    nb.guard_train(W, thr, np.zeros((1, 2)), np.zeros(2), np.zeros(3, np.float32),
+                   *events.args(), np.array([1]), np.array([0]), 0, PA1, 1.0, 1.0, 10.0, False, 1)  # fmt: skip
+    tau = 1.0 / (2 * (1.0 + 1.0))
+    np.testing.assert_allclose(W[:, 1], tau * x[0], rtol=1e-6)
+    np.testing.assert_allclose(W[:, 0], -tau * x[0], rtol=1e-6)
+    np.testing.assert_allclose(thr, [tau, -tau], rtol=1e-6)
+    # the new margin is exactly 1: PA-I moves just enough
+    s = x[0] @ W - thr
+    assert s[1] - s[0] == pytest.approx(1.0, rel=1e-5)
+
+
+def test_neuronguard_numba_equals_reference():
+    rng = np.random.default_rng(3)
+    D, C, n = 25, 3, 80
+    events, _ = _random_events(rng, n, D, 0.3)
+    events = EventBatch(events.indptr, events.indices, np.ones_like(events.values), D)
+    y = rng.integers(0, C, n)
+    targets = rng.integers(-1, C, D)
+    order = rng.permutation(n).astype(np.int64)
+    res = []
+    for k in (nb, ref):
+        f = NeuronField.single_target(targets, C)
+        tg, w, thr = f.neuron_columns()
+        m = k.neuronguard_train(tg, w, thr, D, *events.args(), y, order, 0.05, 0.15, 1.0)
+        res.append((w, m))
+    np.testing.assert_allclose(res[0][0], res[1][0], rtol=1e-6)
+    assert res[0][1] == res[1][1]
+    w = res[0][0][:D]
+    assert np.all((w == 0) | (w >= 1.0 - 0.15 - 1e-6))  # feedback stops once below the floor
