@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q -e '.[dev]'
 	$(VENV)/bin/neurofabric snn compile
 	$(VENV)/bin/neurofabric thermo compile
+	$(VENV)/bin/neurofabric guard compile
 	touch $(STAMP)
 
 demo: $(STAMP)

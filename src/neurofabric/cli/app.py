@@ -12,11 +12,21 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import typer
 from rich.logging import RichHandler
 from rich.table import Table
 
 from neurofabric import __version__
+from neurofabric.cli.guard import (
+    guard_app,
+    rhythm_table,
+    router_table,
+    run_rhythm,
+    run_router,
+    train_text,
+)
+from neurofabric.cli.guard import summary_table as guard_summary_table
 from neurofabric.cli.render import console, err_console, print_report, progress_bar
 from neurofabric.cli.thermo import summary_table as thermo_summary_table
 from neurofabric.cli.thermo import thermo_app, train_thermo
@@ -30,6 +40,7 @@ app = typer.Typer(
 snn_app = typer.Typer(help="The spiking-network simulator.", no_args_is_help=True)
 app.add_typer(snn_app, name="snn")
 app.add_typer(thermo_app, name="thermo")
+app.add_typer(guard_app, name="guard")
 
 
 @app.callback()
@@ -442,8 +453,40 @@ def demo(
     console.print(
         f"figure: {out / 'thermo_history.png'}; model (Arrow columns): {out / 'thermo_digits'}"
     )
+    _demo_guard(out)
     console.rule()
     console.print("Benchmarks against Brian2, NEST, BindsNET and backprop: docs/benchmarks.md.")
+
+
+def _demo_guard(out: Path) -> None:
+    from neurofabric.data.text import TextDataset
+
+    console.print(
+        "\n[bold]3. Event-driven classifier[/bold]: a field of 16-byte neuron records learns "
+        "by local feedback along the pathway that fired."
+    )
+    rng = np.random.default_rng(0)
+    words = [f"w{i}" for i in range(60)]
+    docs, labels = [], []
+    for k in range(1200):  # a small corpus: 3 topics of 20 words each, with shared noise
+        c = k % 3
+        topic = words[20 * c : 20 * c + 20]
+        docs.append(" ".join(rng.choice(topic if rng.random() < 0.6 else words) for _ in range(8)))
+        labels.append(c)
+    names = ("sports", "science", "politics")
+    data = TextDataset(docs, np.array(labels), names, "generated")
+    train, test = data.subset(np.arange(900)), data.subset(np.arange(900, 1200))
+    try:
+        s = train_text(train=train, test=test, out=out / "guard_text", rule="pa1", epochs=5,
+                       n_features=1 << 12, word_ngrams=1, char_ngrams=None, n_jobs=1,
+                       weights="float32", seed=0, plot=out / "guard_confusion.png")  # fmt: skip
+        console.print(guard_summary_table(s))
+        console.print(rhythm_table(run_rhythm([0, 1], [0, 1, 2, 2], 30, 4, 0, out / "rhythm.png")))
+        console.print(router_table(run_router(600, 400, 0)))
+    except NeurofabricError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    console.print(f"figures: {out / 'guard_confusion.png'}, {out / 'rhythm.png'}")
 
 
 def main() -> None:

@@ -1,0 +1,330 @@
+"""``neurofabric guard``: event-driven text classification, a rhythm tracker, an expert router."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from neurofabric.cli.render import console, err_console, print_report, progress_bar
+from neurofabric.core.errors import ConfigError, NeurofabricError
+
+guard_app = typer.Typer(
+    help="The event-driven classifier: a neuron field trained by local error feedback.",
+    no_args_is_help=True,
+)
+
+
+def load_split(dataset: str | None, csv: Path | None, jsonl: Path | None, data_dir, split: str,
+               text_column: str = "text", label_column: str = "label"):  # fmt: skip
+    """A named dataset's split, or a CSV / JSONL file (the file is the whole set)."""
+    from neurofabric.data.text import load_text_csv, load_text_dataset, load_text_jsonl
+
+    given = [x is not None for x in (dataset, csv, jsonl)]
+    if sum(given) != 1:
+        raise ConfigError("give exactly one of --dataset, --csv or --jsonl")
+    if csv is not None:
+        return load_text_csv(csv, text_column=text_column, label_column=label_column)
+    if jsonl is not None:
+        return load_text_jsonl(jsonl, text_key=text_column, label_key=label_column)
+    return load_text_dataset(dataset, split, data_dir=data_dir)
+
+
+def _fail(exc: Exception) -> None:
+    err_console.print(f"[red]error:[/red] {exc}")
+    raise typer.Exit(2) from exc
+
+
+def train_text(*, train, test, out: Path | None, rule: str, epochs: int, n_features: int,
+               word_ngrams: int, char_ngrams: tuple[int, int] | None, n_jobs: int,
+               weights: str, seed: int, plot: Path | None) -> dict:  # fmt: skip
+    """Fit, evaluate and save a text classifier with a progress bar; returns a summary."""
+    from neurofabric.core.figures import plot_confusion
+    from neurofabric.core.metrics import classification_report
+    from neurofabric.guard import TextGuardClassifier, saved_bytes
+
+    kw = {"rule": rule, "epochs": epochs, "n_features": n_features, "n_jobs": n_jobs, "seed": seed}
+    if rule != "neuronguard":
+        kw.update(word_ngrams=word_ngrams, char_ngrams=char_ngrams)
+    clf = TextGuardClassifier(**kw)
+    progress = progress_bar("training", "epoch {task.completed:.0f}/{task.total:.0f}")
+    task = progress.add_task("training", total=epochs, info="featurizing")
+
+    def on_epoch(r: dict) -> None:
+        progress.update(task, completed=r["epoch"], info=f"feedback on {r['update_rate']:.1%}")
+
+    t0 = time.perf_counter()
+    with progress:
+        clf.fit(train.texts, np.asarray(train.classes)[train.labels], callback=on_epoch,
+                classes=np.asarray(train.classes))  # fmt: skip
+    fit_s = time.perf_counter() - t0
+    summary = {"train_docs": len(train), "fit_seconds": fit_s, "rule": rule,
+               "synapses": clf.guard.field_.n_synapses(), "classes": list(train.classes)}  # fmt: skip
+    if test is not None:
+        events = clf.transform(test.texts)
+        t0 = time.perf_counter()
+        pred_names = clf.guard.predict(events)
+        summary["predict_docs_per_s"] = len(test) / max(time.perf_counter() - t0, 1e-9)
+        index = {c: i for i, c in enumerate(train.classes)}
+        pred = np.array([index[p] for p in pred_names.tolist()], dtype=np.int64)
+        summary["report"] = classification_report(test.labels, pred, n_classes=len(train.classes))
+        summary["test_docs"] = len(test)
+        if plot is not None:
+            plot_confusion(summary["report"]["confusion"], plot, title=f"guard ({rule})",
+                           labels=list(train.classes))  # fmt: skip
+    if out is not None:
+        clf.save(out, weights=weights)
+        summary["bytes_on_disk"] = saved_bytes(out)
+        summary["model"] = str(out)
+    return summary
+
+
+def summary_table(s: dict) -> Table:
+    t = Table(title=f"guard text classifier (rule {s['rule']})")
+    t.add_column("figure")
+    t.add_column("value", justify="right")
+    t.add_row("training documents", f"{s['train_docs']:,}")
+    t.add_row("training time (features included)", f"{s['fit_seconds']:.2f} s")
+    t.add_row("synapses", f"{s['synapses']:,}")
+    if "report" in s:
+        t.add_row("test accuracy", f"{s['report']['accuracy']:.4f}")
+        t.add_row("test macro-F1", f"{s['report']['macro_f1']:.4f}")
+        t.add_row("prediction (features built)", f"{s['predict_docs_per_s']:,.0f} docs/s")
+    if "bytes_on_disk" in s:
+        t.add_row("model on disk", f"{s['bytes_on_disk']:,} bytes")
+    return t
+
+
+_DATASET = typer.Option(None, help="20newsgroups, ag_news or dbpedia (their canonical splits).")
+_DATA_DIR = typer.Option(None, help="Folder holding the dataset folders (or NEUROFABRIC_DATA).")
+_CSV = typer.Option(None, help="A CSV file with a header (see --text-column, --label-column).")
+_JSONL = typer.Option(None, help="A JSONL file, one object per line.")
+
+
+@guard_app.command("train")
+def guard_train(
+    out: Path = typer.Option(..., help="Folder to save the model in."),
+    dataset: str | None = _DATASET,
+    data_dir: Path | None = _DATA_DIR,
+    csv: Path | None = _CSV,
+    jsonl: Path | None = _JSONL,
+    text_column: str = typer.Option("text", help="Text column / key of --csv / --jsonl."),
+    label_column: str = typer.Option("label", help="Label column / key of --csv / --jsonl."),
+    rule: str = typer.Option("pa1", help="pa1, pa2, perceptron or neuronguard (the PoC's rule)."),
+    epochs: int = typer.Option(5, help="Passes over the training set."),
+    n_features: int = typer.Option(1 << 18, help="Hashed input neurons."),
+    word_ngrams: int = typer.Option(1, help="1: words, 2: adds word bigrams, ..."),
+    char_ngrams: str | None = typer.Option(None, help="minn,maxn character n-grams, e.g. 3,6."),
+    n_jobs: int = typer.Option(1, help="1: deterministic; -1: Hogwild on every thread."),
+    int8: bool = typer.Option(False, help="Save the weights as int8 (per output scale)."),
+    seed: int = typer.Option(0, help="Seed of the sample order."),
+    plot: Path | None = typer.Option(None, help="Confusion matrix PNG of the test split."),
+) -> None:
+    """Train on a dataset's training split (evaluated on its test split) or on a file."""
+    try:
+        cg = None
+        if char_ngrams:
+            parts = char_ngrams.split(",")
+            if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+                raise ConfigError(f"--char-ngrams must be 'minn,maxn', got {char_ngrams!r}")
+            cg = (int(parts[0]), int(parts[1]))
+        train = load_split(dataset, csv, jsonl, data_dir, "train", text_column, label_column)
+        test = load_split(dataset, None, None, data_dir, "test") if dataset else None
+        s = train_text(train=train, test=test, out=out, rule=rule, epochs=epochs,
+                       n_features=n_features, word_ngrams=word_ngrams, char_ngrams=cg,
+                       n_jobs=n_jobs, weights="int8" if int8 else "float32", seed=seed,
+                       plot=plot)  # fmt: skip
+    except NeurofabricError as exc:
+        _fail(exc)
+    console.print(summary_table(s))
+    if "report" in s:
+        print_report(console, s["report"], "test split", names=s["classes"])
+
+
+@guard_app.command("eval")
+def guard_eval(
+    model: Path = typer.Option(..., help="A folder written by `guard train`."),
+    dataset: str | None = _DATASET,
+    data_dir: Path | None = _DATA_DIR,
+    csv: Path | None = _CSV,
+    jsonl: Path | None = _JSONL,
+    split: str = typer.Option("test", help="Split of --dataset."),
+    plot: Path | None = typer.Option(None, help="Confusion matrix PNG."),
+) -> None:
+    """Accuracy, macro-F1, per-class precision/recall and the confusion matrix of a model."""
+    from neurofabric.core.figures import plot_confusion
+    from neurofabric.core.metrics import classification_report
+    from neurofabric.guard import TextGuardClassifier
+
+    try:
+        clf = TextGuardClassifier.load(model)
+        data = load_split(dataset, csv, jsonl, data_dir, split)
+        names = [str(c) for c in clf.classes_]
+        index = {c: i for i, c in enumerate(names)}
+        missing = sorted(set(data.classes) - set(index))
+        if missing:
+            raise ConfigError(f"labels {missing} are not classes of the model ({names})")
+        truth = np.array([index[data.classes[y]] for y in data.labels], dtype=np.int64)
+        pred = np.array([index[str(p)] for p in clf.predict(data.texts)], dtype=np.int64)
+    except NeurofabricError as exc:
+        _fail(exc)
+    rep = classification_report(truth, pred, n_classes=len(names))
+    print_report(console, rep, f"{model.name} on {dataset or csv or jsonl}", names=names)
+    if plot is not None:
+        plot_confusion(rep["confusion"], plot, title=model.name, labels=names)
+        console.print(f"figure: {plot}")
+
+
+@guard_app.command("predict")
+def guard_predict(
+    texts: list[str] = typer.Argument(..., help="Documents to classify."),
+    model: Path = typer.Option(..., help="A folder written by `guard train`."),
+) -> None:
+    """The predicted class and its probability for each document."""
+    from neurofabric.guard import TextGuardClassifier
+
+    try:
+        clf = TextGuardClassifier.load(model)
+        proba = clf.predict_proba(texts)
+    except NeurofabricError as exc:
+        _fail(exc)
+    t = Table("document", "class", "p")
+    for text, p in zip(texts, proba, strict=True):
+        k = int(np.argmax(p))
+        t.add_row(text[:60], str(clf.classes_[k]), f"{p[k]:.3f}")
+    console.print(t)
+
+
+def run_rhythm(pattern: list[int], then: list[int], repeats: int, context: int, seed: int,
+               plot: Path | None) -> dict:  # fmt: skip
+    from neurofabric.core.figures import pyplot, save_figure
+    from neurofabric.guard.rhythm import RhythmTracker
+
+    first, second = pattern * repeats, then * repeats
+    n_symbols = max(pattern + then) + 1
+    tracker = RhythmTracker(n_symbols, context=context, seed=seed)
+    result = tracker.run(first + second)
+    k = len(first)
+    c = result.correct
+    summary = {
+        "neurons": tracker.n_neurons,
+        "first_pattern_last_20": float(np.mean(c[k - 20 : k])),
+        "after_change_first_10": float(np.mean(c[k : k + 10])),
+        "second_pattern_last_20": float(np.mean(c[-20:])),
+        "steps_to_recover": _recover(c[k:]),
+    }
+    if plot is not None:
+        plt = pyplot()
+        fig, ax = plt.subplots(figsize=(8, 3))
+        ax.plot(np.arange(9, len(c)), result.running_accuracy(10))
+        ax.axvline(k, color="red", ls="--", label="pattern changes")
+        ax.set_xlabel("event")
+        ax.set_ylabel("accuracy (last 10)")
+        ax.legend()
+        fig.tight_layout()
+        save_figure(fig, plot)
+    return summary
+
+
+def _recover(correct: np.ndarray, run: int = 10) -> int:
+    """Events after the change until ``run`` correct predictions in a row (-1: never)."""
+    streak = 0
+    for i, ok in enumerate(correct):
+        streak = streak + 1 if ok else 0
+        if streak == run:
+            return i + 1 - run
+    return -1
+
+
+@guard_app.command("rhythm")
+def guard_rhythm(
+    pattern: str = typer.Option("0,1", help="The first periodic pattern of events."),
+    then: str = typer.Option("0,1,2,2", help="The pattern it changes to."),
+    repeats: int = typer.Option(30, help="Repetitions of each pattern."),
+    context: int = typer.Option(4, help="Past events the field sees."),
+    seed: int = typer.Option(0),
+    plot: Path | None = typer.Option(None, help="Running-accuracy PNG."),
+) -> None:
+    """A tiny field learns a periodic event pattern, then a changed one."""
+    try:
+        a = [int(x) for x in pattern.split(",")]
+        b = [int(x) for x in then.split(",")]
+    except ValueError:
+        _fail(ConfigError(f"patterns are comma-separated integers, got {pattern!r} / {then!r}"))
+    try:
+        s = run_rhythm(a, b, repeats, context, seed, plot)
+    except NeurofabricError as exc:
+        _fail(exc)
+    console.print(rhythm_table(s))
+
+
+def rhythm_table(s: dict) -> Table:
+    t = Table(title=f"rhythm tracker ({s['neurons']} neurons)")
+    t.add_column("figure")
+    t.add_column("value", justify="right")
+    t.add_row("accuracy, last 20 events of pattern 1", f"{s['first_pattern_last_20']:.0%}")
+    t.add_row("accuracy, first 10 events after the change", f"{s['after_change_first_10']:.0%}")
+    t.add_row("events until 10 right in a row", str(s["steps_to_recover"]))
+    t.add_row("accuracy, last 20 events of pattern 2", f"{s['second_pattern_last_20']:.0%}")
+    return t
+
+
+def run_router(n_train: int, n_test: int, seed: int) -> dict:
+    from neurofabric.guard.router import ExpertRouter, make_requests
+
+    train = make_requests(n_train, seed=seed)
+    test = make_requests(n_test, seed=seed + 1)
+    router = ExpertRouter(seed=seed)
+    untrained = router.untrained_score(test.requests, test.experts)
+    router.fit(train.requests, train.experts)
+    return {
+        "neurons": router.n_neurons,
+        "held_out": router.score(test.requests, test.experts),
+        "untrained": untrained,
+        "chance": 1 / 5,
+        "example": test.requests[0],
+        "example_route": int(router.route(test.requests[:1])[0]),
+    }
+
+
+@guard_app.command("router")
+def guard_router(
+    n_train: int = typer.Option(600, help="Labelled training requests."),
+    n_test: int = typer.Option(400, help="Held-out requests."),
+    seed: int = typer.Option(0),
+) -> None:
+    """100 word neurons and 5 expert neurons learn to route requests."""
+    try:
+        s = run_router(n_train, n_test, seed)
+    except NeurofabricError as exc:
+        _fail(exc)
+    console.print(router_table(s))
+
+
+def router_table(s: dict) -> Table:
+    from neurofabric.guard.router import EXPERTS
+
+    t = Table(title=f"expert router ({s['neurons']} neurons), held-out routing accuracy")
+    t.add_column("field")
+    t.add_column("accuracy", justify="right")
+    t.add_row("trained", f"{s['held_out']:.3f}")
+    t.add_row("untrained", f"{s['untrained']:.3f}")
+    t.add_row("chance", f"{s['chance']:.3f}")
+    t.caption = f"e.g. {s['example']!r} -> {EXPERTS[s['example_route']]}"
+    return t
+
+
+@guard_app.command("compile")
+def guard_compile() -> None:
+    """Compile (and cache) the numba kernels, so the first run does not pay for it."""
+    from neurofabric.guard import TextGuardClassifier
+
+    t0 = time.perf_counter()
+    for rule in ("pa1", "neuronguard"):
+        TextGuardClassifier(rule=rule, n_features=64, epochs=1).fit(["a b", "c d"], [0, 1]).predict(
+            ["a"]
+        )
+    console.print(f"guard kernels compiled in {time.perf_counter() - t0:.1f} s")
