@@ -241,8 +241,22 @@ class NeuronField:
 
     # ---------------------------------------------------------------- run mode
     def kernel_args(self) -> tuple:
-        """What the run-mode kernels take: the records and the fan-out CSR."""
-        return (self.records, self.indptr, self.indices, self.weights, self.n_inputs)
+        """What the run-mode kernels take: the records and the fan-out CSR in its compact run
+        form (int32 row offsets when they fit, output indices in the smallest unsigned type),
+        built once per CSR structure and cached; the weights are shared, not copied."""
+        key = (id(self.indptr), id(self.indices), len(self.indices))
+        cache = getattr(self, "_run_cache", None)
+        if cache is None or cache[0] != key:
+            n_syn = len(self.indices)
+            ptr = self.indptr.astype(np.int32) if n_syn < 2**31 else self.indptr
+            out = self.indices.astype(np.int64) - self.n_inputs
+            if n_syn and (out.min() < 0 or out.max() >= self.n_outputs):
+                raise ShapeError("fan-out synapses must target output neurons")
+            C = self.n_outputs
+            small = np.uint8 if C <= 256 else np.uint16 if C <= 65536 else np.uint32
+            cache = (key, ptr, out.astype(small))
+            self._run_cache = cache
+        return (self.records, cache[1], cache[2], self.weights, self.n_inputs)
 
     def neuron_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Contiguous copies of (target, weight, threshold) of every neuron."""

@@ -239,7 +239,10 @@ class GuardClassifier:
             log.info("epoch %d: %s", epoch + 1, record)
             if callback is not None:
                 callback(record)
-        self._calibrate(events, yi)
+        if ev is not None:  # held-out data calibrates honestly; training data is overconfident
+            self._calibrate(ev[0], self._labels(ev[1], self.classes_, len(ev[0])))
+        else:
+            self._calibrate(events, yi)
         return self
 
     def partial_fit(self, X: Any, y: Any, *, classes: Any = None) -> GuardClassifier:
@@ -273,7 +276,8 @@ class GuardClassifier:
         self._thr_u = np.zeros(len(self.classes_))
 
     def _calibrate(self, events: EventBatch, y: np.ndarray) -> None:
-        """The softmax temperature of ``predict_proba``: minimizes the training log-loss."""
+        """The softmax temperature of ``predict_proba``: minimizes the log-loss on ``eval_set``
+        when fit() had one, else on the training data (then the probabilities run high)."""
         from scipy.optimize import minimize_scalar
         from scipy.special import log_softmax
 

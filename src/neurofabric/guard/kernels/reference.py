@@ -147,18 +147,19 @@ def weigh_rows(indptr, indices, counts, idf, sublinear, binary, normalize):
     return values.astype(np.float32)
 
 
-def synapses_of(neuron, records, indptr, indices, weights):
-    """The (target, weight) pairs of one neuron: its own record or its CSR fan-out."""
+def synapses_of(neuron, records, indptr, outputs, weights, n_inputs):
+    """The (target, weight) pairs of one neuron: its own record or its CSR fan-out
+    (``outputs`` holds each CSR synapse's output index, target - n_inputs)."""
     t = records["target"][neuron]
     if t == FANOUT:
         row = slice(indptr[neuron], indptr[neuron + 1])
-        return list(zip(indices[row], weights[row], strict=True))
+        return [(n_inputs + int(o), w) for o, w in zip(outputs[row], weights[row], strict=True)]
     if t < len(records):
         return [(t, records["weight"][neuron])]
     return []
 
 
-def propagate(events, records, indptr, indices, weights, n_inputs):
+def propagate(events, records, indptr, outputs, weights, n_inputs):
     """Deliver one sample's events; return (output potentials, the pathway of fired inputs)."""
     potential = np.zeros(len(records), dtype=np.float64)  # reset for every sample
     thresholds = records["threshold"]
@@ -172,7 +173,7 @@ def propagate(events, records, indptr, indices, weights, n_inputs):
     for neuron in dict.fromkeys(touched):  # first-arrival order, each neuron once
         if neuron < n_inputs and potential[neuron] > thresholds[neuron]:
             pathway.append((neuron, potential[neuron]))
-            for target, w in synapses_of(neuron, records, indptr, indices, weights):
+            for target, w in synapses_of(neuron, records, indptr, outputs, weights, n_inputs):
                 potential[target] += w * potential[neuron]
     return potential[n_inputs:], pathway
 
@@ -181,18 +182,18 @@ def _events(xp, xi, xv, i):
     return [(int(xi[k]), float(xv[k])) for k in range(xp[i], xp[i + 1])]
 
 
-def field_forward(records, indptr, indices, weights, n_inputs, xp, xi, xv):
+def field_forward(records, indptr, outputs, weights, n_inputs, xp, xi, xv):
     """Output scores (potential minus threshold) of every sample; the field is not written."""
     n = len(xp) - 1
     out = np.empty((n, len(records) - n_inputs), dtype=np.float32)
     for i in range(n):
-        pot, _ = propagate(_events(xp, xi, xv, i), records, indptr, indices, weights, n_inputs)
+        pot, _ = propagate(_events(xp, xi, xv, i), records, indptr, outputs, weights, n_inputs)
         out[i] = pot - records["threshold"][n_inputs:]
     return out
 
 
-def field_predict(records, indptr, indices, weights, n_inputs, xp, xi, xv):
-    scores = field_forward(records, indptr, indices, weights, n_inputs, xp, xi, xv)
+def field_predict(records, indptr, outputs, weights, n_inputs, xp, xi, xv):
+    scores = field_forward(records, indptr, outputs, weights, n_inputs, xp, xi, xv)
     return np.argmax(scores, axis=1).astype(np.int64)
 
 
@@ -228,7 +229,7 @@ def guard_train(
     n_in, n_out = W.shape
     targets = np.full(n_in + n_out, FANOUT, dtype=np.uint32)
     ptr = np.arange(n_in + 1, dtype=np.int64) * n_out
-    idx = np.tile(np.arange(n_in, n_in + n_out, dtype=np.uint32), n_in)
+    idx = np.tile(np.arange(n_out, dtype=np.uint32), n_in)  # output index of each synapse
     updates = 0
     for t, i in enumerate(order):
         records = _records(targets, np.zeros(n_in + n_out), np.concatenate([thr_in, thr]))
