@@ -230,3 +230,15 @@ def test_probabilities_are_calibrated_on_the_eval_set(digits):
     assert b.proba_scale_ != a.proba_scale_
     assert nll(b) <= nll(a) + 1e-9
     assert "eval_accuracy" in b.history_[-1]
+
+
+def test_run_mode_never_writes_the_field(digits):
+    Xtr, Xte, ytr, _ = digits
+    clf = GuardClassifier(epochs=2, seed=0).fit(Xtr / 16, ytr)
+    records, weights = clf.field_.records.copy(), clf.field_.weights.copy()
+    for backend in ("numba", "reference"):
+        clf.set_params(backend=backend)
+        clf.predict(Xte[:30] / 16)
+        clf.decision_function(Xte[:30] / 16)
+    assert np.array_equal(records, clf.field_.records)
+    assert np.array_equal(weights, clf.field_.weights)
