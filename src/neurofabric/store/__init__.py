@@ -1,4 +1,5 @@
-"""Shared storage: columnar arrays in Arrow IPC (zero-copy memory maps) and Parquet."""
+"""Shared storage: columnar arrays in Arrow IPC (zero-copy memory maps) and Parquet, and a
+sparse, sharded, demand-mapped page space."""
 
 from neurofabric.core.checkpoint import sha256_file
 from neurofabric.store.columns import (
@@ -8,9 +9,11 @@ from neurofabric.store.columns import (
     write_columns,
     write_parquet,
 )
+from neurofabric.store.sharded import ShardedPageStore
 
 __all__ = [
     "ColumnFile",
+    "ShardedPageStore",
     "read_columns",
     "read_parquet",
     "sha256_file",

@@ -1,0 +1,116 @@
+"""Numba hash-grid kernels: the same names, arguments and results as ``reference``.
+
+Points run in parallel; the backward pass writes a sparse (row, gradient) list, so nothing
+races and a table of any size (paged from disk) can take the update.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from neurofabric.field.params import PRIMES
+
+_M32 = np.uint64(0xFFFFFFFF)
+_PRIMES64 = np.array(PRIMES, dtype=np.uint64)
+
+
+@njit(cache=True, inline="always")
+def _level_corners(x, i, scale, resolution, size, offset, hashed, bits, rows, weights, level):
+    n_dims = x.shape[1]
+    cell = np.empty(4, dtype=np.uint64)
+    frac = np.empty(4, dtype=np.float32)
+    for d in range(n_dims):
+        p = np.float32(np.float64(scale) * np.float64(x[i, d]) + 0.5)
+        c = np.floor(p)
+        cell[d] = np.uint64(np.int64(c))
+        frac[d] = np.float32(p - c)
+    for corner in range(1 << n_dims):
+        w = np.float32(1.0)
+        index = np.uint64(0)
+        stride = np.uint64(1)
+        for d in range(n_dims):
+            bit = (corner >> d) & 1
+            w = w * (frac[d] if bit else np.float32(1.0) - frac[d])
+            g = cell[d] + np.uint64(bit)
+            if hashed:
+                index ^= g * _PRIMES64[d]
+            else:
+                index += g * stride
+                stride = stride * resolution
+            if bits == 32:  # uint32 arithmetic: wrap every product and sum at 2^32
+                index &= _M32
+                stride &= _M32
+        rows[i, level, corner] = index % size + offset
+        weights[i, level, corner] = w
+
+
+@njit(cache=True, parallel=True)
+def hash_corners(x, scales, resolutions, sizes, offsets, hashed, bits):
+    """Rows (n, L, 2^D) uint64 and d-linear weights (n, L, 2^D) float32 of every corner."""
+    n, n_dims = x.shape
+    L = scales.shape[0]
+    rows = np.empty((n, L, 1 << n_dims), dtype=np.uint64)
+    weights = np.empty((n, L, 1 << n_dims), dtype=np.float32)
+    for i in prange(n):
+        for level in range(L):
+            _level_corners(
+                x, i, scales[level], resolutions[level], sizes[level], offsets[level],
+                hashed[level], bits, rows, weights, level,
+            )  # fmt: skip
+    return rows, weights
+
+
+@njit(cache=True, parallel=True)
+def hash_combine(values, weights):
+    """Encodings (n, L*F) from corner rows' features (n, L, 2^D, F) and weights (n, L, 2^D)."""
+    n, L, corners, F = values.shape
+    out = np.zeros((n, L * F), dtype=np.float32)
+    for i in prange(n):
+        for level in range(L):
+            for corner in range(corners):
+                w = weights[i, level, corner]
+                for f in range(F):
+                    out[i, level * F + f] += w * values[i, level, corner, f]
+    return out
+
+
+@njit(cache=True, parallel=True)
+def hash_encode(x, table, scales, resolutions, sizes, offsets, hashed, bits):
+    """Encodings (n, L*F) of points x (n, D) in [0, 1] with an in-memory table (rows, F)."""
+    n, n_dims = x.shape
+    L = scales.shape[0]
+    F = table.shape[1]
+    corners = 1 << n_dims
+    out = np.zeros((n, L * F), dtype=np.float32)
+    for i in prange(n):
+        rows = np.empty((1, L, corners), dtype=np.uint64)
+        weights = np.empty((1, L, corners), dtype=np.float32)
+        xi = x[i : i + 1]
+        for level in range(L):
+            _level_corners(
+                xi, 0, scales[level], resolutions[level], sizes[level], offsets[level],
+                hashed[level], bits, rows, weights, level,
+            )  # fmt: skip
+            for corner in range(corners):
+                w = weights[0, level, corner]
+                r = rows[0, level, corner]
+                for f in range(F):
+                    out[i, level * F + f] += w * table[r, f]
+    return out
+
+
+@njit(cache=True, parallel=True)
+def hash_backward(x, grad_out, scales, resolutions, sizes, offsets, hashed, bits):
+    """d(loss)/d(table) as (rows, grads), summed over repeated rows by the caller."""
+    rows, weights = hash_corners(x, scales, resolutions, sizes, offsets, hashed, bits)
+    n, L, corners = rows.shape
+    F = grad_out.shape[1] // L
+    g = np.empty((n * L * corners, F), dtype=np.float32)
+    for i in prange(n):
+        for level in range(L):
+            for corner in range(corners):
+                k = (i * L + level) * corners + corner
+                for f in range(F):
+                    g[k, f] = weights[i, level, corner] * np.float32(grad_out[i, level * F + f])
+    return rows.reshape(-1), g

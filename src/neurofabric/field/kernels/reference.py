@@ -1,0 +1,86 @@
+"""Reference hash-grid kernels: numpy, level by level, the spec of ``numba_cpu``.
+
+For level l with scale s_l = 2^(l log2 b) N_min - 1 and resolution R_l = ceil(s_l) + 1
+(tiny-cuda-nn's grid_scale / grid_resolution), a coordinate x in [0, 1] maps to
+p = s_l x + 0.5 (fmaf in float32), cell floor(p) and fraction p - floor(p). Each of the 2^D
+corners c of the cell gets the d-linear weight prod_d (c_d ? frac_d : 1 - frac_d) and a row:
+the dense index sum_d c_d R_l^d when R_l^D fits the level's table, otherwise the coherent
+prime hash xor_d (c_d * pi_d) (uint32 products in the 32-bit mode, uint64 in the 64-bit one),
+modulo the level's size, plus the level's offset. The encoding of level l is the weighted sum
+of the F features of its 2^D corner rows; levels are concatenated (output l * F + f).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from neurofabric.field.params import PRIMES
+
+
+def _positions(x: np.ndarray, scale: np.float32):
+    # fmaf(scale, x, 0.5): the float32 product is exact in float64, one rounding at the end
+    pos = (np.float64(scale) * x.astype(np.float64) + 0.5).astype(np.float32)
+    cell = np.floor(pos)
+    return cell.astype(np.int64).astype(np.uint64), (pos - cell).astype(np.float32)
+
+
+def _corner_rows(cells, corner, resolution, size, hashed, bits):
+    n_dims = cells.shape[1]
+    dtype = np.uint32 if bits == 32 else np.uint64
+    grid = (cells + np.array([(corner >> d) & 1 for d in range(n_dims)], np.uint64)).astype(dtype)
+    if hashed:
+        index = np.zeros(len(cells), dtype=dtype)
+        for d in range(n_dims):
+            index ^= grid[:, d] * dtype(PRIMES[d])
+    else:
+        index = np.zeros(len(cells), dtype=dtype)
+        stride = dtype(1)
+        for d in range(n_dims):
+            index += grid[:, d] * stride
+            stride = dtype(stride * dtype(resolution))
+    return index.astype(np.uint64) % np.uint64(size)
+
+
+def hash_corners(x, scales, resolutions, sizes, offsets, hashed, bits):
+    """Rows (n, L, 2^D) uint64 and d-linear weights (n, L, 2^D) float32 of every corner."""
+    n, n_dims = x.shape
+    L = len(scales)
+    rows = np.empty((n, L, 1 << n_dims), dtype=np.uint64)
+    weights = np.empty((n, L, 1 << n_dims), dtype=np.float32)
+    for level in range(L):
+        cells, frac = _positions(x, scales[level])
+        for corner in range(1 << n_dims):
+            w = np.ones(n, dtype=np.float32)
+            for d in range(n_dims):
+                w = w * (frac[:, d] if (corner >> d) & 1 else np.float32(1) - frac[:, d])
+            weights[:, level, corner] = w
+            index = _corner_rows(
+                cells, corner, resolutions[level], sizes[level], hashed[level], bits
+            )
+            rows[:, level, corner] = index + offsets[level]
+    return rows, weights
+
+
+def hash_combine(values, weights):
+    """Encodings (n, L*F) from corner rows' features (n, L, 2^D, F) and weights (n, L, 2^D)."""
+    n, L, corners, F = values.shape
+    out = np.zeros((n, L, F), dtype=np.float32)
+    for corner in range(corners):  # tiny-cuda-nn's order: corner by corner, in float32
+        out += weights[:, :, corner, None] * values[:, :, corner, :]
+    return out.reshape(n, L * F)
+
+
+def hash_encode(x, table, scales, resolutions, sizes, offsets, hashed, bits):
+    """Encodings (n, L*F) of points x (n, D) in [0, 1] with an in-memory table (rows, F)."""
+    rows, weights = hash_corners(x, scales, resolutions, sizes, offsets, hashed, bits)
+    return hash_combine(table[rows.astype(np.int64)], weights)
+
+
+def hash_backward(x, grad_out, scales, resolutions, sizes, offsets, hashed, bits):
+    """d(loss)/d(table) as (rows, grads): row r of the table receives grads[k] for each k
+    with rows[k] == r (summed); grad_out is d(loss)/d(encoding), (n, L*F)."""
+    rows, weights = hash_corners(x, scales, resolutions, sizes, offsets, hashed, bits)
+    n, L, corners = rows.shape
+    F = grad_out.shape[1] // L
+    g = grad_out.reshape(n, L, 1, F).astype(np.float32) * weights[..., None]
+    return rows.reshape(-1), g.reshape(-1, F)

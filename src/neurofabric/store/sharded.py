@@ -1,0 +1,312 @@
+"""A logical 64-bit page space on sparse shard files, memory-mapped on demand.
+
+>>> import tempfile, numpy as np
+>>> from neurofabric.store import ShardedPageStore
+>>> folder = tempfile.mkdtemp()
+>>> store = ShardedPageStore.create(folder + "/pages", logical_bytes=2**50)  # 1 PiB, instantly
+>>> store.write(2**49, np.arange(4, dtype=np.uint8))
+>>> store.read(2**49, 4).tolist(), store.read(123, 2).tolist()
+([0, 1, 2, 3], [0, 0])
+>>> store.pages_on_disk()
+1
+>>> store.close()
+
+Layout of a store directory::
+
+    manifest.json        format, version, page_size, shard_bytes, logical_bytes (atomic)
+    shard-000000123.bin  shard 123: bytes [123 * shard_bytes, 124 * shard_bytes), sparse
+
+A shard file is created (sparse, by ``ftruncate``) on the first write that lands in it, so a
+store of 1 PiB costs one small manifest until it is used, and disk usage follows the pages
+written. A read of a page that was never written returns zeros without allocating anything.
+Open mappings are kept in an LRU (``max_open``) and advised ``MADV_RANDOM`` (no read-around:
+each fault reads one page); ``prefetch(pages)`` sends batched ``MADV_WILLNEED`` hints.
+Writes land in the page cache; ``flush()`` syncs them (``msync``), never the query path.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import mmap
+import os
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neurofabric.core.errors import ConfigError, StorageError
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ShardedPageStore"]
+
+FORMAT = "neurofabric-pages"
+VERSION = 1
+EXT4_MAX_FILE = 16 * 2**40
+
+
+def _shard_name(k: int) -> str:
+    return f"shard-{k:09d}.bin"
+
+
+def _atomic_json(path: Path, obj: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(obj, fh, indent=1, sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+class ShardedPageStore:
+    """Pages of ``page_size`` bytes at logical byte offsets 0 .. ``logical_bytes``."""
+
+    def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False, max_open: int = 64):
+        self.path = Path(path)
+        manifest = self.path / "manifest.json"
+        if not manifest.is_file():
+            raise StorageError(f"{self.path} is not a page store: no manifest.json in it")
+        try:
+            meta = json.loads(manifest.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise StorageError(f"{manifest}: not valid JSON ({exc})") from exc
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise StorageError(f"{manifest}: not a {FORMAT} manifest (a foreign folder?)")
+        if meta.get("version") != VERSION:
+            raise StorageError(
+                f"{manifest}: version {meta.get('version')!r}, this neurofabric reads {VERSION}"
+            )
+        try:
+            self.page_size = int(meta["page_size"])
+            self.shard_bytes = int(meta["shard_bytes"])
+            self.logical_bytes = int(meta["logical_bytes"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StorageError(f"{manifest}: incomplete ({exc})") from exc
+        self.meta = meta
+        self.readonly = readonly
+        if not isinstance(max_open, int) or max_open < 1:
+            raise ConfigError(f"`max_open` must be an integer >= 1, got {max_open!r}")
+        self.max_open = max_open
+        self._maps: OrderedDict[int, tuple[int, mmap.mmap]] = OrderedDict()
+        self._dirty: set[int] = set()
+        self._lock = threading.RLock()
+        self.stats = {"opens": 0, "closes": 0, "willneed_calls": 0}
+        self._check_shards()
+
+    # ------------------------------------------------------------------ creation
+    @classmethod
+    def create(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        logical_bytes: int = 2**50,
+        page_size: int = 4096,
+        shard_bytes: int = 2**40,
+        max_open: int = 64,
+        meta: dict | None = None,
+    ) -> ShardedPageStore:
+        """A new, empty store (an error if ``path`` already holds one)."""
+        path = Path(path)
+        if (
+            not isinstance(page_size, int)
+            or page_size < mmap.PAGESIZE
+            or page_size & (page_size - 1)
+        ):
+            raise ConfigError(
+                f"`page_size` must be a power of two >= {mmap.PAGESIZE}, got {page_size!r}"
+            )
+        if (
+            not isinstance(shard_bytes, int)
+            or shard_bytes % page_size
+            or not page_size <= shard_bytes < EXT4_MAX_FILE
+        ):
+            raise ConfigError(
+                f"`shard_bytes` must be a multiple of page_size below ext4's 16 TiB file limit, "
+                f"got {shard_bytes!r}"
+            )
+        if not isinstance(logical_bytes, int) or not 0 < logical_bytes <= 2**64:
+            raise ConfigError(f"`logical_bytes` must be in (0, 2**64], got {logical_bytes!r}")
+        if (path / "manifest.json").exists():
+            raise StorageError(f"{path} already holds a page store; open it instead")
+        path.mkdir(parents=True, exist_ok=True)
+        manifest = {"format": FORMAT, "version": VERSION, "page_size": page_size,
+                    "shard_bytes": shard_bytes, "logical_bytes": logical_bytes,
+                    **({"meta": meta} if meta else {})}  # fmt: skip
+        _atomic_json(path / "manifest.json", manifest)
+        return cls(path, max_open=max_open)
+
+    def _check_shards(self) -> None:
+        for f in self.path.glob("shard-*.bin"):
+            size = f.stat().st_size
+            if size != self.shard_bytes:
+                raise StorageError(
+                    f"{f}: {size} bytes, a shard of this store has {self.shard_bytes}; the file is "
+                    "truncated or foreign (restore it from a backup or remove it to lose its pages)"
+                )
+
+    # ------------------------------------------------------------------ mappings
+    @property
+    def n_shards(self) -> int:
+        return -(-self.logical_bytes // self.shard_bytes)
+
+    def _mapping(self, shard: int, *, create: bool) -> mmap.mmap | None:
+        with self._lock:
+            hit = self._maps.get(shard)
+            if hit is not None:
+                self._maps.move_to_end(shard)
+                return hit[1]
+            fpath = self.path / _shard_name(shard)
+            if not fpath.exists():
+                if not create:
+                    return None
+                fd = os.open(fpath, os.O_RDWR | os.O_CREAT, 0o644)
+                os.ftruncate(fd, self.shard_bytes)  # sparse: no block is allocated
+            else:
+                fd = os.open(fpath, os.O_RDONLY if self.readonly else os.O_RDWR)
+                if os.fstat(fd).st_size != self.shard_bytes:
+                    os.close(fd)
+                    raise StorageError(
+                        f"{fpath}: truncated shard (expected {self.shard_bytes} bytes)"
+                    )
+            access = mmap.ACCESS_READ if self.readonly else mmap.ACCESS_WRITE
+            mm = mmap.mmap(fd, self.shard_bytes, access=access)
+            if hasattr(mm, "madvise"):
+                mm.madvise(mmap.MADV_RANDOM)
+            self._maps[shard] = (fd, mm)
+            self.stats["opens"] += 1
+            while len(self._maps) > self.max_open:
+                self._close_one(next(iter(self._maps)))
+            return mm
+
+    def _close_one(self, shard: int) -> None:
+        fd, mm = self._maps.pop(shard)
+        if shard in self._dirty:
+            mm.flush()
+            self._dirty.discard(shard)
+        mm.close()
+        os.close(fd)
+        self.stats["closes"] += 1
+
+    def _check_range(self, offset: int, n: int) -> None:
+        if offset < 0 or n < 0 or offset + n > self.logical_bytes:
+            raise ConfigError(
+                f"bytes [{offset}, {offset + n}) lie outside the store's [0, {self.logical_bytes})"
+            )
+
+    def _pieces(self, offset: int, n: int):
+        """(shard, offset in shard, position in the buffer, length) of a byte range."""
+        pos = 0
+        while pos < n:
+            shard, inner = divmod(offset + pos, self.shard_bytes)
+            take = min(n - pos, self.shard_bytes - inner)
+            yield shard, inner, pos, take
+            pos += take
+
+    # ------------------------------------------------------------------ I/O
+    def read(self, offset: int, n: int, *, out: np.ndarray | None = None) -> np.ndarray:
+        """``n`` bytes at logical ``offset`` (zeros where nothing was written)."""
+        self._check_range(offset, n)
+        buf = np.empty(n, dtype=np.uint8) if out is None else out.view(np.uint8).reshape(-1)
+        for shard, inner, pos, take in self._pieces(offset, n):
+            mm = self._mapping(shard, create=False)
+            if mm is None:
+                buf[pos : pos + take] = 0
+            else:
+                buf[pos : pos + take] = np.frombuffer(mm, np.uint8, take, inner)
+        return buf
+
+    def view(self, offset: int, n: int) -> np.ndarray | None:
+        """A zero-copy view of bytes inside one shard, or None when the shard does not exist."""
+        self._check_range(offset, n)
+        shard, inner = divmod(offset, self.shard_bytes)
+        if inner + n > self.shard_bytes:
+            raise ConfigError("view() cannot span two shards; use read()")
+        mm = self._mapping(shard, create=False)
+        return None if mm is None else np.frombuffer(mm, np.uint8, n, inner)
+
+    def write(self, offset: int, data: Any) -> None:
+        """Write bytes (any array, taken as raw bytes) at logical ``offset``."""
+        if self.readonly:
+            raise StorageError(f"{self.path} is open read-only")
+        data = np.ascontiguousarray(data).view(np.uint8).reshape(-1)
+        self._check_range(offset, len(data))
+        for shard, inner, pos, take in self._pieces(offset, len(data)):
+            mm = self._mapping(shard, create=True)
+            np.frombuffer(mm, np.uint8, take, inner)[:] = data[pos : pos + take]
+            self._dirty.add(shard)
+
+    def prefetch(self, pages: Any) -> int:
+        """Batched ``MADV_WILLNEED`` hints for page numbers (runs of pages merged); returns
+        the number of hints sent. Pages of shards that do not exist are skipped."""
+        pages = np.unique(np.asarray(pages, dtype=np.uint64))
+        if not len(pages):
+            return 0
+        ps = self.page_size
+        per_shard = self.shard_bytes // ps
+        breaks = np.nonzero((np.diff(pages) != 1) | (np.diff(pages // per_shard) != 0))[0] + 1
+        hints = 0
+        for run in np.split(pages, breaks):
+            first = int(run[0])
+            shard, inner = divmod(first * ps, self.shard_bytes)
+            mm = self._mapping(shard, create=False)
+            if mm is None or not hasattr(mm, "madvise"):
+                continue
+            mm.madvise(mmap.MADV_WILLNEED, inner, len(run) * ps)
+            hints += 1
+        self.stats["willneed_calls"] += hints
+        return hints
+
+    def flush(self) -> None:
+        """Write dirty pages back (msync); the manifest is already on disk."""
+        with self._lock:
+            for shard in list(self._dirty):
+                if shard in self._maps:
+                    self._maps[shard][1].flush()
+            self._dirty.clear()
+
+    def close(self) -> None:
+        with self._lock:
+            self.flush()
+            for shard in list(self._maps):
+                self._close_one(shard)
+
+    def __enter__(self) -> ShardedPageStore:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ accounting
+    def disk_bytes(self) -> int:
+        """Bytes actually allocated on disk (st_blocks), manifest included."""
+        return sum(f.stat().st_blocks * 512 for f in self.path.iterdir() if f.is_file())
+
+    def pages_on_disk(self) -> int:
+        """Allocated pages over all shards (SEEK_DATA / SEEK_HOLE where supported)."""
+        total = 0
+        for f in sorted(self.path.glob("shard-*.bin")):
+            total += _allocated_bytes(f) // self.page_size
+        return total
+
+
+def _allocated_bytes(path: Path) -> int:
+    """Bytes of data extents in a sparse file (falls back to st_blocks)."""
+    if not hasattr(os, "SEEK_DATA"):
+        return path.stat().st_blocks * 512
+    size = path.stat().st_size
+    total = 0
+    with open(path, "rb") as fh:
+        fd = fh.fileno()
+        pos = 0
+        while pos < size:
+            try:
+                start = os.lseek(fd, pos, os.SEEK_DATA)
+            except OSError:
+                break
+            end = os.lseek(fd, start, os.SEEK_HOLE)
+            total += end - start
+            pos = end
+    return total
