@@ -27,6 +27,8 @@ from neurofabric.field.params import HashGridSpec
 __all__ = ["HashGrid"]
 
 _BACKENDS = {"numba": numba_cpu, "reference": reference}
+#: batches smaller than this run on one thread (waking the pool costs more than it saves)
+PARALLEL_FROM = 256
 
 
 class HashGrid:
@@ -70,12 +72,15 @@ class HashGrid:
 
     def corners(self, x: Any) -> tuple[np.ndarray, np.ndarray]:
         """Rows (n, L, 2^D) and weights (n, L, 2^D) of the corners the points touch."""
-        return _BACKENDS[self.backend].hash_corners(self.check_points(x), *self._args)
+        x = self.check_points(x)
+        k = _BACKENDS[self.backend]
+        fn = k.hash_corners if len(x) >= PARALLEL_FROM else k.hash_corners_serial
+        return fn(x, *self._args)
 
     def combine(self, values: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        return _BACKENDS[self.backend].hash_combine(
-            np.ascontiguousarray(values, dtype=np.float32), weights
-        )
+        k = _BACKENDS[self.backend]
+        fn = k.hash_combine if len(values) >= PARALLEL_FROM else k.hash_combine_serial
+        return fn(np.ascontiguousarray(values, dtype=np.float32), weights)
 
     def encode(self, x: Any, table: np.ndarray) -> np.ndarray:
         """Encodings (n, n_levels * n_features) of points in [0, 1]^D."""

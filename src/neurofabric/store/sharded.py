@@ -238,6 +238,24 @@ class ShardedPageStore:
             np.frombuffer(mm, np.uint8, take, inner)[:] = data[pos : pos + take]
             self._dirty.add(shard)
 
+    def discard(self, offset: int, n: int) -> None:
+        """Release the disk blocks of whole pages in [offset, offset + n): they read as zeros
+        again (``fallocate(PUNCH_HOLE)``; where the system lacks it, zeros are written)."""
+        if self.readonly:
+            raise StorageError(f"{self.path} is open read-only")
+        if offset % self.page_size or n % self.page_size:
+            raise ConfigError(
+                "discard() takes whole pages (offset and length multiples of page_size)"
+            )
+        self._check_range(offset, n)
+        for shard, inner, _, take in self._pieces(offset, n):
+            mm = self._mapping(shard, create=False)
+            if mm is None:
+                continue
+            fd = self._maps[shard][0]
+            if not _punch_hole(fd, inner, take):
+                np.frombuffer(mm, np.uint8, take, inner)[:] = 0
+
     def prefetch(self, pages: Any) -> int:
         """Batched ``MADV_WILLNEED`` hints for page numbers (runs of pages merged); returns
         the number of hints sent. Pages of shards that do not exist are skipped."""
@@ -290,6 +308,24 @@ class ShardedPageStore:
         for f in sorted(self.path.glob("shard-*.bin")):
             total += _allocated_bytes(f) // self.page_size
         return total
+
+
+_FALLOC_FL_KEEP_SIZE, _FALLOC_FL_PUNCH_HOLE = 0x01, 0x02
+
+
+def _punch_hole(fd: int, offset: int, length: int) -> bool:
+    """Deallocate a byte range of a file, keeping its size (Linux); False if unsupported."""
+    try:
+        import ctypes
+        import ctypes.util
+
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        fallocate = libc.fallocate
+        fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+        mode = _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE
+        return fallocate(fd, mode, offset, length) == 0
+    except (OSError, AttributeError):
+        return False
 
 
 def _allocated_bytes(path: Path) -> int:

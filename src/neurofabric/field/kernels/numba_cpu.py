@@ -45,6 +45,22 @@ def _level_corners(x, i, scale, resolution, size, offset, hashed, bits, rows, we
         weights[i, level, corner] = w
 
 
+@njit(cache=True)
+def hash_corners_serial(x, scales, resolutions, sizes, offsets, hashed, bits):
+    """``hash_corners`` on one thread (small batches: no thread start-up)."""
+    n, n_dims = x.shape
+    L = scales.shape[0]
+    rows = np.empty((n, L, 1 << n_dims), dtype=np.uint64)
+    weights = np.empty((n, L, 1 << n_dims), dtype=np.float32)
+    for i in range(n):
+        for level in range(L):
+            _level_corners(
+                x, i, scales[level], resolutions[level], sizes[level], offsets[level],
+                hashed[level], bits, rows, weights, level,
+            )  # fmt: skip
+    return rows, weights
+
+
 @njit(cache=True, parallel=True)
 def hash_corners(x, scales, resolutions, sizes, offsets, hashed, bits):
     """Rows (n, L, 2^D) uint64 and d-linear weights (n, L, 2^D) float32 of every corner."""
@@ -59,6 +75,20 @@ def hash_corners(x, scales, resolutions, sizes, offsets, hashed, bits):
                 hashed[level], bits, rows, weights, level,
             )  # fmt: skip
     return rows, weights
+
+
+@njit(cache=True)
+def hash_combine_serial(values, weights):
+    """``hash_combine`` on one thread."""
+    n, L, corners, F = values.shape
+    out = np.zeros((n, L * F), dtype=np.float32)
+    for i in range(n):
+        for level in range(L):
+            for corner in range(corners):
+                w = weights[i, level, corner]
+                for f in range(F):
+                    out[i, level * F + f] += w * values[i, level, corner, f]
+    return out
 
 
 @njit(cache=True, parallel=True)
@@ -114,3 +144,26 @@ def hash_backward(x, grad_out, scales, resolutions, sizes, offsets, hashed, bits
                 for f in range(F):
                     g[k, f] = weights[i, level, corner] * np.float32(grad_out[i, level * F + f])
     return rows.reshape(-1), g
+
+
+@njit(cache=True)
+def gather_rows(rows, row_bytes, page_size, resident, slots, pool, slot_tick, tick, out):
+    """Copy each row found in the DRAM pool into ``out``; return the mask of missing rows."""
+    n = rows.shape[0]
+    missing = np.zeros(n, dtype=np.bool_)
+    m = resident.shape[0]
+    rb = np.uint64(row_bytes)
+    ps = np.uint64(page_size)
+    for i in range(n):
+        byte = rows[i] * rb
+        page = byte // ps
+        pos = np.searchsorted(resident, page)
+        if pos >= m or resident[pos] != page:
+            missing[i] = True
+            continue
+        slot = slots[pos]
+        start = np.int64(byte - page * ps)
+        for b in range(row_bytes):
+            out[i, b] = pool[slot, start + b]
+        slot_tick[slot] = tick
+    return missing

@@ -84,3 +84,22 @@ def hash_backward(x, grad_out, scales, resolutions, sizes, offsets, hashed, bits
     F = grad_out.shape[1] // L
     g = grad_out.reshape(n, L, 1, F).astype(np.float32) * weights[..., None]
     return rows.reshape(-1), g.reshape(-1, F)
+
+
+def gather_rows(rows, row_bytes, page_size, resident, slots, pool, slot_tick, tick, out):
+    """Copy each row found in the DRAM pool into ``out`` (rows x row_bytes, uint8); return a
+    mask of the rows whose page is not resident. ``resident`` is sorted; ``slots[i]`` is the
+    pool slot of page ``resident[i]``; a hit stamps its slot with ``tick`` (for LRU)."""
+    pages = (rows.astype(np.uint64) * np.uint64(row_bytes)) // np.uint64(page_size)
+    pos = np.searchsorted(resident, pages)
+    found = (pos < len(resident)) & (resident[np.minimum(pos, len(resident) - 1)] == pages)
+    for i in np.nonzero(found)[0]:
+        slot = slots[pos[i]]
+        start = int(rows[i]) * row_bytes - int(pages[i]) * page_size
+        out[i] = pool[slot, start : start + row_bytes]
+        slot_tick[slot] = tick
+    return ~found
+
+
+hash_corners_serial = hash_corners
+hash_combine_serial = hash_combine

@@ -1,0 +1,347 @@
+"""``DemandPagedField``: a hash-encoded neural field whose parameters live in a paged store.
+
+>>> import tempfile
+>>> import numpy as np
+>>> from neurofabric.field import DemandPagedField, HashGridSpec
+>>> path = tempfile.mkdtemp() + "/field"
+>>> spec = HashGridSpec(n_dims=2, n_levels=8, n_features=2, log2_table=14)
+>>> with DemandPagedField.create(path, spec=spec, seed=0) as field:
+...     for _ in range(200):
+...         _ = field.learn([[0.3, 0.7]], [[1.0]])
+...     round(float(field.query([[0.3, 0.7]])[0, 0]), 2)
+1.0
+
+Layout of the logical page space: the hash table (``spec.n_rows`` rows of ``n_features``
+float32, all zero until written: nothing is allocated before a page is touched), then the
+decoder's layers, each page-aligned. Every parameter, table and decoder alike, is read
+through the tiers (DRAM, emulated CXL, SSD, slow), so a field far larger than memory answers
+queries with its working set in DRAM. The decoder is an MLP (ReLU hidden layers, linear
+output) initialized with a seed; ``learn`` takes SGD steps on it and on the touched table rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+
+from neurofabric.core.errors import ConfigError, ShapeError, StorageError
+from neurofabric.core.rng import make_rng
+from neurofabric.field.encoding import HashGrid
+from neurofabric.field.params import HashGridSpec
+from neurofabric.field.prefetch import PrefetchTracker, make_prefetcher
+from neurofabric.field.tiers import TierConfig, TieredPages
+from neurofabric.store.sharded import ShardedPageStore
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DemandPagedField"]
+
+FIELD_FORMAT = "neurofabric-field"
+FIELD_VERSION = 1
+
+
+def _align(n: int, to: int) -> int:
+    return -(-n // to) * to
+
+
+class DemandPagedField:
+    """query / write / learn / stats / flush / close over a paged hash-grid field."""
+
+    def __init__(self, store: ShardedPageStore, *, tiers: TierConfig | None = None,
+                 prefetcher: str | None = "stride", prefetch_depth: int = 8,
+                 layer_budget: int = 64 << 20) -> None:  # fmt: skip
+        meta = store.meta.get("meta", {})
+        if meta.get("format") != FIELD_FORMAT:
+            raise ConfigError(f"{store.path} is a page store but not a neural field")
+        if meta.get("version") != FIELD_VERSION:
+            raise ConfigError(
+                f"{store.path}: field version {meta.get('version')!r} is not {FIELD_VERSION}"
+            )
+        self.store = store
+        self.spec = HashGridSpec(**meta["spec"])
+        self.layers = [tuple(x) for x in meta["layers"]]  # (offset, n_in, n_out)
+        self.table_offset = int(meta["table_offset"])
+        self.grid = HashGrid(self.spec)
+        self.row_bytes = self.spec.n_features * 4
+        self.pages = TieredPages(store, tiers, row_bytes=self.row_bytes)
+        self.tracker = (
+            PrefetchTracker(make_prefetcher(prefetcher), k=prefetch_depth) if prefetcher else None
+        )
+        if self.tracker is not None:
+            self.pages.on_miss = self._on_miss
+        self.layer_budget = layer_budget
+        self._layer_cache: OrderedDict[int, list] = OrderedDict()  # k -> [W, b, dirty]
+        self.layer_stats = {"loads": 0, "evictions": 0, "writebacks": 0}
+        self._lock = threading.RLock()
+        self.latencies: list[float] = []
+        self.n_queries = 0
+
+    # ------------------------------------------------------------------ creation / opening
+    @classmethod
+    def create(cls, path: Any, *, spec: HashGridSpec | None = None, hidden: tuple[int, ...] = (64,),
+               out_dim: int = 1, logical_bytes: int = 2**50, page_size: int = 4096,
+               shard_bytes: int = 2**40, seed: Any = 0, tiers: TierConfig | None = None,
+               prefetcher: str | None = "stride") -> DemandPagedField:  # fmt: skip
+        """A new field on disk (sparse: only the decoder's pages are written)."""
+        spec = spec or HashGridSpec()
+        if not isinstance(out_dim, int) or out_dim < 1:
+            raise ConfigError(f"`out_dim` must be an integer >= 1, got {out_dim!r}")
+        if any(not isinstance(h, int) or h < 1 for h in hidden):
+            raise ConfigError(f"`hidden` must be positive integers, got {hidden!r}")
+        row_bytes = spec.n_features * 4
+        table_bytes = spec.n_rows * row_bytes
+        offset = _align(table_bytes, page_size)
+        layers = []
+        dims = [spec.n_outputs, *hidden, out_dim]
+        for n_in, n_out in zip(dims[:-1], dims[1:], strict=True):
+            layers.append((offset, n_in, n_out))
+            offset = _align(offset + (n_in + 1) * n_out * 4, page_size)
+        if offset > logical_bytes:
+            raise ConfigError(
+                f"the table and decoder need {offset:,} bytes, more than logical_bytes "
+                f"{logical_bytes:,}; raise logical_bytes or shrink the spec"
+            )
+        meta = {"format": FIELD_FORMAT, "version": FIELD_VERSION, "spec": spec.as_dict(),
+                "table_offset": 0, "layers": layers, "out_dim": out_dim}  # fmt: skip
+        store = ShardedPageStore.create(path, logical_bytes=logical_bytes, page_size=page_size,
+                                        shard_bytes=shard_bytes, meta=meta)  # fmt: skip
+        rng = make_rng(seed)
+        # He-uniform weights; hidden biases start at 0.01 so that the ReLUs pass gradient
+        # while the table is still all zero (it is never initialized: untouched pages cost
+        # nothing), the output bias at 0
+        for k, (off, n_in, n_out) in enumerate(layers):
+            bound = np.sqrt(6.0 / n_in)
+            w = rng.uniform(-bound, bound, size=(n_in, n_out)).astype(np.float32)
+            b = np.full(n_out, 0.01 if k < len(layers) - 1 else 0.0, np.float32)
+            store.write(off, np.concatenate([w.reshape(-1), b]))
+        store.flush()
+        return cls(store, tiers=tiers, prefetcher=prefetcher)
+
+    @classmethod
+    def open(cls, path: Any, *, readonly: bool = False, tiers: TierConfig | None = None,
+             prefetcher: str | None = "stride") -> DemandPagedField:  # fmt: skip
+        return cls(ShardedPageStore(path, readonly=readonly), tiers=tiers, prefetcher=prefetcher)
+
+    # ------------------------------------------------------------------ parameters
+    def _read_floats(self, offset: int, n: int) -> np.ndarray:
+        rb = self.row_bytes
+        first = offset // rb
+        n_rows = -(-(n * 4) // rb)
+        raw = self.pages.read_rows(np.arange(first, first + n_rows, dtype=np.uint64))
+        return raw.reshape(-1).view(np.float32)[:n]
+
+    def _write_floats(self, offset: int, values: np.ndarray) -> None:
+        rb = self.row_bytes
+        data = np.ascontiguousarray(values, dtype=np.float32).reshape(-1)
+        pad = (-len(data) * 4) % rb
+        if pad:  # keep whole rows: read the tail to pad it
+            tail = self._read_floats(offset + len(data) * 4, pad // 4)
+            data = np.concatenate([data, tail])
+        first = offset // rb
+        rows = np.arange(first, first + len(data) * 4 // rb, dtype=np.uint64)
+        self.pages.write_rows(rows, data.view(np.uint8).reshape(len(rows), rb))
+
+    def decoder(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The decoder's (W, b) per layer: paged in on first use, kept in an LRU of layers
+        under ``layer_budget`` bytes (a dirty layer is written back when it leaves)."""
+        out = []
+        for k, (off, n_in, n_out) in enumerate(self.layers):
+            entry = self._layer_cache.get(k)
+            if entry is None:
+                flat = self._read_floats(off, (n_in + 1) * n_out)
+                entry = [
+                    flat[: n_in * n_out].reshape(n_in, n_out).copy(),
+                    flat[n_in * n_out :].copy(),
+                    False,
+                ]
+                self._layer_cache[k] = entry
+                self.layer_stats["loads"] += 1
+                self._trim_layers(keep=k)
+            else:
+                self._layer_cache.move_to_end(k)
+            out.append((entry[0], entry[1]))
+        return out
+
+    def _trim_layers(self, keep: int) -> None:
+        def size() -> int:
+            return sum(e[0].nbytes + e[1].nbytes for e in self._layer_cache.values())
+
+        while size() > self.layer_budget and len(self._layer_cache) > 1:
+            k = next(iter(self._layer_cache))
+            if k == keep:
+                self._layer_cache.move_to_end(k)
+                k = next(iter(self._layer_cache))
+            self._evict_layer(k)
+
+    def _evict_layer(self, k: int) -> None:
+        W, b, dirty = self._layer_cache.pop(k)
+        if dirty:
+            self._write_floats(self.layers[k][0], np.concatenate([W.reshape(-1), b]))
+            self.layer_stats["writebacks"] += 1
+        self.layer_stats["evictions"] += 1
+
+    def _set_layer(self, k: int, W: np.ndarray, b: np.ndarray) -> None:
+        self._layer_cache[k] = [W.astype(np.float32), b.astype(np.float32), True]
+        self._layer_cache.move_to_end(k)
+
+    def _table_rows(self, rows: np.ndarray) -> np.ndarray:
+        rows = rows + np.uint64(self.table_offset // self.row_bytes)
+        return self.pages.read_rows(rows.reshape(-1)).view(np.float32)
+
+    # ------------------------------------------------------------------ queries
+    def _on_miss(self, pages: np.ndarray) -> None:
+        """Prefetchers train on the miss stream (as hardware ones do): each missing page is an
+        access; the pages they predict that are not in DRAM get a WILLNEED hint on SSD."""
+        wanted: list[int] = []
+        for p in pages.tolist():
+            wanted.extend(self.tracker.access(p))
+        if wanted:
+            cand = np.array(wanted, dtype=np.uint64)
+            cand = cand[~self.pages.is_resident(cand)]
+            if len(cand):
+                self.store.prefetch(cand)
+
+    def encode(self, coords: Any) -> np.ndarray:
+        """Hash-grid features (n, L*F) of coordinates in [0, 1]^D."""
+        rows, weights = self.grid.corners(coords)
+        values = self._table_rows(rows).reshape(*rows.shape, self.spec.n_features)
+        return self.grid.combine(values, weights)
+
+    def _forward(self, feats: np.ndarray, params) -> list[np.ndarray]:
+        acts = [feats]
+        for k, (W, b) in enumerate(params):
+            z = acts[-1] @ W + b
+            acts.append(np.maximum(z, 0.0) if k < len(params) - 1 else z)
+        return acts
+
+    def query(self, coords: Any) -> np.ndarray:
+        """Decoded values (n, out_dim); the latency of each call is recorded."""
+        t0 = time.perf_counter()
+        with self._lock:
+            feats = self.encode(coords)
+            out = self._forward(feats, self.decoder())[-1]
+            self.n_queries += 1
+            self.latencies.append(time.perf_counter() - t0)
+        return out
+
+    def learn(self, coords: Any, target: Any, *, lr: float = 0.05) -> float:
+        """One SGD step on 0.5 * mean squared error; updates the touched table rows and the
+        decoder in the paged store. Returns the loss before the step."""
+        if not lr > 0:
+            raise ConfigError(f"`lr` must be > 0, got {lr!r}")
+        if self.store.readonly:
+            raise StorageError(
+                f"{self.store.path} is open read-only; open it with readonly=False to learn"
+            )
+        with self._lock:
+            x = self.grid.check_points(coords)
+            y = np.asarray(target, dtype=np.float32).reshape(len(x), -1)
+            out_dim = self.layers[-1][2]
+            if y.shape[1] != out_dim:
+                raise ShapeError(f"target must have shape ({len(x)}, {out_dim}), got {y.shape}")
+            rows, weights = self.grid.corners(x)
+            table_vals = self._table_rows(rows).reshape(*rows.shape, self.spec.n_features)
+            feats = self.grid.combine(table_vals, weights)
+            params = self.decoder()
+            acts = self._forward(feats, params)
+            err = (acts[-1] - y) / len(x)
+            loss = 0.5 * float(np.sum((acts[-1] - y) ** 2)) / len(x)
+            grad = err
+            new_params = []
+            for k in range(len(params) - 1, -1, -1):
+                W, b = params[k]
+                gW = acts[k].T @ grad
+                gb = grad.sum(axis=0)
+                grad = grad @ W.T
+                if k > 0:
+                    grad = grad * (acts[k] > 0)
+                new_params.append((W - lr * gW, b - lr * gb))
+            for k, (W, b) in enumerate(reversed(new_params)):
+                self._set_layer(k, W, b)
+            g_rows, g_vals = self.grid.backward(x, grad.astype(np.float32))
+            uniq, inv = np.unique(g_rows, return_inverse=True)
+            summed = np.zeros((len(uniq), self.spec.n_features), dtype=np.float32)
+            np.add.at(summed, inv, g_vals)
+            current = self._table_rows(uniq).reshape(len(uniq), self.spec.n_features)
+            updated = current - lr * summed
+            self.pages.write_rows(uniq + np.uint64(self.table_offset // self.row_bytes),
+                                  updated.view(np.uint8))  # fmt: skip
+            return loss
+
+    def write(self, coords: Any, value: Any, *, tol: float = 1e-3, max_steps: int = 200,
+              lr: float = 0.05) -> int:  # fmt: skip
+        """Learn until the field returns ``value`` at ``coords`` (within ``tol``); returns the
+        steps taken."""
+        for step in range(1, max_steps + 1):
+            self.learn(coords, value, lr=lr)
+            err = np.max(
+                np.abs(
+                    self.query(coords)
+                    - np.asarray(value, dtype=np.float32).reshape(len(np.atleast_2d(coords)), -1)
+                )
+            )
+            if err <= tol:
+                return step
+        return max_steps
+
+    # ------------------------------------------------------------------ bookkeeping
+    def latency_summary(self) -> dict[str, float]:
+        if not self.latencies:
+            return {"p50_us": float("nan"), "p95_us": float("nan"), "p99_us": float("nan")}
+        lat = np.asarray(self.latencies) * 1e6
+        p50, p95, p99 = np.percentile(lat, [50, 95, 99])
+        return {"p50_us": float(p50), "p95_us": float(p95), "p99_us": float(p99),
+                "mean_us": float(lat.mean()), "queries": len(lat)}  # fmt: skip
+
+    def latency_histogram(self, bins: int = 30) -> tuple[np.ndarray, np.ndarray]:
+        """Counts and log-spaced edges (microseconds) of the recorded query latencies."""
+        lat = np.asarray(self.latencies) * 1e6
+        if not len(lat):
+            return np.zeros(0, int), np.zeros(0)
+        edges = np.logspace(np.log10(max(lat.min(), 0.1)), np.log10(lat.max() * 1.001), bins + 1)
+        return np.histogram(lat, bins=edges)
+
+    def stats(self) -> dict[str, Any]:
+        out = {"tiers": self.pages.stats(), "latency": self.latency_summary(),
+               "decoder_layers": dict(self.layer_stats),
+               "disk_bytes": self.store.disk_bytes(), "logical_bytes": self.store.logical_bytes}  # fmt: skip
+        if self.tracker is not None:
+            out["prefetch"] = self.tracker.summary()
+        return out
+
+    def reset_stats(self) -> None:
+        self.latencies.clear()
+        self.pages.counts = dict.fromkeys(self.pages.counts, 0)
+        if self.tracker is not None:
+            t = self.tracker
+            t.accesses = t.covered = t.issued = t.useful = 0
+            t.seconds = 0.0
+
+    def flush(self) -> None:
+        """Write dirty decoder layers and pages back to SSD and sync (not on the query path)."""
+        with self._lock:
+            for k, entry in self._layer_cache.items():
+                if entry[2]:
+                    self._write_floats(
+                        self.layers[k][0], np.concatenate([entry[0].reshape(-1), entry[1]])
+                    )
+                    entry[2] = False
+                    self.layer_stats["writebacks"] += 1
+            self.pages.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            if not self.store.readonly:
+                self.flush()
+            self.store.close()
+
+    def __enter__(self) -> DemandPagedField:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

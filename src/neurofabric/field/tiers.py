@@ -1,0 +1,370 @@
+"""Tiered page storage: DRAM, an emulated CXL pool, local SSD (sharded mmap files), a slow tier.
+
+Pages move whole. A read looks in DRAM (a pool of page slots with a sorted page index, read by
+a numba kernel), then in the CXL tier, then on SSD (the home of every page), or in the slow
+tier for pages demoted there; the page is promoted into DRAM. DRAM evicts its least recently
+used pages into the CXL tier (when it has capacity), the CXL tier evicts into SSD; a dirty
+page is written back on eviction or by ``flush()``. With ``ssd_pages`` set, SSD keeps at most
+that many pages touched in this session: the coldest are copied to the slow tier, the copy is
+recorded (atomically) and then the SSD blocks are released (hole punching).
+
+**The CXL tier is emulated**: a second in-process memory pool with ``cxl_delay_s`` of busy
+waiting per page moved through it. The slow tier is any fsspec filesystem (a local folder in
+tests), one object per page, with ``slow_delay_s`` of injected latency (HDD-like: ~5 ms).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import OrderedDict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neurofabric.core.errors import ConfigError, StorageError
+from neurofabric.field.kernels import numba_cpu, reference
+from neurofabric.store.sharded import ShardedPageStore
+
+log = logging.getLogger(__name__)
+
+__all__ = ["TierConfig", "TieredPages"]
+
+TIERS = ("dram", "cxl", "ssd", "slow", "zero")
+_EMPTY = np.iinfo(np.int64).min
+
+
+@dataclass(frozen=True)
+class TierConfig:
+    """Capacities in pages; delays in seconds per page."""
+
+    dram_pages: int = 4096
+    cxl_pages: int = 0
+    cxl_delay_s: float = 5e-7
+    ssd_pages: int | None = None
+    slow_url: str | None = None
+    slow_delay_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.dram_pages, int) or self.dram_pages < 1:
+            raise ConfigError(f"`dram_pages` must be an integer >= 1, got {self.dram_pages!r}")
+        if not isinstance(self.cxl_pages, int) or self.cxl_pages < 0:
+            raise ConfigError(f"`cxl_pages` must be an integer >= 0, got {self.cxl_pages!r}")
+        for name in ("cxl_delay_s", "slow_delay_s"):
+            v = getattr(self, name)
+            if not isinstance(v, int | float) or not v >= 0:
+                raise ConfigError(f"`{name}` must be a number >= 0 seconds, got {v!r}")
+        if self.ssd_pages is not None:
+            if not isinstance(self.ssd_pages, int) or self.ssd_pages < 1:
+                raise ConfigError(
+                    f"`ssd_pages` must be None or an integer >= 1, got {self.ssd_pages!r}"
+                )
+            if self.slow_url is None:
+                raise ConfigError("`ssd_pages` needs a slow tier to demote into: set `slow_url`")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _spin(seconds: float) -> None:
+    if seconds <= 0:
+        return
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+class _SlowTier:
+    """One object per page on an fsspec filesystem, with injected latency."""
+
+    def __init__(self, url: str, delay_s: float, page_size: int) -> None:
+        import fsspec
+
+        self.fs, self.root = fsspec.core.url_to_fs(url)
+        self.fs.makedirs(self.root, exist_ok=True)
+        self.delay_s = delay_s
+        self.page_size = page_size
+
+    def _key(self, page: int) -> str:
+        return f"{self.root}/{page:016x}.page"
+
+    def get(self, page: int) -> np.ndarray:
+        time.sleep(self.delay_s) if self.delay_s >= 1e-4 else _spin(self.delay_s)
+        data = self.fs.cat_file(self._key(page))
+        if len(data) != self.page_size:
+            raise StorageError(
+                f"slow tier object {self._key(page)} has {len(data)} bytes, not a page"
+            )
+        return np.frombuffer(data, dtype=np.uint8).copy()
+
+    def put(self, page: int, data: np.ndarray) -> None:
+        time.sleep(self.delay_s) if self.delay_s >= 1e-4 else _spin(self.delay_s)
+        self.fs.pipe_file(self._key(page), data.tobytes())
+
+    def remove(self, page: int) -> None:
+        self.fs.rm_file(self._key(page))
+
+
+class TieredPages:
+    """Row-granular reads and writes over tiered pages of a :class:`ShardedPageStore`."""
+
+    def __init__(self, store: ShardedPageStore, config: TierConfig | None = None, *,
+                 row_bytes: int, backend: str = "numba") -> None:  # fmt: skip
+        self.store = store
+        self.config = config or TierConfig()
+        self.page_size = store.page_size
+        if row_bytes < 1 or self.page_size % row_bytes:
+            raise ConfigError(
+                f"`row_bytes` must divide the page size {self.page_size}, got {row_bytes}"
+            )
+        self.row_bytes = row_bytes
+        self._k = numba_cpu if backend == "numba" else reference
+        n = self.config.dram_pages
+        self.pool = np.zeros((n, self.page_size), dtype=np.uint8)
+        self.slot_page = np.full(n, _EMPTY, dtype=np.int64)
+        self.slot_tick = np.zeros(n, dtype=np.int64)
+        self.slot_dirty = np.zeros(n, dtype=bool)
+        self.resident = np.zeros(0, dtype=np.uint64)
+        self.resident_slots = np.zeros(0, dtype=np.int64)
+        self.free = list(range(n - 1, -1, -1))
+        self.tick = 0
+        self.cxl: OrderedDict[int, tuple[np.ndarray, bool]] = OrderedDict()
+        self.slow = None
+        self.slow_pages: set[int] = set()
+        self.ssd_lru: OrderedDict[int, None] = OrderedDict()
+        if self.config.slow_url is not None:
+            self.slow = _SlowTier(self.config.slow_url, self.config.slow_delay_s, self.page_size)
+            self.slow_pages = self._load_slow_index()
+        self.counts = dict.fromkeys(TIERS, 0)  # row reads served by each tier
+        self.on_miss = None  # called with the missing pages of a read (prefetchers train on misses)
+        self.moves = {"promotions": 0, "dram_evictions": 0, "cxl_evictions": 0,
+                      "writebacks": 0, "demotions_to_slow": 0, "bytes_read_ssd": 0,
+                      "bytes_read_slow": 0, "bytes_written": 0}  # fmt: skip
+
+    # ------------------------------------------------------------------ slow-tier index
+    def _index_path(self) -> Path:
+        return self.store.path / "slow_pages.npy"
+
+    def _load_slow_index(self) -> set[int]:
+        p = self._index_path()
+        if not p.is_file():
+            return set()
+        try:
+            return set(np.load(p, allow_pickle=False).astype(np.uint64).tolist())
+        except (ValueError, OSError) as exc:
+            raise StorageError(f"{p}: the slow-tier index is unreadable ({exc})") from exc
+
+    def _save_slow_index(self) -> None:
+        p = self._index_path()
+        tmp = p.with_name(".slow_pages.tmp.npy")
+        np.save(tmp, np.array(sorted(self.slow_pages), dtype=np.uint64), allow_pickle=False)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, p)
+
+    # ------------------------------------------------------------------ reads
+    def read_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Bytes of each row (n, row_bytes), fetching missing pages through the tiers."""
+        rows = np.ascontiguousarray(rows, dtype=np.uint64).reshape(-1)
+        out = np.empty((len(rows), self.row_bytes), dtype=np.uint8)
+        self.tick += 1
+        missing = self._k.gather_rows(rows, self.row_bytes, self.page_size, self.resident,
+                                      self.resident_slots, self.pool, self.slot_tick, self.tick,
+                                      out)  # fmt: skip
+        n_miss = int(missing.sum())
+        self.counts["dram"] += len(rows) - n_miss
+        if n_miss:
+            miss_rows = rows[missing]
+            pages = np.unique((miss_rows * np.uint64(self.row_bytes)) // np.uint64(self.page_size))
+            if self.on_miss is not None:
+                self.on_miss(pages)
+            tiers = self._bring_in(pages)
+            page_of = (miss_rows * np.uint64(self.row_bytes)) // np.uint64(self.page_size)
+            for page, tier in zip(pages.tolist(), tiers, strict=True):
+                self.counts[tier] += int(np.count_nonzero(page_of == page))
+            sub = np.empty((n_miss, self.row_bytes), dtype=np.uint8)
+            again = self._k.gather_rows(miss_rows, self.row_bytes, self.page_size, self.resident,
+                                        self.resident_slots, self.pool, self.slot_tick, self.tick,
+                                        sub)  # fmt: skip
+            if again.any():  # more pages than DRAM slots in one batch
+                raise ConfigError(
+                    f"one batch touches more pages than the DRAM tier holds ({self.config.dram_pages}); "
+                    "raise `dram_pages` or query smaller batches"
+                )
+            out[missing] = sub
+        return out
+
+    def is_resident(self, pages: np.ndarray) -> np.ndarray:
+        pages = np.asarray(pages, dtype=np.uint64)
+        pos = np.searchsorted(self.resident, pages)
+        ok = pos < len(self.resident)
+        ok[ok] = self.resident[pos[ok]] == pages[ok]
+        return ok
+
+    def _fetch(self, page: int) -> tuple[np.ndarray, bool, str]:
+        """(bytes, dirty, tier) of a page not in DRAM."""
+        hit = self.cxl.pop(page, None)
+        if hit is not None:
+            _spin(self.config.cxl_delay_s)
+            return hit[0], hit[1], "cxl"
+        if page in self.slow_pages:
+            data = self.slow.get(page)
+            self.moves["bytes_read_slow"] += self.page_size
+            if self.store.readonly:
+                return data, False, "slow"
+            # back home: onto SSD first, then forget the slow copy (index saved before removal)
+            self.store.write(page * self.page_size, data)
+            self._touch_ssd(page)
+            self.slow_pages.discard(page)
+            self._save_slow_index()
+            self.slow.remove(page)
+            return data, False, "slow"
+        data = self.store.read(page * self.page_size, self.page_size)
+        self.moves["bytes_read_ssd"] += self.page_size
+        self._touch_ssd(page)
+        empty = not data.any()
+        return data, False, "zero" if empty else "ssd"
+
+    def _bring_in(self, pages: np.ndarray, protect: np.ndarray | None = None) -> list[str]:
+        """Fetch ``pages`` into DRAM; ``protect``: resident pages the caller still needs."""
+        if len(pages) > self.config.dram_pages:
+            raise ConfigError(
+                f"one batch touches {len(pages)} pages, more than the DRAM tier holds "
+                f"({self.config.dram_pages}); raise `dram_pages` or query smaller batches"
+            )
+        need = len(pages) - len(self.free)
+        if need > 0:
+            self._evict(need, protect=pages if protect is None else np.union1d(pages, protect))
+        tiers = []
+        new_slots = []
+        for page in pages.tolist():
+            data, dirty, tier = self._fetch(page)
+            slot = self.free.pop()
+            self.pool[slot] = data
+            self.slot_page[slot] = page
+            self.slot_dirty[slot] = dirty
+            self.slot_tick[slot] = self.tick
+            new_slots.append(slot)
+            tiers.append(tier)
+            self.moves["promotions"] += 1
+        self._reindex()
+        return tiers
+
+    def _reindex(self) -> None:
+        held = np.nonzero(self.slot_page != _EMPTY)[0]
+        pages = self.slot_page[held].astype(np.uint64)
+        order = np.argsort(pages, kind="stable")
+        self.resident = np.ascontiguousarray(pages[order])
+        self.resident_slots = np.ascontiguousarray(held[order].astype(np.int64))
+
+    def _evict(self, n: int, *, protect: np.ndarray | None = None) -> None:
+        held = np.nonzero(self.slot_page != _EMPTY)[0]
+        if protect is not None and len(protect):
+            held = held[~np.isin(self.slot_page[held].astype(np.uint64), protect)]
+        victims = held[np.argsort(self.slot_tick[held], kind="stable")[:n]]
+        for slot in victims.tolist():
+            page = int(self.slot_page[slot])
+            data = self.pool[slot].copy()
+            dirty = bool(self.slot_dirty[slot])
+            if self.config.cxl_pages > 0:
+                _spin(self.config.cxl_delay_s)
+                self.cxl[page] = (data, dirty)
+                while len(self.cxl) > self.config.cxl_pages:
+                    old, (odata, odirty) = self.cxl.popitem(last=False)
+                    self.moves["cxl_evictions"] += 1
+                    if odirty:
+                        self._write_home(old, odata)
+            elif dirty:
+                self._write_home(page, data)
+            self.slot_page[slot] = _EMPTY
+            self.slot_dirty[slot] = False
+            self.free.append(slot)
+            self.moves["dram_evictions"] += 1
+        self._reindex()
+
+    # ------------------------------------------------------------------ SSD and slow tier
+    def _write_home(self, page: int, data: np.ndarray) -> None:
+        self.store.write(page * self.page_size, data)
+        self.moves["writebacks"] += 1
+        self.moves["bytes_written"] += self.page_size
+        self._touch_ssd(page)
+
+    def _touch_ssd(self, page: int) -> None:
+        if self.store.readonly:
+            return
+        lru = self.ssd_lru
+        lru[page] = None
+        lru.move_to_end(page)
+        cap = self.config.ssd_pages
+        if cap is not None and len(lru) > cap:
+            batch = max(1, cap // 20)  # demote 5 % at a time: one index write per batch
+            victims = []
+            for _ in range(min(batch, len(lru) - 1)):
+                victims.append(lru.popitem(last=False)[0])
+            self._demote(victims)
+
+    def _demote(self, pages: list[int]) -> None:
+        resident = set(self.slot_page[self.slot_page != _EMPTY].tolist()) | set(self.cxl)
+        moved = []
+        for page in pages:
+            if page in resident:  # an upper tier still holds it; SSD keeps its copy
+                continue
+            data = self.store.read(page * self.page_size, self.page_size)
+            self.slow.put(page, data)
+            moved.append(page)
+        if not moved:
+            return
+        self.slow_pages.update(moved)
+        self._save_slow_index()  # recorded before the SSD copy goes: a crash loses nothing
+        for page in moved:
+            self.store.discard(page * self.page_size, self.page_size)
+        self.moves["demotions_to_slow"] += len(moved)
+
+    # ------------------------------------------------------------------ writes
+    def write_rows(self, rows: np.ndarray, data: np.ndarray) -> None:
+        """Write bytes (n, row_bytes) to rows; pages come into DRAM and become dirty."""
+        rows = np.ascontiguousarray(rows, dtype=np.uint64).reshape(-1)
+        data = np.ascontiguousarray(data).view(np.uint8).reshape(len(rows), self.row_bytes)
+        pages = (rows * np.uint64(self.row_bytes)) // np.uint64(self.page_size)
+        upages = np.unique(pages)
+        absent = upages[~self.is_resident(upages)]
+        if len(upages) > self.config.dram_pages:
+            raise ConfigError(
+                f"one write touches {len(upages)} pages, more than the DRAM tier holds "
+                f"({self.config.dram_pages}); write smaller batches"
+            )
+        if len(absent):
+            self._bring_in(absent, protect=upages)
+        pos = np.searchsorted(self.resident, pages)
+        slots = self.resident_slots[pos]
+        start = (rows * np.uint64(self.row_bytes) - pages * np.uint64(self.page_size)).astype(
+            np.int64
+        )
+        for i in range(len(rows)):  # rows are few per update; the pool is written in place
+            self.pool[slots[i], start[i] : start[i] + self.row_bytes] = data[i]
+        self.slot_dirty[slots] = True
+        self.slot_tick[slots] = self.tick
+
+    def flush(self) -> None:
+        """Write every dirty page (DRAM and CXL) back to SSD and sync it."""
+        for slot in np.nonzero(self.slot_dirty)[0].tolist():
+            self._write_home(int(self.slot_page[slot]), self.pool[slot])
+            self.slot_dirty[slot] = False
+        for page, (data, dirty) in list(self.cxl.items()):
+            if dirty:
+                self._write_home(page, data)
+                self.cxl[page] = (data, False)
+        self.store.flush()
+
+    def hit_rates(self) -> dict[str, float]:
+        total = sum(self.counts.values())
+        return {t: (c / total if total else 0.0) for t, c in self.counts.items()}
+
+    def stats(self) -> dict[str, Any]:
+        return {"row_reads": dict(self.counts), "hit_rate": self.hit_rates(), **self.moves,
+                "dram_pages_used": int(np.count_nonzero(self.slot_page != _EMPTY)),
+                "cxl_pages_used": len(self.cxl), "slow_pages": len(self.slow_pages),
+                "cxl_emulated": True}  # fmt: skip
