@@ -73,6 +73,9 @@ def test_demo_writes_figures(tmp_path):
     assert (tmp_path / "thermo_history.png").is_file()
     assert (tmp_path / "thermo_digits" / "edges.arrow").is_file()
     assert "Metropolis-Hastings" in res.output
+    assert (tmp_path / "guard_confusion.png").is_file() and (tmp_path / "rhythm.png").is_file()
+    assert "expert router (105" in res.output
+    assert "demand-paged field" in res.output and (tmp_path / "field" / "manifest.json").is_file()
 
 
 def test_thermo_train_and_eval_on_digits(tmp_path):
@@ -201,3 +204,63 @@ def test_mnist_train_and_eval_on_a_fake_dataset(tmp_path):
     assert res.exit_code == 2 and "four numbers" in res.output
     res = runner.invoke(app, ["snn", "mnist", "eval", str(tmp_path / "nothing")])
     assert res.exit_code == 2 and "manifest" in res.output
+
+
+def _text_csv(path, n=300, seed=0):
+    import csv
+
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    topics = {"space": "rocket orbit nasa launch moon", "cars": "engine wheel road brake gear"}
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["text", "label"])
+        for k in range(n):
+            label = list(topics)[k % 2]
+            words = topics[label].split() + ["the", "a", "is"]
+            w.writerow([" ".join(rng.choice(words, size=6)), label])
+    return path
+
+
+def test_guard_train_eval_predict_on_a_csv(tmp_path):
+    data = _text_csv(tmp_path / "d.csv")
+    res = runner.invoke(app, ["guard", "train", "--csv", str(data), "--out", str(tmp_path / "m"),
+                              "--n-features", "4096", "--int8"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "model on disk" in res.output
+    res = runner.invoke(app, ["guard", "eval", "--model", str(tmp_path / "m"), "--csv", str(data),
+                              "--plot", str(tmp_path / "cm.png")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "accuracy" in res.output and (tmp_path / "cm.png").stat().st_size > 1000
+    res = runner.invoke(
+        app, ["guard", "predict", "--model", str(tmp_path / "m"), "nasa rocket launch"]
+    )
+    assert res.exit_code == 0 and "space" in res.output
+    res = runner.invoke(app, ["guard", "train", "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "exactly one of" in res.output
+
+
+def test_guard_demos_run():
+    res = runner.invoke(app, ["guard", "rhythm", "--repeats", "20"])
+    assert res.exit_code == 0 and "100%" in res.output
+    res = runner.invoke(app, ["guard", "router", "--n-train", "300", "--n-test", "100"])
+    assert res.exit_code == 0 and "105" in res.output
+
+
+def test_field_create_learn_query_stats(tmp_path):
+    path = str(tmp_path / "f")
+    res = runner.invoke(app, ["field", "create", path, "--dims", "2", "--levels", "6",
+                              "--log2-table", "12", "--base-resolution", "4", "--hidden", "16"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "1,125,899,906,842,624 bytes" in res.output
+    res = runner.invoke(app, ["field", "learn", path, "--steps", "30", "--batch", "64"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["field", "query", path, "0.25,0.5", "0.9,0.1"])
+    assert res.exit_code == 0 and "0.25,0.5" in res.output
+    res = runner.invoke(app, ["field", "query", path, "0.25,0.5,0.1"])
+    assert res.exit_code == 2 and "2 dimensions" in res.output
+    res = runner.invoke(app, ["field", "stats", path, "--queries", "50"])
+    assert res.exit_code == 0 and "row reads from dram" in res.output
+    res = runner.invoke(app, ["field", "bench", "--workload", "sequential", "--accesses", "2000"])
+    assert res.exit_code == 0 and "stride" in res.output

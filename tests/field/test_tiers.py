@@ -84,10 +84,14 @@ def test_numba_gather_equals_reference():
     assert 0 < outs[0][0].sum() < 300
 
 
-def test_limits_are_refused(tmp_path):
+def test_batches_larger_than_dram_are_served_in_parts(tmp_path):
     tiers = TieredPages(_store(tmp_path), TierConfig(dram_pages=2), row_bytes=ROW)
-    with pytest.raises(ConfigError, match="3 pages, more than the DRAM tier holds"):
-        tiers.read_rows(np.array([0, 512, 1024], np.uint64))
+    rows = np.arange(0, 512 * 9, 37, dtype=np.uint64)[::-1].copy()  # 9 pages, 2 slots
+    tiers.write_rows(rows, _payload(rows.tolist()))
+    np.testing.assert_array_equal(tiers.read_rows(rows), _payload(rows.tolist()))
+
+
+def test_limits_are_refused(tmp_path):
     with pytest.raises(ConfigError, match="slow tier"):
         TierConfig(ssd_pages=10)
     with pytest.raises(ConfigError, match="row_bytes"):

@@ -53,7 +53,7 @@ class DemandPagedField:
     """query / write / learn / stats / flush / close over a paged hash-grid field."""
 
     def __init__(self, store: ShardedPageStore, *, tiers: TierConfig | None = None,
-                 prefetcher: str | None = "stride", prefetch_depth: int = 8,
+                 prefetcher: str | None = None, prefetch_depth: int = 8,
                  layer_budget: int = 64 << 20) -> None:  # fmt: skip
         meta = store.meta.get("meta", {})
         if meta.get("format") != FIELD_FORMAT:
@@ -86,7 +86,7 @@ class DemandPagedField:
     def create(cls, path: Any, *, spec: HashGridSpec | None = None, hidden: tuple[int, ...] = (64,),
                out_dim: int = 1, logical_bytes: int = 2**50, page_size: int = 4096,
                shard_bytes: int = 2**40, seed: Any = 0, tiers: TierConfig | None = None,
-               prefetcher: str | None = "stride") -> DemandPagedField:  # fmt: skip
+               prefetcher: str | None = None) -> DemandPagedField:  # fmt: skip
         """A new field on disk (sparse: only the decoder's pages are written)."""
         spec = spec or HashGridSpec()
         if not isinstance(out_dim, int) or out_dim < 1:
@@ -124,8 +124,11 @@ class DemandPagedField:
 
     @classmethod
     def open(cls, path: Any, *, readonly: bool = False, tiers: TierConfig | None = None,
-             prefetcher: str | None = "stride") -> DemandPagedField:  # fmt: skip
-        return cls(ShardedPageStore(path, readonly=readonly), tiers=tiers, prefetcher=prefetcher)
+             prefetcher: str | None = None, prefetch_depth: int = 8,
+             layer_budget: int = 64 << 20) -> DemandPagedField:  # fmt: skip
+        """Open an existing field; ``readonly`` never modifies its files."""
+        return cls(ShardedPageStore(path, readonly=readonly), tiers=tiers, prefetcher=prefetcher,
+                   prefetch_depth=prefetch_depth, layer_budget=layer_budget)  # fmt: skip
 
     # ------------------------------------------------------------------ parameters
     def _read_floats(self, offset: int, n: int) -> np.ndarray:

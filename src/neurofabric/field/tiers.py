@@ -166,9 +166,28 @@ class TieredPages:
         os.replace(tmp, p)
 
     # ------------------------------------------------------------------ reads
+    def _split(self, rows: np.ndarray):
+        """Row index groups whose pages fit in half the DRAM tier (None: one group is enough)."""
+        pages = (rows * np.uint64(self.row_bytes)) // np.uint64(self.page_size)
+        upages = np.unique(pages)
+        cap = max(1, self.config.dram_pages // 2)
+        if len(upages) <= self.config.dram_pages:
+            return None
+        group = np.searchsorted(upages, pages) // cap
+        order = np.argsort(group, kind="stable")
+        bounds = np.searchsorted(group[order], np.arange(1, group.max() + 1))
+        return np.split(order, bounds)
+
     def read_rows(self, rows: np.ndarray) -> np.ndarray:
-        """Bytes of each row (n, row_bytes), fetching missing pages through the tiers."""
+        """Bytes of each row (n, row_bytes), fetching missing pages through the tiers; a batch
+        that touches more pages than DRAM holds is served in page-grouped parts."""
         rows = np.ascontiguousarray(rows, dtype=np.uint64).reshape(-1)
+        parts = self._split(rows)
+        if parts is not None:
+            out = np.empty((len(rows), self.row_bytes), dtype=np.uint8)
+            for idx in parts:
+                out[idx] = self.read_rows(rows[idx])
+            return out
         out = np.empty((len(rows), self.row_bytes), dtype=np.uint8)
         self.tick += 1
         missing = self._k.gather_rows(rows, self.row_bytes, self.page_size, self.resident,
@@ -238,38 +257,75 @@ class TieredPages:
         need = len(pages) - len(self.free)
         if need > 0:
             self._evict(need, protect=pages if protect is None else np.union1d(pages, protect))
-        tiers = []
-        new_slots = []
-        for page in pages.tolist():
-            data, dirty, tier = self._fetch(page)
-            slot = self.free.pop()
-            self.pool[slot] = data
-            self.slot_page[slot] = page
-            self.slot_dirty[slot] = dirty
-            self.slot_tick[slot] = self.tick
-            new_slots.append(slot)
-            tiers.append(tier)
-            self.moves["promotions"] += 1
-        self._reindex()
-        return tiers
-
-    def _reindex(self) -> None:
-        held = np.nonzero(self.slot_page != _EMPTY)[0]
-        pages = self.slot_page[held].astype(np.uint64)
+        plist = pages.tolist()
+        slots = np.array([self.free.pop() for _ in plist], dtype=np.int64)
+        tiers = ["ssd"] * len(plist)
+        dirty = np.zeros(len(plist), dtype=bool)
+        from_ssd = []
+        for i, page in enumerate(plist):
+            if page in self.cxl or page in self.slow_pages:
+                data, dirty[i], tiers[i] = self._fetch(page)
+                self.pool[slots[i]] = data
+            else:
+                from_ssd.append(i)
+        if from_ssd:
+            idx = np.array(from_ssd, dtype=np.int64)
+            ssd_pages = pages[idx]
+            # one batch of WILLNEED hints, so the device reads the pages concurrently, then
+            # one vectorized copy per shard
+            if len(idx) > 1:
+                self.store.prefetch(ssd_pages)
+            self.pool[slots[idx]] = self.store.read_pages(ssd_pages)
+            self.moves["bytes_read_ssd"] += len(idx) * self.page_size
+            empty = ~self.pool[slots[idx]].any(axis=1)
+            for j, i in enumerate(from_ssd):
+                if empty[j]:
+                    tiers[i] = "zero"
+            if self.config.ssd_pages is not None:
+                for page in ssd_pages.tolist():
+                    self._touch_ssd(page)
+        self.slot_page[slots] = pages.astype(np.int64)
+        self.slot_dirty[slots] = dirty
+        self.slot_tick[slots] = self.tick
+        self.moves["promotions"] += len(plist)
+        # insert into the sorted page index (a memmove, no re-sort of the pool)
         order = np.argsort(pages, kind="stable")
-        self.resident = np.ascontiguousarray(pages[order])
-        self.resident_slots = np.ascontiguousarray(held[order].astype(np.int64))
+        new_pages = pages.astype(np.uint64)[order]
+        pos = np.searchsorted(self.resident, new_pages)
+        self.resident = np.insert(self.resident, pos, new_pages)
+        self.resident_slots = np.insert(self.resident_slots, pos, slots[order])
+        return tiers
 
     def _evict(self, n: int, *, protect: np.ndarray | None = None) -> None:
         held = np.nonzero(self.slot_page != _EMPTY)[0]
+        ticks = self.slot_tick[held]
         if protect is not None and len(protect):
-            held = held[~np.isin(self.slot_page[held].astype(np.uint64), protect)]
-        victims = held[np.argsort(self.slot_tick[held], kind="stable")[:n]]
+            # protected pages (still needed by this batch) look most recent: never chosen
+            prot = np.asarray(protect, dtype=np.uint64)
+            pos = np.searchsorted(self.resident, prot)
+            ok = pos < len(self.resident)
+            ok[ok] = self.resident[pos[ok]] == prot[ok]
+            shield = np.zeros(len(self.slot_page), dtype=bool)
+            shield[self.resident_slots[pos[ok]]] = True
+            keep = ~shield[held]
+            held, ticks = held[keep], ticks[keep]
+        n = min(n, len(held))
+        if n <= 0:
+            return
+        if n < len(held):  # the n least recently used, in O(pool)
+            victims = held[np.argpartition(ticks, n - 1)[:n]]
+        else:
+            victims = held
+        keep_copies = self.config.cxl_pages > 0
         for slot in victims.tolist():
+            dirty = bool(self.slot_dirty[slot])
+            if not (keep_copies or dirty):  # clean, no CXL tier: SSD has it, just drop
+                self.free.append(slot)
+                self.moves["dram_evictions"] += 1
+                continue
             page = int(self.slot_page[slot])
             data = self.pool[slot].copy()
-            dirty = bool(self.slot_dirty[slot])
-            if self.config.cxl_pages > 0:
+            if keep_copies:
                 _spin(self.config.cxl_delay_s)
                 self.cxl[page] = (data, dirty)
                 while len(self.cxl) > self.config.cxl_pages:
@@ -279,11 +335,14 @@ class TieredPages:
                         self._write_home(old, odata)
             elif dirty:
                 self._write_home(page, data)
-            self.slot_page[slot] = _EMPTY
             self.slot_dirty[slot] = False
             self.free.append(slot)
             self.moves["dram_evictions"] += 1
-        self._reindex()
+        gone = np.sort(self.slot_page[victims].astype(np.uint64))
+        self.slot_page[victims] = _EMPTY
+        at = np.searchsorted(self.resident, gone)
+        self.resident = np.delete(self.resident, at)
+        self.resident_slots = np.delete(self.resident_slots, at)
 
     # ------------------------------------------------------------------ SSD and slow tier
     def _write_home(self, page: int, data: np.ndarray) -> None:
@@ -293,8 +352,8 @@ class TieredPages:
         self._touch_ssd(page)
 
     def _touch_ssd(self, page: int) -> None:
-        if self.store.readonly:
-            return
+        if self.store.readonly or self.config.ssd_pages is None:
+            return  # without a capacity there is nothing to demote: no bookkeeping
         lru = self.ssd_lru
         lru[page] = None
         lru.move_to_end(page)
@@ -328,14 +387,14 @@ class TieredPages:
         """Write bytes (n, row_bytes) to rows; pages come into DRAM and become dirty."""
         rows = np.ascontiguousarray(rows, dtype=np.uint64).reshape(-1)
         data = np.ascontiguousarray(data).view(np.uint8).reshape(len(rows), self.row_bytes)
+        parts = self._split(rows)
+        if parts is not None:
+            for idx in parts:
+                self.write_rows(rows[idx], data[idx])
+            return
         pages = (rows * np.uint64(self.row_bytes)) // np.uint64(self.page_size)
         upages = np.unique(pages)
         absent = upages[~self.is_resident(upages)]
-        if len(upages) > self.config.dram_pages:
-            raise ConfigError(
-                f"one write touches {len(upages)} pages, more than the DRAM tier holds "
-                f"({self.config.dram_pages}); write smaller batches"
-            )
         if len(absent):
             self._bring_in(absent, protect=upages)
         pos = np.searchsorted(self.resident, pages)

@@ -218,6 +218,25 @@ class ShardedPageStore:
                 buf[pos : pos + take] = np.frombuffer(mm, np.uint8, take, inner)
         return buf
 
+    def read_pages(self, pages: Any, out: np.ndarray | None = None) -> np.ndarray:
+        """Whole pages (n, page_size) by page number, one vectorized copy per shard."""
+        pages = np.asarray(pages, dtype=np.uint64).reshape(-1)
+        ps = self.page_size
+        if len(pages) and int(pages.max()) * ps + ps > self.logical_bytes:
+            raise ConfigError(f"page {int(pages.max())} lies outside the store")
+        buf = np.empty((len(pages), ps), dtype=np.uint8) if out is None else out
+        per_shard = self.shard_bytes // ps
+        shard_of = pages // np.uint64(per_shard)
+        for shard in np.unique(shard_of).tolist():
+            sel = np.nonzero(shard_of == shard)[0]
+            mm = self._mapping(int(shard), create=False)
+            if mm is None:
+                buf[sel] = 0
+                continue
+            local = (pages[sel] - np.uint64(shard * per_shard)).astype(np.int64)
+            buf[sel] = np.frombuffer(mm, np.uint8).reshape(per_shard, ps)[local]
+        return buf
+
     def view(self, offset: int, n: int) -> np.ndarray | None:
         """A zero-copy view of bytes inside one shard, or None when the shard does not exist."""
         self._check_range(offset, n)
