@@ -176,13 +176,16 @@ class HoeffdingTreePrefetcher(Prefetcher):
     """river's Hoeffding tree classifying the next delta from the last ``history`` deltas.
 
     Tuned to split on strided streams: a short grace period, a loose split confidence and a
-    tie threshold, and Gaussian-leaf naive Bayes off (majority class), so a leaf predicts one
-    stride; deltas beyond ``max_delta`` count as "jump" (no prediction).
+    tie threshold, and majority-class leaves (no naive Bayes), so a leaf predicts one stride;
+    deltas beyond ``max_delta`` count as "jump" (no prediction). To stay cheap, predictions are
+    cached per feature vector and the cache is cleared when the tree grows or every
+    ``refresh`` updates (a leaf's majority can change in between: a bounded staleness).
     """
 
     name = "hoeffding"
 
-    def __init__(self, history: int = 3, max_delta: int = 64, grace_period: int = 20) -> None:
+    def __init__(self, history: int = 3, max_delta: int = 64, grace_period: int = 20,
+                 refresh: int = 256) -> None:  # fmt: skip
         from river import tree
 
         self.model = tree.HoeffdingTreeClassifier(
@@ -190,28 +193,41 @@ class HoeffdingTreePrefetcher(Prefetcher):
         )
         self.history = history
         self.max_delta = max_delta
+        self.refresh = refresh
         self.deltas: deque[int] = deque(maxlen=history)
         self.last: int | None = None
-
-    def _features(self) -> dict[str, float]:
-        d = list(self.deltas)
-        return {f"d{i}": float(v) for i, v in enumerate(reversed(d))}
+        self._x: dict[str, float] | None = None
+        self._cache: dict[tuple[int, ...], Any] = {}
+        self._updates = 0
+        self._nodes = 0
 
     def _label(self, delta: int) -> int:
         return delta if abs(delta) <= self.max_delta else self.max_delta + 1
 
     def observe(self, page: int) -> None:
         if self.last is not None:
-            delta = page - self.last
+            delta = self._label(page - self.last)
+            if self._x is not None:
+                self.model.learn_one(self._x, delta)
+                self._updates += 1
+            self.deltas.append(delta)
             if len(self.deltas) == self.history:
-                self.model.learn_one(self._features(), self._label(delta))
-            self.deltas.append(self._label(delta))
+                d = self.deltas
+                self._x = {f"d{i}": float(d[self.history - 1 - i]) for i in range(self.history)}
         self.last = page
 
     def predict(self, k: int) -> list[int]:
-        if self.last is None or len(self.deltas) < self.history:
+        if self.last is None or self._x is None:
             return []
-        delta = self.model.predict_one(self._features())
+        nodes = self.model.n_nodes
+        if nodes != self._nodes or self._updates >= self.refresh:
+            self._cache.clear()
+            self._nodes, self._updates = nodes, 0
+        key = tuple(self.deltas)
+        if key in self._cache:
+            delta = self._cache[key]
+        else:
+            delta = self._cache[key] = self.model.predict_one(self._x)
         if delta is None or delta == 0 or abs(delta) > self.max_delta:
             return []
         return [self.last + delta * i for i in range(1, k + 1) if self.last + delta * i >= 0]
