@@ -1,0 +1,1 @@
+"""Kernels of the sequence models: ``reference`` (numpy loops, the spec) and ``torch_ops``."""

@@ -1,0 +1,110 @@
+"""The fast RWKV-4 decode step: one numba function for the whole network (BLAS for the matrix
+products, fused loops for everything else), float32, batch of any size; ``reference`` has the
+same step in plain numpy.
+
+Weights come stacked per layer (``RWKVWeights``): the state is one (n_layer, 5, B, C) array
+(time-mix shift, WKV a, b, p, channel-mix shift), updated in place.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, inline="always")
+def _layer_norm(x, w, b, out):
+    B, C = x.shape
+    for i in range(B):
+        mu = 0.0
+        for c in range(C):
+            mu += x[i, c]
+        mu /= C
+        var = 0.0
+        for c in range(C):
+            d = x[i, c] - mu
+            var += d * d
+        inv = 1.0 / np.sqrt(var / C + 1e-5)
+        for c in range(C):
+            out[i, c] = (x[i, c] - mu) * inv * w[c] + b[c]
+
+
+@njit(cache=True)
+def rwkv_step(tokens, emb, ln0, ln, att_mix, decay, first, att_w, ffn_mix, ffn_k, ffn_r, ffn_v,
+              ln_out, head, state):  # fmt: skip
+    """Logits (B, V) for one token per sequence; ``state`` (L, 5, B, C) is updated in place.
+
+    ln0 (2, C); ln (L, 2, 2, C) = (ln1 | ln2) x (weight | bias); att_mix (L, 3, C) = mix k, v, r;
+    decay = -exp(time_decay) (L, C); first (L, C); att_w (L, 4, C, C) = W_k, W_v, W_r, W_o;
+    ffn_mix (L, 2, C); ffn_k (L, F, C); ffn_r (L, C, C); ffn_v (L, C, F); ln_out (2, C);
+    head (V, C).
+    """
+    B = tokens.shape[0]
+    L, _, C = att_mix.shape
+    x = np.empty((B, C), dtype=np.float32)
+    for i in range(B):
+        x[i] = emb[tokens[i]]
+    xx = np.empty((B, C), dtype=np.float32)
+    _layer_norm(x, ln0[0], ln0[1], xx)
+    x[:] = xx
+    xk = np.empty((B, C), dtype=np.float32)
+    xv = np.empty((B, C), dtype=np.float32)
+    xr = np.empty((B, C), dtype=np.float32)
+    for layer in range(L):
+        st = state[layer]
+        # ---- time mixing
+        _layer_norm(x, ln[layer, 0, 0], ln[layer, 0, 1], xx)
+        mk, mv, mr = att_mix[layer, 0], att_mix[layer, 1], att_mix[layer, 2]
+        for i in range(B):
+            for c in range(C):
+                s = st[0, i, c]
+                a = xx[i, c]
+                xk[i, c] = a * mk[c] + s * (1.0 - mk[c])
+                xv[i, c] = a * mv[c] + s * (1.0 - mv[c])
+                xr[i, c] = a * mr[c] + s * (1.0 - mr[c])
+                st[0, i, c] = a
+        k = np.dot(xk, att_w[layer, 0].T)
+        v = np.dot(xv, att_w[layer, 1].T)
+        r = np.dot(xr, att_w[layer, 2].T)
+        wkv = np.empty((B, C), dtype=np.float32)
+        dec, u = decay[layer], first[layer]
+        for i in range(B):
+            for c in range(C):
+                aa, bb, pp = st[1, i, c], st[2, i, c], st[3, i, c]
+                kk, vv = k[i, c], v[i, c]
+                ww = u[c] + kk
+                q = max(pp, ww)
+                e1 = np.exp(pp - q)
+                e2 = np.exp(ww - q)
+                rr = 1.0 / (1.0 + np.exp(-r[i, c]))
+                wkv[i, c] = rr * (e1 * aa + e2 * vv) / (e1 * bb + e2)
+                ww = pp + dec[c]
+                q = max(ww, kk)
+                e1 = np.exp(ww - q)
+                e2 = np.exp(kk - q)
+                st[1, i, c] = e1 * aa + e2 * vv
+                st[2, i, c] = e1 * bb + e2
+                st[3, i, c] = q
+        x += np.dot(wkv, att_w[layer, 3].T)
+        # ---- channel mixing
+        _layer_norm(x, ln[layer, 1, 0], ln[layer, 1, 1], xx)
+        fk, fr = ffn_mix[layer, 0], ffn_mix[layer, 1]
+        for i in range(B):
+            for c in range(C):
+                s = st[4, i, c]
+                a = xx[i, c]
+                xk[i, c] = a * fk[c] + s * (1.0 - fk[c])
+                xr[i, c] = a * fr[c] + s * (1.0 - fr[c])
+                st[4, i, c] = a
+        kf = np.dot(xk, ffn_k[layer].T)
+        for i in range(B):
+            for j in range(kf.shape[1]):
+                t = kf[i, j]
+                kf[i, j] = t * t if t > 0 else 0.0
+        kv = np.dot(kf, ffn_v[layer].T)
+        rf = np.dot(xr, ffn_r[layer].T)
+        for i in range(B):
+            for c in range(C):
+                x[i, c] += kv[i, c] / (1.0 + np.exp(-rf[i, c]))
+    _layer_norm(x, ln_out[0], ln_out[1], xx)
+    return np.dot(xx, head.T)

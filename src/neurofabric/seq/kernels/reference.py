@@ -1,0 +1,81 @@
+"""Reference recurrences in plain numpy loops (float64): the spec the fast paths are tested against.
+
+RWKV-4's WKV with the numerically stable running maximum. Per channel, with w = exp(time_decay)
+(stored negated: ``decay = -exp(time_decay)``) and the bonus u = time_first, the output at step
+t is
+
+    wkv_t = (sum_{i<t} e^{-(t-1-i) w + k_i} v_i + e^{u + k_t} v_t)
+          / (sum_{i<t} e^{-(t-1-i) w + k_i}     + e^{u + k_t})
+
+kept as a state (a, b, p) with the sums equal to a e^p and b e^p, p the running maximum
+exponent, so no exponential overflows whatever k is.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def wkv_ref(decay, u, k, v, state=None):
+    """wkv (T, C) for one sequence; ``decay`` = -exp(time_decay) (C,), ``u`` (C,), k, v (T, C).
+
+    ``state`` is (a, b, p) each (C,) or None (empty); returns (wkv, new state).
+    """
+    T, C = k.shape
+    if state is None:
+        a = np.zeros(C)
+        b = np.zeros(C)
+        p = np.full(C, -1e38)
+    else:
+        a, b, p = (np.array(s, dtype=np.float64) for s in state)
+    out = np.empty((T, C))
+    for t in range(T):
+        kt = k[t].astype(np.float64)
+        vt = v[t].astype(np.float64)
+        ww = u + kt
+        q = np.maximum(p, ww)
+        e1 = np.exp(p - q)
+        e2 = np.exp(ww - q)
+        out[t] = (e1 * a + e2 * vt) / (e1 * b + e2)
+        ww = p + decay
+        q = np.maximum(ww, kt)
+        e1 = np.exp(ww - q)
+        e2 = np.exp(kt - q)
+        a = e1 * a + e2 * vt
+        b = e1 * b + e2
+        p = q
+    return out, (a, b, p)
+
+
+def _ln(x, w, b):
+    mu = x.mean(axis=-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(axis=-1, keepdims=True)
+    return (x - mu) / np.sqrt(var + 1e-5) * w + b
+
+
+def rwkv_step(tokens, emb, ln0, ln, att_mix, decay, first, att_w, ffn_mix, ffn_k, ffn_r, ffn_v,
+              ln_out, head, state):  # fmt: skip
+    """The RWKV-4 recurrent step in plain numpy (see ``numba_cpu.rwkv_step`` for the layout)."""
+    x = _ln(emb[tokens], ln0[0], ln0[1])
+    for layer in range(att_mix.shape[0]):
+        st = state[layer]
+        xx = _ln(x, ln[layer, 0, 0], ln[layer, 0, 1])
+        mk, mv, mr = att_mix[layer]
+        k = (xx * mk + st[0] * (1 - mk)) @ att_w[layer, 0].T
+        v = (xx * mv + st[0] * (1 - mv)) @ att_w[layer, 1].T
+        r = 1 / (1 + np.exp(-((xx * mr + st[0] * (1 - mr)) @ att_w[layer, 2].T)))
+        st[0] = xx
+        wkv = np.empty_like(k)
+        for i in range(len(k)):  # the WKV of wkv_ref, one step per sequence
+            out, (a, b, p) = wkv_ref(decay[layer], first[layer], k[i : i + 1], v[i : i + 1],
+                                     (st[1, i], st[2, i], st[3, i]))  # fmt: skip
+            wkv[i] = out[0]
+            st[1, i], st[2, i], st[3, i] = a, b, p
+        x = x + (r * wkv) @ att_w[layer, 3].T
+        xx = _ln(x, ln[layer, 1, 0], ln[layer, 1, 1])
+        fk, fr = ffn_mix[layer]
+        kf = np.square(np.maximum((xx * fk + st[4] * (1 - fk)) @ ffn_k[layer].T, 0))
+        rf = 1 / (1 + np.exp(-((xx * fr + st[4] * (1 - fr)) @ ffn_r[layer].T)))
+        st[4] = xx
+        x = x + rf * (kf @ ffn_v[layer].T)
+    return _ln(x, ln_out[0], ln_out[1]) @ head.T

@@ -1,0 +1,78 @@
+"""WKV in torch: a chunked parallel form for training and the one-step form for decoding.
+
+Within a chunk of L steps starting after state S (sums a e^p, b e^p), step t sees three kinds of
+terms, each with its log-weight:
+
+    carried:      p - t w              (the state, decayed t more steps)
+    earlier j<t:  k_j - (t - 1 - j) w
+    current:      u + k_t
+
+They are normalized by their maximum per (t, channel) and summed as an L x L masked matrix,
+so the whole chunk is a few batched tensor operations (differentiable). The state after the
+chunk carries the same sums to the next chunk. ``wkv_ref`` (numpy) is the spec.
+"""
+
+from __future__ import annotations
+
+import torch
+
+NEG = -1e38
+
+
+def wkv_init_state(batch: int, channels: int, *, dtype=torch.float32, device=None):
+    z = torch.zeros(batch, channels, dtype=dtype, device=device)
+    return z, z.clone(), torch.full((batch, channels), NEG, dtype=dtype, device=device)
+
+
+def wkv_chunked(decay, u, k, v, state=None, chunk: int = 32):
+    """wkv (B, T, C) and the final state; ``decay`` = -exp(time_decay) (C,), u (C,)."""
+    B, T, C = k.shape
+    if state is None:
+        state = wkv_init_state(B, C, dtype=k.dtype, device=k.device)
+    a, b, p = state
+    w = -decay  # > 0
+    outs = []
+    for s in range(0, T, chunk):
+        kc = k[:, s : s + chunk]
+        vc = v[:, s : s + chunk]
+        L = kc.shape[1]
+        t_idx = torch.arange(L, dtype=k.dtype, device=k.device)
+        # log-weights: carried (B, L, C); earlier (B, L, L, C) masked; current (B, L, C)
+        carried = p[:, None, :] - t_idx[None, :, None] * w
+        gap = t_idx[:, None] - 1 - t_idx[None, :]  # t - 1 - j
+        mask = t_idx[None, :] < t_idx[:, None]  # j < t
+        earlier = kc[:, None, :, :] - gap[None, :, :, None] * w
+        earlier = earlier.masked_fill(~mask[None, :, :, None], float("-inf"))
+        current = u + kc
+        top = torch.maximum(torch.maximum(carried, current), earlier.amax(dim=2))
+        e_car = torch.exp(carried - top)
+        e_ear = torch.exp(earlier - top[:, :, None, :])
+        e_cur = torch.exp(current - top)
+        num = e_car * a[:, None, :] + (e_ear * vc[:, None, :, :]).sum(dim=2) + e_cur * vc
+        den = e_car * b[:, None, :] + e_ear.sum(dim=2) + e_cur
+        outs.append(num / den)
+        # the state after the chunk: sum_{j<L} e^{k_j - (L-1-j) w} (v_j, 1) + e^{p - L w} (a, b)
+        lw = kc - (L - 1 - t_idx)[None, :, None] * w
+        carried_end = p - L * w
+        q = torch.maximum(lw.amax(dim=1), carried_end)
+        e_j = torch.exp(lw - q[:, None, :])
+        e_c = torch.exp(carried_end - q)
+        a = e_c * a + (e_j * vc).sum(dim=1)
+        b = e_c * b + e_j.sum(dim=1)
+        p = q
+    return torch.cat(outs, dim=1), (a, b, p)
+
+
+def wkv_step(decay, u, k, v, state):
+    """One token: k, v (B, C); returns (wkv (B, C), new state)."""
+    a, b, p = state
+    ww = u + k
+    q = torch.maximum(p, ww)
+    e1 = torch.exp(p - q)
+    e2 = torch.exp(ww - q)
+    out = (e1 * a + e2 * v) / (e1 * b + e2)
+    ww = p + decay
+    q = torch.maximum(ww, k)
+    e1 = torch.exp(ww - q)
+    e2 = torch.exp(k - q)
+    return out, (e1 * a + e2 * v, e1 * b + e2, q)
