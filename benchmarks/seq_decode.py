@@ -39,6 +39,63 @@ def rate(fn, n, warm=10):
     return n / (time.perf_counter() - t0)
 
 
+def run_vocab(V: int, args, tmp: str) -> dict:
+    """Parity and speeds for one vocabulary size."""
+    import torch
+
+    from neurofabric.seq import RWKV4, RWKVConfig
+    from neurofabric.seq.decode import RWKVDecoder
+
+    model = RWKV4(RWKVConfig(vocab_size=V, n_layer=4, n_embd=384), seed=0).eval()
+    dec = RWKVDecoder.from_model(model)
+    tokens = [int(t) for t in np.random.default_rng(0).integers(0, V, 32)]
+    # parity and speed of the peer
+    pth = Path(tmp) / f"rwkv4_v{V}.pth"
+    torch.save(model.to_rwkv_state_dict(), pth)  # the peer's own format (it loads .pth)
+    job = {"model": str(pth), "tokens": tokens, "n_tokens": args.tokens,
+           "threads": args.threads, "logits_out": str(Path(tmp) / "peer.npy")}  # fmt: skip
+    peer = None
+    if Path(args.peers_python).exists():
+        res = subprocess.run([args.peers_python, str(ROOT / "benchmarks/peers/rwkv_decode.py")],
+                             input=json.dumps(job), capture_output=True, text=True,
+                             env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})  # fmt: skip
+        if res.returncode == 0:
+            peer = json.loads(res.stdout.strip().splitlines()[-1])
+            peer_logits = np.load(Path(tmp) / "peer.npy")
+        else:
+            print(f"# rwkv package failed: {res.stderr.strip()[-400:]}")
+    st = dec.init_state(1)
+    ours_logits = np.stack([dec.step_(np.array([t]), st)[0] for t in tokens])
+    parity = float(np.abs(ours_logits - peer_logits).max()) if peer else float("nan")
+    # speed, single stream
+    st = dec.init_state(1)
+    ours = rate(lambda i: dec.step_(np.array([i % V]), st), args.tokens)
+    tstate = [model.init_state(1)]
+
+    def torch_step(i):
+        with torch.no_grad():
+            _, tstate[0] = model.step(torch.tensor([i % V]), tstate[0])
+
+    eager = rate(torch_step, max(args.tokens // 4, 50))
+    # batch of 16
+    st16 = dec.init_state(16)
+    toks16 = np.arange(16) % V
+    ours16 = 16 * rate(lambda i: dec.step_(toks16, st16), max(args.tokens // 4, 50))
+    t16 = [model.init_state(16)]
+
+    def torch_step16(i):
+        with torch.no_grad():
+            _, t16[0] = model.step(torch.tensor(toks16), t16[0])
+
+    eager16 = 16 * rate(torch_step16, max(args.tokens // 8, 30))
+    row = {"vocab": V, "ours_numba": ours, "ours_torch": eager,
+           "rwkv_package": peer["tokens_per_s"] if peer else None,
+           "ours_numba_batch16": ours16, "ours_torch_batch16": eager16,
+           "parity_max_abs": parity, "params": model.n_params()}  # fmt: skip
+    print(json.dumps({"benchmark": "seq_decode", **row}), flush=True)
+    return row
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -52,9 +109,6 @@ def main() -> None:
     import torch
     from threadpoolctl import threadpool_limits
 
-    from neurofabric.seq import RWKV4, RWKVConfig
-    from neurofabric.seq.decode import RWKVDecoder
-
     torch.set_num_threads(args.threads)
     numba.set_num_threads(args.threads)
     rows = []
@@ -62,54 +116,7 @@ def main() -> None:
           f"torch {torch.__version__}, {args.threads} thread(s)")  # fmt: skip
     with threadpool_limits(args.threads), tempfile.TemporaryDirectory() as tmp:
         for V in (256, 50277):
-            model = RWKV4(RWKVConfig(vocab_size=V, n_layer=4, n_embd=384), seed=0).eval()
-            dec = RWKVDecoder.from_model(model)
-            tokens = [int(t) for t in np.random.default_rng(0).integers(0, V, 32)]
-            # parity and speed of the peer
-            pth = Path(tmp) / f"rwkv4_v{V}.pth"
-            torch.save(model.to_rwkv_state_dict(), pth)  # the peer's own format (it loads .pth)
-            job = {"model": str(pth), "tokens": tokens, "n_tokens": args.tokens,
-                   "threads": args.threads, "logits_out": str(Path(tmp) / "peer.npy")}  # fmt: skip
-            peer = None
-            if Path(args.peers_python).exists():
-                res = subprocess.run([args.peers_python, str(ROOT / "benchmarks/peers/rwkv_decode.py")],
-                                     input=json.dumps(job), capture_output=True, text=True,
-                                     env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})  # fmt: skip
-                if res.returncode == 0:
-                    peer = json.loads(res.stdout.strip().splitlines()[-1])
-                    peer_logits = np.load(Path(tmp) / "peer.npy")
-                else:
-                    print(f"# rwkv package failed: {res.stderr.strip()[-400:]}")
-            st = dec.init_state(1)
-            ours_logits = np.stack([dec.step_(np.array([t]), st)[0] for t in tokens])
-            parity = float(np.abs(ours_logits - peer_logits).max()) if peer else float("nan")
-            # speed, single stream
-            st = dec.init_state(1)
-            ours = rate(lambda i: dec.step_(np.array([i % V]), st), args.tokens)
-            tstate = [model.init_state(1)]
-
-            def torch_step(i):
-                with torch.no_grad():
-                    _, tstate[0] = model.step(torch.tensor([i % V]), tstate[0])
-
-            eager = rate(torch_step, max(args.tokens // 4, 50))
-            # batch of 16
-            st16 = dec.init_state(16)
-            toks16 = np.arange(16) % V
-            ours16 = 16 * rate(lambda i: dec.step_(toks16, st16), max(args.tokens // 4, 50))
-            t16 = [model.init_state(16)]
-
-            def torch_step16(i):
-                with torch.no_grad():
-                    _, t16[0] = model.step(torch.tensor(toks16), t16[0])
-
-            eager16 = 16 * rate(torch_step16, max(args.tokens // 8, 30))
-            row = {"vocab": V, "ours_numba": ours, "ours_torch": eager,
-                   "rwkv_package": peer["tokens_per_s"] if peer else None,
-                   "ours_numba_batch16": ours16, "ours_torch_batch16": eager16,
-                   "parity_max_abs": parity, "params": model.n_params()}  # fmt: skip
-            rows.append(row)
-            print(json.dumps({"benchmark": "seq_decode", **row}), flush=True)
+            rows.append(run_vocab(V, args, tmp))
     print(
         "\n| vocab | ours, numba | ours, torch eager | rwkv package | ours vs package | "
         "batch 16: ours numba | batch 16: ours torch | logits max abs diff |"
