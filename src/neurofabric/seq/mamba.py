@@ -89,7 +89,7 @@ def selective_scan(u, delta, A, B, C, D, h0=None, chunk: int = 16):
     ys = []
     for s in range(0, L, chunk):
         dl = delta[:, s : s + chunk]  # (b, l, d)
-        l = dl.shape[1]
+        width = dl.shape[1]
         logs = dl[..., None] * A  # (b, l, d, n), <= 0
         S = torch.cumsum(logs, dim=1)
         inc = (
@@ -97,7 +97,7 @@ def selective_scan(u, delta, A, B, C, D, h0=None, chunk: int = 16):
         )  # (b, l, d, n)
         # pairwise decay exp(S_t - S_j) for j <= t (masked above the diagonal)
         diff = S[:, :, None] - S[:, None, :]  # (b, t, j, d, n)
-        mask = torch.ones(l, l, dtype=torch.bool).tril()
+        mask = torch.ones(width, width, dtype=torch.bool).tril()
         weight = torch.exp(diff.masked_fill(~mask[None, :, :, None, None], float("-inf")))
         hs = (weight * inc[:, None]).sum(dim=2) + torch.exp(S) * h[:, None]  # (b, l, d, n)
         ys.append((hs * C[:, s : s + chunk, None, :]).sum(-1) + D * u[:, s : s + chunk])
@@ -148,7 +148,6 @@ class Mixer(nn.Module):
         delta, B, C = self._ssm_inputs(u)
         A = -torch.exp(self.A_log)
         y, ssm_state = selective_scan(u, delta, A, B, C, self.D, ssm_state, chunk=self.cfg.chunk)
-        del L
         return self.out_proj(y * F.silu(z)), new_conv, ssm_state
 
     def step(self, x, conv_state, ssm_state):
