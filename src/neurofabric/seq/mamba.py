@@ -137,7 +137,6 @@ class Mixer(nn.Module):
         return F.softplus(self.dt_proj(dt)), B, C
 
     def forward(self, x, conv_state, ssm_state):
-        L = x.shape[1]
         u, z = self.in_proj(x).chunk(2, dim=-1)  # (b, L, di)
         # causal conv over the previous window + this chunk
         seq = torch.cat([conv_state[:, :, 1:], u.transpose(1, 2)], dim=2)  # (b, di, K-1+L)
