@@ -1,4 +1,4 @@
-"""Single-stream and batch decoding of RWKV-4 (4 x 384) against the official ``rwkv`` package.
+"""Single-stream and batch decoding of RWKV-4 and Mamba-1 (4 x 384) against their peers.
 
     python benchmarks/seq_decode.py [--tokens 400] [--threads 1]
 
@@ -11,7 +11,8 @@ checkpoint layout for the peer): tokens/s of
 one token per call, on ``--threads`` threads (BLAS, numba and torch limited alike), and with
 16 sequences in a batch (the package has no batched API). Parity: the max abs difference of
 our numba logits from the package's over the same 32 tokens. Prints a table and JSON lines.
-HF transformers' Mamba is not in this run: our Mamba does not exist yet.
+The same for Mamba-1 (4 x 384, d_state 16) against HF transformers' ``MambaForCausalLM``
+(its CPU path, with cache), weights passed as a safetensors file in HF's layout.
 """
 
 from __future__ import annotations
@@ -89,7 +90,66 @@ def run_vocab(V: int, args, tmp: str) -> dict:
 
     eager16 = 16 * rate(torch_step16, max(args.tokens // 8, 30))
     row = {"vocab": V, "ours_numba": ours, "ours_torch": eager,
-           "rwkv_package": peer["tokens_per_s"] if peer else None,
+           "model": "rwkv4", "peer": peer["tokens_per_s"] if peer else None, "peer_name": "rwkv package",
+           "ours_numba_batch16": ours16, "ours_torch_batch16": eager16,
+           "parity_max_abs": parity, "params": model.n_params()}  # fmt: skip
+    print(json.dumps({"benchmark": "seq_decode", **row}), flush=True)
+    return row
+
+
+def run_mamba(V: int, args, tmp: str) -> dict:
+    """Mamba-1 (4 x 384, d_state 16): ours numba / torch against HF MambaForCausalLM."""
+    import torch
+    from safetensors.torch import save_file
+
+    from neurofabric.seq.decode import MambaDecoder
+    from neurofabric.seq.mamba import Mamba, MambaConfig
+
+    model = Mamba(MambaConfig(vocab_size=V, n_layer=4, d_model=384), seed=0).eval()
+    dec = MambaDecoder.from_model(model)
+    tokens = [int(t) for t in np.random.default_rng(0).integers(0, V, 32)]
+    path = Path(tmp) / f"mamba_v{V}.safetensors"
+    save_file({k: v.contiguous() for k, v in model.to_hf_state_dict().items()
+               if k != "lm_head.weight"}, path)  # fmt: skip
+    cfg = {"vocab_size": V, "hidden_size": 384, "state_size": 16, "num_hidden_layers": 4,
+           "conv_kernel": 4, "expand": 2, "layer_norm_epsilon": 1e-5, "use_conv_bias": True,
+           "use_bias": False, "tie_word_embeddings": True}  # fmt: skip
+    job = {"weights": str(path), "config": cfg, "tokens": tokens, "n_tokens": args.tokens,
+           "threads": args.threads, "logits_out": str(Path(tmp) / "hf.npy")}  # fmt: skip
+    peer, parity = None, float("nan")
+    if Path(args.peers_python).exists():
+        res = subprocess.run([args.peers_python, str(ROOT / "benchmarks/peers/hf_mamba_decode.py")],
+                             input=json.dumps(job), capture_output=True, text=True,
+                             env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})  # fmt: skip
+        if res.returncode == 0:
+            peer = json.loads(res.stdout.strip().splitlines()[-1])
+        else:
+            print(f"# HF Mamba failed: {res.stderr.strip()[-400:]}")
+    st = dec.init_state(1)
+    ours_logits = np.stack([dec.step_(np.array([t]), st)[0] for t in tokens])
+    if peer:
+        parity = float(np.abs(ours_logits - np.load(Path(tmp) / "hf.npy")).max())
+    st = dec.init_state(1)
+    ours = rate(lambda i: dec.step_(np.array([i % V]), st), args.tokens)
+    ts = [model.init_state(1)]
+
+    def torch_step(i):
+        with torch.no_grad():
+            _, ts[0] = model.step(torch.tensor([i % V]), ts[0])
+
+    eager = rate(torch_step, max(args.tokens // 4, 50))
+    st16 = dec.init_state(16)
+    toks16 = np.arange(16) % V
+    ours16 = 16 * rate(lambda i: dec.step_(toks16, st16), max(args.tokens // 4, 50))
+    t16 = [model.init_state(16)]
+
+    def torch_step16(i):
+        with torch.no_grad():
+            _, t16[0] = model.step(torch.tensor(toks16), t16[0])
+
+    eager16 = 16 * rate(torch_step16, max(args.tokens // 8, 30))
+    row = {"model": "mamba", "vocab": V, "ours_numba": ours, "ours_torch": eager,
+           "peer": peer["tokens_per_s"] if peer else None, "peer_name": "HF transformers Mamba",
            "ours_numba_batch16": ours16, "ours_torch_batch16": eager16,
            "parity_max_abs": parity, "params": model.n_params()}  # fmt: skip
     print(json.dumps({"benchmark": "seq_decode", **row}), flush=True)
@@ -117,18 +177,16 @@ def main() -> None:
     with threadpool_limits(args.threads), tempfile.TemporaryDirectory() as tmp:
         for V in (256, 50277):
             rows.append(run_vocab(V, args, tmp))
-    print(
-        "\n| vocab | ours, numba | ours, torch eager | rwkv package | ours vs package | "
-        "batch 16: ours numba | batch 16: ours torch | logits max abs diff |"
-    )
-    print("|---|---|---|---|---|---|---|---|")
+            rows.append(run_mamba(V, args, tmp))
+    print("\n| model | vocab | ours, numba | ours, torch eager | peer | peer tok/s | ours vs peer | "
+          "batch 16: ours numba | batch 16: ours torch | logits max abs diff |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        pk = r["rwkv_package"]
-        print(f"| {r['vocab']:,} | {r['ours_numba']:,.0f} | {r['ours_torch']:,.0f} | "
-              f"{pk:,.0f} | {r['ours_numba'] / pk:.2f}x | {r['ours_numba_batch16']:,.0f} | "
-              f"{r['ours_torch_batch16']:,.0f} | {r['parity_max_abs']:.2e} |" if pk else
-              f"| {r['vocab']:,} | {r['ours_numba']:,.0f} | {r['ours_torch']:,.0f} | n/a | | "
-              f"{r['ours_numba_batch16']:,.0f} | {r['ours_torch_batch16']:,.0f} | n/a |")  # fmt: skip
+        pk = r["peer"]
+        vs = f"{r['ours_numba'] / pk:.2f}x" if pk else "n/a"
+        print(f"| {r['model']} | {r['vocab']:,} | {r['ours_numba']:,.0f} | {r['ours_torch']:,.0f} | "
+              f"{r['peer_name']} | {pk or float('nan'):,.0f} | {vs} | {r['ours_numba_batch16']:,.0f} | "
+              f"{r['ours_torch_batch16']:,.0f} | {r['parity_max_abs']:.2e} |")  # fmt: skip
 
 
 if __name__ == "__main__":

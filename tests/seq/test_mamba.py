@@ -58,3 +58,20 @@ def test_checkpoint_layouts(model):
         Mamba.from_hf_state_dict(sd)
     with pytest.raises(ShapeError, match=r"\[0, 41\)"):
         model(torch.tensor([[41]]))
+
+
+def test_fast_mamba_decoder_matches_the_torch_model():
+    import numpy as np
+
+    from neurofabric.seq.decode import MambaDecoder
+
+    m = Mamba(MambaConfig(vocab_size=53, n_layer=2, d_model=32), seed=4)
+    fast, slow = MambaDecoder.from_model(m), MambaDecoder.from_model(m, backend="reference")
+    s_fast, s_slow, s_torch = fast.init_state(2), slow.init_state(2), m.init_state(2)
+    with torch.no_grad():
+        for t in ([1, 2], [52, 0], [7, 7], [30, 11]):
+            a, s_fast = fast.step(np.array(t), s_fast)
+            b, s_slow = slow.step(np.array(t), s_slow)
+            c, s_torch = m.step(torch.tensor(t), s_torch)
+            np.testing.assert_allclose(a, c.numpy(), atol=1e-4)
+            np.testing.assert_allclose(a, b, atol=1e-4)

@@ -20,7 +20,7 @@ import numpy as np
 from neurofabric.core.errors import ConfigError, ShapeError
 from neurofabric.seq.kernels import numba_cpu, reference
 
-__all__ = ["RWKVDecoder"]
+__all__ = ["MambaDecoder", "RWKVDecoder"]
 
 _BACKENDS = {"numba": numba_cpu, "reference": reference}
 
@@ -105,4 +105,68 @@ class RWKVDecoder:
     def step(self, tokens: Any, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Logits and a new state; the given state is left as it was."""
         new = state.copy()
+        return self.step_(tokens, new), new
+
+
+class MambaDecoder:
+    """The weights of a :class:`~neurofabric.seq.Mamba`, stacked per layer for ``mamba_step``."""
+
+    def __init__(self, weights: dict[str, np.ndarray], *, eps: float = 1e-5, backend: str = "numba") -> None:
+        if backend not in _BACKENDS:
+            raise ConfigError(f"`backend` must be one of {sorted(_BACKENDS)}, got {backend!r}")
+        self.w = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}
+        self.eps = eps
+        self.backend = backend
+        self.n_layer, self.d_inner, self.d_conv = self.w["conv_w"].shape
+        self.d_state = self.w["A"].shape[2]
+        self.vocab_size = self.w["emb"].shape[0]
+
+    @classmethod
+    def from_model(cls, model: Any, *, backend: str = "numba") -> MambaDecoder:
+        import torch
+
+        sd = {k: v.detach().to(torch.float32).numpy() for k, v in model.state_dict().items()}
+        L = model.config.n_layer
+
+        def stack(fmt):
+            return np.stack([sd[fmt.format(i)] for i in range(L)])
+
+        w = {
+            "emb": sd["embeddings.weight"],
+            "norm": stack("layers.{}.norm.weight"),
+            "in_proj": stack("layers.{}.mixer.in_proj.weight"),
+            "conv_w": stack("layers.{}.mixer.conv1d.weight")[:, :, 0, :],
+            "conv_b": stack("layers.{}.mixer.conv1d.bias"),
+            "x_proj": stack("layers.{}.mixer.x_proj.weight"),
+            "dt_w": stack("layers.{}.mixer.dt_proj.weight"),
+            "dt_b": stack("layers.{}.mixer.dt_proj.bias"),
+            "A": -np.exp(stack("layers.{}.mixer.A_log").astype(np.float64)),
+            "D": stack("layers.{}.mixer.D"),
+            "out_proj": stack("layers.{}.mixer.out_proj.weight"),
+            "norm_f": sd["norm_f.weight"],
+        }
+        return cls(w, eps=model.config.eps, backend=backend)
+
+    def init_state(self, batch: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        L, di = self.n_layer, self.d_inner
+        return (np.zeros((L, batch, di, self.d_conv), np.float32),
+                np.zeros((L, batch, di, self.d_state), np.float32))  # fmt: skip
+
+    def step_(self, tokens: Any, state: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        """Logits (B, vocab); the (conv, ssm) state arrays are advanced in place."""
+        tokens = np.ascontiguousarray(tokens, dtype=np.int64).reshape(-1)
+        conv, ssm = state
+        if conv.shape[1] != len(tokens) or ssm.shape[1] != len(tokens):
+            raise ShapeError(f"state is for {conv.shape[1]} sequences, got {len(tokens)} tokens")
+        if len(tokens) and (tokens.min() < 0 or tokens.max() >= self.vocab_size):
+            raise ShapeError(f"token ids must lie in [0, {self.vocab_size})")
+        w = self.w
+        return _BACKENDS[self.backend].mamba_step(
+            tokens, w["emb"], w["norm"], w["in_proj"], w["conv_w"], w["conv_b"], w["x_proj"],
+            w["dt_w"], w["dt_b"], w["A"], w["D"], w["out_proj"], w["norm_f"], conv, ssm, self.eps,
+        )  # fmt: skip
+
+    def step(self, tokens: Any, state: tuple[np.ndarray, np.ndarray]):
+        """Logits and a new state; the given state is left as it was."""
+        new = (state[0].copy(), state[1].copy())
         return self.step_(tokens, new), new

@@ -108,3 +108,68 @@ def rwkv_step(tokens, emb, ln0, ln, att_mix, decay, first, att_w, ffn_mix, ffn_k
                 x[i, c] += kv[i, c] / (1.0 + np.exp(-rf[i, c]))
     _layer_norm(x, ln_out[0], ln_out[1], xx)
     return np.dot(xx, head.T)
+
+
+@njit(cache=True)
+def mamba_step(tokens, emb, norm, in_proj, conv_w, conv_b, x_proj, dt_w, dt_b, A, D, out_proj,
+               norm_f, conv_state, ssm_state, eps):  # fmt: skip
+    """Logits (B, V) of one Mamba-1 token per sequence; states updated in place.
+
+    norm (L, d); in_proj (L, 2di, d); conv_w (L, di, K); conv_b (L, di); x_proj (L, r+2n, di);
+    dt_w (L, di, r); dt_b (L, di); A = -exp(A_log) (L, di, n); D (L, di); out_proj (L, d, di);
+    norm_f (d,); conv_state (L, B, di, K); ssm_state (L, B, di, n).
+    """
+    Bsz = tokens.shape[0]
+    L, di, K = conv_w.shape
+    n = A.shape[2]
+    r = dt_w.shape[2]
+    d = emb.shape[1]
+    x = np.empty((Bsz, d), dtype=np.float32)
+    for i in range(Bsz):
+        x[i] = emb[tokens[i]]
+    h = np.empty((Bsz, d), dtype=np.float32)
+    u = np.empty((Bsz, di), dtype=np.float32)
+    y = np.empty((Bsz, di), dtype=np.float32)
+    for layer in range(L):
+        for i in range(Bsz):
+            ss = 0.0
+            for c in range(d):
+                ss += x[i, c] * x[i, c]
+            inv = 1.0 / np.sqrt(ss / d + eps)
+            for c in range(d):
+                h[i, c] = x[i, c] * inv * norm[layer, c]
+        xz = np.dot(h, in_proj[layer].T)  # (B, 2di)
+        cs = conv_state[layer]
+        for i in range(Bsz):
+            for c in range(di):
+                acc = conv_b[layer, c]
+                for k in range(K - 1):
+                    cs[i, c, k] = cs[i, c, k + 1]
+                    acc += cs[i, c, k] * conv_w[layer, c, k]
+                cs[i, c, K - 1] = xz[i, c]
+                acc += xz[i, c] * conv_w[layer, c, K - 1]
+                u[i, c] = acc / (1.0 + np.exp(-acc))
+        dbc = np.dot(u, x_proj[layer].T)  # (B, r + 2n)
+        dt = np.dot(np.ascontiguousarray(dbc[:, :r]), dt_w[layer].T)  # (B, di)
+        st = ssm_state[layer]
+        for i in range(Bsz):
+            for c in range(di):
+                v = dt[i, c] + dt_b[layer, c]
+                delta = v if v > 20.0 else np.log1p(np.exp(v))
+                du = delta * u[i, c]
+                acc = 0.0
+                for j in range(n):
+                    s = np.exp(delta * A[layer, c, j]) * st[i, c, j] + du * dbc[i, r + j]
+                    st[i, c, j] = s
+                    acc += s * dbc[i, r + n + j]
+                zz = xz[i, di + c]
+                y[i, c] = (acc + D[layer, c] * u[i, c]) * (zz / (1.0 + np.exp(-zz)))
+        x += np.dot(y, out_proj[layer].T)
+    for i in range(Bsz):
+        ss = 0.0
+        for c in range(d):
+            ss += x[i, c] * x[i, c]
+        inv = 1.0 / np.sqrt(ss / d + eps)
+        for c in range(d):
+            h[i, c] = x[i, c] * inv * norm_f[c]
+    return np.dot(h, emb.T)

@@ -79,3 +79,34 @@ def rwkv_step(tokens, emb, ln0, ln, att_mix, decay, first, att_w, ffn_mix, ffn_k
         st[4] = xx
         x = x + rf * (kf @ ffn_v[layer].T)
     return _ln(x, ln_out[0], ln_out[1]) @ head.T
+
+
+def mamba_step(tokens, emb, norm, in_proj, conv_w, conv_b, x_proj, dt_w, dt_b, A, D, out_proj,
+               norm_f, conv_state, ssm_state, eps):  # fmt: skip
+    """The Mamba-1 recurrent step in plain numpy (see ``numba_cpu.mamba_step``)."""
+
+    def rms(x, w):
+        return x / np.sqrt((x * x).mean(-1, keepdims=True) + eps) * w
+
+    def silu(x):
+        return x / (1 + np.exp(-x))
+
+    x = emb[tokens].astype(np.float64)
+    r = dt_w.shape[2]
+    n = A.shape[2]
+    for layer in range(conv_w.shape[0]):
+        xz = rms(x, norm[layer]) @ in_proj[layer].T
+        di = xz.shape[1] // 2
+        u, z = xz[:, :di], xz[:, di:]
+        cs = conv_state[layer]
+        cs[:, :, :-1] = cs[:, :, 1:]
+        cs[:, :, -1] = u
+        u = silu((cs * conv_w[layer]).sum(-1) + conv_b[layer])
+        dbc = u @ x_proj[layer].T
+        delta = np.logaddexp(0, dbc[:, :r] @ dt_w[layer].T + dt_b[layer])
+        Bm, Cm = dbc[:, r : r + n], dbc[:, r + n :]
+        st = ssm_state[layer]
+        st[:] = np.exp(delta[..., None] * A[layer]) * st + delta[..., None] * Bm[:, None, :] * u[..., None]
+        y = (st * Cm[:, None, :]).sum(-1) + D[layer] * u
+        x = x + (y * silu(z)) @ out_proj[layer].T
+    return (rms(x, norm_f) @ emb.T).astype(np.float32)
