@@ -111,7 +111,9 @@ class RWKVDecoder:
 class MambaDecoder:
     """The weights of a :class:`~neurofabric.seq.Mamba`, stacked per layer for ``mamba_step``."""
 
-    def __init__(self, weights: dict[str, np.ndarray], *, eps: float = 1e-5, backend: str = "numba") -> None:
+    def __init__(
+        self, weights: dict[str, np.ndarray], *, eps: float = 1e-5, backend: str = "numba"
+    ) -> None:
         if backend not in _BACKENDS:
             raise ConfigError(f"`backend` must be one of {sorted(_BACKENDS)}, got {backend!r}")
         self.w = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}

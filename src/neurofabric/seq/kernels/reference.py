@@ -106,7 +106,10 @@ def mamba_step(tokens, emb, norm, in_proj, conv_w, conv_b, x_proj, dt_w, dt_b, A
         delta = np.logaddexp(0, dbc[:, :r] @ dt_w[layer].T + dt_b[layer])
         Bm, Cm = dbc[:, r : r + n], dbc[:, r + n :]
         st = ssm_state[layer]
-        st[:] = np.exp(delta[..., None] * A[layer]) * st + delta[..., None] * Bm[:, None, :] * u[..., None]
+        st[:] = (
+            np.exp(delta[..., None] * A[layer]) * st
+            + delta[..., None] * Bm[:, None, :] * u[..., None]
+        )
         y = (st * Cm[:, None, :]).sum(-1) + D[layer] * u
         x = x + (y * silu(z)) @ out_proj[layer].T
     return (rms(x, norm_f) @ emb.T).astype(np.float32)

@@ -1,0 +1,117 @@
+"""Sampling text from a sequence model with its recurrent state (O(1) memory per token).
+
+>>> from neurofabric.seq import RWKV4, RWKVConfig
+>>> from neurofabric.seq.generate import generate
+>>> from neurofabric.seq.tokenizers import CharTokenizer
+>>> tok = CharTokenizer.from_text("abc ")
+>>> model = RWKV4(RWKVConfig(vocab_size=tok.vocab_size, n_layer=1, n_embd=8), seed=0)
+>>> text = "".join(generate(model, tok, "ab", max_new_tokens=5, seed=1))
+>>> len(text) <= 5
+True
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from neurofabric.core.errors import ConfigError, ShapeError
+from neurofabric.core.rng import make_rng
+
+__all__ = ["generate", "sample_token"]
+
+
+def sample_token(logits: np.ndarray, rng: np.random.Generator, *, temperature: float = 1.0,
+                 top_k: int | None = None, top_p: float | None = None) -> int:  # fmt: skip
+    """One token id from logits: temperature 0 is greedy; top-k, then nucleus (top-p)."""
+    logits = np.asarray(logits, dtype=np.float64).reshape(-1)
+    if temperature == 0:
+        return int(np.argmax(logits))
+    z = logits / temperature
+    if top_k is not None and top_k < len(z):
+        kth = np.partition(z, -top_k)[-top_k]
+        z = np.where(z >= kth, z, -np.inf)
+    p = np.exp(z - z.max())
+    p /= p.sum()
+    if top_p is not None and top_p < 1.0:
+        order = np.argsort(-p)
+        cum = np.cumsum(p[order])
+        keep = order[: int(np.searchsorted(cum, top_p) + 1)]
+        q = np.zeros_like(p)
+        q[keep] = p[keep]
+        p = q / q.sum()
+    return int(rng.choice(len(p), p=p))
+
+
+def _check(temperature, top_k, top_p, max_new_tokens):
+    if (
+        not isinstance(temperature, int | float)
+        or not math.isfinite(temperature)
+        or temperature < 0
+    ):
+        raise ConfigError(f"`temperature` must be a finite number >= 0, got {temperature!r}")
+    if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
+        raise ConfigError(f"`top_k` must be None or an integer >= 1, got {top_k!r}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ConfigError(f"`top_p` must be None or in (0, 1], got {top_p!r}")
+    if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+        raise ConfigError(f"`max_new_tokens` must be an integer >= 0, got {max_new_tokens!r}")
+
+
+def generate(model: Any, tokenizer: Any, prompt: str, *, max_new_tokens: int = 200,
+             temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+             seed: Any = 0, stop: tuple[str, ...] = (), fast: bool = True) -> Iterator[str]:  # fmt: skip
+    """Yield the text of each new token (streaming). The prompt is run through the recurrent
+    step; ``fast`` uses the numba decoder when the model has one. Stops at ``max_new_tokens``
+    or after any string in ``stop`` appears in the generated text."""
+    _check(temperature, top_k, top_p, max_new_tokens)
+    strict = getattr(tokenizer, "kind", "") == "char"
+    ids = tokenizer.encode(prompt, strict=True) if strict else tokenizer.encode(prompt)
+    if not ids:
+        raise ShapeError("the prompt encodes to no tokens; give at least one character")
+    vocab = model.config.vocab_size
+    if max(ids) >= vocab:
+        raise ShapeError(
+            f"the prompt has token ids up to {max(ids)}, the model's vocabulary is {vocab}"
+        )
+    rng = make_rng(seed)
+    step = _stepper(model, fast)
+    logits = None
+    for t in ids:
+        logits = step(t)
+    text = ""
+    for _ in range(max_new_tokens):
+        tok = sample_token(logits, rng, temperature=temperature, top_k=top_k, top_p=top_p)
+        piece = tokenizer.decode([tok])
+        text += piece
+        yield piece
+        if any(s and s in text for s in stop):
+            return
+        logits = step(tok)
+
+
+def _stepper(model: Any, fast: bool):
+    from neurofabric.seq.mamba import Mamba
+    from neurofabric.seq.rwkv import RWKV4
+
+    if fast:
+        from neurofabric.seq.decode import MambaDecoder, RWKVDecoder
+
+        dec = RWKVDecoder.from_model(model) if isinstance(model, RWKV4) else (
+            MambaDecoder.from_model(model) if isinstance(model, Mamba) else None)  # fmt: skip
+        if dec is not None:
+            state = dec.init_state(1)
+            return lambda t: dec.step_(np.array([t]), state)[0]
+    import torch
+
+    holder = [model.init_state(1)]
+
+    def torch_step(t):
+        with torch.no_grad():
+            out, holder[0] = model.step(torch.tensor([t]), holder[0])
+        return out[0].float().numpy()
+
+    return torch_step

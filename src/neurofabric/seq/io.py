@@ -1,0 +1,147 @@
+"""Model and optimizer files: safetensors tensors + JSON, written atomically, never pickled.
+
+A model directory::
+
+    config.json        {"format": "neurofabric-seq", "format_version": 1, "arch": "rwkv4" | "mamba",
+                        "config": {...}, "sha256": {"model.safetensors": ...}}
+    model.safetensors  the weights (our parameter names)
+
+A training checkpoint adds ``optimizer.safetensors`` (AdamW moments, flattened) and
+``trainer.json`` (step, schedule, RNG state, metrics summary, the optimizer's param groups).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from neurofabric.core.checkpoint import atomic_directory, sha256_file
+from neurofabric.core.errors import CheckpointError
+
+__all__ = ["build_model", "load_model", "save_model", "ARCHS"]
+
+FORMAT = "neurofabric-seq"
+VERSION = 1
+
+
+def _archs():
+    from neurofabric.seq.mamba import Mamba, MambaConfig
+    from neurofabric.seq.rwkv import RWKV4, RWKVConfig
+
+    return {"rwkv4": (RWKV4, RWKVConfig), "mamba": (Mamba, MambaConfig)}
+
+
+ARCHS = ("rwkv4", "mamba")
+
+
+def arch_of(model: Any) -> str:
+    for name, (cls, _) in _archs().items():
+        if isinstance(model, cls):
+            return name
+    raise CheckpointError(f"{type(model).__name__} is not a neurofabric sequence model")
+
+
+def build_model(arch: str, config: dict, *, seed: Any = 0):
+    archs = _archs()
+    if arch not in archs:
+        raise CheckpointError(f"unknown architecture {arch!r}; known: {sorted(archs)}")
+    cls, cfg_cls = archs[arch]
+    return cls(cfg_cls(**config), seed=seed)
+
+
+def write_model_files(model: Any, folder: Path) -> dict:
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(tensors, folder / "model.safetensors")
+    meta = {"format": FORMAT, "format_version": VERSION, "arch": arch_of(model),
+            "config": model.config.as_dict(),
+            "sha256": {"model.safetensors": sha256_file(folder / "model.safetensors")}}  # fmt: skip
+    (folder / "config.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    return meta
+
+
+def save_model(model: Any, path: str | os.PathLike[str]) -> Path:
+    """Save weights and config to ``path`` (a directory, replaced atomically)."""
+    with atomic_directory(path) as tmp:
+        write_model_files(model, tmp)
+    return Path(path)
+
+
+def read_meta(path: Path) -> dict:
+    cfg = path / "config.json"
+    if not cfg.is_file():
+        raise CheckpointError(f"{path} is not a saved sequence model: no config.json")
+    try:
+        meta = json.loads(cfg.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{cfg}: not valid JSON ({exc})") from exc
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{cfg}: not a {FORMAT} file")
+    if meta.get("format_version") != VERSION:
+        raise CheckpointError(
+            f"{cfg}: format_version {meta.get('format_version')!r}, this reads {VERSION}"
+        )
+    return meta
+
+
+def load_model(path: str | os.PathLike[str], *, arch: str | None = None, verify: bool = True):
+    """The model saved at ``path``; ``arch`` (if given) must match what is saved."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    meta = read_meta(path)
+    if arch is not None and meta.get("arch") != arch:
+        raise CheckpointError(f"{path} holds a {meta.get('arch')!r} model, not {arch!r}")
+    weights = path / "model.safetensors"
+    if not weights.is_file():
+        raise CheckpointError(f"{path}: model.safetensors is missing")
+    if verify and sha256_file(weights) != meta["sha256"]["model.safetensors"]:
+        raise CheckpointError(f"{weights}: sha256 mismatch, the file is corrupt")
+    try:
+        model = build_model(meta["arch"], meta["config"])
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: config does not build a model ({exc})") from exc
+    state = load_file(weights)
+    own = model.state_dict()
+    bad = [k for k in own if k not in state or state[k].shape != own[k].shape]
+    if bad or set(state) - set(own):
+        raise CheckpointError(
+            f"{weights}: tensors do not match the config ({(bad or sorted(set(state) - set(own)))[:3]})"
+        )
+    model.load_state_dict(state)
+    return model
+
+
+def optimizer_to_files(opt: torch.optim.Optimizer, folder: Path) -> dict:
+    """AdamW state as safetensors (per-parameter tensors) + JSON (groups, scalars)."""
+    from safetensors.torch import save_file
+
+    sd = opt.state_dict()
+    tensors, scalars = {}, {}
+    for idx, st in sd["state"].items():
+        for name, val in st.items():
+            if torch.is_tensor(val) and val.ndim > 0:
+                tensors[f"{idx}.{name}"] = val.contiguous().cpu()
+            else:
+                scalars[f"{idx}.{name}"] = float(val)
+    save_file(tensors, folder / "optimizer.safetensors")
+    return {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def optimizer_from_files(opt: torch.optim.Optimizer, folder: Path, meta: dict) -> None:
+    from safetensors.torch import load_file
+
+    tensors = load_file(folder / "optimizer.safetensors")
+    state: dict[int, dict] = {}
+    for key, val in tensors.items():
+        idx, name = key.split(".", 1)
+        state.setdefault(int(idx), {})[name] = val
+    for key, val in meta["scalars"].items():
+        idx, name = key.split(".", 1)
+        state.setdefault(int(idx), {})[name] = torch.tensor(val)
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})

@@ -1,0 +1,336 @@
+"""Training language models: data from text files, AdamW with warmup + cosine, checkpoints
+with exact resume, metrics to JSONL / CSV and a loss-curve PNG.
+
+>>> import tempfile
+>>> from neurofabric.seq import RWKV4, RWKVConfig
+>>> from neurofabric.seq.train import TextData, TrainConfig, Trainer
+>>> data = TextData.from_text("abcabcabd " * 200)
+>>> model = RWKV4(RWKVConfig(vocab_size=data.vocab_size, n_layer=1, n_embd=16), seed=0)
+>>> cfg = TrainConfig(max_steps=30, batch_size=8, seq_len=16, eval_every=15, lr=3e-3)
+>>> result = Trainer(model, data, cfg, out_dir=tempfile.mkdtemp()).fit()
+>>> result["val_loss"] < result["history"][0]["val_loss"]
+True
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from neurofabric.core.checkpoint import atomic_directory
+from neurofabric.core.errors import CheckpointError, ConfigError, ShapeError
+from neurofabric.core.rng import make_rng
+from neurofabric.seq.io import (
+    arch_of,
+    optimizer_from_files,
+    optimizer_to_files,
+    read_meta,
+    write_model_files,
+)
+
+log = logging.getLogger(__name__)
+
+__all__ = ["TextData", "TrainConfig", "Trainer"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    weight_decay: float = 0.01
+    beta1: float = 0.9
+    beta2: float = 0.99
+    warmup_steps: int = 100
+    max_steps: int = 2000
+    batch_size: int = 16
+    seq_len: int = 128
+    grad_clip: float = 1.0
+    grad_accum: int = 1
+    eval_every: int = 100
+    eval_batches: int = 20
+    patience: int | None = None
+    max_time: float | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in (
+            "warmup_steps",
+            "max_steps",
+            "batch_size",
+            "seq_len",
+            "grad_accum",
+            "eval_every",
+            "eval_batches",
+        ):
+            v = getattr(self, name)
+            low = 0 if name == "warmup_steps" else 1
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise ConfigError(f"`{name}` must be an integer >= {low}, got {v!r}")
+        for name in ("lr", "min_lr", "grad_clip"):
+            v = getattr(self, name)
+            if (
+                not isinstance(v, int | float)
+                or not math.isfinite(v)
+                or v < 0
+                or (name == "lr" and v == 0)
+            ):
+                raise ConfigError(
+                    f"`{name}` must be a finite number {'>' if name == 'lr' else '>='} 0, got {v!r}"
+                )
+        if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
+            raise ConfigError(f"`patience` must be None or an integer >= 1, got {self.patience!r}")
+
+    def lr_at(self, step: int) -> float:
+        """Linear warmup to ``lr``, then cosine decay to ``min_lr`` at ``max_steps``."""
+        if step < self.warmup_steps:
+            return self.lr * (step + 1) / self.warmup_steps
+        frac = (step - self.warmup_steps) / max(1, self.max_steps - self.warmup_steps)
+        return self.min_lr + 0.5 * (self.lr - self.min_lr) * (
+            1 + math.cos(math.pi * min(frac, 1.0))
+        )
+
+
+class TextData:
+    """Token ids of a text with a train / validation split (the first ``train_frac`` for
+    training, the rest for validation, as nanoGPT's shakespeare_char does)."""
+
+    def __init__(self, ids: np.ndarray, tokenizer: Any, *, train_frac: float = 0.9) -> None:
+        ids = np.asarray(ids, dtype=np.int64)
+        if len(ids) < 16:
+            raise ShapeError(f"the corpus has {len(ids)} tokens; at least 16 are needed")
+        if not 0 < train_frac < 1:
+            raise ConfigError(f"`train_frac` must lie in (0, 1), got {train_frac}")
+        cut = int(len(ids) * train_frac)
+        self.train, self.val = ids[:cut], ids[cut:]
+        self.tokenizer = tokenizer
+
+    @classmethod
+    def from_text(cls, text: str, tokenizer: Any = None, *, train_frac: float = 0.9) -> TextData:
+        from neurofabric.seq.tokenizers import CharTokenizer
+
+        if not text:
+            raise ShapeError("the corpus is empty")
+        tok = tokenizer or CharTokenizer.from_text(text)
+        return cls(np.asarray(tok.encode(text), dtype=np.int64), tok, train_frac=train_frac)
+
+    @classmethod
+    def from_file(
+        cls, path: str | os.PathLike[str], tokenizer: Any = None, *, train_frac: float = 0.9
+    ) -> TextData:
+        path = Path(path)
+        if not path.is_file():
+            raise ShapeError(f"{path} not found")
+        return cls.from_text(path.read_text(encoding="utf-8"), tokenizer, train_frac=train_frac)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.vocab_size
+
+    def batch(self, split: str, batch_size: int, seq_len: int, rng: np.random.Generator):
+        ids = self.train if split == "train" else self.val
+        if len(ids) <= seq_len + 1:
+            raise ShapeError(
+                f"the {split} split has {len(ids)} tokens, fewer than seq_len + 2 = {seq_len + 2}"
+            )
+        starts = rng.integers(0, len(ids) - seq_len - 1, size=batch_size)
+        x = np.stack([ids[s : s + seq_len] for s in starts])
+        y = np.stack([ids[s + 1 : s + seq_len + 1] for s in starts])
+        return torch.from_numpy(x), torch.from_numpy(y)
+
+
+def _param_groups(model: torch.nn.Module, weight_decay: float):
+    """Weight decay on matrices only (not on norms, biases, embeddings' time parameters)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (decay if p.ndim >= 2 and "emb" not in name else no_decay).append(p)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+class Trainer:
+    """``fit()`` trains, evaluates every ``eval_every`` steps, saves ``out_dir/checkpoint``
+    (atomic) and ``out_dir/best``, and resumes exactly from ``out_dir/checkpoint``."""
+
+    def __init__(self, model: torch.nn.Module, data: TextData, config: TrainConfig | None = None,
+                 *, out_dir: str | os.PathLike[str] | None = None) -> None:  # fmt: skip
+        self.model, self.data = model, data
+        self.cfg = config or TrainConfig()
+        vocab = getattr(model.config, "vocab_size", None)
+        if vocab is not None and vocab < data.vocab_size:
+            raise ConfigError(
+                f"the model's vocabulary ({vocab}) is smaller than the tokenizer's ({data.vocab_size})"
+            )
+        self.out = Path(out_dir) if out_dir is not None else None
+        self.opt = torch.optim.AdamW(_param_groups(model, self.cfg.weight_decay), lr=self.cfg.lr,
+                                     betas=(self.cfg.beta1, self.cfg.beta2))  # fmt: skip
+        self.rng = make_rng(self.cfg.seed)
+        self.step = 0
+        self.history: list[dict] = []
+        self.best = float("inf")
+        self.bad_evals = 0
+        if self.out is not None and (self.out / "checkpoint" / "trainer.json").is_file():
+            self.resume(self.out / "checkpoint")
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def evaluate(self, split: str = "val") -> float:
+        self.model.eval()
+        rng = np.random.default_rng(12345)  # the same batches at every evaluation
+        losses = []
+        for _ in range(self.cfg.eval_batches):
+            x, y = self.data.batch(split, self.cfg.batch_size, self.cfg.seq_len, rng)
+            logits = self.model(x)
+            losses.append(
+                torch.nn.functional.cross_entropy(
+                    logits.reshape(-1, logits.shape[-1]), y.reshape(-1)
+                ).item()
+            )
+        self.model.train()
+        return float(np.mean(losses))
+
+    # ------------------------------------------------------------------ checkpoints
+    def _save(self, name: str) -> None:
+        if self.out is None:
+            return
+        with atomic_directory(self.out / name) as tmp:
+            write_model_files(self.model, tmp)
+            opt_meta = optimizer_to_files(self.opt, tmp)
+            state = {"step": self.step, "best": self.best, "bad_evals": self.bad_evals,
+                     "rng": self.rng.bit_generator.state, "config": asdict(self.cfg),
+                     "optimizer": opt_meta, "history": self.history,
+                     "torch_rng": self.torch_rng_state()}  # fmt: skip
+            (tmp / "trainer.json").write_text(json.dumps(state), encoding="utf-8")
+
+    @staticmethod
+    def torch_rng_state() -> list[int]:
+        return torch.get_rng_state().tolist()
+
+    def resume(self, folder: Path) -> None:
+        """Restore weights, optimizer moments, step, RNG streams and history exactly."""
+        from safetensors.torch import load_file
+
+        meta = read_meta(folder)
+        if meta["arch"] != arch_of(self.model):
+            raise CheckpointError(
+                f"{folder} holds a {meta['arch']!r} model, this trainer has {arch_of(self.model)!r}"
+            )
+        if meta["config"] != self.model.config.as_dict():
+            raise CheckpointError(
+                f"{folder}: the saved model config {meta['config']} differs from this model's"
+            )
+        self.model.load_state_dict(load_file(folder / "model.safetensors"))
+        state = json.loads((folder / "trainer.json").read_text(encoding="utf-8"))
+        optimizer_from_files(self.opt, folder, state["optimizer"])
+        self.step, self.best, self.bad_evals = state["step"], state["best"], state["bad_evals"]
+        self.rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
+        self.history = state["history"]
+        log.info("resumed from %s at step %d", folder, self.step)
+
+    # ------------------------------------------------------------------ training
+    def fit(self, callback: Callable[[dict], None] | None = None) -> dict:
+        cfg = self.cfg
+        self.model.train()
+        t0 = time.perf_counter()
+        stop = False
+        while self.step < cfg.max_steps and not stop:
+            lr = cfg.lr_at(self.step)
+            for g in self.opt.param_groups:
+                g["lr"] = lr
+            self.opt.zero_grad(set_to_none=True)
+            total = 0.0
+            for _ in range(cfg.grad_accum):
+                x, y = self.data.batch("train", cfg.batch_size, cfg.seq_len, self.rng)
+                logits = self.model(x)
+                loss = torch.nn.functional.cross_entropy(
+                    logits.reshape(-1, logits.shape[-1]), y.reshape(-1)
+                )
+                (loss / cfg.grad_accum).backward()
+                total += loss.item() / cfg.grad_accum
+            norm = float(
+                torch.nn.utils.clip_grad_norm_(
+                    self.model.parameters(), cfg.grad_clip or float("inf")
+                )
+            )
+            self.opt.step()
+            self.step += 1
+            record = {"step": self.step, "train_loss": total, "lr": lr, "grad_norm": norm,
+                      "seconds": time.perf_counter() - t0}  # fmt: skip
+            if self.step % cfg.eval_every == 0 or self.step == cfg.max_steps:
+                record["val_loss"] = self.evaluate()
+                if record["val_loss"] < self.best:
+                    self.best, self.bad_evals = record["val_loss"], 0
+                    self._save("best")
+                else:
+                    self.bad_evals += 1
+                    stop = cfg.patience is not None and self.bad_evals >= cfg.patience
+                self.history.append(record)
+                self._save("checkpoint")
+                self._write_metrics()
+            if cfg.max_time is not None and time.perf_counter() - t0 > cfg.max_time:
+                stop = True
+            if callback is not None:
+                callback(record)
+        if (
+            not self.history
+            or "val_loss" not in self.history[-1]
+            or self.history[-1]["step"] != self.step
+        ):
+            rec = {
+                "step": self.step,
+                "val_loss": self.evaluate(),
+                "seconds": time.perf_counter() - t0,
+            }
+            self.history.append(rec)
+            self._save("checkpoint")
+            self._write_metrics()
+        return {"step": self.step, "val_loss": self.history[-1]["val_loss"], "best_val_loss": min(self.best, self.history[-1]["val_loss"]),
+                "history": self.history}  # fmt: skip
+
+    def _write_metrics(self) -> None:
+        if self.out is None:
+            return
+        self.out.mkdir(parents=True, exist_ok=True)
+        tmp = self.out / ".metrics.jsonl.tmp"
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in self.history), encoding="utf-8")
+        os.replace(tmp, self.out / "metrics.jsonl")
+        keys = sorted({k for r in self.history for k in r})
+        tmpc = self.out / ".metrics.csv.tmp"
+        with open(tmpc, "w", newline="", encoding="utf-8") as fh:
+            w = csv.DictWriter(fh, fieldnames=keys)
+            w.writeheader()
+            w.writerows(self.history)
+        os.replace(tmpc, self.out / "metrics.csv")
+
+    def plot(self, path: str | os.PathLike[str]) -> Path:
+        """Train and validation loss against step (PNG)."""
+        from neurofabric.core.figures import pyplot, save_figure
+
+        plt = pyplot()
+        fig, ax = plt.subplots(figsize=(7, 4))
+        steps = [r["step"] for r in self.history if "train_loss" in r]
+        ax.plot(
+            steps,
+            [r["train_loss"] for r in self.history if "train_loss" in r],
+            label="train (at eval steps)",
+        )
+        vs = [(r["step"], r["val_loss"]) for r in self.history if "val_loss" in r]
+        ax.plot([s for s, _ in vs], [v for _, v in vs], label="validation")
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss (nats per token)")
+        ax.legend()
+        fig.tight_layout()
+        return save_figure(fig, path)
