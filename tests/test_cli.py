@@ -76,6 +76,7 @@ def test_demo_writes_figures(tmp_path):
     assert (tmp_path / "guard_confusion.png").is_file() and (tmp_path / "rhythm.png").is_file()
     assert "expert router (105" in res.output
     assert "demand-paged field" in res.output and (tmp_path / "field" / "manifest.json").is_file()
+    assert "Sequence models" in res.output and (tmp_path / "seq_rwkv" / "loss.png").is_file()
 
 
 def test_thermo_train_and_eval_on_digits(tmp_path):
@@ -264,3 +265,30 @@ def test_field_create_learn_query_stats(tmp_path):
     assert res.exit_code == 0 and "row reads from dram" in res.output
     res = runner.invoke(app, ["field", "bench", "--workload", "sequential", "--accesses", "2000"])
     assert res.exit_code == 0 and "stride" in res.output
+
+
+def test_seq_tokenizer_train_generate(tmp_path):
+    text = tmp_path / "t.txt"
+    text.write_text("to be or not to be, that is the question\n" * 80)
+    res = runner.invoke(app, ["seq", "tokenizer", "train", "--data", str(text), "--out",
+                              str(tmp_path / "tok.json"), "--kind", "bpe", "--vocab-size", "300"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["seq", "train", "--data", str(text), "--out", str(tmp_path / "run"),
+                              "--arch", "mamba", "--layers", "1", "--dim", "16", "--steps", "20",
+                              "--batch-size", "4", "--seq-len", "16", "--eval-every", "10"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "run" / "best" / "model.safetensors").is_file()
+    assert (tmp_path / "run" / "loss.png").is_file() and (
+        tmp_path / "run" / "metrics.csv"
+    ).is_file()
+    res = runner.invoke(app, ["seq", "generate", "--checkpoint", str(tmp_path / "run"), "--prompt",
+                              "to be", "--max-tokens", "10"])  # fmt: skip
+    assert res.exit_code == 0 and res.output.startswith("to be"), res.output
+    res = runner.invoke(
+        app, ["seq", "generate", "--checkpoint", str(tmp_path / "run"), "--prompt", "ZZ"]
+    )
+    assert res.exit_code == 2 and "not in the vocabulary" in res.output
+    res = runner.invoke(
+        app, ["seq", "train", "--data", str(tmp_path / "none.txt"), "--out", str(tmp_path / "x")]
+    )
+    assert res.exit_code == 2 and "none.txt" in res.output

@@ -29,6 +29,7 @@ from neurofabric.cli.guard import (
 )
 from neurofabric.cli.guard import summary_table as guard_summary_table
 from neurofabric.cli.render import console, err_console, print_report, progress_bar
+from neurofabric.cli.seq import seq_app, train_seq
 from neurofabric.cli.thermo import summary_table as thermo_summary_table
 from neurofabric.cli.thermo import thermo_app, train_thermo
 from neurofabric.core.errors import ConfigError, NeurofabricError
@@ -43,6 +44,7 @@ app.add_typer(snn_app, name="snn")
 app.add_typer(thermo_app, name="thermo")
 app.add_typer(guard_app, name="guard")
 app.add_typer(field_app, name="field")
+app.add_typer(seq_app, name="seq")
 
 
 @app.callback()
@@ -457,6 +459,7 @@ def demo(
     )
     _demo_guard(out)
     _demo_field(out)
+    _demo_seq(out)
     console.rule()
     console.print("Benchmarks against Brian2, NEST, BindsNET and backprop: docs/benchmarks.md.")
 
@@ -537,6 +540,30 @@ def _demo_field(out: Path) -> None:
     t.add_row("held-out MSE (variance of the target: 0.25)", f"{mse:.4f}")
     t.add_row("query p50 / p99 (one point)", f"{lat['p50_us']:.0f} / {lat['p99_us']:.0f} us")
     console.print(t)
+
+
+def _demo_seq(out: Path) -> None:
+    from neurofabric.seq.generate import generate
+
+    console.print(
+        "\n[bold]5. Sequence models[/bold]: a tiny RWKV-4 trains for a few seconds on a generated "
+        "corpus, then writes with its recurrent state (constant memory per token)."
+    )
+    rng = np.random.default_rng(0)
+    corpus = " ".join(f"the {rng.choice(['cat', 'dog'])} {rng.choice(['sat', 'ran'])} on a "
+                      f"{rng.choice(['mat', 'log'])} ." for _ in range(400))  # fmt: skip
+    try:
+        res = train_seq(arch="rwkv", text=corpus, out=out / "seq_rwkv", layers=2, dim=48, steps=150,
+                        batch_size=16, seq_len=48, lr=5e-3, eval_every=50, max_time=30.0, seed=0)  # fmt: skip
+        text = "".join(generate(res["model"], res["tokenizer"], "the ", max_new_tokens=60,
+                                temperature=0.5, seed=0))  # fmt: skip
+    except NeurofabricError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    console.print(f"  {res['params']:,} parameters, {res['step']} steps, validation loss "
+                  f"{res['val_loss']:.3f} nats/char (uniform: {np.log(res['tokenizer'].vocab_size):.2f})")  # fmt: skip
+    console.print(f"  sample: [italic]the {text}[/italic]", highlight=False)
+    console.print(f"  figure: {out / 'seq_rwkv' / 'loss.png'}")
 
 
 def main() -> None:

@@ -1,0 +1,185 @@
+"""``neurofabric seq``: tokenizers, training and generation for RWKV-4 and Mamba."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from neurofabric.cli.render import console, err_console, progress_bar
+from neurofabric.core.errors import ConfigError, NeurofabricError
+
+seq_app = typer.Typer(
+    help="Sequence models: RWKV-4 and Mamba language models.", no_args_is_help=True
+)
+tok_app = typer.Typer(
+    help="Train tokenizers (HF tokenizers) and a character tokenizer.", no_args_is_help=True
+)
+seq_app.add_typer(tok_app, name="tokenizer")
+
+
+def _fail(exc: Exception) -> None:
+    err_console.print(f"[red]error:[/red] {exc}")
+    raise typer.Exit(2) from exc
+
+
+@tok_app.command("train")
+def tokenizer_train(
+    data: list[Path] = typer.Option(..., help="Text file(s) to train on."),
+    out: Path = typer.Option(..., help="tokenizer.json to write."),
+    kind: str = typer.Option("bpe", help="bpe (byte-level), wordpiece, unigram or char."),
+    vocab_size: int = typer.Option(8000, help="Vocabulary size (not for char)."),
+) -> None:
+    """Train a tokenizer and save it as JSON."""
+    from neurofabric.seq.tokenizers import train_tokenizer
+
+    try:
+        lines = []
+        for path in data:
+            if not path.is_file():
+                raise ConfigError(f"--data {path} not found")
+            lines.extend(path.read_text(encoding="utf-8").splitlines())
+        tok = train_tokenizer(kind, lines, vocab_size=vocab_size)
+        tok.save(out)
+    except NeurofabricError as exc:
+        _fail(exc)
+    console.print(f"{kind} tokenizer with {tok.vocab_size:,} tokens -> {out}")
+
+
+def train_seq(*, arch: str, text: str, out: Path | None, layers: int, dim: int, steps: int,
+              batch_size: int, seq_len: int, lr: float, eval_every: int, max_time: float | None,
+              seed: int, tokenizer_path: Path | None = None, plot: Path | None = None) -> dict:  # fmt: skip
+    """Train on a text with a progress bar; returns a summary (used by the demo)."""
+    from neurofabric.seq.io import build_model
+    from neurofabric.seq.tokenizers import load_tokenizer
+    from neurofabric.seq.train import TextData, TrainConfig, Trainer
+
+    if arch not in ("rwkv", "mamba"):
+        raise ConfigError(f"--arch must be rwkv or mamba, got {arch!r}")
+    tok = load_tokenizer(tokenizer_path) if tokenizer_path else None
+    data = TextData.from_text(text, tok)
+    if arch == "rwkv":
+        model = build_model(
+            "rwkv4", {"vocab_size": data.vocab_size, "n_layer": layers, "n_embd": dim}, seed=seed
+        )
+    else:
+        model = build_model(
+            "mamba", {"vocab_size": data.vocab_size, "n_layer": layers, "d_model": dim}, seed=seed
+        )
+    cfg = TrainConfig(max_steps=steps, batch_size=batch_size, seq_len=seq_len, lr=lr,
+                      eval_every=eval_every, max_time=max_time, seed=seed,
+                      warmup_steps=min(100, steps // 10))  # fmt: skip
+    trainer = Trainer(model, data, cfg, out_dir=out)
+    progress = progress_bar(f"training {arch}", "step {task.completed:.0f}/{task.total:.0f}")
+    task = progress.add_task("train", total=steps, completed=trainer.step, info="")
+
+    def on_step(r: dict) -> None:
+        info = f"loss {r['train_loss']:.3f}" + (
+            f" val {r['val_loss']:.3f}" if "val_loss" in r else ""
+        )
+        progress.update(task, completed=r["step"], info=info)
+
+    with progress:
+        res = trainer.fit(callback=on_step)
+    if out is not None:
+        data.tokenizer.save(Path(out) / "tokenizer.json")
+        trainer.plot(plot or Path(out) / "loss.png")
+    res.update(
+        arch=arch,
+        params=sum(p.numel() for p in model.parameters()),
+        model=model,
+        tokenizer=data.tokenizer,
+    )
+    return res
+
+
+@seq_app.command("train")
+def seq_train(
+    data: Path = typer.Option(
+        ..., help="A plain-text file (first 90 % train, last 10 % validation)."
+    ),
+    out: Path = typer.Option(
+        ..., help="Run folder: checkpoint/, best/, metrics, tokenizer, loss.png."
+    ),
+    arch: str = typer.Option("rwkv", help="rwkv or mamba."),
+    tokenizer: Path | None = typer.Option(
+        None, help="A tokenizer.json (default: characters of the data)."
+    ),
+    layers: int = typer.Option(4, help="Layers."),
+    dim: int = typer.Option(128, help="Model width."),
+    steps: int = typer.Option(2000, help="Optimizer steps."),
+    batch_size: int = typer.Option(16),
+    seq_len: int = typer.Option(128),
+    lr: float = typer.Option(1e-3),
+    eval_every: int = typer.Option(100),
+    max_time: float | None = typer.Option(None, help="Stop after this many seconds."),
+    seed: int = typer.Option(0),
+) -> None:
+    """Train a language model; rerunning the same command resumes from out/checkpoint exactly."""
+    try:
+        if not data.is_file():
+            raise ConfigError(f"--data {data} not found")
+        res = train_seq(arch=arch, text=data.read_text(encoding="utf-8"), out=out, layers=layers,
+                        dim=dim, steps=steps, batch_size=batch_size, seq_len=seq_len, lr=lr,
+                        eval_every=eval_every, max_time=max_time, seed=seed,
+                        tokenizer_path=tokenizer)  # fmt: skip
+    except NeurofabricError as exc:
+        _fail(exc)
+    t = Table(title=f"{arch}: {res['params']:,} parameters")
+    t.add_column("figure")
+    t.add_column("value", justify="right")
+    t.add_row("steps", f"{res['step']:,}")
+    t.add_row("validation loss (nats/token)", f"{res['val_loss']:.4f}")
+    t.add_row("best validation loss", f"{res['best_val_loss']:.4f}")
+    console.print(t)
+    console.print(f"run folder: {out} (loss curve: {out / 'loss.png'})")
+
+
+@seq_app.command("generate")
+def seq_generate(
+    checkpoint: Path = typer.Option(..., help="A run folder (uses best/) or a model folder."),
+    prompt: str = typer.Option(..., help="Text to continue."),
+    max_tokens: int = typer.Option(200),
+    temperature: float = typer.Option(0.8),
+    top_k: int | None = typer.Option(None),
+    top_p: float | None = typer.Option(None),
+    seed: int = typer.Option(0),
+    stop: list[str] = typer.Option([], help="Stop after this text appears (repeatable)."),
+) -> None:
+    """Stream a continuation of the prompt."""
+    from neurofabric.seq.generate import generate
+    from neurofabric.seq.io import load_model
+    from neurofabric.seq.tokenizers import load_tokenizer
+
+    try:
+        folder = (
+            checkpoint / "best" if (checkpoint / "best" / "config.json").is_file() else checkpoint
+        )
+        model = load_model(folder)
+        tok_path = (
+            checkpoint / "tokenizer.json"
+            if (checkpoint / "tokenizer.json").is_file()
+            else folder / "tokenizer.json"
+        )
+        tok = load_tokenizer(tok_path)
+        console.print(prompt, end="", style="bold")
+        for piece in generate(model, tok, prompt, max_new_tokens=max_tokens, temperature=temperature,
+                              top_k=top_k, top_p=top_p, seed=seed, stop=tuple(stop)):  # fmt: skip
+            console.print(piece, end="", highlight=False, markup=False)
+        console.print()
+    except NeurofabricError as exc:
+        _fail(exc)
+
+
+@seq_app.command("info")
+def seq_info(checkpoint: Path = typer.Argument(..., help="A model folder.")) -> None:
+    """Architecture, config and parameter count of a saved model."""
+    from neurofabric.seq.io import read_meta
+
+    try:
+        meta = read_meta(checkpoint)
+    except NeurofabricError as exc:
+        _fail(exc)
+    console.print_json(json.dumps({k: meta[k] for k in ("arch", "config")}))
