@@ -1,0 +1,173 @@
+"""Character-level tiny-shakespeare: RWKV-4 and Mamba against a small GPT of equal size, same
+time budget, same data, same trainer.
+
+    python benchmarks/seq_train.py [--data-dir ../shared/datasets] [--minutes 60] [--archs rwkv,mamba,gpt]
+
+The text is split as nanoGPT's shakespeare_char does (first 90 % train, last 10 % validation),
+characters as tokens. Every model trains with the same ``neurofabric.seq.train.Trainer``
+(AdamW, warmup + cosine over the step budget, clipping) until ``--minutes`` of wall time have
+passed; validation loss (nats per character) is measured every ``--eval-every`` steps on the
+same 20 batches. The GPT baseline is written here, nanoGPT-style (learned positions, pre-LN
+blocks of causal self-attention and a 4x GELU MLP, tied head), sized to the RWKV model's
+parameter count. Prints a table and JSON lines and writes the curves to a PNG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    vocab_size: int
+    n_layer: int = 4
+    n_embd: int = 192
+    n_head: int = 4
+    block_size: int = 256
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class GPT(nn.Module):
+    def __init__(self, cfg: GPTConfig, seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.config = cfg
+        C = cfg.n_embd
+        self.wte = nn.Embedding(cfg.vocab_size, C)
+        self.wpe = nn.Embedding(cfg.block_size, C)
+        self.blocks = nn.ModuleList()
+        for _ in range(cfg.n_layer):
+            self.blocks.append(nn.ModuleDict({
+                "ln1": nn.LayerNorm(C), "qkv": nn.Linear(C, 3 * C), "proj": nn.Linear(C, C),
+                "ln2": nn.LayerNorm(C), "fc": nn.Linear(C, 4 * C), "out": nn.Linear(4 * C, C),
+            }))  # fmt: skip
+        self.ln_f = nn.LayerNorm(C)
+        for name, p in self.named_parameters():  # nanoGPT's initialization
+            if name.endswith("bias"):
+                nn.init.zeros_(p)
+            elif p.ndim >= 2:
+                std = (
+                    0.02 / math.sqrt(2 * cfg.n_layer)
+                    if name.endswith(("proj.weight", "out.weight"))
+                    else 0.02
+                )
+                nn.init.normal_(p, 0.0, std)
+
+    def forward(self, idx):
+        B, T = idx.shape
+        x = self.wte(idx) + self.wpe(torch.arange(T))
+        H = self.config.n_head
+        for blk in self.blocks:
+            q, k, v = blk["qkv"](blk["ln1"](x)).split(self.config.n_embd, dim=2)
+            q, k, v = (t.view(B, T, H, -1).transpose(1, 2) for t in (q, k, v))
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            x = x + blk["proj"](y.transpose(1, 2).reshape(B, T, -1))
+            x = x + blk["out"](F.gelu(blk["fc"](blk["ln2"](x))))
+        return self.ln_f(x) @ self.wte.weight.T
+
+
+def n_params(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def gpt_matching(vocab: int, target: int, n_layer: int, seq_len: int) -> GPT:
+    """The GPT width (a multiple of its head count) whose parameter count is nearest ``target``."""
+    best = None
+    for width in range(64, 1025, 16):
+        m = GPT(GPTConfig(vocab, n_layer=n_layer, n_embd=width, n_head=4, block_size=seq_len))
+        gap = abs(n_params(m) - target)
+        if best is None or gap < best[0]:
+            best = (gap, m)
+    return best[1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--data-dir", default=os.environ.get("NEUROFABRIC_DATA", "../shared/datasets"))
+    ap.add_argument("--minutes", type=float, default=60.0)
+    ap.add_argument("--archs", default="rwkv,mamba,gpt")
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--dim", type=int, default=256)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--seq-len", type=int, default=128)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument(
+        "--steps", type=int, default=20000, help="schedule length (the time budget stops first)"
+    )
+    ap.add_argument("--eval-every", type=int, default=100)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--plot", default="docs/figures/seq_train_shakespeare.png")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    from neurofabric.seq import RWKV4, Mamba, MambaConfig, RWKVConfig
+    from neurofabric.seq.train import TextData, TrainConfig, Trainer
+
+    data = TextData.from_file(Path(args.data_dir) / "tinyshakespeare" / "input.txt")
+    V = data.vocab_size
+    rwkv = RWKV4(RWKVConfig(vocab_size=V, n_layer=args.layers, n_embd=args.dim), seed=0)
+    models = {
+        "rwkv": lambda: rwkv,
+        "mamba": lambda: Mamba(
+            MambaConfig(vocab_size=V, n_layer=args.layers, d_model=args.dim, chunk=8), seed=0
+        ),
+        "gpt": lambda: gpt_matching(V, n_params(rwkv), args.layers, args.seq_len),
+    }
+    print(f"# {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} threads, "
+          f"{args.minutes} min per model, vocab {V}, train {len(data.train):,} / val {len(data.val):,} chars")  # fmt: skip
+    results = {}
+    for name in args.archs.split(","):
+        model = models[name]()
+        cfg = TrainConfig(lr=args.lr, min_lr=args.lr / 10, max_steps=args.steps, batch_size=args.batch_size,
+                          seq_len=args.seq_len, eval_every=args.eval_every, warmup_steps=200,
+                          max_time=args.minutes * 60)  # fmt: skip
+        t0 = time.perf_counter()
+        res = Trainer(model, data, cfg).fit()
+        secs = time.perf_counter() - t0
+        curve = [(r["seconds"], r["val_loss"]) for r in res["history"] if "val_loss" in r]
+        results[name] = {"params": n_params(model), "steps": res["step"], "seconds": secs,
+                         "val_loss": res["val_loss"], "best_val_loss": res["best_val_loss"], "curve": curve}  # fmt: skip
+        print(json.dumps({"benchmark": "seq_train", "arch": name, **results[name]}), flush=True)
+    print("\n| model | parameters | steps | minutes | final val loss | best val loss (nats/char) |")
+    print("|---|---|---|---|---|---|")
+    for name, r in results.items():
+        print(
+            f"| {name} | {r['params']:,} | {r['steps']:,} | {r['seconds'] / 60:.1f} | {r['val_loss']:.4f} | {r['best_val_loss']:.4f} |"
+        )
+    if args.plot:
+        from neurofabric.core.figures import pyplot, save_figure
+
+        plt = pyplot()
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for name, r in results.items():
+            ax.plot(
+                [t / 60 for t, _ in r["curve"]],
+                [v for _, v in r["curve"]],
+                label=f"{name} ({r['params']:,})",
+            )
+        ax.axhline(1.55, color="grey", ls="--", lw=0.8, label="1.55 nats/char")
+        ax.set_xlabel("minutes")
+        ax.set_ylabel("validation loss (nats/char)")
+        ax.legend()
+        fig.tight_layout()
+        save_figure(fig, args.plot)
+        print(f"curves: {args.plot}")
+
+
+if __name__ == "__main__":
+    main()
