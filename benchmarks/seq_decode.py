@@ -40,6 +40,33 @@ def rate(fn, n, warm=10):
     return n / (time.perf_counter() - t0)
 
 
+def speeds(dec, model, V: int, args) -> dict:
+    """Tokens/s of our numba decoder and our torch model, single stream and batch 16."""
+    import torch
+
+    st = dec.init_state(1)
+    ours = rate(lambda i: dec.step_(np.array([i % V]), st), args.tokens)
+    tstate = [model.init_state(1)]
+
+    def torch_step(i):
+        with torch.no_grad():
+            _, tstate[0] = model.step(torch.tensor([i % V]), tstate[0])
+
+    eager = rate(torch_step, max(args.tokens // 4, 50))
+    st16 = dec.init_state(16)
+    toks16 = np.arange(16) % V
+    ours16 = 16 * rate(lambda i: dec.step_(toks16, st16), max(args.tokens // 4, 50))
+    t16 = [model.init_state(16)]
+
+    def torch_step16(i):
+        with torch.no_grad():
+            _, t16[0] = model.step(torch.tensor(toks16), t16[0])
+
+    eager16 = 16 * rate(torch_step16, max(args.tokens // 8, 30))
+    return {"ours_numba": ours, "ours_torch": eager, "ours_numba_batch16": ours16,
+            "ours_torch_batch16": eager16}  # fmt: skip
+
+
 def run_vocab(V: int, args, tmp: str) -> dict:
     """Parity and speeds for one vocabulary size."""
     import torch
@@ -68,38 +95,15 @@ def run_vocab(V: int, args, tmp: str) -> dict:
     st = dec.init_state(1)
     ours_logits = np.stack([dec.step_(np.array([t]), st)[0] for t in tokens])
     parity = float(np.abs(ours_logits - peer_logits).max()) if peer else float("nan")
-    # speed, single stream
-    st = dec.init_state(1)
-    ours = rate(lambda i: dec.step_(np.array([i % V]), st), args.tokens)
-    tstate = [model.init_state(1)]
-
-    def torch_step(i):
-        with torch.no_grad():
-            _, tstate[0] = model.step(torch.tensor([i % V]), tstate[0])
-
-    eager = rate(torch_step, max(args.tokens // 4, 50))
-    # batch of 16
-    st16 = dec.init_state(16)
-    toks16 = np.arange(16) % V
-    ours16 = 16 * rate(lambda i: dec.step_(toks16, st16), max(args.tokens // 4, 50))
-    t16 = [model.init_state(16)]
-
-    def torch_step16(i):
-        with torch.no_grad():
-            _, t16[0] = model.step(torch.tensor(toks16), t16[0])
-
-    eager16 = 16 * rate(torch_step16, max(args.tokens // 8, 30))
-    row = {"vocab": V, "ours_numba": ours, "ours_torch": eager,
-           "model": "rwkv4", "peer": peer["tokens_per_s"] if peer else None, "peer_name": "rwkv package",
-           "ours_numba_batch16": ours16, "ours_torch_batch16": eager16,
-           "parity_max_abs": parity, "params": model.n_params()}  # fmt: skip
+    sp = speeds(dec, model, V, args)
+    row = {"model": "rwkv4", "vocab": V, **sp, "peer": peer["tokens_per_s"] if peer else None,
+           "peer_name": "rwkv package", "parity_max_abs": parity, "params": model.n_params()}  # fmt: skip
     print(json.dumps({"benchmark": "seq_decode", **row}), flush=True)
     return row
 
 
 def run_mamba(V: int, args, tmp: str) -> dict:
     """Mamba-1 (4 x 384, d_state 16): ours numba / torch against HF MambaForCausalLM."""
-    import torch
     from safetensors.torch import save_file
 
     from neurofabric.seq.decode import MambaDecoder
@@ -129,29 +133,9 @@ def run_mamba(V: int, args, tmp: str) -> dict:
     ours_logits = np.stack([dec.step_(np.array([t]), st)[0] for t in tokens])
     if peer:
         parity = float(np.abs(ours_logits - np.load(Path(tmp) / "hf.npy")).max())
-    st = dec.init_state(1)
-    ours = rate(lambda i: dec.step_(np.array([i % V]), st), args.tokens)
-    ts = [model.init_state(1)]
-
-    def torch_step(i):
-        with torch.no_grad():
-            _, ts[0] = model.step(torch.tensor([i % V]), ts[0])
-
-    eager = rate(torch_step, max(args.tokens // 4, 50))
-    st16 = dec.init_state(16)
-    toks16 = np.arange(16) % V
-    ours16 = 16 * rate(lambda i: dec.step_(toks16, st16), max(args.tokens // 4, 50))
-    t16 = [model.init_state(16)]
-
-    def torch_step16(i):
-        with torch.no_grad():
-            _, t16[0] = model.step(torch.tensor(toks16), t16[0])
-
-    eager16 = 16 * rate(torch_step16, max(args.tokens // 8, 30))
-    row = {"model": "mamba", "vocab": V, "ours_numba": ours, "ours_torch": eager,
-           "peer": peer["tokens_per_s"] if peer else None, "peer_name": "HF transformers Mamba",
-           "ours_numba_batch16": ours16, "ours_torch_batch16": eager16,
-           "parity_max_abs": parity, "params": model.n_params()}  # fmt: skip
+    sp = speeds(dec, model, V, args)
+    row = {"model": "mamba", "vocab": V, **sp, "peer": peer["tokens_per_s"] if peer else None,
+           "peer_name": "HF transformers Mamba", "parity_max_abs": parity, "params": model.n_params()}  # fmt: skip
     print(json.dumps({"benchmark": "seq_decode", **row}), flush=True)
     return row
 
