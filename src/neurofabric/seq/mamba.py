@@ -25,6 +25,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -32,7 +33,7 @@ from torch.nn import functional as F
 from neurofabric.core.errors import CheckpointError, ConfigError, ShapeError
 from neurofabric.core.rng import seed_to_int
 
-__all__ = ["Mamba", "MambaConfig", "selective_scan", "selective_scan_ref"]
+__all__ = ["Mamba", "MambaConfig", "selective_scan", "selective_scan_numba", "selective_scan_ref"]
 
 
 @dataclass(frozen=True)
@@ -45,12 +46,17 @@ class MambaConfig:
     expand: int = 2
     chunk: int = 16
     eps: float = 1e-5
+    scan: str = "numba"
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "n_layer", "d_model", "d_state", "d_conv", "expand", "chunk"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"`{name}` must be an integer >= 1, got {v!r}")
+        if self.scan not in ("numba", "chunked"):
+            raise ConfigError(
+                f"`scan` must be 'numba' (CPU kernels) or 'chunked' (torch), got {self.scan!r}"
+            )
 
     @property
     def d_inner(self) -> int:
@@ -105,6 +111,38 @@ def selective_scan(u, delta, A, B, C, D, h0=None, chunk: int = 16):
     return torch.cat(ys, dim=1), h
 
 
+class _NumbaScan(torch.autograd.Function):
+    """The selective scan on CPU by numba kernels (sequential in time, exact gradients by the
+    reverse-time recursion); checked against the torch spec by gradcheck."""
+
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, D, h0):
+        from neurofabric.seq.kernels.numba_cpu import selective_scan_fwd
+
+        args = [t.detach().contiguous().numpy() for t in (u, delta, A, B, C, D, h0)]
+        y, hs = selective_scan_fwd(*args)
+        ctx.args = args
+        ctx.hs = hs
+        return torch.from_numpy(y), torch.from_numpy(hs[:, -1].copy())
+
+    @staticmethod
+    def backward(ctx, dy, dh_last):
+        from neurofabric.seq.kernels.numba_cpu import selective_scan_bwd
+
+        u = ctx.args[0]
+        dy = np.zeros_like(u) if dy is None else dy.contiguous().numpy()
+        dh = np.zeros_like(ctx.hs[:, -1]) if dh_last is None else dh_last.contiguous().numpy()
+        grads = selective_scan_bwd(*ctx.args, ctx.hs, dy, dh)
+        return tuple(torch.from_numpy(np.ascontiguousarray(g)) for g in grads)
+
+
+def selective_scan_numba(u, delta, A, B, C, D, h0=None):
+    """The same scan through numba kernels (CPU; float32 or float64), differentiable."""
+    if h0 is None:
+        h0 = torch.zeros(u.shape[0], u.shape[2], A.shape[1], dtype=u.dtype)
+    return _NumbaScan.apply(u, delta, A, B, C, D, h0)
+
+
 class RMSNorm(nn.Module):
     def __init__(self, d: int, eps: float) -> None:
         super().__init__()
@@ -146,7 +184,12 @@ class Mixer(nn.Module):
         u = F.silu(conv.transpose(1, 2))
         delta, B, C = self._ssm_inputs(u)
         A = -torch.exp(self.A_log)
-        y, ssm_state = selective_scan(u, delta, A, B, C, self.D, ssm_state, chunk=self.cfg.chunk)
+        if self.cfg.scan == "numba" and u.device.type == "cpu":
+            y, ssm_state = selective_scan_numba(u, delta, A, B, C, self.D, ssm_state)
+        else:
+            y, ssm_state = selective_scan(
+                u, delta, A, B, C, self.D, ssm_state, chunk=self.cfg.chunk
+            )
         return self.out_proj(y * F.silu(z)), new_conv, ssm_state
 
     def step(self, x, conv_state, ssm_state):
@@ -186,6 +229,9 @@ class Mamba(nn.Module):
                     fan_in = p.shape[1] * (p.shape[2] if p.ndim == 3 else 1)
                     bound = 1.0 / math.sqrt(fan_in)
                     p.uniform_(-bound, bound, generator=gen)
+            for layer in self.layers:  # every parameter from `seed`, none from torch's global RNG
+                k = cfg.d_conv
+                layer.mixer.conv1d.bias.uniform_(-1 / math.sqrt(k), 1 / math.sqrt(k), generator=gen)
             for layer in self.layers:  # dt bias: softplus^-1 of dt in [1e-3, 1e-1] (log-uniform)
                 dt = torch.exp(
                     torch.rand(cfg.d_inner, generator=gen) * (math.log(0.1) - math.log(1e-3))
