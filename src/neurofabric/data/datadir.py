@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
 import urllib.request
 from pathlib import Path
 
+from neurofabric.core.checkpoint import sha256_file
 from neurofabric.core.config import get_config
 from neurofabric.core.errors import DataError
 
@@ -24,14 +24,6 @@ def resolve_data_dir(data_dir: str | os.PathLike[str] | None, subdir: str) -> Pa
             "or set NEUROFABRIC_DATA to the folder that holds it"
         )
     return base / subdir
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def download(url: str, dest: Path, sha256: str | None = None, timeout: float = 60.0) -> Path:
