@@ -292,3 +292,20 @@ def test_seq_tokenizer_train_generate(tmp_path):
         app, ["seq", "train", "--data", str(tmp_path / "none.txt"), "--out", str(tmp_path / "x")]
     )
     assert res.exit_code == 2 and "none.txt" in res.output
+    res = runner.invoke(app, ["seq", "memory", "--checkpoint", str(tmp_path / "run" / "best"), "--measure",
+                              "--batch-size", "2", "--seq-len", "8"])  # fmt: skip
+    assert res.exit_code == 0 and "activations" in res.output and "measured" in res.output
+    res = runner.invoke(app, ["seq", "memory", "--arch", "gru"])
+    assert res.exit_code == 2 and "--arch" in res.output
+
+
+def test_seq_memory_matches_the_library():
+    from neurofabric.seq import RWKVConfig
+    from neurofabric.seq.memory import estimate_memory
+
+    res = runner.invoke(app, ["seq", "memory", "--arch", "rwkv", "--dim", "64", "--layers", "2",
+                              "--vocab", "100", "--batch-size", "4", "--seq-len", "32"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    est = estimate_memory(RWKVConfig(vocab_size=100, n_layer=2, n_embd=64), batch_size=4,
+                          seq_len=32)  # fmt: skip
+    assert f"{est.activations / 2**20:,.3f}" in res.output

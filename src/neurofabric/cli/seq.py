@@ -183,3 +183,55 @@ def seq_info(checkpoint: Path = typer.Argument(..., help="A model folder.")) -> 
     except NeurofabricError as exc:
         _fail(exc)
     console.print_json(json.dumps({k: meta[k] for k in ("arch", "config")}))
+
+
+@seq_app.command("memory")
+def seq_memory(
+    checkpoint: Path | None = typer.Option(None, help="A model folder (its config is used)."),
+    arch: str = typer.Option("rwkv", help="rwkv or mamba (without --checkpoint)."),
+    layers: int = typer.Option(4, help="Layers (without --checkpoint)."),
+    dim: int = typer.Option(384, help="Model width (without --checkpoint)."),
+    vocab: int = typer.Option(256, help="Vocabulary size (without --checkpoint)."),
+    batch_size: int = typer.Option(16, help="Sequences per training step."),
+    seq_len: int = typer.Option(128, help="Tokens per sequence."),
+    measure: bool = typer.Option(False, help="Also run one training step and measure."),
+) -> None:
+    """Memory of a model: parameters, AdamW state, state per sequence, training activations."""
+    from neurofabric.seq.io import build_model, read_meta
+    from neurofabric.seq.mamba import MambaConfig
+    from neurofabric.seq.memory import estimate_memory, measure_memory
+    from neurofabric.seq.rwkv import RWKVConfig
+
+    try:
+        if checkpoint is not None:
+            meta = read_meta(checkpoint)
+            name, config = meta["arch"], meta["config"]
+        elif arch == "rwkv":
+            name, config = "rwkv4", {"vocab_size": vocab, "n_layer": layers, "n_embd": dim}
+        elif arch == "mamba":
+            name, config = "mamba", {"vocab_size": vocab, "n_layer": layers, "d_model": dim}
+        else:
+            raise ConfigError(f"--arch must be rwkv or mamba, got {arch!r}")
+        cfg = (RWKVConfig if name == "rwkv4" else MambaConfig)(**config)
+        est = estimate_memory(cfg, batch_size=batch_size, seq_len=seq_len)
+        meas = (
+            measure_memory(build_model(name, config), batch_size=batch_size, seq_len=seq_len)
+            if measure
+            else None
+        )
+    except (NeurofabricError, TypeError) as exc:
+        _fail(exc)
+    t = Table(title=f"{name}, batch {batch_size} x {seq_len} tokens, float32")
+    t.add_column("memory")
+    t.add_column("estimate (MiB)", justify="right")
+    if meas is not None:
+        t.add_column("measured (MiB)", justify="right")
+    for key, label in (("parameters", "parameters"), ("gradients", "gradients"),
+                       ("optimizer", "AdamW state"), ("activations", "training activations"),
+                       ("training", "training total"),
+                       ("state_per_sequence", "state per sequence")):  # fmt: skip
+        cells = [f"{getattr(est, key) / 2**20:,.3f}"]
+        if meas is not None:
+            cells.append(f"{getattr(meas, key) / 2**20:,.3f}")
+        t.add_row(label, *cells)
+    console.print(t)

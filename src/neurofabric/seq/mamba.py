@@ -119,20 +119,24 @@ class _NumbaScan(torch.autograd.Function):
     def forward(ctx, u, delta, A, B, C, D, h0):
         from neurofabric.seq.kernels.numba_cpu import selective_scan_fwd
 
-        args = [t.detach().contiguous().numpy() for t in (u, delta, A, B, C, D, h0)]
-        y, hs = selective_scan_fwd(*args)
-        ctx.args = args
-        ctx.hs = hs
-        return torch.from_numpy(y), torch.from_numpy(hs[:, -1].copy())
+        ins = [t.detach().contiguous() for t in (u, delta, A, B, C, D, h0)]
+        y, hs = selective_scan_fwd(*[t.numpy() for t in ins])
+        hs = torch.from_numpy(hs)
+        # saved through autograd (not as ctx attributes) so that saved-tensor hooks, and so
+        # ``seq.memory.measure_memory``, see what the backward pass keeps alive
+        ctx.save_for_backward(*ins, hs)
+        return torch.from_numpy(y), hs[:, -1].clone()
 
     @staticmethod
     def backward(ctx, dy, dh_last):
         from neurofabric.seq.kernels.numba_cpu import selective_scan_bwd
 
-        u = ctx.args[0]
-        dy = np.zeros_like(u) if dy is None else dy.contiguous().numpy()
-        dh = np.zeros_like(ctx.hs[:, -1]) if dh_last is None else dh_last.contiguous().numpy()
-        grads = selective_scan_bwd(*ctx.args, ctx.hs, dy, dh)
+        *ins, hs = ctx.saved_tensors
+        args = [t.numpy() for t in ins]
+        hs = hs.numpy()
+        dy = np.zeros_like(args[0]) if dy is None else dy.contiguous().numpy()
+        dh = np.zeros_like(hs[:, -1]) if dh_last is None else dh_last.contiguous().numpy()
+        grads = selective_scan_bwd(*args, hs, dy, dh)
         return tuple(torch.from_numpy(np.ascontiguousarray(g)) for g in grads)
 
 

@@ -1,0 +1,241 @@
+"""How much memory a model needs: parameters, training state, the recurrent state per sequence
+and the activations a training step keeps for its backward pass, estimated from the config
+alone and measured on a real step.
+
+>>> from neurofabric.seq import RWKVConfig
+>>> from neurofabric.seq.memory import estimate_memory
+>>> est = estimate_memory(RWKVConfig(vocab_size=66, n_layer=4, n_embd=256), batch_size=16,
+...                       seq_len=128)
+>>> round(est.parameters / 2**20, 1), est.state_per_sequence      # MiB, bytes
+(13.2, 20480)
+
+``estimate_memory`` counts, term by term, the tensors that autograd saves during
+``model(x)`` followed by the cross-entropy loss (the step of ``seq.train.Trainer``);
+``measure_memory`` runs that step on a copy of the model with saved-tensor hooks and sums the
+distinct storages that are not parameters. The test suite holds the two within 2 % of each
+other on several shapes; ``benchmarks/seq_memory.py`` compares them at full size, with the
+process's peak RSS as a third, coarser witness.
+
+Where the activations go (elements; N = batch x seq_len tokens; float unless noted):
+
+* RWKV-4, per layer: 27 N C for the per-token tensors of both mixes (layer norms, the token
+  shift, k, v, r and the chunk slices of the WKV), 2 N F for the channel mix's hidden layer,
+  and per WKV chunk of length L: 2 B L^2 C for the pairwise weights (the masked log-weights and
+  their exponentials), 5 B C for the carried state and L^2 for the mask.
+* Mamba-1, per layer: 2 N d_inner for in_proj's output, 8 N d_inner for the conv, gates, delta
+  and the scan's inputs, 3 N d_model, (dt_rank + 2 d_state) N for x_proj's output,
+  B d_inner (seq_len + d_conv - 1) for the conv window. The scan itself costs, with the numba
+  kernel, N d_inner d_state (every hidden state, for the exact reverse-time gradient) plus
+  2 N d_state; with the chunked torch scan, 4 N d_inner d_state plus the pairwise decays,
+  B L^2 d_inner d_state per chunk of length L, which dominate everything else.
+* Both: the logits N V, the final norm, and the int64 inputs and targets.
+
+The counts belong to this code and torch 2.13's autograd (what each operator saves); the test
+fails if either changes them.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from neurofabric.core.errors import ConfigError
+
+__all__ = ["MemoryEstimate", "estimate_memory", "measure_memory"]
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Bytes, for one training step of ``batch_size`` sequences of ``seq_len`` tokens."""
+
+    arch: str
+    batch_size: int
+    seq_len: int
+    parameters: int
+    gradients: int
+    optimizer: int  # AdamW: two moments per parameter and a step counter per tensor
+    state_per_sequence: int  # the recurrent state carried between tokens when decoding
+    activations: int  # saved for the backward pass of one step
+
+    @property
+    def training(self) -> int:
+        """Parameters, gradients, optimizer state and activations together."""
+        return self.parameters + self.gradients + self.optimizer + self.activations
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "training": self.training}
+
+
+def _check_positive(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"`{name}` must be an integer >= 1, got {value!r}")
+    return value
+
+
+def _chunks(seq_len: int, chunk: int) -> list[int]:
+    return [min(chunk, seq_len - s) for s in range(0, seq_len, chunk)]
+
+
+def _config_of(model_or_config: Any):
+    from neurofabric.seq.mamba import MambaConfig
+    from neurofabric.seq.rwkv import RWKVConfig
+
+    cfg = getattr(model_or_config, "config", model_or_config)
+    if isinstance(cfg, RWKVConfig):
+        return "rwkv", cfg
+    if isinstance(cfg, MambaConfig):
+        return "mamba", cfg
+    raise ConfigError(
+        f"estimate_memory takes an RWKVConfig, a MambaConfig or a model built from one, "
+        f"got {type(model_or_config).__name__}"
+    )
+
+
+def _rwkv_counts(c, B: int, T: int) -> tuple[int, int, int, int]:
+    """(parameters, parameter tensors, state elements per sequence, activation bytes / size)."""
+    C, F, V, nl = c.n_embd, c.ffn_dim, c.vocab_size, c.n_layer
+    per_layer = 4 * C + 5 * C + 4 * C * C + 2 * C + F * C + C * C + C * F
+    params = V * C + nl * per_layer + 2 * C + 2 * C + (0 if c.tie_head else V * C)
+    tensors = 1 + nl * 18 + 2 + 2 + (0 if c.tie_head else 1)
+    N = B * T
+    Ls = _chunks(T, c.chunk)
+    sq = sum(L * L for L in Ls)
+    float_per_layer = (
+        27 * N * C + 2 * N * F  # per-token tensors of the two mixes, the FFN hidden layer
+        + 2 * B * C * sq + sq  # pairwise WKV weights and the float mask, per chunk
+        + 5 * B * C * len(Ls) + 2 * T  # carried state per chunk, position ramps
+        + 4 * N + 6 * C  # layer-norm statistics, 1 - mix vectors
+    )  # fmt: skip
+    floats = nl * float_per_layer + 3 * N * C + 4 * N + N * V + 1
+    other = nl * sq + 2 * N * 8  # bool masks (1 byte), int64 inputs and targets
+    return params, tensors, nl * 5 * C, (floats, other)
+
+
+def _mamba_counts(c, B: int, T: int) -> tuple[int, int, int, int]:
+    d, di, n, K, r, V, nl = (
+        c.d_model,
+        c.d_inner,
+        c.d_state,
+        c.d_conv,
+        c.dt_rank,
+        c.vocab_size,
+        c.n_layer,
+    )
+    per_layer = d + 2 * di * d + di * K + di + (r + 2 * n) * di + r * di + di + di * n + di + d * di
+    params = V * d + nl * per_layer + d
+    tensors = 1 + nl * 10 + 1
+    N = B * T
+    float_per_layer = (
+        2 * N * di + 8 * N * di + 3 * N * d  # in_proj output; conv, gates, delta, scan inputs
+        + (r + 2 * n) * N + N  # x_proj output; RMSNorm statistic
+        + B * di * (T + K - 1) + 2 * di * n  # conv window; A
+    )  # fmt: skip
+    other = 0
+    if c.scan == "numba":
+        float_per_layer += N * di * n + B * di * n + 2 * N * n  # all hidden states; h0; B, C
+    else:
+        Ls = _chunks(T, c.chunk)
+        sq = sum(L * L for L in Ls)
+        float_per_layer += B * di * n * sq + 4 * N * di * n + B * di * n
+        other += nl * sq  # bool masks
+    floats = nl * float_per_layer + 3 * N * d + N + N * V + 1
+    other += 2 * N * 8
+    return params, tensors, nl * di * (K + n), (floats, other)
+
+
+def estimate_memory(model_or_config: Any, *, batch_size: int = 16, seq_len: int = 128,
+                    dtype: torch.dtype = torch.float32) -> MemoryEstimate:  # fmt: skip
+    """The memory of a training step and of decoding, from the config alone (no model built)."""
+    arch, cfg = _config_of(model_or_config)
+    B = _check_positive("batch_size", batch_size)
+    T = _check_positive("seq_len", seq_len)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ConfigError(f"`dtype` must be a torch floating dtype, got {dtype!r}")
+    size = torch.empty((), dtype=dtype).element_size()
+    counts = _rwkv_counts if arch == "rwkv" else _mamba_counts
+    params, tensors, state, (floats, other) = counts(cfg, B, T)
+    return MemoryEstimate(
+        arch=arch,
+        batch_size=B,
+        seq_len=T,
+        parameters=params * size,
+        gradients=params * size,
+        optimizer=2 * params * size + 4 * tensors,
+        state_per_sequence=state * size,
+        activations=floats * size + other,
+    )
+
+
+def _storage_bytes(tensors) -> int:
+    seen: dict[int, int] = {}
+    for t in tensors:
+        s = t.untyped_storage()
+        seen[s.data_ptr()] = s.nbytes()
+    return sum(seen.values())
+
+
+def measure_memory(model: torch.nn.Module, *, batch_size: int = 16, seq_len: int = 128,
+                   seed: int = 0) -> MemoryEstimate:  # fmt: skip
+    """The same quantities measured on one real training step (on a copy of ``model``).
+
+    Activations are the distinct storages that autograd saves during the forward pass and the
+    loss, parameters excluded; the optimizer state is AdamW's after one step; the state per
+    sequence is what ``forward(..., return_state=True)`` returns for one sequence."""
+    arch, _ = _config_of(model)
+    B = _check_positive("batch_size", batch_size)
+    T = _check_positive("seq_len", seq_len)
+    model = copy.deepcopy(model)
+    model.train()
+    params = list(model.parameters())
+    param_ptrs = {p.untyped_storage().data_ptr() for p in params}
+    saved: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        s = t.untyped_storage()
+        if s.data_ptr() not in param_ptrs:
+            saved[s.data_ptr()] = s.nbytes()
+        return t
+
+    gen = torch.Generator().manual_seed(int(seed))
+    V = model.config.vocab_size
+    x = torch.randint(0, V, (B, T), generator=gen)
+    y = torch.randint(0, V, (B, T), generator=gen)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        logits = model(x)
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, V), y.reshape(-1))
+    activations = sum(saved.values())
+    loss.backward()
+    opt = torch.optim.AdamW(params, lr=1e-4)
+    opt.step()
+    with torch.no_grad():
+        _, state = model(x[:1, :1], return_state=True)
+    flat = [t for layer in state for t in layer]
+    return MemoryEstimate(
+        arch=arch,
+        batch_size=B,
+        seq_len=T,
+        parameters=_storage_bytes(params),
+        gradients=_storage_bytes(p.grad for p in params if p.grad is not None),
+        optimizer=sum(
+            v.untyped_storage().nbytes()
+            for st in opt.state.values()
+            for v in st.values()
+            if isinstance(v, torch.Tensor)
+        ),
+        state_per_sequence=sum(t.numel() * t.element_size() for t in flat),
+        activations=activations,
+    )
+
+
+def relative_errors(estimate: MemoryEstimate, measured: MemoryEstimate) -> dict[str, float]:
+    """|estimate - measured| / measured for each quantity."""
+    out = {}
+    for k in ("parameters", "gradients", "optimizer", "state_per_sequence", "activations",
+              "training"):  # fmt: skip
+        m = getattr(measured, k)
+        out[k] = abs(getattr(estimate, k) - m) / m if m else math.inf
+    return out

@@ -1,0 +1,93 @@
+"""The memory estimate from the config against a real training step measured with autograd's
+saved-tensor hooks, the state a model actually returns, and AdamW's actual state."""
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from neurofabric.core.errors import ConfigError  # noqa: E402
+from neurofabric.seq import RWKV4, Mamba, MambaConfig, RWKVConfig  # noqa: E402
+from neurofabric.seq.memory import estimate_memory, measure_memory, relative_errors  # noqa: E402
+
+MODELS = {
+    "rwkv": lambda: RWKV4(RWKVConfig(vocab_size=50, n_layer=2, n_embd=24, chunk=16), seed=1),
+    "rwkv-tied": lambda: RWKV4(
+        RWKVConfig(vocab_size=70, n_layer=3, n_embd=40, chunk=32, tie_head=True), seed=1
+    ),
+    "mamba-numba": lambda: Mamba(MambaConfig(vocab_size=50, n_layer=2, d_model=24), seed=1),
+    "mamba-chunked": lambda: Mamba(
+        MambaConfig(vocab_size=50, n_layer=2, d_model=40, chunk=8, scan="chunked"), seed=1
+    ),
+    "mamba-odd": lambda: Mamba(
+        MambaConfig(vocab_size=33, n_layer=1, d_model=24, d_state=8, d_conv=3, expand=3), seed=1
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("shape", [(3, 40), (1, 7), (2, 64)])
+def test_estimate_matches_measurement(name, shape):
+    model = MODELS[name]()
+    B, T = shape
+    est = estimate_memory(model.config, batch_size=B, seq_len=T)
+    meas = measure_memory(model, batch_size=B, seq_len=T)
+    # parameters, optimizer and state are counted exactly; activations within 2 %
+    assert est.parameters == meas.parameters == 4 * model.n_params()
+    assert est.gradients == meas.gradients
+    assert est.optimizer == meas.optimizer
+    assert est.state_per_sequence == meas.state_per_sequence
+    err = relative_errors(est, meas)
+    assert err["activations"] <= 0.02, (est.activations, meas.activations)
+    assert err["training"] <= 0.02
+
+
+def test_activations_grow_as_the_analysis_says():
+    """Doubling the batch doubles the measured activations (to the int64 inputs); the
+    chunked scan's pairwise tensors grow with the chunk length, the numba scan's do not."""
+    m = MODELS["rwkv"]()
+    a1 = measure_memory(m, batch_size=2, seq_len=32).activations
+    a2 = measure_memory(m, batch_size=4, seq_len=32).activations
+    assert a2 == pytest.approx(2 * a1, rel=0.01)
+    cfg = dict(vocab_size=40, n_layer=1, d_model=16)
+    small = measure_memory(Mamba(MambaConfig(**cfg, scan="chunked", chunk=4)), batch_size=2,
+                           seq_len=32).activations  # fmt: skip
+    big = measure_memory(Mamba(MambaConfig(**cfg, scan="chunked", chunk=16)), batch_size=2,
+                         seq_len=32).activations  # fmt: skip
+    numba = measure_memory(Mamba(MambaConfig(**cfg)), batch_size=2, seq_len=32).activations
+    assert big > 2 * small > 4 * numba
+    for c in (4, 16):
+        e = estimate_memory(MambaConfig(**cfg, scan="chunked", chunk=c), batch_size=2, seq_len=32)
+        assert e.activations == pytest.approx(small if c == 4 else big, rel=0.02)
+
+
+def test_state_per_sequence_is_independent_of_length():
+    cfg = RWKVConfig(vocab_size=20, n_layer=3, n_embd=16)
+    a = estimate_memory(cfg, seq_len=10).state_per_sequence
+    assert a == estimate_memory(cfg, seq_len=10_000).state_per_sequence == 3 * 5 * 16 * 4
+    assert estimate_memory(cfg, dtype=torch.float64).state_per_sequence == 2 * a
+
+
+def test_measuring_leaves_the_model_untouched():
+    m = MODELS["mamba-numba"]()
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    measure_memory(m, batch_size=2, seq_len=8)
+    assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
+    assert all(p.grad is None for p in m.parameters())
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"batch_size": 0}, "batch_size"),
+        ({"seq_len": 2.5}, "seq_len"),
+        ({"dtype": torch.int32}, "dtype"),
+    ],
+)
+def test_bad_input(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        estimate_memory(RWKVConfig(), **kwargs)
+
+
+def test_unknown_model():
+    with pytest.raises(ConfigError, match="RWKVConfig"):
+        estimate_memory(torch.nn.Linear(2, 2))
