@@ -140,3 +140,30 @@ def test_parallel_update_equals_serial(monkeypatch):
     parallel = _raster(net)
     np.testing.assert_array_equal(serial.spike_indices, parallel.spike_indices)
     np.testing.assert_array_equal(serial.state["v"], parallel.state["v"])
+
+
+@pytest.mark.parametrize("backend", ["numba", "reference"])
+@pytest.mark.parametrize("synapse", ["cuba", "coba"])
+def test_decayed_synapses_reach_zero_not_a_subnormal(backend, synapse):
+    """One input spike, then silence: g decays as e^{-t/tau_e} exactly, and once below
+    G_FLUSH it is 0 (without the flush it would stall at the smallest subnormal double,
+    4.9e-324, forever, and every step of the idle neuron would run on slow subnormal
+    arithmetic)."""
+    from neurofabric.snn.kernels.reference import G_FLUSH
+
+    dt, tau = 1e-4, 1e-3
+    kwargs = {"e_exc": 0.0, "e_inh": -80e-3} if synapse == "coba" else {}
+    net = SpikingNetwork(
+        1, dt=dt, max_delay=dt, seed=0, backend=backend,
+        synapse=SynapseParams(synapse, tau_e=tau, tau_i=2 * tau, **kwargs),
+    )  # fmt: skip
+    net.add_input("x", SpikeArrayInput(1, indices=[0], times=[0.0]))
+    net.connect(OneToOne(), source="x", weight=0.5, delay=dt)
+    res = net.run(12000 * dt, monitors=[StateMonitor(neurons=[0], variables=("ge",))])
+    ge = res.state["ge"][:, 0]
+    k = np.arange(ge.size) - 1  # steps since the input arrived
+    live = ge > 0
+    np.testing.assert_allclose(ge[live], 0.5 * np.exp(-dt / tau) ** (k[live] + 1), rtol=1e-9)
+    assert ge[live].min() >= G_FLUSH * np.exp(-dt / tau)  # the last value above the floor
+    assert np.all(ge[np.argmax(~live[1:]) + 1 :] == 0.0)  # then exactly 0 to the end
+    assert not np.any((ge > 0) & (ge < np.finfo(np.float64).tiny))  # never subnormal

@@ -329,8 +329,20 @@ def _integrate(model, v, ge, gi, refrac, a_e, a_i, nparam, sc, ref_steps):
         vs = (vi + x_e * e_exc + x_i * e_inh) / gt
         new_v = vs + (v - vs) * np.exp(-nparam[6] * gt)
     v[active] = new_v[active]
-    ge[:] = x_e * de
-    gi[:] = x_i * di
+    ge[:] = _flush(x_e * de)
+    gi[:] = _flush(x_i * di)
+
+
+#: Decayed synaptic variables (conductances relative to the leak, or currents in volts) below
+#: this are set to 0. Without it a silent synapse never reaches 0: g e^{-dt/tau} rounds back up
+#: to the smallest subnormal double (4.9e-324) and stays there, and arithmetic on subnormals
+#: costs tens of times more on x86 (measured: the Diehl & Cook network's idle steps ran 2.6x
+#: slower). 1e-30 is far below anything that moves a membrane potential.
+G_FLUSH = 1e-30
+
+
+def _flush(g):
+    return np.where(np.abs(g) >= G_FLUSH, g, 0.0 * g)
 
 
 def simulate(
