@@ -91,3 +91,13 @@ def test_bad_input(kwargs, match):
 def test_unknown_model():
     with pytest.raises(ConfigError, match="RWKVConfig"):
         estimate_memory(torch.nn.Linear(2, 2))
+
+
+def test_float64_model():
+    m = RWKV4(RWKVConfig(vocab_size=30, n_layer=1, n_embd=16), seed=0).double()
+    est, meas = (
+        estimate_memory(m, batch_size=2, seq_len=9),
+        measure_memory(m, batch_size=2, seq_len=9),
+    )
+    assert est.parameters == meas.parameters == 8 * m.n_params()
+    assert relative_errors(est, meas)["activations"] <= 0.02

@@ -148,11 +148,17 @@ def _mamba_counts(c, B: int, T: int) -> tuple[int, int, int, int]:
 
 
 def estimate_memory(model_or_config: Any, *, batch_size: int = 16, seq_len: int = 128,
-                    dtype: torch.dtype = torch.float32) -> MemoryEstimate:  # fmt: skip
-    """The memory of a training step and of decoding, from the config alone (no model built)."""
+                    dtype: torch.dtype | None = None) -> MemoryEstimate:  # fmt: skip
+    """The memory of a training step and of decoding, from the config alone (no model built).
+
+    ``dtype``: of the parameters and activations; default the model's, or float32 for a
+    config."""
     arch, cfg = _config_of(model_or_config)
     B = _check_positive("batch_size", batch_size)
     T = _check_positive("seq_len", seq_len)
+    if dtype is None:
+        params = getattr(model_or_config, "parameters", None)
+        dtype = next(params()).dtype if callable(params) else torch.float32
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise ConfigError(f"`dtype` must be a torch floating dtype, got {dtype!r}")
     size = torch.empty((), dtype=dtype).element_size()
