@@ -45,7 +45,7 @@ import torch
 
 from neurofabric.core.errors import ConfigError
 
-__all__ = ["MemoryEstimate", "estimate_memory", "measure_memory"]
+__all__ = ["MemoryEstimate", "estimate_memory", "measure_memory", "relative_errors"]
 
 
 @dataclass(frozen=True)
