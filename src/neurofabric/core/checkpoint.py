@@ -7,9 +7,12 @@ A checkpoint is a directory::
                         "arrays": {name: {"file", "dtype", "shape", "sha256"}}}
     <name>.arrow       one uncompressed Arrow IPC file per array (memory-mapped on load)
 
-It is written into a temporary sibling and renamed into place, so a crash never leaves a
-half-written checkpoint, and the previous one survives until the new one is complete.
-Checksums are verified on load. Nothing is pickled.
+It is written into a temporary sibling, fsynced, and swapped into place (see
+:func:`atomic_directory`), so a crash or power loss at any step leaves either the previous or
+the new checkpoint (an interrupted swap is completed by the next load). Checksums are verified
+on load, every array's dtype and shape against the manifest, and engines check values (index
+ranges, row pointers) with :meth:`Checkpoint.array` before a kernel sees them. Nothing is
+pickled.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import uuid
@@ -40,13 +44,75 @@ _ALLOWED_KINDS = "biuf"
 
 @dataclass
 class Checkpoint:
-    """What :func:`load_checkpoint` returns."""
+    """What :func:`load_checkpoint` returns.
+
+    Loaders check every array they use with :meth:`array` and :meth:`indptr` before any
+    kernel sees it: a file whose checksums match can still hold values that would make a
+    kernel index out of bounds (written by a bug, or by hand).
+    """
 
     engine: str
     params: dict[str, Any]
     arrays: dict[str, np.ndarray]
     meta: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+    path: Path | None = None
+    files: dict[str, str] = field(default_factory=dict)
+
+    def fail(self, name: str, problem: str) -> CheckpointError:
+        """A :class:`CheckpointError` naming the checkpoint, the array and its file."""
+        where = f"{self.path}: " if self.path is not None else ""
+        file = f" (file {self.files[name]})" if name in self.files else ""
+        return CheckpointError(
+            f"{where}array {name!r}{file} {problem}; the checkpoint is corrupt or was not "
+            "written by this neurofabric: restore it from a backup or save it again"
+        )
+
+    def array(
+        self,
+        name: str,
+        *,
+        kinds: str = "biuf",
+        shape: tuple[int | None, ...] | None = None,
+        lo: float | None = None,
+        hi: float | None = None,
+        finite: bool = False,
+    ) -> np.ndarray:
+        """The array ``name``, checked: dtype kind in ``kinds``, ``shape`` (None: any size on
+        that axis), every value in ``[lo, hi]``, all finite."""
+        if name not in self.arrays:
+            raise self.fail(name, "is missing from the manifest")
+        arr = self.arrays[name]
+        if arr.dtype.kind not in kinds:
+            raise self.fail(name, f"must have a dtype of kind {kinds!r}, got {arr.dtype}")
+        if shape is not None and (
+            arr.ndim != len(shape)
+            or any(
+                want is not None and got != want for got, want in zip(arr.shape, shape, strict=True)
+            )
+        ):
+            want_s = tuple("any" if w is None else w for w in shape)
+            raise self.fail(name, f"must have shape {want_s}, got {arr.shape}")
+        if arr.size and arr.dtype.kind == "f" and (finite or lo is not None or hi is not None):
+            if not np.all(np.isfinite(arr)):
+                raise self.fail(name, "must hold finite values, got NaN or infinity")
+        if arr.size and lo is not None and arr.min() < lo:
+            raise self.fail(name, f"must hold values >= {lo}, got {arr.min()}")
+        if arr.size and hi is not None and arr.max() > hi:
+            raise self.fail(name, f"must hold values <= {hi}, got {arr.max()}")
+        return arr
+
+    def indptr(self, name: str, n_rows: int, n_items: int | None = None) -> np.ndarray:
+        """A CSR row pointer: integers, ``n_rows + 1`` of them, from 0, non-decreasing,
+        ending at ``n_items`` when given."""
+        ptr = self.array(name, kinds="iu", shape=(n_rows + 1,))
+        if ptr[0] != 0:
+            raise self.fail(name, f"must start at 0, got {ptr[0]}")
+        if n_rows and np.any(np.diff(ptr.astype(np.int64)) < 0):
+            raise self.fail(name, "must be non-decreasing (a CSR row pointer)")
+        if n_items is not None and ptr[-1] != n_items:
+            raise self.fail(name, f"must end at {n_items} (the number of entries), got {ptr[-1]}")
+        return ptr
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -72,6 +138,12 @@ def _read_array(path: Path, dtype: str, shape: list[int]) -> np.ndarray:
     table = pa.ipc.open_file(source).read_all()
     column = table.column("values")
     want = np.dtype(dtype)
+    if want.kind not in _ALLOWED_KINDS or not want.isnative:
+        raise CheckpointError(f"{path.name}: dtype {dtype!r} is not a native numeric dtype")
+    if not isinstance(shape, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
+        raise CheckpointError(f"{path.name}: shape {shape!r} is not a list of sizes >= 0")
     if column.num_chunks == 0:
         return np.empty(shape, dtype=want)
     if column.num_chunks != 1:
@@ -81,29 +153,124 @@ def _read_array(path: Path, dtype: str, shape: list[int]) -> np.ndarray:
         values = values.view(np.bool_)
     if values.dtype != want:
         raise CheckpointError(f"{path.name}: stored dtype {values.dtype} but manifest says {want}")
+    if len(values) != math.prod(shape):
+        raise CheckpointError(
+            f"{path.name}: holds {len(values)} values but the manifest's shape {tuple(shape)} "
+            f"needs {math.prod(shape)}"
+        )
     return values.reshape(shape)
+
+
+def _fsync_path(path: Path) -> None:
+    """fsync a file or a directory (directories: where the platform allows it)."""
+    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) if path.is_dir() else os.O_RDONLY
+    try:
+        fd = os.open(path, flags)
+    except OSError:  # e.g. directories on Windows cannot be opened
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems refuse fsync on directories
+        if not path.is_dir():
+            raise
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(root: Path) -> None:
+    """fsync every file under ``root``, then every directory bottom-up, then ``root``."""
+    for dirpath, _dirnames, filenames in os.walk(root, topdown=False):
+        for name in filenames:
+            _fsync_path(Path(dirpath) / name)
+        _fsync_path(Path(dirpath))
+
+
+def _siblings(dest: Path, kind: str) -> list[Path]:
+    """Leftovers of interrupted saves of ``dest``: ``.{name}.{kind}-*`` beside it, newest first."""
+    if not dest.parent.is_dir():
+        return []
+    found = [p for p in dest.parent.glob(f".{dest.name}.{kind}-*") if p.is_dir()]
+    return sorted(found, key=lambda p: p.stat().st_mtime_ns, reverse=True)
+
+
+def recover_directory(path: str | os.PathLike[str]) -> bool:
+    """Finish or roll back a save of ``path`` that a crash interrupted; True if it did.
+
+    :func:`atomic_directory` swaps a complete new directory in with two renames, so a crash
+    between them leaves ``path`` missing with the complete new version beside it (a
+    ``.{name}.new-*`` sibling, completed and fsynced before the swap began) and the old one
+    renamed to ``.{name}.old-*``. This renames the new one into place (or, without it, the old
+    one back). Incomplete ``.tmp-*`` siblings are never used.
+    """
+    dest = Path(path)
+    if dest.exists():
+        return False
+    for kind in ("new", "old"):
+        found = _siblings(dest, kind)
+        if found:
+            os.replace(found[0], dest)
+            _fsync_path(dest.parent)
+            log.warning("recovered %s from an interrupted save (%s)", dest, found[0].name)
+            return True
+    return False
+
+
+def _recover_chain(path: Path) -> None:
+    """Recover ``path`` or the nearest missing ancestor that an interrupted save removed (a
+    checkpoint may sit inside a directory that was saved atomically as a whole)."""
+    missing = []
+    p = path
+    while not p.exists() and p != p.parent and len(missing) < 3:
+        missing.append(p)
+        p = p.parent
+    for q in reversed(missing):
+        if not recover_directory(q):
+            break
+
+
+def _remove_leftovers(dest: Path) -> None:
+    for kind in ("tmp", "new", "old"):
+        for p in _siblings(dest, kind):
+            shutil.rmtree(p, ignore_errors=True)
 
 
 @contextmanager
 def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary sibling of ``path`` to write into; on success it replaces ``path``
-    (the previous content survives until then), on failure it is removed."""
+    so that a crash or a power loss at any point leaves either the old or the new version.
+
+    The steps: write into ``.{name}.tmp-*``; fsync its files and directories; rename it to
+    ``.{name}.new-*`` (now known complete) and fsync the parent; rename the old ``path`` to
+    ``.{name}.old-*``; rename the new one to ``path``; fsync the parent; remove the old one.
+    A crash between the two renames leaves ``path`` missing, which
+    :func:`recover_directory` (called by every loader here) repairs. On an exception the
+    temporary directory is removed and ``path`` is untouched. One writer per ``path``.
+    """
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.parent / f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}"
+    recover_directory(dest)
+    _remove_leftovers(dest)
+    tag = uuid.uuid4().hex[:8]
+    tmp = dest.parent / f".{dest.name}.tmp-{tag}"
     tmp.mkdir()
     try:
         yield tmp
-        old = None
-        if dest.exists():
-            old = dest.parent / f".{dest.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(dest, old)
-        os.replace(tmp, dest)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        fsync_tree(tmp)
+        new = dest.parent / f".{dest.name}.new-{tag}"
+        os.replace(tmp, new)
+        _fsync_path(dest.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    old = None
+    if dest.exists():
+        old = dest.parent / f".{dest.name}.old-{tag}"
+        os.replace(dest, old)
+    os.replace(new, dest)
+    _fsync_path(dest.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+        _fsync_path(dest.parent)
 
 
 def save_checkpoint(
@@ -155,6 +322,7 @@ def read_manifest(
     """The ``manifest.json`` of a saved directory, checked for its format name and version."""
     src = Path(path)
     mpath = src / "manifest.json"
+    _recover_chain(src)
     if not mpath.is_file():
         raise CheckpointError(f"{src} is not a saved {format_name}: no manifest.json in it")
     try:
@@ -186,18 +354,28 @@ def load_checkpoint(
         raise CheckpointError(
             f"{src} holds a {manifest.get('engine')!r} checkpoint, not {engine!r}"
         )
-    arrays = {}
+    for key in ("params", "meta", "arrays"):
+        if not isinstance(manifest.get(key, {}), dict):
+            raise CheckpointError(f"{mpath}: {key!r} must be a JSON object")
+    if not isinstance(manifest.get("engine"), str):
+        raise CheckpointError(f"{mpath}: 'engine' must be a string")
+    arrays, files = {}, {}
     for name, entry in manifest.get("arrays", {}).items():
         try:
+            if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
+                raise CheckpointError(f"{mpath}: array {name!r} has no file name")
             fpath = src / entry["file"]
-            if Path(entry["file"]).name != entry["file"]:
+            if Path(entry["file"]).name != entry["file"] or entry["file"] in ("", ".", ".."):
                 raise CheckpointError(f"{mpath}: array file {entry['file']!r} is not a plain name")
             if not fpath.is_file():
                 raise CheckpointError(f"{src}: array file {entry['file']} is missing")
             if verify and sha256_file(fpath) != entry["sha256"]:
                 raise CheckpointError(f"{fpath}: sha256 mismatch, the file is corrupt")
             arrays[name] = _read_array(fpath, entry["dtype"], entry["shape"])
-        except (KeyError, TypeError, ValueError, pa.ArrowException) as exc:
+            files[name] = entry["file"]
+        except (KeyError, TypeError, ValueError, OSError, pa.ArrowException) as exc:
+            if isinstance(exc, CheckpointError):
+                raise
             raise CheckpointError(f"{src}: array {name!r} cannot be read ({exc})") from exc
     return Checkpoint(
         engine=manifest["engine"],
@@ -205,4 +383,6 @@ def load_checkpoint(
         arrays=arrays,
         meta=manifest.get("meta", {}),
         format_version=version,
+        path=src,
+        files=files,
     )
