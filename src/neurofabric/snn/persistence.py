@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from neurofabric.core import backend as backends
-from neurofabric.core.checkpoint import load_checkpoint, save_checkpoint
+from neurofabric.core.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from neurofabric.core.errors import CheckpointError
 from neurofabric.snn.connectivity import Projection, csr_from_arrays
 from neurofabric.snn.homeostasis import homeostasis_from_json
@@ -125,10 +125,67 @@ def load_network(
             }
             net.inputs[name] = input_from_json(meta, arrs)
         net.projections.extend(_projection_from_json(pj) for pj in ck.meta["projections"])
+        _validate(net, ck)
         _restore(net, ck.arrays, ck.meta)
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: checkpoint content is inconsistent ({exc!r})") from exc
     return net
+
+
+def _validate_csr(ck: Checkpoint, prefix: str, n_rows: int, n_targets: int, max_d: int) -> None:
+    """Everything a propagation kernel indexes with, checked against the network's sizes."""
+    flags = ck.array(f"{prefix}.flags", kinds="iu", shape=(2,))
+    if flags[0] not in (0, 1) or not (flags[1] == -1 or 1 <= flags[1] <= max_d):
+        raise ck.fail(
+            f"{prefix}.flags",
+            f"must be [0 or 1, -1 or a delay in 1..{max_d}], got {flags.tolist()}",
+        )
+    if ck.array(f"{prefix}.indptr", kinds="iu").shape == (1,):
+        n_rows = 0  # no synapses from this group (procedural or none): the empty CSR
+    ptr = ck.indptr(f"{prefix}.indptr", n_rows)
+    nnz = int(ptr[-1])
+    ck.array(f"{prefix}.indices", kinds="iu", shape=(nnz,), lo=0, hi=n_targets - 1)
+    ck.array(f"{prefix}.weights", kinds="f", shape=(n_rows if flags[0] else nnz,), finite=True)
+    ck.array(f"{prefix}.delays", kinds="iu", shape=(0 if flags[1] >= 0 else nnz,), lo=1, hi=max_d)
+    mask = ck.array(f"{prefix}.mask", kinds="u", lo=0, hi=1)
+    if mask.shape not in ((0,), (nnz,)):
+        raise ck.fail(f"{prefix}.mask", f"must have 0 or {nnz} entries, got {mask.shape}")
+
+
+def _validate(net: SpikingNetwork, ck: Checkpoint) -> None:
+    """Check every saved array and projection against the network before a kernel sees them:
+    a checkpoint with valid checksums can still hold out-of-range indices."""
+    n, max_d = net.n_neurons, net.max_delay_steps
+    n_inputs = sum(group.n for group in net.inputs.values())
+    sizes = {"neurons": n, **{name: g.n for name, g in net.inputs.items()}}
+    for k, proj in enumerate(net.projections):
+        n_src = sizes.get(proj.source)
+        (s0, s1), (t0, t1), (d0, d1) = proj.src_range, proj.tgt_range, proj.delay_steps
+        if n_src is None or not (0 <= s0 < s1 <= n_src and 0 <= t0 < t1 <= n):
+            raise CheckpointError(
+                f"{ck.path}: projection {k} (source {proj.source!r}) has ranges "
+                f"{proj.src_range} -> {proj.tgt_range} outside its groups' sizes; the "
+                "checkpoint is corrupt: restore it from a backup or save it again"
+            )
+        if not (1 <= d0 <= d1 <= max_d):
+            raise CheckpointError(
+                f"{ck.path}: projection {k} has delays {proj.delay_steps} steps outside "
+                f"1..{max_d}; the checkpoint is corrupt: restore it from a backup"
+            )
+    _validate_csr(ck, "csr", n, n, max_d)
+    _validate_csr(ck, "input_csr", n_inputs, n, max_d)
+    for k in ("v", "ge", "gi"):
+        ck.array(f"state.{k}", kinds="f", shape=(n,), finite=True)
+    ck.array("state.refrac", kinds="i", shape=(n,), lo=0, hi=65535)
+    for k in ("buf_e", "buf_i"):
+        ck.array(f"state.{k}", kinds="f", shape=(max_d + 1, n), finite=True)
+    ck.array("homeostasis.theta", kinds="f", shape=(n,), finite=True)
+    t = ck.meta.get("t")
+    if not isinstance(t, int) or isinstance(t, bool) or t < 0:
+        raise CheckpointError(f"{ck.path}: meta 't' must be a step count >= 0, got {t!r}")
+    for name, arr in ck.arrays.items():
+        if name.startswith(("stp.", "plastic.")):
+            ck.array(name, kinds="fi", finite=arr.dtype.kind == "f")
 
 
 def _restore(net: SpikingNetwork, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
