@@ -54,7 +54,7 @@ class DemandPagedField:
 
     def __init__(self, store: ShardedPageStore, *, tiers: TierConfig | None = None,
                  prefetcher: str | None = None, prefetch_depth: int = 8,
-                 layer_budget: int = 64 << 20) -> None:  # fmt: skip
+                 layer_budget: int = 64 << 20, backend: str = "numba") -> None:  # fmt: skip
         meta = store.meta.get("meta", {})
         if meta.get("format") != FIELD_FORMAT:
             raise ConfigError(f"{store.path} is a page store but not a neural field")
@@ -66,9 +66,9 @@ class DemandPagedField:
         self.spec = HashGridSpec(**meta["spec"])
         self.layers = [tuple(x) for x in meta["layers"]]  # (offset, n_in, n_out)
         self.table_offset = int(meta["table_offset"])
-        self.grid = HashGrid(self.spec)
+        self.grid = HashGrid(self.spec, backend=backend)  # validates `backend`
         self.row_bytes = self.spec.n_features * 4
-        self.pages = TieredPages(store, tiers, row_bytes=self.row_bytes)
+        self.pages = TieredPages(store, tiers, row_bytes=self.row_bytes, backend=backend)
         self.tracker = (
             PrefetchTracker(make_prefetcher(prefetcher), k=prefetch_depth) if prefetcher else None
         )
@@ -86,9 +86,11 @@ class DemandPagedField:
     def create(cls, path: Any, *, spec: HashGridSpec | None = None, hidden: tuple[int, ...] = (64,),
                out_dim: int = 1, logical_bytes: int = 2**50, page_size: int = 4096,
                shard_bytes: int = 2**40, seed: Any = 0, tiers: TierConfig | None = None,
-               prefetcher: str | None = None) -> DemandPagedField:  # fmt: skip
-        """A new field on disk (sparse: only the decoder's pages are written)."""
+               prefetcher: str | None = None, backend: str = "numba") -> DemandPagedField:  # fmt: skip
+        """A new field on disk (sparse: only the decoder's pages are written). ``backend``
+        (``"numba"`` or ``"reference"``) picks the kernels of the encoding and the DRAM tier."""
         spec = spec or HashGridSpec()
+        HashGrid(spec, backend=backend)  # an unknown backend is refused before anything is written
         if not isinstance(out_dim, int) or out_dim < 1:
             raise ConfigError(f"`out_dim` must be an integer >= 1, got {out_dim!r}")
         if any(not isinstance(h, int) or h < 1 for h in hidden):
@@ -120,15 +122,16 @@ class DemandPagedField:
             b = np.full(n_out, 0.01 if k < len(layers) - 1 else 0.0, np.float32)
             store.write(off, np.concatenate([w.reshape(-1), b]))
         store.flush()
-        return cls(store, tiers=tiers, prefetcher=prefetcher)
+        return cls(store, tiers=tiers, prefetcher=prefetcher, backend=backend)
 
     @classmethod
     def open(cls, path: Any, *, readonly: bool = False, tiers: TierConfig | None = None,
              prefetcher: str | None = None, prefetch_depth: int = 8,
-             layer_budget: int = 64 << 20) -> DemandPagedField:  # fmt: skip
+             layer_budget: int = 64 << 20, backend: str = "numba") -> DemandPagedField:  # fmt: skip
         """Open an existing field; ``readonly`` never modifies its files."""
         return cls(ShardedPageStore(path, readonly=readonly), tiers=tiers, prefetcher=prefetcher,
-                   prefetch_depth=prefetch_depth, layer_budget=layer_budget)  # fmt: skip
+                   prefetch_depth=prefetch_depth, layer_budget=layer_budget,
+                   backend=backend)  # fmt: skip
 
     # ------------------------------------------------------------------ parameters
     def _read_floats(self, offset: int, n: int) -> np.ndarray:
@@ -232,15 +235,16 @@ class DemandPagedField:
             self.latencies.append(time.perf_counter() - t0)
         return out
 
-    def learn(self, coords: Any, target: Any, *, lr: float = 0.05) -> float:
-        """One SGD step on 0.5 * mean squared error; updates the touched table rows and the
-        decoder in the paged store. Returns the loss before the step."""
-        if not lr > 0:
-            raise ConfigError(f"`lr` must be > 0, got {lr!r}")
-        if self.store.readonly:
-            raise StorageError(
-                f"{self.store.path} is open read-only; open it with readonly=False to learn"
-            )
+    def loss_and_grads(self, coords: Any, target: Any):
+        """0.5 * mean squared error at ``coords`` and its exact gradient (backpropagation).
+
+        Returns ``(loss, rows, row_grads, decoder_grads)``: ``rows`` are the table rows the
+        points touch (unique, uint64), ``row_grads`` (len(rows), n_features) float32 their
+        gradients summed over every corner that lands on them, ``decoder_grads`` one
+        ``(dW, db)`` per decoder layer. With o = MLP(enc(x)), d(loss)/d(o) = (o - y) / n; a
+        hidden layer passes d/dz = d/da * [z > 0] (the ReLU's derivative); the encoding passes
+        weight * d/d(enc) to each corner's row (``HashGrid.backward``). ``learn`` applies it.
+        """
         with self._lock:
             x = self.grid.check_points(coords)
             y = np.asarray(target, dtype=np.float32).reshape(len(x), -1)
@@ -252,27 +256,39 @@ class DemandPagedField:
             feats = self.grid.combine(table_vals, weights)
             params = self.decoder()
             acts = self._forward(feats, params)
-            err = (acts[-1] - y) / len(x)
             loss = 0.5 * float(np.sum((acts[-1] - y) ** 2)) / len(x)
-            grad = err
-            new_params = []
+            grad = (acts[-1] - y) / len(x)
+            decoder_grads = []
             for k in range(len(params) - 1, -1, -1):
-                W, b = params[k]
-                gW = acts[k].T @ grad
-                gb = grad.sum(axis=0)
+                W, _ = params[k]
+                decoder_grads.append((acts[k].T @ grad, grad.sum(axis=0)))
                 grad = grad @ W.T
                 if k > 0:
                     grad = grad * (acts[k] > 0)
-                new_params.append((W - lr * gW, b - lr * gb))
-            for k, (W, b) in enumerate(reversed(new_params)):
-                self._set_layer(k, W, b)
+            decoder_grads.reverse()
             g_rows, g_vals = self.grid.backward(x, grad.astype(np.float32))
             uniq, inv = np.unique(g_rows, return_inverse=True)
             summed = np.zeros((len(uniq), self.spec.n_features), dtype=np.float32)
-            np.add.at(summed, inv, g_vals)
-            current = self._table_rows(uniq).reshape(len(uniq), self.spec.n_features)
-            updated = current - lr * summed
-            self.pages.write_rows(uniq + np.uint64(self.table_offset // self.row_bytes),
+            np.add.at(summed, inv.reshape(-1), g_vals)
+            return loss, uniq, summed, decoder_grads
+
+    def learn(self, coords: Any, target: Any, *, lr: float = 0.05) -> float:
+        """One SGD step on 0.5 * mean squared error (``loss_and_grads``); updates the touched
+        table rows and the decoder in the paged store. Returns the loss before the step."""
+        if not lr > 0:
+            raise ConfigError(f"`lr` must be > 0, got {lr!r}")
+        if self.store.readonly:
+            raise StorageError(
+                f"{self.store.path} is open read-only; open it with readonly=False to learn"
+            )
+        with self._lock:
+            loss, rows, row_grads, decoder_grads = self.loss_and_grads(coords, target)
+            params = self.decoder()
+            for k, ((W, b), (gW, gb)) in enumerate(zip(params, decoder_grads, strict=True)):
+                self._set_layer(k, W - lr * gW, b - lr * gb)
+            current = self._table_rows(rows).reshape(len(rows), self.spec.n_features)
+            updated = current - lr * row_grads
+            self.pages.write_rows(rows + np.uint64(self.table_offset // self.row_bytes),
                                   updated.view(np.uint8))  # fmt: skip
             return loss
 
