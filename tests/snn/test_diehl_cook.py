@@ -191,3 +191,28 @@ def test_quantize_input_weights_after_training(digits):
     assert q.nbytes == 16 * 64 // 2 + q.scales.nbytes + q.zero_points.nbytes
     with pytest.raises(ConfigError, match="bits"):
         clf.quantize_input_weights(3)
+
+
+def test_resume_is_strict(digits, tmp_path):
+    x, y = digits
+    p = {**PARAMS, "n_neurons": 6}
+    with pytest.raises(CheckpointError, match="holds no training checkpoint"):
+        DiehlCookClassifier(**p).fit(x[:10], y[:10], checkpoint=tmp_path / "none", resume=True)
+    assert not (tmp_path / "none").exists()
+    with pytest.raises(ConfigError, match="`resume=True` needs `checkpoint`"):
+        DiehlCookClassifier(**p).fit(x[:10], y[:10], resume=True)
+    ck = tmp_path / "ck"
+    DiehlCookClassifier(**p).fit(
+        x[:10], y[:10], label_images=None, checkpoint=ck, checkpoint_every=5
+    )
+    before = (ck / "classifier" / "manifest.json").read_bytes()
+    with pytest.raises(CheckpointError, match="already holds a training checkpoint"):
+        DiehlCookClassifier(**p).fit(x[:10], y[:10], checkpoint=ck)
+    assert (ck / "classifier" / "manifest.json").read_bytes() == before  # not overwritten
+    # a corrupted network file is caught by its checksum on resume
+    victim = ck / "network" / "state.v.arrow"
+    data = bytearray(victim.read_bytes())
+    data[-60] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="sha256"):
+        DiehlCookClassifier(**p).fit(x[:10], y[:10], checkpoint=ck, resume=True)

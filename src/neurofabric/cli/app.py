@@ -268,7 +268,9 @@ def mnist_train(
         None, help="Folder for training checkpoints (default: OUT.checkpoint)."
     ),
     checkpoint_every: int = typer.Option(1000, help="Images between checkpoints."),
-    resume: bool = typer.Option(False, help="Continue from the checkpoint if there is one."),
+    resume: bool = typer.Option(
+        False, help="Continue from the checkpoint (an error if there is none)."
+    ),
 ) -> None:
     """Train a Diehl & Cook network without labels, label its neurons, save it.
 

@@ -23,7 +23,12 @@ from typing import Any
 
 import numpy as np
 
-from neurofabric.core.checkpoint import atomic_directory, load_checkpoint, save_checkpoint
+from neurofabric.core.checkpoint import (
+    atomic_directory,
+    load_checkpoint,
+    recover_directory,
+    save_checkpoint,
+)
 from neurofabric.core.errors import CheckpointError, ConfigError, NotFittedError, ShapeError
 from neurofabric.core.rng import SeedLike, seed_to_int
 from neurofabric.core.validation import check_int, check_positive
@@ -307,7 +312,10 @@ class DiehlCookClassifier:
         ``checkpoint`` names a directory rewritten (atomically) every ``checkpoint_every``
         images; with ``resume=True`` an existing checkpoint there is continued from the image
         after it was written, and the result equals an uninterrupted run (same ``x``, ``y``
-        and parameters: a mismatch raises ``CheckpointError``). The ``callback`` gets a
+        and parameters: a mismatch raises ``CheckpointError``). Resuming is strict:
+        ``resume=True`` without a checkpoint there raises ``CheckpointError``, and so does
+        ``resume=False`` on a folder that already holds one (it is never overwritten
+        silently). The ``callback`` gets a
         :class:`TrainProgress` per image, with a running accuracy estimate: each image is
         classified from its training response with labels assigned from the responses of the
         1,000 images before it (learning on, so it lags the accuracy of the frozen network).
@@ -319,7 +327,8 @@ class DiehlCookClassifier:
         total = epochs * len(xs)
         fingerprint = _fingerprint(xs, ys, epochs)
         done = 0
-        if resume and checkpoint is not None and (Path(checkpoint) / "classifier").exists():
+        self._check_resume(checkpoint, resume)
+        if resume:
             done, responses, master = self._load_progress(Path(checkpoint), fingerprint)
             log.info("resuming training from %s at image %d of %d", checkpoint, done, total)
         else:
@@ -422,6 +431,31 @@ class DiehlCookClassifier:
                 params=self._params_json(),
                 arrays=arrays,
                 meta={"n_input": self.n_input_, "scale": self.scale_, **meta},
+            )
+
+    @staticmethod
+    def _check_resume(checkpoint: str | os.PathLike[str] | None, resume: bool) -> None:
+        """Resume strictly: ``resume=True`` needs a checkpoint to continue, ``resume=False``
+        refuses to overwrite one (either way nothing is lost silently)."""
+        if checkpoint is None:
+            if resume:
+                raise ConfigError(
+                    "`resume=True` needs `checkpoint`, the folder of the run to continue"
+                )
+            return
+        path = Path(checkpoint)
+        recover_directory(path)  # an interrupted checkpoint swap
+        has = (path / "classifier" / "manifest.json").is_file()
+        if resume and not has:
+            raise CheckpointError(
+                f"`resume=True` but {path} holds no training checkpoint (no "
+                "classifier/manifest.json); check the folder, or pass resume=False to start "
+                "a new run"
+            )
+        if not resume and path.exists() and (has or any(path.iterdir())):
+            raise CheckpointError(
+                f"{path} already holds a training checkpoint; pass resume=True to continue "
+                "it, or delete the folder (or choose another) to start over"
             )
 
     def _load_progress(
