@@ -36,6 +36,36 @@ def _table(columns: Mapping[str, np.ndarray], rows: slice | None = None) -> pa.R
     return pa.RecordBatch.from_arrays(arrays, names=list(columns))
 
 
+def _check_spans(batches: Sequence[tuple[int, int]] | None, n: int) -> list[tuple[int, int]]:
+    """The record-batch row ranges: each ``(start, stop)`` with ``start <= stop``, each
+    starting where the previous one stopped, from row 0 to row ``n`` (so every row is written
+    exactly once)."""
+    if batches is None:
+        return [(0, n)]
+    spans = []
+    for k, span in enumerate(batches):
+        try:
+            start, stop = (int(x) for x in span)
+        except (TypeError, ValueError) as exc:
+            raise StorageError(
+                f"`batches[{k}]` must be a (start, stop) pair of ints, got {span!r}"
+            ) from exc
+        expect = spans[-1][1] if spans else 0
+        if start != expect or stop < start:
+            raise StorageError(
+                f"`batches` must be contiguous ranges covering rows 0..{n} in order, each "
+                f"starting where the previous one stopped: batches[{k}] = {span!r} should "
+                f"start at {expect} and not end before it"
+            )
+        spans.append((start, stop))
+    if (spans[-1][1] if spans else 0) != n:
+        raise StorageError(
+            f"`batches` must end at row {n} (the column length), got "
+            f"{spans[-1][1] if spans else 'no batches'}; add a last (start, {n}) range"
+        )
+    return spans
+
+
 def write_columns(
     path: str | os.PathLike[str],
     columns: Mapping[str, np.ndarray],
@@ -45,25 +75,34 @@ def write_columns(
 ) -> None:
     """Write equal-length 1-D ``columns`` to an uncompressed Arrow IPC file.
 
-    ``batches`` splits the rows into record batches ``[(start, stop), ...]`` (they must cover
-    the rows in order); ``metadata`` is a string stored in the schema.
+    ``batches`` splits the rows into record batches ``[(start, stop), ...]``: contiguous,
+    in order, covering every row exactly once (else :class:`StorageError`); ``metadata`` is a
+    string stored in the schema. The file is written to a temporary sibling, fsynced and
+    renamed into place, so a crash leaves the previous file or the new one.
     """
     lengths = {len(v) for v in columns.values()}
     if len(lengths) > 1:
         raise StorageError(f"columns must have equal lengths, got {sorted(lengths)}")
     n = lengths.pop() if lengths else 0
-    spans = list(batches) if batches is not None else [(0, n)]
-    if spans and (spans[0][0] != 0 or spans[-1][1] != n):
-        raise StorageError(f"`batches` must cover rows 0..{n}, got {spans}")
+    spans = _check_spans(batches, n)
     first = _table(columns, slice(0, 0))
     schema = first.schema
     if metadata is not None:
         schema = schema.with_metadata({_META_KEY: metadata.encode("utf-8")})
-    with pa.OSFile(os.fspath(path), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
-        for start, stop in spans:
-            writer.write_batch(
-                _table(columns, slice(start, stop)).replace_schema_metadata(schema.metadata)
-            )
+    dest = Path(path)
+    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+    try:
+        with pa.OSFile(os.fspath(tmp), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+            for start, stop in spans:
+                writer.write_batch(
+                    _table(columns, slice(start, stop)).replace_schema_metadata(schema.metadata)
+                )
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 @dataclass
