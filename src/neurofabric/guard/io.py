@@ -84,7 +84,13 @@ def field_from_arrays(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> Ne
         fan_out = np.asarray(arrays["fan_out"], dtype=np.int64)
         fan_w = np.asarray(arrays["fan_w"])
         if meta.get("weights") == "int8":
-            fan_w = fan_w.astype(np.float32) * np.asarray(arrays["fan_scale"])[fan_out]
+            scale = np.asarray(arrays["fan_scale"], dtype=np.float32)
+            if scale.shape != (C,) or (len(fan_out) and (fan_out.min() < 0 or fan_out.max() >= C)):
+                raise CheckpointError(
+                    f"saved field: fan_scale must have {C} entries and fan_out values in "
+                    f"[0, {C}); the checkpoint is corrupt: restore it or save the model again"
+                )
+            fan_w = fan_w.astype(np.float32) * scale[fan_out]
         out_thr = np.asarray(arrays["out_threshold"], dtype=np.float32)
         target = np.asarray(arrays["active_target"], dtype=np.uint32)
         weight = np.asarray(arrays["active_weight"], dtype=np.float32)
@@ -99,8 +105,14 @@ def field_from_arrays(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> Ne
         or len(fan_w) != len(fan_out)
         or (len(active) and (active.min() < 0 or active.max() >= D))
         or (len(fan_out) and (fan_out.min() < 0 or fan_out.max() >= C))
+        or (len(fan_len) and fan_len.min() < 0)
+        or len(np.unique(active)) != len(active)
     ):
-        raise CheckpointError("saved field arrays are inconsistent (lengths or ranges)")
+        raise CheckpointError(
+            "saved field arrays are inconsistent (lengths, ranges, negative fan-out lengths or "
+            "repeated active inputs); the checkpoint is corrupt: restore it from a backup or "
+            "save the model again"
+        )
     records = np.zeros(n, dtype=NEURON_DTYPE)
     records["target"] = SILENT
     records["target"][active] = target
