@@ -136,10 +136,10 @@ class DemandPagedField:
     # ------------------------------------------------------------------ parameters
     def _read_floats(self, offset: int, n: int) -> np.ndarray:
         rb = self.row_bytes
-        first = offset // rb
-        n_rows = -(-(n * 4) // rb)
+        first, skip = divmod(offset, rb)  # skip: bytes into the first row (a write's tail)
+        n_rows = -(-(skip + n * 4) // rb)
         raw = self.pages.read_rows(np.arange(first, first + n_rows, dtype=np.uint64))
-        return raw.reshape(-1).view(np.float32)[:n]
+        return raw.reshape(-1)[skip : skip + n * 4].view(np.float32)
 
     def _write_floats(self, offset: int, values: np.ndarray) -> None:
         rb = self.row_bytes
