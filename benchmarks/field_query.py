@@ -1,11 +1,13 @@
 """The demand-paged field against a plain numpy.memmap of the same table, in one run.
 
-    python benchmarks/field_query.py [--workdir DIR] [--log2-table 22] [--queries 3000]
+    python benchmarks/field_query.py [--workdir DIR] [--log2-table 22] [--queries 3000] [--threads 1]
 
 Both sides hash the same points with the same kernel, read the same table bytes and decode
 with the same MLP; only the storage differs. The baseline is a ``numpy.memmap`` of one flat
 file (the OS page cache, default read-around); ours reads through the tiers (a DRAM pool far
-smaller than the table, SSD shards advised MADV_RANDOM, WILLNEED prefetch hints).
+smaller than the table, SSD shards advised MADV_RANDOM, WILLNEED prefetch hints). Both run in
+this one process on ``--threads`` threads (default 1): numba, BLAS and OpenMP are pinned before
+numpy is imported, and the pinned counts are printed in the header and in every JSON line.
 
 Parts:
 1. create + open time and disk use of an empty 1 PiB field;
@@ -28,11 +30,27 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+# threads are pinned before numpy / numba load (their pools size themselves on import)
+_pre = argparse.ArgumentParser(add_help=False)
+_pre.add_argument("--threads", type=int, default=1)
+THREADS = max(1, _pre.parse_known_args()[0].threads)
+for _var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = str(THREADS)
 
-from neurofabric.field import DemandPagedField, HashGridSpec, TierConfig
-from neurofabric.field.prefetch import PREFETCHERS, PrefetchTracker, make_prefetcher
-from neurofabric.field.workloads import make_workload
+import numba  # noqa: E402
+import numpy as np  # noqa: E402
+from threadpoolctl import threadpool_info, threadpool_limits  # noqa: E402
+
+from neurofabric.field import DemandPagedField, HashGridSpec, TierConfig  # noqa: E402
+from neurofabric.field.prefetch import PREFETCHERS, PrefetchTracker, make_prefetcher  # noqa: E402
+from neurofabric.field.workloads import make_workload  # noqa: E402
+
+
+def pinned_threads() -> dict:
+    """The thread counts in force: numba's, each native pool's (BLAS, OpenMP), the env."""
+    pools = {f"{p['user_api']}:{p['internal_api']}": p["num_threads"] for p in threadpool_info()}
+    return {"numba": numba.get_num_threads(), **pools,
+            **{v: os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")}}  # fmt: skip
 
 
 def drop_cache(paths) -> None:
@@ -227,74 +245,82 @@ def main() -> None:
     ap.add_argument("--stream", type=int, default=50000)
     ap.add_argument("--scan-pages", type=int, default=3000)
     ap.add_argument("--tier-points", type=int, default=2000)
+    ap.add_argument(
+        "--threads", type=int, default=1, help="numba, BLAS and OpenMP threads, both systems"
+    )
     args = ap.parse_args()
+    numba.set_num_threads(THREADS)
     work = Path(tempfile.mkdtemp(dir=args.workdir))
-    try:
-        print(f"# {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, work dir on "
-              f"{os.statvfs(work).f_bsize}-byte blocks")  # fmt: skip
-        pib = part_petabyte(work)
-        print("\n## 1 PiB field (empty)\n")
-        print(
-            "| create s | open s | first query s | disk bytes | table rows |\n|---|---|---|---|---|"
-        )
-        print(
-            f"| {pib['create_s']:.3f} | {pib['open_s']:.4f} | {pib['first_query_s']:.4f} | {pib['disk_bytes']:,} | {pib['table_rows']:,} |"
-        )
-        print(json.dumps({"benchmark": "field_query", "part": "petabyte", **pib}))
+    with threadpool_limits(THREADS):
+        try:
+            run(work, args)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
 
-        field, mm, flat = build(work, args)
-        table_mb = field.spec.n_rows * 8 / 2**20
-        print(
-            f"\n## Query latency: table {table_mb:.0f} MiB, DRAM tier {args.dram_pages * 4 / 1024:.0f} MiB\n"
-        )
-        del mm  # part_latency maps the file itself, so that it can unmap it
-        lat = part_latency(field, flat, args)  # closes the field
-        field = DemandPagedField.open(work / "field", readonly=True)
-        print("| case | system | p50 us | p95 us | p99 us |\n|---|---|---|---|---|")
-        for case in ("hot", "cold"):
-            for system in ("ours", "memmap"):
-                r = lat[case][system]
-                print(
-                    f"| {case} | {system} | {r['p50_us']:.1f} | {r['p95_us']:.1f} | {r['p99_us']:.1f} |"
-                )
-        print(f"(hot: {lat['hot']['ours_dram_hit_rate']:.4f} of ours' row reads hit DRAM)")
-        print(json.dumps({"benchmark": "field_query", "part": "latency", **lat}))
 
-        print("\n## Prefetchers on page streams (k = 4, horizon 64)\n")
-        print(
-            "| workload | prefetcher | precision | coverage | us per access |\n|---|---|---|---|---|"
-        )
-        for r in part_prefetchers(args):
+def run(work: Path, args) -> None:
+    threads = pinned_threads()
+    tag = {"benchmark": "field_query", "threads": threads}
+    print(f"# {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, work dir on "
+          f"{os.statvfs(work).f_bsize}-byte blocks, threads pinned: "
+          + ", ".join(f"{k} {v}" for k, v in threads.items()))  # fmt: skip
+    pib = part_petabyte(work)
+    print("\n## 1 PiB field (empty)\n")
+    print("| create s | open s | first query s | disk bytes | table rows |\n|---|---|---|---|---|")
+    print(
+        f"| {pib['create_s']:.3f} | {pib['open_s']:.4f} | {pib['first_query_s']:.4f} | {pib['disk_bytes']:,} | {pib['table_rows']:,} |"
+    )
+    print(json.dumps({**tag, "part": "petabyte", **pib}))
+
+    field, mm, flat = build(work, args)
+    table_mb = field.spec.n_rows * 8 / 2**20
+    print(
+        f"\n## Query latency: table {table_mb:.0f} MiB, DRAM tier {args.dram_pages * 4 / 1024:.0f} MiB\n"
+    )
+    del mm  # part_latency maps the file itself, so that it can unmap it
+    lat = part_latency(field, flat, args)  # closes the field
+    field = DemandPagedField.open(work / "field", readonly=True)
+    print("| case | system | p50 us | p95 us | p99 us |\n|---|---|---|---|---|")
+    for case in ("hot", "cold"):
+        for system in ("ours", "memmap"):
+            r = lat[case][system]
             print(
-                f"| {r['workload']} | {r['prefetcher']} | {r['precision']:.4f} | {r['coverage']:.4f} | {r['us_per_access']:.2f} |"
+                f"| {case} | {system} | {r['p50_us']:.1f} | {r['p95_us']:.1f} | {r['p99_us']:.1f} |"
             )
-            print(json.dumps({"benchmark": "field_query", "part": "prefetch", **r}))
+    print(f"(hot: {lat['hot']['ours_dram_hit_rate']:.4f} of ours' row reads hit DRAM)")
+    print(json.dumps({**tag, "part": "latency", **lat}))
+    for case in ("hot", "cold"):  # one line per row, like every benchmark's
+        for system, name in (("ours", "neurofabric"), ("memmap", "numpy.memmap")):
+            row = {"part": "latency", "case": case, "system": name, **lat[case][system]}
+            print(json.dumps({**tag, **row}))
 
+    print("\n## Prefetchers on page streams (k = 4, horizon 64)\n")
+    print("| workload | prefetcher | precision | coverage | us per access |\n|---|---|---|---|---|")
+    for r in part_prefetchers(args):
         print(
-            "\n## Cold sequential scan through the tiers, prefetch off vs on (stride, depth 32)\n"
+            f"| {r['workload']} | {r['prefetcher']} | {r['precision']:.4f} | {r['coverage']:.4f} | {r['us_per_access']:.2f} |"
         )
-        scan = part_scan(field, args)
-        print("| prefetch | p50 us | p95 us | p99 us |\n|---|---|---|---|")
-        for mode in ("off", "on"):
-            r = scan[mode]
-            print(f"| {mode} | {r['p50_us']:.1f} | {r['p95_us']:.1f} | {r['p99_us']:.1f} |")
-        print(f"p99 gain: {scan['off']['p99_us'] / scan['on']['p99_us']:.1f}x")
-        print(json.dumps({"benchmark": "field_query", "part": "scan", **scan}))
+        print(json.dumps({**tag, "part": "prefetch", **r}))
 
-        print("\n## Hit rate per tier (row reads), DRAM + emulated CXL + SSD\n")
-        tiers = part_tiers(field, args)
+    print("\n## Cold sequential scan through the tiers, prefetch off vs on (stride, depth 32)\n")
+    scan = part_scan(field, args)
+    print("| prefetch | p50 us | p95 us | p99 us |\n|---|---|---|---|")
+    for mode in ("off", "on"):
+        r = scan[mode]
+        print(f"| {mode} | {r['p50_us']:.1f} | {r['p95_us']:.1f} | {r['p99_us']:.1f} |")
+    print(f"p99 gain: {scan['off']['p99_us'] / scan['on']['p99_us']:.1f}x")
+    print(json.dumps({**tag, "part": "scan", **scan}))
+
+    print("\n## Hit rate per tier (row reads), DRAM + emulated CXL + SSD\n")
+    tiers = part_tiers(field, args)
+    print("| stream | DRAM | CXL (emulated) | SSD | p50 us | p99 us |\n|---|---|---|---|---|---|")
+    for name, r in tiers.items():
+        h = r["hit_rate"]
         print(
-            "| stream | DRAM | CXL (emulated) | SSD | p50 us | p99 us |\n|---|---|---|---|---|---|"
+            f"| {name} | {h['dram']:.4f} | {h['cxl']:.4f} | {h['ssd'] + h['zero']:.4f} | {r['p50_us']:.1f} | {r['p99_us']:.1f} |"
         )
-        for name, r in tiers.items():
-            h = r["hit_rate"]
-            print(
-                f"| {name} | {h['dram']:.4f} | {h['cxl']:.4f} | {h['ssd'] + h['zero']:.4f} | {r['p50_us']:.1f} | {r['p99_us']:.1f} |"
-            )
-        print(json.dumps({"benchmark": "field_query", "part": "tiers", **tiers}))
-        field.close()
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps({**tag, "part": "tiers", **tiers}))
+    field.close()
 
 
 if __name__ == "__main__":
