@@ -129,3 +129,16 @@ def test_bad_corpus_and_config():
     small = RWKV4(RWKVConfig(vocab_size=3, n_layer=1, n_embd=8))
     with pytest.raises(ConfigError, match="vocabulary"):
         Trainer(small, data)
+
+
+def test_model_save_interrupted_between_its_renames_is_recovered(tmp_path):
+    """A crash between the two renames of an atomic save leaves the folder missing and the
+    complete new copy beside it; loading finishes the swap."""
+    import os
+
+    model = RWKV4(RWKVConfig(vocab_size=11, n_embd=8, n_layer=1), seed=0)
+    save_model(model, tmp_path / "m")
+    os.replace(tmp_path / "m", tmp_path / ".m.new-0123abcd")
+    back = load_model(tmp_path / "m")
+    for a, b in zip(model.state_dict().values(), back.state_dict().values(), strict=True):
+        assert torch.equal(a, b)

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from neurofabric.core.checkpoint import atomic_directory, sha256_file
+from neurofabric.core.checkpoint import atomic_directory, recover_directory, sha256_file
 from neurofabric.core.errors import CheckpointError
 
 __all__ = ["build_model", "load_model", "save_model", "ARCHS"]
@@ -73,6 +73,7 @@ def save_model(model: Any, path: str | os.PathLike[str]) -> Path:
 
 
 def read_meta(path: Path) -> dict:
+    recover_directory(path)  # a save interrupted between its two renames
     cfg = path / "config.json"
     if not cfg.is_file():
         raise CheckpointError(f"{path} is not a saved sequence model: no config.json")
