@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from neurofabric.core.errors import CheckpointError, ConfigError, DataError, ShapeError
-from neurofabric.store import write_columns
+from neurofabric.store import sha256_file, write_columns
 from neurofabric.thermo import NeuralFabric
 
 
@@ -230,3 +230,26 @@ def test_sorted_by_target_gives_csr_offsets():
     for u in range(fab.n_units):
         assert np.all(s.target[off[u] : off[u + 1]] == u)
     np.testing.assert_allclose(s.forward(_X(4)), fab.forward(_X(4)), atol=1e-12)
+
+
+@pytest.mark.parametrize("column,value", [("target", 10**6), ("source", -1), ("target", 0)])
+def test_out_of_range_connections_with_valid_checksums_are_refused(tmp_path, column, value):
+    """Edges pointing outside the network, with the checksums fixed to match the new file:
+    a CheckpointError naming the folder, before any kernel indexes with them."""
+    fab = _pruned()
+    fab.save(tmp_path / "f")
+    cols = {"source": fab.source.astype(np.int64), "target": fab.target.astype(np.int64)}
+    cols[column][3] = value
+    write_columns(
+        tmp_path / "f" / "edges.arrow",
+        {
+            "source": cols["source"].astype(fab.source.dtype if value >= 0 else np.int64),
+            "target": cols["target"].astype(fab.target.dtype),
+            "weight": fab.weight,
+        },
+    )
+    m = json.loads((tmp_path / "f" / "manifest.json").read_text())
+    m["files"]["edges.arrow"] = sha256_file(tmp_path / "f" / "edges.arrow")
+    (tmp_path / "f" / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(CheckpointError, match="saved fabric is inconsistent"):
+        NeuralFabric.load(tmp_path / "f")

@@ -406,18 +406,24 @@ class NeuralFabric:
             pairs = (p["source"], p["target"])
         if len(edges["source"]) != info.get("n_edges") or len(units["bias"]) != info.get("n_units"):
             raise CheckpointError(f"{root}: the column lengths do not match the manifest")
-        fab = cls(
-            n_in=info["n_in"],
-            n_out=info["n_out"],
-            source=edges["source"],
-            target=edges["target"],
-            weight=edges["weight"],
-            bias=units["bias"],
-            activation=info["activation"],
-            layer_sizes=info.get("layer_sizes"),
-            pairs=pairs,
-            check=verify,
-        )
+        try:
+            fab = cls(
+                n_in=info["n_in"],
+                n_out=info["n_out"],
+                source=edges["source"],
+                target=edges["target"],
+                weight=edges["weight"],
+                bias=units["bias"],
+                activation=info["activation"],
+                layer_sizes=info.get("layer_sizes"),
+                pairs=pairs,
+                check=verify,
+            )
+        except (KeyError, TypeError, ConfigError, ShapeError) as exc:
+            raise CheckpointError(
+                f"{root}: the saved fabric is inconsistent ({exc}); the files are corrupt or "
+                "were not written by this neurofabric: restore them from a backup"
+            ) from exc
         fab.meta = info.get("meta", {})
         return fab
 
