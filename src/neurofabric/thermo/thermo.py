@@ -39,6 +39,7 @@ from neurofabric.thermo.fabric import NeuralFabric
 from neurofabric.thermo.kernels.common import ACTIVATIONS, LOSSES, MOVE_NAMES
 from neurofabric.thermo.params import Moves
 from neurofabric.thermo.schedules import Geometric, ladder
+from neurofabric.thermo.tempering import replica_exchange
 
 log = logging.getLogger(__name__)
 
@@ -433,14 +434,12 @@ def _adapt(sigma: np.ndarray, st: np.ndarray, target: float, hi: float) -> None:
 
 
 def _exchange(chains, sigmas, temps, T, rng, swaps, g) -> None:
-    """Replica exchange between neighbouring temperatures (even pairs on even generations):
-    accept with min(1, exp((1/T_i - 1/T_j) (E_i - E_j)))."""
-    for i in range(g % 2, len(chains) - 1, 2):
-        j = i + 1
-        bi, bj = 1.0 / (T * temps[i]), 1.0 / (T * temps[j])
-        log_r = (bi - bj) * (chains[i].energy[0] - chains[j].energy[0])
-        swaps[i, 0] += 1
-        if log_r >= 0 or rng.random() < math.exp(log_r):
-            chains[i], chains[j] = chains[j], chains[i]
-            sigmas[i], sigmas[j] = sigmas[j], sigmas[i]
-            swaps[i, 1] += 1
+    """Replica exchange between neighbouring temperatures (even pairs on even generations),
+    accepted by :func:`neurofabric.thermo.tempering.replica_exchange`."""
+    energies = [float(ch.energy[0]) for ch in chains]
+    temperatures = [T * t for t in temps]
+    order, accepted = replica_exchange(energies, temperatures, start=g % 2, rng=rng)
+    swaps[g % 2 :: 2, 0] += 1
+    swaps[:, 1] += accepted
+    chains[:] = [chains[k] for k in order]
+    sigmas[:] = [sigmas[k] for k in order]
