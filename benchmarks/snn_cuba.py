@@ -1,8 +1,8 @@
 """CUBA benchmark: neurofabric beside Brian2 (C++ standalone, Cython) and NEST.
 
-    python benchmarks/snn_cuba.py                   # the issue's headline comparison
+    python benchmarks/snn_cuba.py                   # the headline comparison, 1 and 2 threads
     python benchmarks/snn_cuba.py --suite all       # + small-world memory, 1M procedural
-    python benchmarks/snn_cuba.py --sizes 4000 --skip-peers
+    python benchmarks/snn_cuba.py --sizes 4000 --threads 1 --skip-peers
 
 Every system runs in its own fresh process (peers from the ``.venv-peers`` interpreter that
 ``make peers`` builds) on the same machine in the same invocation. For each it reports build
@@ -11,9 +11,23 @@ after a warm-up for neurofabric; one timed run for the peers, whose own timers e
 compilation), spikes, mean rate, peak resident memory and bytes per synapse. It prints a
 markdown table with the ratio (peer time / neurofabric time) and one JSON line per row.
 
-neurofabric's ``bytes_per_synapse`` is the size of the synapse data structures divided by
-the number of synapses; ``rss_bytes_per_synapse`` is the growth of resident memory across
-``build()`` divided by the synapses, the same measure the peer scripts use.
+Threads: every system runs once per entry of ``--threads`` (default ``1,2``) with the same
+thread count: neurofabric through ``NEUROFABRIC_THREADS`` / ``NUMBA_NUM_THREADS`` (its neuron
+update uses more than one thread only from 100,000 neurons), Brian2 C++ standalone through
+``openmp_threads`` (OpenMP compiled out at 1 thread; the Cython runtime target has no
+threads and runs only in the 1-thread pass), NEST through ``local_num_threads``; BLAS and
+OpenMP variables (``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS``) are
+set to the same count for every process (``benchmarks/_threads.py``). Each row carries the
+count in ``threads`` and neurofabric's rows the pools in force in ``thread_pools``.
+
+Memory, the same measure for every system: ``bytes_per_synapse`` is the growth of the
+process's resident memory per synapse, from just before the synapses are created to the peak
+at the end of the run (the kernel's peak counter is reset first through
+``/proc/self/clear_refs``); the peers' scripts measure it the same way. neurofabric's kernels
+are compiled (or loaded from the disk cache) before that window, as Brian2's are compiled in
+another process. neurofabric's rows add ``array_bytes_per_synapse``, the size of its synapse
+arrays per synapse, and ``rss_build_bytes_per_synapse``, the resident growth across
+``build()`` alone.
 """
 
 from __future__ import annotations
@@ -30,16 +44,32 @@ import tempfile
 import time
 from pathlib import Path
 
+from _threads import thread_env, threads_info
+
 ROOT = Path(__file__).resolve().parent.parent
 PEERS_DIR = Path(__file__).resolve().parent / "peers"
 
 
-def _rss_mb() -> float:
+def _status_mb(field: str = "VmRSS") -> float:
     with open("/proc/self/status") as fh:
         for line in fh:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def _rss_mb() -> float:
+    return _status_mb("VmRSS")
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS counter (VmHWM) of this process; False if not allowed."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -53,7 +83,27 @@ def worker(args: argparse.Namespace) -> None:
     SpikingNetwork(10, storage=args.storage, dtype=args.dtype, seed=0).connect(
         SmallWorld(k=2), weight=1e-4
     ).run(1e-3)
+    if args.model == "cuba" and args.duration > 0:
+        from neurofabric.snn.kernels.numba_cpu import PARALLEL_MIN_NEURONS
+
+        if args.neurons >= PARALLEL_MIN_NEURONS:
+            # the multi-threaded neuron update is compiled in memory (numba cannot cache
+            # parallel kernels): compile it here, outside the memory window and the timings
+            warm = cuba(
+                PARALLEL_MIN_NEURONS,
+                synapses_per_neuron=1,
+                storage=args.storage,
+                dtype=args.dtype,
+                propagation=args.propagation,
+                seed=0,
+            )
+            warm.run(1e-3)
+            del warm
+    import gc
+
+    gc.collect()
     rss0 = _rss_mb()
+    peak_reset = _reset_peak_rss()
     t0 = time.perf_counter()
     if args.model == "smallworld":
         net = SpikingNetwork(args.neurons, propagation="event", seed=args.seed)
@@ -77,10 +127,11 @@ def worker(args: argparse.Namespace) -> None:
         "model": args.model,
         "neurons": args.neurons,
         "synapses": n_syn,
+        "threads": args.threads,
         "build_s": build_s,
         "import_s": import_s,
-        "bytes_per_synapse": net.synapse_memory_bytes() / n_syn,
-        "rss_bytes_per_synapse": (rss_built - rss0) * 2**20 / n_syn,
+        "array_bytes_per_synapse": net.synapse_memory_bytes() / n_syn,
+        "rss_build_bytes_per_synapse": (rss_built - rss0) * 2**20 / n_syn,
         "backend": None,
     }
     if args.duration > 0:
@@ -104,6 +155,11 @@ def worker(args: argparse.Namespace) -> None:
             dense_steps=res.dense_steps,
         )
     row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # peak growth from before build() to the end of the runs: the peers' measure
+    peak_mb = _status_mb("VmHWM") if peak_reset else row["peak_rss_mb"]
+    row["bytes_per_synapse"] = max(0.0, peak_mb - rss0) * 2**20 / n_syn
+    row["peak_reset"] = peak_reset
+    row["thread_pools"] = threads_info()
     print(json.dumps(row), flush=True)
 
 
@@ -120,21 +176,16 @@ def _run_json(cmd: list[str], env: dict[str, str] | None = None, timeout: float 
     return row
 
 
-def _env(**extra: str) -> dict[str, str]:
+def _env(threads: int, **extra: str) -> dict[str, str]:
+    """The same thread settings for every system's process (benchmarks/_threads.py)."""
     env = dict(os.environ)
-    env.update(
-        {
-            "OMP_WAIT_POLICY": "PASSIVE",
-            "OMP_NUM_THREADS": "1",
-            "OPENBLAS_NUM_THREADS": "1",
-            "MKL_NUM_THREADS": "1",
-        }
-    )
+    env["OMP_WAIT_POLICY"] = "PASSIVE"
+    env.update(thread_env(threads))
     env.update(extra)
     return env
 
 
-def ours(neurons: int, args: argparse.Namespace, **kw) -> dict:
+def ours(neurons: int, args: argparse.Namespace, threads: int, **kw) -> dict:
     opts = {
         "storage": "csr",
         "dtype": "float64",
@@ -153,13 +204,15 @@ def ours(neurons: int, args: argparse.Namespace, **kw) -> dict:
         str(neurons),
         "--seed",
         str(args.seed),
+        "--threads",
+        str(threads),
     ] + [x for k, v in opts.items() for x in (f"--{k}", str(v))]
-    return _run_json(cmd, env=_env())
+    return _run_json(cmd, env=_env(threads))
 
 
-def first_run(neurons: int, cold: bool) -> dict:
+def first_run(neurons: int, cold: bool, threads: int) -> dict:
     """Whole-process wall time of `neurofabric snn run cuba` for 1 s, JIT included."""
-    env = _env()
+    env = _env(threads)
     if cold:
         env["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="nf-numba-")
     cmd = [
@@ -186,6 +239,7 @@ def first_run(neurons: int, cold: bool) -> dict:
         "target": "first run, " + ("cold JIT" if cold else "cached JIT"),
         "model": "cuba",
         "neurons": neurons,
+        "threads": threads,
         "synapses": summary["synapses"],
         "spikes": summary["spikes"],
         "rate_hz": summary["mean_rate_hz"],
@@ -193,7 +247,9 @@ def first_run(neurons: int, cold: bool) -> dict:
     }
 
 
-def peer(script: str, python: str, neurons: int, args: argparse.Namespace, **kw) -> dict:
+def peer(
+    script: str, python: str, neurons: int, args: argparse.Namespace, threads: int, **kw
+) -> dict:
     cmd = [
         python,
         str(PEERS_DIR / script),
@@ -203,10 +259,14 @@ def peer(script: str, python: str, neurons: int, args: argparse.Namespace, **kw)
         str(args.duration),
         "--seed",
         str(args.seed),
+        "--threads",
+        str(threads),
     ]
     for k, v in kw.items():
         cmd += [f"--{k.replace('_', '-')}", str(v)]
-    return _run_json(cmd, env=_env())
+    row = _run_json(cmd, env=_env(threads))
+    row.setdefault("threads", threads)
+    return row
 
 
 def _fmt(x, spec: str) -> str:
@@ -215,30 +275,34 @@ def _fmt(x, spec: str) -> str:
 
 def table(rows: list[dict]) -> str:
     head = (
-        "| system | target | neurons | synapses | build s | JIT/compile s | s per bio s "
-        "| peer / ours | spikes | rate Hz | peak RSS MB | B/synapse | process wall s |"
+        "| system | target | threads | neurons | synapses | build s | JIT/compile s "
+        "| s per bio s | peer / ours | spikes | rate Hz | peak RSS MB | B/synapse (RSS growth) "
+        "| B/synapse (arrays) | process wall s |"
     )
-    out = [head, "|" + "---|" * 13]
+    out = [head, "|" + "---|" * 15]
     base = {}
     for r in rows:
         if r.get("system") == "neurofabric" and "s_per_bio_s" in r:
-            base.setdefault((r["model"], r["neurons"]), r["s_per_bio_s"])
+            base.setdefault((r["model"], r["neurons"], r.get("threads")), r["s_per_bio_s"])
     for r in rows:
         if "error" in r:
             out.append(
-                f"| {r.get('system', '?')} | error | | | | | | | | | | | {r['error'][:80]} |"
+                f"| {r.get('system', '?')} | error | {r.get('threads', '')} "
+                f"| | | | | | | | | | | | {r['error'][:80]} |"
             )
             continue
-        ref = base.get((r.get("model"), r.get("neurons")))
+        ref = base.get((r.get("model"), r.get("neurons"), r.get("threads")))
         ratio = (r["s_per_bio_s"] / ref) if ref and r.get("s_per_bio_s") else None
         bps = r.get("bytes_per_synapse")
         out.append(
-            f"| {r['system']} | {r.get('target', '')} | {r['neurons']:,} | "
+            f"| {r['system']} | {r.get('target', '')} | {r.get('threads', '')} | "
+            f"{r['neurons']:,} | "
             f"{r.get('synapses', 0):,} | {_fmt(r.get('build_s'), '.2f')} | "
             f"{_fmt(r.get('compile_s'), '.2f')} | {_fmt(r.get('s_per_bio_s'), '.4f')} | "
             f"{_fmt(ratio, '.1f')} | {_fmt(r.get('spikes'), ',')} | "
             f"{_fmt(r.get('rate_hz'), '.2f')} | {_fmt(r.get('peak_rss_mb'), '.0f')} | "
-            f"{_fmt(bps, '.2f')} | {_fmt(r.get('process_wall_s'), '.1f')} |"
+            f"{_fmt(bps, '.2f')} | {_fmt(r.get('array_bytes_per_synapse'), '.2f')} | "
+            f"{_fmt(r.get('process_wall_s'), '.1f')} |"
         )
     return "\n".join(out)
 
@@ -257,6 +321,55 @@ def machine() -> str:
     )
 
 
+def run_size(n: int, t: int, args: argparse.Namespace, peers_ok: bool, add) -> None:
+    """Every system at size ``n`` with ``t`` threads."""
+    big = n >= 100_000
+    add(ours(n, args, t, repeats=1 if big else args.repeats))
+    if big:
+        add(ours(n, args, t, dtype="float32", repeats=1))
+    add(
+        ours(
+            n,
+            args,
+            t,
+            storage="procedural",
+            propagation="event",
+            repeats=1 if big else args.repeats,
+        )
+    )
+    if n <= 10_000:
+        add(ours(n, args, t, dtype="float32"))
+        add(first_run(n, cold=True, threads=t))
+        add(first_run(n, cold=False, threads=t))
+    if not peers_ok:
+        return
+    add(
+        peer(
+            "brian2_cuba.py",
+            args.peers_python,
+            n,
+            args,
+            t,
+            target="cpp_standalone",
+            build_dir=f"build/peers/brian2_standalone_{n}",
+        )
+    )
+    if n <= 40_000 and t == 1:  # Brian2's Cython runtime target has no threads
+        add(
+            peer(
+                "brian2_cuba.py",
+                args.peers_python,
+                n,
+                args,
+                t,
+                target="cython",
+                build_dir=f"build/peers/brian2_cython_{n}",
+            )
+        )
+    if n <= args.nest_max:
+        add(peer("nest_cuba.py", args.peers_python, n, args, t))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -270,6 +383,11 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=1.0, help="biological seconds per run")
     ap.add_argument("--repeats", type=int, default=5, help="timed runs of ours (median)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument(
+        "--threads",
+        default="1,2",
+        help="comma list of thread counts; every system runs once per count, with that count",
+    )
     ap.add_argument("--suite", choices=("headline", "all"), default="headline")
     ap.add_argument("--peers-python", default=str(ROOT / ".venv-peers" / "bin" / "python"))
     ap.add_argument("--skip-peers", action="store_true")
@@ -282,9 +400,16 @@ def main() -> None:
     args = ap.parse_args()
     if args.worker:
         args.k = int(args.k) if args.model == "smallworld" else args.k
+        args.threads = int(args.threads)
         worker(args)
         return
     sizes = [int(s) for s in args.sizes.split(",") if s]
+    try:
+        thread_counts = [int(t) for t in args.threads.split(",") if t]
+    except ValueError:
+        ap.error(f"--threads must be a comma list of positive integers, got {args.threads!r}")
+    if not thread_counts or min(thread_counts) < 1:
+        ap.error(f"--threads must be a comma list of positive integers, got {args.threads!r}")
     peers_ok = not args.skip_peers and Path(args.peers_python).exists()
     if not args.skip_peers and not peers_ok:
         print(
@@ -298,53 +423,16 @@ def main() -> None:
         rows.append(row)
         print(json.dumps(row), flush=True)
 
-    for n in sizes:
-        big = n >= 100_000
-        add(ours(n, args, repeats=1 if big else args.repeats))
-        if big:
-            add(ours(n, args, dtype="float32", repeats=1))
-        add(
-            ours(
-                n,
-                args,
-                storage="procedural",
-                propagation="event",
-                repeats=1 if big else args.repeats,
-            )
-        )
-        if n <= 10_000:
-            add(ours(n, args, dtype="float32"))
-            add(first_run(n, cold=True))
-            add(first_run(n, cold=False))
-        if peers_ok:
-            add(
-                peer(
-                    "brian2_cuba.py",
-                    args.peers_python,
-                    n,
-                    args,
-                    target="cpp_standalone",
-                    build_dir=f"build/peers/brian2_standalone_{n}",
-                )
-            )
-            if n <= 40_000:
-                add(
-                    peer(
-                        "brian2_cuba.py",
-                        args.peers_python,
-                        n,
-                        args,
-                        target="cython",
-                        build_dir=f"build/peers/brian2_cython_{n}",
-                    )
-                )
-            if n <= args.nest_max:
-                add(peer("nest_cuba.py", args.peers_python, n, args))
+    for t in thread_counts:
+        for n in sizes:
+            run_size(n, t, args, peers_ok, add)
     if args.suite == "all":
-        add(ours(100_000, args, model="smallworld", k=100, duration=0))
-        add(ours(1_000_000, args, storage="procedural", propagation="event", k=100, repeats=1))
+        t = max(thread_counts)
+        add(ours(100_000, args, t, model="smallworld", k=100, duration=0))
+        add(ours(1_000_000, args, t, storage="procedural", propagation="event", k=100, repeats=1))
     print()
     print(f"Machine: {machine()}")
+    print(f"Threads: {args.threads} (the same count for every system in a pass)")
     print(f"Command: python benchmarks/snn_cuba.py {' '.join(sys.argv[1:])}".rstrip())
     print()
     print(table(rows))

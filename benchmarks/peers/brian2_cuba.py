@@ -21,9 +21,12 @@ O(synapses) ``sample()`` generator instead of testing all N^2 pairs), delay 0.
 benchmarks (El -60 mV, Erev_exc 0 mV, Erev_inh -80 mV, I 20 mV, we 0.6, wi 6.7,
 dimensionless conductances, method 'euler'), same sizes and connectivity.
 
-Threads: OpenMP is compiled out (``devices.cpp_standalone.openmp_threads = 0``)
-and OMP/BLAS thread variables are set to 1, so the simulation is single-threaded.
-The C++ compile itself uses ``make -j<--make-jobs>``.
+Threads: ``--threads N`` (default 1, the value benchmarks/snn_cuba.py passes to every
+system). At 1 OpenMP is compiled out (``devices.cpp_standalone.openmp_threads = 0``), so the
+simulation is single-threaded; at N > 1 the C++ standalone project is built with OpenMP and
+``openmp_threads = N``. The Cython runtime target has no threads (N must be 1). The OMP/BLAS
+thread variables are set to N before Brian2 loads. The C++ compile itself uses
+``make -j<--make-jobs>``.
 
 Timings (wall clock, ``time.perf_counter``):
 
@@ -90,8 +93,15 @@ import shutil
 import sys
 import time
 
+
+def _threads_from_argv() -> int:
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--threads", type=int, default=1)
+    return max(1, pre.parse_known_args()[0].threads)
+
+
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_var] = "1"
+    os.environ[_var] = str(_threads_from_argv())
 
 # The wrapper that launches the standalone binary and reports its peak RSS.
 _RSS_WRAPPER = (
@@ -148,7 +158,12 @@ def parse_args(argv=None):
     ap.add_argument("--target", choices=("cpp_standalone", "cython"), default="cpp_standalone")
     ap.add_argument("--build-dir", default=os.path.join("build", "peers"))
     ap.add_argument("--make-jobs", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--threads", type=int, default=1, help="OpenMP threads (cpp_standalone)")
     args = ap.parse_args(argv)
+    if args.threads < 1:
+        ap.error(f"--threads must be >= 1, got {args.threads}")
+    if args.target == "cython" and args.threads != 1:
+        ap.error("--threads must be 1 for --target cython (Brian2's runtime mode has no threads)")
     if args.neurons < 5:
         ap.error("--neurons must be >= 5")
     if not 0 <= args.synapses_per_neuron <= args.neurons:
@@ -206,7 +221,7 @@ def run_cpp_standalone(b2, args, project_dir, p):
     from brian2 import device, prefs
 
     b2.set_device("cpp_standalone", directory=project_dir, build_on_run=False)
-    prefs.devices.cpp_standalone.openmp_threads = 0
+    prefs.devices.cpp_standalone.openmp_threads = args.threads if args.threads > 1 else 0
     prefs.devices.cpp_standalone.extra_make_args_unix = [f"-j{max(1, args.make_jobs)}"]
     prefs.devices.cpp_standalone.run_cmd_unix = [sys.executable, "-c", _RSS_WRAPPER, "./main"]
     b2.defaultclock.dt = 0.1 * b2.ms
@@ -380,6 +395,11 @@ def main(argv=None) -> int:
         "peak_rss_mb": r["peak_kb"] / 1024,
         "bytes_per_synapse": growth_b / syn if syn else None,
         "version": b2.__version__,
+        "threads": args.threads,
+        "openmp_threads": args.threads
+        if args.target == "cpp_standalone" and args.threads > 1
+        else 0,
+        "env_threads": {v: os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
         "seed": args.seed,
         "synapses_per_neuron": args.synapses_per_neuron,
         "rss_before_connect_mb": r["rss_before_connect_kb"] / 1024,

@@ -16,8 +16,9 @@ so we = 1.62 mV -> 20.25 pA and wi = -9 mV -> -112.5 pA. Connectivity:
 ``pairwise_bernoulli`` with p = K/N from each source group to all N neurons
 (NEST draws one random number per pair, O(N^2), unlike Brian2's sampling),
 ``static_synapse``, delay 0.1 ms (NEST's minimum = dt; Brian2 uses 0).
-Resolution 0.1 ms, ``local_num_threads`` 1, ``print_time`` False, verbosity
-QUIET.
+Resolution 0.1 ms, ``local_num_threads`` = ``--threads`` (default 1, the value
+benchmarks/snn_cuba.py passes to every system; OMP/BLAS variables are set to it before NEST
+loads), ``print_time`` False, verbosity QUIET.
 
 Spike counting: every neuron is connected (delay 0.1 ms) to one
 ``parrot_neuron``, which re-emits each spike (with its multiplicity) to a
@@ -64,8 +65,15 @@ import resource
 import sys
 import time
 
+
+def _threads_from_argv() -> int:
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--threads", type=int, default=1)
+    return max(1, pre.parse_known_args()[0].threads)
+
+
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_var] = "1"
+    os.environ[_var] = str(_threads_from_argv())
 os.environ["PYNEST_QUIET"] = "1"
 
 C_M_PF = 250.0
@@ -100,7 +108,10 @@ def parse_args(argv=None):
     ap.add_argument("--synapses-per-neuron", type=float, default=80.0, help="K; p = K/N")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--model", choices=("cuba",), default="cuba")
+    ap.add_argument("--threads", type=int, default=1, help="NEST local_num_threads")
     args = ap.parse_args(argv)
+    if args.threads < 1:
+        ap.error(f"--threads must be >= 1, got {args.threads}")
     if args.neurons < 5:
         ap.error("--neurons must be >= 5")
     if not 0 <= args.synapses_per_neuron <= args.neurons:
@@ -131,7 +142,7 @@ def main(argv=None) -> int:
     nest.SetKernelStatus(
         {
             "resolution": 0.1,
-            "local_num_threads": 1,
+            "local_num_threads": args.threads,
             "print_time": False,
             "rng_seed": args.seed,
         }
@@ -214,6 +225,8 @@ def main(argv=None) -> int:
         "peak_rss_mb": peak_kb / 1024,
         "bytes_per_synapse": growth_b / synapses if synapses else None,
         "version": nest.__version__,
+        "threads": int(nest.GetKernelStatus("local_num_threads")),
+        "env_threads": {v: os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
         "seed": args.seed,
         "synapses_per_neuron": args.synapses_per_neuron,
         "rss_before_connect_mb": rss_before_kb / 1024,
