@@ -1,23 +1,29 @@
 """Cold-start loading of a large network's weights for inference: Arrow IPC by mmap vs peers.
 
+    python benchmarks/thermo_load.py                     # 100 million weights, 5 repeats
+    python benchmarks/thermo_load.py --weights 1000000 --repeats 2   # a quick check
+
 Writes a layered fabric with --weights float32 connections once (source/target uint32 and
-weight columns), then times, with the file evicted from the page cache before every run
-(posix_fadvise DONTNEED, after an fsync), how long each way of loading takes until the
-weights are usable as a numpy array:
+weight columns) in every system's format, then times each way of loading with the files
+evicted from the page cache before every run (fsync, then posix_fadvise DONTNEED), median of
+--repeats. Two measures, both cold:
 
-- neurofabric: ``NeuralFabric.load(path, mmap=True, verify=False)`` (zero-copy views);
-- numpy: ``np.load(..., mmap_mode="r")`` of the same three columns as .npy files;
-- numpy (read): ``np.load`` without mmap (reads every byte);
-- pyarrow (read): the Arrow file read into memory without a memory map;
-- safetensors: ``safetensors.numpy.load_file`` (reads every byte).
+- **load**: until the weights are a usable numpy array. A memory map (ours, numpy.memmap)
+  reads no weight page here, a reader (np.load, pyarrow, safetensors) reads every byte.
+- **first full pass**: open + read every byte of the three columns (a sum over each), the
+  like-for-like figure: lazy maps pay their page faults here.
 
-It also times the first full pass over the weights after the mmap load (page faults),
-reported separately. Prints a markdown table and one JSON line per row.
+Both are measured with checksums off and on. ``NeuralFabric.load`` verifies checksums by
+default (``verify=True``: SHA-256 of every file, then the topology checks); the peers'
+formats carry no checksum, so their "on" rows hash the same files with ``hashlib.sha256``
+before loading. Threads are pinned for every system (``--threads``, default 1,
+``benchmarks/_threads.py``). Prints a markdown table and one JSON line per row.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -26,7 +32,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+from _threads import limit_loaded, pin_threads, threads_info, threads_line
+
+THREADS = pin_threads()
+
+import numpy as np  # noqa: E402
 
 
 def evict(paths):
@@ -40,27 +50,55 @@ def evict(paths):
 
 
 def timed(fn, files, repeats):
-    out = []
+    """Cold runs of ``fn``: seconds to the loaded arrays and to the end of a full pass over
+    them (the pass starts the moment the load returns, so it includes the load)."""
+    loads, passes, total = [], [], None
     for _ in range(repeats):
         evict(files)
         t = time.perf_counter()
-        result = fn()
-        out.append(time.perf_counter() - t)
-        del result
-    return statistics.median(out), out
+        arrays = fn()
+        loads.append(time.perf_counter() - t)
+        total = full_pass(arrays)
+        passes.append(time.perf_counter() - t)
+        del arrays
+    return loads, passes, total
+
+
+def sha256_files(files) -> None:
+    """What a checksum check costs a format without one: hash every byte of its files."""
+    for p in files:
+        h = hashlib.sha256()
+        with open(p, "rb") as fh:
+            while chunk := fh.read(1 << 22):
+                h.update(chunk)
+
+
+def full_pass(arrays) -> float:
+    """Read every byte of the columns (a sum over each); returns a checksum of the values."""
+    return float(sum(np.sum(np.asarray(a), dtype=np.float64) for a in arrays))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--weights", type=int, default=100_000_000)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument(
+        "--verify-repeats",
+        type=int,
+        default=1,
+        help="runs of the default verify=True load (its topology checks take minutes at 1e8)",
+    )
+    ap.add_argument("--threads", type=int, default=THREADS, help="threads for every system")
     ap.add_argument("--dir", default=None, help="scratch folder (default: a temporary one)")
     args = ap.parse_args()
+    if args.weights < 20_020:
+        ap.error(f"--weights must be >= 20020 (two hidden units), got {args.weights}")
 
     from safetensors.numpy import load_file, save_file
 
     from neurofabric.thermo import NeuralFabric
 
+    limit_loaded(THREADS)
     root = Path(args.dir or tempfile.mkdtemp(prefix="nf-load-"))
     root.mkdir(parents=True, exist_ok=True)
     n = args.weights
@@ -82,14 +120,16 @@ def main() -> None:
     np.save(root / "target.npy", dst)
     np.save(root / "weight.npy", w)
     save_file({"source": src, "target": dst, "weight": w}, str(root / "w.safetensors"))
+    expected = full_pass((src, dst, w))
     del fab, src, dst, w
     setup_s = time.perf_counter() - t
     arrow_files = [root / "fabric" / f for f in ("edges.arrow", "units.arrow", "manifest.json")]
     npy_files = [root / f"{c}.npy" for c in ("source", "target", "weight")]
+    st_files = [root / "w.safetensors"]
 
-    def ours():
-        f = NeuralFabric.load(root / "fabric", mmap=True, verify=False)
-        return f.weight
+    def ours(verify):
+        f = NeuralFabric.load(root / "fabric", mmap=True, verify=verify)
+        return f.source, f.target, f.weight
 
     def npy_mmap():
         return [np.load(p, mmap_mode="r") for p in npy_files]
@@ -101,43 +141,75 @@ def main() -> None:
         import pyarrow as pa
 
         with pa.OSFile(str(root / "fabric" / "edges.arrow")) as fh:
-            return pa.ipc.open_file(fh).read_all()
+            table = pa.ipc.open_file(fh).read_all()
+        return [table.column(c).to_numpy() for c in ("source", "target", "weight")]
 
     def st_read():
-        return load_file(str(root / "w.safetensors"))
+        d = load_file(str(root / "w.safetensors"))
+        return d["source"], d["target"], d["weight"]
+
+    # (system, how, loader, its files, checksums: "off" / "on (default)" / "on (sha256)")
+    systems = [
+        ("neurofabric", "NeuralFabric.load(mmap=True, verify=False)", lambda: ours(False),
+         arrow_files, "off"),
+        ("neurofabric", "NeuralFabric.load(mmap=True), the default verify=True",
+         lambda: ours(True), arrow_files, "on (default)"),
+        ("neurofabric", "verify=False + sha256 of the files (checksums without topology checks)",
+         _hashed(lambda: ours(False), arrow_files), arrow_files, "on (sha256)"),
+        ("numpy.memmap", "np.load(mmap_mode='r'), three .npy files", npy_mmap, npy_files, "off"),
+        ("numpy", "np.load, read into memory", npy_read, npy_files, "off"),
+        ("pyarrow", "the same Arrow file read without a memory map", arrow_read, arrow_files,
+         "off"),
+        ("safetensors", "safetensors.numpy.load_file", st_read, st_files, "off"),
+    ]  # fmt: skip
+    for system, how, fn, files, _ in list(systems[3:]):  # the peers
+        systems.append((system, how + " + sha256 of the files", _hashed(fn, files), files,
+                        "on (sha256)"))  # fmt: skip
 
     rows = []
-    for system, fn, files in (
-        ("neurofabric", ours, arrow_files),
-        ("numpy", npy_mmap, npy_files),
-        ("numpy (read)", npy_read, npy_files),
-        ("pyarrow (read)", arrow_read, arrow_files),
-        ("safetensors", st_read, [root / "w.safetensors"]),
-    ):
-        med, all_s = timed(fn, files, args.repeats)
-        rows.append({"system": system, "load_ms": med * 1e3, "runs_ms": [x * 1e3 for x in all_s]})
-    # first pass over the mapped weights (page faults from a cold cache)
-    evict(arrow_files)
-    f = NeuralFabric.load(root / "fabric", mmap=True, verify=False)
-    t = time.perf_counter()
-    total = float(np.sum(f.weight, dtype=np.float64))
-    touch_s = time.perf_counter() - t
+    for system, how, fn, files, checks in systems:
+        repeats = args.verify_repeats if checks == "on (default)" else args.repeats
+        load_all, pass_all, got = timed(fn, files, repeats)
+        if not np.isclose(got, expected, rtol=1e-9):
+            raise SystemExit(f"{system} ({how}) read back a different sum: {got} != {expected}")
+        rows.append({"system": system, "how": how, "checksums": checks, "repeats": repeats,
+                     "load_ms": statistics.median(load_all) * 1e3,
+                     "load_runs_ms": [x * 1e3 for x in load_all],
+                     "first_pass_ms": statistics.median(pass_all) * 1e3,
+                     "first_pass_runs_ms": [x * 1e3 for x in pass_all]})  # fmt: skip
+        print(f"# progress: {json.dumps(rows[-1])}", flush=True)
     size = sum(p.stat().st_size for p in arrow_files)
     print(f"# {n:,} float32 weights (+ uint32 source/target), Arrow files {size / 2**20:,.0f} MiB, "
-          f"setup {setup_s:.1f} s, {platform.processor() or platform.machine()}, {os.cpu_count()} cpus")  # fmt: skip
-    print("| system | cold load (ms, median) | runs (ms) | vs neurofabric |")
-    print("|---|---|---|---|")
-    base = rows[0]["load_ms"]
+          f"setup {setup_s:.1f} s, {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} cpus, cold page cache, median of {args.repeats} "
+          f"(the default verify=True load: {args.verify_repeats})")  # fmt: skip
+    print(f"# {threads_line()}")
+    print("# first full pass = open + read every byte of the three columns, the load included")
+    print("| system | how | checksums | cold load, ms | runs | first full pass, ms | runs "
+          "| pass vs ours (default) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
+    base = next(r["first_pass_ms"] for r in rows if r["checksums"] == "on (default)")
     for r in rows:
-        runs = ", ".join(f"{x:.1f}" for x in r["runs_ms"])
-        print(f"| {r['system']} | {r['load_ms']:.1f} | {runs} | {r['load_ms'] / base:.1f}x |")
-    print(f"\nfirst full pass over the mapped weights after a cold load: {touch_s * 1e3:.0f} ms "
-          f"(sum {total:.3f})")  # fmt: skip
+        lr = ", ".join(f"{x:.1f}" for x in r["load_runs_ms"])
+        pr = ", ".join(f"{x:.0f}" for x in r["first_pass_runs_ms"])
+        print(f"| {r['system']} | {r['how']} | {r['checksums']} | {r['load_ms']:.1f} | {lr} | "
+              f"{r['first_pass_ms']:.0f} | {pr} | {r['first_pass_ms'] / base:.2f}x |")  # fmt: skip
+    print(f"\nsum of the three columns, every system: {expected:.6g}")
+    info = threads_info()
     for r in rows:
-        print(json.dumps({"system": r["system"], "dataset": "synthetic", "model": "10000-h-10",
-                          "size": n, "load_ms": round(r["load_ms"], 3)}))  # fmt: skip
-    print(json.dumps({"system": "neurofabric", "dataset": "synthetic", "size": n,
-                      "first_pass_ms": round(touch_s * 1e3, 1)}))  # fmt: skip
+        print(json.dumps({"system": r["system"], "how": r["how"], "checksums": r["checksums"],
+                          "dataset": "synthetic", "model": "10000-h-10", "size": n,
+                          "load_ms": round(r["load_ms"], 3),
+                          "first_pass_ms": round(r["first_pass_ms"], 1),
+                          "threads": THREADS, "thread_pools": info}))  # fmt: skip
+
+
+def _hashed(fn, files):
+    def run():
+        sha256_files(files)
+        return fn()
+
+    return run
 
 
 if __name__ == "__main__":
