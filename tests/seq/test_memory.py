@@ -101,3 +101,66 @@ def test_float64_model():
     )
     assert est.parameters == meas.parameters == 8 * m.n_params()
     assert relative_errors(est, meas)["activations"] <= 0.02
+
+
+# ---------------------------------------------------------------- each term on its own
+# Each quantity of the estimate against a count made here from the real model, optimizer and
+# state (not through measure_memory), exactly: a dropped or halved term fails.
+
+EXACT_SHAPES = [(2, 40), (3, 17), (2, 64)]  # B >= 2: no two saved tensors share a storage
+
+
+def _tensor_bytes(tensors) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_parameter_and_gradient_terms_equal_the_models_tensors(name):
+    model = MODELS[name]()
+    est = estimate_memory(model.config, batch_size=2, seq_len=8)
+    params = list(model.parameters())
+    assert est.parameters == _tensor_bytes(params)
+    x = torch.randint(0, model.config.vocab_size, (2, 8))
+    model(x).sum().backward()
+    assert est.gradients == _tensor_bytes(p.grad for p in params)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_optimizer_term_equals_adamws_state_after_one_step(name):
+    """AdamW keeps exp_avg and exp_avg_sq (one element per parameter each) and a float32
+    step counter per parameter tensor."""
+    model = MODELS[name]()
+    est = estimate_memory(model.config, batch_size=2, seq_len=8)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    x = torch.randint(0, model.config.vocab_size, (2, 8))
+    model(x).sum().backward()
+    opt.step()
+    state = [v for st in opt.state.values() for v in st.values() if torch.is_tensor(v)]
+    assert len(opt.state) == len(list(model.parameters()))
+    assert est.optimizer == _tensor_bytes(state)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_state_term_equals_the_decoding_state(name, dtype):
+    """The state a decoding step carries for one sequence: init_state(1), and what step()
+    returns, have the same size, the estimate's."""
+    model = MODELS[name]().to(dtype)
+    est = estimate_memory(model.config, dtype=dtype)
+    init = [t for layer in model.init_state(1) for t in layer]
+    assert est.state_per_sequence == _tensor_bytes(init)
+    _, state = model.step(torch.tensor([1]), model.init_state(1))
+    assert est.state_per_sequence == _tensor_bytes(t for layer in state for t in layer)
+    init4 = [t for layer in model.init_state(4) for t in layer]
+    assert _tensor_bytes(init4) == 4 * est.state_per_sequence
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("shape", EXACT_SHAPES)
+def test_activation_term_equals_the_saved_tensors_exactly(name, shape):
+    """Byte for byte against the saved-tensor-hooks measurement (the 2 % budget above would
+    let a small term go missing)."""
+    model = MODELS[name]()
+    B, T = shape
+    est = estimate_memory(model.config, batch_size=B, seq_len=T)
+    assert est.activations == measure_memory(model, batch_size=B, seq_len=T).activations
