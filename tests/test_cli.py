@@ -299,6 +299,25 @@ def test_seq_tokenizer_train_generate(tmp_path):
     assert res.exit_code == 2 and "--arch" in res.output
 
 
+def test_seq_train_resumes_only_with_resume(tmp_path):
+    text = tmp_path / "t.txt"
+    text.write_text("to be or not to be, that is the question\n" * 40)
+    args = ["seq", "train", "--data", str(text), "--out", str(tmp_path / "run"), "--layers", "1",
+            "--dim", "8", "--batch-size", "2", "--seq-len", "8", "--eval-every", "2"]  # fmt: skip
+    res = runner.invoke(app, [*args, "--resume", "--steps", "2"])
+    assert res.exit_code == 2 and "nothing to resume" in " ".join(res.output.split())
+    res = runner.invoke(app, [*args, "--steps", "2"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, [*args, "--steps", "2"])  # again without --resume: refused
+    assert res.exit_code == 2 and "already holds a training checkpoint" in " ".join(
+        res.output.split()
+    )
+    res = runner.invoke(app, [*args, "--steps", "2", "--resume"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, [*args, "--steps", "4", "--resume"])  # another schedule
+    assert res.exit_code == 2 and "`max_steps`" in " ".join(res.output.split())
+
+
 def test_seq_memory_matches_the_library():
     from neurofabric.seq import RWKVConfig
     from neurofabric.seq.memory import estimate_memory

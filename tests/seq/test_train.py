@@ -49,7 +49,7 @@ def test_resume_after_interruption_is_exact(tmp_path):
     first = Trainer(_rwkv(data), data, cfg, out_dir=tmp_path / "b")
     with pytest.raises(Stop):
         first.fit(callback=interrupt)
-    resumed = Trainer(_rwkv(data), data, cfg, out_dir=tmp_path / "b")
+    resumed = Trainer(_rwkv(data), data, cfg, out_dir=tmp_path / "b", resume=True)
     assert resumed.step == 8
     resumed.fit()
     for (name, a), (_, b) in zip(
@@ -78,12 +78,13 @@ def test_model_files_round_trip_and_refuse_mismatches(tmp_path):
         TrainConfig(max_steps=2, eval_every=2, batch_size=2, seq_len=8),
         out_dir=tmp_path / "run",
     ).fit()
-    with pytest.raises(CheckpointError, match="config"):
+    with pytest.raises(CheckpointError, match="model config differs.*`n_layer` .saved 1, now 2"):
         Trainer(
             other,
             data,
             TrainConfig(max_steps=2, eval_every=2, batch_size=2, seq_len=8),
             out_dir=tmp_path / "run",
+            resume=True,
         )
     (tmp_path / "m" / "model.safetensors").write_bytes(b"corrupt")
     with pytest.raises(CheckpointError, match="sha256"):
@@ -142,3 +143,96 @@ def test_model_save_interrupted_between_its_renames_is_recovered(tmp_path):
     back = load_model(tmp_path / "m")
     for a, b in zip(model.state_dict().values(), back.state_dict().values(), strict=True):
         assert torch.equal(a, b)
+
+
+# ---------------------------------------------------------------- strict, verified resume
+_CFG = dict(max_steps=4, batch_size=2, seq_len=8, eval_every=2, warmup_steps=1)
+
+
+def _run(tmp_path, data=None, **cfg):
+    data = data or TextData.from_text(TEXT)
+    Trainer(_rwkv(data), data, TrainConfig(**{**_CFG, **cfg}), out_dir=tmp_path / "run").fit()
+    return data
+
+
+def test_resume_without_a_checkpoint_raises_naming_the_folder(tmp_path):
+    data = TextData.from_text(TEXT)
+    with pytest.raises(CheckpointError, match=r"resume=True, but .*checkpoint does not exist"):
+        Trainer(_rwkv(data), data, TrainConfig(**_CFG), out_dir=tmp_path / "nothing", resume=True)
+    with pytest.raises(ConfigError, match="needs `out_dir`"):
+        Trainer(_rwkv(data), data, TrainConfig(**_CFG), resume=True)
+    with pytest.raises(ConfigError, match="`resume` must be True or False"):
+        Trainer(_rwkv(data), data, TrainConfig(**_CFG), out_dir=tmp_path / "x", resume="yes")
+
+
+def test_a_fresh_start_never_overwrites_a_checkpoint(tmp_path):
+    data = _run(tmp_path)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "run" / "checkpoint").iterdir()}
+    with pytest.raises(CheckpointError, match="already holds a training checkpoint.*resume=True"):
+        Trainer(_rwkv(data), data, TrainConfig(**_CFG), out_dir=tmp_path / "run")
+    after = {p.name: p.read_bytes() for p in (tmp_path / "run" / "checkpoint").iterdir()}
+    assert before == after
+    resumed = Trainer(_rwkv(data), data, TrainConfig(**_CFG), out_dir=tmp_path / "run", resume=True)
+    assert resumed.step == 4
+
+
+def test_checkpoint_manifest_lists_every_file_with_its_sha256(tmp_path):
+    from neurofabric.core.checkpoint import sha256_file
+
+    _run(tmp_path)
+    folder = tmp_path / "run" / "checkpoint"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["format"] == "neurofabric-seq-checkpoint" and manifest["format_version"] == 1
+    files = sorted(p.name for p in folder.iterdir() if p.name != "manifest.json")
+    assert sorted(manifest["sha256"]) == files
+    assert all(manifest["sha256"][f] == sha256_file(folder / f) for f in files)
+
+
+@pytest.mark.parametrize(
+    "name", ["model.safetensors", "optimizer.safetensors", "trainer.json", "config.json"]
+)
+def test_a_corrupted_checkpoint_file_is_refused_naming_it(tmp_path, name):
+    data = _run(tmp_path)
+    path = tmp_path / "run" / "checkpoint" / name
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0x01  # one flipped bit
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match=f"{name}: sha256 mismatch"):
+        Trainer(_rwkv(data), data, TrainConfig(**_CFG), out_dir=tmp_path / "run", resume=True)
+    path.unlink()
+    with pytest.raises(CheckpointError, match=f"{name} is missing"):
+        Trainer(_rwkv(data), data, TrainConfig(**_CFG), out_dir=tmp_path / "run", resume=True)
+
+
+def test_a_checkpoint_without_manifest_is_refused(tmp_path):
+    data = _run(tmp_path)
+    (tmp_path / "run" / "checkpoint" / "manifest.json").unlink()
+    with pytest.raises(CheckpointError, match="manifest.json is missing"):
+        Trainer(_rwkv(data), data, TrainConfig(**_CFG), out_dir=tmp_path / "run", resume=True)
+
+
+@pytest.mark.parametrize(
+    "field, value", [("lr", 2e-3), ("seed", 1), ("batch_size", 3), ("max_steps", 6)]
+)
+def test_a_changed_training_config_is_refused_naming_the_field(tmp_path, field, value):
+    data = _run(tmp_path)
+    cfg = TrainConfig(**{**_CFG, field: value})
+    with pytest.raises(CheckpointError, match=f"training config differs.*`{field}`"):
+        Trainer(_rwkv(data), data, cfg, out_dir=tmp_path / "run", resume=True)
+
+
+def test_max_time_may_change_on_resume(tmp_path):
+    data = _run(tmp_path, max_steps=2)
+    cfg = TrainConfig(**{**_CFG, "max_steps": 2, "max_time": 60.0})
+    assert Trainer(_rwkv(data), data, cfg, out_dir=tmp_path / "run", resume=True).step == 2
+
+
+def test_different_data_is_refused(tmp_path):
+    data = _run(tmp_path)
+    other = TextData.from_text(TEXT.replace("dog", "cat"), data.tokenizer)
+    assert other.vocab_size == data.vocab_size and len(other.train) == len(data.train)
+    with pytest.raises(CheckpointError, match="training data differs.*`train_sha256`"):
+        Trainer(_rwkv(other), other, TrainConfig(**_CFG), out_dir=tmp_path / "run", resume=True)
+    split = TextData.from_text(TEXT, data.tokenizer, train_frac=0.8)
+    with pytest.raises(CheckpointError, match="training data differs.*`train_tokens`"):
+        Trainer(_rwkv(split), split, TrainConfig(**_CFG), out_dir=tmp_path / "run", resume=True)

@@ -50,8 +50,12 @@ def tokenizer_train(
 
 def train_seq(*, arch: str, text: str, out: Path | None, layers: int, dim: int, steps: int,
               batch_size: int, seq_len: int, lr: float, eval_every: int, max_time: float | None,
-              seed: int, tokenizer_path: Path | None = None, plot: Path | None = None) -> dict:  # fmt: skip
-    """Train on a text with a progress bar; returns a summary (used by the demo)."""
+              seed: int, tokenizer_path: Path | None = None, plot: Path | None = None,
+              resume: bool = False) -> dict:  # fmt: skip
+    """Train on a text with a progress bar; returns a summary (used by the demo).
+
+    ``resume``: continue ``out/checkpoint`` (which must exist, verified against this data and
+    config); without it an ``out`` that holds a checkpoint is refused, never overwritten."""
     from neurofabric.seq.io import build_model
     from neurofabric.seq.tokenizers import load_tokenizer
     from neurofabric.seq.train import TextData, TrainConfig, Trainer
@@ -71,7 +75,7 @@ def train_seq(*, arch: str, text: str, out: Path | None, layers: int, dim: int, 
     cfg = TrainConfig(max_steps=steps, batch_size=batch_size, seq_len=seq_len, lr=lr,
                       eval_every=eval_every, max_time=max_time, seed=seed,
                       warmup_steps=min(100, steps // 10))  # fmt: skip
-    trainer = Trainer(model, data, cfg, out_dir=out)
+    trainer = Trainer(model, data, cfg, out_dir=out, resume=resume)
     progress = progress_bar(f"training {arch}", "step {task.completed:.0f}/{task.total:.0f}")
     task = progress.add_task("train", total=steps, completed=trainer.step, info="")
 
@@ -116,15 +120,21 @@ def seq_train(
     eval_every: int = typer.Option(100),
     max_time: float | None = typer.Option(None, help="Stop after this many seconds."),
     seed: int = typer.Option(0),
+    resume: bool = typer.Option(
+        False,
+        "--resume",
+        help="Continue OUT/checkpoint exactly (it must exist and match this command's data "
+        "and settings). Without it, an OUT that holds a checkpoint is refused.",
+    ),
 ) -> None:
-    """Train a language model; rerunning the same command resumes from out/checkpoint exactly."""
+    """Train a language model; rerunning the same command with --resume continues it exactly."""
     try:
         if not data.is_file():
             raise ConfigError(f"--data {data} not found")
         res = train_seq(arch=arch, text=data.read_text(encoding="utf-8"), out=out, layers=layers,
                         dim=dim, steps=steps, batch_size=batch_size, seq_len=seq_len, lr=lr,
                         eval_every=eval_every, max_time=max_time, seed=seed,
-                        tokenizer_path=tokenizer)  # fmt: skip
+                        tokenizer_path=tokenizer, resume=resume)  # fmt: skip
     except NeurofabricError as exc:
         _fail(exc)
     t = Table(title=f"{arch}: {res['params']:,} parameters")

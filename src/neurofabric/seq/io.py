@@ -6,8 +6,16 @@ A model directory::
                         "config": {...}, "sha256": {"model.safetensors": ...}}
     model.safetensors  the weights (our parameter names)
 
-A training checkpoint adds ``optimizer.safetensors`` (AdamW moments, flattened) and
-``trainer.json`` (step, schedule, RNG state, metrics summary, the optimizer's param groups).
+A training checkpoint adds ``optimizer.safetensors`` (AdamW moments, flattened),
+``trainer.json`` (step, schedule, RNG state, metrics summary, the optimizer's param groups)
+and ``manifest.json``, written last::
+
+    {"format": "neurofabric-seq-checkpoint", "format_version": 1,
+     "arch": ..., "model_config": {...}, "train_config": {...}, "data": {...digests...},
+     "sha256": {"config.json": ..., "model.safetensors": ..., "optimizer.safetensors": ...,
+                "trainer.json": ...}}
+
+:func:`read_checkpoint_manifest` verifies every listed file before anything is loaded.
 """
 
 from __future__ import annotations
@@ -22,10 +30,12 @@ import torch
 from neurofabric.core.checkpoint import atomic_directory, recover_directory, sha256_file
 from neurofabric.core.errors import CheckpointError
 
-__all__ = ["build_model", "load_model", "save_model", "ARCHS"]
+__all__ = ["build_model", "load_model", "save_model", "read_checkpoint_manifest", "ARCHS"]
 
 FORMAT = "neurofabric-seq"
 VERSION = 1
+CHECKPOINT_FORMAT = "neurofabric-seq-checkpoint"
+CHECKPOINT_VERSION = 1
 
 
 def _archs():
@@ -146,3 +156,54 @@ def optimizer_from_files(opt: torch.optim.Optimizer, folder: Path, meta: dict) -
         idx, name = key.split(".", 1)
         state.setdefault(int(idx), {})[name] = torch.tensor(val)
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def write_checkpoint_manifest(folder: Path, meta: dict) -> dict:
+    """Write ``manifest.json`` into ``folder``: ``meta`` plus the format, its version and the
+    sha256 of every other file in the folder. Call it last, after every file is written."""
+    files = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name != "manifest.json")
+    manifest = {"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION, **meta,
+                "sha256": {name: sha256_file(folder / name) for name in files}}  # fmt: skip
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+    return manifest
+
+
+def read_checkpoint_manifest(folder: str | os.PathLike[str], *, verify: bool = True) -> dict:
+    """The manifest of a training checkpoint, after checking that every file it lists is
+    present and (``verify``) matches its sha256; a problem raises ``CheckpointError`` naming
+    the file."""
+    folder = Path(folder)
+    recover_directory(folder)
+    if not folder.is_dir():
+        raise CheckpointError(f"{folder}: no training checkpoint there (the folder is missing)")
+    path = folder / "manifest.json"
+    if not path.is_file():
+        raise CheckpointError(
+            f"{path} is missing: {folder} is not a training checkpoint, or one written before "
+            f"checkpoints carried checksums; it cannot be verified. Start a new run folder "
+            f"(or delete this one) to train from scratch"
+        )
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not a {CHECKPOINT_FORMAT} manifest")
+    if manifest.get("format_version") != CHECKPOINT_VERSION:
+        raise CheckpointError(
+            f"{path}: format_version {manifest.get('format_version')!r}, this version of "
+            f"neurofabric reads {CHECKPOINT_VERSION}"
+        )
+    digests = manifest.get("sha256")
+    needed = {"config.json", "model.safetensors", "optimizer.safetensors", "trainer.json"}
+    if not isinstance(digests, dict) or not needed <= set(digests):
+        raise CheckpointError(f"{path}: `sha256` must list {sorted(needed)}")
+    for name, digest in digests.items():
+        if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
+            raise CheckpointError(f"{path}: `sha256` lists {name!r}, not a file name")
+        file = folder / name
+        if not file.is_file():
+            raise CheckpointError(f"{file} is missing from the checkpoint")
+        if verify and sha256_file(file) != digest:
+            raise CheckpointError(f"{file}: sha256 mismatch, the file is corrupt")
+    return manifest

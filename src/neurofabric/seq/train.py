@@ -1,5 +1,12 @@
 """Training language models: data from text files, AdamW with warmup + cosine, checkpoints
-with exact resume, metrics to JSONL / CSV and a loss-curve PNG.
+with exact, verified resume, metrics to JSONL / CSV and a loss-curve PNG.
+
+Resuming is explicit: ``Trainer(..., out_dir=run, resume=True)`` continues the checkpoint in
+``run/checkpoint`` and raises ``CheckpointError`` when there is none; ``resume=False`` (the
+default) starts from scratch and raises when ``run`` already holds a checkpoint rather than
+overwrite it. A resumed checkpoint must pass its checksums, and the model config, the
+training config (every field but ``max_time``) and the training data (a digest of the token
+ids) must equal the saved ones; any difference raises naming it.
 
 >>> import tempfile
 >>> from neurofabric.seq import RWKV4, RWKVConfig
@@ -15,6 +22,7 @@ True
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import logging
 import math
@@ -28,14 +36,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from neurofabric.core.checkpoint import atomic_directory
+from neurofabric.core.checkpoint import atomic_directory, recover_directory
 from neurofabric.core.errors import CheckpointError, ConfigError, ShapeError
 from neurofabric.core.rng import make_rng
 from neurofabric.seq.io import (
     arch_of,
     optimizer_from_files,
     optimizer_to_files,
-    read_meta,
+    read_checkpoint_manifest,
+    write_checkpoint_manifest,
     write_model_files,
 )
 
@@ -137,6 +146,17 @@ class TextData:
     def vocab_size(self) -> int:
         return self.tokenizer.vocab_size
 
+    def digest(self) -> dict[str, Any]:
+        """What identifies the data of a run: the sizes and sha256 of the train and validation
+        token ids (int64, little-endian) and the vocabulary size."""
+
+        def sha(ids: np.ndarray) -> str:
+            return hashlib.sha256(np.ascontiguousarray(ids, dtype="<i8").tobytes()).hexdigest()
+
+        return {"train_tokens": int(len(self.train)), "val_tokens": int(len(self.val)),
+                "train_sha256": sha(self.train), "val_sha256": sha(self.val),
+                "vocab_size": int(self.vocab_size)}  # fmt: skip
+
     def batch(self, split: str, batch_size: int, seq_len: int, rng: np.random.Generator):
         ids = self.train if split == "train" else self.val
         if len(ids) <= seq_len + 1:
@@ -160,12 +180,31 @@ def _param_groups(model: torch.nn.Module, weight_decay: float):
     ]
 
 
+# training-config fields a resumed run may change: they do not alter the trajectory
+_RESUME_MAY_CHANGE = ("max_time",)
+
+
+def _differences(saved: Any, current: dict, skip: tuple[str, ...] = ()) -> list[str]:
+    if not isinstance(saved, dict):
+        return [f"the saved value is {saved!r}, not a mapping"]
+    current = json.loads(json.dumps(current))  # compare as saved (JSON types)
+    keys = sorted((set(saved) | set(current)) - set(skip))
+    return [f"`{k}` (saved {saved.get(k, '<absent>')!r}, now {current.get(k, '<absent>')!r})"
+            for k in keys if saved.get(k, "<absent>") != current.get(k, "<absent>")]  # fmt: skip
+
+
 class Trainer:
     """``fit()`` trains, evaluates every ``eval_every`` steps, saves ``out_dir/checkpoint``
-    (atomic) and ``out_dir/best``, and resumes exactly from ``out_dir/checkpoint``."""
+    (atomic) and ``out_dir/best``.
+
+    ``resume=True`` continues exactly from ``out_dir/checkpoint`` (verified: checksums, model
+    and training config, data digest) and raises ``CheckpointError`` when it is missing;
+    ``resume=False`` starts from scratch and raises when ``out_dir`` already holds a
+    checkpoint, so a run is never overwritten by accident."""
 
     def __init__(self, model: torch.nn.Module, data: TextData, config: TrainConfig | None = None,
-                 *, out_dir: str | os.PathLike[str] | None = None) -> None:  # fmt: skip
+                 *, out_dir: str | os.PathLike[str] | None = None,
+                 resume: bool = False) -> None:  # fmt: skip
         self.model, self.data = model, data
         self.cfg = config or TrainConfig()
         vocab = getattr(model.config, "vocab_size", None)
@@ -181,8 +220,26 @@ class Trainer:
         self.history: list[dict] = []
         self.best = float("inf")
         self.bad_evals = 0
-        if self.out is not None and (self.out / "checkpoint" / "trainer.json").is_file():
-            self.resume(self.out / "checkpoint")
+        if not isinstance(resume, bool):
+            raise ConfigError(f"`resume` must be True or False, got {resume!r}")
+        if resume and self.out is None:
+            raise ConfigError("`resume=True` needs `out_dir`, the run folder to continue")
+        if self.out is not None:
+            ckpt = self.out / "checkpoint"
+            recover_directory(ckpt)  # a save interrupted between its two renames
+            if resume:
+                if not ckpt.exists():
+                    raise CheckpointError(
+                        f"resume=True, but {ckpt} does not exist: there is nothing to resume. "
+                        f"Check `out_dir`, or pass resume=False to start from scratch"
+                    )
+                self.resume(ckpt)
+            elif ckpt.exists():
+                raise CheckpointError(
+                    f"{self.out} already holds a training checkpoint ({ckpt}); resume=False "
+                    f"would overwrite it. Pass resume=True (CLI: --resume) to continue it, or "
+                    f"choose a new `out_dir` (or delete this one) to start from scratch"
+                )
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
@@ -213,26 +270,48 @@ class Trainer:
                      "optimizer": opt_meta, "history": self.history,
                      "torch_rng": self.torch_rng_state()}  # fmt: skip
             (tmp / "trainer.json").write_text(json.dumps(state), encoding="utf-8")
+            write_checkpoint_manifest(tmp, self._identity())
+
+    def _identity(self) -> dict[str, Any]:
+        """What a checkpoint must agree with to be resumed by this trainer."""
+        return {"arch": arch_of(self.model), "model_config": self.model.config.as_dict(),
+                "train_config": asdict(self.cfg), "data": self.data.digest()}  # fmt: skip
 
     @staticmethod
     def torch_rng_state() -> list[int]:
         return torch.get_rng_state().tolist()
 
-    def resume(self, folder: Path) -> None:
-        """Restore weights, optimizer moments, step, RNG streams and history exactly."""
+    def resume(self, folder: str | os.PathLike[str]) -> None:
+        """Restore weights, optimizer moments, step, RNG streams and history exactly, after
+        verifying the checkpoint: every file's sha256, and the model config, the training
+        config (all but ``max_time``) and the data digest against this trainer's."""
         from safetensors.torch import load_file
 
-        meta = read_meta(folder)
-        if meta["arch"] != arch_of(self.model):
+        folder = Path(folder)
+        manifest = read_checkpoint_manifest(folder)
+        mine = self._identity()
+        if manifest.get("arch") != mine["arch"]:
             raise CheckpointError(
-                f"{folder} holds a {meta['arch']!r} model, this trainer has {arch_of(self.model)!r}"
+                f"{folder} holds a {manifest.get('arch')!r} model, this trainer has "
+                f"{mine['arch']!r}; resume with the same architecture or use a new run folder"
             )
-        if meta["config"] != self.model.config.as_dict():
-            raise CheckpointError(
-                f"{folder}: the saved model config {meta['config']} differs from this model's"
-            )
+        checks = (
+            ("model config", "model_config", ()),
+            ("training config", "train_config", _RESUME_MAY_CHANGE),
+            ("training data", "data", ()),
+        )
+        for what, key, skip in checks:
+            diff = _differences(manifest.get(key), mine[key], skip)
+            if diff:
+                raise CheckpointError(
+                    f"{folder}: the {what} differs from the saved one: {'; '.join(diff)}. "
+                    f"Resume with the same {what}, or start a new run folder"
+                )
         self.model.load_state_dict(load_file(folder / "model.safetensors"))
-        state = json.loads((folder / "trainer.json").read_text(encoding="utf-8"))
+        try:
+            state = json.loads((folder / "trainer.json").read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CheckpointError(f"{folder / 'trainer.json'}: not valid JSON ({exc})") from exc
         optimizer_from_files(self.opt, folder, state["optimizer"])
         self.step, self.best, self.bad_evals = state["step"], state["best"], state["bad_evals"]
         self.rng.bit_generator.state = state["rng"]
