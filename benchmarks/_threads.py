@@ -10,7 +10,8 @@ Native thread pools size themselves when their library loads, so a script calls
     import numpy as np  # noqa: E402
 
 :func:`pin_threads` sets ``NUMBA_NUM_THREADS``, ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``,
-``MKL_NUM_THREADS`` and ``NEUROFABRIC_THREADS`` in this process; peers started as
+``MKL_NUM_THREADS``, ``NEUROFABRIC_THREADS`` and ``RAYON_NUM_THREADS`` (HF tokenizers) in this
+process; peers started as
 subprocesses (from ``.venv-peers``) get the same variables through :func:`thread_env`.
 After the imports, :func:`limit_loaded` also caps the pools that are already loaded (numba,
 torch intra-op, BLAS and OpenMP through threadpoolctl), and :func:`threads_info` reports the
@@ -29,6 +30,7 @@ THREAD_VARS = (
     "OPENBLAS_NUM_THREADS",
     "MKL_NUM_THREADS",
     "NEUROFABRIC_THREADS",
+    "RAYON_NUM_THREADS",  # HF tokenizers' thread pool
 )
 _limits: list = []  # keeps threadpoolctl's limiter alive for the life of the process
 

@@ -26,7 +26,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+from _threads import limit_loaded, pin_threads, thread_env, threads_info, threads_line
+
+THREADS = pin_threads(1)
+
+import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -86,7 +90,7 @@ def run_vocab(V: int, args, tmp: str) -> dict:
     if Path(args.peers_python).exists():
         res = subprocess.run([args.peers_python, str(ROOT / "benchmarks/peers/rwkv_decode.py")],
                              input=json.dumps(job), capture_output=True, text=True,
-                             env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})  # fmt: skip
+                             env={**os.environ, **thread_env(args.threads)})  # fmt: skip
         if res.returncode == 0:
             peer = json.loads(res.stdout.strip().splitlines()[-1])
             peer_logits = np.load(Path(tmp) / "peer.npy")
@@ -98,7 +102,12 @@ def run_vocab(V: int, args, tmp: str) -> dict:
     sp = speeds(dec, model, V, args)
     row = {"model": "rwkv4", "vocab": V, **sp, "peer": peer["tokens_per_s"] if peer else None,
            "peer_name": "rwkv package", "parity_max_abs": parity, "params": model.n_params()}  # fmt: skip
-    print(json.dumps({"benchmark": "seq_decode", **row}), flush=True)
+    print(
+        json.dumps(
+            {"benchmark": "seq_decode", **row, "threads": THREADS, "thread_pools": threads_info()}
+        ),
+        flush=True,
+    )
     return row
 
 
@@ -124,7 +133,7 @@ def run_mamba(V: int, args, tmp: str) -> dict:
     if Path(args.peers_python).exists():
         res = subprocess.run([args.peers_python, str(ROOT / "benchmarks/peers/hf_mamba_decode.py")],
                              input=json.dumps(job), capture_output=True, text=True,
-                             env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})  # fmt: skip
+                             env={**os.environ, **thread_env(args.threads)})  # fmt: skip
         if res.returncode == 0:
             peer = json.loads(res.stdout.strip().splitlines()[-1])
         else:
@@ -136,7 +145,12 @@ def run_mamba(V: int, args, tmp: str) -> dict:
     sp = speeds(dec, model, V, args)
     row = {"model": "mamba", "vocab": V, **sp, "peer": peer["tokens_per_s"] if peer else None,
            "peer_name": "HF transformers Mamba", "parity_max_abs": parity, "params": model.n_params()}  # fmt: skip
-    print(json.dumps({"benchmark": "seq_decode", **row}), flush=True)
+    print(
+        json.dumps(
+            {"benchmark": "seq_decode", **row, "threads": THREADS, "thread_pools": threads_info()}
+        ),
+        flush=True,
+    )
     return row
 
 
@@ -145,19 +159,24 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--tokens", type=int, default=400)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=THREADS,
+        help="threads for every system (pinned before numpy loads)",
+    )
     ap.add_argument("--peers-python", default=str(ROOT / ".venv-peers/bin/python"))
     args = ap.parse_args()
 
-    import numba
+    import numba  # noqa: F401  (loaded before the pools are capped)
     import torch
     from threadpoolctl import threadpool_limits
 
-    torch.set_num_threads(args.threads)
-    numba.set_num_threads(args.threads)
+    limit_loaded(args.threads)
     rows = []
     print(f"# {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, "
           f"torch {torch.__version__}, {args.threads} thread(s)")  # fmt: skip
+    print(f"# {threads_line()}; the peers get the same variables and torch.set_num_threads")
     with threadpool_limits(args.threads), tempfile.TemporaryDirectory() as tmp:
         for V in (256, 50277):
             rows.append(run_vocab(V, args, tmp))

@@ -25,6 +25,10 @@ import platform
 import subprocess
 import sys
 
+from _threads import limit_loaded, pin_threads, threads_info, threads_line
+
+THREADS = pin_threads(1)
+
 MODELS = {
     "rwkv-4x384-v256": ("rwkv", 384, 256),
     "mamba-4x384-v256": ("mamba", 384, 256),
@@ -57,7 +61,7 @@ def peak_child(name: str, batch: int, seq_len: int) -> None:
     """In a fresh process: peak RSS growth over one forward + backward pass."""
     import torch
 
-    torch.set_num_threads(1)
+    limit_loaded(THREADS)
     model = build(*MODELS[name])
     V = model.config.vocab_size
     gen = torch.Generator().manual_seed(0)
@@ -80,6 +84,12 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--seq-len", type=int, default=128)
     ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=THREADS,
+        help="threads for every system (pinned before numpy loads)",
+    )
     ap.add_argument("--peak-child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.peak_child:
@@ -90,7 +100,8 @@ def main() -> None:
 
     from neurofabric.seq.memory import estimate_memory, measure_memory, relative_errors
 
-    torch.set_num_threads(1)
+    limit_loaded(THREADS)
+    print(f"# {threads_line()}")
     print(f"# {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"batch {args.batch_size} x {args.seq_len} tokens, float32")  # fmt: skip
     mib = 2**20
@@ -109,7 +120,8 @@ def main() -> None:
         pass_est = est.activations + est.gradients
         row = {"benchmark": "seq_memory", "model": name, "estimate": est.as_dict(),
                "measured": meas.as_dict(), "relative_error": err,
-               "peak_rss_growth": peak, "peak_over_estimate": peak / pass_est}  # fmt: skip
+               "peak_rss_growth": peak, "peak_over_estimate": peak / pass_est,
+               "threads": THREADS, "thread_pools": threads_info()}  # fmt: skip
         rows.append(row)
         print(json.dumps(row), flush=True)
     print(

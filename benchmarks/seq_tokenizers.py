@@ -16,6 +16,10 @@ import os
 import time
 from pathlib import Path
 
+from _threads import pin_threads, threads_info, threads_line
+
+THREADS = pin_threads(1)
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(
@@ -23,6 +27,12 @@ def main() -> None:
     )
     ap.add_argument("--data-dir", default=os.environ.get("NEUROFABRIC_DATA", "../shared/datasets"))
     ap.add_argument("--vocab", type=int, default=8000)
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=THREADS,
+        help="threads for every system (pinned before numpy loads)",
+    )
     args = ap.parse_args()
     from neurofabric.seq.tokenizers import KINDS, train_tokenizer
 
@@ -45,8 +55,19 @@ def main() -> None:
                "encode_mb_per_s": mb / enc_s, "exact_lines": exact, "lines": len(lines),
                "tokens": sum(map(len, encoded))}  # fmt: skip
         rows.append(row)
-        print(json.dumps({"benchmark": "seq_tokenizers", "corpus_mb": mb, **row}), flush=True)
-    print(f"\nWikiText-2 valid + test: {mb:.2f} MB, {len(lines):,} lines\n")
+        print(
+            json.dumps(
+                {
+                    "benchmark": "seq_tokenizers",
+                    "corpus_mb": mb,
+                    **row,
+                    "threads": THREADS,
+                    "thread_pools": threads_info(),
+                }
+            ),
+            flush=True,
+        )
+    print(f"\nWikiText-2 valid + test: {mb:.2f} MB, {len(lines):,} lines; {threads_line()}\n")
     print("| kind | vocab | train MB/s | encode MB/s (line by line) | tokens | exact round trips |")
     print("|---|---|---|---|---|---|")
     for r in rows:

@@ -23,9 +23,13 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import torch
-from torch import nn
-from torch.nn import functional as F
+from _threads import limit_loaded, pin_threads, threads_info, threads_line
+
+THREADS = pin_threads(2)
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.nn import functional as F  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -110,10 +114,15 @@ def main() -> None:
         "--steps", type=int, default=20000, help="schedule length (the time budget stops first)"
     )
     ap.add_argument("--eval-every", type=int, default=100)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=THREADS,
+        help="threads for every system (pinned before numpy loads)",
+    )
     ap.add_argument("--plot", default="docs/figures/seq_train_shakespeare.png")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    limit_loaded(args.threads)
 
     from neurofabric.seq import RWKV4, Mamba, MambaConfig, RWKVConfig
     from neurofabric.seq.train import TextData, TrainConfig, Trainer
@@ -130,6 +139,7 @@ def main() -> None:
     }
     print(f"# {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} threads, "
           f"{args.minutes} min per model, vocab {V}, train {len(data.train):,} / val {len(data.val):,} chars")  # fmt: skip
+    print(f"# {threads_line()}")
     results = {}
     for name in args.archs.split(","):
         model = models[name]()
@@ -142,7 +152,18 @@ def main() -> None:
         curve = [(r["seconds"], r["val_loss"]) for r in res["history"] if "val_loss" in r]
         results[name] = {"params": n_params(model), "steps": res["step"], "seconds": secs,
                          "val_loss": res["val_loss"], "best_val_loss": res["best_val_loss"], "curve": curve}  # fmt: skip
-        print(json.dumps({"benchmark": "seq_train", "arch": name, **results[name]}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "benchmark": "seq_train",
+                    "arch": name,
+                    **results[name],
+                    "threads": THREADS,
+                    "thread_pools": threads_info(),
+                }
+            ),
+            flush=True,
+        )
     print("\n| model | parameters | steps | minutes | final val loss | best val loss (nats/char) |")
     print("|---|---|---|---|---|---|")
     for name, r in results.items():

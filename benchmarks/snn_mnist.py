@@ -23,6 +23,10 @@ import os
 import platform
 import time
 
+from _threads import limit_loaded, pin_threads, threads_info, threads_line
+
+THREADS = pin_threads(1)
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -51,11 +55,19 @@ def main() -> None:
     ap.add_argument("--save", default=None, help="save the trained classifier here")
     ap.add_argument("--load", default=None, help="evaluate a saved classifier (no training)")
     ap.add_argument("--checkpoint", default=None, help="checkpoint folder (resumed if present)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=THREADS,
+        help="threads for every system (pinned before numpy loads)",
+    )
     args = ap.parse_args()
 
     from neurofabric.data import load_mnist
     from neurofabric.snn.diehl_cook import DiehlCookClassifier
     from neurofabric.snn.stp import ShortTermPlasticity
+
+    limit_loaded(THREADS)
 
     x_tr, y_tr = load_mnist("train", data_dir=args.data_dir)
     x_te, y_te = load_mnist("test", data_dir=args.data_dir)
@@ -140,6 +152,7 @@ def main() -> None:
         + (f" --load {args.load}" if args.load else "")
         + "\n"
     )
+    print(f"# {threads_line()}")
     print("| system | neurons | train images | weights | test accuracy | train img/s |")
     print("|---|---|---|---|---|---|")
     for name, a in rows:
@@ -163,6 +176,8 @@ def main() -> None:
                 "images_per_s": args.train / train_s,
                 "label_s": label_s,
                 "test_s": test_s,
+                "threads": THREADS,
+                "thread_pools": threads_info(),
             }
         )
     )

@@ -4,7 +4,8 @@
     python benchmarks/snn_mnist_speed.py --data-dir ../shared/datasets --train 1000
 
 Trains 100 excitatory neurons on the first ``--train`` MNIST training images, one process per
-system, one thread each (``NEUROFABRIC_THREADS=1``, ``torch.set_num_threads(1)``):
+system, ``--threads`` threads each (default 1: ``NEUROFABRIC_THREADS``, numba, BLAS and OpenMP
+through benchmarks/_threads.py, and BindsNET's ``torch.set_num_threads``):
 
 * ``neurofabric (paper protocol)``: DiehlCookClassifier (the published code's learning rule,
   ``rule="code"``) as in the paper: dt 0.5 ms, 350 ms
@@ -32,6 +33,10 @@ import sys
 import time
 from pathlib import Path
 
+from _threads import limit_loaded, pin_threads, thread_env, threads_info, threads_line
+
+THREADS = pin_threads(1)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -40,6 +45,7 @@ def ours(args: argparse.Namespace) -> None:
     from neurofabric.data import load_mnist
     from neurofabric.snn.diehl_cook import DiehlCookClassifier
 
+    limit_loaded(THREADS)
     x, y = load_mnist("train", data_dir=args.data_dir)
     x, y = x[: args.train], y[: args.train]
     proto = (
@@ -65,13 +71,15 @@ def ours(args: argparse.Namespace) -> None:
                 "dt_ms": proto["dt"] * 1e3,
                 "t_present_ms": proto["t_present"] * 1e3,
                 "t_rest_ms": proto["t_rest"] * 1e3,
+                "threads": THREADS,
+                "thread_pools": threads_info(),
             }
         )
     )
 
 
 def run_child(cmd: list[str], name: str) -> dict:
-    env = dict(os.environ, NEUROFABRIC_THREADS="1", OMP_NUM_THREADS="1")
+    env = dict(os.environ, **thread_env(THREADS))
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
@@ -88,6 +96,12 @@ def main() -> None:
     ap.add_argument("--neurons", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--peers-python", default=str(ROOT / ".venv-peers" / "bin" / "python"))
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=THREADS,
+        help="threads for every system (pinned before numpy loads)",
+    )
     ap.add_argument("--protocol", choices=("paper", "bindsnet"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.protocol:
@@ -95,6 +109,7 @@ def main() -> None:
         return
     common = ["--data-dir", args.data_dir, "--train", str(args.train)]
     common += ["--neurons", str(args.neurons), "--seed", str(args.seed)]
+    common += ["--threads", str(THREADS)]
     rows = [
         run_child([sys.executable, __file__, *common, "--protocol", p], f"neurofabric ({p})")
         for p in ("paper", "bindsnet")
@@ -102,13 +117,17 @@ def main() -> None:
     peer = [args.peers_python, str(ROOT / "benchmarks/peers/bindsnet_diehl_cook.py")]
     peer += ["--data-dir", args.data_dir, "--train", str(args.train)]
     peer += ["--neurons", str(args.neurons), "--progress-interval", "0"]
+    peer += ["--threads", str(THREADS)]
     rows.append(run_child(peer, "bindsnet"))
     base = rows[-1].get("images_per_s")
     print(
         f"\nMachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}, one thread per system"
+        f"Python {platform.python_version()}, {THREADS} thread(s) per system"
     )
-    print(f"Command: python benchmarks/snn_mnist_speed.py --train {args.train}\n")
+    print(f"Threads (this process; children get the same): {threads_line()}")
+    print(
+        f"Command: python benchmarks/snn_mnist_speed.py --train {args.train} --threads {THREADS}\n"
+    )
     print("| system | steps per image | train images | images/s | vs BindsNET |")
     print("|---|---|---|---|---|")
     for r in rows:

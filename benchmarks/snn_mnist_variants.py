@@ -18,7 +18,11 @@ import os
 import platform
 import time
 
-import numpy as np
+from _threads import limit_loaded, pin_threads, threads_info, threads_line
+
+THREADS = pin_threads(1)
+
+import numpy as np  # noqa: E402
 
 VARIANTS = {
     "code rule": {"rule": "code"},
@@ -45,10 +49,19 @@ def main() -> None:
     ap.add_argument("--train", type=int, default=4000)
     ap.add_argument("--neurons", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=THREADS,
+        help="threads for every system (pinned before numpy loads)",
+    )
     args = ap.parse_args()
 
     from neurofabric.data import load_mnist
     from neurofabric.snn.diehl_cook import DiehlCookClassifier
+
+    limit_loaded(THREADS)
+    print(f"# {threads_line()}")
 
     x, y = load_mnist("train", data_dir=args.data_dir)
     x, y = x[: args.train], y[: args.train]
@@ -83,7 +96,8 @@ def main() -> None:
             f"| {r['variant']} | {r['running_accuracy']:.3f} | {r['dead_neurons']} | "
             f"{r['images_per_s']:.1f} |"
         )
-    print(json.dumps({"benchmark": "snn_mnist_variants", "train": args.train, "rows": rows}))
+    print(json.dumps({"benchmark": "snn_mnist_variants", "train": args.train, "rows": rows,
+                      "threads": THREADS, "thread_pools": threads_info()}))  # fmt: skip
 
 
 if __name__ == "__main__":

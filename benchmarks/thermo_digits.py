@@ -19,7 +19,11 @@ import platform
 import statistics
 import time
 
-import numpy as np
+from _threads import limit_loaded, pin_threads, threads_info, threads_line
+
+THREADS = pin_threads(1)
+
+import numpy as np  # noqa: E402
 
 
 def fit_ours(Xtr, ytr, seed, args, topology=True):
@@ -83,6 +87,12 @@ def main() -> None:
     ap.add_argument("--t-start", type=float, default=1.0)
     ap.add_argument("--t-end", type=float, default=0.005)
     ap.add_argument("--skip", default="", help="comma list of rows to skip: sa,mlp,throughput")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=THREADS,
+        help="threads for every system (pinned before numpy loads)",
+    )
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
 
@@ -91,11 +101,13 @@ def main() -> None:
     from neurofabric.data import load_digits_split
     from neurofabric.thermo.kernels import numba_cpu, reference
 
+    limit_loaded(THREADS)
     Xtr, Xte, ytr, yte = load_digits_split()
     seeds = list(range(args.seeds))
     print(f"# digits {len(Xtr)} train / {len(Xte)} test, 64-{args.hidden}-10, {len(seeds)} seeds; "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
           f"NEUROFABRIC_THREADS={os.environ.get('NEUROFABRIC_THREADS', '')}")  # fmt: skip
+    print(f"# {threads_line()} (scikit-learn's BLAS included)")
     results = {}
     results["neurofabric"] = run_seeds(
         "MH + topology", lambda s: fit_ours(Xtr, ytr, s, args), seeds, Xte, yte
@@ -128,7 +140,8 @@ def main() -> None:
                           "accuracy": round(statistics.median(r["accuracy"] for r in rows), 4),
                           "accuracy_runs": [round(r["accuracy"], 4) for r in rows],
                           "train_s": round(statistics.median(r["train_s"] for r in rows), 2),
-                          "sparsity": round(statistics.median(r["sparsity"] for r in rows), 4)}))  # fmt: skip
+                          "sparsity": round(statistics.median(r["sparsity"] for r in rows), 4),
+                          "threads": THREADS, "thread_pools": threads_info()}))  # fmt: skip
     if "throughput" in skip:
         return
     print("\n| kernel | samples per energy | proposals/s (median of 5) | vs reference |")
@@ -140,7 +153,8 @@ def main() -> None:
         print(f"| numba incremental dE | {n} ({label}) | {fast:,.0f} | {fast / ref:,.0f}x |")
         print(f"| numpy full recompute (reference) | {n} ({label}) | {ref:,.1f} | 1x |")
         print(json.dumps({"system": "neurofabric", "dataset": "digits", "model": "64-32-10", "size": n,
-                          "proposals_per_s": round(fast), "reference_proposals_per_s": round(ref, 1)}))  # fmt: skip
+                          "proposals_per_s": round(fast), "reference_proposals_per_s": round(ref, 1),
+                          "threads": THREADS, "thread_pools": threads_info()}))  # fmt: skip
 
 
 if __name__ == "__main__":

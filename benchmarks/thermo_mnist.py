@@ -13,7 +13,11 @@ import os
 import platform
 import time
 
-import numpy as np
+from _threads import limit_loaded, pin_threads, threads_info, threads_line
+
+THREADS = pin_threads(1)
+
+import numpy as np  # noqa: E402
 
 
 def main() -> None:
@@ -35,16 +39,24 @@ def main() -> None:
     ap.add_argument("--skip", default="", help="comma list of rows to skip: sa,mlp")
     ap.add_argument("--save", default=None, help="save our model here")
     ap.add_argument("--plot", default=None, help="write our training history PNG here")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=THREADS,
+        help="threads for every system (pinned before numpy loads)",
+    )
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
 
     from neurofabric.data import load_classification
     from neurofabric.thermo import Geometric, Moves, ThermoClassifier, plot_history
 
+    limit_loaded(THREADS)
     Xtr, Xte, ytr, yte = load_classification(args.dataset, data_dir=args.data_dir)
     print(f"# {args.dataset} {len(Xtr)} train / {len(Xte)} test, 784-{args.hidden}-10; "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
           f"NEUROFABRIC_THREADS={os.environ.get('NEUROFABRIC_THREADS', '')}", flush=True)  # fmt: skip
+    print(f"# {threads_line()} (scikit-learn's BLAS included)", flush=True)
     rows = []
 
     def mh(name, **extra):
@@ -104,7 +116,8 @@ def main() -> None:
         )
     for r in rows:
         print(json.dumps({"dataset": args.dataset, "model": f"784-{args.hidden}-10",
-                          **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()}}))  # fmt: skip
+                          **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()},
+                          "threads": THREADS, "thread_pools": threads_info()}))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -46,7 +46,15 @@ def main() -> None:
         t0 = time.perf_counter()
         decode(model, seq)
         secs = time.perf_counter() - t0
-    print(json.dumps({"tokens_per_s": n / secs, "version": transformers.__version__}))
+    print(
+        json.dumps(
+            {
+                "tokens_per_s": n / secs,
+                "version": transformers.__version__,
+                "threads": torch.get_num_threads(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

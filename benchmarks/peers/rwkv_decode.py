@@ -39,7 +39,11 @@ def main() -> None:
     for i in range(n):
         _, state = model.forward([i % vocab], state)
     secs = time.perf_counter() - t0
-    print(json.dumps({"tokens_per_s": n / secs, "version": "0.8.32"}))
+    print(
+        json.dumps(
+            {"tokens_per_s": n / secs, "version": "0.8.32", "threads": torch.get_num_threads()}
+        )
+    )
 
 
 if __name__ == "__main__":
