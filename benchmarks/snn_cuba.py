@@ -420,6 +420,8 @@ def main() -> None:
     rows: list[dict] = []
 
     def add(row: dict) -> None:
+        # other jobs on the machine skew multi-threaded runs most: keep the load with each row
+        row["loadavg_1m_after"] = round(os.getloadavg()[0], 2)
         rows.append(row)
         print(json.dumps(row), flush=True)
 
@@ -433,6 +435,12 @@ def main() -> None:
     print()
     print(f"Machine: {machine()}")
     print(f"Threads: {args.threads} (the same count for every system in a pass)")
+    loads = [r["loadavg_1m_after"] for r in rows if "loadavg_1m_after" in r]
+    if loads:
+        print(
+            f"Load average (1 min) after each row: {min(loads):.2f} to {max(loads):.2f} "
+            f"on {os.cpu_count()} cores (above the run's own threads: other jobs were running)"
+        )
     print(f"Command: python benchmarks/snn_cuba.py {' '.join(sys.argv[1:])}".rstrip())
     print()
     print(table(rows))
