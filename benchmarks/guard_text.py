@@ -2,6 +2,7 @@
 
     python benchmarks/guard_text.py --dataset 20newsgroups --data-dir ../shared/datasets
     python benchmarks/guard_text.py --dataset ag_news --data-dir ../shared/datasets
+    (add --threads N for N threads per system; the default is 1)
 
 Side by side, in one run, on the same documents:
   ours          TextGuardClassifier (averaged PA-I, hashed words + idf, n_jobs=1); also
@@ -10,13 +11,30 @@ Side by side, in one run, on the same documents:
   neuronguard   the same engine with the proof of concept's rule (rule="neuronguard")
   sklearn SGD   HashingVectorizer() + SGDClassifier() with their defaults
   fastText      fasttext-wheel in the peers venv: dim 10, wordNgrams 2 as in its
-                classification-example.sh, lr 1.0, 5 and 25 epochs, 2 threads
+                classification-example.sh, lr 1.0, 5 and 25 epochs, --threads threads
 
 20 Newsgroups and DBpedia use their canonical splits; AG News uses its canonical split when
 train.csv is present, otherwise stratified k-fold cross-validation on the 7,600-row test split
-(the same folds for every system). Training time includes feature / vocabulary building;
-prediction docs/s is measured once features are built (ours and SGD; fastText tokenizes
-inside predict) on one core. Times are medians of --repeats runs; numba compiles once before.
+(the same folds for every system).
+
+Threads: every system runs on --threads threads (default 1): numba, OpenBLAS / MKL, OpenMP and
+HF tokenizers are pinned before numpy loads (_threads.py), fastText gets thread=--threads, and
+our training uses n_jobs=1 (one thread) at any --threads. The pinned counts are printed above
+the table and in every JSON line.
+
+What is timed:
+  train s       from the raw texts to a fitted model: ours and SGD tokenize, hash and build
+                features inside the timed region; fastText reads its training file and hashes
+                inside, but normalizing the text (fastText's normalize_text, as its
+                classification-example.sh does with sed) and writing the file are outside.
+  docs/s, raw text -> label (features_and_predict_docs_per_s): the timed region starts from
+                the raw test texts. Ours: clf.predict(texts) (tokenize, hash, idf, field);
+                SGD: clf.predict(vec.transform(texts)); fastText: normalize_text (timed here,
+                one thread) plus multilinePredict (tokenizes, hashes and predicts inside).
+  docs/s, features built -> label (predict_only_docs_per_s): features built before the
+                timed region. Ours: guard.predict(events); SGD: clf.predict(X). fastText's
+                predict cannot be split (it hashes words and n-grams inside): not reported.
+Times are medians (--repeats runs for training, 5 for prediction); numba compiles once before.
 Prints a markdown table and one JSON line per system.
 """
 
@@ -33,7 +51,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+from _threads import limit_loaded, pin_threads, thread_env, threads_info, threads_line
+
+THREADS = pin_threads()  # before numpy / numba load: their pools size themselves on import
+
+import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 # classification-example.sh's dim 10 / wordNgrams 2 with lr 1.0 (its lr 0.1 leaves 20 Newsgroups
@@ -44,7 +66,6 @@ FASTTEXT_BASE = {
     "wordNgrams": 2,
     "minCount": 1,
     "bucket": 2_000_000,
-    "thread": 2,
 }
 FASTTEXT_EPOCHS = (5, 25)
 
@@ -58,15 +79,9 @@ def median_time(fn, repeats):
     return statistics.median(times), out
 
 
-def one_core_rate(fn, n, repeats=5):
-    import numba
-
-    threads = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        secs, _ = median_time(fn, repeats)
-    finally:
-        numba.set_num_threads(threads)
+def rate(fn, n, repeats=5):
+    """Documents per second, the median of ``repeats`` timed calls (threads as pinned)."""
+    secs, _ = median_time(fn, repeats)
     return n / secs
 
 
@@ -110,14 +125,18 @@ def run_guard(train, test, args, select=False, **params):
     train_s, clf = median_time(fit, args.repeats)
     events = clf.transform(test.texts)
     acc = float(np.mean(clf.guard.predict(events) == test.labels))
-    rate = one_core_rate(lambda: clf.guard.predict(events), len(test))
+    if not np.array_equal(clf.predict(test.texts), clf.guard.predict(events)):
+        raise RuntimeError("predict(texts) and guard.predict(transform(texts)) disagree")
+    end_to_end = rate(lambda: clf.predict(test.texts), len(test))
+    predict_only = rate(lambda: clf.guard.predict(events), len(test))
     with tempfile.TemporaryDirectory() as tmp:
         size = saved_bytes(clf.save(Path(tmp) / "m"))
         size8 = saved_bytes(clf.save(Path(tmp) / "m8", weights="int8"))
         from neurofabric.guard import TextGuardClassifier as T
 
         acc8 = float(np.mean(T.load(Path(tmp) / "m8").guard.predict(events) == test.labels))
-    out = {"accuracy": acc, "train_s": train_s, "predict_docs_per_s": rate, "model_bytes": size,
+    out = {"accuracy": acc, "train_s": train_s, "features_and_predict_docs_per_s": end_to_end,
+           "predict_only_docs_per_s": predict_only, "model_bytes": size,
            "model_bytes_int8": size8, "accuracy_int8": acc8}  # fmt: skip
     if chosen:
         out["chosen_c"] = chosen[-1]
@@ -137,25 +156,30 @@ def run_sgd(train, test, args):
     train_s, clf = median_time(fit, args.repeats)
     Xte = vec.transform(test.texts)
     acc = float(np.mean(clf.predict(Xte) == test.labels))
-    secs, _ = median_time(lambda: clf.predict(Xte), 5)
+    end_to_end = rate(lambda: clf.predict(vec.transform(test.texts)), len(test))
+    predict_only = rate(lambda: clf.predict(Xte), len(test))
     with tempfile.TemporaryDirectory() as tmp:
         np.savez(Path(tmp) / "sgd.npz", coef=clf.coef_, intercept=clf.intercept_)
         size = (Path(tmp) / "sgd.npz").stat().st_size
-    return {"accuracy": acc, "train_s": train_s, "predict_docs_per_s": len(test) / secs,
-            "model_bytes": size}  # fmt: skip
+    return {"accuracy": acc, "train_s": train_s, "features_and_predict_docs_per_s": end_to_end,
+            "predict_only_docs_per_s": predict_only, "model_bytes": size}  # fmt: skip
+
+
+def normalize_texts(texts) -> list[str]:
+    """fastText's normalize_text (classification-example.sh), one line per document."""
+    from neurofabric.guard.kernels.reference import tokenize
+
+    return [b" ".join(tokenize(t.encode("utf-8"))).decode("utf-8", "replace") for t in texts]
 
 
 def fasttext_lines(data, path, shuffle=False):
-    from neurofabric.guard.kernels.reference import tokenize
-
     # fastText reads its file in order and does not shuffle: a file sorted by class (as the
     # 20 Newsgroups archive is) leaves it near chance, so the lines are shuffled (seeded)
     order = np.random.default_rng(0).permutation(len(data)) if shuffle else range(len(data))
+    lines = normalize_texts(data.texts)
     with open(path, "w", encoding="utf-8") as fh:
         for i in order:
-            text, y = data.texts[i], data.labels[i]
-            words = b" ".join(tokenize(text.encode("utf-8"))).decode("utf-8", "replace")
-            fh.write(f"__label__{y} {words}\n")
+            fh.write(f"__label__{data.labels[i]} {lines[i]}\n")
 
 
 def run_fasttext(train, test, args, epoch):
@@ -165,13 +189,23 @@ def run_fasttext(train, test, args, epoch):
         fasttext_lines(train, Path(tmp) / "train.txt", shuffle=True)
         fasttext_lines(test, Path(tmp) / "test.txt")
         job = {"train": str(Path(tmp) / "train.txt"), "test": str(Path(tmp) / "test.txt"),
-               "params": {**FASTTEXT_BASE, "epoch": epoch}, "repeats": args.repeats}  # fmt: skip
+               "params": {**FASTTEXT_BASE, "epoch": epoch, "thread": THREADS},
+               "repeats": args.repeats}  # fmt: skip
         out = subprocess.run([args.peers_python, str(ROOT / "benchmarks/peers/fasttext_text.py")],
-                             input=json.dumps(job), capture_output=True, text=True, check=False)  # fmt: skip
+                             input=json.dumps(job), capture_output=True, text=True, check=False,
+                             env={**os.environ, **thread_env(THREADS)})  # fmt: skip
     if out.returncode != 0:
         print(f"# fastText failed: {out.stderr.strip()[-500:]}", file=sys.stderr)
         return None
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    # multilinePredict tokenizes and hashes inside (the peer's predict_docs_per_s); from raw
+    # text it also needs normalize_text, timed here on the same texts
+    normalize_s, _ = median_time(lambda: normalize_texts(test.texts), 5)
+    predict_s = len(test) / r.pop("predict_docs_per_s")
+    r.update(features_and_predict_docs_per_s=len(test) / (normalize_s + predict_s),
+             predict_only_docs_per_s=float("nan"), normalize_docs_per_s=len(test) / normalize_s,
+             hash_and_predict_docs_per_s=len(test) / predict_s)  # fmt: skip
+    return r
 
 
 def splits(args):
@@ -208,9 +242,18 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--peers-python", default=str(ROOT / ".venv-peers/bin/python"))
     ap.add_argument("--no-fasttext", action="store_true")
+    ap.add_argument(
+        "--threads", type=int, default=1, help="threads for every system (pinned at start)"
+    )
     args = ap.parse_args()
 
+    import numba  # noqa: F401  (loaded now so that its pool is capped with the others)
+    import sklearn.linear_model  # noqa: F401
+
     from neurofabric.guard import TextGuardClassifier
+
+    limit_loaded(THREADS)
+    threads = threads_info()
 
     TextGuardClassifier(n_features=64, epochs=1).fit(["a b", "c d"], [0, 1])  # compile once
     TextGuardClassifier(rule="neuronguard", n_features=64).fit(["a b", "c d"], [0, 1])
@@ -244,17 +287,26 @@ def main() -> None:
     ref = min(rows[n]["train_s"] for n in rows if n.startswith(("sklearn", "fastText")))
     print(f"\n{args.dataset}: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"python {platform.python_version()}, means over {len(results['ours (averaged PA-I)'])} split(s)")  # fmt: skip
-    print("| system | accuracy | train s | vs faster peer | predict docs/s | model bytes |")
-    print("|---|---|---|---|---|---|")
+    print(f"{threads_line()} (every system; our training n_jobs=1)")
+    print("| system | accuracy | train s | vs faster peer | docs/s, raw text -> label "
+          "| docs/s, features built -> label | model bytes |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
+
+    def docs(v):
+        return "n/a (hashes inside)" if np.isnan(v) else f"{v:,.0f}"
+
     for name, r in rows.items():
         print(f"| {name} | {r['accuracy']:.4f} | {r['train_s']:.2f} | {ref / r['train_s']:.2f}x | "
-              f"{r['predict_docs_per_s']:,.0f} | {r['model_bytes']:,.0f} |")  # fmt: skip
+              f"{docs(r['features_and_predict_docs_per_s'])} | "
+              f"{docs(r['predict_only_docs_per_s'])} | {r['model_bytes']:,.0f} |")  # fmt: skip
     ours = rows["ours (averaged PA-I)"]
     print(
-        f"| ours, int8 weights | {ours['accuracy_int8']:.4f} | | | | {ours['model_bytes_int8']:,.0f} |"
+        f"| ours, int8 weights | {ours['accuracy_int8']:.4f} | | | | | {ours['model_bytes_int8']:,.0f} |"
     )
     for name, r in rows.items():
-        print(json.dumps({"benchmark": "guard_text", "dataset": args.dataset, "system": name, **r}))
+        r = {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
+        print(json.dumps({"benchmark": "guard_text", "dataset": args.dataset, "system": name,
+                          "threads": THREADS, "pinned": threads, **r}))  # fmt: skip
 
 
 if __name__ == "__main__":
