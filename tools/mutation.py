@@ -55,6 +55,13 @@ def prepare_copy(repo: Path, work: Path, engine: str) -> Path:
         ["git", "-C", str(repo), "archive", "HEAD"], check=True, capture_output=True
     ).stdout
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    head = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    (dest / "HEAD").write_text(head + "\n", encoding="utf-8")
     only = [f"src/neurofabric/{path}" for path in TARGETS[engine]]
     config = (
         "\n[tool.mutmut]\n"
@@ -153,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         "generated": len(names),
         "drawn": len(chosen),
         "seed": args.seed,
+        "commit": (copy / "HEAD").read_text(encoding="utf-8").strip(),
         "run_timed_out": timed_out,
         **summarize(copy, chosen),
     }
