@@ -1,0 +1,102 @@
+"""Tests added for mutants that survived mutation testing (docs/testing.md): each checks an
+analytic result or an invariant on both backends, where the earlier suite used one or none."""
+
+import math
+
+import numpy as np
+import pytest
+
+from neurofabric.snn import (
+    LIFParams,
+    OneToOne,
+    SpikeArrayInput,
+    SpikeMonitor,
+    SpikingNetwork,
+    StateMonitor,
+)
+from neurofabric.snn.stp import ShortTermPlasticity
+
+DT = 1e-4
+W = 1e-3
+BACKENDS = ["numba", "reference"]
+
+
+def _releases(stp, rate_hz, n_spikes, backend):
+    """The efficacy of each spike of a regular train, read from the jumps of g_e (as in
+    test_stp.py: the input of the spike at step s arrives in step s + 1)."""
+    period = int(round(1 / rate_hz / DT))
+    steps = np.arange(n_spikes) * period + 10
+    net = SpikingNetwork(1, dt=DT, seed=0, backend=backend)
+    net.add_input("x", SpikeArrayInput(1, indices=np.zeros(n_spikes, int), times=steps * DT))
+    net.connect(OneToOne(), source="x", weight=W, stp=stp)
+    res = net.run((steps[-1] + 5) * DT, monitors=[StateMonitor(neurons=[0], variables=("ge",))])
+    ge = res.state["ge"][:, 0]
+    decay = math.exp(-DT / 5e-3)
+    return (ge[steps + 1] - ge[steps] * decay) / (np.float32(W) * decay)
+
+
+def _tsodyks_markram(U, tau_rec, tau_facil, rate_hz, n):
+    """u_{n+1} = u_n (1-U) e^{-T/tf} + U, x_{n+1} = x_n (1 - u_n) e^{-T/tr} + 1 - e^{-T/tr};
+    a zero time constant recovers at once (e^{-T/0} = 0)."""
+    T = 1 / rate_hz
+    ef = math.exp(-T / tau_facil) if tau_facil > 0 else 0.0
+    er = math.exp(-T / tau_rec) if tau_rec > 0 else 0.0
+    u, x, out = U, 1.0, []
+    for _ in range(n):
+        out.append(u * x)
+        x = x * (1 - u) * er + 1 - er
+        u = u * (1 - U) * ef + U
+    return np.array(out)
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # no division by a zero time constant
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    "U, tau_rec, tau_facil", [(0.5, 0.8, 0.0), (0.1, 0.0, 1.0), (0.5, 0.0, 0.0)]
+)
+def test_stp_with_a_zero_time_constant_follows_the_recursion(backend, U, tau_rec, tau_facil):
+    stp = ShortTermPlasticity(U=U, tau_rec=tau_rec, tau_facil=tau_facil)
+    got = _releases(stp, 40.0, 8, backend)
+    want = _tsodyks_markram(U, tau_rec, tau_facil, 40.0, 8)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+
+
+def _driven(backend, i_ext=None):
+    n = 8
+    current = np.linspace(1.6e-9, 4e-9, n)  # R I from 16 to 40 mV, threshold 15 mV above rest
+    neuron = LIFParams(i_ext=current if i_ext is None else i_ext)
+    return SpikingNetwork(n, neuron=neuron, dt=DT, seed=0, backend=backend), current
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_run_reports_progress_and_counts_every_spike(backend):
+    net, _ = _driven(backend)
+    seen = []
+    n_steps = 5000  # three chunks of at most 2,000 steps
+    res = net.run(n_steps * DT, monitors=[SpikeMonitor()], callback=seen.append)
+    assert res.n_spikes == len(res.spike_times) > 50
+    assert [p.step for p in seen] == sorted({p.step for p in seen}) and len(seen) >= 3
+    assert seen[-1].step == seen[-1].total_steps == n_steps
+    assert seen[-1].spikes == res.n_spikes
+    assert all(isinstance(p.wall_s, float) and p.wall_s >= 0 for p in seen)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_set_current_equals_building_with_that_current(backend):
+    # a neuron at rest with no input stays at rest, so 10 silent steps and then the current
+    # give the spikes of a network driven from the start, 10 steps later
+    ref_net, current = _driven(backend)
+    ref = ref_net.run(3000 * DT, monitors=[SpikeMonitor()])
+    late, _ = _driven(backend, i_ext=0.0)
+    assert late.run(10 * DT, monitors=[SpikeMonitor()]).n_spikes == 0
+    late.set_current(current)
+    got = late.run(3000 * DT, monitors=[SpikeMonitor()])
+    np.testing.assert_array_equal(got.spike_indices, ref.spike_indices)
+    np.testing.assert_array_equal(
+        np.rint(got.spike_times / DT).astype(int) - 10, np.rint(ref.spike_times / DT).astype(int)
+    )
+    early, _ = _driven(backend, i_ext=0.0)
+    early.set_current(current)  # before build
+    np.testing.assert_array_equal(
+        early.run(3000 * DT, monitors=[SpikeMonitor()]).spike_times, ref.spike_times
+    )
