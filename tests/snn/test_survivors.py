@@ -100,3 +100,18 @@ def test_set_current_equals_building_with_that_current(backend):
     np.testing.assert_array_equal(
         early.run(3000 * DT, monitors=[SpikeMonitor()]).spike_times, ref.spike_times
     )
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_spike_buffer_that_fills_inside_a_chunk_loses_no_step(backend):
+    # unconnected neurons with the same current spike at the same steps whatever their
+    # number; 200 of them fill the 65,536-spike buffer twice in a 2,000-step chunk
+    neuron = LIFParams(i_ext=1e-7, t_ref=0.0)  # R I = 1 V: a spike every 3 or 4 steps
+    small = SpikingNetwork(2, neuron=neuron, dt=DT, seed=0, backend=backend)
+    one = small.run(2000 * DT, monitors=[SpikeMonitor()])
+    big = SpikingNetwork(200, neuron=neuron, dt=DT, seed=0, backend=backend)
+    res = big.run(2000 * DT, monitors=[SpikeMonitor()])
+    per_neuron = one.spike_times[one.spike_indices == 0]
+    assert res.n_spikes == len(res.spike_times) == 200 * len(per_neuron) > 65536
+    np.testing.assert_array_equal(res.spike_times[res.spike_indices == 199], per_neuron)
+    assert big.state_.t == small.state_.t == 2000
