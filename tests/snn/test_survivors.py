@@ -13,7 +13,9 @@ from neurofabric.snn import (
     SpikeMonitor,
     SpikingNetwork,
     StateMonitor,
+    SynapseParams,
 )
+from neurofabric.snn.plasticity import DiehlCookSTDP
 from neurofabric.snn.stp import ShortTermPlasticity
 
 DT = 1e-4
@@ -115,3 +117,31 @@ def test_a_spike_buffer_that_fills_inside_a_chunk_loses_no_step(backend):
     assert res.n_spikes == len(res.spike_times) == 200 * len(per_neuron) > 65536
     np.testing.assert_array_equal(res.spike_times[res.spike_indices == 199], per_neuron)
     assert big.state_.t == small.state_.t == 2000
+
+
+def _one_pair(rule, pre_step, post_step, backend):
+    """One plastic synapse whose target is forced to spike at ``post_step`` (as in
+    test_plasticity.py). Returns (weight change, initial weight as stored)."""
+    w0 = 0.5e-3
+    net = SpikingNetwork(
+        1, dt=DT, synapse=SynapseParams("delta"), seed=0, max_delay=1e-3, backend=backend
+    )
+    net.add_input("pre", SpikeArrayInput(1, indices=[0], times=np.array([pre_step]) * DT))
+    net.add_input("drive", SpikeArrayInput(1, indices=[0], times=np.array([post_step - 1]) * DT))
+    net.connect(OneToOne(), source="pre", weight=w0, plasticity=rule)
+    net.connect(OneToOne(), source="drive", weight=20e-3)
+    res = net.run((max(pre_step, post_step) + 5) * DT, monitors=[SpikeMonitor()])
+    assert np.rint(res.spike_times / DT).astype(int).tolist() == [post_step]
+    csr = net.input_csr_
+    stored = float(np.float32(w0))
+    return float(csr.weights[csr.mask == 1][0]) - stored, stored
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("mu", [0.0, 0.5])
+def test_diehl_cook_soft_bound_exponent(backend, mu):
+    # post after pre: dw = nu_post (x_pre - x_tar) (w_max - w)^mu, x_pre = e^{-80 dt / tau_pre}
+    rule = DiehlCookSTDP(nu_pre=1e-5, nu_post=1e-4, x_tar=0.2, mu=mu, w_max=1e-3)
+    dw, w0 = _one_pair(rule, 100, 180, backend)
+    x_pre = math.exp(-80 * DT / rule.tau_pre)
+    assert dw == pytest.approx(rule.nu_post * (x_pre - rule.x_tar) * (1e-3 - w0) ** mu, rel=1e-4)
