@@ -2,9 +2,12 @@
 
 Works in a throw-away copy of the committed tree, never in the working tree:
 
-    python -m venv /tmp/mutvenv ...            # or: pip install --target DIR mutmut==3.8.1
-    PYTHONPATH=DIR .venv/bin/python tools/mutation.py --engine thermo --work /tmp/mut \
-        --sample 60 --seed 0
+    .venv/bin/python -m pip install --target "$MUTMUT_DIR" mutmut==3.8.1
+    # then delete from $MUTMUT_DIR the packages the venv already has (pytest, pluggy, ...)
+    PYTHONPATH="$MUTMUT_DIR" nice -n 15 .venv/bin/python tools/mutation.py --engine thermo \
+        --work "$WORK" --sample 60 --seed 0 --timeout 420
+
+(docs/testing.md has the whole recipe and the results.)
 
 Steps: ``git archive HEAD`` into ``<work>/<engine>``, write a ``[tool.mutmut]`` section that
 mutates only the engine's reference kernels and shell modules and runs only the engine's own
