@@ -328,3 +328,12 @@ def test_seq_memory_matches_the_library():
     est = estimate_memory(RWKVConfig(vocab_size=100, n_layer=2, n_embd=64), batch_size=4,
                           seq_len=32)  # fmt: skip
     assert f"{est.activations / 2**20:,.3f}" in res.output
+
+
+def test_demo_sequence_part_can_run_twice_into_one_folder(tmp_path):
+    """`make demo` reruns into demo-output: the strict seq resume must not stop it."""
+    from neurofabric.cli.app import _demo_seq
+
+    for _ in range(2):
+        _demo_seq(tmp_path)
+    assert (tmp_path / "seq_rwkv" / "loss.png").is_file()

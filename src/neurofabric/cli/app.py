@@ -554,6 +554,7 @@ def _demo_seq(out: Path) -> None:
     rng = np.random.default_rng(0)
     corpus = " ".join(f"the {rng.choice(['cat', 'dog'])} {rng.choice(['sat', 'ran'])} on a "
                       f"{rng.choice(['mat', 'log'])} ." for _ in range(400))  # fmt: skip
+    shutil.rmtree(out / "seq_rwkv", ignore_errors=True)  # the demo trains afresh each time
     try:
         res = train_seq(arch="rwkv", text=corpus, out=out / "seq_rwkv", layers=2, dim=48, steps=150,
                         batch_size=16, seq_len=48, lr=5e-3, eval_every=50, max_time=30.0, seed=0)  # fmt: skip
