@@ -31,6 +31,8 @@ def test_layered_structure_and_density():
         (dict(source=[1], target=[0]), "higher unit index"),
         (dict(source=[0], target=[1]), "targets an input"),
         (dict(source=[0, 0], target=[3, 3]), "twice"),
+        (dict(source=[0, 1, 0], target=[3, 2, 3]), "twice"),  # not adjacent (unsorted)
+        (dict(source=[0, 1, 2, 0], target=[2, 2, 3, 2]), "twice"),
         (dict(source=[4], target=[5]), "leaves an output"),
         (dict(source=[0], target=[9]), "n_units"),
     ],

@@ -45,6 +45,17 @@ FORMAT_VERSION = 1
 _FILES = ("edges.arrow", "units.arrow", "pairs.arrow")
 
 
+def _has_duplicates(source: np.ndarray, target: np.ndarray, n: int) -> bool:
+    """Whether a (source, target) pair repeats: one linear pass when the connections are
+    sorted by target then source (as saved files are), else a sort."""
+    key = target.astype(np.uint64) * np.uint64(n) + source
+    if len(key) < 2:
+        return False
+    if np.all(key[1:] > key[:-1]):
+        return False
+    return len(np.unique(key)) != len(key)
+
+
 class NeuralFabric:
     """A feed-forward network (layered or any sparse DAG) as columns of arrays.
 
@@ -258,10 +269,20 @@ class NeuralFabric:
                 raise ShapeError(f"a connection targets an input unit (index < n_in={self.n_in})")
             if int(self.source.max()) >= n - self.n_out:
                 raise ShapeError("a connection leaves an output unit; outputs must be sinks")
-            key = self.source.astype(np.uint64) * n + self.target
-            if len(np.unique(key)) != len(key):
+            if _has_duplicates(self.source, self.target, n):
                 raise ShapeError("`source`/`target` list the same connection twice")
-        if self._pairs is not None or self.layer_sizes is not None:
+        if self._pairs is None and self.layer_sizes is not None and self.n_edges:
+            # linear: every connection goes from a layer to the next one
+            starts = np.cumsum([0, *self.layer_sizes])
+            ls = np.searchsorted(starts, self.source, side="right") - 1
+            lt = np.searchsorted(starts, self.target, side="right") - 1
+            if np.any(lt != ls + 1):
+                bad = int(np.argmax(lt != ls + 1))
+                raise ShapeError(
+                    f"connection {self.source[bad]}->{self.target[bad]} is not an allowed pair "
+                    "(layered networks connect consecutive layers only)"
+                )
+        elif self._pairs is not None:
             ps, pt = self.allowed_pairs()
             pkey = np.sort(ps.astype(np.uint64) * n + pt)
             key = self.source.astype(np.uint64) * n + self.target
