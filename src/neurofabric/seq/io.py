@@ -27,7 +27,12 @@ from typing import Any
 
 import torch
 
-from neurofabric.core.checkpoint import atomic_directory, recover_directory, sha256_file
+from neurofabric.core.checkpoint import (
+    atomic_directory,
+    read_manifest,
+    recover_directory,
+    sha256_file,
+)
 from neurofabric.core.errors import CheckpointError
 
 __all__ = ["build_model", "load_model", "save_model", "read_checkpoint_manifest", "ARCHS"]
@@ -183,17 +188,7 @@ def read_checkpoint_manifest(folder: str | os.PathLike[str], *, verify: bool = T
             f"checkpoints carried checksums; it cannot be verified. Start a new run folder "
             f"(or delete this one) to train from scratch"
         )
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path}: not valid JSON ({exc})") from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path}: not a {CHECKPOINT_FORMAT} manifest")
-    if manifest.get("format_version") != CHECKPOINT_VERSION:
-        raise CheckpointError(
-            f"{path}: format_version {manifest.get('format_version')!r}, this version of "
-            f"neurofabric reads {CHECKPOINT_VERSION}"
-        )
+    manifest = read_manifest(folder, format_name=CHECKPOINT_FORMAT, version=CHECKPOINT_VERSION)
     digests = manifest.get("sha256")
     needed = {"config.json", "model.safetensors", "optimizer.safetensors", "trainer.json"}
     if not isinstance(digests, dict) or not needed <= set(digests):
