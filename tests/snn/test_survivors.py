@@ -17,7 +17,7 @@ from neurofabric.snn import (
     StateMonitor,
     SynapseParams,
 )
-from neurofabric.snn.plasticity import DiehlCookSTDP
+from neurofabric.snn.plasticity import DiehlCookSTDP, PairSTDP
 from neurofabric.snn.stp import ShortTermPlasticity
 
 DT = 1e-4
@@ -25,14 +25,14 @@ W = 1e-3
 BACKENDS = ["numba", "reference"]
 
 
-def _releases(stp, rate_hz, n_spikes, backend):
+def _releases(stp, rate_hz, n_spikes, backend, plasticity=None):
     """The efficacy of each spike of a regular train, read from the jumps of g_e (as in
     test_stp.py: the input of the spike at step s arrives in step s + 1)."""
     period = int(round(1 / rate_hz / DT))
     steps = np.arange(n_spikes) * period + 10
     net = SpikingNetwork(1, dt=DT, seed=0, backend=backend)
     net.add_input("x", SpikeArrayInput(1, indices=np.zeros(n_spikes, int), times=steps * DT))
-    net.connect(OneToOne(), source="x", weight=W, stp=stp)
+    net.connect(OneToOne(), source="x", weight=W, stp=stp, plasticity=plasticity)
     res = net.run((steps[-1] + 5) * DT, monitors=[StateMonitor(neurons=[0], variables=("ge",))])
     ge = res.state["ge"][:, 0]
     decay = math.exp(-DT / 5e-3)
@@ -179,3 +179,14 @@ def test_procedural_rows_on_the_reference_backend_equal_the_stored_ones():
     feedforward = _procedural_net("procedural", "reference", recurrent=False)
     ff = feedforward.run(0.05, monitors=[SpikeMonitor()])
     assert ff.n_spikes != ref.n_spikes or not np.array_equal(ff.spike_times, ref.spike_times)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_stp_on_plastic_input_synapses_follows_the_recursion(backend):
+    # plastic input synapses take another path (each event transmitted, then learning); the
+    # target never spikes, so pair STDP leaves the weight alone and each release must still
+    # be the Tsodyks-Markram efficacy, not the spike count
+    stp = ShortTermPlasticity(U=0.4, tau_rec=0.3, tau_facil=0.05)
+    rule = PairSTDP(a_plus=1e-4, a_minus=1e-4, w_max=1e-2)
+    got = _releases(stp, 40.0, 8, backend, plasticity=rule)
+    np.testing.assert_allclose(got, _tsodyks_markram(0.4, 0.3, 0.05, 40.0, 8), rtol=1e-4, atol=1e-6)
