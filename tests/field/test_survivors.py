@@ -2,6 +2,7 @@
 invariant or a reference the earlier suite left open."""
 
 import numpy as np
+import pytest
 
 from neurofabric.field import DemandPagedField, HashGridSpec, TierConfig
 
@@ -53,3 +54,37 @@ def test_latency_summary_and_layer_loads_match_their_definitions(tmp_path):
         assert summary["mean_us"] == lat.mean() and summary["queries"] == 8
         # the decoder's layers are paged in once and then served from the layer cache
         assert field.stats()["decoder_layers"]["loads"] == len(field.layers) == 3
+
+
+def test_latency_histogram_bins_the_recorded_latencies_log_spaced(tmp_path):
+    x = np.random.default_rng(3).random((8, 2)).astype(np.float32)
+    with _field(tmp_path / "f") as field:
+        counts, edges = field.latency_histogram()
+        assert counts.size == 0 and edges.size == 0  # nothing recorded yet
+        for i in range(8):
+            field.query(x[i : i + 1])
+        lat = np.asarray(field.latencies) * 1e6
+        counts, edges = field.latency_histogram(bins=5)
+        assert len(counts) == 5 and len(edges) == 6
+        assert edges[0] == pytest.approx(lat.min(), rel=1e-12) and edges[-1] > lat.max()
+        np.testing.assert_allclose(np.diff(np.log(edges)), np.log(edges[-1] / edges[0]) / 5)
+        # three latencies a decade apart, two bins: the edges are 1, sqrt(1 * 100.1) and
+        # 100.1 us, so 1 and 10 us fall in the first bin and 100 us in the second
+        field.latencies.clear()
+        field.latencies.extend([1e-6, 1e-5, 1e-4])
+        counts, edges = field.latency_histogram(bins=2)
+        np.testing.assert_allclose(edges, [1.0, np.sqrt(100.1), 100.1])
+        assert counts.tolist() == [2, 1]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug in DemandPagedField.latency_histogram: the first edge, 10**log10(min), can "
+    "round above the fastest latency (5 us -> 5.000000000000001), which is then left out "
+    "of every bin (about one run in three); remove this mark once the first edge is the min",
+)
+def test_latency_histogram_keeps_the_fastest_query(tmp_path):
+    with _field(tmp_path / "f") as field:
+        field.latencies.extend([5e-6, 1e-3])
+        counts, _ = field.latency_histogram()
+        assert counts.sum() == 2
