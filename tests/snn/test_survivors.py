@@ -17,7 +17,7 @@ from neurofabric.snn import (
     StateMonitor,
     SynapseParams,
 )
-from neurofabric.snn.plasticity import DiehlCookSTDP, PairSTDP
+from neurofabric.snn.plasticity import DiehlCookSTDP, PairSTDP, TripletSTDP
 from neurofabric.snn.stp import ShortTermPlasticity
 
 DT = 1e-4
@@ -190,3 +190,35 @@ def test_stp_on_plastic_input_synapses_follows_the_recursion(backend):
     rule = PairSTDP(a_plus=1e-4, a_minus=1e-4, w_max=1e-2)
     got = _releases(stp, 40.0, 8, backend, plasticity=rule)
     np.testing.assert_allclose(got, _tsodyks_markram(0.4, 0.3, 0.05, 40.0, 8), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_plastic_recurrent_synapses_learn_alike_under_every_propagation(backend):
+    # event-driven push, dense pull and auto deliver the same sums, so a learning network
+    # must end with the same spikes and weights; learning on recurrent synapses reads their
+    # columns (the CSC copy), which an event-driven network must build too
+    rule = TripletSTDP(a2_plus=1e-4, a3_plus=1e-4, a2_minus=2e-4, a3_minus=1e-5, w_max=1e-3)
+
+    def network(propagation):
+        net = SpikingNetwork(
+            50, dt=DT, seed=3, backend=backend, v_init=(-70e-3, -56e-3), max_delay=2e-3,
+            propagation=propagation,
+        )  # fmt: skip
+        net.add_input("drive", PoissonInput(50, rate=400.0))
+        net.connect(OneToOne(), source="drive", weight=9e-3)
+        recurrent = Random(p=0.1)
+        return net.connect(
+            recurrent, weight=0.2e-3, plasticity=rule, delay=1e-3, source_range=(0, 40)
+        )
+
+    initial = network("event").build().csr_.weights.copy()
+    runs = {}
+    for propagation in ("event", "dense", "auto"):
+        net = network(propagation)
+        runs[propagation] = (net, net.run(0.1, monitors=[SpikeMonitor()]))
+    event, r_event = runs["event"]
+    assert r_event.n_spikes > 100
+    assert not np.array_equal(event.csr_.weights, initial)  # it learned
+    for net, res in runs.values():
+        np.testing.assert_array_equal(res.spike_indices, r_event.spike_indices)
+        np.testing.assert_array_equal(net.csr_.weights, event.csr_.weights)
