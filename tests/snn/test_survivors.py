@@ -222,3 +222,19 @@ def test_plastic_recurrent_synapses_learn_alike_under_every_propagation(backend)
     for net, res in runs.values():
         np.testing.assert_array_equal(res.spike_indices, r_event.spike_indices)
         np.testing.assert_array_equal(net.csr_.weights, event.csr_.weights)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_recorded_state_is_the_state_in_the_network_dtype(backend, dtype):
+    # a float32 network records float32 traces (half the memory), and the last recorded
+    # row is the final state itself, bit for bit
+    net = SpikingNetwork(
+        8, neuron=LIFParams(i_ext=np.linspace(1.6e-9, 4e-9, 8)), dt=DT, seed=0,
+        backend=backend, dtype=dtype,
+    )  # fmt: skip
+    res = net.run(300 * DT, monitors=[StateMonitor(neurons=[1, 6], variables=("v", "ge"))])
+    for var in ("v", "ge"):
+        assert res.state[var].dtype == np.dtype(dtype) and res.state[var].shape == (300, 2)
+    np.testing.assert_array_equal(res.state["v"][-1], net.state_.v[[1, 6]])
+    assert net.state_.v.dtype == np.dtype(dtype)
