@@ -77,12 +77,6 @@ def test_latency_histogram_bins_the_recorded_latencies_log_spaced(tmp_path):
         assert counts.tolist() == [2, 1]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug in DemandPagedField.latency_histogram: the first edge, 10**log10(min), can "
-    "round above the fastest latency (5 us -> 5.000000000000001), which is then left out "
-    "of every bin (about one run in three); remove this mark once the first edge is the min",
-)
 def test_latency_histogram_keeps_the_fastest_query(tmp_path):
     with _field(tmp_path / "f") as field:
         field.latencies.extend([5e-6, 1e-3])

@@ -323,6 +323,7 @@ class DemandPagedField:
         if not len(lat):
             return np.zeros(0, int), np.zeros(0)
         edges = np.logspace(np.log10(max(lat.min(), 0.1)), np.log10(lat.max() * 1.001), bins + 1)
+        edges[0] = min(edges[0], lat.min())  # 10**log10(x) can round above x: keep the fastest
         return np.histogram(lat, bins=edges)
 
     def stats(self) -> dict[str, Any]:
