@@ -44,3 +44,17 @@ def corruptions(arr: np.ndarray, choice: int, position: int, value: int) -> np.n
     if kind == 3:
         return arr.astype(np.float64 if arr.dtype.kind != "f" else np.int64)
     return arr.reshape(-1)[::-1].copy().reshape(arr.shape) * (-1 if arr.dtype.kind in "if" else 1)
+
+
+def corrupted_copy(
+    folder: Path, arrays: dict, dest: Path, which: int, choice: int, position: int, value: int
+) -> Path:
+    """A copy of the checkpoint ``folder`` at ``dest`` with one array (picked by ``which``)
+    corrupted by :func:`corruptions`, checksums fixed to match."""
+    import shutil
+
+    names = sorted(arrays)
+    name = names[which % len(names)]
+    shutil.copytree(folder, dest)
+    rewrite_array(dest, name, corruptions(arrays[name], choice, position, value))
+    return dest

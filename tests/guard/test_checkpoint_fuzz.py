@@ -12,7 +12,7 @@ from neurofabric.core.checkpoint import load_checkpoint
 from neurofabric.core.errors import CheckpointError
 from neurofabric.data import load_digits_split
 from neurofabric.guard import GuardClassifier
-from tests._corrupt import corruptions, rewrite_array
+from tests._corrupt import corrupted_copy, rewrite_array
 
 
 @pytest.fixture(scope="module", params=["float32", "int8"])
@@ -50,11 +50,9 @@ def test_negative_fan_out_length_is_refused(saved, tmp_path):
 )
 def test_corrupted_arrays_never_crash(saved, tmp_path_factory, which, choice, pos, value):
     folder, arrays, x = saved
-    names = sorted(arrays)
-    name = names[which % len(names)]
-    bad = tmp_path_factory.mktemp("bad") / "m"
-    shutil.copytree(folder, bad)
-    rewrite_array(bad, name, corruptions(arrays[name], choice, pos, value))
+    bad = corrupted_copy(
+        folder, arrays, tmp_path_factory.mktemp("bad") / "m", which, choice, pos, value
+    )
     try:
         clf = GuardClassifier.load(bad)
     except CheckpointError:

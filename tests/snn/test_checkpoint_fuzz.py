@@ -1,6 +1,7 @@
 """Corrupt snn checkpoints (checksums fixed to match): loading raises CheckpointError or gives
 a network that runs; never a crash. Out-of-range synapse indices segfaulted before."""
 
+import shutil
 import subprocess
 import sys
 
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 from neurofabric.core.checkpoint import load_checkpoint
 from neurofabric.core.errors import CheckpointError
 from neurofabric.snn import OneToOne, PoissonInput, Random, SpikingNetwork
-from tests._corrupt import corruptions, rewrite_array
+from tests._corrupt import corrupted_copy, rewrite_array
 
 
 def _net():
@@ -32,8 +33,6 @@ def saved(tmp_path_factory):
 
 
 def test_out_of_range_target_index_is_refused(saved, tmp_path):
-    import shutil
-
     folder, arrays = saved
     bad = tmp_path / "net"
     shutil.copytree(folder, bad)
@@ -47,8 +46,6 @@ def test_out_of_range_target_index_is_refused(saved, tmp_path):
 def test_out_of_range_index_does_not_reach_a_kernel_in_a_subprocess(saved, tmp_path):
     """Belt and braces: the same corruption in a child process, so that a crash (as before the
     checks) fails this test instead of killing the test run."""
-    import shutil
-
     folder, arrays = saved
     bad = tmp_path / "net"
     shutil.copytree(folder, bad)
@@ -78,14 +75,10 @@ def test_out_of_range_index_does_not_reach_a_kernel_in_a_subprocess(saved, tmp_p
     value=st.sampled_from([-1, 0, 1, 59, 60, 61, 255, 65535, 2**31 - 1, -(2**31), 10**12]),
 )
 def test_corrupted_arrays_never_crash(saved, tmp_path_factory, which, choice, pos, value):
-    import shutil
-
     folder, arrays = saved
-    names = sorted(arrays)
-    name = names[which % len(names)]
-    bad = tmp_path_factory.mktemp("bad") / "net"
-    shutil.copytree(folder, bad)
-    rewrite_array(bad, name, corruptions(arrays[name], choice, pos, value))
+    bad = corrupted_copy(
+        folder, arrays, tmp_path_factory.mktemp("bad") / "net", which, choice, pos, value
+    )
     try:
         net = SpikingNetwork.load(bad)
     except CheckpointError:
