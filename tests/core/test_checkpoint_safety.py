@@ -229,3 +229,17 @@ def test_fuzzed_array_files_raise_checkpoint_error(tmp_path_factory, data, cut):
         return
     # whatever was accepted must be exactly what the manifest says
     assert ck.arrays["w"].shape == (50, 40) and ck.arrays["w"].dtype == np.float32
+
+
+def test_atomic_write_replaces_whole_and_leaves_no_temporary(tmp_path):
+    from neurofabric.core.checkpoint import atomic_write, write_json
+
+    target = tmp_path / "sub" / "f.json"
+    write_json(target, {"a": 1})
+    atomic_write(target, b"xyz")
+    assert target.read_bytes() == b"xyz"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["f.json"]
+    with pytest.raises(ValueError):
+        write_json(target, {"a": float("nan")})
+    assert target.read_bytes() == b"xyz"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["f.json"]

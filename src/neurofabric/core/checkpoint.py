@@ -273,6 +273,32 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
         _fsync_path(dest.parent)
 
 
+def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> Path:
+    """Write one file so that a crash leaves either the old or the new content: write a
+    temporary sibling ``.{name}.tmp-*``, fsync it, rename it over ``path``, fsync the parent.
+    ``str`` data is written as UTF-8."""
+    dest = Path(path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    tmp = dest.parent / f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_path(dest.parent)
+    return dest
+
+
+def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
+    """:func:`atomic_write` of ``obj`` as indented JSON (NaN and infinity refused)."""
+    return atomic_write(path, json.dumps(obj, indent=1, sort_keys=True, allow_nan=False))
+
+
 def save_checkpoint(
     path: str | os.PathLike[str],
     *,
