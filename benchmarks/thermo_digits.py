@@ -34,9 +34,14 @@ def fit_ours(Xtr, ytr, seed, args, topology=True):
     else:
         extra = dict(moves=Moves(weight=0.95, bias=0.05, birth=0.0, death=0.0))
     m = ThermoClassifier(
-        hidden=(args.hidden,), n_proposals=args.proposals, generation=20_000,
-        schedule=Geometric(args.t_start, args.t_end), seed=seed, w_max=args.w_max, **extra,
-    )  # fmt: skip
+        hidden=(args.hidden,),
+        n_proposals=args.proposals,
+        generation=20_000,
+        schedule=Geometric(args.t_start, args.t_end),
+        seed=seed,
+        w_max=args.w_max,
+        **extra,
+    )
     t = time.perf_counter()
     m.fit(Xtr, ytr)
     return m, time.perf_counter() - t
@@ -49,7 +54,10 @@ def run_seeds(name, fn, seeds, Xte, yte):
         acc = model.score(Xte, yte)
         sparsity = model.fabric_.sparsity if hasattr(model, "fabric_") else 0.0
         rows.append({"seed": seed, "accuracy": acc, "train_s": secs, "sparsity": sparsity})
-        print(f"#   {name} seed {seed}: accuracy {acc:.4f}, {secs:.1f} s, sparsity {sparsity:.3f}", flush=True)  # fmt: skip
+        print(
+            f"#   {name} seed {seed}: accuracy {acc:.4f}, {secs:.1f} s, sparsity {sparsity:.3f}",
+            flush=True,
+        )
     return rows
 
 
@@ -104,9 +112,11 @@ def main() -> None:
     limit_loaded(THREADS)
     Xtr, Xte, ytr, yte = load_digits_split()
     seeds = list(range(args.seeds))
-    print(f"# digits {len(Xtr)} train / {len(Xte)} test, 64-{args.hidden}-10, {len(seeds)} seeds; "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
-          f"NEUROFABRIC_THREADS={os.environ.get('NEUROFABRIC_THREADS', '')}")  # fmt: skip
+    print(
+        f"# digits {len(Xtr)} train / {len(Xte)} test, 64-{args.hidden}-10, {len(seeds)} seeds; "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
+        f"NEUROFABRIC_THREADS={os.environ.get('NEUROFABRIC_THREADS', '')}"
+    )
     print(f"# {threads_line()} (scikit-learn's BLAS included)")
     results = {}
     results["neurofabric"] = run_seeds(
@@ -127,21 +137,34 @@ def main() -> None:
             return m, time.perf_counter() - t
 
         results["scikit-learn MLP (Adam)"] = run_seeds("backprop", mlp, seeds, Xte, yte)
-    print("\n| system | test accuracy (median; min-max) | train s (median) | connections pruned | proposals |")  # fmt: skip
+    print(
+        "\n| system | test accuracy (median; min-max) | train s (median) | connections pruned | proposals |"
+    )
     print("|---|---|---|---|---|")
     for system, rows in results.items():
         acc = [r["accuracy"] for r in rows]
         secs = statistics.median(r["train_s"] for r in rows)
         sp = statistics.median(r["sparsity"] for r in rows)
         props = f"{args.proposals:,}" if system.startswith("neurofabric") else "(gradients)"
-        print(f"| {system} | {statistics.median(acc):.4f} ({min(acc):.4f}-{max(acc):.4f}) | {secs:.1f} | {sp:.1%} | {props} |")  # fmt: skip
+        print(
+            f"| {system} | {statistics.median(acc):.4f} ({min(acc):.4f}-{max(acc):.4f}) | {secs:.1f} | {sp:.1%} | {props} |"
+        )
     for system, rows in results.items():
-        print(json.dumps({"system": system, "dataset": "digits", "model": f"64-{args.hidden}-10",
-                          "accuracy": round(statistics.median(r["accuracy"] for r in rows), 4),
-                          "accuracy_runs": [round(r["accuracy"], 4) for r in rows],
-                          "train_s": round(statistics.median(r["train_s"] for r in rows), 2),
-                          "sparsity": round(statistics.median(r["sparsity"] for r in rows), 4),
-                          "threads": THREADS, "thread_pools": threads_info()}))  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "system": system,
+                    "dataset": "digits",
+                    "model": f"64-{args.hidden}-10",
+                    "accuracy": round(statistics.median(r["accuracy"] for r in rows), 4),
+                    "accuracy_runs": [round(r["accuracy"], 4) for r in rows],
+                    "train_s": round(statistics.median(r["train_s"] for r in rows), 2),
+                    "sparsity": round(statistics.median(r["sparsity"] for r in rows), 4),
+                    "threads": THREADS,
+                    "thread_pools": threads_info(),
+                }
+            )
+        )
     if "throughput" in skip:
         return
     print("\n| kernel | samples per energy | proposals/s (median of 5) | vs reference |")
@@ -152,9 +175,20 @@ def main() -> None:
         n = batch or len(Xtr)
         print(f"| numba incremental dE | {n} ({label}) | {fast:,.0f} | {fast / ref:,.0f}x |")
         print(f"| numpy full recompute (reference) | {n} ({label}) | {ref:,.1f} | 1x |")
-        print(json.dumps({"system": "neurofabric", "dataset": "digits", "model": "64-32-10", "size": n,
-                          "proposals_per_s": round(fast), "reference_proposals_per_s": round(ref, 1),
-                          "threads": THREADS, "thread_pools": threads_info()}))  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "system": "neurofabric",
+                    "dataset": "digits",
+                    "model": "64-32-10",
+                    "size": n,
+                    "proposals_per_s": round(fast),
+                    "reference_proposals_per_s": round(ref, 1),
+                    "threads": THREADS,
+                    "thread_pools": threads_info(),
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

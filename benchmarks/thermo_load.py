@@ -106,15 +106,28 @@ def main() -> None:
     n = n_in * n_hidden + n_hidden * n_out
     rng = np.random.default_rng(0)
     t = time.perf_counter()
-    src = np.concatenate([np.repeat(np.arange(n_in, dtype=np.uint32), n_hidden),
-                          np.repeat(np.arange(n_in, n_in + n_hidden, dtype=np.uint32), n_out)])  # fmt: skip
-    dst = np.concatenate([np.tile(np.arange(n_in, n_in + n_hidden, dtype=np.uint32), n_in),
-                          np.tile(np.arange(n_in + n_hidden, n_in + n_hidden + n_out, dtype=np.uint32), n_hidden)])  # fmt: skip
+    src = np.concatenate(
+        [
+            np.repeat(np.arange(n_in, dtype=np.uint32), n_hidden),
+            np.repeat(np.arange(n_in, n_in + n_hidden, dtype=np.uint32), n_out),
+        ]
+    )
+    dst = np.concatenate(
+        [
+            np.tile(np.arange(n_in, n_in + n_hidden, dtype=np.uint32), n_in),
+            np.tile(np.arange(n_in + n_hidden, n_in + n_hidden + n_out, dtype=np.uint32), n_hidden),
+        ]
+    )
     w = rng.standard_normal(n, dtype=np.float32)
     fab = NeuralFabric(
-        n_in=n_in, n_out=n_out, source=src, target=dst, weight=w,
-        bias=np.zeros(n_in + n_hidden + n_out, np.float32), check=False,
-    )  # fmt: skip
+        n_in=n_in,
+        n_out=n_out,
+        source=src,
+        target=dst,
+        weight=w,
+        bias=np.zeros(n_in + n_hidden + n_out, np.float32),
+        check=False,
+    )
     fab.save(root / "fabric")
     np.save(root / "source.npy", src)
     np.save(root / "target.npy", dst)
@@ -150,21 +163,42 @@ def main() -> None:
 
     # (system, how, loader, its files, checksums: "off" / "on (default)" / "on (sha256)")
     systems = [
-        ("neurofabric", "NeuralFabric.load(mmap=True, verify=False)", lambda: ours(False),
-         arrow_files, "off"),
-        ("neurofabric", "NeuralFabric.load(mmap=True), the default verify=True",
-         lambda: ours(True), arrow_files, "on (default)"),
-        ("neurofabric", "verify=False + sha256 of the files (checksums without topology checks)",
-         _hashed(lambda: ours(False), arrow_files), arrow_files, "on (sha256)"),
+        (
+            "neurofabric",
+            "NeuralFabric.load(mmap=True, verify=False)",
+            lambda: ours(False),
+            arrow_files,
+            "off",
+        ),
+        (
+            "neurofabric",
+            "NeuralFabric.load(mmap=True), the default verify=True",
+            lambda: ours(True),
+            arrow_files,
+            "on (default)",
+        ),
+        (
+            "neurofabric",
+            "verify=False + sha256 of the files (checksums without topology checks)",
+            _hashed(lambda: ours(False), arrow_files),
+            arrow_files,
+            "on (sha256)",
+        ),
         ("numpy.memmap", "np.load(mmap_mode='r'), three .npy files", npy_mmap, npy_files, "off"),
         ("numpy", "np.load, read into memory", npy_read, npy_files, "off"),
-        ("pyarrow", "the same Arrow file read without a memory map", arrow_read, arrow_files,
-         "off"),
+        (
+            "pyarrow",
+            "the same Arrow file read without a memory map",
+            arrow_read,
+            arrow_files,
+            "off",
+        ),
         ("safetensors", "safetensors.numpy.load_file", st_read, st_files, "off"),
-    ]  # fmt: skip
+    ]
     for system, how, fn, files, _ in list(systems[3:]):  # the peers
-        systems.append((system, how + " + sha256 of the files", _hashed(fn, files), files,
-                        "on (sha256)"))  # fmt: skip
+        systems.append(
+            (system, how + " + sha256 of the files", _hashed(fn, files), files, "on (sha256)")
+        )
 
     rows = []
     for system, how, fn, files, checks in systems:
@@ -172,36 +206,60 @@ def main() -> None:
         load_all, pass_all, got = timed(fn, files, repeats)
         if not np.isclose(got, expected, rtol=1e-9):
             raise SystemExit(f"{system} ({how}) read back a different sum: {got} != {expected}")
-        rows.append({"system": system, "how": how, "checksums": checks, "repeats": repeats,
-                     "load_ms": statistics.median(load_all) * 1e3,
-                     "load_runs_ms": [x * 1e3 for x in load_all],
-                     "first_pass_ms": statistics.median(pass_all) * 1e3,
-                     "first_pass_runs_ms": [x * 1e3 for x in pass_all]})  # fmt: skip
+        rows.append(
+            {
+                "system": system,
+                "how": how,
+                "checksums": checks,
+                "repeats": repeats,
+                "load_ms": statistics.median(load_all) * 1e3,
+                "load_runs_ms": [x * 1e3 for x in load_all],
+                "first_pass_ms": statistics.median(pass_all) * 1e3,
+                "first_pass_runs_ms": [x * 1e3 for x in pass_all],
+            }
+        )
         print(f"# progress: {json.dumps(rows[-1])}", flush=True)
     size = sum(p.stat().st_size for p in arrow_files)
-    print(f"# {n:,} float32 weights (+ uint32 source/target), Arrow files {size / 2**20:,.0f} MiB, "
-          f"setup {setup_s:.1f} s, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cpus, cold page cache, median of {args.repeats} "
-          f"(the default verify=True load: {args.verify_repeats})")  # fmt: skip
+    print(
+        f"# {n:,} float32 weights (+ uint32 source/target), Arrow files {size / 2**20:,.0f} MiB, "
+        f"setup {setup_s:.1f} s, {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cpus, cold page cache, median of {args.repeats} "
+        f"(the default verify=True load: {args.verify_repeats})"
+    )
     print(f"# {threads_line()}")
     print("# first full pass = open + read every byte of the three columns, the load included")
-    print("| system | how | checksums | cold load, ms | runs | first full pass, ms | runs "
-          "| pass vs ours, verify=False |")  # fmt: skip
+    print(
+        "| system | how | checksums | cold load, ms | runs | first full pass, ms | runs "
+        "| pass vs ours, verify=False |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     base = rows[0]["first_pass_ms"]  # ours, verify=False
     for r in rows:
         lr = ", ".join(f"{x:.1f}" for x in r["load_runs_ms"])
         pr = ", ".join(f"{x:.0f}" for x in r["first_pass_runs_ms"])
-        print(f"| {r['system']} | {r['how']} | {r['checksums']} | {r['load_ms']:.1f} | {lr} | "
-              f"{r['first_pass_ms']:.0f} | {pr} | {r['first_pass_ms'] / base:.1f}x |")  # fmt: skip
+        print(
+            f"| {r['system']} | {r['how']} | {r['checksums']} | {r['load_ms']:.1f} | {lr} | "
+            f"{r['first_pass_ms']:.0f} | {pr} | {r['first_pass_ms'] / base:.1f}x |"
+        )
     print(f"\nsum of the three columns, every system: {expected:.6g}")
     info = threads_info()
     for r in rows:
-        print(json.dumps({"system": r["system"], "how": r["how"], "checksums": r["checksums"],
-                          "dataset": "synthetic", "model": "10000-h-10", "size": n,
-                          "load_ms": round(r["load_ms"], 3),
-                          "first_pass_ms": round(r["first_pass_ms"], 1),
-                          "threads": THREADS, "thread_pools": info}))  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "system": r["system"],
+                    "how": r["how"],
+                    "checksums": r["checksums"],
+                    "dataset": "synthetic",
+                    "model": "10000-h-10",
+                    "size": n,
+                    "load_ms": round(r["load_ms"], 3),
+                    "first_pass_ms": round(r["first_pass_ms"], 1),
+                    "threads": THREADS,
+                    "thread_pools": info,
+                }
+            )
+        )
 
 
 def _hashed(fn, files):

@@ -53,9 +53,12 @@ def main() -> None:
 
     limit_loaded(THREADS)
     Xtr, Xte, ytr, yte = load_classification(args.dataset, data_dir=args.data_dir)
-    print(f"# {args.dataset} {len(Xtr)} train / {len(Xte)} test, 784-{args.hidden}-10; "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
-          f"NEUROFABRIC_THREADS={os.environ.get('NEUROFABRIC_THREADS', '')}", flush=True)  # fmt: skip
+    print(
+        f"# {args.dataset} {len(Xtr)} train / {len(Xte)} test, 784-{args.hidden}-10; "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
+        f"NEUROFABRIC_THREADS={os.environ.get('NEUROFABRIC_THREADS', '')}",
+        flush=True,
+    )
     print(f"# {threads_line()} (scikit-learn's BLAS included)", flush=True)
     rows = []
 
@@ -65,20 +68,37 @@ def main() -> None:
         def cb(p):
             if p.generation % 20 == 0:
                 r = p.row
-                print(f"#   {name}: {p.proposals:,} proposals, {r['seconds']:.0f} s, T={r['temperature']:.3g}, "
-                      f"batch acc {r['train_accuracy']:.3f}, sparsity {r['sparsity']:.3f}", flush=True)  # fmt: skip
+                print(
+                    f"#   {name}: {p.proposals:,} proposals, {r['seconds']:.0f} s, T={r['temperature']:.3g}, "
+                    f"batch acc {r['train_accuracy']:.3f}, sparsity {r['sparsity']:.3f}",
+                    flush=True,
+                )
 
         m = ThermoClassifier(
-            hidden=(args.hidden,), n_proposals=args.proposals, generation=args.generation,
-            batch_size=args.batch_size, schedule=sched, max_time=args.max_time, seed=args.seed,
-            w_max=args.w_max, **extra,
-        )  # fmt: skip
+            hidden=(args.hidden,),
+            n_proposals=args.proposals,
+            generation=args.generation,
+            batch_size=args.batch_size,
+            schedule=sched,
+            max_time=args.max_time,
+            seed=args.seed,
+            w_max=args.w_max,
+            **extra,
+        )
         t = time.perf_counter()
         m.fit(Xtr, ytr, callback=cb)
         secs = time.perf_counter() - t
         acc = m.score(Xte, yte)
-        rows.append({"system": name, "accuracy": acc, "train_s": secs, "sparsity": m.fabric_.sparsity,
-                     "proposals": m.n_proposals_done_, "proposals_per_s": m.n_proposals_done_ / secs})  # fmt: skip
+        rows.append(
+            {
+                "system": name,
+                "accuracy": acc,
+                "train_s": secs,
+                "sparsity": m.fabric_.sparsity,
+                "proposals": m.n_proposals_done_,
+                "proposals_per_s": m.n_proposals_done_ / secs,
+            }
+        )
         print(
             f"#   {name}: accuracy {acc:.4f} in {secs:.0f} s, sparsity {m.fabric_.sparsity:.3f}",
             flush=True,
@@ -103,8 +123,16 @@ def main() -> None:
         t = time.perf_counter()
         m.fit(Xtr, ytr)
         secs = time.perf_counter() - t
-        rows.append({"system": "scikit-learn MLP (Adam, 30 epochs)", "accuracy": float(m.score(Xte, yte)),
-                     "train_s": secs, "sparsity": 0.0, "proposals": 0, "proposals_per_s": 0.0})  # fmt: skip
+        rows.append(
+            {
+                "system": "scikit-learn MLP (Adam, 30 epochs)",
+                "accuracy": float(m.score(Xte, yte)),
+                "train_s": secs,
+                "sparsity": 0.0,
+                "proposals": 0,
+                "proposals_per_s": 0.0,
+            }
+        )
     print("\n| system | test accuracy | train s | connections pruned | proposals (per s) |")
     print("|---|---|---|---|---|")
     for r in rows:
@@ -115,9 +143,17 @@ def main() -> None:
             f"| {r['system']} | {r['accuracy']:.4f} | {r['train_s']:.0f} | {r['sparsity']:.1%} | {props} |"
         )
     for r in rows:
-        print(json.dumps({"dataset": args.dataset, "model": f"784-{args.hidden}-10",
-                          **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()},
-                          "threads": THREADS, "thread_pools": threads_info()}))  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "dataset": args.dataset,
+                    "model": f"784-{args.hidden}-10",
+                    **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()},
+                    "threads": THREADS,
+                    "thread_pools": threads_info(),
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

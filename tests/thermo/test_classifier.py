@@ -26,9 +26,15 @@ def digits():
 
 def _model(**kw):
     base = dict(
-        hidden=(16,), n_proposals=160_000, generation=20_000, lambda_l0=2.0, lambda_l1=0.5,
-        w_prune=0.05, schedule=Geometric(1.0, 0.01), seed=0,
-    )  # fmt: skip
+        hidden=(16,),
+        n_proposals=160_000,
+        generation=20_000,
+        lambda_l0=2.0,
+        lambda_l1=0.5,
+        w_prune=0.05,
+        schedule=Geometric(1.0, 0.01),
+        seed=0,
+    )
     base.update(kw)
     return ThermoClassifier(**base)
 

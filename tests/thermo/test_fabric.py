@@ -41,9 +41,13 @@ def test_bad_topology_is_refused(kwargs, match):
     n = len(kwargs["source"])
     with pytest.raises(ShapeError, match=match):
         NeuralFabric(
-            n_in=2, n_out=2, bias=np.zeros(6), weight=np.ones(n),
-            source=np.array(kwargs["source"]), target=np.array(kwargs["target"]),
-        )  # fmt: skip
+            n_in=2,
+            n_out=2,
+            bias=np.zeros(6),
+            weight=np.ones(n),
+            source=np.array(kwargs["source"]),
+            target=np.array(kwargs["target"]),
+        )
 
 
 def test_shapes_that_do_not_match_are_refused():
@@ -224,9 +228,14 @@ def test_sorted_by_target_gives_csr_offsets():
     rng = np.random.default_rng(0)
     perm = rng.permutation(fab.n_edges)
     shuffled = NeuralFabric(
-        n_in=4, n_out=2, source=fab.source[perm], target=fab.target[perm],
-        weight=fab.weight[perm], bias=fab.bias, layer_sizes=fab.layer_sizes,
-    )  # fmt: skip
+        n_in=4,
+        n_out=2,
+        source=fab.source[perm],
+        target=fab.target[perm],
+        weight=fab.weight[perm],
+        bias=fab.bias,
+        layer_sizes=fab.layer_sizes,
+    )
     s, off = shuffled.sorted_by_target()
     assert np.all(np.diff(s.target.astype(int)) >= 0)
     for u in range(fab.n_units):

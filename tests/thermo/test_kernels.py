@@ -234,9 +234,14 @@ def test_detailed_balance_on_a_discrete_state_space():
     from scipy import stats as sps
 
     fab = NeuralFabric(
-        n_in=1, n_out=2, source=np.array([0], np.uint32), target=np.array([1], np.uint32),
-        weight=np.array([0.5]), bias=np.array([0.0, 0.2, -0.1]), layer_sizes=[1, 2],
-    )  # fmt: skip
+        n_in=1,
+        n_out=2,
+        source=np.array([0], np.uint32),
+        target=np.array([1], np.uint32),
+        weight=np.array([0.5]),
+        bias=np.array([0.0, 0.2, -0.1]),
+        layer_sizes=[1, 2],
+    )
     spec = EnergySpec(lambda_l0=0.3, lambda_l1=0.4, w_prune=0.5, w_max=1.0, grid=0.5)
     X = np.array([[1.0], [0.5], [2.0], [0.0]])
     y = np.array([0, 1, 0, 1])

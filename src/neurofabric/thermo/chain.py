@@ -14,7 +14,20 @@ from dataclasses import dataclass
 import numpy as np
 
 from neurofabric.thermo.fabric import NeuralFabric
-from neurofabric.thermo.kernels.common import ACTIVATIONS, LOSSES, MOVE_ALL, N_MOVES
+from neurofabric.thermo.kernels.common import (
+    ACTIVATIONS,
+    LOSSES,
+    MOVE_ALL,
+    N_MOVES,
+    N_STATS,
+    Batch,
+    Draws,
+    Edges,
+    Net,
+    Pairs,
+    Proposal,
+    Scratch,
+)
 
 
 @dataclass(frozen=True)
@@ -77,7 +90,7 @@ class Chain:
         self.age = np.zeros(P, np.int64)
         self.tree = np.zeros(P + 1)
         self.energy = np.zeros(2)
-        self.stats = np.zeros((N_MOVES, 6))
+        self.stats = np.zeros((N_MOVES, N_STATS))
         n = self.n_units
         self.mark = np.zeros(n, np.int8)
         self.cone = np.zeros(n, np.int64)
@@ -87,6 +100,28 @@ class Chain:
         self.w_buf = np.zeros(cap)
         self.b_buf = np.zeros(n)
         self.B = -1
+        # the kernels' named arguments, over the arrays above (updated in place from here on)
+        self.net = Net(self.n_in, self.n_out, self.act, self.loss)
+        self.pairs = Pairs(
+            self.psrc,
+            self.pdst,
+            self.sptr,
+            self.sorder,
+            self.pair_edge,
+            self.score,
+            self.elig,
+            self.tree,
+        )
+        self.edges = Edges(
+            self.esrc,
+            self.edst,
+            self.ew,
+            self.epair,
+            self.bias,
+            self.cand,
+            self.cand_pos,
+            self.counters,
+        )
         self._rebuild_candidates()
         self._rebuild_tree()
 
@@ -112,15 +147,48 @@ class Chain:
         self.nz_ptr = np.searchsorted(rows, np.arange(self.n_in + 1)).astype(np.int64)
         self.y = np.ascontiguousarray(y, dtype=np.int64)
         self.scale = float(scale)
+        self.batch = Batch(
+            self.X,
+            self.nz_ptr,
+            self.nz_idx,
+            self.y,
+            self.A,
+            self.Z,
+            self.L,
+            self.A2,
+            self.Z2,
+            self.L2,
+        )
+        self.scratch = Scratch(
+            self.mark,
+            self.cone,
+            self.pos,
+            self.dzl,
+            self.zb,
+            self.idx,
+            self.lnew,
+            self.logits,
+            self.w_buf,
+            self.b_buf,
+        )
         self.recompute()
 
     def recompute(self) -> None:
         """Full forward pass and energy from scratch (resets accumulated rounding)."""
         E = int(self.counters[0])
         self.k.forward(
-            self.n_in, self.n_out, self.act, self.esrc, self.edst, self.ew, E, self.bias,
-            self.X, self.A, self.Z,
-        )  # fmt: skip
+            self.n_in,
+            self.n_out,
+            self.act,
+            self.esrc,
+            self.edst,
+            self.ew,
+            E,
+            self.bias,
+            self.X,
+            self.A,
+            self.Z,
+        )
         err = self.k.sample_losses(self.n_out, self.loss, self.A, self.y, self.L)
         s = self.spec
         self.energy[1] = err
@@ -158,7 +226,7 @@ class Chain:
         aged = np.zeros(len(self.age), np.int64)
         aged[live] = np.where(small, self.age[live] + 1, 0)
         self.age = aged
-        self.elig = ((self.pair_edge < 0) | (self.age >= patience)).astype(np.uint8)
+        self.elig[:] = (self.pair_edge < 0) | (self.age >= patience)
         if scores:
             A = self.A if score_samples is None else np.ascontiguousarray(self.A[score_samples])
             y = self.y if score_samples is None else self.y[score_samples]
@@ -202,16 +270,29 @@ class Chain:
         all_gauss = rng.standard_normal(n_all * (len(self.esrc) + self.n_units))
         self.stats[:] = 0.0
         s = self.spec
+        prop = Proposal(
+            np.ascontiguousarray(move_cum, dtype=np.float64),
+            np.ascontiguousarray(sigma, dtype=np.float64),
+            float(temperature),
+            float(self.scale),
+            float(s.lambda_l0),
+            float(s.lambda_l1),
+            float(s.w_prune),
+            float(s.w_max),
+            float(s.grid),
+        )
+        draws = Draws(u_move, u_pick, gauss, u_aux, u_acc, all_gauss)
         self.k.mh_generation(
-            self.n_in, self.n_out, self.act, self.loss,
-            self.psrc, self.pdst, self.sptr, self.sorder, self.pair_edge, self.score, self.elig,
-            self.tree, self.esrc, self.edst, self.ew, self.epair, self.counters, self.bias,
-            self.cand, self.cand_pos, self.X, self.nz_ptr, self.nz_idx, self.A, self.Z, self.y, self.L, self.A2, self.Z2,
-            self.L2, move_cum, sigma, float(temperature), self.scale, s.lambda_l0, s.lambda_l1,
-            s.w_prune, s.w_max, s.grid, self.energy, u_move, u_pick, gauss, u_aux, u_acc,
-            all_gauss, self.mark, self.cone, self.pos, self.dzl, self.zb, self.idx,
-            self.lnew, self.logits, self.w_buf, self.b_buf, self.stats,
-        )  # fmt: skip
+            self.net,
+            self.pairs,
+            self.edges,
+            self.batch,
+            prop,
+            draws,
+            self.scratch,
+            self.energy,
+            self.stats,
+        )
         return self.stats.copy()
 
     def to_fabric(self) -> NeuralFabric:

@@ -60,12 +60,22 @@ from neurofabric.thermo.kernels.common import (
     ACT_RELU,
     ACT_SIGMOID,
     ACT_TANH,
+    E_ERR,
+    E_TOTAL,
     LOSS_CE,
     MOVE_ALL,
     MOVE_BIAS,
     MOVE_BIRTH,
     MOVE_DEATH,
     MOVE_WEIGHT,
+    N_CAND,
+    N_EDGES,
+    ST_ACCEPTED,
+    ST_DE,
+    ST_NEUTRAL,
+    ST_PROPOSED,
+    ST_UP_ACCEPTED,
+    ST_UP_PROPOSED,
 )
 
 __all__ = [
@@ -166,35 +176,34 @@ def _step(g, sigma, grid):
 def _cand_set(e, want, cand, cand_pos, counters):
     here = cand_pos[e] >= 0
     if want and not here:
-        cand[counters[1]] = e
-        cand_pos[e] = counters[1]
-        counters[1] += 1
+        cand[counters[N_CAND]] = e
+        cand_pos[e] = counters[N_CAND]
+        counters[N_CAND] += 1
     elif here and not want:
-        k, last = cand_pos[e], counters[1] - 1
+        k, last = cand_pos[e], counters[N_CAND] - 1
         cand[k] = cand[last]
         cand_pos[cand[k]] = k
         cand_pos[e] = -1
-        counters[1] = last
+        counters[N_CAND] = last
 
 
-def mh_generation(
-    n_in, n_out, act_kind, loss_kind,
-    psrc, pdst, sptr, sorder, pair_edge, score, elig, tree,
-    esrc, edst, ew, epair, counters, bias, cand, cand_pos,
-    X, nz_ptr, nz_idx, A, Z, y, L, A2, Z2, L2,
-    move_cum, sigma, temperature, scale, lam0, lam1, w_prune, w_max, grid, energy,
-    u_move, u_pick, gauss, u_aux, u_acc, all_gauss,
-    mark, cone, pos, dzl, zb, idx, lnew, logits, w_buf, b_buf, stats,
-):  # fmt: skip
-    """Run ``len(u_move)`` proposals in place; every dE is a full recomputation.
+def mh_generation(net, pairs, edges, batch, prop, draws, scratch, energy, stats):
+    """Run ``len(draws.u_move)`` proposals in place; every dE is a full recomputation.
 
-    ``counters`` = [n_edges, n_candidates], ``energy`` = [E, sum of the losses],
+    The arguments are the named tuples of ``kernels.common`` (``Net``, ``Pairs``, ``Edges``,
+    ``Batch``, ``Proposal``, ``Draws``, ``Scratch``); ``energy`` = [E, sum of the losses],
     ``stats[m]`` = [proposed, accepted, sum of accepted dE, uphill (dE > 0) proposed,
-    uphill accepted, neutral (dE == 0) proposed] for move m. The cone and
-    write-back buffers (``mark .. b_buf``), the non-zero input lists ``nz_ptr, nz_idx``
-    and ``tree`` are unused here.
+    uphill accepted, neutral (dE == 0) proposed] for move m. The scratch buffers, the
+    non-zero input lists (``batch.nz_ptr, nz_idx``) and the Fenwick tree are unused here.
     """
-    net = (n_in, n_out, act_kind, loss_kind, esrc, edst)
+    n_in, n_out, act_kind, loss_kind = net
+    psrc, pdst, pair_edge, score, elig = pairs.src, pairs.dst, pairs.edge, pairs.score, pairs.elig
+    esrc, edst, ew, epair, bias = edges.src, edges.dst, edges.w, edges.pair, edges.bias
+    cand, cand_pos, counters = edges.cand, edges.cand_pos, edges.counters
+    X, y, A, Z, L = batch.X, batch.y, batch.A, batch.Z, batch.L
+    move_cum, sigma, temperature, scale, lam0, lam1, w_prune, w_max, grid = prop
+    u_move, u_pick, gauss, u_aux, u_acc, all_gauss = draws
+    arch = (n_in, n_out, act_kind, loss_kind, esrc, edst)
     n_units = len(bias)
     probs = np.diff(np.concatenate([[0.0], move_cum]))
     p_birth, p_death = probs[MOVE_BIRTH], probs[MOVE_DEATH]
@@ -210,9 +219,9 @@ def mh_generation(
 
     for i in range(len(u_move)):
         move = min(int(np.searchsorted(move_cum, u_move[i], side="right")), len(move_cum) - 1)
-        stats[move, 0] += 1
-        n_edges = int(counters[0])
-        e_old = _energy(net, X, y, scale, lam0, lam1, ew, bias, n_edges)[0]
+        stats[move, ST_PROPOSED] += 1
+        n_edges = int(counters[N_EDGES])
+        e_old = _energy(arch, X, y, scale, lam0, lam1, ew, bias, n_edges)[0]
         new_w, new_b, log_q, n_new = ew.copy(), bias.copy(), 0.0, n_edges
         action = None
         if move == MOVE_WEIGHT:
@@ -247,19 +256,21 @@ def mh_generation(
             esrc[n_edges], edst[n_edges], new_w[n_edges] = psrc[p], pdst[p], w
             n_new = n_edges + 1
             log_q = (
-                math.log(p_death / (counters[1] + 1)) - math.log(p_birth * score[p] / total) - log_g
+                math.log(p_death / (counters[N_CAND] + 1))
+                - math.log(p_birth * score[p] / total)
+                - log_g
             )
             action = ("birth", p)
         elif move == MOVE_DEATH:
-            if counters[1] == 0 or p_birth <= 0:
+            if counters[N_CAND] == 0 or p_birth <= 0:
                 continue
-            e = cand[min(int(u_pick[i] * counters[1]), counters[1] - 1)]
+            e = cand[min(int(u_pick[i] * counters[N_CAND]), counters[N_CAND] - 1)]
             p = epair[e]
             absent = np.where(pair_edge < 0, score, 0.0).sum()
             log_q = (
                 math.log(p_birth * score[p] / (absent + score[p]))
                 + log_g
-                - math.log(p_death / counters[1])
+                - math.log(p_death / counters[N_CAND])
             )
             new_w[e] = 0.0  # the same energy as removing it, without reordering yet
             action = ("death", e)
@@ -274,16 +285,16 @@ def mh_generation(
             if np.any(np.abs(new_w[:n_edges]) > w_max):
                 continue
             action = ("all", None)
-        e_new = _energy(net, X, y, scale, lam0, lam1, new_w, new_b, n_new)[0]
+        e_new = _energy(arch, X, y, scale, lam0, lam1, new_w, new_b, n_new)[0]
         if action[0] == "death":
             e_new -= lam0  # one edge fewer (its weight is already 0)
         dE = e_new - e_old
         accepted = u_acc[i] < acceptance(dE, temperature, log_q)
         if dE == 0:
-            stats[move, 5] += 1
+            stats[move, ST_NEUTRAL] += 1
         elif dE > 0:
-            stats[move, 3] += 1
-            stats[move, 4] += accepted
+            stats[move, ST_UP_PROPOSED] += 1
+            stats[move, ST_UP_ACCEPTED] += accepted
         if not accepted:
             continue
         kind, where = action
@@ -291,7 +302,7 @@ def mh_generation(
             ew[n_edges] = new_w[n_edges]
             epair[n_edges], pair_edge[where] = where, n_edges
             cand_pos[n_edges] = -1
-            counters[0] = n_edges + 1
+            counters[N_EDGES] = n_edges + 1
             _cand_set(n_edges, True, cand, cand_pos, counters)
         elif kind == "death":
             _cand_set(where, False, cand, cand_pos, counters)
@@ -309,7 +320,7 @@ def mh_generation(
                 if cand_pos[where] >= 0:
                     cand[cand_pos[where]] = where
             cand_pos[last] = -1
-            counters[0] = last
+            counters[N_EDGES] = last
         else:
             ew[:] = new_w
             bias[:] = new_b
@@ -317,11 +328,11 @@ def mh_generation(
             for e in touched:
                 _cand_set(e, is_cand(e), cand, cand_pos, counters)
         _, err, A_new, Z_new, L_new = _energy(
-            net, X, y, scale, lam0, lam1, ew, bias, int(counters[0])
+            arch, X, y, scale, lam0, lam1, ew, bias, int(counters[N_EDGES])
         )
         A[:], Z[:], L[:] = A_new, Z_new, L_new
-        energy[0] += dE
-        energy[1] = err
-        stats[move, 1] += 1
-        stats[move, 2] += dE
+        energy[E_TOTAL] += dE
+        energy[E_ERR] = err
+        stats[move, ST_ACCEPTED] += 1
+        stats[move, ST_DE] += dE
     return 0
