@@ -66,10 +66,10 @@ def main() -> None:
         sched = Geometric(args.t_start, args.t_end)
 
         def cb(p):
-            if p.generation % 20 == 0:
-                r = p.row
+            if p["generation"] % 20 == 0:
+                r = p.metrics
                 print(
-                    f"#   {name}: {p.proposals:,} proposals, {r['seconds']:.0f} s, T={r['temperature']:.3g}, "
+                    f"#   {name}: {r['proposals']:,} proposals, {r['seconds']:.0f} s, T={r['temperature']:.3g}, "
                     f"batch acc {r['train_accuracy']:.3f}, sparsity {r['sparsity']:.3f}",
                     flush=True,
                 )

@@ -136,11 +136,14 @@ def test_callback_can_stop_and_plot(digits, tmp_path, fitted):
     seen = []
 
     def cb(p):
-        seen.append(p.generation)
-        return p.generation < 1
+        assert p.task == "thermo.fit" and p.unit == "generation" and p.total >= 3
+        seen.append((p.done, p["generation"], p["proposals"]))
+        return p["generation"] >= 1  # True stops
 
     m = _model().fit(Xtr, ytr, callback=cb)
-    assert seen == [0, 1] and len(m.history_) == 2
+    assert [s[:2] for s in seen] == [(1, 0), (2, 1)] and len(m.history_) == 2
+    assert m.stopped_ and m.n_proposals_done_ == seen[-1][2]
+    assert not _model(n_proposals=2 * _model().generation).fit(Xtr, ytr).stopped_
     out = plot_history(fitted.history_, tmp_path / "h.png")
     assert out.stat().st_size > 10_000
 

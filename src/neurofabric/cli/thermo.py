@@ -68,10 +68,10 @@ def train_thermo(
     task = progress.add_task("annealing", total=proposals, info="")
 
     def on_generation(p) -> None:
-        r = p.row
+        r = p.metrics
         progress.update(
             task,
-            completed=p.proposals,
+            completed=r["proposals"],
             info=(
                 f"E={r['energy']:.1f} acc={r['train_accuracy']:.3f} T={r['temperature']:.2g} "
                 f"accept={r['acceptance']:.2f} sparsity={r['sparsity']:.2f}"

@@ -5,7 +5,7 @@ from neurofabric.thermo.fabric import NeuralFabric
 from neurofabric.thermo.params import Moves
 from neurofabric.thermo.plots import plot_history
 from neurofabric.thermo.schedules import Adaptive, Constant, Geometric, Linear
-from neurofabric.thermo.thermo import History, Progress, ThermoClassifier
+from neurofabric.thermo.thermo import History, ThermoClassifier
 
 __all__ = [
     "Adaptive",
@@ -15,7 +15,6 @@ __all__ = [
     "Linear",
     "Moves",
     "NeuralFabric",
-    "Progress",
     "plot_history",
     "ThermoClassifier",
 ]

@@ -34,7 +34,7 @@ import numpy as np
 from neurofabric.core.checkpoint import atomic_directory, read_manifest
 from neurofabric.core.errors import CheckpointError, ConfigError, DataError, ShapeError
 from neurofabric.core.rng import SeedLike, make_rng
-from neurofabric.core.validation import check_array, check_choice, check_int
+from neurofabric.core.validation import check_array, check_choice, check_int, check_probability
 from neurofabric.store import read_columns, read_parquet, sha256_file, write_columns, write_parquet
 from neurofabric.thermo.kernels.common import ACTIVATIONS
 
@@ -128,8 +128,8 @@ class NeuralFabric:
             raise ConfigError(
                 f"`layer_sizes` needs at least an input and an output layer, got {sizes}"
             )
-        if not 0.0 < float(density) <= 1.0:
-            raise ConfigError(f"`density` must be in (0, 1], got {density!r}")
+        if check_probability("density", density) == 0.0:
+            raise ConfigError("`density` must be in (0, 1], got 0: keep some connections")
         rng = make_rng(seed)
         src, dst = _layered_pairs(sizes)
         keep = rng.random(len(src)) < density if density < 1.0 else np.ones(len(src), bool)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from neurofabric.core.errors import ConfigError
+from neurofabric.core.validation import check_nonnegative
 from neurofabric.thermo.kernels.common import MOVE_NAMES
 
 
@@ -28,9 +28,8 @@ class Moves:
 
     def __post_init__(self) -> None:
         values = self.as_array()
-        for name, v in zip(MOVE_NAMES, values, strict=True):
-            if not math.isfinite(v) or v < 0:
-                raise ConfigError(f"move probability `{name}` must be a number >= 0, got {v!r}")
+        for name in MOVE_NAMES:
+            check_nonnegative(f"moves.{name}", getattr(self, name))
         total = float(values.sum())
         if abs(total - 1.0) > 1e-9:
             raise ConfigError(

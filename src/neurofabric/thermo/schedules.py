@@ -8,11 +8,16 @@ the start); it returns the next temperature (> 0).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from neurofabric.core.errors import ConfigError
-from neurofabric.core.validation import check_positive, check_probability
+from neurofabric.core.validation import (
+    check_choice,
+    check_int,
+    check_number,
+    check_positive,
+    check_probability,
+)
 
 
 def _check_range(t_start: float, t_end: float) -> None:
@@ -100,15 +105,12 @@ SCHEDULES = {"geometric": Geometric, "linear": Linear, "adaptive": Adaptive, "co
 
 def make_schedule(name: str, **kwargs: float):
     """A schedule by name ("geometric", "linear", "adaptive", "constant")."""
-    if name not in SCHEDULES:
-        raise ConfigError(f"`schedule` must be one of {tuple(SCHEDULES)}, got {name!r}")
-    return SCHEDULES[name](**kwargs)
+    return SCHEDULES[check_choice("schedule", name, SCHEDULES)](**kwargs)
 
 
 def ladder(n: int, ratio: float) -> list[float]:
     """Replica temperature multipliers 1, ratio, ratio^2, ... for parallel tempering."""
-    if n < 1:
-        raise ConfigError(f"`replicas` must be >= 1, got {n}")
-    if not ratio > 1.0 or not math.isfinite(ratio):
+    n = check_int("replicas", n, min_value=1)
+    if check_number("replica_ratio", ratio) <= 1.0:
         raise ConfigError(f"`replica_ratio` must be a finite number > 1, got {ratio!r}")
     return [ratio**k for k in range(n)]

@@ -24,6 +24,7 @@ import numpy as np
 
 from neurofabric.core import backend as backends
 from neurofabric.core.errors import ConfigError, NotFittedError, ShapeError
+from neurofabric.core.progress import ProgressCallback, ProgressReporter, check_callback
 from neurofabric.core.rng import SeedLike, make_rng
 from neurofabric.core.validation import (
     check_array,
@@ -43,9 +44,6 @@ from neurofabric.thermo.tempering import replica_exchange
 
 log = logging.getLogger(__name__)
 
-backends.register("thermo", "reference", "neurofabric.thermo.kernels.reference")
-backends.register("thermo", "numba", "neurofabric.thermo.kernels.numba_cpu", requires="numba")
-
 _ADAPTED = (0, 1, 4)  # the moves whose step size adapts: weight, bias, all
 
 
@@ -60,16 +58,6 @@ class History:
 
     def __len__(self) -> int:
         return len(self.rows)
-
-
-@dataclass(frozen=True)
-class Progress:
-    """What the ``callback`` of :meth:`ThermoClassifier.fit` receives after each generation."""
-
-    generation: int
-    n_generations: int
-    proposals: int
-    row: dict[str, float]
 
 
 class ThermoClassifier:
@@ -220,11 +208,16 @@ class ThermoClassifier:
         *,
         init: NeuralFabric | None = None,
         eval_set: tuple[Any, Any] | None = None,
-        callback: Callable[[Progress], bool | None] | None = None,
+        callback: ProgressCallback | None = None,
     ) -> ThermoClassifier:
         """Train from ``init`` (a fabric, e.g. from pre-trained dense weights) or from a new
-        He-initialised layered network. ``callback(progress)`` runs after each generation;
-        returning False stops training."""
+        He-initialised layered network.
+
+        ``callback`` gets a :class:`neurofabric.core.progress.Progress` (task "thermo.fit",
+        unit "generation", the generation's history row as ``metrics``) after each generation;
+        returning True stops training there (``stopped_`` is then True and the model holds
+        the network of that generation)."""
+        check_callback(callback)
         moves, spec = self._validate()
         X, y_idx = self._check_xy(X, y, fit=True)
         rng = make_rng(self.seed)
@@ -256,6 +249,7 @@ class ThermoClassifier:
         swaps = np.zeros((max(len(chains) - 1, 0), 2))
         N = len(X)
         t0 = time.perf_counter()
+        report = ProgressReporter("thermo.fit", n_gen, "generation", callback)
         temperature, uphill, done = None, None, 0
         for g in range(n_gen):
             batch = (
@@ -315,8 +309,8 @@ class ThermoClassifier:
                 uphill_acceptance=uphill,
             )
             self.history_.rows.append(row)
-            stop = callback(Progress(g, n_gen, done, row)) if callback is not None else None
-            if stop is False:
+            if report.update(g + 1, **row):
+                log.info("stopped by the callback after generation %d", g)
                 break
             if self.max_time is not None and time.perf_counter() - t0 >= self.max_time:
                 log.info("stopping after %.1f s (max_time)", time.perf_counter() - t0)
@@ -325,6 +319,7 @@ class ThermoClassifier:
             self.swap_rate_ = swaps[:, 1] / np.maximum(swaps[:, 0], 1)
         self.fabric_ = chains[0].to_fabric()
         self.n_proposals_done_ = done
+        self.stopped_ = report.stopped
         return self
 
     def _row(
