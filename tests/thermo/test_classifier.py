@@ -203,3 +203,9 @@ def test_time_budget_drives_the_schedule_to_its_end(digits):
     secs = m.history_.column("seconds")
     assert secs[-1] >= 3.0 and m.n_proposals_done_ < 10**9
     assert t[-1] < 0.01  # the run ended cold although it was cut by time
+
+
+def test_a_backend_typo_raises_instead_of_falling_back(digits):
+    Xtr, _, ytr, _ = digits
+    with pytest.raises(ConfigError, match=r"`backend` must be one of .*'numba'.*got 'numab'"):
+        _model(backend="numab").fit(Xtr[:50], ytr[:50])
