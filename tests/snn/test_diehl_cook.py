@@ -175,7 +175,7 @@ def test_post_training_stp_changes_responses_and_switches_off(digits):
     assert depressed.sum() < plain.sum()  # depression weakens the drive
     np.testing.assert_array_equal(clf.input_weights_, w)  # weights frozen
     clf.set_stp(None)
-    assert clf.net_.stp_[4].size == 0
+    assert clf.net_.stp_.ext.prm.size == 0
 
 
 def test_quantize_input_weights_after_training(digits):

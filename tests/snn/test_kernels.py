@@ -134,10 +134,8 @@ def test_parallel_update_equals_serial(monkeypatch):
 
     serial = _raster(cuba(2000, seed=5))
     monkeypatch.setattr(numba_cpu, "PARALLEL_MIN_NEURONS", 1)
-    net = cuba(2000, seed=5)
-    net.build()
-    assert net._threads() >= 1
-    parallel = _raster(net)
+    assert numba_cpu.threads(2000) >= 1
+    parallel = _raster(cuba(2000, seed=5))
     np.testing.assert_array_equal(serial.spike_indices, parallel.spike_indices)
     np.testing.assert_array_equal(serial.state["v"], parallel.state["v"])
 

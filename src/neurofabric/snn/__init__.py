@@ -2,8 +2,9 @@
 
 from neurofabric.snn.inputs import PoissonInput, SpikeArrayInput
 from neurofabric.snn.monitors import RateMonitor, RunProgress, RunResult, SpikeMonitor, StateMonitor
-from neurofabric.snn.network import NetworkState, SpikingNetwork
+from neurofabric.snn.network import SpikingNetwork
 from neurofabric.snn.params import LIFParams, SynapseParams
+from neurofabric.snn.state import NetworkState
 from neurofabric.snn.topology import AllToAll, DistanceDependent, OneToOne, Random, SmallWorld
 
 __all__ = [

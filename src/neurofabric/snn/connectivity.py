@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from neurofabric.core.errors import ConfigError
+from neurofabric.snn.kernels import layout as L
 from neurofabric.snn.kernels import rowgen
 from neurofabric.snn.topology import Random, Topology, max_row_length
 
@@ -99,7 +100,7 @@ class CSR:
     weights: np.ndarray
     delays: np.ndarray
     flags: np.ndarray  # [row-constant weights (0/1), constant delay in steps or -1]
-    csc: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    csc: L.Incoming | None = None
     # 1 where a synapse is plastic; empty when all or none are (see ``plastic``)
     mask: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint8))
     plastic: bool = False
@@ -130,6 +131,9 @@ class CSR:
 
     def sources(self) -> np.ndarray:
         return np.repeat(np.arange(len(self.indptr) - 1, dtype=np.int32), np.diff(self.indptr))
+
+    def kernel_args(self) -> L.Synapses:
+        return L.Synapses(self.indptr, self.indices, self.weights, self.delays, self.flags)
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {
@@ -279,14 +283,12 @@ def _compact_weights(
     return first, 1
 
 
-def build_csc(
-    csr: CSR, n_targets: int, kernels: ModuleType
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def build_csc(csr: CSR, n_targets: int, kernels: ModuleType) -> L.Incoming:
     """Incoming synapses per target (stable: sources ascending), for the dense pull path:
     (pointers, source of each, position of each in the CSR arrays). The positions are left
     out when weight and delay follow from the source alone."""
     need_pos = not (csr.flags[0] == 1 and csr.flags[1] >= 0)
-    return kernels.transpose(csr.indptr, csr.indices, n_targets, need_pos)
+    return L.Incoming(*kernels.transpose(csr.indptr, csr.indices, n_targets, need_pos))
 
 
 def csr_from_arrays(
@@ -320,8 +322,8 @@ class ProceduralTable:
     is_input: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     max_row: int = 1
 
-    def kernel_args(self) -> tuple[Any, ...]:
-        return (
+    def kernel_args(self) -> L.Procedural:
+        return L.Procedural(
             self.ip,
             self.fp,
             self.keys,

@@ -9,6 +9,7 @@ import numpy as np
 
 from neurofabric.core.errors import ConfigError, ShapeError
 from neurofabric.core.validation import check_array, check_int
+from neurofabric.snn.kernels.layout import Poisson
 
 MAX_SPIKES_PER_STEP = 500  # exp(-rate dt) must stay well inside double precision
 
@@ -140,9 +141,9 @@ def merge_input_spikes(
 
 def poisson_table(
     inputs: dict[str, InputGroup], offsets: dict[str, int], seed: int, dt: float
-) -> tuple[tuple, tuple]:
+) -> Poisson:
     """Kernel table of the Poisson groups (first global source, first rate entry, size,
-    stream key, mean count per step, its exp(-.)) and the same table empty."""
+    stream key, mean count per step, its exp(-.))."""
     from neurofabric.snn.connectivity import projection_key
 
     first, start, size, keys, lam = [], [], [], [], []
@@ -157,5 +158,10 @@ def poisson_table(
             at += group.n
     lam_all = np.concatenate(lam) if lam else np.empty(0)
     ints = [np.array(x, np.int64) for x in (first, start, size, keys)]
+    return Poisson(*ints, lam_all, np.exp(-lam_all))
+
+
+def empty_poisson() -> Poisson:
+    """The table without Poisson groups."""
     empty = [np.empty(0, np.int64)] * 4
-    return (*ints, lam_all, np.exp(-lam_all)), (*empty, np.empty(0), np.empty(0))
+    return Poisson(*empty, np.empty(0), np.empty(0))

@@ -548,6 +548,20 @@ def _update_delta(hom, v, ge, gi, refrac, be, bi, nparam, ref, sc, flag):
 PARALLEL_MIN_NEURONS = 100_000  # below this, thread hand-off costs more than it saves
 
 
+def threads(n_neurons):
+    """Threads for the neuron update of ``n_neurons``: the configured number (default: all
+    cores) from ``PARALLEL_MIN_NEURONS`` neurons on, else one."""
+    if n_neurons < PARALLEL_MIN_NEURONS:
+        return 1
+    import numba
+
+    from neurofabric.core.config import get_config
+
+    wanted = get_config().threads or numba.config.NUMBA_NUM_THREADS
+    numba.set_num_threads(min(wanted, numba.config.NUMBA_NUM_THREADS))
+    return numba.get_num_threads()
+
+
 # ``_update`` is a placeholder: each compiled variant of the two functions below rebinds it
 # to the update of one neuron model (see ``_variant``).
 _update = _update_cuba

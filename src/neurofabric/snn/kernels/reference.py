@@ -62,6 +62,11 @@ from neurofabric.snn.kernels.rowgen import (  # noqa: F401  (re-exported spec fu
 BACKEND = "reference"
 
 
+def threads(n_neurons):
+    """Threads for the neuron update: the reference runs on one."""
+    return 1
+
+
 def build_rows(ip, fp, key, sources, max_row, counts_only):
     """Generate the rows of ``sources``: (counts, targets, weights, delays) concatenated."""
     st = np.empty(max_row, np.int64)
