@@ -403,8 +403,9 @@ class SpikingNetwork:
 
     def _assemble(self) -> None:
         """The kernels' :class:`~neurofabric.snn.kernels.layout.Network`, from the parts
-        built above; the setters that change a part call it again."""
+        built above (the setters that change a part replace it)."""
         csr, ext = self.csr_, self.input_csr_
+        self._homogeneous = homogeneous(self._neurons, self.homeostasis is not None)
         limit = dense_limit(
             self.propagation,
             csr.csc is not None,
@@ -461,7 +462,7 @@ class SpikingNetwork:
         ]
         if self._built:
             self._make_stp_state()
-            self._assemble()
+            self._assemble()  # STP also decides the dense limit
 
     def set_learning(self, enabled: bool) -> None:
         """Turn synaptic plasticity on or off (weights and traces stay as they are)."""
@@ -473,7 +474,7 @@ class SpikingNetwork:
             raise ConfigError("the network has no homeostasis to freeze")
         self.homeostasis = replace(self.homeostasis, frozen=bool(frozen))
         if self._built:
-            self._assemble()
+            self._kernel_net = self._kernel_net._replace(homeostasis=self._homeostasis_args())
 
     def set_input_rates(self, name: str, rate: Any) -> None:
         """New firing rates (Hz, scalar or one per source) of Poisson input ``name``."""
@@ -489,7 +490,7 @@ class SpikingNetwork:
         self.inputs[name] = new
         if self._built:
             self._poisson = poisson_table(self.inputs, self._input_offsets, self.seed, self.dt)
-            self._assemble()
+            self._kernel_net = self._kernel_net._replace(poisson=self._poisson)
 
     def normalize_weights(self, source: str, total: float) -> None:
         """Scale the plastic synapses from ``source`` so each target's incoming weights sum to
@@ -512,7 +513,7 @@ class SpikingNetwork:
         self._neuron_arrays = self.neuron.arrays(self.n_neurons)
         if self._built:
             self._neurons = self._neurons._replace(params=self._neuron_constants().params)
-            self._assemble()
+            self._assemble()  # the parameters may no longer be homogeneous
 
     def _require_built(self) -> None:
         if not self._built:
@@ -580,7 +581,7 @@ class SpikingNetwork:
     # ------------------------------------------------------------------ running
     def _counters(self, threads: int) -> np.ndarray:
         counters = np.zeros(L.N_COUNTERS, np.int64)
-        counters[L.C_HOMOGENEOUS] = homogeneous(self._neurons, self.homeostasis is not None)
+        counters[L.C_HOMOGENEOUS] = self._homogeneous
         counters[L.C_THREADS] = threads
         return counters
 
@@ -595,26 +596,7 @@ class SpikingNetwork:
     ) -> tuple[int, int]:
         """``n_steps`` steps of the kernel from ``state`` (mutated, but for ``t``)."""
         arrays = L.State(state.v, state.ge, state.gi, state.refrac, state.buf_e, state.buf_i)
-        return self._k.simulate(
-            n_steps,
-            state.t,
-            net.model,
-            arrays,
-            net.neurons.params,
-            net.neurons.ref_steps,
-            net.neurons.syn,
-            net.rec,
-            net.rec_csc,
-            net.dense_limit,
-            net.ext,
-            (*inputs, *net.poisson),
-            net.procedural,
-            mon,
-            counters,
-            (*net.rec_plastic, *net.ext_plastic, *net.ext_csc),
-            (*net.rec_stp, *net.ext_stp),
-            net.homeostasis,
-        )
+        return self._k.simulate(n_steps, state.t, net, arrays, inputs, mon, counters)
 
     def _input_spikes(self, t0: int, n_steps: int, rng: np.random.Generator) -> L.InputSpikes:
         groups = [(g, self._input_offsets[name]) for name, g in self.inputs.items()]

@@ -30,8 +30,6 @@ from neurofabric.snn.monitors import (
     bin_rate,
 )
 
-_MONITORS = (SpikeMonitor, StateMonitor, RateMonitor)
-
 
 def _ceil_to(t: int, every: int) -> int:
     """The first multiple of ``every`` at or after ``t`` (``t`` when ``every`` is 0)."""
@@ -60,17 +58,18 @@ class Recorder:
     def __init__(
         self, monitors: Sequence[Any], n: int, dtype: np.dtype, n_steps: int, t_start: int
     ) -> None:
-        for m in monitors:
-            if not isinstance(m, _MONITORS):
+        self.spike_mon = self.state_mon = self.rate_mon = None
+        for m in reversed(monitors):  # the first of each kind counts
+            if isinstance(m, SpikeMonitor):
+                self.spike_mon = m
+            elif isinstance(m, StateMonitor):
+                self.state_mon = m
+            elif isinstance(m, RateMonitor):
+                self.rate_mon = m
+            else:
                 raise ConfigError(
                     f"unknown monitor {m!r}; use SpikeMonitor, StateMonitor or RateMonitor"
                 )
-        first = {
-            kind: next((m for m in monitors if isinstance(m, kind)), None) for kind in _MONITORS
-        }
-        self.spike_mon = first[SpikeMonitor]
-        self.state_mon = first[StateMonitor]
-        self.rate_mon = first[RateMonitor]
         self.n, self.dtype, self.t_start = n, dtype, t_start
         self.mask = self.spike_mon.mask(n) if self.spike_mon else np.zeros(n, np.bool_)
         self.n_monitored = int(self.mask.sum())

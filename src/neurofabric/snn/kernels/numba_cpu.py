@@ -13,19 +13,80 @@ import numpy as np
 from numba import get_num_threads, njit, prange
 
 from neurofabric.snn.kernels import rowgen
+from neurofabric.snn.kernels.layout import (
+    A2_MINUS,
+    A2_PLUS,
+    A3_MINUS,
+    A3_PLUS,
+    C_DENSE_STEPS,
+    C_E,
+    C_EVENT_STEPS,
+    C_HOMOGENEOUS,
+    C_I,
+    C_MONITORED,
+    C_RECORD_EVERY,
+    C_RECORDED,
+    C_SPIKES,
+    C_THREADS,
+    C_WRITTEN,
+    CONST_DELAY,
+    DECAY_E,
+    DECAY_I,
+    DECAY_M,
+    DT,
+    DT_TAU_M,
+    E_EXC,
+    E_INH,
+    H_DECAY,
+    H_DRIFT,
+    H_FROZEN,
+    H_HI,
+    H_LO,
+    H_STEP,
+    H_THETA_MIN,
+    INH_SIGN,
+    KIND_TRIPLET,
+    MODEL_COBA,
+    MODEL_CUBA,
+    MODEL_DELTA,
+    MU_MINUS,
+    MU_PLUS,
+    NEAREST,
+    ROW_WEIGHTS,
+    RULE_KIND,
+    STATUS_DONE,
+    STATUS_DRAIN,
+    STP_K,
+    STP_MODULATE,
+    STP_TAU_FACIL,
+    STP_TAU_REC,
+    STP_U,
+    TAU_O1,
+    TAU_O2,
+    TAU_R1,
+    TAU_R2,
+    V_INF,
+    V_RESET,
+    V_TH,
+    W_MAX,
+    W_MIN,
+    X_TAR,
+)
 from neurofabric.snn.kernels.reference import G_FLUSH
 
 log = logging.getLogger(__name__)
 
 
 def _drop_stale_cache() -> None:
-    """Numba's on-disk cache does not notice when a *called* function in another file
-    changes; key the whole cache of this package on the source of both kernel files."""
+    """Numba's on-disk cache does not notice when a *called* function (or a constant) in
+    another file changes; key the whole cache of this package on the source of every
+    kernel file."""
     here = Path(__file__).parent
     cache = here / "__pycache__"
     digest = hashlib.sha256()
-    for name in ("rowgen.py", "numba_cpu.py"):
-        digest.update((here / name).read_bytes())
+    for path in sorted(here.glob("*.py")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
     stamp = digest.hexdigest()
     marker = cache / "neurofabric-kernels.stamp"
     try:
@@ -204,12 +265,14 @@ def _deliver(buf_e, buf_i, tm, dmod, d, tgt, w, inh_sign):
 
 
 @njit(cache=True, inline="always")
-def _push_csr(src, mult, indptr, indices, weights, delays, flags, buf_e, buf_i, tm, dmod, inh_sign):
-    """Push the row of ``src`` (``mult`` coincident spikes) into the ring buffers."""
-    a = indptr[src]
-    b = indptr[src + 1]
-    dconst = flags[1]
-    if flags[0] == 1:  # one weight for the whole row: pick the buffer once
+def _push_csr(src, mult, syn, buf_e, buf_i, tm, dmod, inh_sign):
+    """Push the row of ``src`` (``mult`` coincident spikes) of the synapses ``syn`` (a
+    :class:`.layout.Synapses`) into the ring buffers."""
+    indices, weights = syn.indices, syn.weights
+    a = syn.indptr[src]
+    b = syn.indptr[src + 1]
+    dconst = syn.flags[CONST_DELAY]
+    if syn.flags[ROW_WEIGHTS] == 1:  # one weight for the whole row: pick the buffer once
         w = weights[src]
         if mult != 1:
             w = w * mult
@@ -221,10 +284,10 @@ def _push_csr(src, mult, indptr, indices, weights, delays, flags, buf_e, buf_i, 
                 row[indices[q]] += wv
         else:
             for q in range(a, b):
-                buf[_slot(tm, delays[q], dmod), indices[q]] += wv
+                buf[_slot(tm, syn.delays[q], dmod), indices[q]] += wv
     else:
         for q in range(a, b):
-            d = dconst if dconst >= 0 else delays[q]
+            d = dconst if dconst >= 0 else syn.delays[q]
             w = weights[q]
             if mult != 1:
                 w = w * mult
@@ -233,11 +296,12 @@ def _push_csr(src, mult, indptr, indices, weights, delays, flags, buf_e, buf_i, 
 
 @njit(cache=True, inline="always")
 def _push_procedural(src, mult, is_input, proc, buf_e, buf_i, tm, dmod, inh_sign):
-    p_ip, p_fp, p_key, p_input, st, sw, sd = proc
-    for p in range(p_ip.shape[0]):
-        if p_input[p] != is_input or src < p_ip[p, 1] or src >= p_ip[p, 2]:
+    """Regenerate and push the rows of ``src`` of the procedural projections of its side."""
+    st, sw, sd = proc.targets, proc.weights, proc.delays
+    for p in range(proc.ip.shape[0]):
+        if proc.is_input[p] != is_input or src < proc.ip[p, 1] or src >= proc.ip[p, 2]:
             continue
-        c = gen_row(p_ip[p], p_fp[p], p_key[p], src, st, sw, sd)
+        c = gen_row(proc.ip[p], proc.fp[p], proc.keys[p], src, st, sw, sd)
         for q in range(c):
             w = np.float32(sw[q])
             if mult != 1:
@@ -282,58 +346,64 @@ def _soft(x, mu):
 
 @njit(cache=True, inline="always")
 def _clip(w, rule):
-    return min(max(w, rule[5]), rule[6])
+    return min(max(w, rule[W_MIN]), rule[W_MAX])
 
 
 @njit(cache=True, inline="always")
-def plastic_pre(
-    s, m, t, dt, indptr, indices, weights, mask, rule, pre_tr, pre_last, post_tr, post_last
-):
-    """Depression on the row of source ``s`` for ``m`` coincident spikes, then its traces."""
-    pa, pb = math.exp(-dt / rule[11]), math.exp(-dt / rule[12])
-    _trace_now(pre_tr, pre_last, s, t, rule[11], rule[12], dt, pa, pb)
-    oa, ob = math.exp(-dt / rule[13]), math.exp(-dt / rule[14])
+def plastic_pre(s, m, t, dt, syn, side):
+    """Depression on the row of source ``s`` of ``syn`` for ``m`` coincident spikes, then
+    its traces (``side``: the group's :class:`.layout.Plastic`)."""
+    rule, mask, indices, weights = side.rule, side.mask, syn.indices, syn.weights
+    pre_tr, pre_last, post_tr, post_last = side.pre, side.pre_last, side.post, side.post_last
+    tau_r1, tau_r2, tau_o1, tau_o2 = rule[TAU_R1], rule[TAU_R2], rule[TAU_O1], rule[TAU_O2]
+    pa, pb = math.exp(-dt / tau_r1), math.exp(-dt / tau_r2)
+    _trace_now(pre_tr, pre_last, s, t, tau_r1, tau_r2, dt, pa, pb)
+    oa, ob = math.exp(-dt / tau_o1), math.exp(-dt / tau_o2)
     masked = mask.shape[0] > 0
-    nearest = rule[9] == 1.0
+    nearest = rule[NEAREST] == 1.0
     for _ in range(m):
         r2 = pre_tr[1, s]
-        for q in range(indptr[s], indptr[s + 1]):
+        for q in range(syn.indptr[s], syn.indptr[s + 1]):
             if masked and mask[q] == 0:
                 continue
             j = indices[q]
-            _trace_now(post_tr, post_last, j, t, rule[13], rule[14], dt, oa, ob)
+            _trace_now(post_tr, post_last, j, t, tau_o1, tau_o2, dt, oa, ob)
             w = np.float64(weights[q])
-            if rule[0] == 0.0:
-                dw = post_tr[0, j] * (rule[3] + rule[4] * r2) * _soft(w - rule[5], rule[8])
+            if rule[RULE_KIND] == KIND_TRIPLET:
+                soft = _soft(w - rule[W_MIN], rule[MU_MINUS])
+                dw = post_tr[0, j] * (rule[A2_MINUS] + rule[A3_MINUS] * r2) * soft
             else:
-                dw = rule[3] * post_tr[0, j]
+                dw = rule[A2_MINUS] * post_tr[0, j]
             weights[q] = _clip(w - dw, rule)
         _bump(pre_tr, s, nearest)
 
 
 @njit(cache=True, inline="always")
-def plastic_post(
-    j, t, dt, c_ptr, c_src, c_pos, weights, mask, rule, pre_tr, pre_last, post_tr, post_last
-):
-    """Potentiation on the incoming synapses of neuron ``j``, then its traces."""
-    oa, ob = math.exp(-dt / rule[13]), math.exp(-dt / rule[14])
-    _trace_now(post_tr, post_last, j, t, rule[13], rule[14], dt, oa, ob)
+def plastic_post(j, t, dt, csc, weights, side):
+    """Potentiation on the incoming synapses of neuron ``j`` (``csc``: the group's
+    :class:`.layout.Incoming`, ``weights`` its CSR weights), then its traces."""
+    rule, mask = side.rule, side.mask
+    pre_tr, pre_last, post_tr, post_last = side.pre, side.pre_last, side.post, side.post_last
+    tau_r1, tau_r2, tau_o1, tau_o2 = rule[TAU_R1], rule[TAU_R2], rule[TAU_O1], rule[TAU_O2]
+    oa, ob = math.exp(-dt / tau_o1), math.exp(-dt / tau_o2)
+    _trace_now(post_tr, post_last, j, t, tau_o1, tau_o2, dt, oa, ob)
     o2 = post_tr[1, j]
-    pa, pb = math.exp(-dt / rule[11]), math.exp(-dt / rule[12])
+    pa, pb = math.exp(-dt / tau_r1), math.exp(-dt / tau_r2)
     masked = mask.shape[0] > 0
-    for q in range(c_ptr[j], c_ptr[j + 1]):
-        pos = c_pos[q]
+    for q in range(csc.ptr[j], csc.ptr[j + 1]):
+        pos = csc.pos[q]
         if masked and mask[pos] == 0:
             continue
-        i = c_src[q]
-        _trace_now(pre_tr, pre_last, i, t, rule[11], rule[12], dt, pa, pb)
+        i = csc.src[q]
+        _trace_now(pre_tr, pre_last, i, t, tau_r1, tau_r2, dt, pa, pb)
         w = np.float64(weights[pos])
-        if rule[0] == 0.0:
-            dw = pre_tr[0, i] * (rule[1] + rule[2] * o2) * _soft(rule[6] - w, rule[7])
+        soft = _soft(rule[W_MAX] - w, rule[MU_PLUS])
+        if rule[RULE_KIND] == KIND_TRIPLET:
+            dw = pre_tr[0, i] * (rule[A2_PLUS] + rule[A3_PLUS] * o2) * soft
         else:
-            dw = rule[1] * (pre_tr[0, i] - rule[10]) * _soft(rule[6] - w, rule[7])
+            dw = rule[A2_PLUS] * (pre_tr[0, i] - rule[X_TAR]) * soft
         weights[pos] = _clip(w + dw, rule)
-    _bump(post_tr, j, rule[9] == 1.0)
+    _bump(post_tr, j, rule[NEAREST] == 1.0)
 
 
 @njit(cache=True)
@@ -353,21 +423,23 @@ def normalize_rows(indptr, indices, weights, mask, lo, hi, total, n_targets):
 
 
 @njit(cache=True, inline="always")
-def stp_scale(s, m, t, dt, prm, u, x, last):
+def stp_scale(s, m, t, dt, stp):
     """Efficacy factor of ``m`` coincident spikes of source ``s`` under Tsodyks-Markram STP
     (see :mod:`neurofabric.snn.stp`): exact decay since its last spike, facilitation,
     release, depression; ``r`` per spike, or ``1 + k r`` in the modulation mode."""
+    prm, u, x, last = stp.prm, stp.u, stp.x, stp.last
     total = 0.0
     for _ in range(m):
         if last[s] >= 0:
             elapsed = (t - last[s]) * dt
-            u[s] = u[s] * math.exp(-elapsed / prm[2]) if prm[2] > 0.0 else 0.0
-            x[s] = 1.0 - (1.0 - x[s]) * math.exp(-elapsed / prm[1]) if prm[1] > 0.0 else 1.0
+            tau_f, tau_r = prm[STP_TAU_FACIL], prm[STP_TAU_REC]
+            u[s] = u[s] * math.exp(-elapsed / tau_f) if tau_f > 0.0 else 0.0
+            x[s] = 1.0 - (1.0 - x[s]) * math.exp(-elapsed / tau_r) if tau_r > 0.0 else 1.0
         last[s] = t
-        u[s] = u[s] + prm[0] * (1.0 - u[s])
+        u[s] = u[s] + prm[STP_U] * (1.0 - u[s])
         r = u[s] * x[s]
         x[s] = x[s] - r
-        total += r if prm[3] == 0.0 else 1.0 + prm[4] * r
+        total += r if prm[STP_MODULATE] == 0.0 else 1.0 + prm[STP_K] * r
     return total
 
 
@@ -426,16 +498,16 @@ def _delta_neuron(v, r, a_e, a_i, v_inf, v_reset, v_th, dm, ref):
 def _update_cuba(hom, v, ge, gi, refrac, be, bi, nparam, ref, sc, flag):
     """Steps 1-3 for every CUBA neuron. ``hom``: all neurons share parameters (column 0 is
     read, which keeps the per-step memory traffic to the state alone)."""
-    de = sc[0]
-    di = sc[1]
+    de = sc[DECAY_E]
+    di = sc[DECAY_I]
     if hom:
         p0, p1, p2, p3, p4, p5, rf = (
-            nparam[0, 0],
-            nparam[1, 0],
-            nparam[2, 0],
-            nparam[3, 0],
-            nparam[4, 0],
-            nparam[5, 0],
+            nparam[V_INF, 0],
+            nparam[V_RESET, 0],
+            nparam[V_TH, 0],
+            nparam[DECAY_M, 0],
+            nparam[C_E, 0],
+            nparam[C_I, 0],
             ref[0],
         )
         for i in range(v.shape[0]):
@@ -453,12 +525,12 @@ def _update_cuba(hom, v, ge, gi, refrac, be, bi, nparam, ref, sc, flag):
                 refrac[i],
                 be[i],
                 bi[i],
-                nparam[0, i],
-                nparam[1, i],
-                nparam[2, i],
-                nparam[3, i],
-                nparam[4, i],
-                nparam[5, i],
+                nparam[V_INF, i],
+                nparam[V_RESET, i],
+                nparam[V_TH, i],
+                nparam[DECAY_M, i],
+                nparam[C_E, i],
+                nparam[C_I, i],
                 ref[i],
                 de,
                 di,
@@ -470,10 +542,16 @@ def _update_cuba(hom, v, ge, gi, refrac, be, bi, nparam, ref, sc, flag):
 @njit(cache=True)
 def _update_coba(hom, v, ge, gi, refrac, be, bi, nparam, ref, sc, flag):
     """Steps 1-3 for every COBA neuron."""
-    de = sc[0]
-    di = sc[1]
+    de = sc[DECAY_E]
+    di = sc[DECAY_I]
     if hom:
-        p0, p1, p2, p6, rf = nparam[0, 0], nparam[1, 0], nparam[2, 0], nparam[6, 0], ref[0]
+        p0, p1, p2, p6, rf = (
+            nparam[V_INF, 0],
+            nparam[V_RESET, 0],
+            nparam[V_TH, 0],
+            nparam[DT_TAU_M, 0],
+            ref[0],
+        )
         for i in range(v.shape[0]):
             v[i], ge[i], gi[i], refrac[i], flag[i] = _coba_neuron(
                 v[i],
@@ -489,8 +567,8 @@ def _update_coba(hom, v, ge, gi, refrac, be, bi, nparam, ref, sc, flag):
                 rf,
                 de,
                 di,
-                sc[2],
-                sc[3],
+                sc[E_EXC],
+                sc[E_INH],
             )
             be[i] = 0.0
             bi[i] = 0.0
@@ -503,15 +581,15 @@ def _update_coba(hom, v, ge, gi, refrac, be, bi, nparam, ref, sc, flag):
                 refrac[i],
                 be[i],
                 bi[i],
-                nparam[0, i],
-                nparam[1, i],
-                nparam[2, i],
-                nparam[6, i],
+                nparam[V_INF, i],
+                nparam[V_RESET, i],
+                nparam[V_TH, i],
+                nparam[DT_TAU_M, i],
                 ref[i],
                 de,
                 di,
-                sc[2],
-                sc[3],
+                sc[E_EXC],
+                sc[E_INH],
             )
             be[i] = 0.0
             bi[i] = 0.0
@@ -521,7 +599,13 @@ def _update_coba(hom, v, ge, gi, refrac, be, bi, nparam, ref, sc, flag):
 def _update_delta(hom, v, ge, gi, refrac, be, bi, nparam, ref, sc, flag):
     """Steps 1-3 for every neuron with delta synapses (jumps of v)."""
     if hom:
-        p0, p1, p2, p3, rf = nparam[0, 0], nparam[1, 0], nparam[2, 0], nparam[3, 0], ref[0]
+        p0, p1, p2, p3, rf = (
+            nparam[V_INF, 0],
+            nparam[V_RESET, 0],
+            nparam[V_TH, 0],
+            nparam[DECAY_M, 0],
+            ref[0],
+        )
         for i in range(v.shape[0]):
             v[i], refrac[i], flag[i] = _delta_neuron(
                 v[i], refrac[i], be[i], bi[i], p0, p1, p2, p3, rf
@@ -535,10 +619,10 @@ def _update_delta(hom, v, ge, gi, refrac, be, bi, nparam, ref, sc, flag):
                 refrac[i],
                 be[i],
                 bi[i],
-                nparam[0, i],
-                nparam[1, i],
-                nparam[2, i],
-                nparam[3, i],
+                nparam[V_INF, i],
+                nparam[V_RESET, i],
+                nparam[V_TH, i],
+                nparam[DECAY_M, i],
                 ref[i],
             )
             be[i] = 0.0
@@ -591,26 +675,26 @@ def _update_parallel(hom, v, ge, gi, refrac, be, bi, nparam, ref, sc, flag):
 
 
 @njit(cache=True)
-def _homeostasis(h_prm, theta, nparam, spiked, n_spk):
+def _homeostasis(h, theta, params, spiked, n_spk):
     """Threshold homeostasis after the threshold test (see :mod:`neurofabric.snn.homeostasis`):
     theta decays (or drifts down toward the target rate), spikes raise it; the effective
-    threshold ``nparam[2]`` follows."""
-    decay = h_prm[2]
-    down = h_prm[3]
-    floor = h_prm[6]
-    lo = int(h_prm[7])
-    hi = int(h_prm[8])
+    threshold ``params[V_TH]`` follows."""
+    decay = h[H_DECAY]
+    down = h[H_DRIFT]
+    floor = h[H_THETA_MIN]
+    lo = int(h[H_LO])
+    hi = int(h[H_HI])
     for i in range(lo, hi):
         th = theta[i] * decay - down
         if th < floor:
             th = floor
-        nparam[2, i] += th - theta[i]
+        params[V_TH, i] += th - theta[i]
         theta[i] = th
     for q in range(n_spk):
         j = spiked[q]
         if lo <= j < hi:
-            nparam[2, j] += h_prm[1]
-            theta[j] += h_prm[1]
+            params[V_TH, j] += h[H_STEP]
+            theta[j] += h[H_STEP]
 
 
 @njit(cache=True)
@@ -634,132 +718,62 @@ def _collect(flag, spiked):
     return count
 
 
-def _input_event(
-    s, m, t, dt, ext, proc, x_side, buf_e, buf_i, slot, dmod, inh_sign, has_ext, has_proc
-):
+def _input_event(s, m, t, dt, net, buf_e, buf_i, slot, dmod, inh_sign, has_ext, has_proc):
     """One input event (source ``s``, ``m`` spikes): STP efficacy, transmission through the
     input CSR and procedural rows, then plasticity of the input synapses. Compiled per
     variant with :func:`_simulate_steps` (see ``_variant``)."""
-    x_indptr, x_indices, x_weights, x_delays, x_flags = ext
-    x_stp, x_u, x_x, x_last, x_rule, x_mask, x_pre, x_pre_last, x_post, x_post_last = x_side
     scale = np.float64(m)
-    if x_stp.shape[0] > 0:
-        scale = stp_scale(s, m, t, dt, x_stp, x_u, x_x, x_last)
+    if net.ext_stp.prm.shape[0] > 0:
+        scale = stp_scale(s, m, t, dt, net.ext_stp)
     if has_ext:
-        _push_csr(
-            s,
-            scale,
-            x_indptr,
-            x_indices,
-            x_weights,
-            x_delays,
-            x_flags,
-            buf_e,
-            buf_i,
-            slot,
-            dmod,
-            inh_sign,
-        )
+        _push_csr(s, scale, net.ext, buf_e, buf_i, slot, dmod, inh_sign)
     if has_proc:
-        _push_procedural(s, scale, 1, proc, buf_e, buf_i, slot, dmod, inh_sign)
-    if x_rule.shape[0] > 0:
-        plastic_pre(
-            s,
-            m,
-            t,
-            dt,
-            x_indptr,
-            x_indices,
-            x_weights,
-            x_mask,
-            x_rule,
-            x_pre,
-            x_pre_last,
-            x_post,
-            x_post_last,
-        )
+        _push_procedural(s, scale, 1, net.procedural, buf_e, buf_i, slot, dmod, inh_sign)
+    if net.ext_plastic.rule.shape[0] > 0:
+        plastic_pre(s, m, t, dt, net.ext, net.ext_plastic)
 
 
-def _simulate_steps(
-    n_steps,
-    t0,
-    model,
-    state,
-    nparam,
-    ref_steps,
-    sc,
-    rec,
-    csc,
-    dense_limit,
-    ext,
-    inputs,
-    proc,
-    mon,
-    counters,
-    plast,
-    stp,
-    homeo,
-):
+def _simulate_steps(n_steps, t0, net, state, inputs, mon, counters):
     """Advance ``n_steps`` steps from step ``t0``; see :func:`.reference.simulate`.
 
     Compiled once per (model, threads, procedural, plastic) below, so a network compiles
     only what it runs.
     """
-    v, ge, gi, refrac, buf_e, buf_i = state
-    r_indptr, r_indices, r_weights, r_delays, r_flags = rec
-    c_ptr, c_src, c_pos = csc
-    x_indptr, x_indices, x_weights, x_delays, x_flags = ext
-    in_ptr, in_idx, in_cnt, p_first, p_start, p_n, p_key, p_lam, p_elam = inputs
-    spk_mask, spk_t, spk_i, rate, rec_idx, rec_v, rec_ge, rec_gi, spiked, flag = mon
-    (
-        r_rule,
-        r_mask,
-        r_pre,
-        r_pre_last,
-        r_post,
-        r_post_last,
-        x_rule,
-        x_mask,
-        x_pre,
-        x_pre_last,
-        x_post,
-        x_post_last,
-        xc_ptr,
-        xc_src,
-        xc_pos,
-    ) = plast
-    r_stp, r_u, r_x, r_last, x_stp, x_u, x_x, x_last = stp
-    h_prm, theta = homeo
-    has_homeo = h_prm.shape[0] > 0 and h_prm[5] == 0.0
-    r_has_stp = r_stp.shape[0] > 0
-    x_side = (x_stp, x_u, x_x, x_last, x_rule, x_mask, x_pre, x_pre_last, x_post, x_post_last)
-    r_plastic = r_rule.shape[0] > 0
-    x_plastic = x_rule.shape[0] > 0
-    dt = sc[5]
-    inh_sign = sc[4]
-    rec_every = counters[5]
-    hom = counters[7] == 1
-    n = v.shape[0]
+    v, ge, gi, buf_e, buf_i = state.v, state.ge, state.gi, state.buf_e, state.buf_i
+    rec, csc, proc, pois = net.rec, net.rec_csc, net.procedural, net.poisson
+    params, ref_steps, sc = net.neurons.params, net.neurons.ref_steps, net.neurons.syn
+    spk_mask, spk_t, spk_i, rate = mon.spk_mask, mon.spk_t, mon.spk_i, mon.rate
+    rec_idx, spiked, flag = mon.rec_idx, mon.spiked, mon.flag
+    h_prm, theta = net.homeostasis
+    has_homeo = h_prm.shape[0] > 0 and h_prm[H_FROZEN] == 0.0
+    r_has_stp = net.rec_stp.prm.shape[0] > 0
+    r_plastic = net.rec_plastic.rule.shape[0] > 0
+    x_plastic = net.ext_plastic.rule.shape[0] > 0
+    dense_limit = net.dense_limit
+    dt = sc[DT]
+    inh_sign = sc[INH_SIGN]
+    rec_every = counters[C_RECORD_EVERY]
+    hom = counters[C_HOMOGENEOUS] == 1
     dmod = buf_e.shape[0]
-    has_rec = r_indptr.shape[0] > 1
-    has_ext = x_indptr.shape[0] > 1
-    has_proc = proc[0].shape[0] > 0
+    has_rec = rec.indptr.shape[0] > 1
+    has_ext = net.ext.indptr.shape[0] > 1
+    has_proc = proc.ip.shape[0] > 0
     cap = spk_t.shape[0]
-    n_written = counters[0]
-    n_rec = counters[4]
-    n_mon = counters[6]
+    n_written = counters[C_WRITTEN]
+    n_rec = counters[C_RECORDED]
+    n_mon = counters[C_MONITORED]
     for k in range(n_steps):
         if cap - n_written < n_mon:
-            counters[0] = n_written
-            counters[4] = n_rec
-            return k, 1  # spike buffer may overflow in this step: the shell drains it first
+            counters[C_WRITTEN] = n_written
+            counters[C_RECORDED] = n_rec
+            return k, STATUS_DRAIN  # the spike buffer may overflow: the shell drains it first
         t = t0 + k
         slot = t % dmod
         # --- 1-3: arrivals, integration, threshold and reset: branch-free, vectorizable
-        _update(hom, v, ge, gi, refrac, buf_e[slot], buf_i[slot], nparam, ref_steps, sc, flag)
+        _update(hom, v, ge, gi, state.refrac, buf_e[slot], buf_i[slot], params, ref_steps, sc, flag)
         n_spk = _collect(flag, spiked)
         if has_homeo:
-            _homeostasis(h_prm, theta, nparam, spiked, n_spk)
+            _homeostasis(h_prm, theta, params, spiked, n_spk)
         # --- 4: monitors
         rate[k] = n_spk
         for q in range(n_spk):
@@ -771,85 +785,38 @@ def _simulate_steps(
         if rec_every > 0 and t % rec_every == 0:
             for q in range(rec_idx.shape[0]):
                 j = rec_idx[q]
-                rec_v[n_rec, q] = v[j]
-                rec_ge[n_rec, q] = ge[j]
-                rec_gi[n_rec, q] = gi[j]
+                mon.rec_v[n_rec, q] = v[j]
+                mon.rec_ge[n_rec, q] = ge[j]
+                mon.rec_gi[n_rec, q] = gi[j]
             n_rec += 1
         # --- 5: recurrent propagation: event-driven push or dense pull
         if has_rec and n_spk > 0:
             if dense_limit >= 0 and n_spk > dense_limit:
-                counters[3] += 1
-                for q in range(n_spk):
-                    flag[spiked[q]] = 1
-                dconst = r_flags[1]
-                by_row = r_flags[0] == 1 and dconst >= 0  # then c_pos is not stored
-                for j in range(n):
-                    for q in range(c_ptr[j], c_ptr[j + 1]):
-                        s = c_src[q]
-                        if flag[s]:
-                            if by_row:
-                                _deliver(
-                                    buf_e, buf_i, slot, dmod, dconst, j, r_weights[s], inh_sign
-                                )
-                            else:
-                                pos = c_pos[q]
-                                w = r_weights[s] if r_flags[0] == 1 else r_weights[pos]
-                                d = dconst if dconst >= 0 else r_delays[pos]
-                                _deliver(buf_e, buf_i, slot, dmod, d, j, w, inh_sign)
-                for q in range(n_spk):
-                    flag[spiked[q]] = 0
+                counters[C_DENSE_STEPS] += 1
+                _pull_dense(spiked, n_spk, flag, rec, csc, buf_e, buf_i, slot, dmod, inh_sign)
             else:
-                counters[2] += 1
+                counters[C_EVENT_STEPS] += 1
                 for q in range(n_spk):
                     scale = 1.0
                     if r_has_stp:
-                        scale = stp_scale(spiked[q], 1, t, dt, r_stp, r_u, r_x, r_last)
-                    _push_csr(
-                        spiked[q],
-                        scale,
-                        r_indptr,
-                        r_indices,
-                        r_weights,
-                        r_delays,
-                        r_flags,
-                        buf_e,
-                        buf_i,
-                        slot,
-                        dmod,
-                        inh_sign,
-                    )
+                        scale = stp_scale(spiked[q], 1, t, dt, net.rec_stp)
+                    _push_csr(spiked[q], scale, rec, buf_e, buf_i, slot, dmod, inh_sign)
         elif n_spk > 0:
-            counters[2] += 1
+            counters[C_EVENT_STEPS] += 1
         if r_plastic:  # depression on the rows of this step's spikes (after transmission)
             for q in range(n_spk):
-                plastic_pre(
-                    spiked[q],
-                    1,
-                    t,
-                    dt,
-                    r_indptr,
-                    r_indices,
-                    r_weights,
-                    r_mask,
-                    r_rule,
-                    r_pre,
-                    r_pre_last,
-                    r_post,
-                    r_post_last,
-                )
+                plastic_pre(spiked[q], 1, t, dt, rec, net.rec_plastic)
         if has_proc:
             for q in range(n_spk):
                 _push_procedural(spiked[q], 1, 0, proc, buf_e, buf_i, slot, dmod, inh_sign)
         # --- 6: external input spikes of this step
-        for q in range(in_ptr[k], in_ptr[k + 1]):
+        for q in range(inputs.ptr[k], inputs.ptr[k + 1]):
             _input_event(
-                in_idx[q],
-                in_cnt[q],
+                inputs.idx[q],
+                inputs.cnt[q],
                 t,
                 dt,
-                ext,
-                proc,
-                x_side,
+                net,
                 buf_e,
                 buf_i,
                 slot,
@@ -859,23 +826,21 @@ def _simulate_steps(
                 has_proc,
             )
         # --- 7: Poisson groups: counts drawn from the (seed, group, step, source) stream
-        for g in range(p_first.shape[0]):
-            key_t = row_key(p_key[g], t)
-            for i in range(p_n[g]):
-                j = p_start[g] + i
-                if p_lam[j] <= 0.0:
+        for g in range(pois.first.shape[0]):
+            key_t = row_key(pois.keys[g], t)
+            for i in range(pois.size[g]):
+                j = pois.start[g] + i
+                if pois.lam[j] <= 0.0:
                     continue  # silent source: no draw (the stream is keyed by source)
                 u = uniform(key_t, i)
-                if u > p_elam[j]:
-                    m = poisson_count(p_lam[j], p_elam[j], u)
+                if u > pois.elam[j]:
+                    m = poisson_count(pois.lam[j], pois.elam[j], u)
                     _input_event(
-                        p_first[g] + i,
+                        pois.first[g] + i,
                         m,
                         t,
                         dt,
-                        ext,
-                        proc,
-                        x_side,
+                        net,
                         buf_e,
                         buf_i,
                         slot,
@@ -887,41 +852,36 @@ def _simulate_steps(
         # --- 8: potentiation on the incoming synapses of this step's spikes (pre before post)
         for q in range(n_spk):
             if r_plastic:
-                plastic_post(
-                    spiked[q],
-                    t,
-                    dt,
-                    c_ptr,
-                    c_src,
-                    c_pos,
-                    r_weights,
-                    r_mask,
-                    r_rule,
-                    r_pre,
-                    r_pre_last,
-                    r_post,
-                    r_post_last,
-                )
+                plastic_post(spiked[q], t, dt, csc, rec.weights, net.rec_plastic)
             if x_plastic:
-                plastic_post(
-                    spiked[q],
-                    t,
-                    dt,
-                    xc_ptr,
-                    xc_src,
-                    xc_pos,
-                    x_weights,
-                    x_mask,
-                    x_rule,
-                    x_pre,
-                    x_pre_last,
-                    x_post,
-                    x_post_last,
-                )
-        counters[1] += n_spk
-    counters[0] = n_written
-    counters[4] = n_rec
-    return n_steps, 0
+                plastic_post(spiked[q], t, dt, net.ext_csc, net.ext.weights, net.ext_plastic)
+        counters[C_SPIKES] += n_spk
+    counters[C_WRITTEN] = n_written
+    counters[C_RECORDED] = n_rec
+    return n_steps, STATUS_DONE
+
+
+@njit(cache=True, inline="always")
+def _pull_dense(spiked, n_spk, flag, rec, csc, buf_e, buf_i, slot, dmod, inh_sign):
+    """Dense pull: every target's incoming synapses (the transposed index) in target order,
+    delivered where the source spiked; the same sums as the push, in the same order."""
+    for q in range(n_spk):
+        flag[spiked[q]] = 1
+    dconst = rec.flags[CONST_DELAY]
+    by_row = rec.flags[ROW_WEIGHTS] == 1 and dconst >= 0  # then csc.pos is not stored
+    for j in range(csc.ptr.shape[0] - 1):
+        for q in range(csc.ptr[j], csc.ptr[j + 1]):
+            s = csc.src[q]
+            if flag[s]:
+                if by_row:
+                    _deliver(buf_e, buf_i, slot, dmod, dconst, j, rec.weights[s], inh_sign)
+                else:
+                    pos = csc.pos[q]
+                    w = rec.weights[s] if rec.flags[ROW_WEIGHTS] == 1 else rec.weights[pos]
+                    d = dconst if dconst >= 0 else rec.delays[pos]
+                    _deliver(buf_e, buf_i, slot, dmod, d, j, w, inh_sign)
+    for q in range(n_spk):
+        flag[spiked[q]] = 0
 
 
 @njit(cache=True, inline="always")
@@ -931,17 +891,13 @@ def _no_procedural(src, mult, is_input, proc, buf_e, buf_i, tm, dmod, inh_sign):
 
 
 @njit(cache=True, inline="always")
-def _no_plastic_pre(
-    s, m, t, dt, indptr, indices, weights, mask, rule, pre_tr, pre_last, post_tr, post_last
-):
+def _no_plastic_pre(s, m, t, dt, syn, side):
     """Stands in for ``plastic_pre`` in kernels of networks without plasticity."""
     return None
 
 
 @njit(cache=True, inline="always")
-def _no_plastic_post(
-    j, t, dt, c_ptr, c_src, c_pos, weights, mask, rule, pre_tr, pre_last, post_tr, post_last
-):
+def _no_plastic_post(j, t, dt, csc, weights, side):
     """Stands in for ``plastic_post`` in kernels of networks without plasticity."""
     return None
 
@@ -975,7 +931,7 @@ def _variant(fn, update, parallel=False, cached_off=False, procedural=True, plas
     )
 
 
-_UPDATES = {0: _update_cuba, 1: _update_coba, 2: _update_delta}
+_UPDATES = {MODEL_CUBA: _update_cuba, MODEL_COBA: _update_coba, MODEL_DELTA: _update_delta}
 _simulate_variants: dict = {}
 
 
@@ -992,11 +948,10 @@ def _get_variant(model, parallel, procedural, plastic):
     return _simulate_variants[key]
 
 
-def simulate(*args):
-    """Advance ``n_steps`` steps from step ``t0``: the arguments of
-    :func:`.reference.simulate`, in the same order. Dispatches to a kernel compiled for this
-    (model, threads, procedural, plastic) combination only."""
-    model, proc, counters, plast = args[2], args[12], args[14], args[15]
-    plastic = plast[0].shape[0] > 0 or plast[6].shape[0] > 0
-    kernel = _get_variant(int(model), bool(counters[8] > 1), proc[0].shape[0] > 0, plastic)
-    return kernel(*args)
+def simulate(n_steps, t0, net, state, inputs, mon, counters):
+    """Advance ``n_steps`` steps from step ``t0``: :func:`.reference.simulate`, dispatched to
+    a kernel compiled for this (model, threads, procedural, plastic) combination only."""
+    plastic = net.rec_plastic.rule.shape[0] > 0 or net.ext_plastic.rule.shape[0] > 0
+    parallel = bool(counters[C_THREADS] > 1)
+    kernel = _get_variant(int(net.model), parallel, net.procedural.ip.shape[0] > 0, plastic)
+    return kernel(n_steps, t0, net, state, inputs, mon, counters)
