@@ -46,15 +46,22 @@ One time step ``t`` (``dt``) of :func:`simulate`, for every neuron ``i``:
    of them, each neuron that spiked in step 3 potentiates its incoming synapses.
 """
 
-import math
-
 import numpy as np
 
+from neurofabric.snn.kernels.formulas import (  # noqa: F401  (G_FLUSH re-exported)
+    G_FLUSH,
+    bump_trace,
+    clip_weight,
+    coba_v,
+    cuba_v,
+    delta_v,
+    depression,
+    flushed,
+    potentiation,
+    stp_scale,
+    trace_decay,
+)
 from neurofabric.snn.kernels.layout import (
-    A2_MINUS,
-    A2_PLUS,
-    A3_MINUS,
-    A3_PLUS,
     C_DENSE_STEPS,
     C_E,
     C_EVENT_STEPS,
@@ -80,21 +87,12 @@ from neurofabric.snn.kernels.layout import (
     H_STEP,
     H_THETA_MIN,
     INH_SIGN,
-    KIND_TRIPLET,
     MODEL_CUBA,
     MODEL_DELTA,
-    MU_MINUS,
-    MU_PLUS,
     NEAREST,
     ROW_WEIGHTS,
-    RULE_KIND,
     STATUS_DONE,
     STATUS_DRAIN,
-    STP_K,
-    STP_MODULATE,
-    STP_TAU_FACIL,
-    STP_TAU_REC,
-    STP_U,
     TAU_O1,
     TAU_O2,
     TAU_R1,
@@ -102,9 +100,6 @@ from neurofabric.snn.kernels.layout import (
     V_INF,
     V_RESET,
     V_TH,
-    W_MAX,
-    W_MIN,
-    X_TAR,
 )
 from neurofabric.snn.kernels.rowgen import (  # noqa: F401  (re-exported spec functions)
     M32,
@@ -248,24 +243,9 @@ def _decay_traces(tr, last, idx, t, tau1, tau2, dt):
     sel = idx[k > 0]
     kk = k[k > 0]
     if sel.size:
-        tr[0, sel] = tr[0, sel] * np.exp(-(kk * dt) / tau1)
-        tr[1, sel] = tr[1, sel] * np.exp(-(kk * dt) / tau2)
+        tr[0, sel] = tr[0, sel] * trace_decay(kk, dt, tau1)
+        tr[1, sel] = tr[1, sel] * trace_decay(kk, dt, tau2)
         last[sel] = t
-
-
-def _bump(tr, i, nearest):
-    if nearest:
-        tr[:, i] = 1.0
-    else:
-        tr[:, i] += 1.0
-
-
-def _soft(x, mu):
-    """(distance to a bound)^mu, 0 where the distance is not positive; mu = 0 gives 1."""
-    if mu == 0.0:
-        return np.ones_like(x)
-    pos = np.maximum(x, 0.0)
-    return np.where(x > 0.0, pos if mu == 1.0 else pos**mu, 0.0)
 
 
 def plastic_pre(s, m, t, dt, syn, side):
@@ -282,13 +262,8 @@ def plastic_pre(s, m, t, dt, syn, side):
         r2 = side.pre[1, s]
         _decay_traces(side.post, side.post_last, j, t, rule[TAU_O1], rule[TAU_O2], dt)
         w = syn.weights[q].astype(np.float64)
-        if rule[RULE_KIND] == KIND_TRIPLET:
-            soft = _soft(w - rule[W_MIN], rule[MU_MINUS])
-            dw = side.post[0, j] * (rule[A2_MINUS] + rule[A3_MINUS] * r2) * soft
-        else:
-            dw = rule[A2_MINUS] * side.post[0, j]
-        syn.weights[q] = np.minimum(np.maximum(w - dw, rule[W_MIN]), rule[W_MAX])
-        _bump(side.pre, s, rule[NEAREST] == 1.0)
+        syn.weights[q] = clip_weight(w - depression(rule, w, side.post[0, j], r2), rule)
+        bump_trace(side.pre, s, rule[NEAREST] == 1.0)
 
 
 def plastic_post(j, t, dt, csc, weights, side):
@@ -304,38 +279,8 @@ def plastic_post(j, t, dt, csc, weights, side):
         pos, src = pos[keep], src[keep]
     _decay_traces(side.pre, side.pre_last, src, t, rule[TAU_R1], rule[TAU_R2], dt)
     w = weights[pos].astype(np.float64)
-    soft = _soft(rule[W_MAX] - w, rule[MU_PLUS])
-    if rule[RULE_KIND] == KIND_TRIPLET:
-        dw = side.pre[0, src] * (rule[A2_PLUS] + rule[A3_PLUS] * o2) * soft
-    else:
-        dw = rule[A2_PLUS] * (side.pre[0, src] - rule[X_TAR]) * soft
-    weights[pos] = np.minimum(np.maximum(w + dw, rule[W_MIN]), rule[W_MAX])
-    _bump(side.post, j, rule[NEAREST] == 1.0)
-
-
-def stp_scale(s, m, t, dt, stp):
-    """Efficacy factor of ``m`` coincident spikes of source ``s`` (see
-    :mod:`neurofabric.snn.stp`); updates the source's u, x and last spike step in ``stp``
-    (a :class:`.layout.STP`)."""
-    prm, u, x, last = stp
-    total = 0.0
-    for _ in range(m):
-        if last[s] >= 0:
-            elapsed = (t - last[s]) * dt
-            u[s] = (
-                u[s] * math.exp(-elapsed / prm[STP_TAU_FACIL]) if prm[STP_TAU_FACIL] > 0.0 else 0.0
-            )
-            x[s] = (
-                1.0 - (1.0 - x[s]) * math.exp(-elapsed / prm[STP_TAU_REC])
-                if prm[STP_TAU_REC] > 0.0
-                else 1.0
-            )
-        last[s] = t
-        u[s] = u[s] + prm[STP_U] * (1.0 - u[s])
-        r = u[s] * x[s]
-        x[s] = x[s] - r
-        total += r if prm[STP_MODULATE] == 0.0 else 1.0 + prm[STP_K] * r
-    return total
+    weights[pos] = clip_weight(w + potentiation(rule, w, side.pre[0, src], o2), rule)
+    bump_trace(side.post, j, rule[NEAREST] == 1.0)
 
 
 def _scales(sources, counts, t, dt, stp):
@@ -400,34 +345,19 @@ def _integrate(model, state, a_e, a_i, neurons):
     hold, lock = _unpack_ref(neurons.ref_steps)
     active = refrac <= lock - hold
     refrac[refrac > 0] -= 1
-    vi = p[V_INF]
     if model == MODEL_DELTA:
-        new_v = vi + (v + a_e + a_i - vi) * p[DECAY_M]
+        new_v = delta_v(v, a_e, a_i, p[V_INF], p[DECAY_M])
         v[active] = new_v[active]
         return
     x_e = ge + a_e
     x_i = gi + a_i
     if model == MODEL_CUBA:
-        new_v = vi + (v - vi) * p[DECAY_M] + x_e * p[C_E] + x_i * p[C_I]
+        new_v = cuba_v(v, x_e, x_i, p[V_INF], p[DECAY_M], p[C_E], p[C_I])
     else:
-        gt = 1.0 + x_e + x_i
-        vs = (vi + x_e * syn[E_EXC] + x_i * syn[E_INH]) / gt
-        new_v = vs + (v - vs) * np.exp(-p[DT_TAU_M] * gt)
+        new_v = coba_v(v, x_e, x_i, p[V_INF], p[DT_TAU_M], syn[E_EXC], syn[E_INH])
     v[active] = new_v[active]
-    ge[:] = _flush(x_e * syn[DECAY_E])
-    gi[:] = _flush(x_i * syn[DECAY_I])
-
-
-#: Decayed synaptic variables (conductances relative to the leak, or currents in volts) below
-#: this are set to 0. Without it a silent synapse never reaches 0: g e^{-dt/tau} rounds back up
-#: to the smallest subnormal double (4.9e-324) and stays there, and arithmetic on subnormals
-#: costs tens of times more on x86 (measured: the Diehl & Cook network's idle steps ran 2.6x
-#: slower). 1e-30 is far below anything that moves a membrane potential.
-G_FLUSH = 1e-30
-
-
-def _flush(g):
-    return np.where(np.abs(g) >= G_FLUSH, g, 0.0 * g)
+    ge[:] = flushed(x_e * syn[DECAY_E])
+    gi[:] = flushed(x_i * syn[DECAY_I])
 
 
 def _neuron_step(t, net, state):
