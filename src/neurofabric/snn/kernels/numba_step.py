@@ -21,21 +21,12 @@ from neurofabric.snn.kernels.layout import (
     DT,
     H_FROZEN,
     INH_SIGN,
-    MODEL_COBA,
     MODEL_CUBA,
-    MODEL_DELTA,
     STATUS_DONE,
     STATUS_DRAIN,
 )
 from neurofabric.snn.kernels.numba_jit import formula, spec, variant
-from neurofabric.snn.kernels.numba_neurons import (
-    collect,
-    homeostasis,
-    update_coba,
-    update_cuba,
-    update_delta,
-    update_parallel,
-)
+from neurofabric.snn.kernels.numba_neurons import UPDATES, collect, homeostasis, update_parallel
 from neurofabric.snn.kernels.numba_synapses import (
     no_plastic_post,
     no_plastic_pre,
@@ -51,7 +42,7 @@ row_key = spec["row_key"]
 uniform = spec["uniform"]
 poisson_count = spec["poisson_count"]
 stp_scale = formula["stp_scale"]
-_update = update_cuba  # rebound per variant (see ``kernel``)
+_update = UPDATES[MODEL_CUBA]  # rebound per variant (see ``kernel``)
 
 
 def _input_event(s, m, t, dt, net, buf_e, buf_i, slot, dmod, inh_sign, has_ext, has_proc):
@@ -197,12 +188,12 @@ def simulate_steps(n_steps, t0, net, state, inputs, mon, counters):
     return n_steps, STATUS_DONE
 
 
-_UPDATES = {MODEL_CUBA: update_cuba, MODEL_COBA: update_coba, MODEL_DELTA: update_delta}
 _kernels: dict = {}
 
 
-def _step_loop(update, parallel, procedural, plastic):
-    """:func:`simulate_steps` compiled with ``update`` and, where the network lacks them,
+def _step_loop(update, name, parallel, procedural, plastic):
+    """:func:`simulate_steps` compiled with ``update`` (called ``name``: the disk cache
+    keeps variants apart by name) and, where the network lacks them,
     no-op procedural rows and plasticity (the input-event helper gets the same). Numba
     cannot cache parallel kernels (or their callers) on disk: those compile in memory."""
     bindings = {"_update": update}
@@ -218,7 +209,7 @@ def _step_loop(update, parallel, procedural, plastic):
     return variant(
         simulate_steps,
         bindings,
-        f"simulate_steps__{update.__name__}{suffix}",
+        f"simulate_steps__{name}{suffix}",
         cache=not parallel,
         # Without the runtime's reference counting: the step loop allocates nothing, and
         # with it every inlined helper that takes an array pays two atomic operations per
@@ -231,12 +222,12 @@ def kernel(model, parallel, procedural, plastic):
     """The compiled step loop for this (model, threads > 1, procedural, plastic)."""
     key = (model, parallel, procedural, plastic)
     if key not in _kernels:
-        update = _UPDATES[model]
+        update = UPDATES[model]
+        name = update.py_func.__qualname__  # update_cuba, update_coba, update_delta
         if parallel:
-            name = f"parallel_{update.__name__}"
+            name = f"parallel_{name}"
             update = variant(
                 update_parallel, {"_update": update}, name, parallel=True, cache=False, _nrt=False
             )
-            update.__name__ = name
-        _kernels[key] = _step_loop(update, parallel, procedural, plastic)
+        _kernels[key] = _step_loop(update, name, parallel, procedural, plastic)
     return _kernels[key]
