@@ -148,3 +148,51 @@ def test_models_rates():
     assert 15.0 <= coba(4000, seed=0).run(1.0).mean_rate_hz <= 25.0
     res = brunel(2500, seed=0).run(0.3)
     assert 1.0 < res.mean_rate_hz < 100.0
+
+
+def _small_driven(backend):
+    net = SpikingNetwork(
+        60, seed=4, backend=backend, v_init=(-70e-3, -56e-3), max_delay=2e-3, dt=1e-4
+    )
+    net.add_input("drive", PoissonInput(20, rate=400.0))
+    net.connect(Random(p=0.1), weight=0.5e-3, inh_weight=2e-3, delay=(1e-4, 2e-3))
+    return net.connect(Random(p=0.3), source="drive", weight=2e-3)
+
+
+@pytest.mark.parametrize("backend", ["numba", "reference"])
+@pytest.mark.parametrize("stop_at", [2000, 4000])
+def test_run_stops_after_the_chunk_whose_callback_returns_true(backend, stop_at):
+    monitors = [
+        SpikeMonitor(),
+        StateMonitor(neurons=[0, 7], variables=("v", "ge"), every=7),
+        RateMonitor(bin_steps=100),
+    ]
+    seen = []
+
+    def stop(p):
+        seen.append(p.done)
+        return p.done >= stop_at
+
+    net = _small_driven(backend)
+    res = net.run(0.6, monitors=monitors, callback=stop)  # 6,000 steps in chunks of 2,000
+    assert res.stopped and seen == list(range(2000, stop_at + 1, 2000))
+    assert net.state_.t == stop_at and res.duration == pytest.approx(stop_at * 1e-4)
+    short_net = _small_driven(backend)
+    short = short_net.run(stop_at * 1e-4, monitors=monitors)
+    assert not short.stopped and res.n_spikes == short.n_spikes > 50
+    for name in ("spike_indices", "spike_times", "state_times", "rate_times", "rate_hz"):
+        np.testing.assert_array_equal(getattr(res, name), getattr(short, name), err_msg=name)
+    assert res.state["v"].shape == (len(range(0, stop_at, 7)), 2)
+    for var in ("v", "ge"):
+        np.testing.assert_array_equal(res.state[var], short.state[var])
+    np.testing.assert_array_equal(net.state_.v, short_net.state_.v)
+    # the stopped network goes on from where it stopped, as an unstopped one would
+    rest = net.run(0.6 - stop_at * 1e-4, monitors=[SpikeMonitor()])
+    np.testing.assert_array_equal(
+        rest.spike_times, short_net.run(0.6 - stop_at * 1e-4, monitors=[SpikeMonitor()]).spike_times
+    )
+
+
+def test_run_callback_must_be_callable():
+    with pytest.raises(ConfigError, match="callback"):
+        SpikingNetwork(10).run(0.01, callback="print")

@@ -79,10 +79,11 @@ def test_run_reports_progress_and_counts_every_spike(backend):
     n_steps = 5000  # three chunks of at most 2,000 steps
     res = net.run(n_steps * DT, monitors=[SpikeMonitor()], callback=seen.append)
     assert res.n_spikes == len(res.spike_times) > 50
-    assert [p.step for p in seen] == sorted({p.step for p in seen}) and len(seen) >= 3
-    assert seen[-1].step == seen[-1].total_steps == n_steps
-    assert seen[-1].spikes == res.n_spikes
-    assert all(isinstance(p.wall_s, float) and p.wall_s >= 0 for p in seen)
+    assert [p.done for p in seen] == sorted({p.done for p in seen}) and len(seen) >= 3
+    assert seen[-1].done == seen[-1].total == n_steps
+    assert seen[-1]["spikes"] == res.n_spikes
+    assert all(isinstance(p.elapsed_s, float) and p.elapsed_s >= 0 for p in seen)
+    assert {(p.task, p.unit) for p in seen} == {("snn.run", "step")} and not res.stopped
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -67,18 +67,9 @@ class RateMonitor:
 
 
 @dataclass
-class RunProgress:
-    """What the ``callback`` of :meth:`SpikingNetwork.run` receives after each chunk."""
-
-    step: int
-    total_steps: int
-    spikes: int
-    wall_s: float
-
-
-@dataclass
 class RunResult:
-    """The outcome of :meth:`SpikingNetwork.run`."""
+    """The outcome of :meth:`SpikingNetwork.run` (``stopped``: its callback ended it early;
+    ``duration`` and the records then cover the steps that were run)."""
 
     n_neurons: int
     n_synapses: int
@@ -97,6 +88,7 @@ class RunResult:
     state_neurons: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     rate_times: np.ndarray = field(default_factory=lambda: np.empty(0))
     rate_hz: np.ndarray = field(default_factory=lambda: np.empty(0))
+    stopped: bool = False
 
     @property
     def mean_rate_hz(self) -> float:

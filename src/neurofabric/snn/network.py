@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ import numpy as np
 
 from neurofabric.core import backend as backends
 from neurofabric.core.errors import ConfigError, NotFittedError
+from neurofabric.core.progress import ProgressCallback, ProgressReporter, check_callback
 from neurofabric.core.rng import SeedLike, make_rng, seed_to_int
 from neurofabric.core.validation import (
     check_choice,
@@ -48,7 +49,7 @@ from neurofabric.snn.inputs import (
     poisson_table,
 )
 from neurofabric.snn.kernels import layout as L
-from neurofabric.snn.monitors import RunProgress, RunResult
+from neurofabric.snn.monitors import RunResult
 from neurofabric.snn.params import LIFParams, SynapseParams
 from neurofabric.snn.persistence import load_network, save_network
 from neurofabric.snn.plasticity import (
@@ -643,44 +644,37 @@ class SpikingNetwork:
         duration: float,
         *,
         monitors: Sequence[Any] = (),
-        callback: Callable[[RunProgress], None] | None = None,
+        callback: ProgressCallback | None = None,
     ) -> RunResult:
-        """Simulate ``duration`` seconds from the current state (a second call resumes)."""
+        """Simulate ``duration`` seconds from the current state (a second call resumes).
+
+        ``callback`` receives a :class:`~neurofabric.core.progress.Progress` (task
+        ``"snn.run"``, unit ``"step"``, metrics ``spikes`` and ``rate_hz`` so far) after each
+        chunk of up to 2,000 steps. When it returns True the run stops after that chunk: the
+        network is left at the last step run and the result (``stopped=True``) holds those
+        steps, the same as a run of that duration."""
         duration = check_positive("duration", duration, "s")
+        check_callback(callback)
         self._require_built()
         n_steps = int(round(duration / self.dt))
         if n_steps < 1:
             raise ConfigError(
                 f"`duration` must be at least one step (dt={self.dt}), got {duration}"
             )
-        st = self.state_
-        rec = Recorder(monitors, self.n_neurons, np.dtype(self.dtype), n_steps, st.t)
+        reporter = ProgressReporter("snn.run", n_steps, "step", callback)
+        rec = Recorder(monitors, self.n_neurons, np.dtype(self.dtype), n_steps, self.state_.t)
         counters = self._counters(self._k.threads(self.n_neurons))
         rec.configure(counters)
         net = self._kernel_network()
         wall0 = time.perf_counter()
         done = 0
         while done < n_steps:
-            k = min(_CHUNK_STEPS, n_steps - done)
-            spikes = self._input_spikes(st.t, k, st.rng)
-            rec.begin_chunk(st.t, k, counters)
-            j = 0
-            while j < k:
-                chunk = spikes._replace(ptr=spikes.ptr[j:])
-                steps, status = self._simulate(
-                    net, st, k - j, chunk, rec.monitors(done + j), counters
-                )
-                st.t += steps
-                j += steps
-                if status == L.STATUS_DRAIN or j == k:
-                    rec.drain(counters)
-            done += k
-            if callback is not None:
-                callback(
-                    RunProgress(
-                        done, n_steps, int(counters[L.C_SPIKES]), time.perf_counter() - wall0
-                    )
-                )
+            done += self._run_chunk(net, min(_CHUNK_STEPS, n_steps - done), done, rec, counters)
+            spikes = int(counters[L.C_SPIKES])
+            rate = spikes / (self.n_neurons * done * self.dt)
+            if reporter.update(done, spikes=spikes, rate_hz=rate):
+                log.info("snn.run stopped by the callback after %d of %d steps", done, n_steps)
+                break
         result = RunResult(
             n_neurons=self.n_neurons,
             n_synapses=self.n_synapses,
@@ -692,8 +686,27 @@ class SpikingNetwork:
             backend=self.backend_,
             event_steps=int(counters[L.C_EVENT_STEPS]),
             dense_steps=int(counters[L.C_DENSE_STEPS]),
+            stopped=reporter.stopped,
         )
         return rec.fill(result, done, self.dt)
+
+    def _run_chunk(
+        self, net: L.Network, k: int, done: int, rec: Recorder, counters: np.ndarray
+    ) -> int:
+        """``k`` steps of a run, ``done`` steps into it (the kernel returns early when the
+        spike buffer needs draining). Returns ``k``."""
+        st = self.state_
+        spikes = self._input_spikes(st.t, k, st.rng)
+        rec.begin_chunk(st.t, k, counters)
+        j = 0
+        while j < k:
+            chunk = spikes._replace(ptr=spikes.ptr[j:])
+            steps, status = self._simulate(net, st, k - j, chunk, rec.monitors(done + j), counters)
+            st.t += steps
+            j += steps
+            if status == L.STATUS_DRAIN or j == k:
+                rec.drain(counters)
+        return k
 
     # ------------------------------------------------------------------ persistence
     def get_params(self) -> dict[str, Any]:
