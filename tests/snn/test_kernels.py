@@ -152,9 +152,13 @@ def test_decayed_synapses_reach_zero_not_a_subnormal(backend, synapse):
     dt, tau = 1e-4, 1e-3
     kwargs = {"e_exc": 0.0, "e_inh": -80e-3} if synapse == "coba" else {}
     net = SpikingNetwork(
-        1, dt=dt, max_delay=dt, seed=0, backend=backend,
+        1,
+        dt=dt,
+        max_delay=dt,
+        seed=0,
+        backend=backend,
         synapse=SynapseParams(synapse, tau_e=tau, tau_i=2 * tau, **kwargs),
-    )  # fmt: skip
+    )
     net.add_input("x", SpikeArrayInput(1, indices=[0], times=[0.0]))
     net.connect(OneToOne(), source="x", weight=0.5, delay=dt)
     res = net.run(12000 * dt, monitors=[StateMonitor(neurons=[0], variables=("ge",))])

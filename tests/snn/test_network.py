@@ -196,3 +196,51 @@ def test_run_stops_after_the_chunk_whose_callback_returns_true(backend, stop_at)
 def test_run_callback_must_be_callable():
     with pytest.raises(ConfigError, match="callback"):
         SpikingNetwork(10).run(0.01, callback="print")
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (
+            lambda: SpikingNetwork(10).connect(Random(p=0.1), weight=1e-3, target_range=(5, 11)),
+            r"`target_range` must be a \(start, stop\) pair .* stop <= 10, got \(5, 11\)",
+        ),
+        (
+            lambda: SpikingNetwork(10).connect(Random(p=0.1), weight=1e-3, source_range=(3, 3)),
+            "source_range",
+        ),
+        (lambda: SpikingNetwork(10, homeostasis="adaptive"), "`homeostasis` must be Adaptive"),
+        (
+            lambda: SpikingNetwork(10).connect(Random(p=0.1), weight=1e-3, stp=0.5),
+            "`stp` must be a ShortTermPlasticity",
+        ),
+        (
+            lambda: SpikingNetwork(10).connect(Random(p=0.1), weight=1e-3, plasticity="stdp"),
+            "`plasticity` must be a rule",
+        ),
+        (lambda: SpikingNetwork(10).add_input(3, PoissonInput(2)), "`name` must be a non-empty"),
+        (
+            lambda: SpikingNetwork(10).run(0.01, monitors=[SpikeMonitor(neurons=[0, 10])]),
+            r"`SpikeMonitor.neurons` must be indices in \[0, 10\), got values in \[0, 10\]",
+        ),
+        (
+            lambda: SpikingNetwork(10).run(0.01, monitors=[StateMonitor(neurons=[])]),
+            "`StateMonitor.neurons` must be a non-empty",
+        ),
+        (
+            lambda: SpikingNetwork(10).run(0.01, monitors=[StateMonitor(variables=("u",))]),
+            "`StateMonitor.variables` must be one of",
+        ),
+        (lambda: SpikingNetwork(4).step({"x": [0]}), "`inputs` must be one of"),
+    ],
+)
+def test_parameter_errors_name_the_parameter_and_the_constraint(make, match):
+    with pytest.raises(ConfigError, match=match):
+        make()
+
+
+def test_step_input_indices_are_checked():
+    net = SpikingNetwork(4)
+    net.add_input("x", PoissonInput(3))
+    with pytest.raises(ConfigError, match=r"`inputs\['x'\]` must be indices in \[0, 3\)"):
+        net.step({"x": [3]})

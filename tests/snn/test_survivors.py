@@ -202,9 +202,14 @@ def test_plastic_recurrent_synapses_learn_alike_under_every_propagation(backend)
 
     def network(propagation):
         net = SpikingNetwork(
-            50, dt=DT, seed=3, backend=backend, v_init=(-70e-3, -56e-3), max_delay=2e-3,
+            50,
+            dt=DT,
+            seed=3,
+            backend=backend,
+            v_init=(-70e-3, -56e-3),
+            max_delay=2e-3,
             propagation=propagation,
-        )  # fmt: skip
+        )
         net.add_input("drive", PoissonInput(50, rate=400.0))
         net.connect(OneToOne(), source="drive", weight=9e-3)
         recurrent = Random(p=0.1)
@@ -231,9 +236,13 @@ def test_recorded_state_is_the_state_in_the_network_dtype(backend, dtype):
     # a float32 network records float32 traces (half the memory), and the last recorded
     # row is the final state itself, bit for bit
     net = SpikingNetwork(
-        8, neuron=LIFParams(i_ext=np.linspace(1.6e-9, 4e-9, 8)), dt=DT, seed=0,
-        backend=backend, dtype=dtype,
-    )  # fmt: skip
+        8,
+        neuron=LIFParams(i_ext=np.linspace(1.6e-9, 4e-9, 8)),
+        dt=DT,
+        seed=0,
+        backend=backend,
+        dtype=dtype,
+    )
     res = net.run(300 * DT, monitors=[StateMonitor(neurons=[1, 6], variables=("v", "ge"))])
     for var in ("v", "ge"):
         assert res.state[var].dtype == np.dtype(dtype) and res.state[var].shape == (300, 2)

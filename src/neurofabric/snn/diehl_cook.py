@@ -29,13 +29,25 @@ from neurofabric.core.checkpoint import (
 from neurofabric.core.errors import CheckpointError, ConfigError, NotFittedError, ShapeError
 from neurofabric.core.progress import ProgressCallback, ProgressReporter, check_callback
 from neurofabric.core.rng import SeedLike, seed_to_int
-from neurofabric.core.validation import check_int, check_positive
+from neurofabric.core.validation import (
+    check_choice,
+    check_instance,
+    check_int,
+    check_nonnegative,
+    check_positive,
+)
 from neurofabric.snn.homeostasis import AdaptiveThreshold
 from neurofabric.snn.inputs import PoissonInput
 from neurofabric.snn.monitors import SpikeMonitor
 from neurofabric.snn.network import SpikingNetwork
 from neurofabric.snn.params import LIFParams, SynapseParams
-from neurofabric.snn.plasticity import DiehlCookSTDP, TripletSTDP, rule_from_json, rule_to_json
+from neurofabric.snn.plasticity import (
+    DiehlCookSTDP,
+    PairSTDP,
+    TripletSTDP,
+    rule_from_json,
+    rule_to_json,
+)
 from neurofabric.snn.stp import ShortTermPlasticity
 from neurofabric.snn.topology import AllToAll, OneToOne
 
@@ -198,6 +210,7 @@ class DiehlCookClassifier:
         self.n_neurons = check_int("n_neurons", n_neurons, min_value=1)
         self.max_rate = check_positive("max_rate", max_rate, "Hz")
         self.t_present = check_positive("t_present", t_present, "s")
+        check_nonnegative("t_rest", t_rest, "s")
         self.t_rest = t_rest
         self.min_spikes = check_int("min_spikes", min_spikes, min_value=0)
         self.rate_boost = check_positive("rate_boost", rate_boost, "Hz")
@@ -205,24 +218,25 @@ class DiehlCookClassifier:
             rule = DiehlCookSTDP(nu_pre=1e-4, nu_post=1e-2, x_tar=0.4, mu=1.0, w_max=1.0)
         elif rule == "code":
             rule = self.code_rule()
-        elif not hasattr(rule, "vector"):
-            raise ConfigError(
-                f"`rule` must be 'paper', 'code' or a rule of neurofabric.snn.plasticity, "
-                f"got {rule!r}"
-            )
+        else:
+            expected = "'paper', 'code' or a rule of neurofabric.snn.plasticity"
+            check_instance("rule", rule, (PairSTDP, TripletSTDP, DiehlCookSTDP), expected)
         self.rule = rule
+        for name, value, unit in (
+            ("theta_plus", theta_plus, "V"),
+            ("w_exc_inh", w_exc_inh, ""),
+            ("w_inh_exc", w_inh_exc, ""),
+        ):
+            check_nonnegative(name, value, unit)
         self.theta_plus = theta_plus
         self.w_exc_inh = w_exc_inh
         self.w_inh_exc = w_inh_exc
         self.norm_per_input = check_positive("norm_per_input", norm_per_input)
+        check_positive("dt", dt, "s")
         self.dt = dt
         self.seed = seed_to_int(seed)
         self.backend = backend
-        if weight_bits is not None and weight_bits not in (2, 4, 8):
-            raise ConfigError(
-                f"`weight_bits` must be 2, 4, 8 or None (float weights), got {weight_bits!r}"
-            )
-        self.weight_bits = weight_bits
+        self.weight_bits = check_choice("weight_bits", weight_bits, (2, 4, 8, None))
         self.t_lock_exc = check_positive("t_lock_exc", t_lock_exc, "s")
 
     @staticmethod
@@ -608,8 +622,7 @@ class DiehlCookClassifier:
         from neurofabric.quant import QuantSpec, quantize
 
         self._require_fitted()
-        if bits not in (2, 4, 8):
-            raise ConfigError(f"`bits` must be 2, 4 or 8, got {bits!r}")
+        check_choice("bits", bits, (2, 4, 8))
         spec = QuantSpec(bits=bits, scheme="symmetric", granularity=granularity)
         q = quantize(self.input_weights_, spec)
         csr = self.net_.input_csr_

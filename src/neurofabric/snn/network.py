@@ -23,11 +23,14 @@ from neurofabric.core.progress import ProgressCallback, ProgressReporter, check_
 from neurofabric.core.rng import SeedLike, make_rng, seed_to_int
 from neurofabric.core.validation import (
     check_choice,
+    check_indices,
+    check_instance,
     check_int,
     check_nonnegative,
     check_number,
     check_positive,
     check_probability,
+    check_span,
 )
 from neurofabric.snn.connectivity import (
     CSR,
@@ -40,7 +43,12 @@ from neurofabric.snn.connectivity import (
     procedural_table,
     projection_key,
 )
-from neurofabric.snn.homeostasis import Homeostasis, homeostasis_to_json
+from neurofabric.snn.homeostasis import (
+    AdaptiveThreshold,
+    Homeostasis,
+    RateTargetThreshold,
+    homeostasis_to_json,
+)
 from neurofabric.snn.inputs import (
     InputGroup,
     PoissonInput,
@@ -124,10 +132,12 @@ class SpikingNetwork:
         self.dtype = check_choice("dtype", dtype, ("float64", "float32"))
         self.backend = backend
         self.seed = seed_to_int(seed)
-        if homeostasis is not None and not hasattr(homeostasis, "vector"):
-            raise ConfigError(
-                f"`homeostasis` must be AdaptiveThreshold or RateTargetThreshold "
-                f"from neurofabric.snn.homeostasis, got {homeostasis!r}"
+        if homeostasis is not None:
+            check_instance(
+                "homeostasis",
+                homeostasis,
+                (AdaptiveThreshold, RateTargetThreshold),
+                "AdaptiveThreshold or RateTargetThreshold from neurofabric.snn.homeostasis",
             )
         self.homeostasis = homeostasis
         self.theta_ = np.zeros(self.n_neurons)
@@ -162,10 +172,10 @@ class SpikingNetwork:
 
     def add_input(self, name: str, group: InputGroup) -> SpikingNetwork:
         """Add an input group that projections can take as ``source=name``."""
-        if not isinstance(name, str) or not name or name == "neurons":
-            raise ConfigError(
-                f"input `name` must be a non-empty string other than 'neurons', got {name!r}"
-            )
+        expected = "a non-empty string other than 'neurons'"
+        check_instance("name", name, str, expected)
+        if not name or name == "neurons":
+            raise ConfigError(f"input `name` must be {expected}, got {name!r}")
         if name in self.inputs:
             raise ConfigError(f"an input named {name!r} exists already")
         group.validate(self.dt)
@@ -282,14 +292,7 @@ class SpikingNetwork:
 
     @staticmethod
     def _range(name: str, value: tuple[int, int] | None, n: int) -> tuple[int, int]:
-        if value is None:
-            return 0, n
-        lo, hi = int(value[0]), int(value[1])
-        if not 0 <= lo < hi <= n:
-            raise ConfigError(
-                f"`{name}` must be (start, stop) with 0 <= start < stop <= {n}, got {value!r}"
-            )
-        return lo, hi
+        return (0, n) if value is None else check_span(name, value, n)
 
     # ------------------------------------------------------------------ build
     def build(self, *, saved: Snapshot | None = None) -> SpikingNetwork:
@@ -442,11 +445,11 @@ class SpikingNetwork:
 
     # ------------------------------------------------------------------ changes after build
     def _check_stp(self, stp: Any) -> None:
-        if stp is not None and (not isinstance(stp, ShortTermPlasticity) or self.storage != "csr"):
-            raise ConfigError(
-                "`stp` must be a ShortTermPlasticity (or None) and needs storage='csr', "
-                f"got {stp!r} with storage={self.storage!r}"
-            )
+        if stp is None:
+            return
+        check_instance("stp", stp, ShortTermPlasticity, "a ShortTermPlasticity (or None)")
+        if self.storage != "csr":
+            raise ConfigError(f"`stp` needs storage='csr', got storage={self.storage!r}")
 
     def set_stp(self, stp: ShortTermPlasticity | None, *, source: str = "inputs") -> None:
         """Give every projection of a source group (``"inputs"``: all input groups, or
@@ -498,14 +501,13 @@ class SpikingNetwork:
         ``total`` (targets without such synapses are left alone)."""
         self._require_built()
         total = check_positive("total", total)
+        check_choice("source", source, ("neurons", *self.inputs))
         if source == "neurons":
             csr, lo, hi = self.csr_, 0, self.n_neurons
-        elif source in self.inputs:
+        else:
             csr = self.input_csr_
             lo = self._input_offsets[source]
             hi = lo + self.inputs[source].n
-        else:
-            raise ConfigError(f"`source` must be 'neurons' or an input name, got {source!r}")
         normalize_incoming(csr, lo, hi, total, self.n_neurons, source, self._k)
 
     def set_current(self, i_ext: Any) -> None:
@@ -607,11 +609,8 @@ class SpikingNetwork:
         """One step's input events from local indices per input name."""
         parts = []
         for name, local in inputs.items():
-            if name not in self.inputs:
-                raise ConfigError(f"unknown input {name!r}; inputs are {sorted(self.inputs)}")
-            local = np.asarray(local, dtype=np.int64)
-            if local.size and (local.min() < 0 or local.max() >= self.inputs[name].n):
-                raise ConfigError(f"input {name!r} indices must be in [0, {self.inputs[name].n})")
+            check_choice("inputs", name, tuple(self.inputs))
+            local = check_indices(f"inputs[{name!r}]", local, self.inputs[name].n)
             parts.append(local + self._input_offsets[name])
         idx = np.concatenate(parts) if parts else np.empty(0, np.int64)
         return L.InputSpikes(np.array([0, idx.size], np.int64), idx, np.ones(idx.size, np.int32))

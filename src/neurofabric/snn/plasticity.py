@@ -36,7 +36,12 @@ from typing import Any
 import numpy as np
 
 from neurofabric.core.errors import ConfigError
-from neurofabric.core.validation import check_choice, check_nonnegative, check_positive
+from neurofabric.core.validation import (
+    check_choice,
+    check_instance,
+    check_nonnegative,
+    check_positive,
+)
 from neurofabric.snn.kernels import layout as L
 
 KIND_TRIPLET = 0
@@ -399,11 +404,12 @@ def check_plastic_projection(
     n_excitatory: int,
 ) -> None:
     """The conditions a plastic projection must meet, checked at ``connect``."""
-    if not hasattr(rule, "vector") or not isinstance(rule, Rule):
-        raise ConfigError(
-            f"`plasticity` must be a rule of neurofabric.snn.plasticity "
-            f"(PairSTDP, TripletSTDP, DiehlCookSTDP), got {rule!r}"
-        )
+    check_instance(
+        "plasticity",
+        rule,
+        (PairSTDP, TripletSTDP, DiehlCookSTDP),
+        "a rule of neurofabric.snn.plasticity (PairSTDP, TripletSTDP, DiehlCookSTDP)",
+    )
     if storage != "csr":
         raise ConfigError(
             "plasticity needs storage='csr': procedural synapses are "

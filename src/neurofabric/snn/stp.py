@@ -26,7 +26,12 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from neurofabric.core.errors import ConfigError
-from neurofabric.core.validation import check_choice, check_nonnegative, check_probability
+from neurofabric.core.validation import (
+    check_choice,
+    check_nonnegative,
+    check_positive,
+    check_probability,
+)
 from neurofabric.snn.kernels.layout import STP, no_stp
 
 
@@ -42,8 +47,7 @@ class ShortTermPlasticity:
 
     def __post_init__(self) -> None:
         check_probability("U", self.U)
-        if self.U <= 0:
-            raise ConfigError(f"`U` must be in (0, 1], got {self.U}")
+        check_positive("U", self.U)  # in (0, 1]
         check_nonnegative("tau_rec", self.tau_rec, "s")
         check_nonnegative("tau_facil", self.tau_facil, "s")
         check_choice("mode", self.mode, ("release", "modulate"))
