@@ -244,3 +244,19 @@ def test_step_input_indices_are_checked():
     net.add_input("x", PoissonInput(3))
     with pytest.raises(ConfigError, match=r"`inputs\['x'\]` must be indices in \[0, 3\)"):
         net.step({"x": [3]})
+
+
+def test_backends_are_resolved_by_the_registry_and_a_typo_raises():
+    from neurofabric.core import backend as backends
+    from neurofabric.snn.diehl_cook import DiehlCookClassifier
+
+    assert {"numba", "reference"} <= set(backends.available("snn"))
+    net = SpikingNetwork(10, seed=0)
+    assert net.backend == "auto" and net.build().backend_ == "numba"  # the fastest
+    assert net.run(1e-3).backend == "numba"
+    with pytest.raises(ConfigError, match=r"`backend` must be one of .*'reference'.*got 'numab'"):
+        SpikingNetwork(10, backend="numab").build()
+    with pytest.raises(ConfigError, match="got 'cuda'"):
+        DiehlCookClassifier(n_neurons=2, backend="cuda").fit(np.ones((1, 4)), np.zeros(1, int))
+    clf = DiehlCookClassifier(n_neurons=2, backend="reference", t_present=0.01, t_rest=0.0)
+    assert clf.fit(np.ones((1, 4)), np.zeros(1, int), label_images=0).backend_ == "reference"

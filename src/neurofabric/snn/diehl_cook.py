@@ -631,6 +631,12 @@ class DiehlCookClassifier:
         return q
 
     @property
+    def backend_(self) -> str:
+        """The kernel backend the network runs on (``"auto"`` resolved)."""
+        self._require_fitted()
+        return self.net_.backend_
+
+    @property
     def input_weights_(self) -> np.ndarray:
         """Learned input weights as (neurons, pixels)."""
         self._require_fitted()

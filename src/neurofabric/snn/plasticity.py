@@ -428,22 +428,13 @@ def check_plastic_projection(
 
 
 def normalize_incoming(
-    csr: Any, lo: int, hi: int, total: float, n_targets: int, source: str, kernels: Any = None
+    csr: Any, lo: int, hi: int, total: float, n_targets: int, source: str, kernels: Any
 ) -> None:
-    """Scale the plastic synapses of rows [lo, hi) so each target's sum is ``total`` (numpy
-    here; ``kernels.normalize_rows`` when given does the same in compiled code)."""
+    """Scale the plastic synapses of rows [lo, hi) so each target's sum is ``total``, with
+    ``kernels.normalize_rows`` of the network's backend."""
     a, b = int(csr.indptr[lo]), int(csr.indptr[hi])
     if not csr.plastic or a == b or (csr.mask.size and not csr.mask[a:b].any()):
         raise ConfigError(f"the synapses from {source!r} are not plastic: nothing to normalize")
-    if kernels is not None and hasattr(kernels, "normalize_rows"):
-        kernels.normalize_rows(
-            csr.indptr, csr.indices, csr.weights, csr.mask, lo, hi, float(total), n_targets
-        )
-        return
-    sel = np.arange(a, b)
-    if csr.mask.size:
-        sel = sel[csr.mask[sel] == 1]
-    targets = csr.indices[sel]
-    sums = np.bincount(targets, weights=csr.weights[sel].astype(np.float64), minlength=n_targets)
-    factor = np.divide(total, sums, out=np.ones(n_targets), where=sums > 0)
-    csr.weights[sel] = (csr.weights[sel] * factor[targets]).astype(np.float32)
+    kernels.normalize_rows(
+        csr.indptr, csr.indices, csr.weights, csr.mask, lo, hi, float(total), n_targets
+    )

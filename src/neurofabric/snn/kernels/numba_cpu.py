@@ -139,7 +139,7 @@ def build_in_degree(ip, fp, key, targets, k):
 @njit(cache=True)
 def normalize_rows(indptr, indices, weights, mask, lo, hi, total, n_targets):
     """Scale the (masked) synapses of rows [lo, hi) so each target's sum is ``total``; the
-    sums run in storage order, as the numpy version in ``plasticity.normalize_incoming``."""
+    sums run in storage order, as in the reference."""
     masked = mask.shape[0] > 0
     sums = np.zeros(n_targets)
     for q in range(indptr[lo], indptr[hi]):

@@ -169,6 +169,18 @@ def transpose(indptr, indices, n_targets, need_pos):
     return c_ptr, sources[order], c_pos
 
 
+def normalize_rows(indptr, indices, weights, mask, lo, hi, total, n_targets):
+    """Scale the (masked) synapses of rows [lo, hi) so each target's sum is ``total``
+    (targets without such synapses are left alone); the sums run in storage order."""
+    sel = np.arange(indptr[lo], indptr[hi])
+    if mask.size:
+        sel = sel[mask[sel] == 1]
+    targets = indices[sel]
+    sums = np.bincount(targets, weights=weights[sel].astype(np.float64), minlength=n_targets)
+    factor = np.divide(total, sums, out=np.ones(n_targets), where=sums > 0)
+    weights[sel] = (weights[sel] * factor[targets]).astype(np.float32)
+
+
 def _rows(sources, syn):
     """Concatenated (targets, weights, delays) of the CSR rows of ``sources``, in order."""
     starts = syn.indptr[sources]
