@@ -260,3 +260,36 @@ def test_backends_are_resolved_by_the_registry_and_a_typo_raises():
         DiehlCookClassifier(n_neurons=2, backend="cuda").fit(np.ones((1, 4)), np.zeros(1, int))
     clf = DiehlCookClassifier(n_neurons=2, backend="reference", t_present=0.01, t_rest=0.0)
     assert clf.fit(np.ones((1, 4)), np.zeros(1, int), label_images=0).backend_ == "reference"
+
+
+def test_a_rule_and_stp_shared_by_two_projections_survive_save_and_load(tmp_path):
+    # one rule (and one STP) object for two projections of a group: loading made one object
+    # per projection, which the network refused (CheckpointError); it shares them again
+    from neurofabric.snn import LIFParams, OneToOne
+    from neurofabric.snn.plasticity import TripletSTDP
+    from neurofabric.snn.stp import ShortTermPlasticity
+
+    def make():
+        net = SpikingNetwork(
+            40, seed=2, v_init=(-70e-3, -56e-3), max_delay=2e-3, neuron=LIFParams(i_ext=1.4e-9)
+        )
+        net.add_input("a", PoissonInput(40, rate=300.0))
+        net.add_input("b", PoissonInput(10, rate=200.0))
+        rule = TripletSTDP(a2_plus=1e-4, a3_plus=1e-4, a2_minus=2e-4, a3_minus=1e-5, w_max=1e-2)
+        stp = ShortTermPlasticity(U=0.4, tau_rec=0.02)
+        net.connect(OneToOne(), source="a", weight=9e-3, plasticity=rule, stp=stp)
+        return net.connect(Random(p=0.3), source="b", weight=2e-3, plasticity=rule, stp=stp)
+
+    whole = make()
+    r_whole = whole.run(0.1, monitors=[SpikeMonitor()])
+    first = make()
+    first.run(0.05)
+    first.save(tmp_path / "net")
+    back = SpikingNetwork.load(tmp_path / "net")
+    assert back.projections[0].plasticity is back.projections[1].plasticity
+    rest = back.run(0.05, monitors=[SpikeMonitor()])
+    assert r_whole.n_spikes > 20
+    np.testing.assert_array_equal(
+        rest.spike_times, r_whole.spike_times[r_whole.spike_times >= 0.05 - 1e-9]
+    )
+    np.testing.assert_array_equal(back.input_csr_.weights, whole.input_csr_.weights)

@@ -75,7 +75,12 @@ def _projection_json(p: Projection) -> dict[str, Any]:
     }
 
 
-def _projection_from_json(pj: dict[str, Any]) -> Projection:
+def _projection_from_json(pj: dict[str, Any], shared: dict[Any, Any]) -> Projection:
+    """A saved projection. Its rule and STP objects are taken from ``shared`` when an equal
+    one was read already: a source group's projections shared one object when saved, and
+    the network accepts one rule (and one STP) object per group."""
+    rule = None if pj.get("plasticity") is None else rule_from_json(pj["plasticity"])
+    stp = None if pj.get("stp") is None else ShortTermPlasticity(**pj["stp"])
     return Projection(
         **dict(
             pj,
@@ -83,8 +88,8 @@ def _projection_from_json(pj: dict[str, Any]) -> Projection:
             src_range=tuple(pj["src_range"]),
             tgt_range=tuple(pj["tgt_range"]),
             delay_steps=tuple(pj["delay_steps"]),
-            plasticity=None if pj.get("plasticity") is None else rule_from_json(pj["plasticity"]),
-            stp=None if pj.get("stp") is None else ShortTermPlasticity(**pj["stp"]),
+            plasticity=None if rule is None else shared.setdefault(rule, rule),
+            stp=None if stp is None else shared.setdefault(stp, stp),
         )
     )
 
@@ -145,7 +150,8 @@ def load_network(cls: type[N], path: str | Path, *, backend: str | None = None) 
                 k.split(".")[-1]: v for k, v in ck.arrays.items() if k.startswith(f"input.{name}.")
             }
             net.inputs[name] = input_from_json(meta, arrs)
-        net.projections.extend(_projection_from_json(pj) for pj in ck.meta["projections"])
+        shared: dict[Any, Any] = {}
+        net.projections.extend(_projection_from_json(pj, shared) for pj in ck.meta["projections"])
         _validate(net, ck)
         net.build(saved=_snapshot(ck))
     except (KeyError, TypeError, ValueError) as exc:
