@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from neurofabric.core.errors import ConfigError
+from neurofabric.core.validation import check_positive
 from neurofabric.snn.kernels import layout as L
 from neurofabric.snn.kernels import rowgen
 from neurofabric.snn.topology import Random, Topology, max_row_length
@@ -84,6 +85,47 @@ class Projection:
         if isinstance(topo, Random) and topo.p is None:
             fp[0] = 0.0
         return ip, fp
+
+
+def delay_steps(
+    delay: float | tuple[float, float] | None, dt: float, max_delay: float, max_steps: int
+) -> tuple[int, int]:
+    """The (low, high) delay range of a projection in steps (None: one step): each in
+    1..``max_steps``, the ring buffer's length."""
+    if delay is None:
+        return 1, 1
+    lo, hi = (delay, delay) if np.ndim(delay) == 0 else tuple(delay)  # type: ignore[misc]
+    lo = check_positive("delay", lo, "s")
+    hi = check_positive("delay", hi, "s")
+    steps = (int(round(lo / dt)), int(round(hi / dt)))
+    if steps[0] < 1:
+        raise ConfigError(f"`delay` must be >= dt ({dt} s), got {lo} s")
+    if steps[1] > max_steps:
+        raise ConfigError(
+            f"`delay` must be <= max_delay ({max_delay} s, the ring buffer), got {hi} s; "
+            "raise max_delay"
+        )
+    if steps[1] < steps[0]:
+        raise ConfigError(f"`delay` range must be (low, high) with low <= high, got {delay}")
+    return steps
+
+
+def check_partner_overlap(
+    topology: Topology,
+    recurrent: bool,
+    src: tuple[int, int],
+    tgt: tuple[int, int],
+    allow_self: bool,
+) -> None:
+    """``AllToAll(skip_partner=True)`` leaves out source i -> target i of the ranges, which
+    removes self connections only when the ranges are equal or disjoint."""
+    overlap = recurrent and src[0] < tgt[1] and tgt[0] < src[1]
+    if getattr(topology, "skip_partner", False) and overlap and src != tgt and not allow_self:
+        raise ConfigError(
+            "AllToAll(skip_partner=True) on overlapping but different source and target "
+            f"ranges {src} and {tgt} would keep self connections; use equal or disjoint "
+            "ranges, or pass allow_self=True"
+        )
 
 
 def projection_key(seed32: int, index: int) -> int:

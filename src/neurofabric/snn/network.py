@@ -33,15 +33,11 @@ from neurofabric.core.validation import (
     check_span,
 )
 from neurofabric.snn.connectivity import (
-    CSR,
     ProceduralTable,
     Projection,
-    build_csc,
-    build_csr,
-    csr_from_arrays,
-    empty_csr,
+    check_partner_overlap,
+    delay_steps,
     procedural_table,
-    projection_key,
 )
 from neurofabric.snn.homeostasis import (
     AdaptiveThreshold,
@@ -61,16 +57,25 @@ from neurofabric.snn.monitors import RunResult
 from neurofabric.snn.params import LIFParams, SynapseParams
 from neurofabric.snn.persistence import load_network, save_network
 from neurofabric.snn.plasticity import (
-    PlasticState,
     Rule,
     check_plastic_projection,
     normalize_incoming,
-    single_rule,
 )
 from neurofabric.snn.recording import Recorder, step_monitors
-from neurofabric.snn.runtime import dense_limit, homogeneous, neuron_constants
-from neurofabric.snn.state import NetworkState, Snapshot
-from neurofabric.snn.stp import ShortTermPlasticity, STPState, single_stp, stp_state
+from neurofabric.snn.runtime import (
+    dense_limit,
+    generate_synapses,
+    group_rules,
+    homogeneous,
+    input_offsets,
+    keyed_projections,
+    neuron_constants,
+    plastic_state,
+    stored_csr,
+    stp_groups,
+)
+from neurofabric.snn.state import NetworkState, Snapshot, initial_potentials
+from neurofabric.snn.stp import ShortTermPlasticity
 from neurofabric.snn.topology import Topology
 
 log = logging.getLogger(__name__)
@@ -183,24 +188,6 @@ class SpikingNetwork:
         self._built = False
         return self
 
-    def _delay_steps(self, delay: float | tuple[float, float] | None) -> tuple[int, int]:
-        if delay is None:
-            return 1, 1
-        lo, hi = (delay, delay) if np.ndim(delay) == 0 else tuple(delay)  # type: ignore[misc]
-        lo = check_positive("delay", lo, "s")
-        hi = check_positive("delay", hi, "s")
-        steps = (int(round(lo / self.dt)), int(round(hi / self.dt)))
-        if steps[0] < 1:
-            raise ConfigError(f"`delay` must be >= dt ({self.dt} s), got {lo} s")
-        if steps[1] > self.max_delay_steps:
-            raise ConfigError(
-                f"`delay` must be <= max_delay ({self.max_delay} s, the ring "
-                f"buffer), got {hi} s; raise max_delay"
-            )
-        if steps[1] < steps[0]:
-            raise ConfigError(f"`delay` range must be (low, high) with low <= high, got {delay}")
-        return steps
-
     def connect(
         self,
         topology: Topology,
@@ -231,15 +218,7 @@ class SpikingNetwork:
         (:class:`neurofabric.snn.stp.ShortTermPlasticity`) scales each spike of a source by
         its Tsodyks-Markram release; all projections from one source group share it.
         """
-        if source == "neurons":
-            n_src = self.n_neurons
-        elif source in self.inputs:
-            n_src = self.inputs[source].n
-        else:
-            raise ConfigError(
-                f"`source` must be 'neurons' or one of the inputs "
-                f"{sorted(self.inputs)}, got {source!r}; add it with add_input"
-            )
+        n_src = self._source_size(source)
         src = self._range("source_range", source_range, n_src)
         tgt = self._range("target_range", target_range, self.n_neurons)
         check_number("weight", weight)
@@ -248,13 +227,7 @@ class SpikingNetwork:
             check_number("inh_weight", inh_weight)
         check_nonnegative("inh_weight_std", inh_weight_std)
         topology.check_sizes(src[1] - src[0], tgt[1] - tgt[0], allow_self)
-        overlap = source == "neurons" and src[0] < tgt[1] and tgt[0] < src[1]
-        if getattr(topology, "skip_partner", False) and overlap and src != tgt and not allow_self:
-            raise ConfigError(
-                "AllToAll(skip_partner=True) on overlapping but different source and target "
-                f"ranges {src} and {tgt} would keep self connections; use equal or disjoint "
-                "ranges, or pass allow_self=True"
-            )
+        check_partner_overlap(topology, source == "neurons", src, tgt, allow_self)
         use_dale = (source == "neurons") if dale is None else bool(dale)
         if plasticity is not None:
             check_plastic_projection(
@@ -277,11 +250,12 @@ class SpikingNetwork:
             weight_std=float(weight_std),
             inh_weight=None if inh_weight is None else float(inh_weight),
             inh_weight_std=float(inh_weight_std),
-            delay_steps=self._delay_steps(delay),
+            delay_steps=delay_steps(delay, self.dt, self.max_delay, self.max_delay_steps),
             allow_self=bool(allow_self),
-            dale_split=self.n_excitatory
-            if use_dale and source == "neurons"
-            else (n_src if use_dale else -1),
+            # the first inhibitory source (absolute index), -1 without Dale's principle
+            dale_split=-1
+            if not use_dale
+            else (self.n_excitatory if source == "neurons" else n_src),
             procedural=self.storage == "procedural",
             plasticity=plasticity,
             stp=stp,
@@ -289,6 +263,16 @@ class SpikingNetwork:
         self.projections.append(proj)
         self._built = False
         return self
+
+    def _source_size(self, source: str) -> int:
+        if source == "neurons":
+            return self.n_neurons
+        if source in self.inputs:
+            return self.inputs[source].n
+        raise ConfigError(
+            f"`source` must be 'neurons' or one of the inputs {sorted(self.inputs)}, "
+            f"got {source!r}; add it with add_input"
+        )
 
     @staticmethod
     def _range(name: str, value: tuple[int, int] | None, n: int) -> tuple[int, int]:
@@ -306,20 +290,23 @@ class SpikingNetwork:
         self.backend_, self._k = backends.resolve("snn", self.backend)
         if saved is not None:
             self.theta_[:] = saved.theta
-        self._index_inputs()
+        self._input_offsets, self.n_input_sources_ = input_offsets(self.inputs)
+        self._poisson = poisson_table(self.inputs, self._input_offsets, self.seed, self.dt)
         self._neurons = self._neuron_constants()
-        rec_rule = single_rule([p for p in self.projections if p.source == "neurons"], "recurrent")
-        ext_rule = single_rule([p for p in self.projections if p.source != "neurons"], "input")
-        with_csc = self.propagation != "event" or rec_rule is not None
+        rules = group_rules(self.projections)
+        with_csc = self.propagation != "event" or rules[0] is not None
+        n, n_in, k = self.n_neurons, self.n_input_sources_, self._k
         if saved is None:
-            self.csr_, self.input_csr_ = self._generate_synapses(with_csc)
+            stored = keyed_projections(self.projections, self.seed, self._input_offsets, False)
+            self.csr_, self.input_csr_ = generate_synapses(stored, n, n_in, k, with_csc)
         else:
-            has_rec = saved.csr["indptr"].size > 1
-            self.csr_ = self._stored_csr(saved.csr, with_csc and has_rec, rec_rule is not None)
-            self.input_csr_ = self._stored_csr(saved.input_csr, False, ext_rule is not None)
-        self.procedural_: ProceduralTable = self._procedural_table()
-        self._make_plastic_state(rec_rule, ext_rule)
-        self._make_stp_state()
+            with_csc = with_csc and saved.csr["indptr"].size > 1
+            self.csr_ = stored_csr(saved.csr, n, k, with_csc, rules[0] is not None)
+            self.input_csr_ = stored_csr(saved.input_csr, n, k, False, rules[1] is not None)
+        procedural = keyed_projections(self.projections, self.seed, self._input_offsets, True)
+        self.procedural_: ProceduralTable = procedural_table(procedural)
+        self.plastic_ = plastic_state(rules, self.csr_, self.input_csr_, n, n_in, k)
+        self.stp_ = stp_groups(self.projections, n, n_in)
         if saved is None:
             self.state_ = self.init_state()
         else:
@@ -339,66 +326,8 @@ class SpikingNetwork:
         )
         return self
 
-    def _generate_synapses(self, with_csc: bool) -> tuple[CSR, CSR]:
-        """The recurrent and input CSR of the stored (non-procedural) projections."""
-        rec, ext = [], []
-        for index, proj in enumerate(self.projections):
-            key = projection_key(self.seed & 0xFFFFFFFF, index)
-            if proj.source == "neurons" and not proj.procedural:
-                rec.append((proj, key, 0))
-            elif not proj.procedural:
-                ext.append((proj, key, self._input_offsets[proj.source]))
-        csr = build_csr(rec, self.n_neurons, self._k, with_csc) if rec else empty_csr()
-        n_inputs = max(self.n_input_sources_, 1)
-        input_csr = build_csr(ext, n_inputs, self._k) if ext else empty_csr()
-        return csr, input_csr
-
-    def _stored_csr(self, arrays: Mapping[str, np.ndarray], with_csc: bool, plastic: bool) -> CSR:
-        own = {k: np.array(a) for k, a in arrays.items()}  # writable copies (weights learn)
-        return csr_from_arrays(own, self.n_neurons, with_csc, self._k, plastic)
-
-    def _procedural_table(self) -> ProceduralTable:
-        """Row parameters of the procedural projections (same keys as CSR mode)."""
-        proc = []
-        for index, proj in enumerate(self.projections):
-            if proj.procedural:
-                is_input = proj.source != "neurons"
-                offset = self._input_offsets[proj.source] if is_input else 0
-                proc.append((proj, projection_key(self.seed & 0xFFFFFFFF, index), offset, is_input))
-        return procedural_table(proc)
-
-    def _index_inputs(self) -> None:
-        """Global source offsets of the input groups and the kernels' Poisson table."""
-        self._input_offsets, offset = {}, 0
-        for name, group in self.inputs.items():
-            self._input_offsets[name] = offset
-            offset += group.n
-        self.n_input_sources_ = offset
-        self._poisson = poisson_table(self.inputs, self._input_offsets, self.seed, self.dt)
-
     def _neuron_constants(self) -> L.Neurons:
         return neuron_constants(self._neuron_arrays, self.synapse, self.dt, self.dtype, self.theta_)
-
-    def _make_plastic_state(self, rec_rule: Rule | None, ext_rule: Rule | None) -> None:
-        ext_csc = (
-            build_csc(self.input_csr_, self.n_neurons, self._k) if ext_rule is not None else None
-        )
-        self.plastic_ = PlasticState.create(
-            rec_rule,
-            self.csr_.mask,
-            self.n_neurons,
-            ext_rule,
-            self.input_csr_.mask,
-            max(self.n_input_sources_, 1),
-            ext_csc,
-        )
-
-    def _make_stp_state(self) -> None:
-        rec = single_stp([p for p in self.projections if p.source == "neurons"], "recurrent")
-        ext = single_stp([p for p in self.projections if p.source != "neurons"], "input")
-        self.stp_ = STPState(
-            stp_state(rec, self.n_neurons), stp_state(ext, max(self.n_input_sources_, 1))
-        )
 
     def _homeostasis_args(self) -> L.Homeostasis:
         if self.homeostasis is None:
@@ -465,7 +394,7 @@ class SpikingNetwork:
             for p in self.projections
         ]
         if self._built:
-            self._make_stp_state()
+            self.stp_ = stp_groups(self.projections, self.n_neurons, self.n_input_sources_)
             self._assemble()  # STP also decides the dense limit
 
     def set_learning(self, enabled: bool) -> None:
@@ -554,7 +483,7 @@ class SpikingNetwork:
         """A fresh state at t = 0 (initial potentials drawn with ``seed``, default the net's)."""
         rng = make_rng(self.seed + 1 if seed is None else seed)
         n, dt = self.n_neurons, np.dtype(self.dtype)
-        v = self._initial_v(rng).astype(dt)
+        v = initial_potentials(self.v_init, self._neuron_arrays["v_rest"], rng).astype(dt)
         d = self.max_delay_steps + 1
         return NetworkState(
             0,
@@ -565,20 +494,6 @@ class SpikingNetwork:
             np.zeros((d, n), dt),
             np.zeros((d, n), dt),
             rng,
-        )
-
-    def _initial_v(self, rng: np.random.Generator) -> np.ndarray:
-        n, init = self.n_neurons, self.v_init
-        if isinstance(init, str):
-            check_choice("v_init", init, ("rest",))
-            return self._neuron_arrays["v_rest"].copy()
-        arr = np.asarray(init, dtype=np.float64)
-        if arr.shape == (2,):
-            return arr[0] + rng.random(n) * (arr[1] - arr[0])
-        if arr.shape == (n,):
-            return arr.copy()
-        raise ConfigError(
-            f"`v_init` must be 'rest', a (low, high) pair or {n} values, got shape {arr.shape}"
         )
 
     # ------------------------------------------------------------------ running

@@ -1,16 +1,31 @@
-"""The kernels' view of a built network: per-neuron constants and the pieces of
-:class:`~neurofabric.snn.kernels.layout.Network` that ``SpikingNetwork.build`` derives from
-the parameters (the synapses come from :mod:`.connectivity`)."""
+"""What ``SpikingNetwork.build`` assembles, as functions of the parameters: per-neuron
+constants, the synapses (generated with :mod:`.connectivity` or read back from saved
+arrays), plasticity and short-term plasticity state, and the pieces of
+:class:`~neurofabric.snn.kernels.layout.Network` derived from them."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 
 from neurofabric.core.errors import ConfigError
+from neurofabric.snn.connectivity import (
+    CSR,
+    Projection,
+    build_csc,
+    build_csr,
+    csr_from_arrays,
+    empty_csr,
+    projection_key,
+)
 from neurofabric.snn.kernels import layout as L
 from neurofabric.snn.params import SynapseParams
+from neurofabric.snn.plasticity import PlasticState, Rule, single_rule
+from neurofabric.snn.stp import STPState, single_stp, stp_state
 
 
 def neuron_constants(
@@ -79,3 +94,87 @@ def dense_limit(propagation: str, has_csc: bool, recurrent_stp: bool, limit: int
     if propagation == "event" or not has_csc or recurrent_stp:
         return -1
     return 0 if propagation == "dense" else limit
+
+
+def input_offsets(inputs: Mapping[str, Any]) -> tuple[dict[str, int], int]:
+    """The global index of each input group's first source (input groups are numbered one
+    after the other, in the order they were added) and the number of input sources."""
+    offsets, at = {}, 0
+    for name, group in inputs.items():
+        offsets[name] = at
+        at += group.n
+    return offsets, at
+
+
+def keyed_projections(
+    projections: Sequence[Projection], seed: int, offsets: Mapping[str, int], procedural: bool
+) -> list[tuple[Projection, int, int, bool]]:
+    """(projection, stream key, source offset, from an input) of the stored (CSR) or the
+    procedural projections; the key depends on the seed and the projection's index only,
+    so both storage modes draw the same synapses."""
+    out = []
+    for index, proj in enumerate(projections):
+        if proj.procedural == procedural:
+            is_input = proj.source != "neurons"
+            offset = offsets[proj.source] if is_input else 0
+            out.append((proj, projection_key(seed & 0xFFFFFFFF, index), offset, is_input))
+    return out
+
+
+def generate_synapses(
+    stored: Sequence[tuple[Projection, int, int, bool]],
+    n_neurons: int,
+    n_inputs: int,
+    kernels: ModuleType,
+    with_csc: bool,
+) -> tuple[CSR, CSR]:
+    """The recurrent CSR (with its transposed index if ``with_csc``) and the input CSR of
+    the stored projections (:func:`keyed_projections`)."""
+    rec = [(p, key, offset) for p, key, offset, is_input in stored if not is_input]
+    ext = [(p, key, offset) for p, key, offset, is_input in stored if is_input]
+    csr = build_csr(rec, n_neurons, kernels, with_csc) if rec else empty_csr()
+    input_csr = build_csr(ext, max(n_inputs, 1), kernels) if ext else empty_csr()
+    return csr, input_csr
+
+
+def stored_csr(
+    arrays: Mapping[str, np.ndarray],
+    n_neurons: int,
+    kernels: ModuleType,
+    with_csc: bool,
+    plastic: bool,
+) -> CSR:
+    """A CSR from saved arrays (copied: the kernels write the weights of plastic ones)."""
+    own = {k: np.array(a) for k, a in arrays.items()}
+    return csr_from_arrays(own, n_neurons, with_csc, kernels, plastic)
+
+
+def plastic_state(
+    rules: tuple[Rule | None, Rule | None],
+    csr: CSR,
+    input_csr: CSR,
+    n_neurons: int,
+    n_inputs: int,
+    kernels: ModuleType,
+) -> PlasticState:
+    """Traces for the plastic groups (recurrent, input) and the input synapses' transposed
+    index, which potentiation walks."""
+    rec_rule, ext_rule = rules
+    ext_csc = build_csc(input_csr, n_neurons, kernels) if ext_rule is not None else None
+    return PlasticState.create(
+        rec_rule, csr.mask, n_neurons, ext_rule, input_csr.mask, max(n_inputs, 1), ext_csc
+    )
+
+
+def stp_groups(projections: Sequence[Projection], n_neurons: int, n_inputs: int) -> STPState:
+    """The short-term plasticity state of the recurrent and the input group (from rest)."""
+    rec = single_stp([p for p in projections if p.source == "neurons"], "recurrent")
+    ext = single_stp([p for p in projections if p.source != "neurons"], "input")
+    return STPState(stp_state(rec, n_neurons), stp_state(ext, max(n_inputs, 1)))
+
+
+def group_rules(projections: Sequence[Projection]) -> tuple[Rule | None, Rule | None]:
+    """The plasticity rule of the recurrent and of the input group (None: not plastic)."""
+    rec = single_rule([p for p in projections if p.source == "neurons"], "recurrent")
+    ext = single_rule([p for p in projections if p.source != "neurons"], "input")
+    return rec, ext

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+
+from neurofabric.core.errors import ConfigError
+from neurofabric.core.validation import check_choice
 
 #: the arrays of a :class:`NetworkState`, in the order the kernels take them
 STATE_ARRAYS = ("v", "ge", "gi", "refrac", "buf_e", "buf_i")
@@ -69,3 +73,20 @@ class Snapshot:
     state: NetworkState
     traces: Mapping[str, np.ndarray] = field(default_factory=dict)
     stp: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+
+def initial_potentials(v_init: Any, v_rest: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Initial membrane potentials: ``"rest"`` (``v_rest``), a (low, high) pair (uniform
+    draws from ``rng``) or one value per neuron."""
+    n = len(v_rest)
+    if isinstance(v_init, str):
+        check_choice("v_init", v_init, ("rest",))
+        return v_rest.copy()
+    arr = np.asarray(v_init, dtype=np.float64)
+    if arr.shape == (2,):
+        return arr[0] + rng.random(n) * (arr[1] - arr[0])
+    if arr.shape == (n,):
+        return arr.copy()
+    raise ConfigError(
+        f"`v_init` must be 'rest', a (low, high) pair or {n} values, got shape {arr.shape}"
+    )

@@ -60,32 +60,106 @@ def _input_event(s, m, t, dt, net, buf_e, buf_i, slot, dmod, inh_sign, has_ext, 
         plastic_pre(s, m, t, dt, net.ext, net.ext_plastic)
 
 
+def _record(k, t, n_spk, state, mon, n_written, n_rec, rec_every):
+    """Step 4: the step's spike count, the monitored spikes, the sampled state. Returns
+    the new (spikes written, state rows written)."""
+    mon.rate[k] = n_spk
+    for q in range(n_spk):
+        i = mon.spiked[q]
+        if mon.spk_mask[i]:
+            mon.spk_t[n_written] = t
+            mon.spk_i[n_written] = i
+            n_written += 1
+    if rec_every > 0 and t % rec_every == 0:
+        for q in range(mon.rec_idx.shape[0]):
+            j = mon.rec_idx[q]
+            mon.rec_v[n_rec, q] = state.v[j]
+            mon.rec_ge[n_rec, q] = state.ge[j]
+            mon.rec_gi[n_rec, q] = state.gi[j]
+        n_rec += 1
+    return n_written, n_rec
+
+
+def _propagate(t, slot, n_spk, spiked, flag, net, buf_e, buf_i, counters):
+    """Step 5: the recurrent synapses of the step's spikes (event-driven push, or dense
+    pull above ``dense_limit``), then depression on their rows and their procedural rows."""
+    rec, dmod, inh_sign, dt = (
+        net.rec,
+        buf_e.shape[0],
+        net.neurons.syn[INH_SIGN],
+        net.neurons.syn[DT],
+    )
+    if rec.indptr.shape[0] > 1 and n_spk > 0:
+        if net.dense_limit >= 0 and n_spk > net.dense_limit:
+            counters[C_DENSE_STEPS] += 1
+            pull_dense(spiked, n_spk, flag, rec, net.rec_csc, buf_e, buf_i, slot, dmod, inh_sign)
+        else:
+            counters[C_EVENT_STEPS] += 1
+            r_has_stp = net.rec_stp.prm.shape[0] > 0
+            for q in range(n_spk):
+                scale = 1.0
+                if r_has_stp:
+                    scale = stp_scale(spiked[q], 1, t, dt, net.rec_stp)
+                push_csr(spiked[q], scale, rec, buf_e, buf_i, slot, dmod, inh_sign)
+    elif n_spk > 0:
+        counters[C_EVENT_STEPS] += 1
+    if net.rec_plastic.rule.shape[0] > 0:  # depression on the rows of this step's spikes
+        for q in range(n_spk):
+            plastic_pre(spiked[q], 1, t, dt, rec, net.rec_plastic)
+    if net.procedural.ip.shape[0] > 0:
+        for q in range(n_spk):
+            push_procedural(spiked[q], 1, 0, net.procedural, buf_e, buf_i, slot, dmod, inh_sign)
+
+
+def _external(k, t, slot, inputs, net, buf_e, buf_i):
+    """Steps 6-7: the spike-array input events of the step, then the Poisson groups, whose
+    counts come from the (seed, group, step, source) stream."""
+    dmod, inh_sign, dt = buf_e.shape[0], net.neurons.syn[INH_SIGN], net.neurons.syn[DT]
+    has_ext = net.ext.indptr.shape[0] > 1
+    has_proc = net.procedural.ip.shape[0] > 0
+    for q in range(inputs.ptr[k], inputs.ptr[k + 1]):
+        s, m = inputs.idx[q], inputs.cnt[q]
+        _input_event(s, m, t, dt, net, buf_e, buf_i, slot, dmod, inh_sign, has_ext, has_proc)
+    pois = net.poisson
+    for g in range(pois.first.shape[0]):
+        key_t = row_key(pois.keys[g], t)
+        for i in range(pois.size[g]):
+            j = pois.start[g] + i
+            if pois.lam[j] <= 0.0:
+                continue  # silent source: no draw (the stream is keyed by source)
+            u = uniform(key_t, i)
+            if u > pois.elam[j]:
+                s, m = pois.first[g] + i, poisson_count(pois.lam[j], pois.elam[j], u)
+                _input_event(
+                    s, m, t, dt, net, buf_e, buf_i, slot, dmod, inh_sign, has_ext, has_proc
+                )
+
+
+def _potentiate(t, n_spk, spiked, net):
+    """Step 8: potentiation on the incoming synapses of the step's spikes (pre before
+    post: after every presynaptic event of the step)."""
+    dt = net.neurons.syn[DT]
+    for q in range(n_spk):
+        if net.rec_plastic.rule.shape[0] > 0:
+            plastic_post(spiked[q], t, dt, net.rec_csc, net.rec.weights, net.rec_plastic)
+        if net.ext_plastic.rule.shape[0] > 0:
+            plastic_post(spiked[q], t, dt, net.ext_csc, net.ext.weights, net.ext_plastic)
+
+
 def simulate_steps(n_steps, t0, net, state, inputs, mon, counters):
     """Advance ``n_steps`` steps from step ``t0``; see :func:`.reference.simulate`.
 
     Compiled once per (model, threads, procedural, plastic) by :func:`kernel`, so a network
-    compiles only what it runs.
+    compiles only what it runs; the step helpers above are inlined into it.
     """
-    v, ge, gi, buf_e, buf_i = state.v, state.ge, state.gi, state.buf_e, state.buf_i
-    rec, csc, proc, pois = net.rec, net.rec_csc, net.procedural, net.poisson
+    buf_e, buf_i, spiked, flag = state.buf_e, state.buf_i, mon.spiked, mon.flag
     params, ref_steps, sc = net.neurons.params, net.neurons.ref_steps, net.neurons.syn
-    spk_mask, spk_t, spk_i, rate = mon.spk_mask, mon.spk_t, mon.spk_i, mon.rate
-    rec_idx, spiked, flag = mon.rec_idx, mon.spiked, mon.flag
     h_prm, theta = net.homeostasis
     has_homeo = h_prm.shape[0] > 0 and h_prm[H_FROZEN] == 0.0
-    r_has_stp = net.rec_stp.prm.shape[0] > 0
-    r_plastic = net.rec_plastic.rule.shape[0] > 0
-    x_plastic = net.ext_plastic.rule.shape[0] > 0
-    dense_limit = net.dense_limit
-    dt = sc[DT]
-    inh_sign = sc[INH_SIGN]
-    rec_every = counters[C_RECORD_EVERY]
     hom = counters[C_HOMOGENEOUS] == 1
+    rec_every = counters[C_RECORD_EVERY]
     dmod = buf_e.shape[0]
-    has_rec = rec.indptr.shape[0] > 1
-    has_ext = net.ext.indptr.shape[0] > 1
-    has_proc = proc.ip.shape[0] > 0
-    cap = spk_t.shape[0]
+    cap = mon.spk_t.shape[0]
     n_written = counters[C_WRITTEN]
     n_rec = counters[C_RECORDED]
     n_mon = counters[C_MONITORED]
@@ -97,95 +171,24 @@ def simulate_steps(n_steps, t0, net, state, inputs, mon, counters):
         t = t0 + k
         slot = t % dmod
         # --- 1-3: arrivals, integration, threshold and reset: branch-free, vectorizable
-        _update(hom, v, ge, gi, state.refrac, buf_e[slot], buf_i[slot], params, ref_steps, sc, flag)
+        v, ge, gi, refrac = state.v, state.ge, state.gi, state.refrac
+        _update(hom, v, ge, gi, refrac, buf_e[slot], buf_i[slot], params, ref_steps, sc, flag)
         n_spk = collect(flag, spiked)
         if has_homeo:
             homeostasis(h_prm, theta, params, spiked, n_spk)
-        # --- 4: monitors
-        rate[k] = n_spk
-        for q in range(n_spk):
-            i = spiked[q]
-            if spk_mask[i]:
-                spk_t[n_written] = t
-                spk_i[n_written] = i
-                n_written += 1
-        if rec_every > 0 and t % rec_every == 0:
-            for q in range(rec_idx.shape[0]):
-                j = rec_idx[q]
-                mon.rec_v[n_rec, q] = v[j]
-                mon.rec_ge[n_rec, q] = ge[j]
-                mon.rec_gi[n_rec, q] = gi[j]
-            n_rec += 1
-        # --- 5: recurrent propagation: event-driven push or dense pull
-        if has_rec and n_spk > 0:
-            if dense_limit >= 0 and n_spk > dense_limit:
-                counters[C_DENSE_STEPS] += 1
-                pull_dense(spiked, n_spk, flag, rec, csc, buf_e, buf_i, slot, dmod, inh_sign)
-            else:
-                counters[C_EVENT_STEPS] += 1
-                for q in range(n_spk):
-                    scale = 1.0
-                    if r_has_stp:
-                        scale = stp_scale(spiked[q], 1, t, dt, net.rec_stp)
-                    push_csr(spiked[q], scale, rec, buf_e, buf_i, slot, dmod, inh_sign)
-        elif n_spk > 0:
-            counters[C_EVENT_STEPS] += 1
-        if r_plastic:  # depression on the rows of this step's spikes (after transmission)
-            for q in range(n_spk):
-                plastic_pre(spiked[q], 1, t, dt, rec, net.rec_plastic)
-        if has_proc:
-            for q in range(n_spk):
-                push_procedural(spiked[q], 1, 0, proc, buf_e, buf_i, slot, dmod, inh_sign)
-        # --- 6: external input spikes of this step
-        for q in range(inputs.ptr[k], inputs.ptr[k + 1]):
-            _input_event(
-                inputs.idx[q],
-                inputs.cnt[q],
-                t,
-                dt,
-                net,
-                buf_e,
-                buf_i,
-                slot,
-                dmod,
-                inh_sign,
-                has_ext,
-                has_proc,
-            )
-        # --- 7: Poisson groups: counts drawn from the (seed, group, step, source) stream
-        for g in range(pois.first.shape[0]):
-            key_t = row_key(pois.keys[g], t)
-            for i in range(pois.size[g]):
-                j = pois.start[g] + i
-                if pois.lam[j] <= 0.0:
-                    continue  # silent source: no draw (the stream is keyed by source)
-                u = uniform(key_t, i)
-                if u > pois.elam[j]:
-                    m = poisson_count(pois.lam[j], pois.elam[j], u)
-                    _input_event(
-                        pois.first[g] + i,
-                        m,
-                        t,
-                        dt,
-                        net,
-                        buf_e,
-                        buf_i,
-                        slot,
-                        dmod,
-                        inh_sign,
-                        has_ext,
-                        has_proc,
-                    )
-        # --- 8: potentiation on the incoming synapses of this step's spikes (pre before post)
-        for q in range(n_spk):
-            if r_plastic:
-                plastic_post(spiked[q], t, dt, csc, rec.weights, net.rec_plastic)
-            if x_plastic:
-                plastic_post(spiked[q], t, dt, net.ext_csc, net.ext.weights, net.ext_plastic)
+        n_written, n_rec = _record(k, t, n_spk, state, mon, n_written, n_rec, rec_every)
+        _propagate(t, slot, n_spk, spiked, flag, net, buf_e, buf_i, counters)
+        _external(k, t, slot, inputs, net, buf_e, buf_i)
+        _potentiate(t, n_spk, spiked, net)
         counters[C_SPIKES] += n_spk
     counters[C_WRITTEN] = n_written
     counters[C_RECORDED] = n_rec
     return n_steps, STATUS_DONE
+
+
+#: the helpers of simulate_steps, compiled (inlined) per variant in this order, so each
+#: sees the variant's stand-ins and the helpers compiled before it
+_HELPERS = ("_input_event", "_record", "_propagate", "_external", "_potentiate")
 
 
 _kernels: dict = {}
@@ -203,9 +206,9 @@ def _step_loop(update, name, parallel, procedural, plastic):
         bindings["plastic_pre"] = no_plastic_pre
         bindings["plastic_post"] = no_plastic_post
     suffix = f"{'' if procedural else '__noproc'}{'' if plastic else '__static'}"
-    bindings["_input_event"] = variant(
-        _input_event, bindings, f"_input_event{suffix}", inline="always"
-    )
+    for helper in _HELPERS:
+        fn = globals()[helper]
+        bindings[helper] = variant(fn, dict(bindings), f"{helper}{suffix}", inline="always")
     return variant(
         simulate_steps,
         bindings,
