@@ -46,7 +46,7 @@ class _Network(Protocol):
     max_delay_steps: int
     inputs: dict[str, Any]
     projections: list[Projection]
-    _neuron_arrays: dict[str, np.ndarray]
+    neuron: LIFParams
 
     def get_params(self) -> dict[str, Any]: ...
     def snapshot(self) -> Snapshot: ...
@@ -119,7 +119,8 @@ def save_network(net: _Network, path: str | Path) -> Path:
     arrays["homeostasis.theta"] = snap.theta
     arrays.update({_STP_FILES[k]: a for k, a in snap.stp.items()})
     arrays.update({f"state.{k}": getattr(snap.state, k) for k in STATE_ARRAYS})
-    arrays.update({f"neuron.{k}": net._neuron_arrays[k] for k in _NEURON})
+    neuron = net.neuron.arrays(net.n_neurons)
+    arrays.update({f"neuron.{k}": neuron[k] for k in _NEURON})
     meta = {
         "t": snap.state.t,
         "rng_state": _rng_state_json(snap.state.rng),

@@ -1,7 +1,9 @@
 """What the simulation kernels take: named tuples of arrays and the layout of parameter vectors.
 
 Every backend's ``simulate(n_steps, t0, net, state, inputs, mon, counters)`` reads the same
-structures (numba compiles field access on named tuples to a plain argument, at no cost):
+structures (numba compiles a field access on a named tuple to a plain argument: the loops
+run as fast as on positional tuples; typing the nested ``Network`` costs the dispatcher
+about 7 us a call, against 2,000 steps per call in a run):
 
 * ``net`` (:class:`Network`): what ``SpikingNetwork.build`` assembles once; the neuron
   parameters, the synapses of the recurrent (``rec``) and input (``ext``) groups, the
