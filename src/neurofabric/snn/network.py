@@ -55,7 +55,6 @@ from neurofabric.snn.inputs import (
 from neurofabric.snn.kernels import layout as L
 from neurofabric.snn.monitors import RunResult
 from neurofabric.snn.params import LIFParams, SynapseParams
-from neurofabric.snn.persistence import load_network, save_network
 from neurofabric.snn.plasticity import (
     Rule,
     check_plastic_projection,
@@ -657,9 +656,13 @@ class SpikingNetwork:
 
     def save(self, path: str | Path) -> Path:
         """Save structure, parameters, synapses and state (a run can resume after load)."""
+        from neurofabric.snn.persistence import save_network  # pyarrow loads on first use
+
         return save_network(self, path)
 
     @classmethod
     def load(cls, path: str | Path, *, backend: str | None = None) -> SpikingNetwork:
         """Load a network saved by :meth:`save`; raises ``CheckpointError`` if it is corrupt."""
+        from neurofabric.snn.persistence import load_network  # pyarrow loads on first use
+
         return load_network(cls, path, backend=backend)
