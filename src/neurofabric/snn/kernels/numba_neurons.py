@@ -2,7 +2,13 @@
 of every neuron (one loop per synapse model, branch-free so LLVM vectorizes it), the
 threshold homeostasis after the test, and the collection of the step's spikes.
 
-The per-neuron formulas come from :mod:`.formulas` (compiled by :mod:`.numba_jit`).
+The per-neuron formulas come from :mod:`.formulas` (compiled by :mod:`.numba_jit`); the
+three update loops differ only in the neuron they call and the parameters they read. One
+generic loop compiled per model (the neuron bound in, as the step loop's variants are)
+gave the same machine code for the update (instruction count, vector width; update-bound
+networks ran as fast), yet Diehl & Cook training, many short runs with plasticity, ran
+3.5-5 % slower with it, reproducibly and with bit-identical results; the cause was not
+isolated, so the three loops stay.
 """
 
 import numpy as np
@@ -30,7 +36,7 @@ from neurofabric.snn.kernels.layout import (
     V_RESET,
     V_TH,
 )
-from neurofabric.snn.kernels.numba_jit import formula, variant
+from neurofabric.snn.kernels.numba_jit import formula
 
 flushed = formula["flushed"]
 cuba_v = formula["cuba_v"]
@@ -57,88 +63,170 @@ def _refractory_step(r, vn, v_old, v_th, v_reset, ref):
 
 
 @njit(cache=True, inline="always")
-def _cuba_neuron(v, ge, gi, r, a_e, a_i, p, ref, syn):
-    """One CUBA neuron (parameters ``p``: a column of ``Neurons.params``; ``syn``: the
-    synapse constants): returns (v, g_e, g_i, refractory counter, fired)."""
+def _cuba_neuron(v, ge, gi, r, a_e, a_i, v_inf, v_reset, v_th, dm, ce, ci, ref, de, di):
+    """One CUBA neuron: returns (v, g_e, g_i, refractory counter, fired)."""
     x_e = ge + a_e
     x_i = gi + a_i
-    vn = cuba_v(v, x_e, x_i, p[V_INF], p[DECAY_M], p[C_E], p[C_I])
-    v_new, r_new, fired = _refractory_step(r, vn, v, p[V_TH], p[V_RESET], ref)
-    return v_new, flushed(x_e * syn[DECAY_E]), flushed(x_i * syn[DECAY_I]), r_new, fired
+    vn = cuba_v(v, x_e, x_i, v_inf, dm, ce, ci)
+    v_new, r_new, fired = _refractory_step(r, vn, v, v_th, v_reset, ref)
+    return v_new, flushed(x_e * de), flushed(x_i * di), r_new, fired
 
 
 @njit(cache=True, inline="always")
-def _coba_neuron(v, ge, gi, r, a_e, a_i, p, ref, syn):
-    """One COBA neuron, as :func:`_cuba_neuron`."""
+def _coba_neuron(v, ge, gi, r, a_e, a_i, v_inf, v_reset, v_th, dtm, ref, de, di, e_exc, e_inh):
     x_e = ge + a_e
     x_i = gi + a_i
-    vn = coba_v(v, x_e, x_i, p[V_INF], p[DT_TAU_M], syn[E_EXC], syn[E_INH])
-    v_new, r_new, fired = _refractory_step(r, vn, v, p[V_TH], p[V_RESET], ref)
-    return v_new, flushed(x_e * syn[DECAY_E]), flushed(x_i * syn[DECAY_I]), r_new, fired
+    vn = coba_v(v, x_e, x_i, v_inf, dtm, e_exc, e_inh)
+    v_new, r_new, fired = _refractory_step(r, vn, v, v_th, v_reset, ref)
+    return v_new, flushed(x_e * de), flushed(x_i * di), r_new, fired
 
 
 @njit(cache=True, inline="always")
-def _delta_neuron(v, ge, gi, r, a_e, a_i, p, ref, syn):
-    """One neuron with delta synapses (g_e and g_i stay 0), as :func:`_cuba_neuron`."""
-    vn = delta_v(v, a_e, a_i, p[V_INF], p[DECAY_M])
-    v_new, r_new, fired = _refractory_step(r, vn, v, p[V_TH], p[V_RESET], ref)
-    return v_new, ge, gi, r_new, fired
+def _delta_neuron(v, r, a_e, a_i, v_inf, v_reset, v_th, dm, ref):
+    vn = delta_v(v, a_e, a_i, v_inf, dm)
+    return _refractory_step(r, vn, v, v_th, v_reset, ref)
 
 
-@njit(cache=True, inline="always")
-def _column(params, i):
-    """The parameters of neuron ``i`` (a column of ``Neurons.params``), as a tuple."""
-    return (
-        params[0, i],
-        params[1, i],
-        params[2, i],
-        params[3, i],
-        params[4, i],
-        params[5, i],
-        params[6, i],
-    )
-
-
-_neuron = _cuba_neuron  # rebound per synapse model (see UPDATES)
-
-
-def update(hom, v, ge, gi, refrac, be, bi, params, ref, syn, flag):
-    """Steps 1-3 for every neuron: take the arrivals ``be``/``bi`` (and clear them),
-    integrate, test the threshold, reset; ``flag[i]`` says whether neuron ``i`` fired.
-    ``hom``: all neurons share their parameters, so column 0 is read once (the per-step
-    memory traffic is then the state alone). Compiled per model with ``_neuron`` bound to
-    its neuron; the loops are branch-free, so LLVM vectorizes them."""
-    constants = (syn[0], syn[1], syn[2], syn[3])  # read once, not in the loop
+@njit(cache=True)
+def update_cuba(hom, v, ge, gi, refrac, be, bi, nparam, ref, sc, flag):
+    """Steps 1-3 for every CUBA neuron. ``hom``: all neurons share parameters (column 0 is
+    read, which keeps the per-step memory traffic to the state alone)."""
+    de = sc[DECAY_E]
+    di = sc[DECAY_I]
     if hom:
-        p = _column(params, 0)
-        rf = ref[0]
+        p0, p1, p2, p3, p4, p5, rf = (
+            nparam[V_INF, 0],
+            nparam[V_RESET, 0],
+            nparam[V_TH, 0],
+            nparam[DECAY_M, 0],
+            nparam[C_E, 0],
+            nparam[C_I, 0],
+            ref[0],
+        )
         for i in range(v.shape[0]):
-            v[i], ge[i], gi[i], refrac[i], flag[i] = _neuron(
-                v[i], ge[i], gi[i], refrac[i], be[i], bi[i], p, rf, constants
+            v[i], ge[i], gi[i], refrac[i], flag[i] = _cuba_neuron(
+                v[i], ge[i], gi[i], refrac[i], be[i], bi[i], p0, p1, p2, p3, p4, p5, rf, de, di
             )
             be[i] = 0.0
             bi[i] = 0.0
     else:
         for i in range(v.shape[0]):
-            v[i], ge[i], gi[i], refrac[i], flag[i] = _neuron(
-                v[i], ge[i], gi[i], refrac[i], be[i], bi[i], _column(params, i), ref[i], constants
+            v[i], ge[i], gi[i], refrac[i], flag[i] = _cuba_neuron(
+                v[i],
+                ge[i],
+                gi[i],
+                refrac[i],
+                be[i],
+                bi[i],
+                nparam[V_INF, i],
+                nparam[V_RESET, i],
+                nparam[V_TH, i],
+                nparam[DECAY_M, i],
+                nparam[C_E, i],
+                nparam[C_I, i],
+                ref[i],
+                de,
+                di,
+            )
+            be[i] = 0.0
+            bi[i] = 0.0
+
+
+@njit(cache=True)
+def update_coba(hom, v, ge, gi, refrac, be, bi, nparam, ref, sc, flag):
+    """Steps 1-3 for every COBA neuron."""
+    de = sc[DECAY_E]
+    di = sc[DECAY_I]
+    if hom:
+        p0, p1, p2, p6, rf = (
+            nparam[V_INF, 0],
+            nparam[V_RESET, 0],
+            nparam[V_TH, 0],
+            nparam[DT_TAU_M, 0],
+            ref[0],
+        )
+        for i in range(v.shape[0]):
+            v[i], ge[i], gi[i], refrac[i], flag[i] = _coba_neuron(
+                v[i],
+                ge[i],
+                gi[i],
+                refrac[i],
+                be[i],
+                bi[i],
+                p0,
+                p1,
+                p2,
+                p6,
+                rf,
+                de,
+                di,
+                sc[E_EXC],
+                sc[E_INH],
+            )
+            be[i] = 0.0
+            bi[i] = 0.0
+    else:
+        for i in range(v.shape[0]):
+            v[i], ge[i], gi[i], refrac[i], flag[i] = _coba_neuron(
+                v[i],
+                ge[i],
+                gi[i],
+                refrac[i],
+                be[i],
+                bi[i],
+                nparam[V_INF, i],
+                nparam[V_RESET, i],
+                nparam[V_TH, i],
+                nparam[DT_TAU_M, i],
+                ref[i],
+                de,
+                di,
+                sc[E_EXC],
+                sc[E_INH],
+            )
+            be[i] = 0.0
+            bi[i] = 0.0
+
+
+@njit(cache=True)
+def update_delta(hom, v, ge, gi, refrac, be, bi, nparam, ref, sc, flag):
+    """Steps 1-3 for every neuron with delta synapses (jumps of v)."""
+    if hom:
+        p0, p1, p2, p3, rf = (
+            nparam[V_INF, 0],
+            nparam[V_RESET, 0],
+            nparam[V_TH, 0],
+            nparam[DECAY_M, 0],
+            ref[0],
+        )
+        for i in range(v.shape[0]):
+            v[i], refrac[i], flag[i] = _delta_neuron(
+                v[i], refrac[i], be[i], bi[i], p0, p1, p2, p3, rf
+            )
+            be[i] = 0.0
+            bi[i] = 0.0
+    else:
+        for i in range(v.shape[0]):
+            v[i], refrac[i], flag[i] = _delta_neuron(
+                v[i],
+                refrac[i],
+                be[i],
+                bi[i],
+                nparam[V_INF, i],
+                nparam[V_RESET, i],
+                nparam[V_TH, i],
+                nparam[DECAY_M, i],
+                ref[i],
             )
             be[i] = 0.0
             bi[i] = 0.0
 
 
 #: the neuron update of each synapse model
-UPDATES = {
-    model: variant(update, {"_neuron": neuron}, f"update_{name}")
-    for model, neuron, name in (
-        (MODEL_CUBA, _cuba_neuron, "cuba"),
-        (MODEL_COBA, _coba_neuron, "coba"),
-        (MODEL_DELTA, _delta_neuron, "delta"),
-    )
-}
+UPDATES = {MODEL_CUBA: update_cuba, MODEL_COBA: update_coba, MODEL_DELTA: update_delta}
 # ``_update`` is a placeholder: each compiled variant of ``update_parallel`` (and of the step
 # loop) rebinds it to the update of one neuron model (see ``numba_step``).
-_update = UPDATES[MODEL_CUBA]
+_update = update_cuba
 
 
 def update_parallel(hom, v, ge, gi, refrac, be, bi, nparam, ref, sc, flag):
