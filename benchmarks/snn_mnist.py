@@ -86,13 +86,11 @@ def main() -> None:
         last = [t0]
 
         def progress(p) -> None:
-            if p.image % 1000 == 0 or p.image == p.total:
+            if p.done % 1000 == 0 or p.done == p.total:
                 now = time.perf_counter()
-                acc = (
-                    "" if p.running_accuracy is None else f", running acc ~{p.running_accuracy:.3f}"
-                )
+                acc = "" if p["accuracy"] is None else f", running acc ~{p['accuracy']:.3f}"
                 print(
-                    f"# {p.image}/{p.total} images, {p.images_per_s:.1f} img/s "
+                    f"# {p.done}/{p.total} images, {p['images_per_s']:.1f} img/s "
                     f"({now - last[0]:.0f} s for the last chunk{acc})",
                     flush=True,
                 )

@@ -74,7 +74,7 @@ def main() -> None:
         clf = DiehlCookClassifier(n_neurons=args.neurons, seed=args.seed, rule=rule, **kw)
         acc: list = []
         t0 = time.perf_counter()
-        clf.fit(x, y, label_images=0, callback=lambda p, acc=acc: acc.append(p.running_accuracy))
+        clf.fit(x, y, label_images=0, callback=lambda p, acc=acc: acc.append(p["accuracy"]))
         rows.append(
             {
                 "variant": name,
@@ -96,8 +96,17 @@ def main() -> None:
             f"| {r['variant']} | {r['running_accuracy']:.3f} | {r['dead_neurons']} | "
             f"{r['images_per_s']:.1f} |"
         )
-    print(json.dumps({"benchmark": "snn_mnist_variants", "train": args.train, "rows": rows,
-                      "threads": THREADS, "thread_pools": threads_info()}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "benchmark": "snn_mnist_variants",
+                "train": args.train,
+                "rows": rows,
+                "threads": THREADS,
+                "thread_pools": threads_info(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -157,7 +157,7 @@ def test_mnist_train_and_eval_on_a_fake_dataset(tmp_path):
         pass
 
     def stop_at_21(p):
-        if p.image == 21:
+        if p.done == 21:
             raise Stop
 
     x, y = load_mnist("train", data_dir=tmp_path / "data")

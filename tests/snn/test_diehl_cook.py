@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
+from neurofabric.core.checkpoint import load_checkpoint
 from neurofabric.core.errors import CheckpointError, ConfigError, NotFittedError, ShapeError
 from neurofabric.snn.diehl_cook import DiehlCookClassifier
 
@@ -19,10 +20,11 @@ def test_learning_beats_chance_and_an_untrained_network(digits):
     x, y = digits
     progress = []
     trained = DiehlCookClassifier(**PARAMS).fit(x[:300], y[:300], callback=progress.append)
-    assert len(progress) == 300 and progress[-1].images_per_s > 0
+    assert len(progress) == 300 and progress[-1]["images_per_s"] > 0
+    assert progress[-1].task == "snn.diehl_cook.fit" and progress[-1].unit == "image"
     # the running estimate starts once labels exist (after 250 images), above chance
-    assert progress[249].running_accuracy is None
-    assert 0.15 < progress[-1].running_accuracy <= 1.0
+    assert progress[249]["accuracy"] is None
+    assert 0.15 < progress[-1]["accuracy"] <= 1.0
     acc = trained.score(x[1500:1700], y[1500:1700])
     untrained = DiehlCookClassifier(**PARAMS).fit(x[:1], y[:1], label_images=0)
     untrained.classes_ = np.arange(10)
@@ -103,7 +105,7 @@ def test_checkpoint_resume_equals_an_uninterrupted_run(digits, tmp_path):
         label_images=None,
         checkpoint=ck,
         checkpoint_every=15,
-        callback=lambda pr: seen.append(pr.image),
+        callback=lambda pr: seen.append(pr.done),
     )
     assert seen == list(range(1, 41))
 
@@ -112,7 +114,7 @@ def test_checkpoint_resume_equals_an_uninterrupted_run(digits, tmp_path):
         pass
 
     def stop_at_31(pr):
-        if pr.image == 31:
+        if pr.done == 31:
             raise Stop
 
     ck2 = tmp_path / "ck2"
@@ -133,7 +135,7 @@ def test_checkpoint_resume_equals_an_uninterrupted_run(digits, tmp_path):
         checkpoint=ck2,
         checkpoint_every=15,
         resume=True,
-        callback=lambda pr: resumed_from.append(pr.image),
+        callback=lambda pr: resumed_from.append(pr.done),
     )
     assert resumed_from[0] == 31  # continued after the checkpoint at 30 images
     np.testing.assert_array_equal(back.input_weights_, full.input_weights_)
@@ -145,6 +147,38 @@ def test_checkpoint_resume_equals_an_uninterrupted_run(digits, tmp_path):
         )
     with pytest.raises(CheckpointError, match="other"):
         DiehlCookClassifier(**p).fit(x[1:41], y[1:41], checkpoint=ck2, resume=True)
+
+
+def test_a_stopped_fit_leaves_a_checkpoint_there_and_a_usable_classifier(digits, tmp_path):
+    x, y = digits
+    p = {**PARAMS, "n_neurons": 12}
+    full = DiehlCookClassifier(**p).fit(x[:40], y[:40], label_images=None)
+    ck = tmp_path / "ck"
+    seen = []
+
+    def stop_after_17(pr):
+        seen.append(pr.done)
+        return pr.done == 17
+
+    clf = DiehlCookClassifier(**p).fit(
+        x[:40],
+        y[:40],
+        label_images=None,
+        checkpoint=ck,
+        checkpoint_every=10,
+        callback=stop_after_17,
+    )
+    assert clf.stopped_ and not full.stopped_ and seen == list(range(1, 18))
+    assert load_checkpoint(ck / "classifier").meta["done"] == 17  # written where it stopped
+    assert clf.predict(x[100:110]).shape == (10,)  # labelled from the 17 images it saw
+    assert set(clf.assignments_) <= set(y[:40])
+    back = DiehlCookClassifier(**p).fit(
+        x[:40], y[:40], label_images=None, checkpoint=ck, checkpoint_every=10, resume=True
+    )
+    assert not back.stopped_
+    np.testing.assert_array_equal(back.input_weights_, full.input_weights_)
+    np.testing.assert_array_equal(back.net_.theta_, full.net_.theta_)
+    np.testing.assert_array_equal(back.assignments_, full.assignments_)
 
 
 @pytest.mark.parametrize("bits", [4, 2])
@@ -175,7 +209,7 @@ def test_post_training_stp_changes_responses_and_switches_off(digits):
     assert depressed.sum() < plain.sum()  # depression weakens the drive
     np.testing.assert_array_equal(clf.input_weights_, w)  # weights frozen
     clf.set_stp(None)
-    assert clf.net_.stp_[4].size == 0
+    assert clf.net_.stp_.ext.prm.size == 0
 
 
 def test_quantize_input_weights_after_training(digits):

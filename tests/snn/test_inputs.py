@@ -85,7 +85,7 @@ def test_spike_array_input_delivers_given_times():
 def test_input_errors():
     with pytest.raises(ShapeError, match="rate"):
         PoissonInput(3, rate=[1.0, 2.0])
-    with pytest.raises(ConfigError, match=">= 0 Hz"):
+    with pytest.raises(ConfigError, match=r"PoissonInput.rate. must be >= 0 \(Hz\)"):
         PoissonInput(3, rate=-1.0)
     with pytest.raises(ConfigError, match="spikes per step"):
         SpikingNetwork(1).add_input("p", PoissonInput(1, rate=1e7))

@@ -134,10 +134,8 @@ def test_parallel_update_equals_serial(monkeypatch):
 
     serial = _raster(cuba(2000, seed=5))
     monkeypatch.setattr(numba_cpu, "PARALLEL_MIN_NEURONS", 1)
-    net = cuba(2000, seed=5)
-    net.build()
-    assert net._threads() >= 1
-    parallel = _raster(net)
+    assert numba_cpu.threads(2000) >= 1
+    parallel = _raster(cuba(2000, seed=5))
     np.testing.assert_array_equal(serial.spike_indices, parallel.spike_indices)
     np.testing.assert_array_equal(serial.state["v"], parallel.state["v"])
 
@@ -154,9 +152,13 @@ def test_decayed_synapses_reach_zero_not_a_subnormal(backend, synapse):
     dt, tau = 1e-4, 1e-3
     kwargs = {"e_exc": 0.0, "e_inh": -80e-3} if synapse == "coba" else {}
     net = SpikingNetwork(
-        1, dt=dt, max_delay=dt, seed=0, backend=backend,
+        1,
+        dt=dt,
+        max_delay=dt,
+        seed=0,
+        backend=backend,
         synapse=SynapseParams(synapse, tau_e=tau, tau_i=2 * tau, **kwargs),
-    )  # fmt: skip
+    )
     net.add_input("x", SpikeArrayInput(1, indices=[0], times=[0.0]))
     net.connect(OneToOne(), source="x", weight=0.5, delay=dt)
     res = net.run(12000 * dt, monitors=[StateMonitor(neurons=[0], variables=("ge",))])

@@ -79,10 +79,11 @@ def test_run_reports_progress_and_counts_every_spike(backend):
     n_steps = 5000  # three chunks of at most 2,000 steps
     res = net.run(n_steps * DT, monitors=[SpikeMonitor()], callback=seen.append)
     assert res.n_spikes == len(res.spike_times) > 50
-    assert [p.step for p in seen] == sorted({p.step for p in seen}) and len(seen) >= 3
-    assert seen[-1].step == seen[-1].total_steps == n_steps
-    assert seen[-1].spikes == res.n_spikes
-    assert all(isinstance(p.wall_s, float) and p.wall_s >= 0 for p in seen)
+    assert [p.done for p in seen] == sorted({p.done for p in seen}) and len(seen) >= 3
+    assert seen[-1].done == seen[-1].total == n_steps
+    assert seen[-1]["spikes"] == res.n_spikes
+    assert all(isinstance(p.elapsed_s, float) and p.elapsed_s >= 0 for p in seen)
+    assert {(p.task, p.unit) for p in seen} == {("snn.run", "step")} and not res.stopped
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -201,9 +202,14 @@ def test_plastic_recurrent_synapses_learn_alike_under_every_propagation(backend)
 
     def network(propagation):
         net = SpikingNetwork(
-            50, dt=DT, seed=3, backend=backend, v_init=(-70e-3, -56e-3), max_delay=2e-3,
+            50,
+            dt=DT,
+            seed=3,
+            backend=backend,
+            v_init=(-70e-3, -56e-3),
+            max_delay=2e-3,
             propagation=propagation,
-        )  # fmt: skip
+        )
         net.add_input("drive", PoissonInput(50, rate=400.0))
         net.connect(OneToOne(), source="drive", weight=9e-3)
         recurrent = Random(p=0.1)
@@ -230,9 +236,13 @@ def test_recorded_state_is_the_state_in_the_network_dtype(backend, dtype):
     # a float32 network records float32 traces (half the memory), and the last recorded
     # row is the final state itself, bit for bit
     net = SpikingNetwork(
-        8, neuron=LIFParams(i_ext=np.linspace(1.6e-9, 4e-9, 8)), dt=DT, seed=0,
-        backend=backend, dtype=dtype,
-    )  # fmt: skip
+        8,
+        neuron=LIFParams(i_ext=np.linspace(1.6e-9, 4e-9, 8)),
+        dt=DT,
+        seed=0,
+        backend=backend,
+        dtype=dtype,
+    )
     res = net.run(300 * DT, monitors=[StateMonitor(neurons=[1, 6], variables=("v", "ge"))])
     for var in ("v", "ge"):
         assert res.state[var].dtype == np.dtype(dtype) and res.state[var].shape == (300, 2)

@@ -67,7 +67,7 @@ def _progress(total: int, label: str):
     task = progress.add_task(label, total=total, info="")
 
     def callback(p) -> None:
-        progress.update(task, completed=p.step, info=f"{p.spikes} spikes")
+        progress.update(task, completed=p.done, info=f"{p['spikes']} spikes")
 
     return progress, callback
 
@@ -292,9 +292,9 @@ def mnist_train(
         first: list[int | None] = [None]
 
         def on_image(p) -> None:
-            first[0] = p.image if first[0] is None else first[0]
-            acc = "" if p.running_accuracy is None else f", ~{p.running_accuracy:.1%} acc"
-            progress.update(task, completed=p.image, info=f"{p.images_per_s:.1f} img/s{acc}")
+            first[0] = p.done if first[0] is None else first[0]
+            acc = "" if p["accuracy"] is None else f", ~{p['accuracy']:.1%} acc"
+            progress.update(task, completed=p.done, info=f"{p['images_per_s']:.1f} img/s{acc}")
 
         with progress:
             clf.fit(

@@ -116,3 +116,52 @@ def broadcast_param(
         bad = float(arr[arr <= 0][0])
         raise ConfigError(f"`{name}` must be > 0{_u(unit)}, got {bad}")
     return arr
+
+
+def check_span(name: str, value: Any, upper: int | None = None) -> tuple[int, int]:
+    """A ``(start, stop)`` pair of integers with ``0 <= start < stop`` (``<= upper`` when
+    given), e.g. a range of neurons."""
+    bound = "" if upper is None else f" <= {upper}"
+    ok = (
+        isinstance(value, (tuple, list))
+        and len(value) == 2
+        and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value)
+    )
+    if not ok or not (0 <= value[0] < value[1] and (upper is None or value[1] <= upper)):
+        raise ConfigError(
+            f"`{name}` must be a (start, stop) pair of integers with 0 <= start < stop{bound}, "
+            f"got {value!r}"
+        )
+    return int(value[0]), int(value[1])
+
+
+def check_indices(name: str, value: Any, n: int, *, nonempty: bool = False) -> np.ndarray:
+    """Integer indices into ``n`` items, each in ``[0, n)``; returned flat as int64."""
+    arr = np.asarray(value)
+    if arr.size and arr.dtype.kind not in "iu":
+        raise ConfigError(f"`{name}` must be integer indices in [0, {n}), got dtype {arr.dtype}")
+    idx = arr.astype(np.int64).ravel()
+    if nonempty and idx.size == 0:
+        raise ConfigError(f"`{name}` must be a non-empty list of indices in [0, {n}), got none")
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
+        raise ConfigError(
+            f"`{name}` must be indices in [0, {n}), got values in [{idx.min()}, {idx.max()}]"
+        )
+    return idx
+
+
+def check_nonnegative_array(name: str, value: Any, unit: str = "") -> np.ndarray:
+    """An array (or scalar) of finite values ``>= 0``, returned as float64."""
+    arr = np.asarray(value, dtype=np.float64)
+    if not np.all(np.isfinite(arr)):
+        raise ConfigError(f"`{name}` must be finite{_u(unit)}, got {value!r}")
+    if np.any(arr < 0):
+        raise ConfigError(f"`{name}` must be >= 0{_u(unit)}, got a minimum of {arr.min()}")
+    return arr
+
+
+def check_instance(name: str, value: Any, types: type | tuple[type, ...], expected: str) -> Any:
+    """An instance of ``types``; ``expected`` says what that is, for the message."""
+    if not isinstance(value, types):
+        raise ConfigError(f"`{name}` must be {expected}, got {value!r}")
+    return value

@@ -1,9 +1,10 @@
 """The spiking simulator: LIF networks on CSR or procedural connectivity."""
 
 from neurofabric.snn.inputs import PoissonInput, SpikeArrayInput
-from neurofabric.snn.monitors import RateMonitor, RunProgress, RunResult, SpikeMonitor, StateMonitor
-from neurofabric.snn.network import NetworkState, SpikingNetwork
+from neurofabric.snn.monitors import RateMonitor, RunResult, SpikeMonitor, StateMonitor
+from neurofabric.snn.network import SpikingNetwork
 from neurofabric.snn.params import LIFParams, SynapseParams
+from neurofabric.snn.state import NetworkState
 from neurofabric.snn.topology import AllToAll, DistanceDependent, OneToOne, Random, SmallWorld
 
 __all__ = [
@@ -15,7 +16,6 @@ __all__ = [
     "PoissonInput",
     "Random",
     "RateMonitor",
-    "RunProgress",
     "RunResult",
     "SmallWorld",
     "SpikeArrayInput",

@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 
 from neurofabric.core.errors import ConfigError
+from neurofabric.core.validation import check_positive
+from neurofabric.snn.kernels import layout as L
 from neurofabric.snn.kernels import rowgen
 from neurofabric.snn.topology import Random, Topology, max_row_length
 
@@ -85,6 +87,47 @@ class Projection:
         return ip, fp
 
 
+def delay_steps(
+    delay: float | tuple[float, float] | None, dt: float, max_delay: float, max_steps: int
+) -> tuple[int, int]:
+    """The (low, high) delay range of a projection in steps (None: one step): each in
+    1..``max_steps``, the ring buffer's length."""
+    if delay is None:
+        return 1, 1
+    lo, hi = (delay, delay) if np.ndim(delay) == 0 else tuple(delay)  # type: ignore[misc]
+    lo = check_positive("delay", lo, "s")
+    hi = check_positive("delay", hi, "s")
+    steps = (int(round(lo / dt)), int(round(hi / dt)))
+    if steps[0] < 1:
+        raise ConfigError(f"`delay` must be >= dt ({dt} s), got {lo} s")
+    if steps[1] > max_steps:
+        raise ConfigError(
+            f"`delay` must be <= max_delay ({max_delay} s, the ring buffer), got {hi} s; "
+            "raise max_delay"
+        )
+    if steps[1] < steps[0]:
+        raise ConfigError(f"`delay` range must be (low, high) with low <= high, got {delay}")
+    return steps
+
+
+def check_partner_overlap(
+    topology: Topology,
+    recurrent: bool,
+    src: tuple[int, int],
+    tgt: tuple[int, int],
+    allow_self: bool,
+) -> None:
+    """``AllToAll(skip_partner=True)`` leaves out source i -> target i of the ranges, which
+    removes self connections only when the ranges are equal or disjoint."""
+    overlap = recurrent and src[0] < tgt[1] and tgt[0] < src[1]
+    if getattr(topology, "skip_partner", False) and overlap and src != tgt and not allow_self:
+        raise ConfigError(
+            "AllToAll(skip_partner=True) on overlapping but different source and target "
+            f"ranges {src} and {tgt} would keep self connections; use equal or disjoint "
+            "ranges, or pass allow_self=True"
+        )
+
+
 def projection_key(seed32: int, index: int) -> int:
     """The stream key of projection ``index``: the same in CSR and procedural mode."""
     return rowgen.hash32(seed32 ^ rowgen.hash32(index * 2246822519 + 1))
@@ -99,7 +142,7 @@ class CSR:
     weights: np.ndarray
     delays: np.ndarray
     flags: np.ndarray  # [row-constant weights (0/1), constant delay in steps or -1]
-    csc: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    csc: L.Incoming | None = None
     # 1 where a synapse is plastic; empty when all or none are (see ``plastic``)
     mask: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint8))
     plastic: bool = False
@@ -130,6 +173,9 @@ class CSR:
 
     def sources(self) -> np.ndarray:
         return np.repeat(np.arange(len(self.indptr) - 1, dtype=np.int32), np.diff(self.indptr))
+
+    def kernel_args(self) -> L.Synapses:
+        return L.Synapses(self.indptr, self.indices, self.weights, self.delays, self.flags)
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {
@@ -279,14 +325,12 @@ def _compact_weights(
     return first, 1
 
 
-def build_csc(
-    csr: CSR, n_targets: int, kernels: ModuleType
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def build_csc(csr: CSR, n_targets: int, kernels: ModuleType) -> L.Incoming:
     """Incoming synapses per target (stable: sources ascending), for the dense pull path:
     (pointers, source of each, position of each in the CSR arrays). The positions are left
     out when weight and delay follow from the source alone."""
     need_pos = not (csr.flags[0] == 1 and csr.flags[1] >= 0)
-    return kernels.transpose(csr.indptr, csr.indices, n_targets, need_pos)
+    return L.Incoming(*kernels.transpose(csr.indptr, csr.indices, n_targets, need_pos))
 
 
 def csr_from_arrays(
@@ -320,8 +364,8 @@ class ProceduralTable:
     is_input: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     max_row: int = 1
 
-    def kernel_args(self) -> tuple[Any, ...]:
-        return (
+    def kernel_args(self) -> L.Procedural:
+        return L.Procedural(
             self.ip,
             self.fp,
             self.keys,

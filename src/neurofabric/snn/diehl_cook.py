@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +27,27 @@ from neurofabric.core.checkpoint import (
     save_checkpoint,
 )
 from neurofabric.core.errors import CheckpointError, ConfigError, NotFittedError, ShapeError
+from neurofabric.core.progress import ProgressCallback, ProgressReporter, check_callback
 from neurofabric.core.rng import SeedLike, seed_to_int
-from neurofabric.core.validation import check_int, check_positive
+from neurofabric.core.validation import (
+    check_choice,
+    check_instance,
+    check_int,
+    check_nonnegative,
+    check_positive,
+)
 from neurofabric.snn.homeostasis import AdaptiveThreshold
 from neurofabric.snn.inputs import PoissonInput
 from neurofabric.snn.monitors import SpikeMonitor
 from neurofabric.snn.network import SpikingNetwork
 from neurofabric.snn.params import LIFParams, SynapseParams
-from neurofabric.snn.plasticity import DiehlCookSTDP, TripletSTDP, rule_from_json, rule_to_json
+from neurofabric.snn.plasticity import (
+    DiehlCookSTDP,
+    PairSTDP,
+    TripletSTDP,
+    rule_from_json,
+    rule_to_json,
+)
 from neurofabric.snn.stp import ShortTermPlasticity
 from neurofabric.snn.topology import AllToAll, OneToOne
 
@@ -117,14 +127,49 @@ class _RunningAccuracy:
         return float(self.hit[made].mean()) if np.any(made) else None
 
 
-@dataclass
-class TrainProgress:
-    """What the ``callback`` of :meth:`DiehlCookClassifier.fit` receives per image."""
+class _Training:
+    """One fit: the data, the training state (images done, responses, master weights) and
+    where the checkpoints go."""
 
-    image: int
-    total: int
-    images_per_s: float
-    running_accuracy: float | None
+    def __init__(
+        self,
+        xs: np.ndarray,
+        ys: np.ndarray,
+        epochs: int,
+        checkpoint: str | os.PathLike[str] | None,
+        every: int,
+        seed: int,
+    ) -> None:
+        self.xs, self.ys, self.seed = xs, ys, seed
+        self._orders: dict[int, np.ndarray] = {}
+        self.total = epochs * len(xs)
+        self.fingerprint = _fingerprint(xs, ys, epochs)
+        self.path = None if checkpoint is None else Path(checkpoint)
+        self.every = every
+        self.done = 0
+        self.responses = np.zeros((0, 0), np.uint16)
+        self.master: np.ndarray | None = None
+        self.counts = np.zeros(0, np.int64)
+
+    def order(self, epoch: int) -> np.ndarray:
+        """The presentation order of ``epoch`` (a permutation drawn from ``seed + epoch``)."""
+        if epoch not in self._orders:  # one epoch's order kept at a time
+            rng = np.random.default_rng(self.seed + epoch)
+            self._orders = {epoch: rng.permutation(len(self.xs))}
+        return self._orders[epoch]
+
+    def image(self, step: int) -> int:
+        """The index of the image shown at training step ``step``."""
+        epoch, k = divmod(step, len(self.xs))
+        return int(self.order(epoch)[k])
+
+    def seen(self) -> np.ndarray:
+        """Which images have been shown (all after the first epoch)."""
+        if self.done >= len(self.xs):
+            return np.ones(len(self.xs), bool)
+        seen = np.zeros(len(self.xs), bool)
+        seen[self.order(0)[: self.done]] = True
+        return seen
 
 
 class DiehlCookClassifier:
@@ -165,6 +210,7 @@ class DiehlCookClassifier:
         self.n_neurons = check_int("n_neurons", n_neurons, min_value=1)
         self.max_rate = check_positive("max_rate", max_rate, "Hz")
         self.t_present = check_positive("t_present", t_present, "s")
+        check_nonnegative("t_rest", t_rest, "s")
         self.t_rest = t_rest
         self.min_spikes = check_int("min_spikes", min_spikes, min_value=0)
         self.rate_boost = check_positive("rate_boost", rate_boost, "Hz")
@@ -172,24 +218,25 @@ class DiehlCookClassifier:
             rule = DiehlCookSTDP(nu_pre=1e-4, nu_post=1e-2, x_tar=0.4, mu=1.0, w_max=1.0)
         elif rule == "code":
             rule = self.code_rule()
-        elif not hasattr(rule, "vector"):
-            raise ConfigError(
-                f"`rule` must be 'paper', 'code' or a rule of neurofabric.snn.plasticity, "
-                f"got {rule!r}"
-            )
+        else:
+            expected = "'paper', 'code' or a rule of neurofabric.snn.plasticity"
+            check_instance("rule", rule, (PairSTDP, TripletSTDP, DiehlCookSTDP), expected)
         self.rule = rule
+        for name, value, unit in (
+            ("theta_plus", theta_plus, "V"),
+            ("w_exc_inh", w_exc_inh, ""),
+            ("w_inh_exc", w_inh_exc, ""),
+        ):
+            check_nonnegative(name, value, unit)
         self.theta_plus = theta_plus
         self.w_exc_inh = w_exc_inh
         self.w_inh_exc = w_inh_exc
         self.norm_per_input = check_positive("norm_per_input", norm_per_input)
+        check_positive("dt", dt, "s")
         self.dt = dt
         self.seed = seed_to_int(seed)
         self.backend = backend
-        if weight_bits is not None and weight_bits not in (2, 4, 8):
-            raise ConfigError(
-                f"`weight_bits` must be 2, 4, 8 or None (float weights), got {weight_bits!r}"
-            )
-        self.weight_bits = weight_bits
+        self.weight_bits = check_choice("weight_bits", weight_bits, (2, 4, 8, None))
         self.t_lock_exc = check_positive("t_lock_exc", t_lock_exc, "s")
 
     @staticmethod
@@ -300,7 +347,7 @@ class DiehlCookClassifier:
         *,
         epochs: int = 1,
         label_images: int | None = 10000,
-        callback: Callable[[TrainProgress], None] | None = None,
+        callback: ProgressCallback | None = None,
         checkpoint: str | os.PathLike[str] | None = None,
         checkpoint_every: int = 1000,
         resume: bool = False,
@@ -315,67 +362,87 @@ class DiehlCookClassifier:
         and parameters: a mismatch raises ``CheckpointError``). Resuming is strict:
         ``resume=True`` without a checkpoint there raises ``CheckpointError``, and so does
         ``resume=False`` on a folder that already holds one (it is never overwritten
-        silently). The ``callback`` gets a
-        :class:`TrainProgress` per image, with a running accuracy estimate: each image is
-        classified from its training response with labels assigned from the responses of the
-        1,000 images before it (learning on, so it lags the accuracy of the frozen network).
+        silently).
+
+        ``callback`` receives a :class:`~neurofabric.core.progress.Progress` per image (task
+        ``"snn.diehl_cook.fit"``, unit ``"image"``, metrics ``images_per_s`` and
+        ``accuracy``, a running estimate: each image classified from its training response
+        with labels assigned from the responses of the 1,000 images before it, None until
+        the first 250). When it returns True, training stops after that image: the
+        checkpoint (if any) is written there, so ``resume=True`` continues from it; the
+        neurons are labelled as after a full run (from the images seen, with
+        ``label_images=None``); ``stopped_`` is True.
         """
         xs = self._check_x(x)
         ys = self._check_y(y, len(xs))
         check_int("epochs", epochs, min_value=1)
         check_int("checkpoint_every", checkpoint_every, min_value=1)
-        total = epochs * len(xs)
-        fingerprint = _fingerprint(xs, ys, epochs)
-        done = 0
+        check_callback(callback)
+        if label_images is not None:
+            check_int("label_images", label_images, min_value=0)
+        run = _Training(xs, ys, epochs, checkpoint, checkpoint_every, self.seed)
         self._check_resume(checkpoint, resume)
         if resume:
-            done, responses, master = self._load_progress(Path(checkpoint), fingerprint)
-            log.info("resuming training from %s at image %d of %d", checkpoint, done, total)
+            run.done, run.responses, run.master = self._load_progress(run.path, run.fingerprint)
+            log.info("resuming training from %s at image %d of %d", checkpoint, run.done, run.total)
         else:
             self.n_input_ = xs.shape[1]
             self.scale_ = 1.0 / max(float(xs.max()), 1e-12)
             self.net_ = self._build(self.n_input_)
             self.classes_ = np.unique(ys)
-            responses = np.zeros((len(xs), self.n_neurons), np.uint16)
-            master = self._plastic_weights().copy() if self.weight_bits else None
-        run_est = _RunningAccuracy(self.n_neurons, self.classes_)
-        t0 = time.perf_counter()
-        start = done
-        order = None
-        for step in range(done, total):
-            epoch, k = divmod(step, len(xs))
-            if order is None or k == 0:
-                order = np.random.default_rng(self.seed + epoch).permutation(len(xs))
-            i = int(order[k])
-            if master is not None:
-                self._set_plastic_weights(self._rounded(master))
-                before = self._plastic_weights().copy()
-            counts = self._present(self.net_, xs[i], self.scale_)
-            responses[i] = np.minimum(counts, np.iinfo(np.uint16).max)
-            if master is not None:
-                master += self._plastic_weights() - before
-                np.clip(master, 0.0, self.rule.w_max, out=master)
-                self._set_plastic_weights(master)
-            self.net_.normalize_weights("pixels", self.norm_per_input * self.n_input_)
-            if master is not None:
-                master[:] = self._plastic_weights()
-            run_est.add(counts, int(ys[i]))
-            if checkpoint is not None and ((step + 1) % checkpoint_every == 0 or step + 1 == total):
-                if master is not None:
-                    self._set_plastic_weights(self._rounded(master))
-                self._save_progress(Path(checkpoint), step + 1, fingerprint, responses, master)
-            if callback is not None:
-                rate = (step + 1 - start) / max(time.perf_counter() - t0, 1e-9)
-                callback(TrainProgress(step + 1, total, rate, run_est.accuracy()))
-        if master is not None:
-            self._set_plastic_weights(self._rounded(master))
+            run.responses = np.zeros((len(xs), self.n_neurons), np.uint16)
+            run.master = self._plastic_weights().copy() if self.weight_bits else None
+        reporter = ProgressReporter("snn.diehl_cook.fit", run.total, "image", callback)
+        self._train(run, reporter)
+        self.stopped_ = reporter.stopped
+        if run.master is not None:
+            self._set_plastic_weights(self._rounded(run.master))
         if label_images is None:
-            self._assign(responses.astype(np.float64), ys)
+            seen = run.seen()
+            self._assign(run.responses[seen].astype(np.float64), ys[seen])
         else:
             self.assignments_ = np.zeros(self.n_neurons, ys.dtype)
             if label_images > 0:
                 self.relabel(xs[:label_images], ys[:label_images])
         return self
+
+    def _train(self, run: _Training, reporter: ProgressReporter) -> None:
+        """The training loop from image ``run.done`` on, until the end or the callback's
+        stop (with a checkpoint where it stopped)."""
+        run_est = _RunningAccuracy(self.n_neurons, self.classes_)
+        start, saved = run.done, run.done
+        while run.done < run.total:
+            i = run.image(run.done)
+            self._learn_image(run, i)
+            run_est.add(run.counts, int(run.ys[i]))
+            run.done += 1
+            due = run.done % run.every == 0 or run.done == run.total
+            if run.path is not None and due:
+                self._save_progress(run)
+                saved = run.done
+            rate = (run.done - start) / max(reporter.elapsed_s, 1e-9)
+            if reporter.update(run.done, images_per_s=rate, accuracy=run_est.accuracy()):
+                log.info("training stopped by the callback after image %d", run.done)
+                if run.path is not None and saved != run.done:
+                    self._save_progress(run)
+                break
+
+    def _learn_image(self, run: _Training, i: int) -> None:
+        """Present image ``i`` with learning on (quantization-aware: on the rounded master
+        weights), record its response, normalize the weights."""
+        master = run.master
+        if master is not None:
+            self._set_plastic_weights(self._rounded(master))
+            before = self._plastic_weights().copy()
+        run.counts = self._present(self.net_, run.xs[i], self.scale_)
+        run.responses[i] = np.minimum(run.counts, np.iinfo(np.uint16).max)
+        if master is not None:
+            master += self._plastic_weights() - before
+            np.clip(master, 0.0, self.rule.w_max, out=master)
+            self._set_plastic_weights(master)
+        self.net_.normalize_weights("pixels", self.norm_per_input * self.n_input_)
+        if master is not None:
+            master[:] = self._plastic_weights()
 
     # ------------------------------------------------------- quantization-aware learning
     def _plastic_mask(self) -> np.ndarray:
@@ -403,18 +470,16 @@ class DiehlCookClassifier:
         return fake_quantize(dense, spec)[tgt, src]
 
     # ------------------------------------------------------------------ checkpoints
-    def _save_progress(
-        self,
-        path: Path,
-        done: int,
-        fingerprint: str,
-        responses: np.ndarray,
-        master: np.ndarray | None,
-    ) -> None:
-        arrays = {"responses": responses, "classes": self.classes_}
-        if master is not None:
-            arrays["master_weights"] = master
-        self._write(path, _ENGINE + ".training", arrays, {"done": done, "fingerprint": fingerprint})
+    def _save_progress(self, run: _Training) -> None:
+        """The training checkpoint after ``run.done`` images (the network as it computes:
+        with quantization-aware learning, on the rounded master weights)."""
+        if run.master is not None:
+            self._set_plastic_weights(self._rounded(run.master))
+        arrays = {"responses": run.responses, "classes": self.classes_}
+        if run.master is not None:
+            arrays["master_weights"] = run.master
+        meta = {"done": run.done, "fingerprint": run.fingerprint}
+        self._write(run.path, _ENGINE + ".training", arrays, meta)
 
     def _params_json(self) -> dict[str, Any]:
         params = {k: getattr(self, k) for k in _PARAMS}
@@ -493,7 +558,14 @@ class DiehlCookClassifier:
 
     def _assign(self, responses: np.ndarray, y: np.ndarray) -> None:
         """Label each neuron with the class of its highest average response."""
-        means = np.stack([responses[y == c].mean(axis=0) for c in self.classes_])
+        means = np.stack(
+            [
+                responses[y == c].mean(axis=0)
+                if np.any(y == c)
+                else np.full(self.n_neurons, -np.inf)
+                for c in self.classes_
+            ]
+        )  # a class without images is assigned to no neuron
         self.assignments_ = self.classes_[np.argmax(means, axis=0)]
 
     def responses(self, x: Any) -> np.ndarray:
@@ -550,14 +622,19 @@ class DiehlCookClassifier:
         from neurofabric.quant import QuantSpec, quantize
 
         self._require_fitted()
-        if bits not in (2, 4, 8):
-            raise ConfigError(f"`bits` must be 2, 4 or 8, got {bits!r}")
+        check_choice("bits", bits, (2, 4, 8))
         spec = QuantSpec(bits=bits, scheme="symmetric", granularity=granularity)
         q = quantize(self.input_weights_, spec)
         csr = self.net_.input_csr_
         mask = self._plastic_mask()
         csr.weights[mask] = q.dequantize()[csr.indices[mask], csr.sources()[mask]]
         return q
+
+    @property
+    def backend_(self) -> str:
+        """The kernel backend the network runs on (``"auto"`` resolved)."""
+        self._require_fitted()
+        return self.net_.backend_
 
     @property
     def input_weights_(self) -> np.ndarray:

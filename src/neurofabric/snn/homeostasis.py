@@ -21,7 +21,12 @@ from typing import Any
 import numpy as np
 
 from neurofabric.core.errors import ConfigError
-from neurofabric.core.validation import check_nonnegative, check_number, check_positive
+from neurofabric.core.validation import (
+    check_nonnegative,
+    check_number,
+    check_positive,
+    check_span,
+)
 
 
 @dataclass(frozen=True)
@@ -87,19 +92,9 @@ class RateTargetThreshold:
 
 
 def _check_neurons(neurons: tuple[int, int] | None) -> None:
-    if neurons is None:
-        return
-    ok = (
-        isinstance(neurons, tuple | list)
-        and len(neurons) == 2
-        and all(isinstance(v, int | np.integer) for v in neurons)
-        and 0 <= neurons[0] < neurons[1]
-    )
-    if not ok:
-        raise ConfigError(
-            f"`neurons` must be a (lo, hi) pair of ints with 0 <= lo < hi, got {neurons!r}; "
-            "use None for all neurons"
-        )
+    """None (all neurons) or a (start, stop) range."""
+    if neurons is not None:
+        check_span("neurons", neurons)
 
 
 def _range(neurons: tuple[int, int] | None, n_neurons: int) -> tuple[float, float]:

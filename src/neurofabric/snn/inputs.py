@@ -8,7 +8,13 @@ from typing import Any
 import numpy as np
 
 from neurofabric.core.errors import ConfigError, ShapeError
-from neurofabric.core.validation import check_array, check_int
+from neurofabric.core.validation import (
+    check_array,
+    check_indices,
+    check_int,
+    check_nonnegative_array,
+)
+from neurofabric.snn.kernels.layout import Poisson
 
 MAX_SPIKES_PER_STEP = 500  # exp(-rate dt) must stay well inside double precision
 
@@ -27,13 +33,11 @@ class PoissonInput:
 
     def __post_init__(self) -> None:
         check_int("n", self.n, min_value=1)
-        rate = np.asarray(self.rate, dtype=np.float64)
+        rate = check_nonnegative_array("PoissonInput.rate", self.rate, "Hz")
         if rate.ndim not in (0, 1) or (rate.ndim == 1 and rate.shape != (self.n,)):
             raise ShapeError(
-                f"PoissonInput `rate` must be a scalar or have shape ({self.n},), got {rate.shape}"
+                f"`PoissonInput.rate` must be a scalar or have shape ({self.n},), got {rate.shape}"
             )
-        if not np.all(np.isfinite(rate)) or np.any(rate < 0):
-            raise ConfigError(f"PoissonInput `rate` must be >= 0 Hz and finite, got {self.rate!r}")
 
     def validate(self, dt: float) -> None:
         top = float(np.max(self.rate))
@@ -64,20 +68,15 @@ class SpikeArrayInput:
 
     def __post_init__(self) -> None:
         check_int("n", self.n, min_value=1)
-        idx = check_array("indices", self.indices, shape=(None,)).astype(np.int64)
-        times = check_array("times", self.times, shape=(None,), dtype=np.float64)
+        check_array("SpikeArrayInput.indices", self.indices, shape=(None,))
+        idx = check_indices("SpikeArrayInput.indices", self.indices, self.n)
+        times = check_array("SpikeArrayInput.times", self.times, shape=(None,), dtype=np.float64)
+        check_nonnegative_array("SpikeArrayInput.times", times, "s")
         if idx.shape != times.shape:
             raise ShapeError(
                 f"SpikeArrayInput `indices` and `times` must have the same length, "
                 f"got {idx.shape[0]} and {times.shape[0]}"
             )
-        if idx.size and (idx.min() < 0 or idx.max() >= self.n):
-            raise ConfigError(
-                f"SpikeArrayInput `indices` must be in [0, {self.n}), got "
-                f"values in [{idx.min()}, {idx.max()}]"
-            )
-        if times.size and times.min() < 0:
-            raise ConfigError(f"SpikeArrayInput `times` must be >= 0 seconds, got {times.min()}")
         object.__setattr__(self, "indices", idx)
         object.__setattr__(self, "times", times)
 
@@ -140,9 +139,9 @@ def merge_input_spikes(
 
 def poisson_table(
     inputs: dict[str, InputGroup], offsets: dict[str, int], seed: int, dt: float
-) -> tuple[tuple, tuple]:
+) -> Poisson:
     """Kernel table of the Poisson groups (first global source, first rate entry, size,
-    stream key, mean count per step, its exp(-.)) and the same table empty."""
+    stream key, mean count per step, its exp(-.))."""
     from neurofabric.snn.connectivity import projection_key
 
     first, start, size, keys, lam = [], [], [], [], []
@@ -157,5 +156,10 @@ def poisson_table(
             at += group.n
     lam_all = np.concatenate(lam) if lam else np.empty(0)
     ints = [np.array(x, np.int64) for x in (first, start, size, keys)]
+    return Poisson(*ints, lam_all, np.exp(-lam_all))
+
+
+def empty_poisson() -> Poisson:
+    """The table without Poisson groups."""
     empty = [np.empty(0, np.int64)] * 4
-    return (*ints, lam_all, np.exp(-lam_all)), (*empty, np.empty(0), np.empty(0))
+    return Poisson(*empty, np.empty(0), np.empty(0))

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from neurofabric.core.errors import ConfigError
+from neurofabric.core.validation import check_positive
 from neurofabric.snn.inputs import PoissonInput
 from neurofabric.snn.network import SpikingNetwork
 from neurofabric.snn.params import LIFParams, SynapseParams
@@ -171,8 +172,9 @@ def brunel(
 
 
 def _probability(k: float, n: int) -> float:
-    if not 0 < k <= n:
-        raise ConfigError(f"`synapses_per_neuron` must be in (0, {n}], got {k}")
+    check_positive("synapses_per_neuron", k)
+    if k > n:
+        raise ConfigError(f"`synapses_per_neuron` must be <= {n} (the neurons), got {k}")
     return k / n
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from neurofabric.core.errors import ConfigError
-from neurofabric.core.validation import check_int
+from neurofabric.core.validation import check_choice, check_indices, check_int
 
 STATE_VARIABLES = ("v", "ge", "gi")
 
@@ -25,13 +25,7 @@ class SpikeMonitor:
         if self.neurons is None:
             m[:] = True
             return m
-        idx = np.asarray(self.neurons, dtype=np.int64).ravel()
-        if idx.size and (idx.min() < 0 or idx.max() >= n):
-            raise ConfigError(
-                f"SpikeMonitor `neurons` must be indices in [0, {n}), got "
-                f"values in [{idx.min()}, {idx.max()}]"
-            )
-        m[idx] = True
+        m[check_indices("SpikeMonitor.neurons", self.neurons, n)] = True
         return m
 
 
@@ -44,18 +38,10 @@ class StateMonitor:
     every: int = 1
 
     def indices(self, n: int) -> np.ndarray:
-        idx = np.asarray(self.neurons, dtype=np.int64).ravel()
-        if idx.size == 0 or idx.min() < 0 or idx.max() >= n:
-            raise ConfigError(
-                f"StateMonitor `neurons` must be a non-empty list of indices in "
-                f"[0, {n}), got {self.neurons!r}"
-            )
+        idx = check_indices("StateMonitor.neurons", self.neurons, n, nonempty=True)
         for var in self.variables:
-            if var not in STATE_VARIABLES:
-                raise ConfigError(
-                    f"StateMonitor variable must be one of {STATE_VARIABLES}, got {var!r}"
-                )
-        check_int("every", self.every, min_value=1)
+            check_choice("StateMonitor.variables", var, STATE_VARIABLES)
+        check_int("StateMonitor.every", self.every, min_value=1)
         return idx
 
 
@@ -67,18 +53,9 @@ class RateMonitor:
 
 
 @dataclass
-class RunProgress:
-    """What the ``callback`` of :meth:`SpikingNetwork.run` receives after each chunk."""
-
-    step: int
-    total_steps: int
-    spikes: int
-    wall_s: float
-
-
-@dataclass
 class RunResult:
-    """The outcome of :meth:`SpikingNetwork.run`."""
+    """The outcome of :meth:`SpikingNetwork.run` (``stopped``: its callback ended it early;
+    ``duration`` and the records then cover the steps that were run)."""
 
     n_neurons: int
     n_synapses: int
@@ -97,6 +74,7 @@ class RunResult:
     state_neurons: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     rate_times: np.ndarray = field(default_factory=lambda: np.empty(0))
     rate_hz: np.ndarray = field(default_factory=lambda: np.empty(0))
+    stopped: bool = False
 
     @property
     def mean_rate_hz(self) -> float:

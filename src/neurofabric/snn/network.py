@@ -9,100 +9,77 @@
 from __future__ import annotations
 
 import logging
-import math
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from neurofabric.core import backend as backends
-from neurofabric.core.config import get_config
 from neurofabric.core.errors import ConfigError, NotFittedError
+from neurofabric.core.progress import ProgressCallback, ProgressReporter, check_callback
 from neurofabric.core.rng import SeedLike, make_rng, seed_to_int
 from neurofabric.core.validation import (
     check_choice,
+    check_indices,
+    check_instance,
     check_int,
     check_nonnegative,
     check_number,
     check_positive,
     check_probability,
+    check_span,
 )
 from neurofabric.snn.connectivity import (
     ProceduralTable,
     Projection,
-    build_csc,
-    build_csr,
-    empty_csr,
+    check_partner_overlap,
+    delay_steps,
     procedural_table,
-    projection_key,
 )
 from neurofabric.snn.homeostasis import (
+    AdaptiveThreshold,
     Homeostasis,
+    RateTargetThreshold,
     homeostasis_to_json,
 )
 from neurofabric.snn.inputs import (
     InputGroup,
     PoissonInput,
+    empty_poisson,
     merge_input_spikes,
     poisson_table,
 )
-from neurofabric.snn.monitors import (
-    RateMonitor,
-    RunProgress,
-    RunResult,
-    SpikeMonitor,
-    StateMonitor,
-    bin_rate,
-)
+from neurofabric.snn.kernels import layout as L
+from neurofabric.snn.monitors import RunResult
 from neurofabric.snn.params import LIFParams, SynapseParams
 from neurofabric.snn.plasticity import (
-    PlasticState,
     Rule,
     check_plastic_projection,
     normalize_incoming,
-    single_rule,
 )
-from neurofabric.snn.stp import ShortTermPlasticity, single_stp, stp_state
+from neurofabric.snn.recording import Recorder, step_monitors
+from neurofabric.snn.runtime import (
+    dense_limit,
+    generate_synapses,
+    group_rules,
+    homogeneous,
+    input_offsets,
+    keyed_projections,
+    neuron_constants,
+    plastic_state,
+    stored_csr,
+    stp_groups,
+)
+from neurofabric.snn.state import NetworkState, Snapshot, initial_potentials
+from neurofabric.snn.stp import ShortTermPlasticity
 from neurofabric.snn.topology import Topology
 
 log = logging.getLogger(__name__)
 
-backends.register("snn", "reference", "neurofabric.snn.kernels.reference")
-backends.register("snn", "numba", "neurofabric.snn.kernels.numba_cpu", requires="numba")
-
-_MODEL_CODE = {"cuba": 0, "coba": 1, "delta": 2}
-_CHUNK_STEPS = 2000
-
-
-@dataclass
-class NetworkState:
-    """Everything that evolves in time; ``step`` returns a new one and never mutates its input."""
-
-    t: int
-    v: np.ndarray
-    ge: np.ndarray
-    gi: np.ndarray
-    refrac: np.ndarray
-    buf_e: np.ndarray
-    buf_i: np.ndarray
-    rng: np.random.Generator
-
-    def copy(self) -> NetworkState:
-        rng = np.random.Generator(type(self.rng.bit_generator)())
-        rng.bit_generator.state = self.rng.bit_generator.state
-        return NetworkState(
-            self.t,
-            self.v.copy(),
-            self.ge.copy(),
-            self.gi.copy(),
-            self.refrac.copy(),
-            self.buf_e.copy(),
-            self.buf_i.copy(),
-            rng,
-        )
+_CHUNK_STEPS = 2000  # steps per kernel call between progress reports
 
 
 class SpikingNetwork:
@@ -159,10 +136,12 @@ class SpikingNetwork:
         self.dtype = check_choice("dtype", dtype, ("float64", "float32"))
         self.backend = backend
         self.seed = seed_to_int(seed)
-        if homeostasis is not None and not hasattr(homeostasis, "vector"):
-            raise ConfigError(
-                f"`homeostasis` must be AdaptiveThreshold or RateTargetThreshold "
-                f"from neurofabric.snn.homeostasis, got {homeostasis!r}"
+        if homeostasis is not None:
+            check_instance(
+                "homeostasis",
+                homeostasis,
+                (AdaptiveThreshold, RateTargetThreshold),
+                "AdaptiveThreshold or RateTargetThreshold from neurofabric.snn.homeostasis",
             )
         self.homeostasis = homeostasis
         self.theta_ = np.zeros(self.n_neurons)
@@ -197,34 +176,16 @@ class SpikingNetwork:
 
     def add_input(self, name: str, group: InputGroup) -> SpikingNetwork:
         """Add an input group that projections can take as ``source=name``."""
-        if not isinstance(name, str) or not name or name == "neurons":
-            raise ConfigError(
-                f"input `name` must be a non-empty string other than 'neurons', got {name!r}"
-            )
+        expected = "a non-empty string other than 'neurons'"
+        check_instance("name", name, str, expected)
+        if not name or name == "neurons":
+            raise ConfigError(f"input `name` must be {expected}, got {name!r}")
         if name in self.inputs:
             raise ConfigError(f"an input named {name!r} exists already")
         group.validate(self.dt)
         self.inputs[name] = group
         self._built = False
         return self
-
-    def _delay_steps(self, delay: float | tuple[float, float] | None) -> tuple[int, int]:
-        if delay is None:
-            return 1, 1
-        lo, hi = (delay, delay) if np.ndim(delay) == 0 else tuple(delay)  # type: ignore[misc]
-        lo = check_positive("delay", lo, "s")
-        hi = check_positive("delay", hi, "s")
-        steps = (int(round(lo / self.dt)), int(round(hi / self.dt)))
-        if steps[0] < 1:
-            raise ConfigError(f"`delay` must be >= dt ({self.dt} s), got {lo} s")
-        if steps[1] > self.max_delay_steps:
-            raise ConfigError(
-                f"`delay` must be <= max_delay ({self.max_delay} s, the ring "
-                f"buffer), got {hi} s; raise max_delay"
-            )
-        if steps[1] < steps[0]:
-            raise ConfigError(f"`delay` range must be (low, high) with low <= high, got {delay}")
-        return steps
 
     def connect(
         self,
@@ -256,15 +217,7 @@ class SpikingNetwork:
         (:class:`neurofabric.snn.stp.ShortTermPlasticity`) scales each spike of a source by
         its Tsodyks-Markram release; all projections from one source group share it.
         """
-        if source == "neurons":
-            n_src = self.n_neurons
-        elif source in self.inputs:
-            n_src = self.inputs[source].n
-        else:
-            raise ConfigError(
-                f"`source` must be 'neurons' or one of the inputs "
-                f"{sorted(self.inputs)}, got {source!r}; add it with add_input"
-            )
+        n_src = self._source_size(source)
         src = self._range("source_range", source_range, n_src)
         tgt = self._range("target_range", target_range, self.n_neurons)
         check_number("weight", weight)
@@ -273,13 +226,7 @@ class SpikingNetwork:
             check_number("inh_weight", inh_weight)
         check_nonnegative("inh_weight_std", inh_weight_std)
         topology.check_sizes(src[1] - src[0], tgt[1] - tgt[0], allow_self)
-        overlap = source == "neurons" and src[0] < tgt[1] and tgt[0] < src[1]
-        if getattr(topology, "skip_partner", False) and overlap and src != tgt and not allow_self:
-            raise ConfigError(
-                "AllToAll(skip_partner=True) on overlapping but different source and target "
-                f"ranges {src} and {tgt} would keep self connections; use equal or disjoint "
-                "ranges, or pass allow_self=True"
-            )
+        check_partner_overlap(topology, source == "neurons", src, tgt, allow_self)
         use_dale = (source == "neurons") if dale is None else bool(dale)
         if plasticity is not None:
             check_plastic_projection(
@@ -302,11 +249,12 @@ class SpikingNetwork:
             weight_std=float(weight_std),
             inh_weight=None if inh_weight is None else float(inh_weight),
             inh_weight_std=float(inh_weight_std),
-            delay_steps=self._delay_steps(delay),
+            delay_steps=delay_steps(delay, self.dt, self.max_delay, self.max_delay_steps),
             allow_self=bool(allow_self),
-            dale_split=self.n_excitatory
-            if use_dale and source == "neurons"
-            else (n_src if use_dale else -1),
+            # the first inhibitory source (absolute index), -1 without Dale's principle
+            dale_split=-1
+            if not use_dale
+            else (self.n_excitatory if source == "neurons" else n_src),
             procedural=self.storage == "procedural",
             plasticity=plasticity,
             stp=stp,
@@ -315,42 +263,56 @@ class SpikingNetwork:
         self._built = False
         return self
 
+    def _source_size(self, source: str) -> int:
+        if source == "neurons":
+            return self.n_neurons
+        if source in self.inputs:
+            return self.inputs[source].n
+        raise ConfigError(
+            f"`source` must be 'neurons' or one of the inputs {sorted(self.inputs)}, "
+            f"got {source!r}; add it with add_input"
+        )
+
     @staticmethod
     def _range(name: str, value: tuple[int, int] | None, n: int) -> tuple[int, int]:
-        if value is None:
-            return 0, n
-        lo, hi = int(value[0]), int(value[1])
-        if not 0 <= lo < hi <= n:
-            raise ConfigError(
-                f"`{name}` must be (start, stop) with 0 <= start < stop <= {n}, got {value!r}"
-            )
-        return lo, hi
+        return (0, n) if value is None else check_span(name, value, n)
 
     # ------------------------------------------------------------------ build
-    def build(self) -> SpikingNetwork:
-        """Resolve the backend, generate the synapses and the initial state."""
+    def build(self, *, saved: Snapshot | None = None) -> SpikingNetwork:
+        """Resolve the backend and assemble everything the kernels run on: the synapses
+        (generated from the seed, or the stored ones of ``saved``), plasticity and STP
+        state, and the initial state (``init_state()``, or ``saved.state``).
+
+        ``saved`` is a :class:`~neurofabric.snn.state.Snapshot` of a network with the same
+        parameters, projections and inputs (:meth:`load` passes the checkpoint's)."""
         t0 = time.perf_counter()
         self.backend_, self._k = backends.resolve("snn", self.backend)
-        self._index_inputs()
-        self._nparam, self._ref_steps, self._sc = self._neuron_constants()
-        rec, ext = [], []
-        for index, proj in enumerate(self.projections):
-            key = projection_key(self.seed & 0xFFFFFFFF, index)
-            if proj.source == "neurons" and not proj.procedural:
-                rec.append((proj, key, 0))
-            elif not proj.procedural:
-                ext.append((proj, key, self._input_offsets[proj.source]))
-        rec_rule = single_rule([p for p, _, _ in rec], "recurrent")
-        ext_rule = single_rule([p for p, _, _ in ext], "input")
-        with_csc = self.propagation != "event" or rec_rule is not None
-        self.csr_ = build_csr(rec, self.n_neurons, self._k, with_csc) if rec else empty_csr()
-        self.input_csr_ = (
-            build_csr(ext, max(self.n_input_sources_, 1), self._k) if ext else empty_csr()
-        )
-        self.procedural_: ProceduralTable = self._procedural_table()
-        self._make_plastic_state(rec_rule, ext_rule)
-        self._make_stp_state()
-        self.state_ = self.init_state()
+        if saved is not None:
+            self.theta_[:] = saved.theta
+        self._input_offsets, self.n_input_sources_ = input_offsets(self.inputs)
+        self._poisson = poisson_table(self.inputs, self._input_offsets, self.seed, self.dt)
+        self._neurons = self._neuron_constants()
+        rules = group_rules(self.projections)
+        with_csc = self.propagation != "event" or rules[0] is not None
+        n, n_in, k = self.n_neurons, self.n_input_sources_, self._k
+        if saved is None:
+            stored = keyed_projections(self.projections, self.seed, self._input_offsets, False)
+            self.csr_, self.input_csr_ = generate_synapses(stored, n, n_in, k, with_csc)
+        else:
+            with_csc = with_csc and saved.csr["indptr"].size > 1
+            self.csr_ = stored_csr(saved.csr, n, k, with_csc, rules[0] is not None)
+            self.input_csr_ = stored_csr(saved.input_csr, n, k, False, rules[1] is not None)
+        procedural = keyed_projections(self.projections, self.seed, self._input_offsets, True)
+        self.procedural_: ProceduralTable = procedural_table(procedural)
+        self.plastic_ = plastic_state(rules, self.csr_, self.input_csr_, n, n_in, k)
+        self.stp_ = stp_groups(self.projections, n, n_in)
+        if saved is None:
+            self.state_ = self.init_state()
+        else:
+            self.plastic_.load_traces(saved.traces)
+            self.stp_.restore(saved.stp)
+            self.state_ = saved.state
+        self._assemble()
         self.build_s_ = time.perf_counter() - t0
         self._built = True
         log.info(
@@ -363,106 +325,59 @@ class SpikingNetwork:
         )
         return self
 
-    def _procedural_table(self) -> ProceduralTable:
-        """Row parameters of the procedural projections (same keys as CSR mode)."""
-        proc = []
-        for index, proj in enumerate(self.projections):
-            if proj.procedural:
-                is_input = proj.source != "neurons"
-                offset = self._input_offsets[proj.source] if is_input else 0
-                proc.append((proj, projection_key(self.seed & 0xFFFFFFFF, index), offset, is_input))
-        return procedural_table(proc)
+    def _neuron_constants(self) -> L.Neurons:
+        return neuron_constants(self._neuron_arrays, self.synapse, self.dt, self.dtype, self.theta_)
 
-    def _index_inputs(self) -> None:
-        """Global source offsets of the input groups and the kernels' Poisson table."""
-        self._input_offsets, offset = {}, 0
-        for name, group in self.inputs.items():
-            self._input_offsets[name] = offset
-            offset += group.n
-        self.n_input_sources_ = offset
-        self._poisson, self._no_poisson = poisson_table(
-            self.inputs, self._input_offsets, self.seed, self.dt
-        )
-
-    def _neuron_constants(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        a = self._neuron_arrays
-        dt, syn = self.dt, self.synapse
-        tau = a["tau_m"]
-        dm = np.exp(-dt / tau)
-
-        def coupling(tau_s: float) -> np.ndarray:
-            ds = math.exp(-dt / tau_s)
-            same = np.isclose(tau, tau_s, rtol=1e-12, atol=0.0)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                c = tau_s / (tau_s - tau) * (ds - dm)
-            return np.where(same, dt / tau * dm, c)
-
-        v_inf = a["v_rest"] + a["r_m"] * a["i_ext"]
-        nparam = np.stack(
-            [v_inf, a["v_reset"], a["v_th"], dm, coupling(syn.tau_e), coupling(syn.tau_i), dt / tau]
-        ).astype(self.dtype)
-        nparam[2] += self.theta_.astype(nparam.dtype)  # adapted thresholds (homeostasis)
-        hold = np.rint(a["t_ref"] / dt).astype(np.int64)
-        lock = np.rint(a["t_lock"] / dt).astype(np.int64)
-        if hold.max(initial=0) >= 65536 or lock.max(initial=0) >= 32768:
-            raise ConfigError(
-                f"`t_ref` must be < 65536 steps and `t_lock` < 32768 steps of dt={dt} s, got "
-                f"{hold.max()} and {lock.max()} steps; use a larger dt or shorter times"
-            )
-        # packed: refractory steps in the low 16 bits, lockout steps above (0: none)
-        ref_steps = (hold | np.where(lock > hold, lock, 0) << 16).astype(np.int32)
-        sc = np.array(
-            [
-                math.exp(-dt / syn.tau_e),
-                math.exp(-dt / syn.tau_i),
-                syn.e_exc,
-                syn.e_inh,
-                -1.0 if syn.model == "coba" else 1.0,
-                dt,
-            ]
-        )
-        return nparam, ref_steps, sc
-
-    def _threads(self) -> int:
-        """Threads for the neuron update: the configured number (default: all cores) for
-        networks of at least ``PARALLEL_MIN_NEURONS``, else one."""
-        if self.backend_ != "numba":
-            return 1
-        from neurofabric.snn.kernels.numba_cpu import PARALLEL_MIN_NEURONS
-
-        if self.n_neurons < PARALLEL_MIN_NEURONS:
-            return 1
-        import numba
-
-        wanted = get_config().threads or numba.config.NUMBA_NUM_THREADS
-        numba.set_num_threads(min(wanted, numba.config.NUMBA_NUM_THREADS))
-        return numba.get_num_threads()
-
-    def _make_plastic_state(self, rec_rule: Rule | None, ext_rule: Rule | None) -> None:
-        ext_csc = (
-            build_csc(self.input_csr_, self.n_neurons, self._k) if ext_rule is not None else None
-        )
-        self.plastic_ = PlasticState.create(
-            rec_rule,
-            self.csr_.mask,
-            self.n_neurons,
-            ext_rule,
-            self.input_csr_.mask,
-            max(self.n_input_sources_, 1),
-            ext_csc,
-        )
-
-    def _homeo_args(self) -> tuple[np.ndarray, np.ndarray]:
+    def _homeostasis_args(self) -> L.Homeostasis:
         if self.homeostasis is None:
-            return np.empty(0), self.theta_
-        return self.homeostasis.vector(self.dt, self.n_neurons), self.theta_
+            return L.Homeostasis(np.empty(0), self.theta_)
+        return L.Homeostasis(self.homeostasis.vector(self.dt, self.n_neurons), self.theta_)
 
+    def _assemble(self) -> None:
+        """The kernels' :class:`~neurofabric.snn.kernels.layout.Network`, from the parts
+        built above (the setters that change a part replace it)."""
+        csr, ext = self.csr_, self.input_csr_
+        self._homogeneous = homogeneous(self._neurons, self.homeostasis is not None)
+        limit = dense_limit(
+            self.propagation,
+            csr.csc is not None,
+            self.stp_.rec.prm.size > 0,
+            int(self.dense_threshold * self.n_neurons),
+        )
+        self._kernel_net = L.Network(
+            model=L.MODEL_CODES[self.synapse.model],
+            neurons=self._neurons,
+            rec=csr.kernel_args(),
+            rec_csc=csr.csc if csr.csc is not None else L.no_incoming(),
+            dense_limit=limit,
+            ext=ext.kernel_args(),
+            ext_csc=self.plastic_.ext_csc,
+            procedural=self.procedural_.kernel_args(),
+            poisson=self._poisson,
+            rec_plastic=self.plastic_.rec,
+            ext_plastic=self.plastic_.ext,
+            rec_stp=self.stp_.rec,
+            ext_stp=self.stp_.ext,
+            homeostasis=self._homeostasis_args(),
+        )
+
+    def _kernel_network(self, poisson: bool = True) -> L.Network:
+        """What the kernels run on now: without plasticity while learning is off, without
+        the Poisson groups when ``step`` is given the input spikes."""
+        net = self._kernel_net
+        if not self.learning:
+            net = net._replace(rec_plastic=L.no_plasticity(), ext_plastic=L.no_plasticity())
+        if not poisson:
+            net = net._replace(poisson=empty_poisson())
+        return net
+
+    # ------------------------------------------------------------------ changes after build
     def _check_stp(self, stp: Any) -> None:
-        if stp is not None and (not isinstance(stp, ShortTermPlasticity) or self.storage != "csr"):
-            raise ConfigError(
-                "`stp` must be a ShortTermPlasticity (or None) and needs storage='csr', "
-                f"got {stp!r} with storage={self.storage!r}"
-            )
+        if stp is None:
+            return
+        check_instance("stp", stp, ShortTermPlasticity, "a ShortTermPlasticity (or None)")
+        if self.storage != "csr":
+            raise ConfigError(f"`stp` needs storage='csr', got storage={self.storage!r}")
 
     def set_stp(self, stp: ShortTermPlasticity | None, *, source: str = "inputs") -> None:
         """Give every projection of a source group (``"inputs"``: all input groups, or
@@ -477,25 +392,21 @@ class SpikingNetwork:
             replace(p, stp=stp) if (p.source == "neurons") == recurrent else p
             for p in self.projections
         ]
-        if hasattr(self, "stp_"):
-            self._make_stp_state()
+        if self._built:
+            self.stp_ = stp_groups(self.projections, self.n_neurons, self.n_input_sources_)
+            self._assemble()  # STP also decides the dense limit
 
     def set_learning(self, enabled: bool) -> None:
         """Turn synaptic plasticity on or off (weights and traces stay as they are)."""
         self.learning = bool(enabled)
-
-    def _frozen_plasticity(self) -> tuple[np.ndarray, ...]:
-        from neurofabric.snn.plasticity import PlasticState
-
-        return PlasticState.create(
-            None, np.empty(0, np.uint8), self.n_neurons, None, np.empty(0, np.uint8), 1, None
-        ).kernel_args()
 
     def freeze_homeostasis(self, frozen: bool = True) -> None:
         """Keep the adapted thresholds fixed (e.g. for evaluation) or let them adapt again."""
         if self.homeostasis is None:
             raise ConfigError("the network has no homeostasis to freeze")
         self.homeostasis = replace(self.homeostasis, frozen=bool(frozen))
+        if self._built:
+            self._kernel_net = self._kernel_net._replace(homeostasis=self._homeostasis_args())
 
     def set_input_rates(self, name: str, rate: Any) -> None:
         """New firing rates (Hz, scalar or one per source) of Poisson input ``name``."""
@@ -510,46 +421,30 @@ class SpikingNetwork:
         new.validate(self.dt)
         self.inputs[name] = new
         if self._built:
-            self._poisson, self._no_poisson = poisson_table(
-                self.inputs, self._input_offsets, self.seed, self.dt
-            )
+            self._poisson = poisson_table(self.inputs, self._input_offsets, self.seed, self.dt)
+            self._kernel_net = self._kernel_net._replace(poisson=self._poisson)
 
     def normalize_weights(self, source: str, total: float) -> None:
         """Scale the plastic synapses from ``source`` so each target's incoming weights sum to
         ``total`` (targets without such synapses are left alone)."""
         self._require_built()
         total = check_positive("total", total)
+        check_choice("source", source, ("neurons", *self.inputs))
         if source == "neurons":
             csr, lo, hi = self.csr_, 0, self.n_neurons
-        elif source in self.inputs:
+        else:
             csr = self.input_csr_
             lo = self._input_offsets[source]
             hi = lo + self.inputs[source].n
-        else:
-            raise ConfigError(f"`source` must be 'neurons' or an input name, got {source!r}")
         normalize_incoming(csr, lo, hi, total, self.n_neurons, source, self._k)
-
-    def _make_stp_state(self) -> None:
-        rec = single_stp([p for p in self.projections if p.source == "neurons"], "recurrent")
-        ext = single_stp([p for p in self.projections if p.source != "neurons"], "input")
-        self.stp_ = (
-            *stp_state(rec, self.n_neurons),
-            *stp_state(ext, max(self.n_input_sources_, 1)),
-        )
-
-    def _homogeneous(self) -> int:
-        """1 when every neuron has the same parameters (the kernels then read scalars)."""
-        if self.homeostasis is not None:
-            return 0  # thresholds adapt per neuron
-        p, r = self._nparam, self._ref_steps
-        return int(bool(np.all(p == p[:, :1])) and bool(np.all(r == r[0])))
 
     def set_current(self, i_ext: Any) -> None:
         """Change the injected current (amps; scalar or one per neuron) from now on."""
         self.neuron = replace(self.neuron, i_ext=i_ext)
         self._neuron_arrays = self.neuron.arrays(self.n_neurons)
         if self._built:
-            self._nparam, _, _ = self._neuron_constants()
+            self._neurons = self._neurons._replace(params=self._neuron_constants().params)
+            self._assemble()  # the parameters may no longer be homogeneous
 
     def _require_built(self) -> None:
         if not self._built:
@@ -585,11 +480,9 @@ class SpikingNetwork:
     # ------------------------------------------------------------------ state
     def init_state(self, seed: SeedLike = None) -> NetworkState:
         """A fresh state at t = 0 (initial potentials drawn with ``seed``, default the net's)."""
-        if not hasattr(self, "_nparam"):
-            self._nparam, self._ref_steps, self._sc = self._neuron_constants()
         rng = make_rng(self.seed + 1 if seed is None else seed)
         n, dt = self.n_neurons, np.dtype(self.dtype)
-        v = self._initial_v(rng).astype(dt)
+        v = initial_potentials(self.v_init, self._neuron_arrays["v_rest"], rng).astype(dt)
         d = self.max_delay_steps + 1
         return NetworkState(
             0,
@@ -602,67 +495,39 @@ class SpikingNetwork:
             rng,
         )
 
-    def _initial_v(self, rng: np.random.Generator) -> np.ndarray:
-        n, init = self.n_neurons, self.v_init
-        if isinstance(init, str):
-            check_choice("v_init", init, ("rest",))
-            return self._neuron_arrays["v_rest"].copy()
-        arr = np.asarray(init, dtype=np.float64)
-        if arr.shape == (2,):
-            return arr[0] + rng.random(n) * (arr[1] - arr[0])
-        if arr.shape == (n,):
-            return arr.copy()
-        raise ConfigError(
-            f"`v_init` must be 'rest', a (low, high) pair or {n} values, got shape {arr.shape}"
-        )
-
     # ------------------------------------------------------------------ running
-    def _kernel_call(
+    def _counters(self, threads: int) -> np.ndarray:
+        counters = np.zeros(L.N_COUNTERS, np.int64)
+        counters[L.C_HOMOGENEOUS] = self._homogeneous
+        counters[L.C_THREADS] = threads
+        return counters
+
+    def _simulate(
         self,
+        net: L.Network,
         state: NetworkState,
         n_steps: int,
-        inputs: tuple,
-        mon: tuple,
+        inputs: L.InputSpikes,
+        mon: L.Monitors,
         counters: np.ndarray,
-        poisson: bool = True,
     ) -> tuple[int, int]:
-        csr = self.csr_
-        csc = (
-            csr.csc
-            if csr.csc is not None
-            else (np.zeros(1, np.int64), np.empty(0, np.int32), np.empty(0, np.int32))
-        )
-        if self.propagation == "event" or csr.csc is None or self.stp_[0].size:
-            dense_limit = -1  # (STP scales each source's row: push only)
-        elif self.propagation == "dense":
-            dense_limit = 0
-        else:
-            dense_limit = int(self.dense_threshold * self.n_neurons)
-        ext = self.input_csr_
-        return self._k.simulate(
-            n_steps,
-            state.t,
-            _MODEL_CODE[self.synapse.model],
-            (state.v, state.ge, state.gi, state.refrac, state.buf_e, state.buf_i),
-            self._nparam,
-            self._ref_steps,
-            self._sc,
-            (csr.indptr, csr.indices, csr.weights, csr.delays, csr.flags),
-            csc,
-            dense_limit,
-            (ext.indptr, ext.indices, ext.weights, ext.delays, ext.flags),
-            (*inputs, *(self._poisson if poisson else self._no_poisson)),
-            self.procedural_.kernel_args(),
-            mon,
-            counters,
-            self.plastic_.kernel_args() if self.learning else self._frozen_plasticity(),
-            self.stp_,
-            self._homeo_args(),
-        )
+        """``n_steps`` steps of the kernel from ``state`` (mutated, but for ``t``)."""
+        arrays = L.State(state.v, state.ge, state.gi, state.refrac, state.buf_e, state.buf_i)
+        return self._k.simulate(n_steps, state.t, net, arrays, inputs, mon, counters)
 
-    def _input_spikes(self, t0: int, n_steps: int, rng: np.random.Generator):
+    def _input_spikes(self, t0: int, n_steps: int, rng: np.random.Generator) -> L.InputSpikes:
         groups = [(g, self._input_offsets[name]) for name, g in self.inputs.items()]
-        return merge_input_spikes(groups, t0, n_steps, self.dt, rng)
+        return L.InputSpikes(*merge_input_spikes(groups, t0, n_steps, self.dt, rng))
+
+    def _given_spikes(self, inputs: Mapping[str, Sequence[int]]) -> L.InputSpikes:
+        """One step's input events from local indices per input name."""
+        parts = []
+        for name, local in inputs.items():
+            check_choice("inputs", name, tuple(self.inputs))
+            local = check_indices(f"inputs[{name!r}]", local, self.inputs[name].n)
+            parts.append(local + self._input_offsets[name])
+        idx = np.concatenate(parts) if parts else np.empty(0, np.int64)
+        return L.InputSpikes(np.array([0, idx.size], np.int64), idx, np.ones(idx.size, np.int32))
 
     def step(
         self, inputs: Mapping[str, Sequence[int]] | None = None, state: NetworkState | None = None
@@ -676,128 +541,85 @@ class SpikingNetwork:
         self._require_built()
         new = (state if state is not None else self.state_).copy()
         if inputs is None:
-            ptr, idx, cnt = self._input_spikes(new.t, 1, new.rng)
+            spikes = self._input_spikes(new.t, 1, new.rng)
         else:
-            parts = []
-            for name, local in inputs.items():
-                if name not in self.inputs:
-                    raise ConfigError(f"unknown input {name!r}; inputs are {sorted(self.inputs)}")
-                local = np.asarray(local, dtype=np.int64)
-                if local.size and (local.min() < 0 or local.max() >= self.inputs[name].n):
-                    raise ConfigError(
-                        f"input {name!r} indices must be in [0, {self.inputs[name].n})"
-                    )
-                parts.append(local + self._input_offsets[name])
-            idx = np.concatenate(parts) if parts else np.empty(0, np.int64)
-            ptr = np.array([0, idx.size], np.int64)
-            cnt = np.ones(idx.size, np.int32)
-        n = self.n_neurons
-        dt = np.dtype(self.dtype)
-        mon = (
-            np.ones(n, np.bool_),
-            np.empty(n, np.int64),
-            np.empty(n, np.int32),
-            np.zeros(1, np.int32),
-            np.zeros(0, np.int64),
-            np.zeros((0, 0), dt),
-            np.zeros((0, 0), dt),
-            np.zeros((0, 0), dt),
-            np.empty(n, np.int32),
-            np.zeros(n, np.uint8),
-        )
-        counters = np.array([0, 0, 0, 0, 0, 0, n, self._homogeneous(), 1], np.int64)
-        self._kernel_call(new, 1, (ptr, idx, cnt), mon, counters, poisson=inputs is None)
+            spikes = self._given_spikes(inputs)
+        mon = step_monitors(self.n_neurons, np.dtype(self.dtype))
+        counters = self._counters(threads=1)
+        counters[L.C_MONITORED] = self.n_neurons
+        net = self._kernel_network(poisson=inputs is None)
+        self._simulate(net, new, 1, spikes, mon, counters)
         new.t += 1
-        return mon[2][: counters[0]].copy(), new
+        return mon.spk_i[: counters[L.C_WRITTEN]].copy(), new
 
     def run(
         self,
         duration: float,
         *,
         monitors: Sequence[Any] = (),
-        callback: Callable[[RunProgress], None] | None = None,
+        callback: ProgressCallback | None = None,
     ) -> RunResult:
-        """Simulate ``duration`` seconds from the current state (a second call resumes)."""
+        """Simulate ``duration`` seconds from the current state (a second call resumes).
+
+        ``callback`` receives a :class:`~neurofabric.core.progress.Progress` (task
+        ``"snn.run"``, unit ``"step"``, metrics ``spikes`` and ``rate_hz`` so far) after each
+        chunk of up to 2,000 steps. When it returns True the run stops after that chunk: the
+        network is left at the last step run and the result (``stopped=True``) holds those
+        steps, the same as a run of that duration."""
         duration = check_positive("duration", duration, "s")
+        check_callback(callback)
         self._require_built()
         n_steps = int(round(duration / self.dt))
         if n_steps < 1:
             raise ConfigError(
                 f"`duration` must be at least one step (dt={self.dt}), got {duration}"
             )
-        spike_mon = next((m for m in monitors if isinstance(m, SpikeMonitor)), None)
-        state_mon = next((m for m in monitors if isinstance(m, StateMonitor)), None)
-        rate_mon = next((m for m in monitors if isinstance(m, RateMonitor)), None)
-        for m in monitors:
-            if not isinstance(m, (SpikeMonitor, StateMonitor, RateMonitor)):
-                raise ConfigError(
-                    f"unknown monitor {m!r}; use SpikeMonitor, StateMonitor or RateMonitor"
-                )
-        n, dt = self.n_neurons, np.dtype(self.dtype)
-        mask = spike_mon.mask(n) if spike_mon else np.zeros(n, np.bool_)
-        n_mon = int(mask.sum())
-        cap = max(4 * n_mon, 1 << 16) if n_mon else 0
-        spk_t, spk_i = np.empty(cap, np.int64), np.empty(cap, np.int32)
-        rec_idx = state_mon.indices(n) if state_mon else np.zeros(0, np.int64)
-        every = state_mon.every if state_mon else 0
-        counts = np.zeros(n_steps, np.int32)
-        spiked, flag = np.empty(n, np.int32), np.zeros(n, np.uint8)
-        counters = np.array(
-            [0, 0, 0, 0, 0, every, n_mon, self._homogeneous(), self._threads()], np.int64
-        )
-        st = self.state_
-        t_start, out_t, out_i, rec_parts = st.t, [], [], []
+        reporter = ProgressReporter("snn.run", n_steps, "step", callback)
+        rec = Recorder(monitors, self.n_neurons, np.dtype(self.dtype), n_steps, self.state_.t)
+        counters = self._counters(self._k.threads(self.n_neurons))
+        rec.configure(counters)
+        net = self._kernel_network()
         wall0 = time.perf_counter()
         done = 0
         while done < n_steps:
-            k = min(_CHUNK_STEPS, n_steps - done)
-            ptr, idx, cnt = self._input_spikes(st.t, k, st.rng)
-            n_rec = len(range(_ceil_to(st.t, every), st.t + k, every)) if every else 0
-            rec = [np.zeros((n_rec, len(rec_idx)), dt) for _ in range(3)]
-            counters[4] = 0
-            j = 0
-            while j < k:
-                mon = (mask, spk_t, spk_i, counts[done + j :], rec_idx, *rec, spiked, flag)
-                steps, status = self._kernel_call(st, k - j, (ptr[j:], idx, cnt), mon, counters)
-                st.t += steps
-                j += steps
-                if status == 1 or j == k:  # drain the spike buffer
-                    w = int(counters[0])
-                    out_t.append(spk_t[:w].copy())
-                    out_i.append(spk_i[:w].copy())
-                    counters[0] = 0
-            rec_parts.append(rec)
-            done += k
-            if callback is not None:
-                callback(RunProgress(done, n_steps, int(counters[1]), time.perf_counter() - wall0))
-        wall = time.perf_counter() - wall0
+            done += self._run_chunk(net, min(_CHUNK_STEPS, n_steps - done), done, rec, counters)
+            spikes = int(counters[L.C_SPIKES])
+            rate = spikes / (self.n_neurons * done * self.dt)
+            if reporter.update(done, spikes=spikes, rate_hz=rate):
+                log.info("snn.run stopped by the callback after %d of %d steps", done, n_steps)
+                break
         result = RunResult(
-            n_neurons=n,
+            n_neurons=self.n_neurons,
             n_synapses=self.n_synapses,
             dt=self.dt,
-            t_start=t_start * self.dt,
-            duration=n_steps * self.dt,
-            n_spikes=int(counters[1]),
-            wall_s=wall,
+            t_start=rec.t_start * self.dt,
+            duration=done * self.dt,
+            n_spikes=int(counters[L.C_SPIKES]),
+            wall_s=time.perf_counter() - wall0,
             backend=self.backend_,
-            event_steps=int(counters[2]),
-            dense_steps=int(counters[3]),
+            event_steps=int(counters[L.C_EVENT_STEPS]),
+            dense_steps=int(counters[L.C_DENSE_STEPS]),
+            stopped=reporter.stopped,
         )
-        if spike_mon:
-            result.spike_times = np.concatenate(out_t) * self.dt
-            result.spike_indices = np.concatenate(out_i)
-        if state_mon:
-            result.state_neurons = rec_idx
-            result.state_times = (
-                np.arange(_ceil_to(t_start, every), t_start + n_steps, every) * self.dt
-            )
-            for q, var in enumerate(("v", "ge", "gi")):
-                if var in state_mon.variables:
-                    result.state[var] = np.concatenate([r[q] for r in rec_parts])
-        if rate_mon:
-            result.rate_times, result.rate_hz = bin_rate(counts, n, self.dt, rate_mon.bin_steps)
-            result.rate_times = result.rate_times + t_start * self.dt
-        return result
+        return rec.fill(result, done, self.dt)
+
+    def _run_chunk(
+        self, net: L.Network, k: int, done: int, rec: Recorder, counters: np.ndarray
+    ) -> int:
+        """``k`` steps of a run, ``done`` steps into it (the kernel returns early when the
+        spike buffer needs draining). Returns ``k``."""
+        st = self.state_
+        spikes = self._input_spikes(st.t, k, st.rng)
+        rec.begin_chunk(st.t, k, counters)
+        j = 0
+        while j < k:
+            chunk = spikes._replace(ptr=spikes.ptr[j:])
+            steps, status = self._simulate(net, st, k - j, chunk, rec.monitors(done + j), counters)
+            st.t += steps
+            j += steps
+            if status == L.STATUS_DRAIN or j == k:
+                rec.drain(counters)
+        return k
 
     # ------------------------------------------------------------------ persistence
     def get_params(self) -> dict[str, Any]:
@@ -819,19 +641,28 @@ class SpikingNetwork:
             "seed": self.seed,
         }
 
+    def snapshot(self) -> Snapshot:
+        """The synapses, learning state and dynamic state (views, not copies), as
+        ``build(saved=...)`` takes them back."""
+        self._require_built()
+        return Snapshot(
+            csr=self.csr_.arrays(),
+            input_csr=self.input_csr_.arrays(),
+            theta=self.theta_,
+            state=self.state_,
+            traces=self.plastic_.arrays(),
+            stp=self.stp_.arrays(),
+        )
+
     def save(self, path: str | Path) -> Path:
         """Save structure, parameters, synapses and state (a run can resume after load)."""
-        from neurofabric.snn.persistence import save_network
+        from neurofabric.snn.persistence import save_network  # pyarrow loads on first use
 
         return save_network(self, path)
 
     @classmethod
     def load(cls, path: str | Path, *, backend: str | None = None) -> SpikingNetwork:
         """Load a network saved by :meth:`save`; raises ``CheckpointError`` if it is corrupt."""
-        from neurofabric.snn.persistence import load_network
+        from neurofabric.snn.persistence import load_network  # pyarrow loads on first use
 
         return load_network(cls, path, backend=backend)
-
-
-def _ceil_to(t: int, every: int) -> int:
-    return -(-t // every) * every if every else t

@@ -8,7 +8,12 @@ from typing import Any
 import numpy as np
 
 from neurofabric.core.errors import ConfigError
-from neurofabric.core.validation import broadcast_param, check_choice, check_positive
+from neurofabric.core.validation import (
+    broadcast_param,
+    check_choice,
+    check_nonnegative_array,
+    check_positive,
+)
 
 SYNAPSE_MODELS = ("cuba", "coba", "delta")
 
@@ -48,9 +53,7 @@ class LIFParams:
             "i_ext": broadcast_param("i_ext", self.i_ext, n, unit="A"),
         }
         t_ref = broadcast_param("t_ref", self.t_ref, n, unit="s")
-        if np.any(t_ref < 0):
-            raise ConfigError(f"`t_ref` must be >= 0 seconds, got {float(t_ref.min())}")
-        out["t_ref"] = t_ref
+        out["t_ref"] = check_nonnegative_array("t_ref", t_ref, "s")
         if self.t_lock is None:
             out["t_lock"] = t_ref
         else:

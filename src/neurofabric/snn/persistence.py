@@ -9,28 +9,51 @@ adapted thresholds) go to Arrow arrays. See :mod:`neurofabric.core.checkpoint`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
-from neurofabric.core import backend as backends
 from neurofabric.core.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from neurofabric.core.errors import CheckpointError
-from neurofabric.snn.connectivity import Projection, csr_from_arrays
+from neurofabric.snn.connectivity import Projection
 from neurofabric.snn.homeostasis import homeostasis_from_json
 from neurofabric.snn.inputs import input_from_json
 from neurofabric.snn.params import LIFParams, SynapseParams
-from neurofabric.snn.plasticity import rule_from_json, rule_to_json, single_rule
+from neurofabric.snn.plasticity import rule_from_json, rule_to_json
+from neurofabric.snn.state import STATE_ARRAYS, NetworkState, Snapshot
 from neurofabric.snn.stp import ShortTermPlasticity, stp_to_json
 from neurofabric.snn.topology import topology_from_json, topology_to_json
 
-if TYPE_CHECKING:
-    from neurofabric.snn.network import SpikingNetwork
-
 FORMAT_ENGINE = "snn.SpikingNetwork"
-_STATE = ("v", "ge", "gi", "refrac", "buf_e", "buf_i")
 _NEURON = ("v_rest", "v_th", "v_reset", "tau_m", "t_ref", "r_m", "i_ext", "t_lock")
 _CSR = ("indptr", "indices", "weights", "delays", "flags", "mask")
+# the STP variables by their file names (the index in the kernels' former flat STP tuple)
+_STP_FILES = {
+    "rec.u": "stp.1",
+    "rec.x": "stp.2",
+    "rec.last": "stp.3",
+    "ext.u": "stp.5",
+    "ext.x": "stp.6",
+    "ext.last": "stp.7",
+}
+
+
+class _Network(Protocol):
+    """What this module needs of a :class:`~neurofabric.snn.network.SpikingNetwork`
+    (which imports this module, so it is not imported here)."""
+
+    n_neurons: int
+    max_delay_steps: int
+    inputs: dict[str, Any]
+    projections: list[Projection]
+    neuron: LIFParams
+
+    def get_params(self) -> dict[str, Any]: ...
+    def snapshot(self) -> Snapshot: ...
+    def build(self, *, saved: Snapshot | None = None) -> Any: ...
+
+
+N = TypeVar("N", bound=_Network)
 
 
 def _projection_json(p: Projection) -> dict[str, Any]:
@@ -52,7 +75,12 @@ def _projection_json(p: Projection) -> dict[str, Any]:
     }
 
 
-def _projection_from_json(pj: dict[str, Any]) -> Projection:
+def _projection_from_json(pj: dict[str, Any], shared: dict[Any, Any]) -> Projection:
+    """A saved projection. Its rule and STP objects are taken from ``shared`` when an equal
+    one was read already: a source group's projections shared one object when saved, and
+    the network accepts one rule (and one STP) object per group."""
+    rule = None if pj.get("plasticity") is None else rule_from_json(pj["plasticity"])
+    stp = None if pj.get("stp") is None else ShortTermPlasticity(**pj["stp"])
     return Projection(
         **dict(
             pj,
@@ -60,8 +88,8 @@ def _projection_from_json(pj: dict[str, Any]) -> Projection:
             src_range=tuple(pj["src_range"]),
             tgt_range=tuple(pj["tgt_range"]),
             delay_steps=tuple(pj["delay_steps"]),
-            plasticity=None if pj.get("plasticity") is None else rule_from_json(pj["plasticity"]),
-            stp=None if pj.get("stp") is None else ShortTermPlasticity(**pj["stp"]),
+            plasticity=None if rule is None else shared.setdefault(rule, rule),
+            stp=None if stp is None else shared.setdefault(stp, stp),
         )
     )
 
@@ -76,25 +104,26 @@ def _rng_state_json(rng: np.random.Generator) -> dict[str, Any]:
     return state
 
 
-def save_network(net: SpikingNetwork, path: str | Path) -> Path:
+def save_network(net: _Network, path: str | Path) -> Path:
     """Write ``net`` as a checkpoint directory (atomically) and return its path."""
-    net._require_built()
+    snap = net.snapshot()
     arrays: dict[str, np.ndarray] = {}
     inputs_meta = []
     for name, group in net.inputs.items():
         meta, arrs = group.to_json()
         inputs_meta.append({"name": name, **meta})
         arrays.update({f"input.{name}.{k}": v for k, v in arrs.items()})
-    for prefix, csr in (("csr", net.csr_), ("input_csr", net.input_csr_)):
-        arrays.update({f"{prefix}.{k}": v for k, v in csr.arrays().items()})
-    arrays.update(net.plastic_.arrays())
-    arrays["homeostasis.theta"] = net.theta_
-    arrays.update({f"stp.{k}": a for k, a in enumerate(net.stp_) if k % 4 and a.size})
-    arrays.update({f"state.{k}": getattr(net.state_, k) for k in _STATE})
-    arrays.update({f"neuron.{k}": net._neuron_arrays[k] for k in _NEURON})
+    for prefix, csr in (("csr", snap.csr), ("input_csr", snap.input_csr)):
+        arrays.update({f"{prefix}.{k}": v for k, v in csr.items()})
+    arrays.update(snap.traces)
+    arrays["homeostasis.theta"] = snap.theta
+    arrays.update({_STP_FILES[k]: a for k, a in snap.stp.items()})
+    arrays.update({f"state.{k}": getattr(snap.state, k) for k in STATE_ARRAYS})
+    neuron = net.neuron.arrays(net.n_neurons)
+    arrays.update({f"neuron.{k}": neuron[k] for k in _NEURON})
     meta = {
-        "t": net.state_.t,
-        "rng_state": _rng_state_json(net.state_.rng),
+        "t": snap.state.t,
+        "rng_state": _rng_state_json(snap.state.rng),
         "inputs": inputs_meta,
         "projections": [_projection_json(p) for p in net.projections],
     }
@@ -103,9 +132,7 @@ def save_network(net: SpikingNetwork, path: str | Path) -> Path:
     )
 
 
-def load_network(
-    cls: type[SpikingNetwork], path: str | Path, *, backend: str | None = None
-) -> SpikingNetwork:
+def load_network(cls: type[N], path: str | Path, *, backend: str | None = None) -> N:
     """Read a checkpoint written by :func:`save_network`; ``CheckpointError`` if it is
     corrupt, foreign or inconsistent."""
     ck = load_checkpoint(path, engine=FORMAT_ENGINE)
@@ -124,9 +151,10 @@ def load_network(
                 k.split(".")[-1]: v for k, v in ck.arrays.items() if k.startswith(f"input.{name}.")
             }
             net.inputs[name] = input_from_json(meta, arrs)
-        net.projections.extend(_projection_from_json(pj) for pj in ck.meta["projections"])
+        shared: dict[Any, Any] = {}
+        net.projections.extend(_projection_from_json(pj, shared) for pj in ck.meta["projections"])
         _validate(net, ck)
-        _restore(net, ck.arrays, ck.meta)
+        net.build(saved=_snapshot(ck))
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: checkpoint content is inconsistent ({exc!r})") from exc
     return net
@@ -152,7 +180,7 @@ def _validate_csr(ck: Checkpoint, prefix: str, n_rows: int, n_targets: int, max_
         raise ck.fail(f"{prefix}.mask", f"must have 0 or {nnz} entries, got {mask.shape}")
 
 
-def _validate(net: SpikingNetwork, ck: Checkpoint) -> None:
+def _validate(net: _Network, ck: Checkpoint) -> None:
     """Check every saved array and projection against the network before a kernel sees them:
     a checkpoint with valid checksums can still hold out-of-range indices."""
     n, max_d = net.n_neurons, net.max_delay_steps
@@ -188,42 +216,20 @@ def _validate(net: SpikingNetwork, ck: Checkpoint) -> None:
             ck.array(name, kinds="fi", finite=arr.dtype.kind == "f")
 
 
-def _restore(net: SpikingNetwork, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-    """Rebuild the runtime structures of ``net`` from saved arrays (no regeneration)."""
-    from neurofabric.snn.network import NetworkState
-
-    net.backend_, net._k = backends.resolve("snn", net.backend)
-    net.theta_[:] = arrays["homeostasis.theta"]
-    net._index_inputs()
-    net._nparam, net._ref_steps, net._sc = net._neuron_constants()
-    rec_rule = single_rule([p for p in net.projections if p.source == "neurons"], "recurrent")
-    ext_rule = single_rule([p for p in net.projections if p.source != "neurons"], "input")
-
-    def csr(prefix: str, with_csc: bool, plastic: bool):
-        return csr_from_arrays(
-            {k: np.array(arrays[f"{prefix}.{k}"]) for k in _CSR},
-            net.n_neurons,
-            with_csc,
-            net._k,
-            plastic,
-        )
-
-    with_csc = (net.propagation != "event" or rec_rule is not None) and arrays[
-        "csr.indptr"
-    ].size > 1
-    net.csr_ = csr("csr", with_csc, rec_rule is not None)
-    net.input_csr_ = csr("input_csr", False, ext_rule is not None)
-    net._make_plastic_state(rec_rule, ext_rule)
-    net.plastic_.load_traces(arrays)
-    net._make_stp_state()
-    for k, a in enumerate(net.stp_):
-        if f"stp.{k}" in arrays:
-            a[:] = arrays[f"stp.{k}"]
-    net.procedural_ = net._procedural_table()
+def _snapshot(ck: Checkpoint) -> Snapshot:
+    """The checkpoint's synapses, learning and dynamic state, as ``build(saved=...)`` takes
+    them (memory-mapped arrays; ``build`` copies what the kernels write to)."""
+    arrays = ck.arrays
     rng = np.random.Generator(np.random.PCG64())
-    rng.bit_generator.state = meta["rng_state"]
-    net.state_ = NetworkState(
-        int(meta["t"]), *(np.array(arrays[f"state.{k}"]) for k in _STATE), rng
+    rng.bit_generator.state = ck.meta["rng_state"]
+    state = NetworkState(
+        int(ck.meta["t"]), *(np.array(arrays[f"state.{k}"]) for k in STATE_ARRAYS), rng
     )
-    net.build_s_ = 0.0
-    net._built = True
+    return Snapshot(
+        csr={k: arrays[f"csr.{k}"] for k in _CSR},
+        input_csr={k: arrays[f"input_csr.{k}"] for k in _CSR},
+        theta=arrays["homeostasis.theta"],
+        state=state,
+        traces={k: a for k, a in arrays.items() if k.startswith("plastic.")},
+        stp={k: arrays[f] for k, f in _STP_FILES.items() if f in arrays},
+    )

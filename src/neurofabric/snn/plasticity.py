@@ -29,13 +29,20 @@ Diehl & Cook (2015, Front. Comput. Neurosci. 9:99): ``x_pre`` (tau_pre), ``x_pos
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
 from neurofabric.core.errors import ConfigError
-from neurofabric.core.validation import check_choice, check_nonnegative, check_positive
+from neurofabric.core.validation import (
+    check_choice,
+    check_instance,
+    check_nonnegative,
+    check_positive,
+)
+from neurofabric.snn.kernels import layout as L
 
 KIND_TRIPLET = 0
 KIND_DIEHL_COOK = 1
@@ -311,26 +318,15 @@ def rule_from_json(data: dict[str, Any]) -> Rule:
     return _RULES[name](**data)
 
 
-def _empty_side() -> tuple[np.ndarray, ...]:
-    return (
-        np.empty(0),
-        np.empty(0, np.uint8),
-        np.zeros((2, 0)),
-        np.zeros(0, np.int64),
-        np.zeros((2, 0)),
-        np.zeros(0, np.int64),
-    )
-
-
 @dataclass
 class PlasticState:
     """Rules and traces of the plastic synapse groups (recurrent and input), as kernels take
     them. Traces: two per presynaptic and two per postsynaptic neuron, with the step each
     was last decayed to."""
 
-    rec: tuple[np.ndarray, ...]
-    ext: tuple[np.ndarray, ...]
-    ext_csc: tuple[np.ndarray, np.ndarray, np.ndarray]
+    rec: L.Plastic
+    ext: L.Plastic
+    ext_csc: L.Incoming
 
     @classmethod
     def create(
@@ -341,12 +337,12 @@ class PlasticState:
         ext_rule: Rule | None,
         ext_mask: np.ndarray,
         n_inputs: int,
-        ext_csc: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+        ext_csc: L.Incoming | None,
     ) -> PlasticState:
-        def side(rule: Rule | None, mask: np.ndarray, n_pre: int) -> tuple[np.ndarray, ...]:
+        def side(rule: Rule | None, mask: np.ndarray, n_pre: int) -> L.Plastic:
             if rule is None:
-                return _empty_side()
-            return (
+                return L.no_plasticity()
+            return L.Plastic(
                 rule.vector(),
                 mask,
                 np.zeros((2, n_pre)),
@@ -355,45 +351,34 @@ class PlasticState:
                 np.zeros(n_neurons, np.int64),
             )
 
-        csc = (
-            ext_csc
-            if ext_csc is not None
-            else (np.zeros(1, np.int64), np.empty(0, np.int32), np.empty(0, np.int32))
-        )
+        csc = ext_csc if ext_csc is not None else L.no_incoming()
         return cls(side(rec_rule, rec_mask, n_neurons), side(ext_rule, ext_mask, n_inputs), csc)
 
     @property
     def active(self) -> bool:
-        return self.rec[0].size > 0 or self.ext[0].size > 0
-
-    def kernel_args(self) -> tuple[np.ndarray, ...]:
-        return (*self.rec, *self.ext, *self.ext_csc)
+        return self.rec.rule.size > 0 or self.ext.rule.size > 0
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The traces, for a checkpoint (rules and masks are saved with the projections/CSR)."""
         out = {}
         for prefix, side in (("rec", self.rec), ("ext", self.ext)):
-            if side[0].size:
-                out.update(
-                    {
-                        f"plastic.{prefix}.pre": side[2],
-                        f"plastic.{prefix}.pre_last": side[3],
-                        f"plastic.{prefix}.post": side[4],
-                        f"plastic.{prefix}.post_last": side[5],
-                    }
-                )
+            if side.rule.size:
+                for name in _TRACES:
+                    out[f"plastic.{prefix}.{name}"] = getattr(side, name)
         return out
 
-    def load_traces(self, arrays: dict[str, np.ndarray]) -> None:
+    def load_traces(self, arrays: Mapping[str, np.ndarray]) -> None:
         for prefix, side in (("rec", self.rec), ("ext", self.ext)):
-            if side[0].size:
-                side[2][:] = arrays[f"plastic.{prefix}.pre"]
-                side[3][:] = arrays[f"plastic.{prefix}.pre_last"]
-                side[4][:] = arrays[f"plastic.{prefix}.post"]
-                side[5][:] = arrays[f"plastic.{prefix}.post_last"]
+            if side.rule.size:
+                for name in _TRACES:
+                    getattr(side, name)[:] = arrays[f"plastic.{prefix}.{name}"]
 
     def nbytes(self) -> int:
-        return int(sum(a.nbytes for a in self.kernel_args()))
+        arrays = (*self.rec, *self.ext, *self.ext_csc)
+        return int(sum(a.nbytes for a in arrays))
+
+
+_TRACES = ("pre", "pre_last", "post", "post_last")
 
 
 def single_rule(projections: list[Any], what: str) -> Rule | None:
@@ -419,11 +404,12 @@ def check_plastic_projection(
     n_excitatory: int,
 ) -> None:
     """The conditions a plastic projection must meet, checked at ``connect``."""
-    if not hasattr(rule, "vector") or not isinstance(rule, Rule):
-        raise ConfigError(
-            f"`plasticity` must be a rule of neurofabric.snn.plasticity "
-            f"(PairSTDP, TripletSTDP, DiehlCookSTDP), got {rule!r}"
-        )
+    check_instance(
+        "plasticity",
+        rule,
+        (PairSTDP, TripletSTDP, DiehlCookSTDP),
+        "a rule of neurofabric.snn.plasticity (PairSTDP, TripletSTDP, DiehlCookSTDP)",
+    )
     if storage != "csr":
         raise ConfigError(
             "plasticity needs storage='csr': procedural synapses are "
@@ -442,22 +428,13 @@ def check_plastic_projection(
 
 
 def normalize_incoming(
-    csr: Any, lo: int, hi: int, total: float, n_targets: int, source: str, kernels: Any = None
+    csr: Any, lo: int, hi: int, total: float, n_targets: int, source: str, kernels: Any
 ) -> None:
-    """Scale the plastic synapses of rows [lo, hi) so each target's sum is ``total`` (numpy
-    here; ``kernels.normalize_rows`` when given does the same in compiled code)."""
+    """Scale the plastic synapses of rows [lo, hi) so each target's sum is ``total``, with
+    ``kernels.normalize_rows`` of the network's backend."""
     a, b = int(csr.indptr[lo]), int(csr.indptr[hi])
     if not csr.plastic or a == b or (csr.mask.size and not csr.mask[a:b].any()):
         raise ConfigError(f"the synapses from {source!r} are not plastic: nothing to normalize")
-    if kernels is not None and hasattr(kernels, "normalize_rows"):
-        kernels.normalize_rows(
-            csr.indptr, csr.indices, csr.weights, csr.mask, lo, hi, float(total), n_targets
-        )
-        return
-    sel = np.arange(a, b)
-    if csr.mask.size:
-        sel = sel[csr.mask[sel] == 1]
-    targets = csr.indices[sel]
-    sums = np.bincount(targets, weights=csr.weights[sel].astype(np.float64), minlength=n_targets)
-    factor = np.divide(total, sums, out=np.ones(n_targets), where=sums > 0)
-    csr.weights[sel] = (csr.weights[sel] * factor[targets]).astype(np.float32)
+    kernels.normalize_rows(
+        csr.indptr, csr.indices, csr.weights, csr.mask, lo, hi, float(total), n_targets
+    )

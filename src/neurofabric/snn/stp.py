@@ -19,13 +19,20 @@ modulated, the post-training mode). For a regular train of period T the release 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from neurofabric.core.errors import ConfigError
-from neurofabric.core.validation import check_choice, check_nonnegative, check_probability
+from neurofabric.core.validation import (
+    check_choice,
+    check_nonnegative,
+    check_positive,
+    check_probability,
+)
+from neurofabric.snn.kernels.layout import STP, no_stp
 
 
 @dataclass(frozen=True)
@@ -40,8 +47,7 @@ class ShortTermPlasticity:
 
     def __post_init__(self) -> None:
         check_probability("U", self.U)
-        if self.U <= 0:
-            raise ConfigError(f"`U` must be in (0, 1], got {self.U}")
+        check_positive("U", self.U)  # in (0, 1]
         check_nonnegative("tau_rec", self.tau_rec, "s")
         check_nonnegative("tau_facil", self.tau_facil, "s")
         check_choice("mode", self.mode, ("release", "modulate"))
@@ -67,11 +73,39 @@ def stp_to_json(stp: ShortTermPlasticity) -> dict[str, Any]:
     return asdict(stp)
 
 
-def stp_state(stp: ShortTermPlasticity | None, n_sources: int) -> tuple[np.ndarray, ...]:
+def stp_state(stp: ShortTermPlasticity | None, n_sources: int) -> STP:
     """(parameters, u, x, last spike step) arrays; empty when the group has no STP."""
     if stp is None:
-        return (np.empty(0), np.zeros(0), np.zeros(0), np.zeros(0, np.int64))
-    return (stp.vector(), np.zeros(n_sources), np.ones(n_sources), np.full(n_sources, -1, np.int64))
+        return no_stp()
+    return STP(
+        stp.vector(), np.zeros(n_sources), np.ones(n_sources), np.full(n_sources, -1, np.int64)
+    )
+
+
+class STPState(NamedTuple):
+    """The short-term plasticity state of the recurrent and the input group."""
+
+    rec: STP
+    ext: STP
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """``{"rec.u": ..., "ext.last": ...}`` of the groups with STP."""
+        return {
+            f"{group}.{name}": getattr(side, name)
+            for group, side in (("rec", self.rec), ("ext", self.ext))
+            if side.prm.size
+            for name in _VARIABLES
+        }
+
+    def restore(self, arrays: Mapping[str, np.ndarray]) -> None:
+        """Copy saved variables (as :meth:`arrays` names them) into the state."""
+        for group, side in (("rec", self.rec), ("ext", self.ext)):
+            for name in _VARIABLES:
+                if f"{group}.{name}" in arrays:
+                    getattr(side, name)[:] = arrays[f"{group}.{name}"]
+
+
+_VARIABLES = ("u", "x", "last")
 
 
 def single_stp(projections: list[Any], what: str) -> ShortTermPlasticity | None:

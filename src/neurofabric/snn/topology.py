@@ -48,16 +48,12 @@ class Random:
         return rowgen.KIND_OUT_DEGREE if self.out_degree is not None else rowgen.KIND_IN_DEGREE
 
     def check_sizes(self, n_src: int, n_tgt: int, allow_self: bool) -> None:
-        room_t = n_tgt - (0 if allow_self else 1)
-        room_s = n_src - (0 if allow_self else 1)
-        if self.out_degree is not None and self.out_degree > room_t:
-            raise ConfigError(
-                f"`out_degree` must be <= {room_t} (the targets available), got {self.out_degree}"
-            )
-        if self.in_degree is not None and self.in_degree > room_s:
-            raise ConfigError(
-                f"`in_degree` must be <= {room_s} (the sources available), got {self.in_degree}"
-            )
+        room_t = n_tgt - (0 if allow_self else 1)  # the targets available
+        room_s = n_src - (0 if allow_self else 1)  # the sources available
+        if self.out_degree is not None:
+            check_int("out_degree", self.out_degree, max_value=room_t)
+        if self.in_degree is not None:
+            check_int("in_degree", self.in_degree, max_value=room_s)
 
     def degree(self) -> int:
         return int(self.out_degree or self.in_degree or 0)
@@ -86,10 +82,7 @@ class SmallWorld:
                 f"SmallWorld needs as many sources as targets (one ring), got "
                 f"{n_src} sources and {n_tgt} targets"
             )
-        if self.k >= n_tgt:
-            raise ConfigError(
-                f"SmallWorld `k` must be < the number of neurons ({n_tgt}), got {self.k}"
-            )
+        check_int("SmallWorld.k", self.k, max_value=n_tgt - 1)  # < the ring's neurons
 
     def degree(self) -> int:
         return self.k

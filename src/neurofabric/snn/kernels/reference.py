@@ -46,10 +46,61 @@ One time step ``t`` (``dt``) of :func:`simulate`, for every neuron ``i``:
    of them, each neuron that spiked in step 3 potentiates its incoming synapses.
 """
 
-import math
-
 import numpy as np
 
+from neurofabric.snn.kernels.formulas import (  # noqa: F401  (G_FLUSH re-exported)
+    G_FLUSH,
+    bump_trace,
+    clip_weight,
+    coba_v,
+    cuba_v,
+    delta_v,
+    depression,
+    flushed,
+    potentiation,
+    stp_scale,
+    trace_decay,
+)
+from neurofabric.snn.kernels.layout import (
+    C_DENSE_STEPS,
+    C_E,
+    C_EVENT_STEPS,
+    C_I,
+    C_MONITORED,
+    C_RECORD_EVERY,
+    C_RECORDED,
+    C_SPIKES,
+    C_WRITTEN,
+    CONST_DELAY,
+    DECAY_E,
+    DECAY_I,
+    DECAY_M,
+    DT,
+    DT_TAU_M,
+    E_EXC,
+    E_INH,
+    H_DECAY,
+    H_DRIFT,
+    H_FROZEN,
+    H_HI,
+    H_LO,
+    H_STEP,
+    H_THETA_MIN,
+    INH_SIGN,
+    MODEL_CUBA,
+    MODEL_DELTA,
+    NEAREST,
+    ROW_WEIGHTS,
+    STATUS_DONE,
+    STATUS_DRAIN,
+    TAU_O1,
+    TAU_O2,
+    TAU_R1,
+    TAU_R2,
+    V_INF,
+    V_RESET,
+    V_TH,
+)
 from neurofabric.snn.kernels.rowgen import (  # noqa: F401  (re-exported spec functions)
     M32,
     gen_in_degree_sources,
@@ -60,6 +111,11 @@ from neurofabric.snn.kernels.rowgen import (  # noqa: F401  (re-exported spec fu
 )
 
 BACKEND = "reference"
+
+
+def threads(n_neurons):
+    """Threads for the neuron update: the reference runs on one."""
+    return 1
 
 
 def build_rows(ip, fp, key, sources, max_row, counts_only):
@@ -113,28 +169,53 @@ def transpose(indptr, indices, n_targets, need_pos):
     return c_ptr, sources[order], c_pos
 
 
-def _rows(sources, indptr, indices, weights, delays, flags):
+def normalize_rows(indptr, indices, weights, mask, lo, hi, total, n_targets):
+    """Scale the (masked) synapses of rows [lo, hi) so each target's sum is ``total``
+    (targets without such synapses are left alone); the sums run in storage order."""
+    sel = np.arange(indptr[lo], indptr[hi])
+    if mask.size:
+        sel = sel[mask[sel] == 1]
+    targets = indices[sel]
+    sums = np.bincount(targets, weights=weights[sel].astype(np.float64), minlength=n_targets)
+    factor = np.divide(total, sums, out=np.ones(n_targets), where=sums > 0)
+    weights[sel] = (weights[sel] * factor[targets]).astype(np.float32)
+
+
+def _rows(sources, syn):
     """Concatenated (targets, weights, delays) of the CSR rows of ``sources``, in order."""
-    starts = indptr[sources]
-    counts = indptr[sources + 1] - starts
+    starts = syn.indptr[sources]
+    counts = syn.indptr[sources + 1] - starts
     total = int(counts.sum())
     pos = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(total)
-    w = np.repeat(weights[sources], counts) if flags[0] == 1 else weights[pos]
-    d = np.full(total, flags[1]) if flags[1] >= 0 else delays[pos].astype(np.int64)
-    return indices[pos], w, d
+    if syn.flags[ROW_WEIGHTS] == 1:
+        w = np.repeat(syn.weights[sources], counts)
+    else:
+        w = syn.weights[pos]
+    if syn.flags[CONST_DELAY] >= 0:
+        d = np.full(total, syn.flags[CONST_DELAY])
+    else:
+        d = syn.delays[pos].astype(np.int64)
+    return syn.indices[pos], w, d
 
 
 def _procedural_rows(sources, is_input, proc):
-    p_ip, p_fp, p_key, p_input, st, sw, sd = proc
     tg, wt, dl = [], [], []
     for s in sources:
-        for p in range(p_ip.shape[0]):
-            if p_input[p] != is_input or s < p_ip[p, 1] or s >= p_ip[p, 2]:
+        for p in range(proc.ip.shape[0]):
+            if proc.is_input[p] != is_input or s < proc.ip[p, 1] or s >= proc.ip[p, 2]:
                 continue
-            c = gen_row(p_ip[p], p_fp[p], int(p_key[p]), int(s), st, sw, sd)
-            tg.append(st[:c].copy())
-            wt.append(sw[:c].astype(np.float32))
-            dl.append(sd[:c].copy())
+            c = gen_row(
+                proc.ip[p],
+                proc.fp[p],
+                int(proc.keys[p]),
+                int(s),
+                proc.targets,
+                proc.weights,
+                proc.delays,
+            )
+            tg.append(proc.targets[:c].copy())
+            wt.append(proc.weights[:c].astype(np.float32))
+            dl.append(proc.delays[:c].copy())
     if not tg:
         return np.empty(0, np.int64), np.empty(0, np.float32), np.empty(0, np.int64)
     return np.concatenate(tg), np.concatenate(wt), np.concatenate(dl)
@@ -174,129 +255,88 @@ def _decay_traces(tr, last, idx, t, tau1, tau2, dt):
     sel = idx[k > 0]
     kk = k[k > 0]
     if sel.size:
-        tr[0, sel] = tr[0, sel] * np.exp(-(kk * dt) / tau1)
-        tr[1, sel] = tr[1, sel] * np.exp(-(kk * dt) / tau2)
+        tr[0, sel] = tr[0, sel] * trace_decay(kk, dt, tau1)
+        tr[1, sel] = tr[1, sel] * trace_decay(kk, dt, tau2)
         last[sel] = t
 
 
-def _bump(tr, i, nearest):
-    if nearest:
-        tr[:, i] = 1.0
-    else:
-        tr[:, i] += 1.0
-
-
-def _soft(x, mu):
-    """(distance to a bound)^mu, 0 where the distance is not positive; mu = 0 gives 1."""
-    if mu == 0.0:
-        return np.ones_like(x)
-    pos = np.maximum(x, 0.0)
-    return np.where(x > 0.0, pos if mu == 1.0 else pos**mu, 0.0)
-
-
-def plastic_pre(s, m, t, dt, indptr, indices, weights, mask, rule, pre, pre_last, post, post_last):
-    """Depression on the row of source ``s`` for ``m`` coincident spikes (see
-    :mod:`neurofabric.snn.plasticity` for the rules), then the source's traces."""
-    _decay_traces(pre, pre_last, np.array([s]), t, rule[11], rule[12], dt)
-    q = np.arange(indptr[s], indptr[s + 1])
-    if mask.size:
-        q = q[mask[q] != 0]
-    j = indices[q]
+def plastic_pre(s, m, t, dt, syn, side):
+    """Depression on the row of source ``s`` of the synapses ``syn`` for ``m`` coincident
+    spikes (see :mod:`neurofabric.snn.plasticity` for the rules), then the source's traces;
+    ``side`` is the group's :class:`.layout.Plastic`."""
+    rule = side.rule
+    _decay_traces(side.pre, side.pre_last, np.array([s]), t, rule[TAU_R1], rule[TAU_R2], dt)
+    q = np.arange(syn.indptr[s], syn.indptr[s + 1])
+    if side.mask.size:
+        q = q[side.mask[q] != 0]
+    j = syn.indices[q]
     for _ in range(m):
-        r2 = pre[1, s]
-        _decay_traces(post, post_last, j, t, rule[13], rule[14], dt)
-        w = weights[q].astype(np.float64)
-        if rule[0] == 0.0:
-            dw = post[0, j] * (rule[3] + rule[4] * r2) * _soft(w - rule[5], rule[8])
-        else:
-            dw = rule[3] * post[0, j]
-        weights[q] = np.minimum(np.maximum(w - dw, rule[5]), rule[6])
-        _bump(pre, s, rule[9] == 1.0)
+        r2 = side.pre[1, s]
+        _decay_traces(side.post, side.post_last, j, t, rule[TAU_O1], rule[TAU_O2], dt)
+        w = syn.weights[q].astype(np.float64)
+        syn.weights[q] = clip_weight(w - depression(rule, w, side.post[0, j], r2), rule)
+        bump_trace(side.pre, s, rule[NEAREST] == 1.0)
 
 
-def plastic_post(
-    j, t, dt, c_ptr, c_src, c_pos, weights, mask, rule, pre, pre_last, post, post_last
-):
-    """Potentiation on the incoming synapses of neuron ``j``, then its traces."""
-    _decay_traces(post, post_last, np.array([j]), t, rule[13], rule[14], dt)
-    o2 = post[1, j]
-    pos = c_pos[c_ptr[j] : c_ptr[j + 1]]
-    src = c_src[c_ptr[j] : c_ptr[j + 1]]
-    if mask.size:
-        keep = mask[pos] != 0
+def plastic_post(j, t, dt, csc, weights, side):
+    """Potentiation on the incoming synapses of neuron ``j`` (``csc``: the group's
+    :class:`.layout.Incoming`, ``weights`` its CSR weights), then its traces."""
+    rule = side.rule
+    _decay_traces(side.post, side.post_last, np.array([j]), t, rule[TAU_O1], rule[TAU_O2], dt)
+    o2 = side.post[1, j]
+    pos = csc.pos[csc.ptr[j] : csc.ptr[j + 1]]
+    src = csc.src[csc.ptr[j] : csc.ptr[j + 1]]
+    if side.mask.size:
+        keep = side.mask[pos] != 0
         pos, src = pos[keep], src[keep]
-    _decay_traces(pre, pre_last, src, t, rule[11], rule[12], dt)
+    _decay_traces(side.pre, side.pre_last, src, t, rule[TAU_R1], rule[TAU_R2], dt)
     w = weights[pos].astype(np.float64)
-    if rule[0] == 0.0:
-        dw = pre[0, src] * (rule[1] + rule[2] * o2) * _soft(rule[6] - w, rule[7])
-    else:
-        dw = rule[1] * (pre[0, src] - rule[10]) * _soft(rule[6] - w, rule[7])
-    weights[pos] = np.minimum(np.maximum(w + dw, rule[5]), rule[6])
-    _bump(post, j, rule[9] == 1.0)
+    weights[pos] = clip_weight(w + potentiation(rule, w, side.pre[0, src], o2), rule)
+    bump_trace(side.post, j, rule[NEAREST] == 1.0)
 
 
-def stp_scale(s, m, t, dt, prm, u, x, last):
-    """Efficacy factor of ``m`` coincident spikes of source ``s`` (see
-    :mod:`neurofabric.snn.stp`); updates the source's u, x and last spike step."""
-    total = 0.0
-    for _ in range(m):
-        if last[s] >= 0:
-            elapsed = (t - last[s]) * dt
-            u[s] = u[s] * math.exp(-elapsed / prm[2]) if prm[2] > 0.0 else 0.0
-            x[s] = 1.0 - (1.0 - x[s]) * math.exp(-elapsed / prm[1]) if prm[1] > 0.0 else 1.0
-        last[s] = t
-        u[s] = u[s] + prm[0] * (1.0 - u[s])
-        r = u[s] * x[s]
-        x[s] = x[s] - r
-        total += r if prm[3] == 0.0 else 1.0 + prm[4] * r
-    return total
-
-
-def _scales(sources, counts, t, dt, stp_side):
+def _scales(sources, counts, t, dt, stp):
     """Per-event efficacy factors: the spike counts, or the STP release of each event."""
-    if stp_side is None:
+    if stp is None:
         return np.asarray(counts, dtype=np.float64)
     return np.array(
-        [stp_scale(int(s), int(m), t, dt, *stp_side) for s, m in zip(sources, counts, strict=True)],
+        [stp_scale(int(s), int(m), t, dt, stp) for s, m in zip(sources, counts, strict=True)],
         dtype=np.float64,
     )
 
 
-def _push_inputs(ins, mult, t, ext, proc, buf_e, buf_i, inh_sign, xplast=None, scale=None):
-    """Propagate input events (global source indices; ``scale`` the efficacy factor of each,
-    by default its spike count); with plasticity on the input synapses, each event is
-    transmitted and then learns, in order."""
+def _push_inputs(ins, counts, t, net, bufs, stp, learn):
+    """Propagate input events (global source indices, spike counts): each delivers ``f w``,
+    ``f`` its spike count or its STP efficacy. With plasticity on the input synapses
+    (``learn``), each event is transmitted and then learns, in order."""
     if not ins.size:
         return
-    scale = np.asarray(mult, dtype=np.float64) if scale is None else scale
-    if xplast is not None:
-        for s, m, f in zip(ins, mult, scale, strict=True):
-            _push_inputs(
-                np.array([s]),
-                np.array([m]),
-                t,
-                ext,
-                proc,
-                buf_e,
-                buf_i,
-                inh_sign,
-                scale=np.array([f]),
-            )
-            plastic_pre(int(s), int(m), t, *xplast)
-        return
-    x_indptr, x_indices, x_weights, x_delays, x_flags = ext
-    # an event delivers f * w, f its spike count (or its STP efficacy)
-    if x_indptr.shape[0] > 1:
-        tg, w, d = _rows(ins, x_indptr, x_indices, x_weights, x_delays, x_flags)
-        f = np.repeat(scale, np.diff(x_indptr)[ins])
-        _deliver(buf_e, buf_i, t, tg, np.where(f == 1, w, w * f), d, inh_sign)
-    if proc[0].shape[0]:
+    dt = net.neurons.syn[DT]
+    scale = _scales(ins, counts, t, dt, stp)
+    if learn:
+        for s, m, f in zip(ins, counts, scale, strict=True):
+            _transmit_inputs(np.array([s]), np.array([f]), t, net, bufs)
+            plastic_pre(int(s), int(m), t, dt, net.ext, net.ext_plastic)
+    else:
+        _transmit_inputs(ins, scale, t, net, bufs)
+
+
+def _transmit_inputs(ins, scale, t, net, bufs):
+    ext = net.ext
+    if ext.indptr.shape[0] > 1:
+        tg, w, d = _rows(ins, ext)
+        f = np.repeat(scale, np.diff(ext.indptr)[ins])
+        _deliver(bufs, t, tg, np.where(f == 1, w, w * f), d, net.neurons.syn[INH_SIGN])
+    if net.procedural.ip.shape[0]:
         for s, f in zip(ins, scale, strict=True):
-            tg, w, d = _procedural_rows(np.array([s]), 1, proc)
-            _deliver(buf_e, buf_i, t, tg, w if f == 1 else w * f, d, inh_sign)
+            tg, w, d = _procedural_rows(np.array([s]), 1, net.procedural)
+            _deliver(bufs, t, tg, w if f == 1 else w * f, d, net.neurons.syn[INH_SIGN])
 
 
-def _deliver(buf_e, buf_i, t, tg, w, d, inh_sign):
+def _deliver(bufs, t, tg, w, d, inh_sign):
+    """Add weights ``w`` to slots ``(t + d) % D`` of targets ``tg``: excitatory ones to
+    ``buf_e``, inhibitory ones (times ``inh_sign``) to ``buf_i``."""
+    buf_e, buf_i = bufs
     slots = (t + d) % buf_e.shape[0]
     exc = w >= 0
     # np.add.at adds element by element in array order: the same order as the loops
@@ -310,224 +350,151 @@ def _unpack_ref(ref_steps):
     return hold, np.maximum(ref_steps >> 16, hold)
 
 
-def _integrate(model, v, ge, gi, refrac, a_e, a_i, nparam, sc, ref_steps):
-    de, di, e_exc, e_inh = sc[0], sc[1], sc[2], sc[3]
-    hold, lock = _unpack_ref(ref_steps)
+def _integrate(model, state, a_e, a_i, neurons):
+    """Step 2 for every neuron: ``v`` of the active ones, then the synaptic variables."""
+    v, ge, gi, refrac = state.v, state.ge, state.gi, state.refrac
+    p, syn = neurons.params, neurons.syn
+    hold, lock = _unpack_ref(neurons.ref_steps)
     active = refrac <= lock - hold
     refrac[refrac > 0] -= 1
-    vi = nparam[0]
-    if model == 2:
-        new_v = vi + (v + a_e + a_i - vi) * nparam[3]
+    if model == MODEL_DELTA:
+        new_v = delta_v(v, a_e, a_i, p[V_INF], p[DECAY_M])
         v[active] = new_v[active]
         return
     x_e = ge + a_e
     x_i = gi + a_i
-    if model == 0:
-        new_v = vi + (v - vi) * nparam[3] + x_e * nparam[4] + x_i * nparam[5]
+    if model == MODEL_CUBA:
+        new_v = cuba_v(v, x_e, x_i, p[V_INF], p[DECAY_M], p[C_E], p[C_I])
     else:
-        gt = 1.0 + x_e + x_i
-        vs = (vi + x_e * e_exc + x_i * e_inh) / gt
-        new_v = vs + (v - vs) * np.exp(-nparam[6] * gt)
+        new_v = coba_v(v, x_e, x_i, p[V_INF], p[DT_TAU_M], syn[E_EXC], syn[E_INH])
     v[active] = new_v[active]
-    ge[:] = _flush(x_e * de)
-    gi[:] = _flush(x_i * di)
+    ge[:] = flushed(x_e * syn[DECAY_E])
+    gi[:] = flushed(x_i * syn[DECAY_I])
 
 
-#: Decayed synaptic variables (conductances relative to the leak, or currents in volts) below
-#: this are set to 0. Without it a silent synapse never reaches 0: g e^{-dt/tau} rounds back up
-#: to the smallest subnormal double (4.9e-324) and stays there, and arithmetic on subnormals
-#: costs tens of times more on x86 (measured: the Diehl & Cook network's idle steps ran 2.6x
-#: slower). 1e-30 is far below anything that moves a membrane potential.
-G_FLUSH = 1e-30
+def _neuron_step(t, net, state):
+    """Steps 1-3 (and homeostasis): arrivals, integration, threshold and reset. Returns the
+    indices of the neurons that spiked and the boolean mask of them."""
+    buf_e, buf_i = state.buf_e, state.buf_i
+    slot = t % buf_e.shape[0]
+    a_e = buf_e[slot].copy()
+    a_i = buf_i[slot].copy()
+    buf_e[slot] = 0
+    buf_i[slot] = 0
+    can_fire = state.refrac <= 0
+    p = net.neurons.params
+    _integrate(net.model, state, a_e, a_i, net.neurons)
+    fired = can_fire & (state.v > p[V_TH])
+    spikes = np.flatnonzero(fired)
+    state.v[spikes] = p[V_RESET][spikes]
+    state.refrac[spikes] = _unpack_ref(net.neurons.ref_steps)[1][spikes]
+    h, theta = net.homeostasis
+    if h.size and h[H_FROZEN] == 0.0:  # threshold homeostasis (after the test)
+        lo, hi = int(h[H_LO]), int(h[H_HI])
+        th = np.maximum(theta[lo:hi] * h[H_DECAY] - h[H_DRIFT], h[H_THETA_MIN])
+        p[V_TH][lo:hi] += th - theta[lo:hi]
+        theta[lo:hi] = th
+        hit = spikes[(spikes >= lo) & (spikes < hi)]
+        p[V_TH][hit] += h[H_STEP]
+        theta[hit] += h[H_STEP]
+    return spikes, fired
 
 
-def _flush(g):
-    return np.where(np.abs(g) >= G_FLUSH, g, 0.0 * g)
+def _record(k, t, spikes, state, mon, counters):
+    """Step 4: the step's spike count, the monitored spikes, the sampled state."""
+    mon.rate[k] = spikes.size
+    counters[C_SPIKES] += spikes.size
+    shown = spikes[mon.spk_mask[spikes]]
+    w0 = counters[C_WRITTEN]
+    mon.spk_t[w0 : w0 + shown.size] = t
+    mon.spk_i[w0 : w0 + shown.size] = shown
+    counters[C_WRITTEN] += shown.size
+    if counters[C_RECORD_EVERY] > 0 and t % counters[C_RECORD_EVERY] == 0:
+        r = counters[C_RECORDED]
+        mon.rec_v[r] = state.v[mon.rec_idx]
+        mon.rec_ge[r] = state.ge[mon.rec_idx]
+        mon.rec_gi[r] = state.gi[mon.rec_idx]
+        counters[C_RECORDED] += 1
 
 
-def simulate(
-    n_steps,
-    t0,
-    model,
-    state,
-    nparam,
-    ref_steps,
-    sc,
-    rec,
-    csc,
-    dense_limit,
-    ext,
-    inputs,
-    proc,
-    mon,
-    counters,
-    plast,
-    stp,
-    homeo,
-):
+def _propagate(t, spikes, fired, net, bufs, counters):
+    """Step 5: the spikes' recurrent synapses (push, or dense pull above ``dense_limit``),
+    procedural rows, then depression on the rows that spiked."""
+    rec, csc, inh_sign = net.rec, net.rec_csc, net.neurons.syn[INH_SIGN]
+    dt = net.neurons.syn[DT]
+    if rec.indptr.shape[0] > 1 and 0 <= net.dense_limit < spikes.size:
+        counters[C_DENSE_STEPS] += 1
+        # dense pull: every incoming synapse, in target order, kept where the source fired
+        tgt = np.repeat(np.arange(csc.ptr.shape[0] - 1), np.diff(csc.ptr))
+        keep = fired[csc.src]
+        src = csc.src[keep]
+        pos = csc.pos[keep] if csc.pos.size else None  # absent when rows are uniform
+        w = rec.weights[src] if rec.flags[ROW_WEIGHTS] == 1 else rec.weights[pos]
+        if rec.flags[CONST_DELAY] >= 0:
+            d = np.full(src.size, rec.flags[CONST_DELAY])
+        else:
+            d = rec.delays[pos].astype(np.int64)
+        _deliver(bufs, t, tgt[keep], w, d, inh_sign)
+    else:
+        counters[C_EVENT_STEPS] += 1
+        if rec.indptr.shape[0] > 1:
+            tg, w, d = _rows(spikes, rec)
+            if net.rec_stp.prm.size:  # each spike's row scaled by its STP efficacy
+                once = np.ones(spikes.size, np.int64)
+                scales = _scales(spikes, once, t, dt, net.rec_stp)
+                f = np.repeat(scales, np.diff(rec.indptr)[spikes])
+                w = np.where(f == 1, w, w * f)
+            _deliver(bufs, t, tg, w, d, inh_sign)
+    if net.procedural.ip.shape[0]:
+        _deliver(bufs, t, *_procedural_rows(spikes, 0, net.procedural), inh_sign)
+    if net.rec_plastic.rule.size:  # depression on the rows of this step's spikes
+        for s in spikes:
+            plastic_pre(int(s), 1, t, dt, rec, net.rec_plastic)
+
+
+def _external(k, t, net, inputs, bufs):
+    """Steps 6-7: the spike-array inputs of the step, then the Poisson groups."""
+    stp = net.ext_stp if net.ext_stp.prm.size else None
+    learn = net.ext_plastic.rule.size > 0
+    sl = slice(inputs.ptr[k], inputs.ptr[k + 1])
+    _push_inputs(inputs.idx[sl], inputs.cnt[sl], t, net, bufs, stp, learn)
+    pois = net.poisson
+    for g in range(pois.first.shape[0]):
+        lo = pois.start[g]
+        lam, elam = pois.lam[lo : lo + pois.size[g]], pois.elam[lo : lo + pois.size[g]]
+        u = uniform_array(row_key(int(pois.keys[g]), t), np.arange(pois.size[g], dtype=np.int64))
+        fire = np.flatnonzero(u > elam)
+        counts = poisson_counts(lam[fire], elam[fire], u[fire])
+        _push_inputs(fire + pois.first[g], counts, t, net, bufs, stp, learn)
+
+
+def _potentiate(t, spikes, net):
+    """Step 8: potentiation on the incoming synapses of this step's spikes."""
+    dt = net.neurons.syn[DT]
+    for j in spikes:
+        if net.rec_plastic.rule.size:
+            plastic_post(int(j), t, dt, net.rec_csc, net.rec.weights, net.rec_plastic)
+        if net.ext_plastic.rule.size:
+            plastic_post(int(j), t, dt, net.ext_csc, net.ext.weights, net.ext_plastic)
+
+
+def simulate(n_steps, t0, net, state, inputs, mon, counters):
     """Advance ``n_steps`` steps from step ``t0``, mutating ``state``, ``mon`` and ``counters``
-    (and, with plasticity, the weights and traces in ``plast``).
-
-    ``counters``: [spikes written, total spikes, event steps, dense steps, state records,
-    record interval, monitored neurons, homogeneous parameters and threads (hints for the
-    fast kernels)]. Returns ``(steps done, status)``; status 1 means the
-    spike buffer must be drained before going on.
+    (and, with plasticity or STP, the weights, traces and STP state in ``net``). The
+    arguments are the named tuples of :mod:`.layout`; ``counters`` is indexed by its ``C_*``
+    constants. Returns ``(steps done, status)``; ``STATUS_DRAIN`` means the spike buffer
+    must be drained before going on.
     """
-    v, ge, gi, refrac, buf_e, buf_i = state
-    r_indptr, r_indices, r_weights, r_delays, r_flags = rec
-    c_ptr, c_src, c_pos = csc
-    x_indptr, x_indices, x_weights, x_delays, x_flags = ext
-    in_ptr, in_idx, in_cnt, p_first, p_start, p_n, p_key, p_lam, p_elam = inputs
-    spk_mask, spk_t, spk_i, rate, rec_idx, rec_v, rec_ge, rec_gi, _spiked, _flag = mon
-    r_rule, r_mask, r_pre, r_pre_last, r_post, r_post_last = plast[:6]
-    x_rule, x_mask, x_pre, x_pre_last, x_post, x_post_last, xc_ptr, xc_src, xc_pos = plast[6:]
-    dt = sc[5]
-    rplast = (
-        (dt, r_indptr, r_indices, r_weights, r_mask, r_rule, r_pre, r_pre_last, r_post, r_post_last)
-        if r_rule.size
-        else None
-    )
-    xplast = (
-        (dt, x_indptr, x_indices, x_weights, x_mask, x_rule, x_pre, x_pre_last, x_post, x_post_last)
-        if x_rule.size
-        else None
-    )
-    rstp = stp[:4] if stp[0].size else None
-    xstp = stp[4:] if stp[4].size else None
-    inh_sign = sc[4]
-    dmod = buf_e.shape[0]
-    cap = spk_t.shape[0]
+    bufs = (state.buf_e, state.buf_i)
+    cap = mon.spk_t.shape[0]
     for k in range(n_steps):
-        if cap - counters[0] < counters[6]:
-            return k, 1
+        if cap - counters[C_WRITTEN] < counters[C_MONITORED]:
+            return k, STATUS_DRAIN
         t = t0 + k
-        slot = t % dmod
-        a_e = buf_e[slot].copy()
-        a_i = buf_i[slot].copy()
-        buf_e[slot] = 0
-        buf_i[slot] = 0
-        can_fire = refrac <= 0
-        _integrate(model, v, ge, gi, refrac, a_e, a_i, nparam, sc, ref_steps)
-        fired = can_fire & (v > nparam[2])
-        spikes = np.flatnonzero(fired)
-        v[spikes] = nparam[1][spikes]
-        refrac[spikes] = _unpack_ref(ref_steps)[1][spikes]
-        h_prm, theta = homeo
-        if h_prm.size and h_prm[5] == 0.0:  # threshold homeostasis (after the test)
-            lo, hi = int(h_prm[7]), int(h_prm[8])
-            th = np.maximum(theta[lo:hi] * h_prm[2] - h_prm[3], h_prm[6])
-            nparam[2][lo:hi] += th - theta[lo:hi]
-            theta[lo:hi] = th
-            hit = spikes[(spikes >= lo) & (spikes < hi)]
-            nparam[2][hit] += h_prm[1]
-            theta[hit] += h_prm[1]
-        rate[k] = spikes.size
-        counters[1] += spikes.size
-        shown = spikes[spk_mask[spikes]]
-        w0 = counters[0]
-        spk_t[w0 : w0 + shown.size] = t
-        spk_i[w0 : w0 + shown.size] = shown
-        counters[0] += shown.size
-        if counters[5] > 0 and t % counters[5] == 0:
-            r = counters[4]
-            rec_v[r] = v[rec_idx]
-            rec_ge[r] = ge[rec_idx]
-            rec_gi[r] = gi[rec_idx]
-            counters[4] += 1
+        spikes, fired = _neuron_step(t, net, state)
+        _record(k, t, spikes, state, mon, counters)
         if spikes.size:
-            if r_indptr.shape[0] > 1 and 0 <= dense_limit < spikes.size:
-                counters[3] += 1
-                # dense pull: every incoming synapse, in target order, kept where the source fired
-                tgt = np.repeat(np.arange(c_ptr.shape[0] - 1), np.diff(c_ptr))
-                keep = fired[c_src]
-                src = c_src[keep]
-                pos = c_pos[keep] if c_pos.size else None  # absent when rows are uniform
-                w = r_weights[src] if r_flags[0] == 1 else r_weights[pos]
-                d = (
-                    np.full(src.size, r_flags[1])
-                    if r_flags[1] >= 0
-                    else r_delays[pos].astype(np.int64)
-                )
-                _deliver(buf_e, buf_i, t, tgt[keep], w, d, inh_sign)
-            else:
-                counters[2] += 1
-                if r_indptr.shape[0] > 1:
-                    tg, w, d = _rows(spikes, r_indptr, r_indices, r_weights, r_delays, r_flags)
-                    if rstp is not None:  # each spike's row scaled by its STP efficacy
-                        f = np.repeat(
-                            _scales(spikes, np.ones(spikes.size, np.int64), t, dt, rstp),
-                            np.diff(r_indptr)[spikes],
-                        )
-                        w = np.where(f == 1, w, w * f)
-                    _deliver(buf_e, buf_i, t, tg, w, d, inh_sign)
-            if proc[0].shape[0]:
-                _deliver(buf_e, buf_i, t, *_procedural_rows(spikes, 0, proc), inh_sign)
-            if rplast is not None:  # depression on the rows of this step's spikes
-                for s in spikes:
-                    plastic_pre(int(s), 1, t, *rplast)
-        sl = slice(in_ptr[k], in_ptr[k + 1])
-        _push_inputs(
-            in_idx[sl],
-            in_cnt[sl],
-            t,
-            ext,
-            proc,
-            buf_e,
-            buf_i,
-            inh_sign,
-            xplast,
-            _scales(in_idx[sl], in_cnt[sl], t, dt, xstp),
-        )
-        for g in range(p_first.shape[0]):
-            lo = p_start[g]
-            lam, elam = p_lam[lo : lo + p_n[g]], p_elam[lo : lo + p_n[g]]
-            u = uniform_array(row_key(int(p_key[g]), t), np.arange(p_n[g], dtype=np.int64))
-            fire = np.flatnonzero(u > elam)
-            counts = poisson_counts(lam[fire], elam[fire], u[fire])
-            _push_inputs(
-                fire + p_first[g],
-                counts,
-                t,
-                ext,
-                proc,
-                buf_e,
-                buf_i,
-                inh_sign,
-                xplast,
-                _scales(fire + p_first[g], counts, t, dt, xstp),
-            )
-        # 8. potentiation on the incoming synapses of this step's spikes (pre before post)
-        for j in spikes:
-            if rplast is not None:
-                plastic_post(
-                    int(j),
-                    t,
-                    dt,
-                    c_ptr,
-                    c_src,
-                    c_pos,
-                    r_weights,
-                    r_mask,
-                    r_rule,
-                    r_pre,
-                    r_pre_last,
-                    r_post,
-                    r_post_last,
-                )
-            if xplast is not None:
-                plastic_post(
-                    int(j),
-                    t,
-                    dt,
-                    xc_ptr,
-                    xc_src,
-                    xc_pos,
-                    x_weights,
-                    x_mask,
-                    x_rule,
-                    x_pre,
-                    x_pre_last,
-                    x_post,
-                    x_post_last,
-                )
-    return n_steps, 0
+            _propagate(t, spikes, fired, net, bufs, counters)
+        _external(k, t, net, inputs, bufs)
+        _potentiate(t, spikes, net)
+    return n_steps, STATUS_DONE
