@@ -42,8 +42,9 @@ def test_a_petabyte_store_costs_only_the_pages_written(tmp_path):
 
 
 def test_writes_span_shards_and_survive_reopening(tmp_path):
-    store = ShardedPageStore.create(tmp_path / "s", logical_bytes=1 << 20, shard_bytes=64 * KIB,
-                                    max_open=2)  # fmt: skip
+    store = ShardedPageStore.create(
+        tmp_path / "s", logical_bytes=1 << 20, shard_bytes=64 * KIB, max_open=2
+    )
     data = np.arange(3 * 64 * KIB // 4, dtype=np.uint32)  # three shards' worth
     store.write(32 * KIB, data)
     assert store.stats["closes"] >= 2  # the LRU kept at most two mappings open

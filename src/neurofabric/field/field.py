@@ -52,9 +52,16 @@ def _align(n: int, to: int) -> int:
 class DemandPagedField:
     """query / write / learn / stats / flush / close over a paged hash-grid field."""
 
-    def __init__(self, store: ShardedPageStore, *, tiers: TierConfig | None = None,
-                 prefetcher: str | None = None, prefetch_depth: int = 8,
-                 layer_budget: int = 64 << 20, backend: str = "numba") -> None:  # fmt: skip
+    def __init__(
+        self,
+        store: ShardedPageStore,
+        *,
+        tiers: TierConfig | None = None,
+        prefetcher: str | None = None,
+        prefetch_depth: int = 8,
+        layer_budget: int = 64 << 20,
+        backend: str = "numba",
+    ) -> None:
         meta = store.meta.get("meta", {})
         if meta.get("format") != FIELD_FORMAT:
             raise ConfigError(f"{store.path} is a page store but not a neural field")
@@ -83,10 +90,21 @@ class DemandPagedField:
 
     # ------------------------------------------------------------------ creation / opening
     @classmethod
-    def create(cls, path: Any, *, spec: HashGridSpec | None = None, hidden: tuple[int, ...] = (64,),
-               out_dim: int = 1, logical_bytes: int = 2**50, page_size: int = 4096,
-               shard_bytes: int = 2**40, seed: Any = 0, tiers: TierConfig | None = None,
-               prefetcher: str | None = None, backend: str = "numba") -> DemandPagedField:  # fmt: skip
+    def create(
+        cls,
+        path: Any,
+        *,
+        spec: HashGridSpec | None = None,
+        hidden: tuple[int, ...] = (64,),
+        out_dim: int = 1,
+        logical_bytes: int = 2**50,
+        page_size: int = 4096,
+        shard_bytes: int = 2**40,
+        seed: Any = 0,
+        tiers: TierConfig | None = None,
+        prefetcher: str | None = None,
+        backend: str = "numba",
+    ) -> DemandPagedField:
         """A new field on disk (sparse: only the decoder's pages are written). ``backend``
         (``"numba"`` or ``"reference"``) picks the kernels of the encoding and the DRAM tier."""
         spec = spec or HashGridSpec()
@@ -108,10 +126,21 @@ class DemandPagedField:
                 f"the table and decoder need {offset:,} bytes, more than logical_bytes "
                 f"{logical_bytes:,}; raise logical_bytes or shrink the spec"
             )
-        meta = {"format": FIELD_FORMAT, "version": FIELD_VERSION, "spec": spec.as_dict(),
-                "table_offset": 0, "layers": layers, "out_dim": out_dim}  # fmt: skip
-        store = ShardedPageStore.create(path, logical_bytes=logical_bytes, page_size=page_size,
-                                        shard_bytes=shard_bytes, meta=meta)  # fmt: skip
+        meta = {
+            "format": FIELD_FORMAT,
+            "version": FIELD_VERSION,
+            "spec": spec.as_dict(),
+            "table_offset": 0,
+            "layers": layers,
+            "out_dim": out_dim,
+        }
+        store = ShardedPageStore.create(
+            path,
+            logical_bytes=logical_bytes,
+            page_size=page_size,
+            shard_bytes=shard_bytes,
+            meta=meta,
+        )
         rng = make_rng(seed)
         # He-uniform weights; hidden biases start at 0.01 so that the ReLUs pass gradient
         # while the table is still all zero (it is never initialized: untouched pages cost
@@ -125,13 +154,26 @@ class DemandPagedField:
         return cls(store, tiers=tiers, prefetcher=prefetcher, backend=backend)
 
     @classmethod
-    def open(cls, path: Any, *, readonly: bool = False, tiers: TierConfig | None = None,
-             prefetcher: str | None = None, prefetch_depth: int = 8,
-             layer_budget: int = 64 << 20, backend: str = "numba") -> DemandPagedField:  # fmt: skip
+    def open(
+        cls,
+        path: Any,
+        *,
+        readonly: bool = False,
+        tiers: TierConfig | None = None,
+        prefetcher: str | None = None,
+        prefetch_depth: int = 8,
+        layer_budget: int = 64 << 20,
+        backend: str = "numba",
+    ) -> DemandPagedField:
         """Open an existing field; ``readonly`` never modifies its files."""
-        return cls(ShardedPageStore(path, readonly=readonly), tiers=tiers, prefetcher=prefetcher,
-                   prefetch_depth=prefetch_depth, layer_budget=layer_budget,
-                   backend=backend)  # fmt: skip
+        return cls(
+            ShardedPageStore(path, readonly=readonly),
+            tiers=tiers,
+            prefetcher=prefetcher,
+            prefetch_depth=prefetch_depth,
+            layer_budget=layer_budget,
+            backend=backend,
+        )
 
     # ------------------------------------------------------------------ parameters
     def _read_floats(self, offset: int, n: int) -> np.ndarray:
@@ -288,12 +330,14 @@ class DemandPagedField:
                 self._set_layer(k, W - lr * gW, b - lr * gb)
             current = self._table_rows(rows).reshape(len(rows), self.spec.n_features)
             updated = current - lr * row_grads
-            self.pages.write_rows(rows + np.uint64(self.table_offset // self.row_bytes),
-                                  updated.view(np.uint8))  # fmt: skip
+            self.pages.write_rows(
+                rows + np.uint64(self.table_offset // self.row_bytes), updated.view(np.uint8)
+            )
             return loss
 
-    def write(self, coords: Any, value: Any, *, tol: float = 1e-3, max_steps: int = 200,
-              lr: float = 0.05) -> int:  # fmt: skip
+    def write(
+        self, coords: Any, value: Any, *, tol: float = 1e-3, max_steps: int = 200, lr: float = 0.05
+    ) -> int:
         """Learn until the field returns ``value`` at ``coords`` (within ``tol``); returns the
         steps taken."""
         for step in range(1, max_steps + 1):
@@ -314,8 +358,13 @@ class DemandPagedField:
             return {"p50_us": float("nan"), "p95_us": float("nan"), "p99_us": float("nan")}
         lat = np.asarray(self.latencies) * 1e6
         p50, p95, p99 = np.percentile(lat, [50, 95, 99])
-        return {"p50_us": float(p50), "p95_us": float(p95), "p99_us": float(p99),
-                "mean_us": float(lat.mean()), "queries": len(lat)}  # fmt: skip
+        return {
+            "p50_us": float(p50),
+            "p95_us": float(p95),
+            "p99_us": float(p99),
+            "mean_us": float(lat.mean()),
+            "queries": len(lat),
+        }
 
     def latency_histogram(self, bins: int = 30) -> tuple[np.ndarray, np.ndarray]:
         """Counts and log-spaced edges (microseconds) of the recorded query latencies."""
@@ -327,9 +376,13 @@ class DemandPagedField:
         return np.histogram(lat, bins=edges)
 
     def stats(self) -> dict[str, Any]:
-        out = {"tiers": self.pages.stats(), "latency": self.latency_summary(),
-               "decoder_layers": dict(self.layer_stats),
-               "disk_bytes": self.store.disk_bytes(), "logical_bytes": self.store.logical_bytes}  # fmt: skip
+        out = {
+            "tiers": self.pages.stats(),
+            "latency": self.latency_summary(),
+            "decoder_layers": dict(self.layer_stats),
+            "disk_bytes": self.store.disk_bytes(),
+            "logical_bytes": self.store.logical_bytes,
+        }
         if self.tracker is not None:
             out["prefetch"] = self.tracker.summary()
         return out

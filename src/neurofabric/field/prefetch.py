@@ -184,8 +184,9 @@ class HoeffdingTreePrefetcher(Prefetcher):
 
     name = "hoeffding"
 
-    def __init__(self, history: int = 3, max_delta: int = 64, grace_period: int = 20,
-                 refresh: int = 256) -> None:  # fmt: skip
+    def __init__(
+        self, history: int = 3, max_delta: int = 64, grace_period: int = 20, refresh: int = 256
+    ) -> None:
         from river import tree
 
         self.model = tree.HoeffdingTreeClassifier(
@@ -288,6 +289,10 @@ class PrefetchTracker:
         return 1e6 * self.seconds / max(self.accesses, 1)
 
     def summary(self) -> dict[str, float]:
-        return {"prefetcher": self.prefetcher.name, "accesses": self.accesses,
-                "precision": self.precision, "coverage": self.coverage,
-                "us_per_access": self.us_per_access}  # fmt: skip
+        return {
+            "prefetcher": self.prefetcher.name,
+            "accesses": self.accesses,
+            "precision": self.precision,
+            "coverage": self.coverage,
+            "us_per_access": self.us_per_access,
+        }

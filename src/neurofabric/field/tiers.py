@@ -111,8 +111,14 @@ class _SlowTier:
 class TieredPages:
     """Row-granular reads and writes over tiered pages of a :class:`ShardedPageStore`."""
 
-    def __init__(self, store: ShardedPageStore, config: TierConfig | None = None, *,
-                 row_bytes: int, backend: str = "numba") -> None:  # fmt: skip
+    def __init__(
+        self,
+        store: ShardedPageStore,
+        config: TierConfig | None = None,
+        *,
+        row_bytes: int,
+        backend: str = "numba",
+    ) -> None:
         self.store = store
         self.config = config or TierConfig()
         self.page_size = store.page_size
@@ -140,9 +146,16 @@ class TieredPages:
             self.slow_pages = self._load_slow_index()
         self.counts = dict.fromkeys(TIERS, 0)  # row reads served by each tier
         self.on_miss = None  # called with the missing pages of a read (prefetchers train on misses)
-        self.moves = {"promotions": 0, "dram_evictions": 0, "cxl_evictions": 0,
-                      "writebacks": 0, "demotions_to_slow": 0, "bytes_read_ssd": 0,
-                      "bytes_read_slow": 0, "bytes_written": 0}  # fmt: skip
+        self.moves = {
+            "promotions": 0,
+            "dram_evictions": 0,
+            "cxl_evictions": 0,
+            "writebacks": 0,
+            "demotions_to_slow": 0,
+            "bytes_read_ssd": 0,
+            "bytes_read_slow": 0,
+            "bytes_written": 0,
+        }
 
     # ------------------------------------------------------------------ slow-tier index
     def _index_path(self) -> Path:
@@ -190,9 +203,17 @@ class TieredPages:
             return out
         out = np.empty((len(rows), self.row_bytes), dtype=np.uint8)
         self.tick += 1
-        missing = self._k.gather_rows(rows, self.row_bytes, self.page_size, self.resident,
-                                      self.resident_slots, self.pool, self.slot_tick, self.tick,
-                                      out)  # fmt: skip
+        missing = self._k.gather_rows(
+            rows,
+            self.row_bytes,
+            self.page_size,
+            self.resident,
+            self.resident_slots,
+            self.pool,
+            self.slot_tick,
+            self.tick,
+            out,
+        )
         n_miss = int(missing.sum())
         self.counts["dram"] += len(rows) - n_miss
         if n_miss:
@@ -205,9 +226,17 @@ class TieredPages:
             for page, tier in zip(pages.tolist(), tiers, strict=True):
                 self.counts[tier] += int(np.count_nonzero(page_of == page))
             sub = np.empty((n_miss, self.row_bytes), dtype=np.uint8)
-            again = self._k.gather_rows(miss_rows, self.row_bytes, self.page_size, self.resident,
-                                        self.resident_slots, self.pool, self.slot_tick, self.tick,
-                                        sub)  # fmt: skip
+            again = self._k.gather_rows(
+                miss_rows,
+                self.row_bytes,
+                self.page_size,
+                self.resident,
+                self.resident_slots,
+                self.pool,
+                self.slot_tick,
+                self.tick,
+                sub,
+            )
             if again.any():  # more pages than DRAM slots in one batch
                 raise ConfigError(
                     f"one batch touches more pages than the DRAM tier holds ({self.config.dram_pages}); "
@@ -423,7 +452,12 @@ class TieredPages:
         return {t: (c / total if total else 0.0) for t, c in self.counts.items()}
 
     def stats(self) -> dict[str, Any]:
-        return {"row_reads": dict(self.counts), "hit_rate": self.hit_rates(), **self.moves,
-                "dram_pages_used": int(np.count_nonzero(self.slot_page != _EMPTY)),
-                "cxl_pages_used": len(self.cxl), "slow_pages": len(self.slow_pages),
-                "cxl_emulated": True}  # fmt: skip
+        return {
+            "row_reads": dict(self.counts),
+            "hit_rate": self.hit_rates(),
+            **self.moves,
+            "dram_pages_used": int(np.count_nonzero(self.slot_page != _EMPTY)),
+            "cxl_pages_used": len(self.cxl),
+            "slow_pages": len(self.slow_pages),
+            "cxl_emulated": True,
+        }

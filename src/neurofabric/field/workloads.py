@@ -40,9 +40,14 @@ def uniform(n: int, *, n_pages: int = 1 << 20, seed: Any = 0, **_: Any) -> np.nd
 
 
 def interleaved(
-    n: int, *, n_pages: int = 1 << 20, streams: int = 2, random_fraction: float = 0.2,
-    seed: Any = 0, **_: Any,
-) -> np.ndarray:  # fmt: skip
+    n: int,
+    *,
+    n_pages: int = 1 << 20,
+    streams: int = 2,
+    random_fraction: float = 0.2,
+    seed: Any = 0,
+    **_: Any,
+) -> np.ndarray:
     """``streams`` sequential streams taking turns, each access replaced by a uniform random
     page with probability ``random_fraction``."""
     if not 0 <= random_fraction <= 1:

@@ -132,9 +132,14 @@ class ShardedPageStore:
         if (path / "manifest.json").exists():
             raise StorageError(f"{path} already holds a page store; open it instead")
         path.mkdir(parents=True, exist_ok=True)
-        manifest = {"format": FORMAT, "version": VERSION, "page_size": page_size,
-                    "shard_bytes": shard_bytes, "logical_bytes": logical_bytes,
-                    **({"meta": meta} if meta else {})}  # fmt: skip
+        manifest = {
+            "format": FORMAT,
+            "version": VERSION,
+            "page_size": page_size,
+            "shard_bytes": shard_bytes,
+            "logical_bytes": logical_bytes,
+            **({"meta": meta} if meta else {}),
+        }
         _atomic_json(path / "manifest.json", manifest)
         return cls(path, max_open=max_open)
 
