@@ -14,23 +14,23 @@ which is what is saved. ``compact()`` and ``expand()`` convert; both give the sa
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
+from neurofabric.core import backend as backends
 from neurofabric.core.errors import ConfigError, ShapeError
-from neurofabric.guard.kernels import numba_cpu, reference
 from neurofabric.guard.kernels.common import FANOUT, NEURON_DTYPE, SILENT
 
-__all__ = ["NEURON_DTYPE", "EventBatch", "NeuronField"]
-
-_BACKENDS = {"numba": numba_cpu, "reference": reference}
+__all__ = ["NEURON_DTYPE", "EventBatch", "NeuronField", "kernels"]
 
 
-def kernels(backend: str):
-    if backend not in _BACKENDS:
-        raise ConfigError(f"`backend` must be one of {sorted(_BACKENDS)}, got {backend!r}")
-    return _BACKENDS[backend]
+def kernels(backend: str = "auto") -> tuple[str, ModuleType]:
+    """The backend actually used and its kernel module: ``"auto"`` (the fastest installed),
+    ``"numba"`` or ``"reference"``, resolved by :func:`neurofabric.core.backend.resolve` (a
+    name that is not registered is a :class:`ConfigError` naming the choices)."""
+    return backends.resolve("guard", backend)
 
 
 class EventBatch:
@@ -273,15 +273,17 @@ class NeuronField:
                 f"events address {events.n_inputs} input neurons, the field has {self.n_inputs}"
             )
 
-    def forward(self, events: EventBatch, *, backend: str = "numba") -> np.ndarray:
+    def forward(self, events: EventBatch, *, backend: str = "auto") -> np.ndarray:
         """Scores (output potential minus threshold), shape (samples, n_outputs)."""
         self._check(events)
-        return kernels(backend).field_forward(*self.kernel_args(), *events.args())
+        _, k = kernels(backend)
+        return k.field_forward(*self.kernel_args(), *events.args())
 
-    def predict(self, events: EventBatch, *, backend: str = "numba") -> np.ndarray:
+    def predict(self, events: EventBatch, *, backend: str = "auto") -> np.ndarray:
         """The winning output of each sample (the first on ties)."""
         self._check(events)
-        return kernels(backend).field_predict(*self.kernel_args(), *events.args())
+        _, k = kernels(backend)
+        return k.field_predict(*self.kernel_args(), *events.args())
 
     def nbytes(self) -> int:
         return int(

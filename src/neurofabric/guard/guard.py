@@ -130,9 +130,14 @@ class GuardClassifier:
             targets, C, weight=1.0, input_threshold=p.input_threshold
         )
 
+    def _kernels(self):
+        """The kernel module of ``params.backend``; records the name used in ``backend_``."""
+        self.backend_, k = kernels(self.params.backend)
+        return k
+
     def _epoch(self, events: EventBatch, y: np.ndarray) -> int:
         p = self.params
-        k = kernels(p.backend)
+        k = self._kernels()
         n = len(events)
         order = self._rng.permutation(n) if p.shuffle else np.arange(n)
         order = order.astype(np.int64)
@@ -281,7 +286,8 @@ class GuardClassifier:
         from scipy.optimize import minimize_scalar
         from scipy.special import log_softmax
 
-        scores = self.field_.forward(events, backend="numba").astype(np.float64)
+        self._kernels()
+        scores = self.field_.forward(events, backend=self.backend_).astype(np.float64)
         spread = float(np.std(scores)) or 1.0
 
         def nll(log_beta: float) -> float:
@@ -299,11 +305,13 @@ class GuardClassifier:
 
     def decision_function(self, X: Any) -> np.ndarray:
         field = self._fitted()
-        return field.forward(as_events(X, field.n_inputs), backend=self.params.backend)
+        self._kernels()
+        return field.forward(as_events(X, field.n_inputs), backend=self.backend_)
 
     def predict(self, X: Any) -> np.ndarray:
         field = self._fitted()
-        winners = field.predict(as_events(X, field.n_inputs), backend=self.params.backend)
+        self._kernels()
+        winners = field.predict(as_events(X, field.n_inputs), backend=self.backend_)
         return self.classes_[winners]
 
     def predict_proba(self, X: Any) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from neurofabric.core import backend as backends
 from neurofabric.core.errors import ConfigError
 from neurofabric.guard.kernels.common import RULES
 
@@ -36,6 +37,8 @@ class GuardParams:
     while a weight is >= ``floor``). ``average``: return the average of the weights over all
     steps (averaged perceptron / averaged PA). ``n_jobs``: 1 trains sequentially and is
     bit-identical for a seed; > 1 (or -1, every thread) runs Hogwild chunks without locks.
+    ``backend``: "auto" (the fastest installed: numba), "numba" or "reference" (the numpy
+    spec); the classifier's ``backend_`` is the one used.
     """
 
     rule: str = "pa1"
@@ -52,7 +55,7 @@ class GuardParams:
     plus: float = 0.05
     minus: float = 0.15
     floor: float = 1.0
-    backend: str = "numba"
+    backend: str = "auto"
 
     def __post_init__(self) -> None:
         if self.rule not in RULES:
@@ -89,8 +92,7 @@ class GuardParams:
         _positive("minus", self.minus, allow_zero=True)
         if not isinstance(self.floor, int | float) or not math.isfinite(self.floor):
             raise ConfigError(f"`floor` must be a finite number, got {self.floor!r}")
-        if self.backend not in ("numba", "reference"):
-            raise ConfigError(f"`backend` must be 'numba' or 'reference', got {self.backend!r}")
+        backends.resolve("guard", self.backend)  # a typo or a missing backend fails here
 
     @property
     def effective_margin(self) -> float:

@@ -18,7 +18,7 @@ import numpy as np
 
 from neurofabric.core.checkpoint import load_checkpoint, save_checkpoint
 from neurofabric.core.errors import CheckpointError, ConfigError, NotFittedError, ShapeError
-from neurofabric.guard.field import EventBatch
+from neurofabric.guard.field import EventBatch, kernels
 from neurofabric.guard.guard import GuardClassifier
 from neurofabric.guard.params import GuardParams, TextParams
 
@@ -48,14 +48,13 @@ def encode_texts(texts: Any) -> tuple[np.ndarray, np.ndarray]:
 class TextFeaturizer:
     """Documents to events: hashed tokens, idf weights learned by ``fit``."""
 
-    def __init__(self, params: TextParams | None = None, *, backend: str = "numba") -> None:
+    def __init__(self, params: TextParams | None = None, *, backend: str = "auto") -> None:
         self.params = params or TextParams()
-        self.backend = backend
+        #: the backend actually used ("auto" resolved to the fastest installed)
+        self.backend, self._k = kernels(backend)
 
     def _kernels(self):
-        from neurofabric.guard.field import kernels
-
-        return kernels(self.backend)
+        return self._k
 
     def counts(self, texts: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         p = self.params
@@ -150,6 +149,11 @@ class TextGuardClassifier:
     @property
     def history_(self) -> list[dict[str, float]]:
         return self.guard.history_
+
+    @property
+    def backend_(self) -> str:
+        """The kernel backend actually used ("auto" resolved)."""
+        return self.guard.backend_
 
     def fit(
         self,
