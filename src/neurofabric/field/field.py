@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from neurofabric.core import backend as backends
 from neurofabric.core.errors import ConfigError, ShapeError, StorageError
 from neurofabric.core.rng import make_rng
 from neurofabric.field.encoding import HashGrid
@@ -60,7 +61,7 @@ class DemandPagedField:
         prefetcher: str | None = None,
         prefetch_depth: int = 8,
         layer_budget: int = 64 << 20,
-        backend: str = "numba",
+        backend: str = "auto",
     ) -> None:
         meta = store.meta.get("meta", {})
         if meta.get("format") != FIELD_FORMAT:
@@ -73,9 +74,11 @@ class DemandPagedField:
         self.spec = HashGridSpec(**meta["spec"])
         self.layers = [tuple(x) for x in meta["layers"]]  # (offset, n_in, n_out)
         self.table_offset = int(meta["table_offset"])
-        self.grid = HashGrid(self.spec, backend=backend)  # validates `backend`
+        self.grid = HashGrid(self.spec, backend=backend)
+        #: the kernels' backend actually used, by the encoding and the DRAM tier ("auto" resolved)
+        self.backend = self.grid.backend
         self.row_bytes = self.spec.n_features * 4
-        self.pages = TieredPages(store, tiers, row_bytes=self.row_bytes, backend=backend)
+        self.pages = TieredPages(store, tiers, row_bytes=self.row_bytes, backend=self.backend)
         self.tracker = (
             PrefetchTracker(make_prefetcher(prefetcher), k=prefetch_depth) if prefetcher else None
         )
@@ -103,12 +106,13 @@ class DemandPagedField:
         seed: Any = 0,
         tiers: TierConfig | None = None,
         prefetcher: str | None = None,
-        backend: str = "numba",
+        backend: str = "auto",
     ) -> DemandPagedField:
         """A new field on disk (sparse: only the decoder's pages are written). ``backend``
-        (``"numba"`` or ``"reference"``) picks the kernels of the encoding and the DRAM tier."""
+        (``"auto"``: the fastest installed, ``"numba"`` or ``"reference"``) picks the kernels of
+        the encoding and the DRAM tier; ``.backend`` is the one used."""
         spec = spec or HashGridSpec()
-        HashGrid(spec, backend=backend)  # an unknown backend is refused before anything is written
+        backends.resolve("field", backend)  # a typo is refused before anything is written
         if not isinstance(out_dim, int) or out_dim < 1:
             raise ConfigError(f"`out_dim` must be an integer >= 1, got {out_dim!r}")
         if any(not isinstance(h, int) or h < 1 for h in hidden):
@@ -163,7 +167,7 @@ class DemandPagedField:
         prefetcher: str | None = None,
         prefetch_depth: int = 8,
         layer_budget: int = 64 << 20,
-        backend: str = "numba",
+        backend: str = "auto",
     ) -> DemandPagedField:
         """Open an existing field; ``readonly`` never modifies its files."""
         return cls(

@@ -25,8 +25,9 @@ from typing import Any
 
 import numpy as np
 
+import neurofabric.field.kernels  # noqa: F401  (registers the "field" backends)
+from neurofabric.core import backend as backends
 from neurofabric.core.errors import ConfigError, StorageError
-from neurofabric.field.kernels import numba_cpu, reference
 from neurofabric.store.sharded import ShardedPageStore
 
 log = logging.getLogger(__name__)
@@ -117,7 +118,7 @@ class TieredPages:
         config: TierConfig | None = None,
         *,
         row_bytes: int,
-        backend: str = "numba",
+        backend: str = "auto",
     ) -> None:
         self.store = store
         self.config = config or TierConfig()
@@ -127,7 +128,8 @@ class TieredPages:
                 f"`row_bytes` must divide the page size {self.page_size}, got {row_bytes}"
             )
         self.row_bytes = row_bytes
-        self._k = numba_cpu if backend == "numba" else reference
+        #: the backend of the DRAM tier's row gather ("auto" resolved)
+        self.backend, self._k = backends.resolve("field", backend)
         n = self.config.dram_pages
         self.pool = np.zeros((n, self.page_size), dtype=np.uint8)
         self.slot_page = np.full(n, _EMPTY, dtype=np.int64)
