@@ -60,3 +60,48 @@ def test_the_resolved_backend_is_the_one_whose_kernels_run(monkeypatch, backend,
     assert ran["guard_train"] == 2 and ran["text_features"] >= 2 and ran["field_predict"] == 1
     assert ran["field_forward"] >= 1  # the probability calibration
     assert sum(idle.values()) == 0
+
+
+@pytest.mark.parametrize(
+    "make,match",
+    [
+        (lambda: GuardClassifier(learning_rate=0), r"`learning_rate` must be > 0, got 0"),
+        (
+            lambda: GuardClassifier(aggressiveness=float("nan")),
+            r"`aggressiveness` must be a finite",
+        ),
+        (lambda: GuardClassifier(epochs=1.5), r"`epochs` must be an integer, got 1.5"),
+        (lambda: GuardClassifier(top_n=0), r"`top_n` must be >= 1, got 0"),
+        (lambda: GuardClassifier(plus=-1), r"`plus` must be >= 0, got -1"),
+        (
+            lambda: GuardClassifier(n_jobs=0),
+            r"`n_jobs` must be -1 \(all threads\) or an integer >= 1, got 0",
+        ),
+        (lambda: GuardClassifier(n_jobs="2"), r"`n_jobs` must be an integer, got '2'"),
+        (lambda: GuardClassifier(rule="svm"), r"`rule` must be one of \(.*'pa1'.*\), got 'svm'"),
+        (lambda: GuardClassifier(floor=float("inf")), r"`floor` must be a finite number, got inf"),
+        (lambda: GuardClassifier(margin=-1.0), r"`margin` must be > 0 for the passive-aggressive"),
+        (lambda: TextGuardClassifier(n_features=1), r"`n_features` must be >= 2, got 1"),
+        (lambda: TextGuardClassifier(word_ngrams=6), r"`word_ngrams` must be <= 5, got 6"),
+        (lambda: NeuronField.dense(3, 1), r"`n_outputs` must be >= 2, got 1"),
+    ],
+)
+def test_parameters_are_checked_naming_the_parameter_and_value(make, match):
+    with pytest.raises(ConfigError, match=match):
+        make()
+
+
+def test_numpy_scalars_become_plain_numbers_and_plain_values_are_kept_as_given(tmp_path):
+    clf = GuardClassifier(learning_rate=np.float32(0.5), epochs=np.int64(2), margin=np.float64(2))
+    p = clf.params
+    assert (type(p.learning_rate), type(p.epochs), p.learning_rate, p.epochs) == (
+        float,
+        int,
+        0.5,
+        2,
+    )
+    rate = 1  # an int stays the object given (scikit-learn's clone checks identity)
+    assert GuardClassifier(learning_rate=rate).get_params()["learning_rate"] is rate
+    x = np.eye(4, dtype=np.float32)
+    clf.fit(x, [0, 1, 0, 1]).save(tmp_path / "m")  # numpy scalars would not be JSON
+    assert GuardClassifier.load(tmp_path / "m").params == clf.params

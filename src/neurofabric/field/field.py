@@ -32,6 +32,7 @@ import numpy as np
 from neurofabric.core import backend as backends
 from neurofabric.core.errors import ConfigError, ShapeError, StorageError
 from neurofabric.core.rng import make_rng
+from neurofabric.core.validation import check_int, check_positive
 from neurofabric.field.encoding import HashGrid
 from neurofabric.field.params import HashGridSpec
 from neurofabric.field.prefetch import PrefetchTracker, make_prefetcher
@@ -113,10 +114,9 @@ class DemandPagedField:
         the encoding and the DRAM tier; ``.backend`` is the one used."""
         spec = spec or HashGridSpec()
         backends.resolve("field", backend)  # a typo is refused before anything is written
-        if not isinstance(out_dim, int) or out_dim < 1:
-            raise ConfigError(f"`out_dim` must be an integer >= 1, got {out_dim!r}")
-        if any(not isinstance(h, int) or h < 1 for h in hidden):
-            raise ConfigError(f"`hidden` must be positive integers, got {hidden!r}")
+        check_int("out_dim", out_dim, min_value=1)
+        for i, h in enumerate(hidden):
+            check_int(f"hidden[{i}]", h, min_value=1)
         row_bytes = spec.n_features * 4
         table_bytes = spec.n_rows * row_bytes
         offset = _align(table_bytes, page_size)
@@ -321,8 +321,7 @@ class DemandPagedField:
     def learn(self, coords: Any, target: Any, *, lr: float = 0.05) -> float:
         """One SGD step on 0.5 * mean squared error (``loss_and_grads``); updates the touched
         table rows and the decoder in the paged store. Returns the loss before the step."""
-        if not lr > 0:
-            raise ConfigError(f"`lr` must be > 0, got {lr!r}")
+        check_positive("lr", lr)
         if self.store.readonly:
             raise StorageError(
                 f"{self.store.path} is open read-only; open it with readonly=False to learn"

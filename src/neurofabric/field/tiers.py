@@ -28,6 +28,7 @@ import numpy as np
 import neurofabric.field.kernels  # noqa: F401  (registers the "field" backends)
 from neurofabric.core import backend as backends
 from neurofabric.core.errors import ConfigError, StorageError
+from neurofabric.core.validation import check_int, check_nonnegative
 from neurofabric.store.sharded import ShardedPageStore
 
 log = logging.getLogger(__name__)
@@ -50,19 +51,12 @@ class TierConfig:
     slow_delay_s: float = 0.0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.dram_pages, int) or self.dram_pages < 1:
-            raise ConfigError(f"`dram_pages` must be an integer >= 1, got {self.dram_pages!r}")
-        if not isinstance(self.cxl_pages, int) or self.cxl_pages < 0:
-            raise ConfigError(f"`cxl_pages` must be an integer >= 0, got {self.cxl_pages!r}")
-        for name in ("cxl_delay_s", "slow_delay_s"):
-            v = getattr(self, name)
-            if not isinstance(v, int | float) or not v >= 0:
-                raise ConfigError(f"`{name}` must be a number >= 0 seconds, got {v!r}")
+        check_int("dram_pages", self.dram_pages, min_value=1)
+        check_int("cxl_pages", self.cxl_pages, min_value=0)
+        check_nonnegative("cxl_delay_s", self.cxl_delay_s, "seconds")
+        check_nonnegative("slow_delay_s", self.slow_delay_s, "seconds")
         if self.ssd_pages is not None:
-            if not isinstance(self.ssd_pages, int) or self.ssd_pages < 1:
-                raise ConfigError(
-                    f"`ssd_pages` must be None or an integer >= 1, got {self.ssd_pages!r}"
-                )
+            check_int("ssd_pages", self.ssd_pages, min_value=1)
             if self.slow_url is None:
                 raise ConfigError("`ssd_pages` needs a slow tier to demote into: set `slow_url`")
 
@@ -123,7 +117,8 @@ class TieredPages:
         self.store = store
         self.config = config or TierConfig()
         self.page_size = store.page_size
-        if row_bytes < 1 or self.page_size % row_bytes:
+        check_int("row_bytes", row_bytes, min_value=1)
+        if self.page_size % row_bytes:
             raise ConfigError(
                 f"`row_bytes` must divide the page size {self.page_size}, got {row_bytes}"
             )

@@ -21,6 +21,7 @@ import numpy as np
 
 from neurofabric.core import backend as backends
 from neurofabric.core.errors import ConfigError, ShapeError
+from neurofabric.core.validation import check_int
 from neurofabric.guard.kernels.common import FANOUT, NEURON_DTYPE, SILENT
 
 __all__ = ["NEURON_DTYPE", "EventBatch", "NeuronField", "kernels"]
@@ -122,10 +123,8 @@ class NeuronField:
     @classmethod
     def dense(cls, n_inputs: int, n_outputs: int, *, input_threshold: float = 0.0) -> NeuronField:
         """Every input fans out to every output, all weights 0 (the training layout)."""
-        if n_inputs < 1 or n_outputs < 2:
-            raise ConfigError(
-                f"a field needs >= 1 input and >= 2 outputs, got {n_inputs} and {n_outputs}"
-            )
+        n_inputs = check_int("n_inputs", n_inputs, min_value=1)
+        n_outputs = check_int("n_outputs", n_outputs, min_value=2)
         n = n_inputs + n_outputs
         records = np.zeros(n, dtype=NEURON_DTYPE)
         records["threshold"][:n_inputs] = input_threshold

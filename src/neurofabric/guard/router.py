@@ -19,6 +19,7 @@ import numpy as np
 
 from neurofabric.core.errors import ConfigError
 from neurofabric.core.rng import make_rng
+from neurofabric.core.validation import check_probability
 from neurofabric.guard.field import EventBatch
 from neurofabric.guard.guard import GuardClassifier
 
@@ -63,7 +64,9 @@ def make_requests(
 ) -> RequestSet:
     """Synthetic requests: each word from the expert's topic (``own``), another topic
     (``other``) or the shared words (the rest)."""
-    if not 0 <= own + other <= 1:
+    check_probability("own", own)
+    check_probability("other", other)
+    if own + other > 1:
         raise ConfigError(f"`own` + `other` must lie in [0, 1], got {own} + {other}")
     rng = make_rng(seed)
     topics = [t.split() for t in _TOPICS.values()]

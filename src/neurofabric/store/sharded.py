@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from neurofabric.core.errors import ConfigError, StorageError
+from neurofabric.core.validation import check_int
 
 log = logging.getLogger(__name__)
 
@@ -87,9 +88,7 @@ class ShardedPageStore:
             raise StorageError(f"{manifest}: incomplete ({exc})") from exc
         self.meta = meta
         self.readonly = readonly
-        if not isinstance(max_open, int) or max_open < 1:
-            raise ConfigError(f"`max_open` must be an integer >= 1, got {max_open!r}")
-        self.max_open = max_open
+        self.max_open = check_int("max_open", max_open, min_value=1)
         self._maps: OrderedDict[int, tuple[int, mmap.mmap]] = OrderedDict()
         self._dirty: set[int] = set()
         self._lock = threading.RLock()
@@ -110,25 +109,18 @@ class ShardedPageStore:
     ) -> ShardedPageStore:
         """A new, empty store (an error if ``path`` already holds one)."""
         path = Path(path)
-        if (
-            not isinstance(page_size, int)
-            or page_size < mmap.PAGESIZE
-            or page_size & (page_size - 1)
-        ):
+        page_size = check_int("page_size", page_size)
+        if page_size < mmap.PAGESIZE or page_size & (page_size - 1):
             raise ConfigError(
                 f"`page_size` must be a power of two >= {mmap.PAGESIZE}, got {page_size!r}"
             )
-        if (
-            not isinstance(shard_bytes, int)
-            or shard_bytes % page_size
-            or not page_size <= shard_bytes < EXT4_MAX_FILE
-        ):
+        shard_bytes = check_int("shard_bytes", shard_bytes)
+        if shard_bytes % page_size or not page_size <= shard_bytes < EXT4_MAX_FILE:
             raise ConfigError(
                 f"`shard_bytes` must be a multiple of page_size below ext4's 16 TiB file limit, "
                 f"got {shard_bytes!r}"
             )
-        if not isinstance(logical_bytes, int) or not 0 < logical_bytes <= 2**64:
-            raise ConfigError(f"`logical_bytes` must be in (0, 2**64], got {logical_bytes!r}")
+        logical_bytes = check_int("logical_bytes", logical_bytes, min_value=1, max_value=2**64)
         if (path / "manifest.json").exists():
             raise StorageError(f"{path} already holds a page store; open it instead")
         path.mkdir(parents=True, exist_ok=True)
