@@ -1,12 +1,13 @@
 """The shared contracts of core, as the field uses them: one backend registry (a typo raises,
 "auto" runs numba), one progress callback that can stop learning, one manifest reader."""
 
+import json
 from collections import Counter
 
 import numpy as np
 import pytest
 
-from neurofabric.core.errors import ConfigError
+from neurofabric.core.errors import CheckpointError, ConfigError
 from neurofabric.field import DemandPagedField, HashGrid, HashGridSpec, TierConfig, TieredPages
 from neurofabric.field.kernels import numba_cpu, reference
 from neurofabric.field.prefetch import PrefetchTracker, StridePrefetcher
@@ -125,3 +126,110 @@ def test_learn_checks_its_step_size(tmp_path):
         for lr in (0, -1.0, float("inf")):
             with pytest.raises(ConfigError, match="`lr` must be"):
                 field.learn([[0.5, 0.5]], [[1.0]], lr=lr)
+
+
+def _edit_manifest(folder, change):
+    manifest = folder / "manifest.json"
+    manifest.write_text(change(json.loads(manifest.read_text())))
+    return manifest
+
+
+@pytest.mark.parametrize(
+    "change,match",
+    [
+        (lambda m: "{garbage", "manifest is not valid JSON"),
+        (
+            lambda m: json.dumps({**m, "format": "neurofabric-checkpoint"}),
+            "not a neurofabric-pages manifest",
+        ),
+        (lambda m: json.dumps({**m, "format_version": 2}), "format_version 2 is not supported"),
+        (
+            lambda m: json.dumps(
+                {k: v for k, v in m.items() if k != "format_version"} | {"version": 2}
+            ),
+            "version 2 is not supported",
+        ),
+        (lambda m: json.dumps({k: v for k, v in m.items() if k != "page_size"}), "incomplete"),
+    ],
+)
+def test_a_wrong_store_manifest_is_a_checkpoint_error_naming_it(tmp_path, change, match):
+    ShardedPageStore.create(tmp_path / "s", logical_bytes=1 << 20, shard_bytes=1 << 16).close()
+    manifest = _edit_manifest(tmp_path / "s", change)
+    with pytest.raises(CheckpointError, match=match) as e:
+        ShardedPageStore(tmp_path / "s")
+    assert str(manifest) in str(e.value)
+
+
+def test_stores_written_before_format_version_still_open(tmp_path):
+    with ShardedPageStore.create(tmp_path / "s", logical_bytes=1 << 20, shard_bytes=1 << 16) as s:
+        s.write(4096, np.arange(8, dtype=np.uint8))
+    manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
+    assert manifest["format_version"] == manifest["version"] == 1  # old readers read "version"
+    _edit_manifest(
+        tmp_path / "s", lambda m: json.dumps({k: v for k, v in m.items() if k != "format_version"})
+    )
+    with ShardedPageStore(tmp_path / "s", readonly=True) as s:
+        assert s.read(4096, 8).tolist() == list(range(8))
+
+
+@pytest.mark.parametrize(
+    "change,match",
+    [
+        (
+            lambda m: {k: v for k, v in m.items() if k != "meta"},
+            "a page store but not a neural field",
+        ),
+        (
+            lambda m: m | {"meta": m["meta"] | {"format": "other"}},
+            "a page store but not a neural field",
+        ),
+        (lambda m: m | {"meta": m["meta"] | {"version": 2}}, "field version 2 is not supported"),
+        (
+            lambda m: m | {"meta": m["meta"] | {"spec": {"n_dims": 9}}},
+            "spec, layers or table offset",
+        ),
+        (lambda m: m | {"meta": m["meta"] | {"layers": [[0, 1]]}}, "spec, layers or table offset"),
+        (
+            lambda m: m | {"meta": {k: v for k, v in m["meta"].items() if k != "table_offset"}},
+            "spec, layers or table offset",
+        ),
+    ],
+)
+def test_a_wrong_field_section_is_a_checkpoint_error_naming_the_manifest(tmp_path, change, match):
+    _create(tmp_path / "f").close()
+    manifest = _edit_manifest(tmp_path / "f", lambda m: json.dumps(change(m)))
+    with pytest.raises(CheckpointError, match=match) as e:
+        DemandPagedField.open(tmp_path / "f")
+    assert str(manifest) in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "content,match",
+    [
+        (b"not a numpy file", "not a .npy array of page numbers"),
+        (None, "must be a 1-D integer array"),  # a float matrix
+    ],
+)
+def test_a_wrong_slow_tier_index_is_a_checkpoint_error_naming_it(tmp_path, content, match):
+    store = ShardedPageStore.create(tmp_path / "s", logical_bytes=1 << 24, shard_bytes=1 << 20)
+    index = tmp_path / "s" / "slow_pages.npy"
+    if content is None:
+        np.save(index, np.ones((2, 2)))
+    else:
+        index.write_bytes(content)
+    config = TierConfig(dram_pages=2, ssd_pages=2, slow_url=str(tmp_path / "slow"))
+    with pytest.raises(CheckpointError, match=match) as e:
+        TieredPages(store, config, row_bytes=8)
+    assert str(index) in str(e.value)
+
+
+def test_the_slow_tier_index_is_written_atomically_and_read_back(tmp_path):
+    store = ShardedPageStore.create(tmp_path / "s", logical_bytes=1 << 24, shard_bytes=1 << 20)
+    config = TierConfig(dram_pages=2, ssd_pages=2, slow_url=str(tmp_path / "slow"))
+    tiers = TieredPages(store, config, row_bytes=8)
+    for page in range(8):
+        tiers.write_rows(np.array([page * 512], np.uint64), np.full((1, 8), page, np.uint8))
+    tiers.flush()
+    assert tiers.slow_pages
+    assert sorted(p.name for p in (tmp_path / "s").iterdir() if p.name.startswith(".")) == []
+    assert TieredPages(store, config, row_bytes=8).slow_pages == tiers.slow_pages

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from neurofabric.core.errors import ConfigError, ShapeError, StorageError
+from neurofabric.core.errors import CheckpointError, ConfigError, ShapeError, StorageError
 from neurofabric.field import DemandPagedField, HashGridSpec, TierConfig
 from neurofabric.store import ShardedPageStore
 
@@ -96,7 +96,7 @@ def test_bad_input_is_refused(tmp_path):
         with pytest.raises(ShapeError, match="target"):
             f.learn([[0.1, 0.2]], [[1.0, 2.0]])
     ShardedPageStore.create(tmp_path / "plain", logical_bytes=1 << 20, shard_bytes=1 << 16).close()
-    with pytest.raises(ConfigError, match="not a neural field"):
+    with pytest.raises(CheckpointError, match="manifest.json: a page store but not a neural field"):
         DemandPagedField.open(tmp_path / "plain")
     with pytest.raises(ConfigError, match="logical_bytes"):
         DemandPagedField.create(tmp_path / "small", spec=SPEC, logical_bytes=4096, shard_bytes=4096)

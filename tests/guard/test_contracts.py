@@ -1,12 +1,14 @@
 """The shared contracts of core, as guard uses them: one backend registry (a typo raises, "auto"
 runs numba), one progress callback that can stop a fit, one checkpoint reader."""
 
+import json
+import shutil
 from collections import Counter
 
 import numpy as np
 import pytest
 
-from neurofabric.core.errors import ConfigError
+from neurofabric.core.errors import CheckpointError, ConfigError
 from neurofabric.guard import EventBatch, GuardClassifier, NeuronField, TextGuardClassifier
 from neurofabric.guard.kernels import numba_cpu, reference
 from neurofabric.guard.text import TextFeaturizer
@@ -105,3 +107,56 @@ def test_numpy_scalars_become_plain_numbers_and_plain_values_are_kept_as_given(t
     x = np.eye(4, dtype=np.float32)
     clf.fit(x, [0, 1, 0, 1]).save(tmp_path / "m")  # numpy scalars would not be JSON
     assert GuardClassifier.load(tmp_path / "m").params == clf.params
+
+
+@pytest.fixture(scope="module")
+def saved_models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    GuardClassifier(epochs=1).fit(np.eye(4, dtype=np.float32), [0, 1, 0, 1]).save(root / "guard")
+    TextGuardClassifier(n_features=64, epochs=1).fit(DOCS, LABELS).save(root / "text")
+    return root
+
+
+def _damaged(saved_models, tmp_path, name, damage):
+    bad = tmp_path / name
+    shutil.copytree(saved_models / name, bad)
+    manifest = bad / "manifest.json"
+    manifest.write_text(damage(json.loads(manifest.read_text())))
+    return bad, manifest
+
+
+@pytest.mark.parametrize("cls,name", [(GuardClassifier, "guard"), (TextGuardClassifier, "text")])
+@pytest.mark.parametrize(
+    "damage,match",
+    [
+        (lambda m: "{garbage", "manifest is not valid JSON"),
+        (lambda m: json.dumps({**m, "format": "safetensors"}), "not a neurofabric-checkpoint"),
+        (lambda m: json.dumps({**m, "format_version": 99}), "format_version 99 is not supported"),
+        (
+            lambda m: json.dumps({**m, "meta": {**m["meta"], "field": None}}),
+            "metadata is incomplete",
+        ),
+    ],
+)
+def test_a_wrong_file_is_a_checkpoint_error_naming_it(
+    saved_models, tmp_path, cls, name, damage, match
+):
+    bad, manifest = _damaged(saved_models, tmp_path, name, damage)
+    with pytest.raises(CheckpointError, match=match) as e:
+        cls.load(bad)
+    assert str(bad) in str(e.value)
+
+
+@pytest.mark.parametrize("cls,name", [(GuardClassifier, "guard"), (TextGuardClassifier, "text")])
+def test_models_saved_before_auto_still_load(saved_models, tmp_path, cls, name):
+    """Checkpoints written before backend="auto" hold backend "numba"."""
+    bad, _ = _damaged(
+        saved_models,
+        tmp_path,
+        name,
+        lambda m: json.dumps({**m, "params": {**m["params"], "backend": "numba"}}),
+    )
+    clf = cls.load(bad)
+    assert clf.params.backend == "numba"
+    clf.predict(np.eye(4, dtype=np.float32) if name == "guard" else DOCS)
+    assert clf.backend_ == "numba"

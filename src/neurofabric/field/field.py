@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from neurofabric.core import backend as backends
-from neurofabric.core.errors import ConfigError, ShapeError, StorageError
+from neurofabric.core.errors import CheckpointError, ConfigError, ShapeError, StorageError
 from neurofabric.core.rng import make_rng
 from neurofabric.core.validation import check_int, check_positive
 from neurofabric.field.encoding import HashGrid
@@ -51,6 +51,36 @@ def _align(n: int, to: int) -> int:
     return -(-n // to) * to
 
 
+def _layout(store: ShardedPageStore) -> tuple[HashGridSpec, list[tuple[int, int, int]], int]:
+    """(spec, decoder layers as (offset, n_in, n_out), table offset) from the field's section
+    of the store manifest; a store that is not a field, or a field of another version or with
+    a garbled section, is a :class:`CheckpointError` naming the manifest."""
+    where = store.path / "manifest.json"
+    meta = store.meta.get("meta")
+    if not isinstance(meta, dict) or meta.get("format") != FIELD_FORMAT:
+        raise CheckpointError(
+            f"{where}: a page store but not a neural field (its meta has no "
+            f"format={FIELD_FORMAT!r}); open it with ShardedPageStore"
+        )
+    if meta.get("version") != FIELD_VERSION:
+        raise CheckpointError(
+            f"{where}: field version {meta.get('version')!r} is not supported by this "
+            f"neurofabric (reads version {FIELD_VERSION}); upgrade neurofabric"
+        )
+    try:
+        spec = HashGridSpec(**meta["spec"])
+        layers = [(int(o), int(i), int(n)) for o, i, n in meta["layers"]]
+        table_offset = int(meta["table_offset"])
+    except (KeyError, TypeError, ValueError) as exc:  # ConfigError is a ValueError
+        raise CheckpointError(
+            f"{where}: the field's spec, layers or table offset are missing or invalid ({exc}); "
+            "the manifest is corrupt: restore it from a backup"
+        ) from exc
+    if not layers:
+        raise CheckpointError(f"{where}: the field has no decoder layers; the manifest is corrupt")
+    return spec, layers, table_offset
+
+
 class DemandPagedField:
     """query / write / learn / stats / flush / close over a paged hash-grid field."""
 
@@ -64,17 +94,8 @@ class DemandPagedField:
         layer_budget: int = 64 << 20,
         backend: str = "auto",
     ) -> None:
-        meta = store.meta.get("meta", {})
-        if meta.get("format") != FIELD_FORMAT:
-            raise ConfigError(f"{store.path} is a page store but not a neural field")
-        if meta.get("version") != FIELD_VERSION:
-            raise ConfigError(
-                f"{store.path}: field version {meta.get('version')!r} is not {FIELD_VERSION}"
-            )
         self.store = store
-        self.spec = HashGridSpec(**meta["spec"])
-        self.layers = [tuple(x) for x in meta["layers"]]  # (offset, n_in, n_out)
-        self.table_offset = int(meta["table_offset"])
+        self.spec, self.layers, self.table_offset = _layout(store)
         self.grid = HashGrid(self.spec, backend=backend)
         #: the kernels' backend actually used, by the encoding and the DRAM tier ("auto" resolved)
         self.backend = self.grid.backend

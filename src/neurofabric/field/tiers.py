@@ -15,8 +15,8 @@ tests), one object per page, with ``slow_delay_s`` of injected latency (HDD-like
 
 from __future__ import annotations
 
+import io
 import logging
-import os
 import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
@@ -27,7 +27,8 @@ import numpy as np
 
 import neurofabric.field.kernels  # noqa: F401  (registers the "field" backends)
 from neurofabric.core import backend as backends
-from neurofabric.core.errors import ConfigError, StorageError
+from neurofabric.core.checkpoint import atomic_write
+from neurofabric.core.errors import CheckpointError, ConfigError, StorageError
 from neurofabric.core.validation import check_int, check_nonnegative
 from neurofabric.store.sharded import ShardedPageStore
 
@@ -159,21 +160,29 @@ class TieredPages:
         return self.store.path / "slow_pages.npy"
 
     def _load_slow_index(self) -> set[int]:
+        """The pages demoted to the slow tier (a .npy of page numbers); a file that is not one
+        is a :class:`CheckpointError` naming it."""
         p = self._index_path()
         if not p.is_file():
             return set()
         try:
-            return set(np.load(p, allow_pickle=False).astype(np.uint64).tolist())
-        except (ValueError, OSError) as exc:
-            raise StorageError(f"{p}: the slow-tier index is unreadable ({exc})") from exc
+            pages = np.load(p, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise CheckpointError(
+                f"{p}: the slow-tier index is not a .npy array of page numbers ({exc}); restore "
+                "it from a backup"
+            ) from exc
+        if pages.ndim != 1 or pages.dtype.kind not in "iu":
+            raise CheckpointError(
+                f"{p}: the slow-tier index must be a 1-D integer array, got {pages.dtype} of "
+                f"shape {pages.shape}; restore it from a backup"
+            )
+        return set(pages.astype(np.uint64).tolist())
 
     def _save_slow_index(self) -> None:
-        p = self._index_path()
-        tmp = p.with_name(".slow_pages.tmp.npy")
-        np.save(tmp, np.array(sorted(self.slow_pages), dtype=np.uint64), allow_pickle=False)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, p)
+        buf = io.BytesIO()
+        np.save(buf, np.array(sorted(self.slow_pages), dtype=np.uint64), allow_pickle=False)
+        atomic_write(self._index_path(), buf.getvalue())
 
     # ------------------------------------------------------------------ reads
     def _split(self, rows: np.ndarray):

@@ -348,12 +348,17 @@ class GuardClassifier:
 
     def _restore(self, ckpt: Checkpoint) -> None:
         meta = ckpt.meta
+        where = f"{ckpt.path}: " if ckpt.path is not None else ""
         try:
             self.field_ = field_from_arrays(ckpt.arrays, meta["field"])
             self.classes_ = np.asarray(meta["classes"])
             self.proba_scale_ = float(meta.get("proba_scale", 1.0))
+        except CheckpointError as exc:
+            raise CheckpointError(f"{where}{exc}") from exc
         except (KeyError, TypeError, ValueError) as exc:
-            raise CheckpointError(f"guard checkpoint metadata is incomplete ({exc})") from exc
+            raise CheckpointError(
+                f"{where}guard checkpoint metadata is incomplete ({exc})"
+            ) from exc
         self.history_ = list(meta.get("history", []))
         self.n_features_in_ = self.field_.n_inputs
         self._train_field = None
