@@ -160,3 +160,60 @@ def test_models_saved_before_auto_still_load(saved_models, tmp_path, cls, name):
     assert clf.params.backend == "numba"
     clf.predict(np.eye(4, dtype=np.float32) if name == "guard" else DOCS)
     assert clf.backend_ == "numba"
+
+
+def _stop_at(k, seen):
+    def callback(p):
+        seen.append(p)
+        return p.done == k
+
+    return callback
+
+
+@pytest.mark.parametrize("rule", ["pa1", "perceptron", "neuronguard"])
+def test_a_stopped_fit_equals_a_fit_with_that_many_epochs(rule):
+    rng = np.random.default_rng(0)
+    x = (rng.random((120, 30)) < 0.2).astype(np.float32)
+    y = (x[:, :10].sum(axis=1) > x[:, 10:20].sum(axis=1)).astype(int)
+    seen = []
+    stopped = GuardClassifier(rule=rule, epochs=6, seed=3).fit(x, y, callback=_stop_at(2, seen))
+    short = GuardClassifier(rule=rule, epochs=2, seed=3).fit(x, y)
+    assert [p.done for p in seen] == [1, 2]  # stopped after the unit where it returned True
+    assert {(p.task, p.total, p.unit) for p in seen} == {("guard.fit", 6, "epoch")}
+    assert seen[-1]["updates"] == stopped.history_[-1]["updates"] and seen[-1]["epoch"] == 2
+    assert stopped.stopped_ and not short.stopped_
+    a, b = stopped.field_, short.field_
+    assert np.array_equal(a.records, b.records) and np.array_equal(a.weights, b.weights)
+    assert np.array_equal(a.indptr, b.indptr) and np.array_equal(a.indices, b.indices)
+    assert stopped.proba_scale_ == short.proba_scale_
+    assert [r["updates"] for r in stopped.history_] == [r["updates"] for r in short.history_]
+
+
+def test_a_callback_that_returns_nothing_runs_every_epoch():
+    seen = []
+    clf = TextGuardClassifier(n_features=64, epochs=3, seed=0)
+    clf.fit(DOCS, LABELS, callback=seen.append)  # a plain logging function
+    assert [p.done for p in seen] == [1, 2, 3] and not clf.stopped_
+    assert all(0 <= p["update_rate"] <= 1 and p.elapsed_s >= 0 for p in seen)
+    seen.clear()
+    clf.fit(DOCS, LABELS, callback=_stop_at(1, seen))
+    assert len(seen) == 1 and clf.stopped_ and len(clf.history_) == 1
+    clf.predict(DOCS)  # what was learned is kept and usable
+
+
+def test_a_callback_that_is_not_callable_is_refused_before_any_work():
+    clf = TextGuardClassifier(n_features=64, epochs=1)
+    with pytest.raises(ConfigError, match="`callback` must be a function taking a Progress"):
+        clf.fit(DOCS, LABELS, callback="print")
+    assert not hasattr(clf, "featurizer_")
+
+
+def test_the_router_passes_its_callback_on():
+    from neurofabric.guard.router import ExpertRouter, make_requests
+
+    train = make_requests(100, seed=0)
+    seen = []
+    router = ExpertRouter(epochs=4, seed=0).fit(
+        train.requests, train.experts, callback=_stop_at(3, seen)
+    )
+    assert [p.done for p in seen] == [1, 2, 3] and router.classifier.stopped_

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ import numpy as np
 
 from neurofabric.core.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from neurofabric.core.errors import CheckpointError, ConfigError, NotFittedError, ShapeError
+from neurofabric.core.progress import ProgressCallback, ProgressReporter, check_callback
 from neurofabric.core.rng import make_rng
 from neurofabric.guard.field import EventBatch, NeuronField, kernels
 from neurofabric.guard.io import field_from_arrays, field_to_arrays
@@ -204,9 +204,15 @@ class GuardClassifier:
         *,
         classes: Any = None,
         eval_set: tuple[Any, Any] | None = None,
-        callback: Callable[[dict[str, float]], None] | None = None,
+        callback: ProgressCallback | None = None,
     ) -> GuardClassifier:
-        """Train from scratch for ``epochs`` passes; ``callback(record)`` after each epoch."""
+        """Train from scratch for ``epochs`` passes.
+
+        ``callback`` gets a :class:`neurofabric.core.progress.Progress` (task "guard.fit", unit
+        "epoch", the epoch's ``history_`` record as ``metrics``) after each epoch; returning True
+        stops there: the model is then that of a fit with that many epochs, and ``stopped_`` is
+        True."""
+        check_callback(callback)
         events = as_events(X)
         if hasattr(self, "classes_") and classes is None:
             del self.classes_
@@ -227,6 +233,7 @@ class GuardClassifier:
         ev = None
         if eval_set is not None:
             ev = (as_events(eval_set[0], events.n_inputs), np.asarray(eval_set[1]))
+        report = ProgressReporter("guard.fit", self.params.epochs, "epoch", callback)
         for epoch in range(self.params.epochs):
             t0 = time.perf_counter()
             updates = self._epoch(events, yi)
@@ -242,8 +249,10 @@ class GuardClassifier:
                 record["eval_accuracy"] = self.score(*ev)
             self.history_.append(record)
             log.info("epoch %d: %s", epoch + 1, record)
-            if callback is not None:
-                callback(record)
+            if report.update(epoch + 1, **record):
+                log.info("stopped by the callback after epoch %d", epoch + 1)
+                break
+        self.stopped_ = report.stopped
         if ev is not None:  # held-out data calibrates honestly; training data is overconfident
             self._calibrate(ev[0], self._labels(ev[1], self.classes_, len(ev[0])))
         else:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from neurofabric.core.errors import ConfigError
+from neurofabric.core.progress import ProgressCallback
 from neurofabric.core.rng import make_rng
 from neurofabric.core.validation import check_probability
 from neurofabric.guard.field import EventBatch
@@ -113,8 +114,13 @@ class ExpertRouter:
             np.array(ptr), np.array(ids, dtype=np.int32), values, len(self.vocabulary)
         )
 
-    def fit(self, requests: list[str], experts: Any) -> ExpertRouter:
-        self.classifier.fit(self.events(requests), experts, classes=np.arange(len(EXPERTS)))
+    def fit(
+        self, requests: list[str], experts: Any, *, callback: ProgressCallback | None = None
+    ) -> ExpertRouter:
+        """Train the field (``callback``: as ``GuardClassifier.fit``, one Progress per epoch)."""
+        self.classifier.fit(
+            self.events(requests), experts, classes=np.arange(len(EXPERTS)), callback=callback
+        )
         return self
 
     def route(self, requests: list[str]) -> np.ndarray:

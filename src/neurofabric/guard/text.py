@@ -18,6 +18,7 @@ import numpy as np
 
 from neurofabric.core.checkpoint import load_checkpoint, save_checkpoint
 from neurofabric.core.errors import CheckpointError, ConfigError, NotFittedError, ShapeError
+from neurofabric.core.progress import ProgressCallback, check_callback
 from neurofabric.guard.field import EventBatch, kernels
 from neurofabric.guard.guard import GuardClassifier
 from neurofabric.guard.params import GuardParams, TextParams
@@ -151,6 +152,11 @@ class TextGuardClassifier:
         return self.guard.history_
 
     @property
+    def stopped_(self) -> bool:
+        """Whether the last fit was stopped by its callback."""
+        return self.guard.stopped_
+
+    @property
     def backend_(self) -> str:
         """The kernel backend actually used ("auto" resolved)."""
         return self.guard.backend_
@@ -161,9 +167,12 @@ class TextGuardClassifier:
         y: Any,
         *,
         eval_set: tuple[Any, Any] | None = None,
-        callback=None,
-        classes=None,
-    ):
+        callback: ProgressCallback | None = None,
+        classes: Any = None,
+    ) -> TextGuardClassifier:
+        """Fit the front end's idf, then the field (``GuardClassifier.fit``: ``callback`` gets
+        a Progress per epoch, task "guard.fit", and returning True stops there)."""
+        check_callback(callback)
         self.featurizer_ = TextFeaturizer(self.text_params, backend=self.guard.params.backend)
         events = self.featurizer_.fit_transform(texts)
         ev = None
