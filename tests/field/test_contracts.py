@@ -233,3 +233,69 @@ def test_the_slow_tier_index_is_written_atomically_and_read_back(tmp_path):
     assert tiers.slow_pages
     assert sorted(p.name for p in (tmp_path / "s").iterdir() if p.name.startswith(".")) == []
     assert TieredPages(store, config, row_bytes=8).slow_pages == tiers.slow_pages
+
+
+def _state(field):
+    table = field.pages.read_rows(np.arange(SPEC.n_rows, dtype=np.uint64)).copy()
+    return table, [(W.copy(), b.copy()) for W, b in field.decoder()]
+
+
+def _same_state(a, b):
+    (ta, da), (tb, db) = _state(a), _state(b)
+    assert np.array_equal(ta, tb)
+    for (Wa, ba), (Wb, bb) in zip(da, db, strict=True):
+        assert np.array_equal(Wa, Wb) and np.array_equal(ba, bb)
+
+
+def _points(n=70):
+    rng = np.random.default_rng(4)
+    x = rng.random((n, 2)).astype(np.float32)
+    return x, np.sin(5 * x[:, :1]) + x[:, 1:]
+
+
+def test_learning_in_batches_is_one_learn_step_per_batch(tmp_path):
+    x, y = _points()
+    with _create(tmp_path / "a") as a, _create(tmp_path / "b") as b:
+        mean = a.learn(x, y, lr=0.1, batch_size=10)
+        losses = [b.learn(x[i : i + 10], y[i : i + 10], lr=0.1) for i in range(0, 70, 10)]
+        assert mean == sum(losses) / 7
+        _same_state(a, b)
+
+
+def test_learn_reports_every_interval_and_stops_after_the_batch_where_asked(tmp_path):
+    x, y = _points()
+    seen = []
+    with _create(tmp_path / "a") as a:
+        a.learn(x, y, batch_size=10, report_every=3, callback=seen.append)
+    assert [(p.done, p["points"]) for p in seen] == [(3, 30), (6, 60), (7, 70)]
+    assert {(p.task, p.total, p.unit) for p in seen} == {("field.learn", 7, "batch")}
+    with _create(tmp_path / "b") as b:
+        losses = [b.learn(x[i : i + 10], y[i : i + 10]) for i in range(0, 70, 10)]
+    assert [p["loss"] for p in seen] == pytest.approx(
+        [np.mean(losses[:3]), np.mean(losses[3:6]), losses[6]], rel=1e-12
+    )
+
+    seen.clear()
+    with _create(tmp_path / "stopped") as s, _create(tmp_path / "short") as short:
+        mean = s.learn(
+            x, y, batch_size=10, report_every=2, callback=lambda p: seen.append(p) or p.done == 4
+        )
+        assert [p.done for p in seen] == [2, 4]  # stopped after the fourth batch
+        assert mean == pytest.approx(short.learn(x[:40], y[:40], batch_size=10))
+        _same_state(s, short)
+    with (
+        DemandPagedField.open(tmp_path / "stopped", readonly=True) as s,
+        DemandPagedField.open(tmp_path / "short", readonly=True) as short,
+    ):
+        _same_state(s, short)  # what was learned is kept on disk
+
+
+def test_one_learn_step_reports_once(tmp_path):
+    seen = []
+    with _create(tmp_path / "f") as field:
+        loss = field.learn([[0.2, 0.4]], [[1.0]], callback=seen.append)
+        with pytest.raises(ConfigError, match="`callback` must be a function"):
+            field.learn([[0.2, 0.4]], [[1.0]], callback=1)
+        with pytest.raises(ConfigError, match="`batch_size` must be >= 1, got 0"):
+            field.learn([[0.2, 0.4]], [[1.0]], batch_size=0)
+    assert [(p.done, p.total, p["points"], p["loss"]) for p in seen] == [(1, 1, 1, loss)]

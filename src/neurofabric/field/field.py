@@ -31,6 +31,7 @@ import numpy as np
 
 from neurofabric.core import backend as backends
 from neurofabric.core.errors import CheckpointError, ConfigError, ShapeError, StorageError
+from neurofabric.core.progress import ProgressCallback, ProgressReporter, check_callback
 from neurofabric.core.rng import make_rng
 from neurofabric.core.validation import check_int, check_positive
 from neurofabric.field.encoding import HashGrid
@@ -339,14 +340,56 @@ class DemandPagedField:
             np.add.at(summed, inv.reshape(-1), g_vals)
             return loss, uniq, summed, decoder_grads
 
-    def learn(self, coords: Any, target: Any, *, lr: float = 0.05) -> float:
-        """One SGD step on 0.5 * mean squared error (``loss_and_grads``); updates the touched
-        table rows and the decoder in the paged store. Returns the loss before the step."""
+    def learn(
+        self,
+        coords: Any,
+        target: Any,
+        *,
+        lr: float = 0.05,
+        batch_size: int | None = None,
+        report_every: int = 1,
+        callback: ProgressCallback | None = None,
+    ) -> float:
+        """SGD on 0.5 * mean squared error (``loss_and_grads``); updates the touched table rows
+        and the decoder in the paged store.
+
+        Without ``batch_size``: one step on all the points; returns the loss before it. With
+        ``batch_size``: one step per consecutive batch of that many points, in their order;
+        returns the mean of the batches' losses (each before its step). ``callback`` gets a
+        :class:`neurofabric.core.progress.Progress` (task "field.learn", unit "batch", metrics
+        ``loss``: the mean loss of the batches since the last report, ``points``: the points
+        learned so far) every ``report_every`` batches and after the last; returning True
+        stops after that batch, keeping the steps taken (in the store, as any learn)."""
         check_positive("lr", lr)
+        check_int("report_every", report_every, min_value=1)
+        check_callback(callback)
         if self.store.readonly:
             raise StorageError(
                 f"{self.store.path} is open read-only; open it with readonly=False to learn"
             )
+        if batch_size is None:
+            batches = [(coords, target)]
+        else:
+            check_int("batch_size", batch_size, min_value=1)
+            x = self.grid.check_points(coords)
+            y = np.asarray(target, dtype=np.float32).reshape(len(x), -1)
+            starts = range(0, max(len(x), 1), batch_size)
+            batches = [(x[i : i + batch_size], y[i : i + batch_size]) for i in starts]
+        report = ProgressReporter("field.learn", len(batches), "batch", callback)
+        losses: list[float] = []
+        points = reported = 0
+        for k, (xb, yb) in enumerate(batches, start=1):
+            losses.append(self._step(xb, yb, lr))
+            points += len(np.atleast_2d(xb))
+            if k % report_every == 0 or k == len(batches):
+                recent, reported = losses[reported:], k
+                if report.update(k, loss=sum(recent) / len(recent), points=points):
+                    log.info("learn stopped by the callback after batch %d", k)
+                    break
+        return sum(losses) / len(losses)
+
+    def _step(self, coords: Any, target: Any, lr: float) -> float:
+        """One SGD step (see ``learn``); the loss before it."""
         with self._lock:
             loss, rows, row_grads, decoder_grads = self.loss_and_grads(coords, target)
             params = self.decoder()
