@@ -49,8 +49,11 @@ from neurofabric.field.workloads import make_workload  # noqa: E402
 def pinned_threads() -> dict:
     """The thread counts in force: numba's, each native pool's (BLAS, OpenMP), the env."""
     pools = {f"{p['user_api']}:{p['internal_api']}": p["num_threads"] for p in threadpool_info()}
-    return {"numba": numba.get_num_threads(), **pools,
-            **{v: os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")}}  # fmt: skip
+    return {
+        "numba": numba.get_num_threads(),
+        **pools,
+        **{v: os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
+    }
 
 
 def drop_cache(paths) -> None:
@@ -83,16 +86,33 @@ def part_petabyte(work: Path) -> dict:
     disk = f.store.disk_bytes()
     f.close()
     shutil.rmtree(work / "pib")
-    return {"create_s": created, "open_s": opened, "first_query_s": first_query,
-            "disk_bytes": disk, "table_rows": spec.n_rows}  # fmt: skip
+    return {
+        "create_s": created,
+        "open_s": opened,
+        "first_query_s": first_query,
+        "disk_bytes": disk,
+        "table_rows": spec.n_rows,
+    }
 
 
 def build(work: Path, args) -> tuple[DemandPagedField, np.memmap, Path]:
-    spec = HashGridSpec(n_dims=3, n_levels=16, n_features=2, log2_table=args.log2_table,
-                        base_resolution=16, per_level_scale=1.5)  # fmt: skip
-    field = DemandPagedField.create(work / "field", spec=spec, hidden=(64,), seed=0,
-                                    logical_bytes=1 << 40, shard_bytes=1 << 30,
-                                    tiers=TierConfig(dram_pages=args.dram_pages))  # fmt: skip
+    spec = HashGridSpec(
+        n_dims=3,
+        n_levels=16,
+        n_features=2,
+        log2_table=args.log2_table,
+        base_resolution=16,
+        per_level_scale=1.5,
+    )
+    field = DemandPagedField.create(
+        work / "field",
+        spec=spec,
+        hidden=(64,),
+        seed=0,
+        logical_bytes=1 << 40,
+        shard_bytes=1 << 30,
+        tiers=TierConfig(dram_pages=args.dram_pages),
+    )
     rng = np.random.default_rng(0)
     table = rng.uniform(-1e-2, 1e-2, size=(spec.n_rows, spec.n_features)).astype(np.float32)
     chunk = 1 << 20
@@ -195,10 +215,13 @@ def part_scan(field, args) -> dict:
     start = 1000
     for mode in ("off", "on"):
         field.store.close()  # nothing of the file stays mapped, so the cache can be dropped
-        f = DemandPagedField.open(field.store.path, readonly=True,
-                                  tiers=TierConfig(dram_pages=256),
-                                  prefetcher="stride" if mode == "on" else None,
-                                  prefetch_depth=32)  # fmt: skip
+        f = DemandPagedField.open(
+            field.store.path,
+            readonly=True,
+            tiers=TierConfig(dram_pages=256),
+            prefetcher="stride" if mode == "on" else None,
+            prefetch_depth=32,
+        )
         drop_cache(shards)
         lat = []
         for page in range(start, start + n):
@@ -220,8 +243,10 @@ def part_tiers(field, args) -> dict:
     candidates = rng.random((args.tier_points, 3)).astype(np.float32)
     ranks = np.arange(1, len(candidates) + 1, dtype=np.float64) ** -1.1
     ranks /= ranks.sum()
-    for name, pick in (("zipf", lambda: candidates[rng.choice(len(candidates), p=ranks)]),
-                       ("uniform", lambda: rng.random(3).astype(np.float32))):  # fmt: skip
+    for name, pick in (
+        ("zipf", lambda: candidates[rng.choice(len(candidates), p=ranks)]),
+        ("uniform", lambda: rng.random(3).astype(np.float32)),
+    ):
         f = DemandPagedField.open(field.store.path, readonly=True, tiers=cfg, prefetcher=None)
         for _ in range(args.queries):
             f.query(pick()[None])
@@ -261,9 +286,11 @@ def main() -> None:
 def run(work: Path, args) -> None:
     threads = pinned_threads()
     tag = {"benchmark": "field_query", "threads": threads}
-    print(f"# {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, work dir on "
-          f"{os.statvfs(work).f_bsize}-byte blocks, threads pinned: "
-          + ", ".join(f"{k} {v}" for k, v in threads.items()))  # fmt: skip
+    print(
+        f"# {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, work dir on "
+        f"{os.statvfs(work).f_bsize}-byte blocks, threads pinned: "
+        + ", ".join(f"{k} {v}" for k, v in threads.items())
+    )
     pib = part_petabyte(work)
     print("\n## 1 PiB field (empty)\n")
     print("| create s | open s | first query s | disk bytes | table rows |\n|---|---|---|---|---|")

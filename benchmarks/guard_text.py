@@ -135,9 +135,15 @@ def run_guard(train, test, args, select=False, **params):
         from neurofabric.guard import TextGuardClassifier as T
 
         acc8 = float(np.mean(T.load(Path(tmp) / "m8").guard.predict(events) == test.labels))
-    out = {"accuracy": acc, "train_s": train_s, "features_and_predict_docs_per_s": end_to_end,
-           "predict_only_docs_per_s": predict_only, "model_bytes": size,
-           "model_bytes_int8": size8, "accuracy_int8": acc8}  # fmt: skip
+    out = {
+        "accuracy": acc,
+        "train_s": train_s,
+        "features_and_predict_docs_per_s": end_to_end,
+        "predict_only_docs_per_s": predict_only,
+        "model_bytes": size,
+        "model_bytes_int8": size8,
+        "accuracy_int8": acc8,
+    }
     if chosen:
         out["chosen_c"] = chosen[-1]
         print(f"#   inner CV chose C = {chosen[-1]}", flush=True)
@@ -161,8 +167,13 @@ def run_sgd(train, test, args):
     with tempfile.TemporaryDirectory() as tmp:
         np.savez(Path(tmp) / "sgd.npz", coef=clf.coef_, intercept=clf.intercept_)
         size = (Path(tmp) / "sgd.npz").stat().st_size
-    return {"accuracy": acc, "train_s": train_s, "features_and_predict_docs_per_s": end_to_end,
-            "predict_only_docs_per_s": predict_only, "model_bytes": size}  # fmt: skip
+    return {
+        "accuracy": acc,
+        "train_s": train_s,
+        "features_and_predict_docs_per_s": end_to_end,
+        "predict_only_docs_per_s": predict_only,
+        "model_bytes": size,
+    }
 
 
 def normalize_texts(texts) -> list[str]:
@@ -188,12 +199,20 @@ def run_fasttext(train, test, args, epoch):
     with tempfile.TemporaryDirectory() as tmp:
         fasttext_lines(train, Path(tmp) / "train.txt", shuffle=True)
         fasttext_lines(test, Path(tmp) / "test.txt")
-        job = {"train": str(Path(tmp) / "train.txt"), "test": str(Path(tmp) / "test.txt"),
-               "params": {**FASTTEXT_BASE, "epoch": epoch, "thread": THREADS},
-               "repeats": args.repeats}  # fmt: skip
-        out = subprocess.run([args.peers_python, str(ROOT / "benchmarks/peers/fasttext_text.py")],
-                             input=json.dumps(job), capture_output=True, text=True, check=False,
-                             env={**os.environ, **thread_env(THREADS)})  # fmt: skip
+        job = {
+            "train": str(Path(tmp) / "train.txt"),
+            "test": str(Path(tmp) / "test.txt"),
+            "params": {**FASTTEXT_BASE, "epoch": epoch, "thread": THREADS},
+            "repeats": args.repeats,
+        }
+        out = subprocess.run(
+            [args.peers_python, str(ROOT / "benchmarks/peers/fasttext_text.py")],
+            input=json.dumps(job),
+            capture_output=True,
+            text=True,
+            check=False,
+            env={**os.environ, **thread_env(THREADS)},
+        )
     if out.returncode != 0:
         print(f"# fastText failed: {out.stderr.strip()[-500:]}", file=sys.stderr)
         return None
@@ -202,9 +221,12 @@ def run_fasttext(train, test, args, epoch):
     # text it also needs normalize_text, timed here on the same texts
     normalize_s, _ = median_time(lambda: normalize_texts(test.texts), 5)
     predict_s = len(test) / r.pop("predict_docs_per_s")
-    r.update(features_and_predict_docs_per_s=len(test) / (normalize_s + predict_s),
-             predict_only_docs_per_s=float("nan"), normalize_docs_per_s=len(test) / normalize_s,
-             hash_and_predict_docs_per_s=len(test) / predict_s)  # fmt: skip
+    r.update(
+        features_and_predict_docs_per_s=len(test) / (normalize_s + predict_s),
+        predict_only_docs_per_s=float("nan"),
+        normalize_docs_per_s=len(test) / normalize_s,
+        hash_and_predict_docs_per_s=len(test) / predict_s,
+    )
     return r
 
 
@@ -285,28 +307,44 @@ def main() -> None:
         if rs
     }
     ref = min(rows[n]["train_s"] for n in rows if n.startswith(("sklearn", "fastText")))
-    print(f"\n{args.dataset}: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"python {platform.python_version()}, means over {len(results['ours (averaged PA-I)'])} split(s)")  # fmt: skip
+    print(
+        f"\n{args.dataset}: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"python {platform.python_version()}, means over {len(results['ours (averaged PA-I)'])} split(s)"
+    )
     print(f"{threads_line()} (every system; our training n_jobs=1)")
-    print("| system | accuracy | train s | vs faster peer | docs/s, raw text -> label "
-          "| docs/s, features built -> label | model bytes |")  # fmt: skip
+    print(
+        "| system | accuracy | train s | vs faster peer | docs/s, raw text -> label "
+        "| docs/s, features built -> label | model bytes |"
+    )
     print("|---|---|---|---|---|---|---|")
 
     def docs(v):
         return "n/a (hashes inside)" if np.isnan(v) else f"{v:,.0f}"
 
     for name, r in rows.items():
-        print(f"| {name} | {r['accuracy']:.4f} | {r['train_s']:.2f} | {ref / r['train_s']:.2f}x | "
-              f"{docs(r['features_and_predict_docs_per_s'])} | "
-              f"{docs(r['predict_only_docs_per_s'])} | {r['model_bytes']:,.0f} |")  # fmt: skip
+        print(
+            f"| {name} | {r['accuracy']:.4f} | {r['train_s']:.2f} | {ref / r['train_s']:.2f}x | "
+            f"{docs(r['features_and_predict_docs_per_s'])} | "
+            f"{docs(r['predict_only_docs_per_s'])} | {r['model_bytes']:,.0f} |"
+        )
     ours = rows["ours (averaged PA-I)"]
     print(
         f"| ours, int8 weights | {ours['accuracy_int8']:.4f} | | | | | {ours['model_bytes_int8']:,.0f} |"
     )
     for name, r in rows.items():
         r = {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
-        print(json.dumps({"benchmark": "guard_text", "dataset": args.dataset, "system": name,
-                          "threads": THREADS, "pinned": threads, **r}))  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "benchmark": "guard_text",
+                    "dataset": args.dataset,
+                    "system": name,
+                    "threads": THREADS,
+                    "pinned": threads,
+                    **r,
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -9,8 +9,9 @@ from neurofabric.field.kernels import reference as ref
 
 
 def test_level_tables_follow_tiny_cuda_nn():
-    spec = HashGridSpec(n_dims=3, n_levels=5, n_features=2, log2_table=19, base_resolution=16,
-                        per_level_scale=2.0)  # fmt: skip
+    spec = HashGridSpec(
+        n_dims=3, n_levels=5, n_features=2, log2_table=19, base_resolution=16, per_level_scale=2.0
+    )
     # base_resolution counts vertices: scale 15 -> 16 vertices, then 31 -> 32, ...
     assert spec.resolutions().tolist() == [16, 32, 64, 128, 256]
     assert spec.level_sizes().tolist() == [4096, 32768, 262144, 524288, 524288]

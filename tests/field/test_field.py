@@ -8,12 +8,13 @@ import time
 import numpy as np
 import pytest
 
-from neurofabric.core.errors import ConfigError, ShapeError, StorageError
+from neurofabric.core.errors import CheckpointError, ConfigError, ShapeError, StorageError
 from neurofabric.field import DemandPagedField, HashGridSpec, TierConfig
 from neurofabric.store import ShardedPageStore
 
-SPEC = HashGridSpec(n_dims=2, n_levels=6, n_features=2, log2_table=12, base_resolution=4,
-                    per_level_scale=1.6)  # fmt: skip
+SPEC = HashGridSpec(
+    n_dims=2, n_levels=6, n_features=2, log2_table=12, base_resolution=4, per_level_scale=1.6
+)
 
 
 def _target(x):
@@ -31,8 +32,9 @@ def test_learning_fits_a_function_and_survives_reopening(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.random((400, 2)).astype(np.float32)
     y = _target(x)
-    with DemandPagedField.create(tmp_path / "f", spec=SPEC, hidden=(16,), seed=0,
-                                 logical_bytes=1 << 30, shard_bytes=1 << 24) as field:  # fmt: skip
+    with DemandPagedField.create(
+        tmp_path / "f", spec=SPEC, hidden=(16,), seed=0, logical_bytes=1 << 30, shard_bytes=1 << 24
+    ) as field:
         first = float(np.mean((field.query(x) - y) ** 2))
         for _ in range(60):
             for i in range(0, 400, 40):
@@ -48,8 +50,9 @@ def test_learning_fits_a_function_and_survives_reopening(tmp_path):
 
 
 def test_write_sets_a_value(tmp_path):
-    with DemandPagedField.create(tmp_path / "f", spec=SPEC, seed=1, logical_bytes=1 << 30,
-                                 shard_bytes=1 << 24) as field:  # fmt: skip
+    with DemandPagedField.create(
+        tmp_path / "f", spec=SPEC, seed=1, logical_bytes=1 << 30, shard_bytes=1 << 24
+    ) as field:
         steps = field.write([[0.2, 0.9]], [[0.5]], tol=1e-3)
         assert steps < 200
         assert field.query([[0.2, 0.9]])[0, 0] == pytest.approx(0.5, abs=1e-3)
@@ -93,7 +96,7 @@ def test_bad_input_is_refused(tmp_path):
         with pytest.raises(ShapeError, match="target"):
             f.learn([[0.1, 0.2]], [[1.0, 2.0]])
     ShardedPageStore.create(tmp_path / "plain", logical_bytes=1 << 20, shard_bytes=1 << 16).close()
-    with pytest.raises(ConfigError, match="not a neural field"):
+    with pytest.raises(CheckpointError, match="manifest.json: a page store but not a neural field"):
         DemandPagedField.open(tmp_path / "plain")
     with pytest.raises(ConfigError, match="logical_bytes"):
         DemandPagedField.create(tmp_path / "small", spec=SPEC, logical_bytes=4096, shard_bytes=4096)
@@ -101,8 +104,13 @@ def test_bad_input_is_refused(tmp_path):
 
 def test_concurrent_queries_agree_with_sequential_ones(tmp_path):
     x = np.random.default_rng(3).random((64, 2)).astype(np.float32)
-    with DemandPagedField.create(tmp_path / "f", spec=SPEC, logical_bytes=1 << 30, shard_bytes=1 << 24,
-                                 tiers=TierConfig(dram_pages=8)) as field:  # fmt: skip
+    with DemandPagedField.create(
+        tmp_path / "f",
+        spec=SPEC,
+        logical_bytes=1 << 30,
+        shard_bytes=1 << 24,
+        tiers=TierConfig(dram_pages=8),
+    ) as field:
         field.learn(x, _target(x))
         expected = field.query(x)
         results = [None] * 4

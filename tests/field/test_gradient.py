@@ -14,8 +14,9 @@ from neurofabric.field import DemandPagedField, HashGridSpec
 
 # 3 levels of 2 features, 2 of them hashed into 16 rows: corners of different points and
 # levels share rows, so the scatter must sum them
-SPEC = HashGridSpec(n_dims=2, n_levels=3, n_features=2, log2_table=4, base_resolution=3,
-                    per_level_scale=2.0)  # fmt: skip
+SPEC = HashGridSpec(
+    n_dims=2, n_levels=3, n_features=2, log2_table=4, base_resolution=3, per_level_scale=2.0
+)
 HIDDEN = (5, 4)  # two ReLU layers: the derivative is used twice
 OUT_DIM = 2
 STEP = 1e-6  # central-difference step (float64)
@@ -75,9 +76,16 @@ def _central_differences(table, params, rows, weights, y):
 @pytest.mark.parametrize("backend", ["numba", "reference"])
 def test_one_learn_step_follows_the_finite_difference_gradient(tmp_path, backend):
     rng = np.random.default_rng(7)
-    field = DemandPagedField.create(tmp_path / "f", spec=SPEC, hidden=HIDDEN, out_dim=OUT_DIM,
-                                    seed=3, logical_bytes=1 << 20, shard_bytes=1 << 20,
-                                    backend=backend)  # fmt: skip
+    field = DemandPagedField.create(
+        tmp_path / "f",
+        spec=SPEC,
+        hidden=HIDDEN,
+        out_dim=OUT_DIM,
+        seed=3,
+        logical_bytes=1 << 20,
+        shard_bytes=1 << 20,
+        backend=backend,
+    )
     assert field.grid.backend == backend  # the kernels asked for are the ones that run
     kernels = {"numba": "numba_cpu", "reference": "reference"}[backend]
     assert field.pages._k.__name__.rsplit(".", 1)[1] == kernels
@@ -113,8 +121,15 @@ def test_one_learn_step_follows_the_finite_difference_gradient(tmp_path, backend
 
 
 def test_loss_and_grads_is_what_learn_applies(tmp_path):
-    field = DemandPagedField.create(tmp_path / "f", spec=SPEC, hidden=HIDDEN, out_dim=OUT_DIM,
-                                    seed=3, logical_bytes=1 << 20, shard_bytes=1 << 20)  # fmt: skip
+    field = DemandPagedField.create(
+        tmp_path / "f",
+        spec=SPEC,
+        hidden=HIDDEN,
+        out_dim=OUT_DIM,
+        seed=3,
+        logical_bytes=1 << 20,
+        shard_bytes=1 << 20,
+    )
     x = np.random.default_rng(1).random((4, 2))
     y = np.ones((4, OUT_DIM))
     field.learn(x, y)  # the table is no longer all zero
@@ -122,8 +137,12 @@ def test_loss_and_grads_is_what_learn_applies(tmp_path):
     table, params = _snapshot(field)
     assert field.learn(x, y, lr=0.25) == loss
     table1, params1 = _snapshot(field)
-    np.testing.assert_allclose(table[rows.astype(np.int64)] - 0.25 * row_grads,
-                               table1[rows.astype(np.int64)], rtol=1e-6, atol=1e-7)  # fmt: skip
+    np.testing.assert_allclose(
+        table[rows.astype(np.int64)] - 0.25 * row_grads,
+        table1[rows.astype(np.int64)],
+        rtol=1e-6,
+        atol=1e-7,
+    )
     for (W, b), (W1, b1), (gW, gb) in zip(params, params1, decoder_grads, strict=True):
         np.testing.assert_allclose(W - 0.25 * gW, W1, rtol=1e-6, atol=1e-7)
         np.testing.assert_allclose(b - 0.25 * gb, b1, rtol=1e-6, atol=1e-7)

@@ -25,8 +25,9 @@ import pytest
 from neurofabric.field import DemandPagedField, HashGridSpec
 from neurofabric.store import ShardedPageStore
 
-SPEC = HashGridSpec(n_dims=2, n_levels=6, n_features=2, log2_table=9, base_resolution=4,
-                    per_level_scale=1.6)  # fmt: skip
+SPEC = HashGridSpec(
+    n_dims=2, n_levels=6, n_features=2, log2_table=9, base_resolution=4, per_level_scale=1.6
+)
 EVERY = 5  # steps between flushes
 SIZES = {"logical_bytes": 1 << 22, "shard_bytes": 1 << 22}
 
@@ -205,8 +206,11 @@ def test_the_replay_is_the_childs_stream(tmp_path):
     path, log = tmp_path / "f", tmp_path / "flushed.log"
     _create(path)
     script = CHILD.replace("while True:", "for _ in range(12):") + "\nfield.close()\n"
-    subprocess.run([sys.executable, "-c", script, str(path), str(log), str(EVERY), "0", "0"],
-                   check=True, timeout=120)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-c", script, str(path), str(log), str(EVERY), "0", "0"],
+        check=True,
+        timeout=120,
+    )
     images = _replay(tmp_path / "replay", 12, 12)
     with DemandPagedField.open(path, readonly=True) as field:
         disk = field.store.read(0, _field_bytes(field)).reshape(images[12].shape)

@@ -55,7 +55,11 @@ def test_random_streams_are_not_covered_and_tracking_counts_add_up():
 
 
 def test_bad_names_are_refused():
-    with pytest.raises(ConfigError, match="prefetcher must be one of"):
+    with pytest.raises(
+        ConfigError, match=r"`prefetcher` must be one of \(.*'stride'.*\), got 'oracle'"
+    ):
         make_prefetcher("oracle")
-    with pytest.raises(ConfigError, match="workload must be one of"):
+    with pytest.raises(
+        ConfigError, match=r"`workload` must be one of \(.*'zipf'.*\), got 'bursty'"
+    ):
         make_workload("bursty", 10)

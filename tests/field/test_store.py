@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from neurofabric.core.errors import ConfigError, StorageError
+from neurofabric.core.errors import CheckpointError, ConfigError, StorageError
 from neurofabric.store import ShardedPageStore
 
 KIB = 1024
@@ -42,8 +42,9 @@ def test_a_petabyte_store_costs_only_the_pages_written(tmp_path):
 
 
 def test_writes_span_shards_and_survive_reopening(tmp_path):
-    store = ShardedPageStore.create(tmp_path / "s", logical_bytes=1 << 20, shard_bytes=64 * KIB,
-                                    max_open=2)  # fmt: skip
+    store = ShardedPageStore.create(
+        tmp_path / "s", logical_bytes=1 << 20, shard_bytes=64 * KIB, max_open=2
+    )
     data = np.arange(3 * 64 * KIB // 4, dtype=np.uint32)  # three shards' worth
     store.write(32 * KIB, data)
     assert store.stats["closes"] >= 2  # the LRU kept at most two mappings open
@@ -73,13 +74,13 @@ def test_truncated_foreign_and_missing_files_are_named(tmp_path):
     store.close()
     shard = tmp_path / "s" / "shard-000000000.bin"
     os.truncate(shard, 1000)
-    with pytest.raises(StorageError, match="truncated or foreign"):
+    with pytest.raises(CheckpointError, match="truncated or foreign"):
         ShardedPageStore(tmp_path / "s")
     (tmp_path / "f").mkdir()
     (tmp_path / "f" / "manifest.json").write_text(json.dumps({"format": "something-else"}))
-    with pytest.raises(StorageError, match="foreign"):
+    with pytest.raises(CheckpointError, match="manifest.json: not a neurofabric-pages manifest"):
         ShardedPageStore(tmp_path / "f")
-    with pytest.raises(StorageError, match="no manifest"):
+    with pytest.raises(CheckpointError, match="no manifest"):
         ShardedPageStore(tmp_path / "nothing")
 
 

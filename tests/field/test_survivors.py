@@ -6,13 +6,15 @@ import pytest
 
 from neurofabric.field import DemandPagedField, HashGridSpec, TierConfig
 
-SPEC = HashGridSpec(n_dims=2, n_levels=4, n_features=2, log2_table=10, base_resolution=4,
-                    per_level_scale=1.5)  # fmt: skip
+SPEC = HashGridSpec(
+    n_dims=2, n_levels=4, n_features=2, log2_table=10, base_resolution=4, per_level_scale=1.5
+)
 
 
 def _field(path, **kwargs):
-    return DemandPagedField.create(path, spec=SPEC, hidden=(8, 8), seed=0,
-                                   logical_bytes=1 << 30, shard_bytes=1 << 24, **kwargs)  # fmt: skip
+    return DemandPagedField.create(
+        path, spec=SPEC, hidden=(8, 8), seed=0, logical_bytes=1 << 30, shard_bytes=1 << 24, **kwargs
+    )
 
 
 def test_one_point_and_a_batch_of_n_dims_points_are_queried_like_rows(tmp_path):

@@ -84,6 +84,18 @@ def test_numba_gather_equals_reference():
     assert 0 < outs[0][0].sum() < 300
 
 
+@pytest.mark.parametrize("k", [numba_cpu, reference])
+def test_gather_from_an_empty_pool_finds_nothing(k):
+    """A fresh field's first read: no page resident (the reference indexed resident[-1])."""
+    out = np.zeros((4, ROW), np.uint8)
+    ticks = np.zeros(2, np.int64)
+    rows = np.array([0, 5, 700, 3], np.uint64)
+    empty = (np.zeros(0, np.uint64), np.zeros(0, np.int64), np.zeros((2, PAGE), np.uint8))
+    missing = k.gather_rows(rows, ROW, PAGE, *empty, ticks, 1, out)
+    assert missing.tolist() == [True] * 4
+    assert not ticks.any() and not out.any()
+
+
 def test_batches_larger_than_dram_are_served_in_parts(tmp_path):
     tiers = TieredPages(_store(tmp_path), TierConfig(dram_pages=2), row_bytes=ROW)
     rows = np.arange(0, 512 * 9, 37, dtype=np.uint64)[::-1].copy()  # 9 pages, 2 slots

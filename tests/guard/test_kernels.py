@@ -16,9 +16,21 @@ ALPHABET = list("abcAB xyz\t\n;:'.,()!?\"<br/>é中") + ["<br />"]
 def test_tokenize_follows_fasttext_normalization():
     text = b'He said: "Hi, World!" (twice)<br />It\'s done.'
     assert ref.tokenize(text) == [
-        b"he", b"said", b"hi", b",", b"world", b"!", b"(", b"twice", b")",
-        b"it", b"'", b"s", b"done", b".",
-    ]  # fmt: skip
+        b"he",
+        b"said",
+        b"hi",
+        b",",
+        b"world",
+        b"!",
+        b"(",
+        b"twice",
+        b")",
+        b"it",
+        b"'",
+        b"s",
+        b"done",
+        b".",
+    ]
 
 
 def test_fnv1a64_known_vectors():
@@ -129,8 +141,23 @@ def test_guard_train_numba_equals_reference(rule, average):
         thr_in = np.zeros(D, np.float32)
         total = 0
         for epoch in range(3):
-            total += k.guard_train(W, thr, U, thr_u, thr_in, *events.args(), y, order,
-                                   epoch * n, rule, 0.7, 1.0 if rule else 0.0, 0.5, average, 1)  # fmt: skip
+            total += k.guard_train(
+                W,
+                thr,
+                U,
+                thr_u,
+                thr_in,
+                *events.args(),
+                y,
+                order,
+                epoch * n,
+                rule,
+                0.7,
+                1.0 if rule else 0.0,
+                0.5,
+                average,
+                1,
+            )
         out.append((W, thr, U, thr_u, total))
     for a, b in zip(out[0], out[1], strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
@@ -143,8 +170,23 @@ def test_pa1_single_step_is_analytic():
     events = EventBatch.from_dense(x)
     W = np.zeros((3, 2), np.float32)
     thr = np.zeros(2, np.float32)
-    nb.guard_train(W, thr, np.zeros((1, 2)), np.zeros(2), np.zeros(3, np.float32),
-                   *events.args(), np.array([1]), np.array([0]), 0, PA1, 1.0, 1.0, 10.0, False, 1)  # fmt: skip
+    nb.guard_train(
+        W,
+        thr,
+        np.zeros((1, 2)),
+        np.zeros(2),
+        np.zeros(3, np.float32),
+        *events.args(),
+        np.array([1]),
+        np.array([0]),
+        0,
+        PA1,
+        1.0,
+        1.0,
+        10.0,
+        False,
+        1,
+    )
     tau = 1.0 / (2 * (1.0 + 1.0))
     np.testing.assert_allclose(W[:, 1], tau * x[0], rtol=1e-6)
     np.testing.assert_allclose(W[:, 0], -tau * x[0], rtol=1e-6)

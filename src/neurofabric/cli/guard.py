@@ -11,6 +11,7 @@ from rich.table import Table
 
 from neurofabric.cli.render import console, err_console, print_report, progress_bar
 from neurofabric.core.errors import ConfigError, NeurofabricError
+from neurofabric.core.progress import Progress
 
 guard_app = typer.Typer(
     help="The event-driven classifier: a neuron field trained by local error feedback.",
@@ -53,8 +54,8 @@ def train_text(*, train, test, out: Path | None, rule: str, epochs: int, n_featu
     progress = progress_bar("training", "epoch {task.completed:.0f}/{task.total:.0f}")
     task = progress.add_task("training", total=epochs, info="featurizing")
 
-    def on_epoch(r: dict) -> None:
-        progress.update(task, completed=r["epoch"], info=f"feedback on {r['update_rate']:.1%}")
+    def on_epoch(p: Progress) -> None:
+        progress.update(task, completed=p.done, info=f"feedback on {p['update_rate']:.1%}")
 
     t0 = time.perf_counter()
     with progress:

@@ -19,26 +19,28 @@ from typing import Any
 
 import numpy as np
 
-from neurofabric.core.errors import ConfigError, ShapeError
+import neurofabric.field.kernels  # noqa: F401  (registers the "field" backends)
+from neurofabric.core import backend as backends
+from neurofabric.core.errors import ShapeError
 from neurofabric.core.rng import make_rng
-from neurofabric.field.kernels import numba_cpu, reference
 from neurofabric.field.params import HashGridSpec
 
 __all__ = ["HashGrid"]
 
-_BACKENDS = {"numba": numba_cpu, "reference": reference}
 #: batches smaller than this run on one thread (waking the pool costs more than it saves)
 PARALLEL_FROM = 256
 
 
 class HashGrid:
-    """The level tables of a :class:`HashGridSpec` and the kernels that use them."""
+    """The level tables of a :class:`HashGridSpec` and the kernels that use them.
 
-    def __init__(self, spec: HashGridSpec | None = None, *, backend: str = "numba") -> None:
+    ``backend``: "auto" (the fastest installed: numba), "numba" or "reference" (the numpy
+    spec), resolved once by :mod:`neurofabric.core.backend`; ``.backend`` is the one used.
+    """
+
+    def __init__(self, spec: HashGridSpec | None = None, *, backend: str = "auto") -> None:
         self.spec = spec or HashGridSpec()
-        if backend not in _BACKENDS:
-            raise ConfigError(f"`backend` must be one of {sorted(_BACKENDS)}, got {backend!r}")
-        self.backend = backend
+        self.backend, self._k = backends.resolve("field", backend)
         s = self.spec
         self._args = (
             s.scales(),
@@ -73,19 +75,19 @@ class HashGrid:
     def corners(self, x: Any) -> tuple[np.ndarray, np.ndarray]:
         """Rows (n, L, 2^D) and weights (n, L, 2^D) of the corners the points touch."""
         x = self.check_points(x)
-        k = _BACKENDS[self.backend]
+        k = self._k
         fn = k.hash_corners if len(x) >= PARALLEL_FROM else k.hash_corners_serial
         return fn(x, *self._args)
 
     def combine(self, values: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        k = _BACKENDS[self.backend]
+        k = self._k
         fn = k.hash_combine if len(values) >= PARALLEL_FROM else k.hash_combine_serial
         return fn(np.ascontiguousarray(values, dtype=np.float32), weights)
 
     def encode(self, x: Any, table: np.ndarray) -> np.ndarray:
         """Encodings (n, n_levels * n_features) of points in [0, 1]^D."""
         table = self._check_table(table)
-        return _BACKENDS[self.backend].hash_encode(self.check_points(x), table, *self._args)
+        return self._k.hash_encode(self.check_points(x), table, *self._args)
 
     def backward(self, x: Any, grad_out: Any) -> tuple[np.ndarray, np.ndarray]:
         """Sparse d(loss)/d(table) for d(loss)/d(encoding) ``grad_out`` (n, L*F)."""
@@ -95,7 +97,7 @@ class HashGrid:
             raise ShapeError(
                 f"grad_out must have shape {(len(x), self.spec.n_outputs)}, got {g.shape}"
             )
-        return _BACKENDS[self.backend].hash_backward(x, g, *self._args)
+        return self._k.hash_backward(x, g, *self._args)
 
     def dense_gradient(self, x: Any, grad_out: Any) -> np.ndarray:
         """The same gradient as a dense (rows, F) array (small tables only)."""

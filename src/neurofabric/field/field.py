@@ -29,8 +29,11 @@ from typing import Any
 
 import numpy as np
 
-from neurofabric.core.errors import ConfigError, ShapeError, StorageError
+from neurofabric.core import backend as backends
+from neurofabric.core.errors import CheckpointError, ConfigError, ShapeError, StorageError
+from neurofabric.core.progress import ProgressCallback, ProgressReporter, check_callback
 from neurofabric.core.rng import make_rng
+from neurofabric.core.validation import check_int, check_positive
 from neurofabric.field.encoding import HashGrid
 from neurofabric.field.params import HashGridSpec
 from neurofabric.field.prefetch import PrefetchTracker, make_prefetcher
@@ -49,26 +52,56 @@ def _align(n: int, to: int) -> int:
     return -(-n // to) * to
 
 
+def _layout(store: ShardedPageStore) -> tuple[HashGridSpec, list[tuple[int, int, int]], int]:
+    """(spec, decoder layers as (offset, n_in, n_out), table offset) from the field's section
+    of the store manifest; a store that is not a field, or a field of another version or with
+    a garbled section, is a :class:`CheckpointError` naming the manifest."""
+    where = store.path / "manifest.json"
+    meta = store.meta.get("meta")
+    if not isinstance(meta, dict) or meta.get("format") != FIELD_FORMAT:
+        raise CheckpointError(
+            f"{where}: a page store but not a neural field (its meta has no "
+            f"format={FIELD_FORMAT!r}); open it with ShardedPageStore"
+        )
+    if meta.get("version") != FIELD_VERSION:
+        raise CheckpointError(
+            f"{where}: field version {meta.get('version')!r} is not supported by this "
+            f"neurofabric (reads version {FIELD_VERSION}); upgrade neurofabric"
+        )
+    try:
+        spec = HashGridSpec(**meta["spec"])
+        layers = [(int(o), int(i), int(n)) for o, i, n in meta["layers"]]
+        table_offset = int(meta["table_offset"])
+    except (KeyError, TypeError, ValueError) as exc:  # ConfigError is a ValueError
+        raise CheckpointError(
+            f"{where}: the field's spec, layers or table offset are missing or invalid ({exc}); "
+            "the manifest is corrupt: restore it from a backup"
+        ) from exc
+    if not layers:
+        raise CheckpointError(f"{where}: the field has no decoder layers; the manifest is corrupt")
+    return spec, layers, table_offset
+
+
 class DemandPagedField:
     """query / write / learn / stats / flush / close over a paged hash-grid field."""
 
-    def __init__(self, store: ShardedPageStore, *, tiers: TierConfig | None = None,
-                 prefetcher: str | None = None, prefetch_depth: int = 8,
-                 layer_budget: int = 64 << 20, backend: str = "numba") -> None:  # fmt: skip
-        meta = store.meta.get("meta", {})
-        if meta.get("format") != FIELD_FORMAT:
-            raise ConfigError(f"{store.path} is a page store but not a neural field")
-        if meta.get("version") != FIELD_VERSION:
-            raise ConfigError(
-                f"{store.path}: field version {meta.get('version')!r} is not {FIELD_VERSION}"
-            )
+    def __init__(
+        self,
+        store: ShardedPageStore,
+        *,
+        tiers: TierConfig | None = None,
+        prefetcher: str | None = None,
+        prefetch_depth: int = 8,
+        layer_budget: int = 64 << 20,
+        backend: str = "auto",
+    ) -> None:
         self.store = store
-        self.spec = HashGridSpec(**meta["spec"])
-        self.layers = [tuple(x) for x in meta["layers"]]  # (offset, n_in, n_out)
-        self.table_offset = int(meta["table_offset"])
-        self.grid = HashGrid(self.spec, backend=backend)  # validates `backend`
+        self.spec, self.layers, self.table_offset = _layout(store)
+        self.grid = HashGrid(self.spec, backend=backend)
+        #: the kernels' backend actually used, by the encoding and the DRAM tier ("auto" resolved)
+        self.backend = self.grid.backend
         self.row_bytes = self.spec.n_features * 4
-        self.pages = TieredPages(store, tiers, row_bytes=self.row_bytes, backend=backend)
+        self.pages = TieredPages(store, tiers, row_bytes=self.row_bytes, backend=self.backend)
         self.tracker = (
             PrefetchTracker(make_prefetcher(prefetcher), k=prefetch_depth) if prefetcher else None
         )
@@ -83,18 +116,29 @@ class DemandPagedField:
 
     # ------------------------------------------------------------------ creation / opening
     @classmethod
-    def create(cls, path: Any, *, spec: HashGridSpec | None = None, hidden: tuple[int, ...] = (64,),
-               out_dim: int = 1, logical_bytes: int = 2**50, page_size: int = 4096,
-               shard_bytes: int = 2**40, seed: Any = 0, tiers: TierConfig | None = None,
-               prefetcher: str | None = None, backend: str = "numba") -> DemandPagedField:  # fmt: skip
+    def create(
+        cls,
+        path: Any,
+        *,
+        spec: HashGridSpec | None = None,
+        hidden: tuple[int, ...] = (64,),
+        out_dim: int = 1,
+        logical_bytes: int = 2**50,
+        page_size: int = 4096,
+        shard_bytes: int = 2**40,
+        seed: Any = 0,
+        tiers: TierConfig | None = None,
+        prefetcher: str | None = None,
+        backend: str = "auto",
+    ) -> DemandPagedField:
         """A new field on disk (sparse: only the decoder's pages are written). ``backend``
-        (``"numba"`` or ``"reference"``) picks the kernels of the encoding and the DRAM tier."""
+        (``"auto"``: the fastest installed, ``"numba"`` or ``"reference"``) picks the kernels of
+        the encoding and the DRAM tier; ``.backend`` is the one used."""
         spec = spec or HashGridSpec()
-        HashGrid(spec, backend=backend)  # an unknown backend is refused before anything is written
-        if not isinstance(out_dim, int) or out_dim < 1:
-            raise ConfigError(f"`out_dim` must be an integer >= 1, got {out_dim!r}")
-        if any(not isinstance(h, int) or h < 1 for h in hidden):
-            raise ConfigError(f"`hidden` must be positive integers, got {hidden!r}")
+        backends.resolve("field", backend)  # a typo is refused before anything is written
+        check_int("out_dim", out_dim, min_value=1)
+        for i, h in enumerate(hidden):
+            check_int(f"hidden[{i}]", h, min_value=1)
         row_bytes = spec.n_features * 4
         table_bytes = spec.n_rows * row_bytes
         offset = _align(table_bytes, page_size)
@@ -108,10 +152,21 @@ class DemandPagedField:
                 f"the table and decoder need {offset:,} bytes, more than logical_bytes "
                 f"{logical_bytes:,}; raise logical_bytes or shrink the spec"
             )
-        meta = {"format": FIELD_FORMAT, "version": FIELD_VERSION, "spec": spec.as_dict(),
-                "table_offset": 0, "layers": layers, "out_dim": out_dim}  # fmt: skip
-        store = ShardedPageStore.create(path, logical_bytes=logical_bytes, page_size=page_size,
-                                        shard_bytes=shard_bytes, meta=meta)  # fmt: skip
+        meta = {
+            "format": FIELD_FORMAT,
+            "version": FIELD_VERSION,
+            "spec": spec.as_dict(),
+            "table_offset": 0,
+            "layers": layers,
+            "out_dim": out_dim,
+        }
+        store = ShardedPageStore.create(
+            path,
+            logical_bytes=logical_bytes,
+            page_size=page_size,
+            shard_bytes=shard_bytes,
+            meta=meta,
+        )
         rng = make_rng(seed)
         # He-uniform weights; hidden biases start at 0.01 so that the ReLUs pass gradient
         # while the table is still all zero (it is never initialized: untouched pages cost
@@ -125,13 +180,26 @@ class DemandPagedField:
         return cls(store, tiers=tiers, prefetcher=prefetcher, backend=backend)
 
     @classmethod
-    def open(cls, path: Any, *, readonly: bool = False, tiers: TierConfig | None = None,
-             prefetcher: str | None = None, prefetch_depth: int = 8,
-             layer_budget: int = 64 << 20, backend: str = "numba") -> DemandPagedField:  # fmt: skip
+    def open(
+        cls,
+        path: Any,
+        *,
+        readonly: bool = False,
+        tiers: TierConfig | None = None,
+        prefetcher: str | None = None,
+        prefetch_depth: int = 8,
+        layer_budget: int = 64 << 20,
+        backend: str = "auto",
+    ) -> DemandPagedField:
         """Open an existing field; ``readonly`` never modifies its files."""
-        return cls(ShardedPageStore(path, readonly=readonly), tiers=tiers, prefetcher=prefetcher,
-                   prefetch_depth=prefetch_depth, layer_budget=layer_budget,
-                   backend=backend)  # fmt: skip
+        return cls(
+            ShardedPageStore(path, readonly=readonly),
+            tiers=tiers,
+            prefetcher=prefetcher,
+            prefetch_depth=prefetch_depth,
+            layer_budget=layer_budget,
+            backend=backend,
+        )
 
     # ------------------------------------------------------------------ parameters
     def _read_floats(self, offset: int, n: int) -> np.ndarray:
@@ -272,15 +340,56 @@ class DemandPagedField:
             np.add.at(summed, inv.reshape(-1), g_vals)
             return loss, uniq, summed, decoder_grads
 
-    def learn(self, coords: Any, target: Any, *, lr: float = 0.05) -> float:
-        """One SGD step on 0.5 * mean squared error (``loss_and_grads``); updates the touched
-        table rows and the decoder in the paged store. Returns the loss before the step."""
-        if not lr > 0:
-            raise ConfigError(f"`lr` must be > 0, got {lr!r}")
+    def learn(
+        self,
+        coords: Any,
+        target: Any,
+        *,
+        lr: float = 0.05,
+        batch_size: int | None = None,
+        report_every: int = 1,
+        callback: ProgressCallback | None = None,
+    ) -> float:
+        """SGD on 0.5 * mean squared error (``loss_and_grads``); updates the touched table rows
+        and the decoder in the paged store.
+
+        Without ``batch_size``: one step on all the points; returns the loss before it. With
+        ``batch_size``: one step per consecutive batch of that many points, in their order;
+        returns the mean of the batches' losses (each before its step). ``callback`` gets a
+        :class:`neurofabric.core.progress.Progress` (task "field.learn", unit "batch", metrics
+        ``loss``: the mean loss of the batches since the last report, ``points``: the points
+        learned so far) every ``report_every`` batches and after the last; returning True
+        stops after that batch, keeping the steps taken (in the store, as any learn)."""
+        check_positive("lr", lr)
+        check_int("report_every", report_every, min_value=1)
+        check_callback(callback)
         if self.store.readonly:
             raise StorageError(
                 f"{self.store.path} is open read-only; open it with readonly=False to learn"
             )
+        if batch_size is None:
+            batches = [(coords, target)]
+        else:
+            check_int("batch_size", batch_size, min_value=1)
+            x = self.grid.check_points(coords)
+            y = np.asarray(target, dtype=np.float32).reshape(len(x), -1)
+            starts = range(0, max(len(x), 1), batch_size)
+            batches = [(x[i : i + batch_size], y[i : i + batch_size]) for i in starts]
+        report = ProgressReporter("field.learn", len(batches), "batch", callback)
+        losses: list[float] = []
+        points = reported = 0
+        for k, (xb, yb) in enumerate(batches, start=1):
+            losses.append(self._step(xb, yb, lr))
+            points += len(np.atleast_2d(xb))
+            if k % report_every == 0 or k == len(batches):
+                recent, reported = losses[reported:], k
+                if report.update(k, loss=sum(recent) / len(recent), points=points):
+                    log.info("learn stopped by the callback after batch %d", k)
+                    break
+        return sum(losses) / len(losses)
+
+    def _step(self, coords: Any, target: Any, lr: float) -> float:
+        """One SGD step (see ``learn``); the loss before it."""
         with self._lock:
             loss, rows, row_grads, decoder_grads = self.loss_and_grads(coords, target)
             params = self.decoder()
@@ -288,12 +397,14 @@ class DemandPagedField:
                 self._set_layer(k, W - lr * gW, b - lr * gb)
             current = self._table_rows(rows).reshape(len(rows), self.spec.n_features)
             updated = current - lr * row_grads
-            self.pages.write_rows(rows + np.uint64(self.table_offset // self.row_bytes),
-                                  updated.view(np.uint8))  # fmt: skip
+            self.pages.write_rows(
+                rows + np.uint64(self.table_offset // self.row_bytes), updated.view(np.uint8)
+            )
             return loss
 
-    def write(self, coords: Any, value: Any, *, tol: float = 1e-3, max_steps: int = 200,
-              lr: float = 0.05) -> int:  # fmt: skip
+    def write(
+        self, coords: Any, value: Any, *, tol: float = 1e-3, max_steps: int = 200, lr: float = 0.05
+    ) -> int:
         """Learn until the field returns ``value`` at ``coords`` (within ``tol``); returns the
         steps taken."""
         for step in range(1, max_steps + 1):
@@ -314,8 +425,13 @@ class DemandPagedField:
             return {"p50_us": float("nan"), "p95_us": float("nan"), "p99_us": float("nan")}
         lat = np.asarray(self.latencies) * 1e6
         p50, p95, p99 = np.percentile(lat, [50, 95, 99])
-        return {"p50_us": float(p50), "p95_us": float(p95), "p99_us": float(p99),
-                "mean_us": float(lat.mean()), "queries": len(lat)}  # fmt: skip
+        return {
+            "p50_us": float(p50),
+            "p95_us": float(p95),
+            "p99_us": float(p99),
+            "mean_us": float(lat.mean()),
+            "queries": len(lat),
+        }
 
     def latency_histogram(self, bins: int = 30) -> tuple[np.ndarray, np.ndarray]:
         """Counts and log-spaced edges (microseconds) of the recorded query latencies."""
@@ -327,9 +443,13 @@ class DemandPagedField:
         return np.histogram(lat, bins=edges)
 
     def stats(self) -> dict[str, Any]:
-        out = {"tiers": self.pages.stats(), "latency": self.latency_summary(),
-               "decoder_layers": dict(self.layer_stats),
-               "disk_bytes": self.store.disk_bytes(), "logical_bytes": self.store.logical_bytes}  # fmt: skip
+        out = {
+            "tiers": self.pages.stats(),
+            "latency": self.latency_summary(),
+            "decoder_layers": dict(self.layer_stats),
+            "disk_bytes": self.store.disk_bytes(),
+            "logical_bytes": self.store.logical_bytes,
+        }
         if self.tracker is not None:
             out["prefetch"] = self.tracker.summary()
         return out

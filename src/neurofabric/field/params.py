@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from neurofabric.core.errors import ConfigError
+from neurofabric.core.validation import check_choice, check_int, check_number
 
 #: tiny-cuda-nn's coherent prime hash factors (grid.h, fast_hash); 1 keeps memory coherence
 PRIMES = (1, 2654435761, 805459861, 3674653429, 2097192037, 1434869437, 2165219737)
@@ -31,34 +32,15 @@ class HashGridSpec:
     hash_bits: int = 32
 
     def __post_init__(self) -> None:
-        def need(name, ok, rule):
-            if not ok:
-                raise ConfigError(f"`{name}` must be {rule}, got {getattr(self, name)!r}")
-
-        def is_int(v):
-            return isinstance(v, int | np.integer) and not isinstance(v, bool)
-
-        need("n_dims", is_int(self.n_dims) and 1 <= self.n_dims <= 4, "an integer in 1..4")
-        need("n_levels", is_int(self.n_levels) and 1 <= self.n_levels <= 32, "an integer in 1..32")
-        need(
-            "n_features",
-            is_int(self.n_features) and 1 <= self.n_features <= 8,
-            "an integer in 1..8",
-        )
-        need("hash_bits", self.hash_bits in (32, 64), "32 (tiny-cuda-nn exact) or 64")
+        check_int("n_dims", self.n_dims, min_value=1, max_value=4)
+        check_int("n_levels", self.n_levels, min_value=1, max_value=32)
+        check_int("n_features", self.n_features, min_value=1, max_value=8)
+        check_choice("hash_bits", self.hash_bits, (32, 64))  # 32: tiny-cuda-nn exact
         top = 31 if self.hash_bits == 32 else 60
-        need(
-            "log2_table",
-            is_int(self.log2_table) and 4 <= self.log2_table <= top,
-            f"an integer in 4..{top}",
-        )
-        need(
-            "base_resolution",
-            is_int(self.base_resolution) and self.base_resolution >= 2,
-            "an integer >= 2",
-        )
-        ok = isinstance(self.per_level_scale, int | float) and math.isfinite(self.per_level_scale)
-        need("per_level_scale", ok and self.per_level_scale >= 1.0, "a finite number >= 1")
+        check_int("log2_table", self.log2_table, min_value=4, max_value=top)
+        check_int("base_resolution", self.base_resolution, min_value=2)
+        if check_number("per_level_scale", self.per_level_scale) < 1.0:
+            raise ConfigError(f"`per_level_scale` must be >= 1, got {self.per_level_scale!r}")
 
     # --- derived tables (as GridEncodingTemplated's constructor computes them) ---------------
     def scales(self) -> np.ndarray:

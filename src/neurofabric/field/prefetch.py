@@ -22,7 +22,7 @@ from abc import ABC, abstractmethod
 from collections import Counter, OrderedDict, deque
 from typing import Any
 
-from neurofabric.core.errors import ConfigError
+from neurofabric.core.validation import check_choice, check_int
 
 __all__ = [
     "HoeffdingTreePrefetcher",
@@ -54,9 +54,7 @@ class NextNPrefetcher(Prefetcher):
     name = "next-n"
 
     def __init__(self, n: int = 4) -> None:
-        if n < 1:
-            raise ConfigError(f"`n` must be >= 1, got {n}")
-        self.n = n
+        self.n = check_int("n", n, min_value=1)
         self.last: int | None = None
 
     def observe(self, page: int) -> None:
@@ -80,9 +78,9 @@ class StridePrefetcher(Prefetcher):
     name = "stride"
 
     def __init__(self, streams: int = 16, window: int = 256, confirm: int = 1) -> None:
-        if streams < 1 or window < 1 or confirm < 0:
-            raise ConfigError("`streams` and `window` must be >= 1 and `confirm` >= 0")
-        self.streams, self.window, self.confirm = streams, window, confirm
+        self.streams = check_int("streams", streams, min_value=1)
+        self.window = check_int("window", window, min_value=1)
+        self.confirm = check_int("confirm", confirm, min_value=0)
         self.table: OrderedDict[int, list[int]] = OrderedDict()  # id -> [last, stride, conf]
         self._next_id = 0
         self.current: list[int] | None = None
@@ -184,8 +182,9 @@ class HoeffdingTreePrefetcher(Prefetcher):
 
     name = "hoeffding"
 
-    def __init__(self, history: int = 3, max_delta: int = 64, grace_period: int = 20,
-                 refresh: int = 256) -> None:  # fmt: skip
+    def __init__(
+        self, history: int = 3, max_delta: int = 64, grace_period: int = 20, refresh: int = 256
+    ) -> None:
         from river import tree
 
         self.model = tree.HoeffdingTreeClassifier(
@@ -242,8 +241,7 @@ PREFETCHERS = {
 
 
 def make_prefetcher(name: str, **kwargs: Any) -> Prefetcher:
-    if name not in PREFETCHERS:
-        raise ConfigError(f"prefetcher must be one of {sorted(PREFETCHERS)}, got {name!r}")
+    check_choice("prefetcher", name, tuple(PREFETCHERS))
     return PREFETCHERS[name](**kwargs)
 
 
@@ -251,9 +249,9 @@ class PrefetchTracker:
     """Runs a prefetcher on an access stream and counts precision and coverage online."""
 
     def __init__(self, prefetcher: Prefetcher, *, k: int = 4, horizon: int = 64) -> None:
-        if k < 1 or horizon < 1:
-            raise ConfigError(f"`k` and `horizon` must be >= 1, got {k} and {horizon}")
-        self.prefetcher, self.k, self.horizon = prefetcher, k, horizon
+        self.prefetcher = prefetcher
+        self.k = check_int("k", k, min_value=1)
+        self.horizon = check_int("horizon", horizon, min_value=1)
         self.pending: OrderedDict[int, int] = OrderedDict()  # page -> access number issued at
         self.accesses = self.covered = self.issued = self.useful = 0
         self.seconds = 0.0
@@ -288,6 +286,10 @@ class PrefetchTracker:
         return 1e6 * self.seconds / max(self.accesses, 1)
 
     def summary(self) -> dict[str, float]:
-        return {"prefetcher": self.prefetcher.name, "accesses": self.accesses,
-                "precision": self.precision, "coverage": self.coverage,
-                "us_per_access": self.us_per_access}  # fmt: skip
+        return {
+            "prefetcher": self.prefetcher.name,
+            "accesses": self.accesses,
+            "precision": self.precision,
+            "coverage": self.coverage,
+            "us_per_access": self.us_per_access,
+        }

@@ -15,8 +15,8 @@ tests), one object per page, with ``slow_delay_s`` of injected latency (HDD-like
 
 from __future__ import annotations
 
+import io
 import logging
-import os
 import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
@@ -25,8 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from neurofabric.core.errors import ConfigError, StorageError
-from neurofabric.field.kernels import numba_cpu, reference
+import neurofabric.field.kernels  # noqa: F401  (registers the "field" backends)
+from neurofabric.core import backend as backends
+from neurofabric.core.checkpoint import atomic_write
+from neurofabric.core.errors import CheckpointError, ConfigError, StorageError
+from neurofabric.core.validation import check_int, check_nonnegative
 from neurofabric.store.sharded import ShardedPageStore
 
 log = logging.getLogger(__name__)
@@ -49,19 +52,12 @@ class TierConfig:
     slow_delay_s: float = 0.0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.dram_pages, int) or self.dram_pages < 1:
-            raise ConfigError(f"`dram_pages` must be an integer >= 1, got {self.dram_pages!r}")
-        if not isinstance(self.cxl_pages, int) or self.cxl_pages < 0:
-            raise ConfigError(f"`cxl_pages` must be an integer >= 0, got {self.cxl_pages!r}")
-        for name in ("cxl_delay_s", "slow_delay_s"):
-            v = getattr(self, name)
-            if not isinstance(v, int | float) or not v >= 0:
-                raise ConfigError(f"`{name}` must be a number >= 0 seconds, got {v!r}")
+        check_int("dram_pages", self.dram_pages, min_value=1)
+        check_int("cxl_pages", self.cxl_pages, min_value=0)
+        check_nonnegative("cxl_delay_s", self.cxl_delay_s, "seconds")
+        check_nonnegative("slow_delay_s", self.slow_delay_s, "seconds")
         if self.ssd_pages is not None:
-            if not isinstance(self.ssd_pages, int) or self.ssd_pages < 1:
-                raise ConfigError(
-                    f"`ssd_pages` must be None or an integer >= 1, got {self.ssd_pages!r}"
-                )
+            check_int("ssd_pages", self.ssd_pages, min_value=1)
             if self.slow_url is None:
                 raise ConfigError("`ssd_pages` needs a slow tier to demote into: set `slow_url`")
 
@@ -111,17 +107,25 @@ class _SlowTier:
 class TieredPages:
     """Row-granular reads and writes over tiered pages of a :class:`ShardedPageStore`."""
 
-    def __init__(self, store: ShardedPageStore, config: TierConfig | None = None, *,
-                 row_bytes: int, backend: str = "numba") -> None:  # fmt: skip
+    def __init__(
+        self,
+        store: ShardedPageStore,
+        config: TierConfig | None = None,
+        *,
+        row_bytes: int,
+        backend: str = "auto",
+    ) -> None:
         self.store = store
         self.config = config or TierConfig()
         self.page_size = store.page_size
-        if row_bytes < 1 or self.page_size % row_bytes:
+        check_int("row_bytes", row_bytes, min_value=1)
+        if self.page_size % row_bytes:
             raise ConfigError(
                 f"`row_bytes` must divide the page size {self.page_size}, got {row_bytes}"
             )
         self.row_bytes = row_bytes
-        self._k = numba_cpu if backend == "numba" else reference
+        #: the backend of the DRAM tier's row gather ("auto" resolved)
+        self.backend, self._k = backends.resolve("field", backend)
         n = self.config.dram_pages
         self.pool = np.zeros((n, self.page_size), dtype=np.uint8)
         self.slot_page = np.full(n, _EMPTY, dtype=np.int64)
@@ -140,30 +144,45 @@ class TieredPages:
             self.slow_pages = self._load_slow_index()
         self.counts = dict.fromkeys(TIERS, 0)  # row reads served by each tier
         self.on_miss = None  # called with the missing pages of a read (prefetchers train on misses)
-        self.moves = {"promotions": 0, "dram_evictions": 0, "cxl_evictions": 0,
-                      "writebacks": 0, "demotions_to_slow": 0, "bytes_read_ssd": 0,
-                      "bytes_read_slow": 0, "bytes_written": 0}  # fmt: skip
+        self.moves = {
+            "promotions": 0,
+            "dram_evictions": 0,
+            "cxl_evictions": 0,
+            "writebacks": 0,
+            "demotions_to_slow": 0,
+            "bytes_read_ssd": 0,
+            "bytes_read_slow": 0,
+            "bytes_written": 0,
+        }
 
     # ------------------------------------------------------------------ slow-tier index
     def _index_path(self) -> Path:
         return self.store.path / "slow_pages.npy"
 
     def _load_slow_index(self) -> set[int]:
+        """The pages demoted to the slow tier (a .npy of page numbers); a file that is not one
+        is a :class:`CheckpointError` naming it."""
         p = self._index_path()
         if not p.is_file():
             return set()
         try:
-            return set(np.load(p, allow_pickle=False).astype(np.uint64).tolist())
-        except (ValueError, OSError) as exc:
-            raise StorageError(f"{p}: the slow-tier index is unreadable ({exc})") from exc
+            pages = np.load(p, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise CheckpointError(
+                f"{p}: the slow-tier index is not a .npy array of page numbers ({exc}); restore "
+                "it from a backup"
+            ) from exc
+        if pages.ndim != 1 or pages.dtype.kind not in "iu":
+            raise CheckpointError(
+                f"{p}: the slow-tier index must be a 1-D integer array, got {pages.dtype} of "
+                f"shape {pages.shape}; restore it from a backup"
+            )
+        return set(pages.astype(np.uint64).tolist())
 
     def _save_slow_index(self) -> None:
-        p = self._index_path()
-        tmp = p.with_name(".slow_pages.tmp.npy")
-        np.save(tmp, np.array(sorted(self.slow_pages), dtype=np.uint64), allow_pickle=False)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, p)
+        buf = io.BytesIO()
+        np.save(buf, np.array(sorted(self.slow_pages), dtype=np.uint64), allow_pickle=False)
+        atomic_write(self._index_path(), buf.getvalue())
 
     # ------------------------------------------------------------------ reads
     def _split(self, rows: np.ndarray):
@@ -190,9 +209,17 @@ class TieredPages:
             return out
         out = np.empty((len(rows), self.row_bytes), dtype=np.uint8)
         self.tick += 1
-        missing = self._k.gather_rows(rows, self.row_bytes, self.page_size, self.resident,
-                                      self.resident_slots, self.pool, self.slot_tick, self.tick,
-                                      out)  # fmt: skip
+        missing = self._k.gather_rows(
+            rows,
+            self.row_bytes,
+            self.page_size,
+            self.resident,
+            self.resident_slots,
+            self.pool,
+            self.slot_tick,
+            self.tick,
+            out,
+        )
         n_miss = int(missing.sum())
         self.counts["dram"] += len(rows) - n_miss
         if n_miss:
@@ -205,9 +232,17 @@ class TieredPages:
             for page, tier in zip(pages.tolist(), tiers, strict=True):
                 self.counts[tier] += int(np.count_nonzero(page_of == page))
             sub = np.empty((n_miss, self.row_bytes), dtype=np.uint8)
-            again = self._k.gather_rows(miss_rows, self.row_bytes, self.page_size, self.resident,
-                                        self.resident_slots, self.pool, self.slot_tick, self.tick,
-                                        sub)  # fmt: skip
+            again = self._k.gather_rows(
+                miss_rows,
+                self.row_bytes,
+                self.page_size,
+                self.resident,
+                self.resident_slots,
+                self.pool,
+                self.slot_tick,
+                self.tick,
+                sub,
+            )
             if again.any():  # more pages than DRAM slots in one batch
                 raise ConfigError(
                     f"one batch touches more pages than the DRAM tier holds ({self.config.dram_pages}); "
@@ -423,7 +458,12 @@ class TieredPages:
         return {t: (c / total if total else 0.0) for t, c in self.counts.items()}
 
     def stats(self) -> dict[str, Any]:
-        return {"row_reads": dict(self.counts), "hit_rate": self.hit_rates(), **self.moves,
-                "dram_pages_used": int(np.count_nonzero(self.slot_page != _EMPTY)),
-                "cxl_pages_used": len(self.cxl), "slow_pages": len(self.slow_pages),
-                "cxl_emulated": True}  # fmt: skip
+        return {
+            "row_reads": dict(self.counts),
+            "hit_rate": self.hit_rates(),
+            **self.moves,
+            "dram_pages_used": int(np.count_nonzero(self.slot_page != _EMPTY)),
+            "cxl_pages_used": len(self.cxl),
+            "slow_pages": len(self.slow_pages),
+            "cxl_emulated": True,
+        }

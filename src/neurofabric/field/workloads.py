@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from neurofabric.core.errors import ConfigError
 from neurofabric.core.rng import make_rng
+from neurofabric.core.validation import check_choice, check_int, check_probability
 
 __all__ = ["WORKLOADS", "make_workload"]
 
@@ -40,13 +40,17 @@ def uniform(n: int, *, n_pages: int = 1 << 20, seed: Any = 0, **_: Any) -> np.nd
 
 
 def interleaved(
-    n: int, *, n_pages: int = 1 << 20, streams: int = 2, random_fraction: float = 0.2,
-    seed: Any = 0, **_: Any,
-) -> np.ndarray:  # fmt: skip
+    n: int,
+    *,
+    n_pages: int = 1 << 20,
+    streams: int = 2,
+    random_fraction: float = 0.2,
+    seed: Any = 0,
+    **_: Any,
+) -> np.ndarray:
     """``streams`` sequential streams taking turns, each access replaced by a uniform random
     page with probability ``random_fraction``."""
-    if not 0 <= random_fraction <= 1:
-        raise ConfigError(f"`random_fraction` must be in [0, 1], got {random_fraction}")
+    check_probability("random_fraction", random_fraction)
     rng = make_rng(seed)
     starts = rng.integers(0, n_pages // 2, size=streams)
     heads = starts.copy()
@@ -71,8 +75,6 @@ WORKLOADS = {
 
 
 def make_workload(name: str, n: int, **kwargs: Any) -> np.ndarray:
-    if name not in WORKLOADS:
-        raise ConfigError(f"workload must be one of {sorted(WORKLOADS)}, got {name!r}")
-    if not isinstance(n, int) or n < 1:
-        raise ConfigError(f"`n` must be an integer >= 1, got {n!r}")
+    check_choice("workload", name, tuple(WORKLOADS))
+    check_int("n", n, min_value=1)
     return WORKLOADS[name](n, **kwargs)

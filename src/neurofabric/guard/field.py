@@ -14,23 +14,24 @@ which is what is saved. ``compact()`` and ``expand()`` convert; both give the sa
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
+from neurofabric.core import backend as backends
 from neurofabric.core.errors import ConfigError, ShapeError
-from neurofabric.guard.kernels import numba_cpu, reference
+from neurofabric.core.validation import check_int
 from neurofabric.guard.kernels.common import FANOUT, NEURON_DTYPE, SILENT
 
-__all__ = ["NEURON_DTYPE", "EventBatch", "NeuronField"]
-
-_BACKENDS = {"numba": numba_cpu, "reference": reference}
+__all__ = ["NEURON_DTYPE", "EventBatch", "NeuronField", "kernels"]
 
 
-def kernels(backend: str):
-    if backend not in _BACKENDS:
-        raise ConfigError(f"`backend` must be one of {sorted(_BACKENDS)}, got {backend!r}")
-    return _BACKENDS[backend]
+def kernels(backend: str = "auto") -> tuple[str, ModuleType]:
+    """The backend actually used and its kernel module: ``"auto"`` (the fastest installed),
+    ``"numba"`` or ``"reference"``, resolved by :func:`neurofabric.core.backend.resolve` (a
+    name that is not registered is a :class:`ConfigError` naming the choices)."""
+    return backends.resolve("guard", backend)
 
 
 class EventBatch:
@@ -122,10 +123,8 @@ class NeuronField:
     @classmethod
     def dense(cls, n_inputs: int, n_outputs: int, *, input_threshold: float = 0.0) -> NeuronField:
         """Every input fans out to every output, all weights 0 (the training layout)."""
-        if n_inputs < 1 or n_outputs < 2:
-            raise ConfigError(
-                f"a field needs >= 1 input and >= 2 outputs, got {n_inputs} and {n_outputs}"
-            )
+        n_inputs = check_int("n_inputs", n_inputs, min_value=1)
+        n_outputs = check_int("n_outputs", n_outputs, min_value=2)
         n = n_inputs + n_outputs
         records = np.zeros(n, dtype=NEURON_DTYPE)
         records["threshold"][:n_inputs] = input_threshold
@@ -273,15 +272,17 @@ class NeuronField:
                 f"events address {events.n_inputs} input neurons, the field has {self.n_inputs}"
             )
 
-    def forward(self, events: EventBatch, *, backend: str = "numba") -> np.ndarray:
+    def forward(self, events: EventBatch, *, backend: str = "auto") -> np.ndarray:
         """Scores (output potential minus threshold), shape (samples, n_outputs)."""
         self._check(events)
-        return kernels(backend).field_forward(*self.kernel_args(), *events.args())
+        _, k = kernels(backend)
+        return k.field_forward(*self.kernel_args(), *events.args())
 
-    def predict(self, events: EventBatch, *, backend: str = "numba") -> np.ndarray:
+    def predict(self, events: EventBatch, *, backend: str = "auto") -> np.ndarray:
         """The winning output of each sample (the first on ties)."""
         self._check(events)
-        return kernels(backend).field_predict(*self.kernel_args(), *events.args())
+        _, k = kernels(backend)
+        return k.field_predict(*self.kernel_args(), *events.args())
 
     def nbytes(self) -> int:
         return int(

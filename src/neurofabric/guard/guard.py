@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ import numpy as np
 
 from neurofabric.core.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from neurofabric.core.errors import CheckpointError, ConfigError, NotFittedError, ShapeError
+from neurofabric.core.progress import ProgressCallback, ProgressReporter, check_callback
 from neurofabric.core.rng import make_rng
 from neurofabric.guard.field import EventBatch, NeuronField, kernels
 from neurofabric.guard.io import field_from_arrays, field_to_arrays
@@ -130,9 +130,14 @@ class GuardClassifier:
             targets, C, weight=1.0, input_threshold=p.input_threshold
         )
 
+    def _kernels(self):
+        """The kernel module of ``params.backend``; records the name used in ``backend_``."""
+        self.backend_, k = kernels(self.params.backend)
+        return k
+
     def _epoch(self, events: EventBatch, y: np.ndarray) -> int:
         p = self.params
-        k = kernels(p.backend)
+        k = self._kernels()
         n = len(events)
         order = self._rng.permutation(n) if p.shuffle else np.arange(n)
         order = order.astype(np.int64)
@@ -199,9 +204,15 @@ class GuardClassifier:
         *,
         classes: Any = None,
         eval_set: tuple[Any, Any] | None = None,
-        callback: Callable[[dict[str, float]], None] | None = None,
+        callback: ProgressCallback | None = None,
     ) -> GuardClassifier:
-        """Train from scratch for ``epochs`` passes; ``callback(record)`` after each epoch."""
+        """Train from scratch for ``epochs`` passes.
+
+        ``callback`` gets a :class:`neurofabric.core.progress.Progress` (task "guard.fit", unit
+        "epoch", the epoch's ``history_`` record as ``metrics``) after each epoch; returning True
+        stops there: the model is then that of a fit with that many epochs, and ``stopped_`` is
+        True."""
+        check_callback(callback)
         events = as_events(X)
         if hasattr(self, "classes_") and classes is None:
             del self.classes_
@@ -222,6 +233,7 @@ class GuardClassifier:
         ev = None
         if eval_set is not None:
             ev = (as_events(eval_set[0], events.n_inputs), np.asarray(eval_set[1]))
+        report = ProgressReporter("guard.fit", self.params.epochs, "epoch", callback)
         for epoch in range(self.params.epochs):
             t0 = time.perf_counter()
             updates = self._epoch(events, yi)
@@ -237,8 +249,10 @@ class GuardClassifier:
                 record["eval_accuracy"] = self.score(*ev)
             self.history_.append(record)
             log.info("epoch %d: %s", epoch + 1, record)
-            if callback is not None:
-                callback(record)
+            if report.update(epoch + 1, **record):
+                log.info("stopped by the callback after epoch %d", epoch + 1)
+                break
+        self.stopped_ = report.stopped
         if ev is not None:  # held-out data calibrates honestly; training data is overconfident
             self._calibrate(ev[0], self._labels(ev[1], self.classes_, len(ev[0])))
         else:
@@ -281,7 +295,8 @@ class GuardClassifier:
         from scipy.optimize import minimize_scalar
         from scipy.special import log_softmax
 
-        scores = self.field_.forward(events, backend="numba").astype(np.float64)
+        self._kernels()
+        scores = self.field_.forward(events, backend=self.backend_).astype(np.float64)
         spread = float(np.std(scores)) or 1.0
 
         def nll(log_beta: float) -> float:
@@ -299,11 +314,13 @@ class GuardClassifier:
 
     def decision_function(self, X: Any) -> np.ndarray:
         field = self._fitted()
-        return field.forward(as_events(X, field.n_inputs), backend=self.params.backend)
+        self._kernels()
+        return field.forward(as_events(X, field.n_inputs), backend=self.backend_)
 
     def predict(self, X: Any) -> np.ndarray:
         field = self._fitted()
-        winners = field.predict(as_events(X, field.n_inputs), backend=self.params.backend)
+        self._kernels()
+        winners = field.predict(as_events(X, field.n_inputs), backend=self.backend_)
         return self.classes_[winners]
 
     def predict_proba(self, X: Any) -> np.ndarray:
@@ -340,12 +357,17 @@ class GuardClassifier:
 
     def _restore(self, ckpt: Checkpoint) -> None:
         meta = ckpt.meta
+        where = f"{ckpt.path}: " if ckpt.path is not None else ""
         try:
             self.field_ = field_from_arrays(ckpt.arrays, meta["field"])
             self.classes_ = np.asarray(meta["classes"])
             self.proba_scale_ = float(meta.get("proba_scale", 1.0))
+        except CheckpointError as exc:
+            raise CheckpointError(f"{where}{exc}") from exc
         except (KeyError, TypeError, ValueError) as exc:
-            raise CheckpointError(f"guard checkpoint metadata is incomplete ({exc})") from exc
+            raise CheckpointError(
+                f"{where}guard checkpoint metadata is incomplete ({exc})"
+            ) from exc
         self.history_ = list(meta.get("history", []))
         self.n_features_in_ = self.field_.n_inputs
         self._train_field = None

@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from neurofabric.core.errors import CheckpointError, ConfigError
+from neurofabric.core.errors import CheckpointError
+from neurofabric.core.validation import check_choice
 from neurofabric.guard.field import NeuronField
 from neurofabric.guard.kernels.common import FANOUT, NEURON_DTYPE, SILENT
 
@@ -36,8 +37,7 @@ def _small_uint(n: int) -> np.dtype:
 
 def field_to_arrays(field: NeuronField, *, weights: str = "float32") -> tuple[dict, dict]:
     """(arrays, meta) of ``field`` in the compact on-disk form."""
-    if weights not in WEIGHT_FORMATS:
-        raise ConfigError(f"`weights` must be one of {WEIGHT_FORMATS}, got {weights!r}")
+    check_choice("weights", weights, WEIGHT_FORMATS)
     D, C = field.n_inputs, field.n_outputs
     rec = field.records
     tgt = rec["target"][:D]

@@ -2,27 +2,30 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
+from neurofabric.core import backend as backends
 from neurofabric.core.errors import ConfigError
+from neurofabric.core.validation import (
+    check_choice,
+    check_int,
+    check_nonnegative,
+    check_number,
+    check_positive,
+)
 from neurofabric.guard.kernels.common import RULES
 
 #: the margin each rule uses when ``margin=None``
 DEFAULT_MARGIN = {"perceptron": 0.0, "pa1": 1.0, "pa2": 1.0, "neuronguard": 0.0}
 
 
-def _positive(name: str, value, *, allow_zero: bool = False) -> None:
-    ok = isinstance(value, int | float) and math.isfinite(value)
-    if not ok or value < 0 or (value == 0 and not allow_zero):
-        raise ConfigError(
-            f"`{name}` must be a finite number {'>=' if allow_zero else '>'} 0, got {value!r}"
-        )
-
-
-def _int(name: str, value, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"`{name}` must be an integer >= {low}, got {value!r}")
+def _keep(params: object, name: str, checked: float | int) -> None:
+    """Keep a checked value as given (``get_params`` returns what was set) unless it is a numpy
+    scalar: then the plain number the check returned (checkpoints store params as JSON)."""
+    if isinstance(getattr(params, name), np.generic):
+        object.__setattr__(params, name, checked)
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,8 @@ class GuardParams:
     while a weight is >= ``floor``). ``average``: return the average of the weights over all
     steps (averaged perceptron / averaged PA). ``n_jobs``: 1 trains sequentially and is
     bit-identical for a seed; > 1 (or -1, every thread) runs Hogwild chunks without locks.
+    ``backend``: "auto" (the fastest installed: numba), "numba" or "reference" (the numpy
+    spec); the classifier's ``backend_`` is the one used.
     """
 
     rule: str = "pa1"
@@ -52,45 +57,30 @@ class GuardParams:
     plus: float = 0.05
     minus: float = 0.15
     floor: float = 1.0
-    backend: str = "numba"
+    backend: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.rule not in RULES:
-            raise ConfigError(f"`rule` must be one of {list(RULES)}, got {self.rule!r}")
+        check_choice("rule", self.rule, RULES)
         if self.margin is not None:
-            if not isinstance(self.margin, int | float) or not math.isfinite(self.margin):
-                raise ConfigError(f"`margin` must be a finite number or None, got {self.margin!r}")
+            _keep(self, "margin", check_number("margin", self.margin))
             if self.rule in ("pa1", "pa2") and self.margin <= 0:
                 raise ConfigError(
                     f"`margin` must be > 0 for the passive-aggressive rules (their loss is "
                     f"margin - m), got {self.margin}"
                 )
-        _positive("learning_rate", self.learning_rate)
-        _positive("aggressiveness", self.aggressiveness)
-        _int("epochs", self.epochs, 1)
-        _int("top_n", self.top_n, 1)
-        if (
-            isinstance(self.n_jobs, bool)
-            or not isinstance(self.n_jobs, int)
-            or self.n_jobs == 0
-            or self.n_jobs < -1
-        ):
-            raise ConfigError(
-                f"`n_jobs` must be -1 (all threads) or an integer >= 1, got {self.n_jobs!r}"
-            )
-        if not isinstance(self.input_threshold, int | float) or not math.isfinite(
-            self.input_threshold
-        ):
-            raise ConfigError(
-                f"`input_threshold` must be a finite number, got {self.input_threshold!r}"
-            )
-        _positive("prune", self.prune, allow_zero=True)
-        _positive("plus", self.plus, allow_zero=True)
-        _positive("minus", self.minus, allow_zero=True)
-        if not isinstance(self.floor, int | float) or not math.isfinite(self.floor):
-            raise ConfigError(f"`floor` must be a finite number, got {self.floor!r}")
-        if self.backend not in ("numba", "reference"):
-            raise ConfigError(f"`backend` must be 'numba' or 'reference', got {self.backend!r}")
+        _keep(self, "learning_rate", check_positive("learning_rate", self.learning_rate))
+        _keep(self, "aggressiveness", check_positive("aggressiveness", self.aggressiveness))
+        _keep(self, "epochs", check_int("epochs", self.epochs, min_value=1))
+        _keep(self, "top_n", check_int("top_n", self.top_n, min_value=1))
+        n_jobs = check_int("n_jobs", self.n_jobs)
+        if n_jobs == 0 or n_jobs < -1:
+            raise ConfigError(f"`n_jobs` must be -1 (all threads) or an integer >= 1, got {n_jobs}")
+        _keep(self, "n_jobs", n_jobs)
+        _keep(self, "input_threshold", check_number("input_threshold", self.input_threshold))
+        for name in ("prune", "plus", "minus"):
+            _keep(self, name, check_nonnegative(name, getattr(self, name)))
+        _keep(self, "floor", check_number("floor", self.floor))
+        backends.resolve("guard", self.backend)  # a typo or a missing backend fails here
 
     @property
     def effective_margin(self) -> float:
@@ -119,12 +109,16 @@ class TextParams:
     normalize: bool = True
 
     def __post_init__(self) -> None:
-        _int("n_features", self.n_features, 2)
-        if self.n_features > 1 << 31:
-            raise ConfigError(f"`n_features` must be <= 2**31, got {self.n_features}")
-        _int("word_ngrams", self.word_ngrams, 1)
-        if self.word_ngrams > 5:
-            raise ConfigError(f"`word_ngrams` must be <= 5, got {self.word_ngrams}")
+        _keep(
+            self,
+            "n_features",
+            check_int("n_features", self.n_features, min_value=2, max_value=1 << 31),
+        )
+        _keep(
+            self,
+            "word_ngrams",
+            check_int("word_ngrams", self.word_ngrams, min_value=1, max_value=5),
+        )
         if self.char_ngrams is not None:
             c = tuple(self.char_ngrams)
             if (

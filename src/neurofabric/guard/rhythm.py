@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from neurofabric.core.errors import ConfigError
+from neurofabric.core.validation import check_int
 from neurofabric.guard.field import EventBatch
 from neurofabric.guard.guard import GuardClassifier
 
@@ -54,12 +55,8 @@ class RhythmTracker:
     def __init__(
         self, n_symbols: int, *, context: int = 4, margin: float = 1.0, seed: Any = 0
     ) -> None:
-        if not isinstance(n_symbols, int) or n_symbols < 2:
-            raise ConfigError(f"`n_symbols` must be an integer >= 2, got {n_symbols!r}")
-        if not isinstance(context, int) or context < 1:
-            raise ConfigError(f"`context` must be an integer >= 1, got {context!r}")
-        self.n_symbols = n_symbols
-        self.context = context
+        self.n_symbols = check_int("n_symbols", n_symbols, min_value=2)
+        self.context = check_int("context", context, min_value=1)
         self.classifier = GuardClassifier(
             rule="perceptron", average=False, margin=margin, shuffle=False, seed=seed
         )

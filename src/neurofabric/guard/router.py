@@ -18,7 +18,9 @@ from typing import Any
 import numpy as np
 
 from neurofabric.core.errors import ConfigError
+from neurofabric.core.progress import ProgressCallback
 from neurofabric.core.rng import make_rng
+from neurofabric.core.validation import check_probability
 from neurofabric.guard.field import EventBatch
 from neurofabric.guard.guard import GuardClassifier
 
@@ -63,7 +65,9 @@ def make_requests(
 ) -> RequestSet:
     """Synthetic requests: each word from the expert's topic (``own``), another topic
     (``other``) or the shared words (the rest)."""
-    if not 0 <= own + other <= 1:
+    check_probability("own", own)
+    check_probability("other", other)
+    if own + other > 1:
         raise ConfigError(f"`own` + `other` must lie in [0, 1], got {own} + {other}")
     rng = make_rng(seed)
     topics = [t.split() for t in _TOPICS.values()]
@@ -110,8 +114,13 @@ class ExpertRouter:
             np.array(ptr), np.array(ids, dtype=np.int32), values, len(self.vocabulary)
         )
 
-    def fit(self, requests: list[str], experts: Any) -> ExpertRouter:
-        self.classifier.fit(self.events(requests), experts, classes=np.arange(len(EXPERTS)))
+    def fit(
+        self, requests: list[str], experts: Any, *, callback: ProgressCallback | None = None
+    ) -> ExpertRouter:
+        """Train the field (``callback``: as ``GuardClassifier.fit``, one Progress per epoch)."""
+        self.classifier.fit(
+            self.events(requests), experts, classes=np.arange(len(EXPERTS)), callback=callback
+        )
         return self
 
     def route(self, requests: list[str]) -> np.ndarray:

@@ -18,7 +18,8 @@ import numpy as np
 
 from neurofabric.core.checkpoint import load_checkpoint, save_checkpoint
 from neurofabric.core.errors import CheckpointError, ConfigError, NotFittedError, ShapeError
-from neurofabric.guard.field import EventBatch
+from neurofabric.core.progress import ProgressCallback, check_callback
+from neurofabric.guard.field import EventBatch, kernels
 from neurofabric.guard.guard import GuardClassifier
 from neurofabric.guard.params import GuardParams, TextParams
 
@@ -48,14 +49,13 @@ def encode_texts(texts: Any) -> tuple[np.ndarray, np.ndarray]:
 class TextFeaturizer:
     """Documents to events: hashed tokens, idf weights learned by ``fit``."""
 
-    def __init__(self, params: TextParams | None = None, *, backend: str = "numba") -> None:
+    def __init__(self, params: TextParams | None = None, *, backend: str = "auto") -> None:
         self.params = params or TextParams()
-        self.backend = backend
+        #: the backend actually used ("auto" resolved to the fastest installed)
+        self.backend, self._k = kernels(backend)
 
     def _kernels(self):
-        from neurofabric.guard.field import kernels
-
-        return kernels(self.backend)
+        return self._k
 
     def counts(self, texts: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         p = self.params
@@ -151,15 +151,28 @@ class TextGuardClassifier:
     def history_(self) -> list[dict[str, float]]:
         return self.guard.history_
 
+    @property
+    def stopped_(self) -> bool:
+        """Whether the last fit was stopped by its callback."""
+        return self.guard.stopped_
+
+    @property
+    def backend_(self) -> str:
+        """The kernel backend actually used ("auto" resolved)."""
+        return self.guard.backend_
+
     def fit(
         self,
         texts: Any,
         y: Any,
         *,
         eval_set: tuple[Any, Any] | None = None,
-        callback=None,
-        classes=None,
-    ):
+        callback: ProgressCallback | None = None,
+        classes: Any = None,
+    ) -> TextGuardClassifier:
+        """Fit the front end's idf, then the field (``GuardClassifier.fit``: ``callback`` gets
+        a Progress per epoch, task "guard.fit", and returning True stops there)."""
+        check_callback(callback)
         self.featurizer_ = TextFeaturizer(self.text_params, backend=self.guard.params.backend)
         events = self.featurizer_.fit_transform(texts)
         ev = None

@@ -13,7 +13,8 @@
 
 Layout of a store directory::
 
-    manifest.json        format, version, page_size, shard_bytes, logical_bytes (atomic)
+    manifest.json        format, format_version, page_size, shard_bytes, logical_bytes
+                         (written atomically by core.checkpoint.write_json)
     shard-000000123.bin  shard 123: bytes [123 * shard_bytes, 124 * shard_bytes), sparse
 
 A shard file is created (sparse, by ``ftruncate``) on the first write that lands in it, so a
@@ -26,7 +27,6 @@ Writes land in the page cache; ``flush()`` syncs them (``msync``), never the que
 
 from __future__ import annotations
 
-import json
 import logging
 import mmap
 import os
@@ -37,11 +37,13 @@ from typing import Any
 
 import numpy as np
 
-from neurofabric.core.errors import ConfigError, StorageError
+from neurofabric.core.checkpoint import read_manifest, write_json
+from neurofabric.core.errors import CheckpointError, ConfigError, StorageError
+from neurofabric.core.validation import check_int
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ShardedPageStore"]
+__all__ = ["ShardedPageStore", "read_store_manifest"]
 
 FORMAT = "neurofabric-pages"
 VERSION = 1
@@ -52,13 +54,24 @@ def _shard_name(k: int) -> str:
     return f"shard-{k:09d}.bin"
 
 
-def _atomic_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(obj, fh, indent=1, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+def read_store_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The ``manifest.json`` of a store, checked by :func:`core.checkpoint.read_manifest`
+    (format name and ``format_version``; a foreign, garbled or newer file is a
+    :class:`CheckpointError` naming it). Stores written before the manifest carried
+    ``format_version`` (they have only ``version``) are read too."""
+    try:
+        return read_manifest(path, format_name=FORMAT, version=VERSION)
+    except CheckpointError as exc:
+        try:  # version=None accepts exactly the manifests without a format_version
+            legacy = read_manifest(path, format_name=FORMAT, version=None)  # type: ignore[arg-type]
+        except CheckpointError:
+            raise exc from None
+        if legacy.get("version") == VERSION:
+            return legacy
+        raise CheckpointError(
+            f"{Path(path) / 'manifest.json'}: version {legacy.get('version')!r} is not supported "
+            f"by this neurofabric (reads version {VERSION}); upgrade neurofabric"
+        ) from None
 
 
 class ShardedPageStore:
@@ -67,29 +80,16 @@ class ShardedPageStore:
     def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False, max_open: int = 64):
         self.path = Path(path)
         manifest = self.path / "manifest.json"
-        if not manifest.is_file():
-            raise StorageError(f"{self.path} is not a page store: no manifest.json in it")
-        try:
-            meta = json.loads(manifest.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise StorageError(f"{manifest}: not valid JSON ({exc})") from exc
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise StorageError(f"{manifest}: not a {FORMAT} manifest (a foreign folder?)")
-        if meta.get("version") != VERSION:
-            raise StorageError(
-                f"{manifest}: version {meta.get('version')!r}, this neurofabric reads {VERSION}"
-            )
+        meta = read_store_manifest(self.path)
         try:
             self.page_size = int(meta["page_size"])
             self.shard_bytes = int(meta["shard_bytes"])
             self.logical_bytes = int(meta["logical_bytes"])
         except (KeyError, TypeError, ValueError) as exc:
-            raise StorageError(f"{manifest}: incomplete ({exc})") from exc
+            raise CheckpointError(f"{manifest}: incomplete ({exc})") from exc
         self.meta = meta
         self.readonly = readonly
-        if not isinstance(max_open, int) or max_open < 1:
-            raise ConfigError(f"`max_open` must be an integer >= 1, got {max_open!r}")
-        self.max_open = max_open
+        self.max_open = check_int("max_open", max_open, min_value=1)
         self._maps: OrderedDict[int, tuple[int, mmap.mmap]] = OrderedDict()
         self._dirty: set[int] = set()
         self._lock = threading.RLock()
@@ -110,39 +110,38 @@ class ShardedPageStore:
     ) -> ShardedPageStore:
         """A new, empty store (an error if ``path`` already holds one)."""
         path = Path(path)
-        if (
-            not isinstance(page_size, int)
-            or page_size < mmap.PAGESIZE
-            or page_size & (page_size - 1)
-        ):
+        page_size = check_int("page_size", page_size)
+        if page_size < mmap.PAGESIZE or page_size & (page_size - 1):
             raise ConfigError(
                 f"`page_size` must be a power of two >= {mmap.PAGESIZE}, got {page_size!r}"
             )
-        if (
-            not isinstance(shard_bytes, int)
-            or shard_bytes % page_size
-            or not page_size <= shard_bytes < EXT4_MAX_FILE
-        ):
+        shard_bytes = check_int("shard_bytes", shard_bytes)
+        if shard_bytes % page_size or not page_size <= shard_bytes < EXT4_MAX_FILE:
             raise ConfigError(
                 f"`shard_bytes` must be a multiple of page_size below ext4's 16 TiB file limit, "
                 f"got {shard_bytes!r}"
             )
-        if not isinstance(logical_bytes, int) or not 0 < logical_bytes <= 2**64:
-            raise ConfigError(f"`logical_bytes` must be in (0, 2**64], got {logical_bytes!r}")
+        logical_bytes = check_int("logical_bytes", logical_bytes, min_value=1, max_value=2**64)
         if (path / "manifest.json").exists():
             raise StorageError(f"{path} already holds a page store; open it instead")
         path.mkdir(parents=True, exist_ok=True)
-        manifest = {"format": FORMAT, "version": VERSION, "page_size": page_size,
-                    "shard_bytes": shard_bytes, "logical_bytes": logical_bytes,
-                    **({"meta": meta} if meta else {})}  # fmt: skip
-        _atomic_json(path / "manifest.json", manifest)
+        manifest = {
+            "format": FORMAT,
+            "format_version": VERSION,
+            "version": VERSION,  # what neurofabric before format_version read
+            "page_size": page_size,
+            "shard_bytes": shard_bytes,
+            "logical_bytes": logical_bytes,
+            **({"meta": meta} if meta else {}),
+        }
+        write_json(path / "manifest.json", manifest)
         return cls(path, max_open=max_open)
 
     def _check_shards(self) -> None:
         for f in self.path.glob("shard-*.bin"):
             size = f.stat().st_size
             if size != self.shard_bytes:
-                raise StorageError(
+                raise CheckpointError(
                     f"{f}: {size} bytes, a shard of this store has {self.shard_bytes}; the file is "
                     "truncated or foreign (restore it from a backup or remove it to lose its pages)"
                 )
@@ -168,7 +167,7 @@ class ShardedPageStore:
                 fd = os.open(fpath, os.O_RDONLY if self.readonly else os.O_RDWR)
                 if os.fstat(fd).st_size != self.shard_bytes:
                     os.close(fd)
-                    raise StorageError(
+                    raise CheckpointError(
                         f"{fpath}: truncated shard (expected {self.shard_bytes} bytes)"
                     )
             access = mmap.ACCESS_READ if self.readonly else mmap.ACCESS_WRITE

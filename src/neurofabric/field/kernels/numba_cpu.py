@@ -55,9 +55,18 @@ def hash_corners_serial(x, scales, resolutions, sizes, offsets, hashed, bits):
     for i in range(n):
         for level in range(L):
             _level_corners(
-                x, i, scales[level], resolutions[level], sizes[level], offsets[level],
-                hashed[level], bits, rows, weights, level,
-            )  # fmt: skip
+                x,
+                i,
+                scales[level],
+                resolutions[level],
+                sizes[level],
+                offsets[level],
+                hashed[level],
+                bits,
+                rows,
+                weights,
+                level,
+            )
     return rows, weights
 
 
@@ -71,9 +80,18 @@ def hash_corners(x, scales, resolutions, sizes, offsets, hashed, bits):
     for i in prange(n):
         for level in range(L):
             _level_corners(
-                x, i, scales[level], resolutions[level], sizes[level], offsets[level],
-                hashed[level], bits, rows, weights, level,
-            )  # fmt: skip
+                x,
+                i,
+                scales[level],
+                resolutions[level],
+                sizes[level],
+                offsets[level],
+                hashed[level],
+                bits,
+                rows,
+                weights,
+                level,
+            )
     return rows, weights
 
 
@@ -119,9 +137,18 @@ def hash_encode(x, table, scales, resolutions, sizes, offsets, hashed, bits):
         xi = x[i : i + 1]
         for level in range(L):
             _level_corners(
-                xi, 0, scales[level], resolutions[level], sizes[level], offsets[level],
-                hashed[level], bits, rows, weights, level,
-            )  # fmt: skip
+                xi,
+                0,
+                scales[level],
+                resolutions[level],
+                sizes[level],
+                offsets[level],
+                hashed[level],
+                bits,
+                rows,
+                weights,
+                level,
+            )
             for corner in range(corners):
                 w = weights[0, level, corner]
                 r = rows[0, level, corner]

@@ -91,6 +91,8 @@ def gather_rows(rows, row_bytes, page_size, resident, slots, pool, slot_tick, ti
     mask of the rows whose page is not resident. ``resident`` is sorted; ``slots[i]`` is the
     pool slot of page ``resident[i]``; a hit stamps its slot with ``tick`` (for LRU)."""
     pages = (rows.astype(np.uint64) * np.uint64(row_bytes)) // np.uint64(page_size)
+    if len(resident) == 0:  # an empty pool (a fresh field's first read): every row is missing
+        return np.ones(len(rows), dtype=bool)
     pos = np.searchsorted(resident, pages)
     found = (pos < len(resident)) & (resident[np.minimum(pos, len(resident) - 1)] == pages)
     for i in np.nonzero(found)[0]:
