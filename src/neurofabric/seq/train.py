@@ -180,8 +180,18 @@ def _param_groups(model: torch.nn.Module, weight_decay: float):
     ]
 
 
+def _logits_of(out: Any) -> torch.Tensor:
+    """The logits of a forward pass: our models return ``(logits, state)``
+    (:class:`~neurofabric.seq.output.LMOutput`); another causal LM may return the tensor."""
+    return out[0] if isinstance(out, tuple) else out
+
+
 # training-config fields a resumed run may change: they do not alter the trajectory
 _RESUME_MAY_CHANGE = ("max_time",)
+# model-config fields a resumed run may change: Mamba's scan kernel computes the same function
+# (the kernels agree to rounding; "auto", the default since it replaced "numba", runs the same
+# numba kernel on CPU, so a run saved with "numba" resumes exactly)
+_RESUME_MODEL_MAY_CHANGE = ("scan",)
 
 
 def _differences(saved: Any, current: dict, skip: tuple[str, ...] = ()) -> list[str]:
@@ -249,7 +259,7 @@ class Trainer:
         losses = []
         for _ in range(self.cfg.eval_batches):
             x, y = self.data.batch(split, self.cfg.batch_size, self.cfg.seq_len, rng)
-            logits = self.model(x)
+            logits = _logits_of(self.model(x))
             losses.append(
                 torch.nn.functional.cross_entropy(
                     logits.reshape(-1, logits.shape[-1]), y.reshape(-1)
@@ -296,7 +306,7 @@ class Trainer:
                 f"{mine['arch']!r}; resume with the same architecture or use a new run folder"
             )
         checks = (
-            ("model config", "model_config", ()),
+            ("model config", "model_config", _RESUME_MODEL_MAY_CHANGE),
             ("training config", "train_config", _RESUME_MAY_CHANGE),
             ("training data", "data", ()),
         )
@@ -333,7 +343,7 @@ class Trainer:
             total = 0.0
             for _ in range(cfg.grad_accum):
                 x, y = self.data.batch("train", cfg.batch_size, cfg.seq_len, self.rng)
-                logits = self.model(x)
+                logits = _logits_of(self.model(x))
                 loss = torch.nn.functional.cross_entropy(
                     logits.reshape(-1, logits.shape[-1]), y.reshape(-1)
                 )
