@@ -1,6 +1,8 @@
 """seq on the shared contracts: backends resolved by core.backend (a typo raises, "auto" runs
-numba, Mamba's numba scan never takes tensors off the CPU) and one forward shape."""
+numba, Mamba's numba scan never takes tensors off the CPU), one forward shape, progress
+callbacks that stop a run, parameter checks by core.validation."""
 
+import json
 import sys
 
 import numpy as np
@@ -12,6 +14,8 @@ from neurofabric.core.errors import (  # noqa: E402
     BackendUnavailableError,
     ConfigError,
 )
+from neurofabric.core.progress import Progress  # noqa: E402
+from neurofabric.core.validation import check_interval  # noqa: E402
 from neurofabric.seq import RWKV4, Mamba, MambaConfig, RWKVConfig  # noqa: E402
 from neurofabric.seq import mamba as mamba_mod  # noqa: E402
 from neurofabric.seq.decode import MambaDecoder, RWKVDecoder  # noqa: E402
@@ -148,7 +152,64 @@ def test_forward_returns_logits_and_state_whatever_the_arguments(build):
         model(tokens, return_state=True)
 
 
-# ---------------------------------------------------------------- resume
+# ---------------------------------------------------------------- progress
+def _trainer(tmp_path, name, resume=False, **cfg):
+    data = TextData.from_text(TEXT)
+    model = RWKV4(RWKVConfig(vocab_size=data.vocab_size, n_layer=1, n_embd=16, chunk=8), seed=0)
+    config = TrainConfig(
+        **{
+            "max_steps": 10,
+            "batch_size": 2,
+            "seq_len": 8,
+            "eval_every": 4,
+            "warmup_steps": 1,
+            **cfg,
+        }
+    )
+    return Trainer(model, data, config, out_dir=tmp_path / name, resume=resume)
+
+
+def test_fit_reports_progress_every_log_interval(tmp_path):
+    seen: list[Progress] = []
+    res = _trainer(tmp_path, "a").fit(callback=seen.append, log_every=3)
+    assert [p.done for p in seen] == [3, 6, 9, 10]  # every 3 steps and the last
+    assert {(p.task, p.total, p.unit) for p in seen} == {("seq.train", 10, "step")}
+    for p in seen:
+        assert {"loss", "lr", "grad_norm", "tokens_per_s"} <= set(p.metrics)
+        assert p["tokens_per_s"] > 0 and np.isfinite(p["loss"])
+    # evaluations run at steps 4, 8 and 10: of the reported steps only 10 has one
+    assert ["val_loss" in p.metrics for p in seen] == [False, False, False, True]
+    assert seen[-1]["val_loss"] == res["val_loss"] and res["stopped"] is False
+    with pytest.raises(ConfigError, match="`log_every` must be >= 1"):
+        _trainer(tmp_path, "b").fit(log_every=0)
+    with pytest.raises(ConfigError, match="`callback` must be a function"):
+        _trainer(tmp_path, "c").fit(callback="print")
+
+
+def test_a_callback_returning_true_stops_after_that_interval_resumably(tmp_path):
+    straight = _trainer(tmp_path, "straight")
+    straight.fit()
+    seen = []
+
+    def stop_at_6(p):  # not an evaluation step: the stop itself writes the checkpoint
+        seen.append(p.done)
+        return p.done == 6
+
+    first = _trainer(tmp_path, "run")
+    res = first.fit(callback=stop_at_6, log_every=2)
+    assert seen == [2, 4, 6] and res["stopped"] is True
+    assert first.step == res["step"] == 6
+    manifest = json.loads((tmp_path / "run" / "checkpoint" / "manifest.json").read_text())
+    assert manifest["format"] == "neurofabric-seq-checkpoint"
+    resumed = _trainer(tmp_path, "run", resume=True)
+    assert resumed.step == 6
+    assert resumed.fit()["stopped"] is False and resumed.step == 10
+    for (name, a), (_, b) in zip(
+        straight.model.state_dict().items(), resumed.model.state_dict().items(), strict=True
+    ):
+        assert torch.equal(a, b), name
+
+
 def test_a_mamba_run_saved_with_scan_numba_resumes_under_auto(tmp_path):
     """Before "auto" the default scan was "numba": such a checkpoint resumes with today's
     default config (the scan kernel is not part of the model's identity)."""
@@ -158,3 +219,51 @@ def test_a_mamba_run_saved_with_scan_numba_resumes_under_auto(tmp_path):
     Trainer(Mamba(MambaConfig(**shape, scan="numba")), data, cfg, out_dir=tmp_path / "r").fit()
     again = Trainer(Mamba(MambaConfig(**shape)), data, cfg, out_dir=tmp_path / "r", resume=True)
     assert again.step == 2
+
+
+# ---------------------------------------------------------------- parameter checks
+def test_check_interval_open_and_closed_ends():
+    assert check_interval("p", 1, 0, 1, low_open=True) == 1.0
+    assert check_interval("b", 0, 0, 1, high_open=True) == 0.0
+    with pytest.raises(ConfigError, match=r"`p` must lie in \(0, 1\], got 0"):
+        check_interval("p", 0, 0, 1, low_open=True)
+    with pytest.raises(ConfigError, match=r"`b` must lie in \[0, 1\), got 1"):
+        check_interval("b", 1, 0, 1, high_open=True)
+    with pytest.raises(ConfigError, match="finite number"):
+        check_interval("b", float("nan"), 0, 1)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"beta1": 1.0}, r"`beta1` must lie in \[0, 1\)"),
+        ({"weight_decay": -0.1}, "`weight_decay` must be >= 0"),
+        ({"max_time": 0}, "`max_time` must be > 0"),
+        ({"lr": 0}, "`lr` must be > 0"),
+        ({"patience": 0}, "`patience` must be >= 1"),
+        ({"warmup_steps": -1}, "`warmup_steps` must be >= 0"),
+        ({"eval_batches": 1.5}, "`eval_batches` must be an integer"),
+    ],
+)
+def test_train_config_checks_name_the_parameter(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        TrainConfig(**kwargs)
+
+
+def test_other_parameter_checks():
+    from neurofabric.seq.generate import generate
+
+    with pytest.raises(ConfigError, match=r"`train_frac` must lie in \(0, 1\)"):
+        TextData.from_text(TEXT, train_frac=1.0)
+    with pytest.raises(ConfigError, match="`eps` must be > 0"):
+        MambaConfig(eps=0.0)
+    with pytest.raises(ConfigError, match="`n_embd` must be >= 1"):
+        RWKVConfig(n_embd=0)
+    tok = TextData.from_text(TEXT).tokenizer
+    model = _rwkv(tok.vocab_size)
+    with pytest.raises(ConfigError, match=r"`top_p` must be > 0"):
+        list(generate(model, tok, "the", top_p=0.0))
+    with pytest.raises(ConfigError, match="`top_k` must be >= 1"):
+        list(generate(model, tok, "the", top_k=0))
+    with pytest.raises(ConfigError, match="`max_new_tokens` must be an integer"):
+        list(generate(model, tok, "the", max_new_tokens=2.5))
