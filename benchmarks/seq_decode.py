@@ -67,8 +67,12 @@ def speeds(dec, model, V: int, args) -> dict:
             _, t16[0] = model.step(torch.tensor(toks16), t16[0])
 
     eager16 = 16 * rate(torch_step16, max(args.tokens // 8, 30))
-    return {"ours_numba": ours, "ours_torch": eager, "ours_numba_batch16": ours16,
-            "ours_torch_batch16": eager16}  # fmt: skip
+    return {
+        "ours_numba": ours,
+        "ours_torch": eager,
+        "ours_numba_batch16": ours16,
+        "ours_torch_batch16": eager16,
+    }
 
 
 def run_vocab(V: int, args, tmp: str) -> dict:
@@ -84,13 +88,22 @@ def run_vocab(V: int, args, tmp: str) -> dict:
     # parity and speed of the peer
     pth = Path(tmp) / f"rwkv4_v{V}.pth"
     torch.save(model.to_rwkv_state_dict(), pth)  # the peer's own format (it loads .pth)
-    job = {"model": str(pth), "tokens": tokens, "n_tokens": args.tokens,
-           "threads": args.threads, "logits_out": str(Path(tmp) / "peer.npy")}  # fmt: skip
+    job = {
+        "model": str(pth),
+        "tokens": tokens,
+        "n_tokens": args.tokens,
+        "threads": args.threads,
+        "logits_out": str(Path(tmp) / "peer.npy"),
+    }
     peer = None
     if Path(args.peers_python).exists():
-        res = subprocess.run([args.peers_python, str(ROOT / "benchmarks/peers/rwkv_decode.py")],
-                             input=json.dumps(job), capture_output=True, text=True,
-                             env={**os.environ, **thread_env(args.threads)})  # fmt: skip
+        res = subprocess.run(
+            [args.peers_python, str(ROOT / "benchmarks/peers/rwkv_decode.py")],
+            input=json.dumps(job),
+            capture_output=True,
+            text=True,
+            env={**os.environ, **thread_env(args.threads)},
+        )
         if res.returncode == 0:
             peer = json.loads(res.stdout.strip().splitlines()[-1])
             peer_logits = np.load(Path(tmp) / "peer.npy")
@@ -100,8 +113,15 @@ def run_vocab(V: int, args, tmp: str) -> dict:
     ours_logits = np.stack([dec.step_(np.array([t]), st)[0] for t in tokens])
     parity = float(np.abs(ours_logits - peer_logits).max()) if peer else float("nan")
     sp = speeds(dec, model, V, args)
-    row = {"model": "rwkv4", "vocab": V, **sp, "peer": peer["tokens_per_s"] if peer else None,
-           "peer_name": "rwkv package", "parity_max_abs": parity, "params": model.n_params()}  # fmt: skip
+    row = {
+        "model": "rwkv4",
+        "vocab": V,
+        **sp,
+        "peer": peer["tokens_per_s"] if peer else None,
+        "peer_name": "rwkv package",
+        "parity_max_abs": parity,
+        "params": model.n_params(),
+    }
     print(
         json.dumps(
             {"benchmark": "seq_decode", **row, "threads": THREADS, "thread_pools": threads_info()}
@@ -122,18 +142,39 @@ def run_mamba(V: int, args, tmp: str) -> dict:
     dec = MambaDecoder.from_model(model)
     tokens = [int(t) for t in np.random.default_rng(0).integers(0, V, 32)]
     path = Path(tmp) / f"mamba_v{V}.safetensors"
-    save_file({k: v.contiguous() for k, v in model.to_hf_state_dict().items()
-               if k != "lm_head.weight"}, path)  # fmt: skip
-    cfg = {"vocab_size": V, "hidden_size": 384, "state_size": 16, "num_hidden_layers": 4,
-           "conv_kernel": 4, "expand": 2, "layer_norm_epsilon": 1e-5, "use_conv_bias": True,
-           "use_bias": False, "tie_word_embeddings": True}  # fmt: skip
-    job = {"weights": str(path), "config": cfg, "tokens": tokens, "n_tokens": args.tokens,
-           "threads": args.threads, "logits_out": str(Path(tmp) / "hf.npy")}  # fmt: skip
+    save_file(
+        {k: v.contiguous() for k, v in model.to_hf_state_dict().items() if k != "lm_head.weight"},
+        path,
+    )
+    cfg = {
+        "vocab_size": V,
+        "hidden_size": 384,
+        "state_size": 16,
+        "num_hidden_layers": 4,
+        "conv_kernel": 4,
+        "expand": 2,
+        "layer_norm_epsilon": 1e-5,
+        "use_conv_bias": True,
+        "use_bias": False,
+        "tie_word_embeddings": True,
+    }
+    job = {
+        "weights": str(path),
+        "config": cfg,
+        "tokens": tokens,
+        "n_tokens": args.tokens,
+        "threads": args.threads,
+        "logits_out": str(Path(tmp) / "hf.npy"),
+    }
     peer, parity = None, float("nan")
     if Path(args.peers_python).exists():
-        res = subprocess.run([args.peers_python, str(ROOT / "benchmarks/peers/hf_mamba_decode.py")],
-                             input=json.dumps(job), capture_output=True, text=True,
-                             env={**os.environ, **thread_env(args.threads)})  # fmt: skip
+        res = subprocess.run(
+            [args.peers_python, str(ROOT / "benchmarks/peers/hf_mamba_decode.py")],
+            input=json.dumps(job),
+            capture_output=True,
+            text=True,
+            env={**os.environ, **thread_env(args.threads)},
+        )
         if res.returncode == 0:
             peer = json.loads(res.stdout.strip().splitlines()[-1])
         else:
@@ -143,8 +184,15 @@ def run_mamba(V: int, args, tmp: str) -> dict:
     if peer:
         parity = float(np.abs(ours_logits - np.load(Path(tmp) / "hf.npy")).max())
     sp = speeds(dec, model, V, args)
-    row = {"model": "mamba", "vocab": V, **sp, "peer": peer["tokens_per_s"] if peer else None,
-           "peer_name": "HF transformers Mamba", "parity_max_abs": parity, "params": model.n_params()}  # fmt: skip
+    row = {
+        "model": "mamba",
+        "vocab": V,
+        **sp,
+        "peer": peer["tokens_per_s"] if peer else None,
+        "peer_name": "HF transformers Mamba",
+        "parity_max_abs": parity,
+        "params": model.n_params(),
+    }
     print(
         json.dumps(
             {"benchmark": "seq_decode", **row, "threads": THREADS, "thread_pools": threads_info()}
@@ -174,22 +222,28 @@ def main() -> None:
 
     limit_loaded(args.threads)
     rows = []
-    print(f"# {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, "
-          f"torch {torch.__version__}, {args.threads} thread(s)")  # fmt: skip
+    print(
+        f"# {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, "
+        f"torch {torch.__version__}, {args.threads} thread(s)"
+    )
     print(f"# {threads_line()}; the peers get the same variables and torch.set_num_threads")
     with threadpool_limits(args.threads), tempfile.TemporaryDirectory() as tmp:
         for V in (256, 50277):
             rows.append(run_vocab(V, args, tmp))
             rows.append(run_mamba(V, args, tmp))
-    print("\n| model | vocab | ours, numba | ours, torch eager | peer | peer tok/s | ours vs peer | "
-          "batch 16: ours numba | batch 16: ours torch | logits max abs diff |")  # fmt: skip
+    print(
+        "\n| model | vocab | ours, numba | ours, torch eager | peer | peer tok/s | ours vs peer | "
+        "batch 16: ours numba | batch 16: ours torch | logits max abs diff |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         pk = r["peer"]
         vs = f"{r['ours_numba'] / pk:.2f}x" if pk else "n/a"
-        print(f"| {r['model']} | {r['vocab']:,} | {r['ours_numba']:,.0f} | {r['ours_torch']:,.0f} | "
-              f"{r['peer_name']} | {pk or float('nan'):,.0f} | {vs} | {r['ours_numba_batch16']:,.0f} | "
-              f"{r['ours_torch_batch16']:,.0f} | {r['parity_max_abs']:.2e} |")  # fmt: skip
+        print(
+            f"| {r['model']} | {r['vocab']:,} | {r['ours_numba']:,.0f} | {r['ours_torch']:,.0f} | "
+            f"{r['peer_name']} | {pk or float('nan'):,.0f} | {vs} | {r['ours_numba_batch16']:,.0f} | "
+            f"{r['ours_torch_batch16']:,.0f} | {r['parity_max_abs']:.2e} |"
+        )
 
 
 if __name__ == "__main__":

@@ -72,7 +72,7 @@ def peak_child(name: str, batch: int, seq_len: int) -> None:
     base = _status("VmRSS")
     with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
         fh.write("5")  # reset VmHWM to the current RSS
-    logits = model(x)
+    logits, _ = model(x)
     torch.nn.functional.cross_entropy(logits.reshape(-1, V), y.reshape(-1)).backward()
     print(json.dumps({"peak_growth": _status("VmHWM") - base}))
 
@@ -102,8 +102,10 @@ def main() -> None:
 
     limit_loaded(THREADS)
     print(f"# {threads_line()}")
-    print(f"# {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"batch {args.batch_size} x {args.seq_len} tokens, float32")  # fmt: skip
+    print(
+        f"# {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"batch {args.batch_size} x {args.seq_len} tokens, float32"
+    )
     mib = 2**20
     rows = []
     for name in args.models.split(","):
@@ -112,16 +114,33 @@ def main() -> None:
         meas = measure_memory(model, batch_size=args.batch_size, seq_len=args.seq_len)
         err = relative_errors(est, meas)
         out = subprocess.run(
-            [sys.executable, __file__, "--peak-child", name, "--batch-size",
-             str(args.batch_size), "--seq-len", str(args.seq_len)],
-            capture_output=True, text=True, check=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                __file__,
+                "--peak-child",
+                name,
+                "--batch-size",
+                str(args.batch_size),
+                "--seq-len",
+                str(args.seq_len),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         peak = json.loads(out.stdout.strip().splitlines()[-1])["peak_growth"]
         pass_est = est.activations + est.gradients
-        row = {"benchmark": "seq_memory", "model": name, "estimate": est.as_dict(),
-               "measured": meas.as_dict(), "relative_error": err,
-               "peak_rss_growth": peak, "peak_over_estimate": peak / pass_est,
-               "threads": THREADS, "thread_pools": threads_info()}  # fmt: skip
+        row = {
+            "benchmark": "seq_memory",
+            "model": name,
+            "estimate": est.as_dict(),
+            "measured": meas.as_dict(),
+            "relative_error": err,
+            "peak_rss_growth": peak,
+            "peak_over_estimate": peak / pass_est,
+            "threads": THREADS,
+            "thread_pools": threads_info(),
+        }
         rows.append(row)
         print(json.dumps(row), flush=True)
     print(

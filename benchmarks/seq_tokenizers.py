@@ -51,9 +51,15 @@ def main() -> None:
         encoded = [tok.encode(line) for line in lines]
         enc_s = time.perf_counter() - t0
         exact = sum(tok.decode(ids) == line for ids, line in zip(encoded, lines, strict=True))
-        row = {"kind": kind, "vocab": tok.vocab_size, "train_mb_per_s": mb / train_s,
-               "encode_mb_per_s": mb / enc_s, "exact_lines": exact, "lines": len(lines),
-               "tokens": sum(map(len, encoded))}  # fmt: skip
+        row = {
+            "kind": kind,
+            "vocab": tok.vocab_size,
+            "train_mb_per_s": mb / train_s,
+            "encode_mb_per_s": mb / enc_s,
+            "exact_lines": exact,
+            "lines": len(lines),
+            "tokens": sum(map(len, encoded)),
+        }
         rows.append(row)
         print(
             json.dumps(

@@ -54,10 +54,18 @@ class GPT(nn.Module):
         self.wpe = nn.Embedding(cfg.block_size, C)
         self.blocks = nn.ModuleList()
         for _ in range(cfg.n_layer):
-            self.blocks.append(nn.ModuleDict({
-                "ln1": nn.LayerNorm(C), "qkv": nn.Linear(C, 3 * C), "proj": nn.Linear(C, C),
-                "ln2": nn.LayerNorm(C), "fc": nn.Linear(C, 4 * C), "out": nn.Linear(4 * C, C),
-            }))  # fmt: skip
+            self.blocks.append(
+                nn.ModuleDict(
+                    {
+                        "ln1": nn.LayerNorm(C),
+                        "qkv": nn.Linear(C, 3 * C),
+                        "proj": nn.Linear(C, C),
+                        "ln2": nn.LayerNorm(C),
+                        "fc": nn.Linear(C, 4 * C),
+                        "out": nn.Linear(4 * C, C),
+                    }
+                )
+            )
         self.ln_f = nn.LayerNorm(C)
         for name, p in self.named_parameters():  # nanoGPT's initialization
             if name.endswith("bias"):
@@ -137,21 +145,36 @@ def main() -> None:
         ),
         "gpt": lambda: gpt_matching(V, n_params(rwkv), args.layers, args.seq_len),
     }
-    print(f"# {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} threads, "
-          f"{args.minutes} min per model, vocab {V}, train {len(data.train):,} / val {len(data.val):,} chars")  # fmt: skip
+    print(
+        f"# {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} threads, "
+        f"{args.minutes} min per model, vocab {V}, train {len(data.train):,} / val {len(data.val):,} chars"
+    )
     print(f"# {threads_line()}")
     results = {}
     for name in args.archs.split(","):
         model = models[name]()
-        cfg = TrainConfig(lr=args.lr, min_lr=args.lr / 10, max_steps=args.steps, batch_size=args.batch_size,
-                          seq_len=args.seq_len, eval_every=args.eval_every, warmup_steps=200,
-                          max_time=args.minutes * 60)  # fmt: skip
+        cfg = TrainConfig(
+            lr=args.lr,
+            min_lr=args.lr / 10,
+            max_steps=args.steps,
+            batch_size=args.batch_size,
+            seq_len=args.seq_len,
+            eval_every=args.eval_every,
+            warmup_steps=200,
+            max_time=args.minutes * 60,
+        )
         t0 = time.perf_counter()
         res = Trainer(model, data, cfg).fit()
         secs = time.perf_counter() - t0
         curve = [(r["seconds"], r["val_loss"]) for r in res["history"] if "val_loss" in r]
-        results[name] = {"params": n_params(model), "steps": res["step"], "seconds": secs,
-                         "val_loss": res["val_loss"], "best_val_loss": res["best_val_loss"], "curve": curve}  # fmt: skip
+        results[name] = {
+            "params": n_params(model),
+            "steps": res["step"],
+            "seconds": secs,
+            "val_loss": res["val_loss"],
+            "best_val_loss": res["best_val_loss"],
+            "curve": curve,
+        }
         print(
             json.dumps(
                 {

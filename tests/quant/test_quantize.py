@@ -129,6 +129,14 @@ def test_bad_input():
         quantize(np.array([np.nan], np.float32))
     with pytest.raises(ConfigError, match=r"\[0, 16\)"):
         pack_bits(np.array([16]), 4)
+    with pytest.raises(ConfigError, match=r"`bits` must be one of \(1, 2, 4, 8\), got 3"):
+        pack_bits(np.array([1]), 3)
+    with pytest.raises(ConfigError, match="`axis` must be an integer"):
+        QuantSpec(granularity="channel", axis=0.5)
+    with pytest.raises(ConfigError, match="`n` must be >= 0"):
+        unpack_bits(np.zeros(1, np.uint8), 4, -1)
+    with pytest.raises(ConfigError, match="`w` must contain only finite values"):
+        quantize(np.array([1.0, np.inf]))
 
 
 def test_module_example_is_true():

@@ -22,8 +22,12 @@ def test_chunked_wkv_equals_the_sequential_spec(chunk):
     k = rng.normal(size=(T, C)) * 20  # large keys: the running maximum must keep it finite
     v = rng.normal(size=(T, C))
     ref, (a, b, p) = wkv_ref(decay, u, k, v)
-    out, (a2, b2, p2) = wkv_chunked(*(torch.tensor(z) for z in (decay, u)), torch.tensor(k)[None],
-                                    torch.tensor(v)[None], chunk=chunk)  # fmt: skip
+    out, (a2, b2, p2) = wkv_chunked(
+        *(torch.tensor(z) for z in (decay, u)),
+        torch.tensor(k)[None],
+        torch.tensor(v)[None],
+        chunk=chunk,
+    )
     np.testing.assert_allclose(out[0].numpy(), ref, rtol=1e-10, atol=1e-12)
     # the same sums, whatever the scale they are kept at
     np.testing.assert_allclose(a2[0].numpy() * np.exp(p2[0].numpy() - p), a, rtol=1e-9)
@@ -45,7 +49,7 @@ def model():
 
 def test_step_over_a_sequence_equals_forward(model):
     tokens = torch.randint(0, 37, (2, 23), generator=torch.Generator().manual_seed(0))
-    logits = model(tokens)
+    logits, _ = model(tokens)
     state = model.init_state(2, dtype=torch.float64)
     steps = []
     for t in range(23):
@@ -56,10 +60,10 @@ def test_step_over_a_sequence_equals_forward(model):
 
 def test_state_continues_a_sequence_and_is_not_mutated(model):
     tokens = torch.randint(0, 37, (1, 30), generator=torch.Generator().manual_seed(1))
-    whole = model(tokens)
-    first, state = model(tokens[:, :12], return_state=True)
+    whole, _ = model(tokens)
+    first, state = model(tokens[:, :12])
     frozen = [tuple(t.clone() for t in layer) for layer in state]
-    rest = model(tokens[:, 12:], state=state)
+    rest, _ = model(tokens[:, 12:], state=state)
     torch.testing.assert_close(torch.cat([first, rest], dim=1), whole, rtol=1e-12, atol=1e-12)
     for before, after in zip(frozen, state, strict=True):
         for x, y in zip(before, after, strict=True):

@@ -31,8 +31,9 @@ def test_rwkv_initialization_follows_rwkv_lm_v4():
             "ffn.time_mix_r": (ffn.time_mix_r, ddd**r10),
         }
         for name, (got, want) in expected.items():
-            np.testing.assert_allclose(got.detach().numpy(), want, rtol=1e-6, atol=1e-6,
-                                       err_msg=f"layer {i} {name}")  # fmt: skip
+            np.testing.assert_allclose(
+                got.detach().numpy(), want, rtol=1e-6, atol=1e-6, err_msg=f"layer {i} {name}"
+            )
         # decay speeds run from -5 to 3 in every layer
         assert att.time_decay[0].item() == pytest.approx(-5.0)
         assert att.time_decay[-1].item() == pytest.approx(3.0)

@@ -44,3 +44,40 @@ def test_bad_input_is_refused(tmp_path):
     (tmp_path / "x.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="not a tokenizer"):
         load_tokenizer(tmp_path / "x.json")
+
+
+def test_wrong_tokenizer_files_are_checkpoint_errors(tmp_path):
+    from neurofabric.seq.tokenizers import CharTokenizer
+
+    path = CharTokenizer.from_text("abc").save(tmp_path / "ok.json")
+    assert load_tokenizer(path).encode("cab") == [3, 1, 2]
+    assert not [p.name for p in tmp_path.iterdir() if p.name != "ok.json"]  # no temporary left
+    cases = {
+        "garbage.json": b"\xff\x00 not json",
+        "list.json": b"[1, 2, 3]",
+        "foreign.json": b'{"format": "something-else", "data": 1}',
+        "version.json": b'{"neurofabric_char_tokenizer": 2, "specials": [], "chars": ["a"]}',
+        "fields.json": b'{"neurofabric_char_tokenizer": 1, "specials": ["<unk>"], "chars": "ab"}',
+    }
+    expected = {
+        "garbage.json": "not a tokenizer JSON file",
+        "list.json": "not a tokenizer file",
+        "foreign.json": "not a tokenizer file",
+        "version.json": "format version 2 is not supported",
+        "fields.json": "`chars`, a list of strings",
+    }
+    for name, raw in cases.items():
+        (tmp_path / name).write_bytes(raw)
+        with pytest.raises(CheckpointError, match=expected[name]):
+            load_tokenizer(tmp_path / name)
+    with pytest.raises(CheckpointError, match="not found"):
+        load_tokenizer(tmp_path / "missing.json")
+
+
+def test_training_parameters_are_checked_by_name():
+    with pytest.raises(ConfigError, match="`kind` must be one of"):
+        train_tokenizer("sentencepiece", ["abc"])
+    with pytest.raises(ConfigError, match="`vocab_size` must be >= 1"):
+        train_tokenizer("bpe", ["abc"], vocab_size=0)
+    with pytest.raises(ConfigError, match="`min_frequency` must be an integer"):
+        train_tokenizer("bpe", ["abc"], min_frequency=None)

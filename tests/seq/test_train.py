@@ -42,8 +42,8 @@ def test_resume_after_interruption_is_exact(tmp_path):
     class Stop(Exception):
         pass
 
-    def interrupt(record):
-        if record["step"] == 10:  # after the checkpoint at step 8
+    def interrupt(progress):
+        if progress.done == 10:  # after the checkpoint at step 8
             raise Stop
 
     first = Trainer(_rwkv(data), data, cfg, out_dir=tmp_path / "b")

@@ -79,11 +79,11 @@ def train_seq(*, arch: str, text: str, out: Path | None, layers: int, dim: int, 
     progress = progress_bar(f"training {arch}", "step {task.completed:.0f}/{task.total:.0f}")
     task = progress.add_task("train", total=steps, completed=trainer.step, info="")
 
-    def on_step(r: dict) -> None:
-        info = f"loss {r['train_loss']:.3f}" + (
-            f" val {r['val_loss']:.3f}" if "val_loss" in r else ""
+    def on_step(p) -> None:
+        info = f"loss {p['loss']:.3f}" + (
+            f" val {p['val_loss']:.3f}" if "val_loss" in p.metrics else ""
         )
-        progress.update(task, completed=r["step"], info=info)
+        progress.update(task, completed=p.done, info=info)
 
     with progress:
         res = trainer.fit(callback=on_step)

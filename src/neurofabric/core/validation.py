@@ -54,6 +54,27 @@ def check_probability(name: str, value: Any) -> float:
     return v
 
 
+def check_interval(
+    name: str,
+    value: Any,
+    low: float,
+    high: float,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+    unit: str = "",
+) -> float:
+    """A finite number in an interval, each end closed unless ``low_open`` / ``high_open``:
+    ``check_interval("top_p", p, 0, 1, low_open=True)`` accepts (0, 1]."""
+    v = check_number(name, value, unit)
+    above = v > low if low_open else v >= low
+    below = v < high if high_open else v <= high
+    if not (above and below):
+        span = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise ConfigError(f"`{name}` must lie in {span}{_u(unit)}, got {value!r}")
+    return v
+
+
 def check_int(
     name: str, value: Any, *, min_value: int | None = None, max_value: int | None = None
 ) -> int:

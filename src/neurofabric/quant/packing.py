@@ -9,19 +9,18 @@ from __future__ import annotations
 import numpy as np
 
 from neurofabric.core.errors import ConfigError, ShapeError
+from neurofabric.core.validation import check_choice, check_int
 
 BIT_WIDTHS = (1, 2, 4, 8)
 
 
 def _check_bits(bits: int) -> int:
-    if bits not in BIT_WIDTHS:
-        raise ConfigError(f"`bits` must be one of {BIT_WIDTHS} for packing, got {bits!r}")
-    return bits
+    return check_choice("bits", bits, BIT_WIDTHS)
 
 
 def packed_nbytes(n: int, bits: int) -> int:
     """Bytes that ``n`` codes of ``bits`` bits occupy once packed."""
-    return -(-n * _check_bits(bits) // 8)
+    return -(-check_int("n", n, min_value=0) * _check_bits(bits) // 8)
 
 
 def pack_bits(codes: np.ndarray, bits: int) -> np.ndarray:

@@ -22,7 +22,7 @@ import numpy as np
 
 from neurofabric.core.errors import ConfigError, ShapeError
 from neurofabric.core.rng import SeedLike, make_rng
-from neurofabric.core.validation import check_choice, check_int
+from neurofabric.core.validation import check_array, check_choice, check_int
 from neurofabric.quant.packing import pack_bits, packed_nbytes, unpack_bits
 
 
@@ -43,6 +43,7 @@ class QuantSpec:
         check_choice("granularity", self.granularity, ("tensor", "channel", "group"))
         check_choice("rounding", self.rounding, ("nearest", "stochastic"))
         check_int("group_size", self.group_size, min_value=1)
+        check_int("axis", self.axis)
 
     @property
     def levels(self) -> tuple[int, int]:
@@ -164,9 +165,10 @@ def quantize(w: Any, spec: QuantSpec | None = None, *, seed: SeedLike = None) ->
     spec = spec or QuantSpec()
     arr = np.asarray(w)
     if arr.dtype.kind != "f":
-        raise ConfigError(f"quantize expects a float array, got dtype {arr.dtype}")
-    if not np.all(np.isfinite(arr)):
-        raise ConfigError("quantize expects finite values (found NaN or inf)")
+        raise ConfigError(
+            f"`w` must be a float array, got dtype {arr.dtype}; convert it with .astype(np.float32)"
+        )
+    check_array("w", arr)  # finite
     x = _blocks(arr.astype(np.float64), spec)
     lo, hi = spec.levels
     if spec.scheme == "symmetric":

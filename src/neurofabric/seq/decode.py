@@ -17,27 +17,29 @@ from typing import Any
 
 import numpy as np
 
-from neurofabric.core.errors import ConfigError, ShapeError
-from neurofabric.seq.kernels import numba_cpu, reference
+from neurofabric.core.backend import resolve
+from neurofabric.core.errors import ShapeError
+from neurofabric.core.validation import check_positive
+from neurofabric.seq import kernels as _kernels  # noqa: F401  (registers the "seq" backends)
 
 __all__ = ["MambaDecoder", "RWKVDecoder"]
 
-_BACKENDS = {"numba": numba_cpu, "reference": reference}
-
 
 class RWKVDecoder:
-    """The weights of an :class:`~neurofabric.seq.RWKV4`, stacked per layer for ``rwkv_step``."""
+    """The weights of an :class:`~neurofabric.seq.RWKV4`, stacked per layer for ``rwkv_step``.
 
-    def __init__(self, weights: dict[str, np.ndarray], *, backend: str = "numba") -> None:
-        if backend not in _BACKENDS:
-            raise ConfigError(f"`backend` must be one of {sorted(_BACKENDS)}, got {backend!r}")
+    ``backend``: "auto" (numba when installed, else the numpy reference), "numba" or
+    "reference" (:func:`neurofabric.core.backend.resolve`, engine "seq"); :attr:`backend` is
+    the one resolved."""
+
+    def __init__(self, weights: dict[str, np.ndarray], *, backend: str = "auto") -> None:
+        self.backend, self._kernels = resolve("seq", backend)
         self.w = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}
-        self.backend = backend
         self.n_layer, _, self.n_embd = self.w["att_mix"].shape
         self.vocab_size = self.w["head"].shape[0]
 
     @classmethod
-    def from_model(cls, model: Any, *, backend: str = "numba") -> RWKVDecoder:
+    def from_model(cls, model: Any, *, backend: str = "auto") -> RWKVDecoder:
         import torch
 
         sd = {k: v.detach().to(torch.float32).numpy() for k, v in model.state_dict().items()}
@@ -49,17 +51,12 @@ class RWKVDecoder:
         w = {
             "emb": sd["emb.weight"],
             "ln0": np.stack([sd["blocks.0.ln0.weight"], sd["blocks.0.ln0.bias"]]),
-            "ln": np.stack(
+            "ln": np.array(  # (L, 2 norms, weight / bias, C)
                 [
-                    np.stack(
-                        [
-                            np.stack([sd[f"blocks.{i}.ln{j}.weight"], sd[f"blocks.{i}.ln{j}.bias"]])
-                            for j in (1, 2)
-                        ]
-                    )
+                    [[sd[f"blocks.{i}.ln{j}.{p}"] for p in ("weight", "bias")] for j in (1, 2)]
                     for i in range(L)
                 ]
-            ),  # fmt: skip
+            ),
             "att_mix": np.stack([stack("blocks.{}.att.time_mix_" + m) for m in "kvr"], axis=1),
             "decay": -np.exp(stack("blocks.{}.att.time_decay").astype(np.float64)),
             "first": stack("blocks.{}.att.time_first"),
@@ -69,7 +66,7 @@ class RWKVDecoder:
                     for n in ("key", "value", "receptance", "output")
                 ],
                 axis=1,
-            ),  # fmt: skip
+            ),
             "ffn_mix": np.stack([stack("blocks.{}.ffn.time_mix_" + m) for m in "kr"], axis=1),
             "ffn_k": stack("blocks.{}.ffn.key.weight"),
             "ffn_r": stack("blocks.{}.ffn.receptance.weight"),
@@ -87,9 +84,23 @@ class RWKVDecoder:
 
     def _args(self, tokens, state):
         w = self.w
-        return (tokens, w["emb"], w["ln0"], w["ln"], w["att_mix"], w["decay"], w["first"],
-                w["att_w"], w["ffn_mix"], w["ffn_k"], w["ffn_r"], w["ffn_v"], w["ln_out"],
-                w["head"], state)  # fmt: skip
+        return (
+            tokens,
+            w["emb"],
+            w["ln0"],
+            w["ln"],
+            w["att_mix"],
+            w["decay"],
+            w["first"],
+            w["att_w"],
+            w["ffn_mix"],
+            w["ffn_k"],
+            w["ffn_r"],
+            w["ffn_v"],
+            w["ln_out"],
+            w["head"],
+            state,
+        )
 
     def step_(self, tokens: Any, state: np.ndarray) -> np.ndarray:
         """Logits (B, vocab); ``state`` is advanced in place (the allocation-free loop)."""
@@ -100,7 +111,7 @@ class RWKVDecoder:
             )
         if len(tokens) and (tokens.min() < 0 or tokens.max() >= self.vocab_size):
             raise ShapeError(f"token ids must lie in [0, {self.vocab_size})")
-        return _BACKENDS[self.backend].rwkv_step(*self._args(tokens, state))
+        return self._kernels.rwkv_step(*self._args(tokens, state))
 
     def step(self, tokens: Any, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Logits and a new state; the given state is left as it was."""
@@ -109,22 +120,21 @@ class RWKVDecoder:
 
 
 class MambaDecoder:
-    """The weights of a :class:`~neurofabric.seq.Mamba`, stacked per layer for ``mamba_step``."""
+    """The weights of a :class:`~neurofabric.seq.Mamba`, stacked per layer for ``mamba_step``;
+    ``backend`` as for :class:`RWKVDecoder`."""
 
     def __init__(
-        self, weights: dict[str, np.ndarray], *, eps: float = 1e-5, backend: str = "numba"
+        self, weights: dict[str, np.ndarray], *, eps: float = 1e-5, backend: str = "auto"
     ) -> None:
-        if backend not in _BACKENDS:
-            raise ConfigError(f"`backend` must be one of {sorted(_BACKENDS)}, got {backend!r}")
+        self.backend, self._kernels = resolve("seq", backend)
         self.w = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}
-        self.eps = eps
-        self.backend = backend
+        self.eps = check_positive("eps", eps)
         self.n_layer, self.d_inner, self.d_conv = self.w["conv_w"].shape
         self.d_state = self.w["A"].shape[2]
         self.vocab_size = self.w["emb"].shape[0]
 
     @classmethod
-    def from_model(cls, model: Any, *, backend: str = "numba") -> MambaDecoder:
+    def from_model(cls, model: Any, *, backend: str = "auto") -> MambaDecoder:
         import torch
 
         sd = {k: v.detach().to(torch.float32).numpy() for k, v in model.state_dict().items()}
@@ -151,8 +161,10 @@ class MambaDecoder:
 
     def init_state(self, batch: int = 1) -> tuple[np.ndarray, np.ndarray]:
         L, di = self.n_layer, self.d_inner
-        return (np.zeros((L, batch, di, self.d_conv), np.float32),
-                np.zeros((L, batch, di, self.d_state), np.float32))  # fmt: skip
+        return (
+            np.zeros((L, batch, di, self.d_conv), np.float32),
+            np.zeros((L, batch, di, self.d_state), np.float32),
+        )
 
     def step_(self, tokens: Any, state: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
         """Logits (B, vocab); the (conv, ssm) state arrays are advanced in place."""
@@ -163,10 +175,24 @@ class MambaDecoder:
         if len(tokens) and (tokens.min() < 0 or tokens.max() >= self.vocab_size):
             raise ShapeError(f"token ids must lie in [0, {self.vocab_size})")
         w = self.w
-        return _BACKENDS[self.backend].mamba_step(
-            tokens, w["emb"], w["norm"], w["in_proj"], w["conv_w"], w["conv_b"], w["x_proj"],
-            w["dt_w"], w["dt_b"], w["A"], w["D"], w["out_proj"], w["norm_f"], conv, ssm, self.eps,
-        )  # fmt: skip
+        return self._kernels.mamba_step(
+            tokens,
+            w["emb"],
+            w["norm"],
+            w["in_proj"],
+            w["conv_w"],
+            w["conv_b"],
+            w["x_proj"],
+            w["dt_w"],
+            w["dt_b"],
+            w["A"],
+            w["D"],
+            w["out_proj"],
+            w["norm_f"],
+            conv,
+            ssm,
+            self.eps,
+        )
 
     def step(self, tokens: Any, state: tuple[np.ndarray, np.ndarray]):
         """Logits and a new state; the given state is left as it was."""

@@ -12,20 +12,31 @@ True
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
-from neurofabric.core.errors import ConfigError, ShapeError
+from neurofabric.core.errors import ShapeError
 from neurofabric.core.rng import make_rng
+from neurofabric.core.validation import (
+    check_int,
+    check_nonnegative,
+    check_positive,
+    check_probability,
+)
 
 __all__ = ["generate", "sample_token"]
 
 
-def sample_token(logits: np.ndarray, rng: np.random.Generator, *, temperature: float = 1.0,
-                 top_k: int | None = None, top_p: float | None = None) -> int:  # fmt: skip
+def sample_token(
+    logits: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+) -> int:
     """One token id from logits: temperature 0 is greedy; top-k, then nucleus (top-p)."""
     logits = np.asarray(logits, dtype=np.float64).reshape(-1)
     if temperature == 0:
@@ -47,23 +58,27 @@ def sample_token(logits: np.ndarray, rng: np.random.Generator, *, temperature: f
 
 
 def _check(temperature, top_k, top_p, max_new_tokens):
-    if (
-        not isinstance(temperature, int | float)
-        or not math.isfinite(temperature)
-        or temperature < 0
-    ):
-        raise ConfigError(f"`temperature` must be a finite number >= 0, got {temperature!r}")
-    if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
-        raise ConfigError(f"`top_k` must be None or an integer >= 1, got {top_k!r}")
-    if top_p is not None and not 0 < top_p <= 1:
-        raise ConfigError(f"`top_p` must be None or in (0, 1], got {top_p!r}")
-    if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
-        raise ConfigError(f"`max_new_tokens` must be an integer >= 0, got {max_new_tokens!r}")
+    check_nonnegative("temperature", temperature)
+    if top_k is not None:
+        check_int("top_k", top_k, min_value=1)
+    if top_p is not None:  # in (0, 1]
+        check_positive("top_p", check_probability("top_p", top_p))
+    check_int("max_new_tokens", max_new_tokens, min_value=0)
 
 
-def generate(model: Any, tokenizer: Any, prompt: str, *, max_new_tokens: int = 200,
-             temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-             seed: Any = 0, stop: tuple[str, ...] = (), fast: bool = True) -> Iterator[str]:  # fmt: skip
+def generate(
+    model: Any,
+    tokenizer: Any,
+    prompt: str,
+    *,
+    max_new_tokens: int = 200,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: Any = 0,
+    stop: tuple[str, ...] = (),
+    fast: bool = True,
+) -> Iterator[str]:
     """Yield the text of each new token (streaming). The prompt is run through the recurrent
     step; ``fast`` uses the numba decoder when the model has one. Stops at ``max_new_tokens``
     or after any string in ``stop`` appears in the generated text."""
@@ -100,8 +115,11 @@ def _stepper(model: Any, fast: bool):
     if fast:
         from neurofabric.seq.decode import MambaDecoder, RWKVDecoder
 
-        dec = RWKVDecoder.from_model(model) if isinstance(model, RWKV4) else (
-            MambaDecoder.from_model(model) if isinstance(model, Mamba) else None)  # fmt: skip
+        dec = None
+        if isinstance(model, RWKV4):
+            dec = RWKVDecoder.from_model(model)
+        elif isinstance(model, Mamba):
+            dec = MambaDecoder.from_model(model)
         if dec is not None:
             state = dec.init_state(1)
             return lambda t: dec.step_(np.array([t]), state)[0]

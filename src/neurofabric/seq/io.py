@@ -73,9 +73,13 @@ def write_model_files(model: Any, folder: Path) -> dict:
 
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     save_file(tensors, folder / "model.safetensors")
-    meta = {"format": FORMAT, "format_version": VERSION, "arch": arch_of(model),
-            "config": model.config.as_dict(),
-            "sha256": {"model.safetensors": sha256_file(folder / "model.safetensors")}}  # fmt: skip
+    meta = {
+        "format": FORMAT,
+        "format_version": VERSION,
+        "arch": arch_of(model),
+        "config": model.config.as_dict(),
+        "sha256": {"model.safetensors": sha256_file(folder / "model.safetensors")},
+    }
     (folder / "config.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
     return meta
 
@@ -167,8 +171,12 @@ def write_checkpoint_manifest(folder: Path, meta: dict) -> dict:
     """Write ``manifest.json`` into ``folder``: ``meta`` plus the format, its version and the
     sha256 of every other file in the folder. Call it last, after every file is written."""
     files = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name != "manifest.json")
-    manifest = {"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION, **meta,
-                "sha256": {name: sha256_file(folder / name) for name in files}}  # fmt: skip
+    manifest = {
+        "format": CHECKPOINT_FORMAT,
+        "format_version": CHECKPOINT_VERSION,
+        **meta,
+        "sha256": {name: sha256_file(folder / name) for name in files},
+    }
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
     return manifest
 

@@ -4,7 +4,7 @@
 >>> from neurofabric.seq.mamba import Mamba, MambaConfig
 >>> model = Mamba(MambaConfig(vocab_size=50, n_layer=2, d_model=32), seed=0)
 >>> tokens = torch.tensor([[1, 2, 3, 4]])
->>> logits = model(tokens)
+>>> logits, _ = model(tokens)                    # always (logits, state)
 >>> state = model.init_state(1)
 >>> for t in range(4):
 ...     step_logits, state = model.step(tokens[:, t], state)
@@ -17,12 +17,17 @@ input-dependent delta (softplus of dt_proj on a low-rank projection), B and C fr
 A = -exp(A_log), the selective scan h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t,
 y_t = C_t h_t + D u_t, gated by SiLU(z). The state per sequence is the conv window
 (d_inner x d_conv) and the SSM state (d_inner x d_state) per layer.
+
+The training scan (``MambaConfig.scan``): "auto" (the default) runs the numba kernels on CPU
+tensors when numba is installed and the chunked torch scan otherwise (GPUs); "numba" insists on
+the numba kernels (CPU tensors only: on another device it raises, never moves them to numpy);
+"chunked" always runs the torch scan. :attr:`Mamba.scan_backend` names the one that runs.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -30,10 +35,25 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from neurofabric.core.errors import CheckpointError, ConfigError, ShapeError
+from neurofabric.core import backend as _backends
+from neurofabric.core.errors import BackendUnavailableError, CheckpointError, ShapeError
 from neurofabric.core.rng import seed_to_int
+from neurofabric.core.validation import check_choice, check_int, check_positive
+from neurofabric.seq import kernels as _kernels  # noqa: F401  (registers the "seq" backends)
+from neurofabric.seq.output import LMOutput
 
-__all__ = ["Mamba", "MambaConfig", "selective_scan", "selective_scan_numba", "selective_scan_ref"]
+__all__ = [
+    "SCANS",
+    "Mamba",
+    "MambaConfig",
+    "resolve_scan",
+    "selective_scan",
+    "selective_scan_numba",
+    "selective_scan_ref",
+]
+
+#: the values of ``MambaConfig.scan``
+SCANS = ("auto", "numba", "chunked")
 
 
 @dataclass(frozen=True)
@@ -46,17 +66,13 @@ class MambaConfig:
     expand: int = 2
     chunk: int = 16
     eps: float = 1e-5
-    scan: str = "numba"
+    scan: str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "n_layer", "d_model", "d_state", "d_conv", "expand", "chunk"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"`{name}` must be an integer >= 1, got {v!r}")
-        if self.scan not in ("numba", "chunked"):
-            raise ConfigError(
-                f"`scan` must be 'numba' (CPU kernels) or 'chunked' (torch), got {self.scan!r}"
-            )
+            check_int(name, getattr(self, name), min_value=1)
+        check_positive("eps", self.eps)
+        check_choice("scan", self.scan, SCANS)
 
     @property
     def d_inner(self) -> int:
@@ -70,12 +86,33 @@ class MambaConfig:
         return asdict(self)
 
 
+def resolve_scan(scan: str, device: torch.device | str = "cpu") -> str:
+    """The scan that ``scan`` ("auto", "numba" or "chunked") runs on ``device``: "numba" or
+    "chunked". "auto" is numba on CPU when numba is installed, else chunked; an explicit
+    "numba" raises :class:`BackendUnavailableError` when numba is missing or the tensors are
+    not on the CPU (they are never copied to numpy behind the caller's back)."""
+    check_choice("scan", scan, SCANS)
+    kind = torch.device(device).type
+    if scan == "chunked":
+        return "chunked"
+    if scan == "numba":
+        if kind != "cpu":
+            raise BackendUnavailableError(
+                f"`scan` is 'numba', whose kernels run on CPU tensors only, but the model is on "
+                f"{device}; use scan='auto' (the chunked torch scan off the CPU) or 'chunked' "
+                f"(on a built model: model.set_scan('auto')), or move the model to the CPU"
+            )
+        _backends.resolve("seq", "numba")  # BackendUnavailableError with the install hint
+        return "numba"
+    return "numba" if kind == "cpu" and "numba" in _backends.available("seq") else "chunked"
+
+
 def selective_scan_ref(u, delta, A, B, C, D, h0=None):
     """The sequential spec: u, delta (b, L, d); A (d, n); B, C (b, L, n); D (d).
 
     Returns y (b, L, d) and the final state (b, d, n)."""
     b, L, d = u.shape
-    h = torch.zeros(b, d, A.shape[1], dtype=u.dtype) if h0 is None else h0
+    h = torch.zeros(b, d, A.shape[1], dtype=u.dtype, device=u.device) if h0 is None else h0
     ys = []
     for t in range(L):
         h = (
@@ -91,7 +128,7 @@ def selective_scan(u, delta, A, B, C, D, h0=None, chunk: int = 16):
     with S the cumulative sum of delta A (<= 0, so every factor is <= 1), all t at once."""
     bsz, L, d = u.shape
     n = A.shape[1]
-    h = torch.zeros(bsz, d, n, dtype=u.dtype) if h0 is None else h0
+    h = torch.zeros(bsz, d, n, dtype=u.dtype, device=u.device) if h0 is None else h0
     ys = []
     for s in range(0, L, chunk):
         dl = delta[:, s : s + chunk]  # (b, l, d)
@@ -103,7 +140,7 @@ def selective_scan(u, delta, A, B, C, D, h0=None, chunk: int = 16):
         )  # (b, l, d, n)
         # pairwise decay exp(S_t - S_j) for j <= t (masked above the diagonal)
         diff = S[:, :, None] - S[:, None, :]  # (b, t, j, d, n)
-        mask = torch.ones(width, width, dtype=torch.bool).tril()
+        mask = torch.ones(width, width, dtype=torch.bool, device=u.device).tril()
         weight = torch.exp(diff.masked_fill(~mask[None, :, :, None, None], float("-inf")))
         hs = (weight * inc[:, None]).sum(dim=2) + torch.exp(S) * h[:, None]  # (b, l, d, n)
         ys.append((hs * C[:, s : s + chunk, None, :]).sum(-1) + D * u[:, s : s + chunk])
@@ -141,7 +178,9 @@ class _NumbaScan(torch.autograd.Function):
 
 
 def selective_scan_numba(u, delta, A, B, C, D, h0=None):
-    """The same scan through numba kernels (CPU; float32 or float64), differentiable."""
+    """The same scan through numba kernels (CPU tensors; float32 or float64), differentiable.
+    Tensors on another device raise :class:`BackendUnavailableError`."""
+    resolve_scan("numba", u.device)
     if h0 is None:
         h0 = torch.zeros(u.shape[0], u.shape[2], A.shape[1], dtype=u.dtype)
     return _NumbaScan.apply(u, delta, A, B, C, D, h0)
@@ -188,7 +227,7 @@ class Mixer(nn.Module):
         u = F.silu(conv.transpose(1, 2))
         delta, B, C = self._ssm_inputs(u)
         A = -torch.exp(self.A_log)
-        if self.cfg.scan == "numba" and u.device.type == "cpu":
+        if resolve_scan(self.cfg.scan, u.device) == "numba":
             y, ssm_state = selective_scan_numba(u, delta, A, B, C, self.D, ssm_state)
         else:
             y, ssm_state = selective_scan(
@@ -243,17 +282,36 @@ class Mamba(nn.Module):
                 )
                 layer.mixer.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))
 
+    @property
+    def scan_backend(self) -> str:
+        """The training scan that runs for the parameters' device: "numba" or "chunked"."""
+        return resolve_scan(self.config.scan, self.embeddings.weight.device)
+
+    def set_scan(self, scan: str) -> None:
+        """Choose the training scan ("auto", "numba" or "chunked") of a built model."""
+        check_choice("scan", scan, SCANS)
+        self.config = replace(self.config, scan=scan)
+        for layer in self.layers:
+            layer.mixer.cfg = self.config
+
     def init_state(self, batch: int = 1, *, dtype=None):
+        """Zero (conv, ssm) states per layer, on the parameters' device."""
         dtype = dtype or self.embeddings.weight.dtype
-        c = self.config
-        return [(torch.zeros(batch, c.d_inner, c.d_conv, dtype=dtype),
-                 torch.zeros(batch, c.d_inner, c.d_state, dtype=dtype)) for _ in self.layers]  # fmt: skip
+        c, dev = self.config, self.embeddings.weight.device
+        conv = (batch, c.d_inner, c.d_conv)
+        ssm = (batch, c.d_inner, c.d_state)
+        return [
+            (torch.zeros(conv, dtype=dtype, device=dev), torch.zeros(ssm, dtype=dtype, device=dev))
+            for _ in self.layers
+        ]
 
     def _check(self, tokens):
         if tokens.numel() and (tokens.min() < 0 or tokens.max() >= self.config.vocab_size):
             raise ShapeError(f"token ids must lie in [0, {self.config.vocab_size})")
 
-    def forward(self, tokens, state=None, *, return_state: bool = False):
+    def forward(self, tokens, state=None) -> LMOutput:
+        """``(logits, state)``: logits (B, T, vocab) of every position and the state after the
+        last one; with ``state`` it continues a sequence."""
         if tokens.ndim == 1:
             tokens = tokens[None]
         self._check(tokens)
@@ -264,8 +322,7 @@ class Mamba(nn.Module):
             out, cs, ss = layer.mixer(layer.norm(x), cs, ss)
             x = x + out
             new.append((cs, ss))
-        logits = self.norm_f(x) @ self.embeddings.weight.T
-        return (logits, new) if return_state else logits
+        return LMOutput(self.norm_f(x) @ self.embeddings.weight.T, new)
 
     def step(self, token, state):
         token = torch.as_tensor(token).reshape(-1)
@@ -281,9 +338,11 @@ class Mamba(nn.Module):
     # ------------------------------------------------------------------ checkpoints
     def to_hf_state_dict(self) -> dict[str, torch.Tensor]:
         """Weights under HF transformers' MambaForCausalLM keys."""
-        out = {"backbone.embeddings.weight": self.embeddings.weight.detach().clone(),
-               "backbone.norm_f.weight": self.norm_f.weight.detach().clone(),
-               "lm_head.weight": self.embeddings.weight.detach().clone()}  # fmt: skip
+        out = {
+            "backbone.embeddings.weight": self.embeddings.weight.detach().clone(),
+            "backbone.norm_f.weight": self.norm_f.weight.detach().clone(),
+            "lm_head.weight": self.embeddings.weight.detach().clone(),
+        }
         for k, v in self.layers.state_dict().items():
             out[f"backbone.layers.{k}"] = v.detach().clone()
         return out
@@ -302,8 +361,15 @@ class Mamba(nn.Module):
             raise CheckpointError(f"not a Mamba state dict ({exc})") from None
         if di % d:
             raise CheckpointError(f"d_inner {di} is not a multiple of d_model {d}")
-        cfg = MambaConfig(vocab_size=V, n_layer=n_layer, d_model=d, d_state=n, d_conv=K,
-                          expand=di // d, chunk=chunk)  # fmt: skip
+        cfg = MambaConfig(
+            vocab_size=V,
+            n_layer=n_layer,
+            d_model=d,
+            d_state=n,
+            d_conv=K,
+            expand=di // d,
+            chunk=chunk,
+        )
         model = cls(cfg)
         own = model.state_dict()
         loaded = {}

@@ -44,6 +44,7 @@ from typing import Any
 import torch
 
 from neurofabric.core.errors import ConfigError
+from neurofabric.core.validation import check_int
 
 __all__ = ["MemoryEstimate", "estimate_memory", "measure_memory", "relative_errors"]
 
@@ -70,12 +71,6 @@ class MemoryEstimate:
         return {**asdict(self), "training": self.training}
 
 
-def _check_positive(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"`{name}` must be an integer >= 1, got {value!r}")
-    return value
-
-
 def _chunks(seq_len: int, chunk: int) -> list[int]:
     return [min(chunk, seq_len - s) for s in range(0, seq_len, chunk)]
 
@@ -95,6 +90,18 @@ def _config_of(model_or_config: Any):
     )
 
 
+def _scan_of(model_or_config: Any) -> str:
+    """The scan a Mamba trains with: the config's, "auto" resolved for the model's device (the
+    CPU for a config)."""
+    from neurofabric.seq.mamba import resolve_scan
+
+    cfg = getattr(model_or_config, "config", model_or_config)
+    if cfg.scan != "auto":
+        return cfg.scan
+    weight = getattr(model_or_config, "embeddings", None)
+    return resolve_scan("auto", weight.weight.device if weight is not None else "cpu")
+
+
 def _rwkv_counts(c, B: int, T: int) -> tuple[int, int, int, int]:
     """(parameters, parameter tensors, state elements per sequence, activation bytes / size)."""
     C, F, V, nl = c.n_embd, c.ffn_dim, c.vocab_size, c.n_layer
@@ -104,18 +111,20 @@ def _rwkv_counts(c, B: int, T: int) -> tuple[int, int, int, int]:
     N = B * T
     Ls = _chunks(T, c.chunk)
     sq = sum(L * L for L in Ls)
-    float_per_layer = (
-        27 * N * C + 2 * N * F  # per-token tensors of the two mixes, the FFN hidden layer
-        + 2 * B * C * sq + sq  # pairwise WKV weights and the float mask, per chunk
-        + 5 * B * C * len(Ls) + 2 * T  # carried state per chunk, position ramps
-        + 4 * N + 6 * C  # layer-norm statistics, 1 - mix vectors
-    )  # fmt: skip
+    float_per_layer = sum(
+        (
+            27 * N * C + 2 * N * F,  # per-token tensors of the two mixes, the FFN hidden layer
+            2 * B * C * sq + sq,  # pairwise WKV weights and the float mask, per chunk
+            5 * B * C * len(Ls) + 2 * T,  # carried state per chunk, position ramps
+            4 * N + 6 * C,  # layer-norm statistics, 1 - mix vectors
+        )
+    )
     floats = nl * float_per_layer + 3 * N * C + 4 * N + N * V + 1
     other = nl * sq + 2 * N * 8  # bool masks (1 byte), int64 inputs and targets
     return params, tensors, nl * 5 * C, (floats, other)
 
 
-def _mamba_counts(c, B: int, T: int) -> tuple[int, int, int, int]:
+def _mamba_counts(c, B: int, T: int, scan: str) -> tuple[int, int, int, int]:
     d, di, n, K, r, V, nl = (
         c.d_model,
         c.d_inner,
@@ -129,13 +138,15 @@ def _mamba_counts(c, B: int, T: int) -> tuple[int, int, int, int]:
     params = V * d + nl * per_layer + d
     tensors = 1 + nl * 10 + 1
     N = B * T
-    float_per_layer = (
-        2 * N * di + 8 * N * di + 3 * N * d  # in_proj output; conv, gates, delta, scan inputs
-        + (r + 2 * n) * N + N  # x_proj output; RMSNorm statistic
-        + B * di * (T + K - 1) + 2 * di * n  # conv window; A
-    )  # fmt: skip
+    float_per_layer = sum(
+        (
+            2 * N * di + 8 * N * di + 3 * N * d,  # in_proj output; conv, gates, delta, scan inputs
+            (r + 2 * n) * N + N,  # x_proj output; RMSNorm statistic
+            B * di * (T + K - 1) + 2 * di * n,  # conv window; A
+        )
+    )
     other = 0
-    if c.scan == "numba":
+    if scan == "numba":
         float_per_layer += N * di * n + B * di * n + 2 * N * n  # all hidden states; h0; B, C
     else:
         Ls = _chunks(T, c.chunk)
@@ -147,23 +158,32 @@ def _mamba_counts(c, B: int, T: int) -> tuple[int, int, int, int]:
     return params, tensors, nl * di * (K + n), (floats, other)
 
 
-def estimate_memory(model_or_config: Any, *, batch_size: int = 16, seq_len: int = 128,
-                    dtype: torch.dtype | None = None) -> MemoryEstimate:  # fmt: skip
+def estimate_memory(
+    model_or_config: Any,
+    *,
+    batch_size: int = 16,
+    seq_len: int = 128,
+    dtype: torch.dtype | None = None,
+) -> MemoryEstimate:
     """The memory of a training step and of decoding, from the config alone (no model built).
 
     ``dtype``: of the parameters and activations; default the model's, or float32 for a
     config."""
     arch, cfg = _config_of(model_or_config)
-    B = _check_positive("batch_size", batch_size)
-    T = _check_positive("seq_len", seq_len)
+    B = check_int("batch_size", batch_size, min_value=1)
+    T = check_int("seq_len", seq_len, min_value=1)
     if dtype is None:
         params = getattr(model_or_config, "parameters", None)
         dtype = next(params()).dtype if callable(params) else torch.float32
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise ConfigError(f"`dtype` must be a torch floating dtype, got {dtype!r}")
     size = torch.empty((), dtype=dtype).element_size()
-    counts = _rwkv_counts if arch == "rwkv" else _mamba_counts
-    params, tensors, state, (floats, other) = counts(cfg, B, T)
+    if arch == "rwkv":
+        params, tensors, state, (floats, other) = _rwkv_counts(cfg, B, T)
+    else:
+        params, tensors, state, (floats, other) = _mamba_counts(
+            cfg, B, T, _scan_of(model_or_config)
+        )
     return MemoryEstimate(
         arch=arch,
         batch_size=B,
@@ -184,16 +204,17 @@ def _storage_bytes(tensors) -> int:
     return sum(seen.values())
 
 
-def measure_memory(model: torch.nn.Module, *, batch_size: int = 16, seq_len: int = 128,
-                   seed: int = 0) -> MemoryEstimate:  # fmt: skip
+def measure_memory(
+    model: torch.nn.Module, *, batch_size: int = 16, seq_len: int = 128, seed: int = 0
+) -> MemoryEstimate:
     """The same quantities measured on one real training step (on a copy of ``model``).
 
     Activations are the distinct storages that autograd saves during the forward pass and the
     loss, parameters excluded; the optimizer state is AdamW's after one step; the state per
-    sequence is what ``forward(..., return_state=True)`` returns for one sequence."""
+    sequence is the state ``forward`` returns for one sequence."""
     arch, _ = _config_of(model)
-    B = _check_positive("batch_size", batch_size)
-    T = _check_positive("seq_len", seq_len)
+    B = check_int("batch_size", batch_size, min_value=1)
+    T = check_int("seq_len", seq_len, min_value=1)
     model = copy.deepcopy(model)
     model.train()
     params = list(model.parameters())
@@ -211,14 +232,14 @@ def measure_memory(model: torch.nn.Module, *, batch_size: int = 16, seq_len: int
     x = torch.randint(0, V, (B, T), generator=gen)
     y = torch.randint(0, V, (B, T), generator=gen)
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        logits = model(x)
+        logits, _ = model(x)
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, V), y.reshape(-1))
     activations = sum(saved.values())
     loss.backward()
     opt = torch.optim.AdamW(params, lr=1e-4)
     opt.step()
     with torch.no_grad():
-        _, state = model(x[:1, :1], return_state=True)
+        _, state = model(x[:1, :1])
     flat = [t for layer in state for t in layer]
     return MemoryEstimate(
         arch=arch,
@@ -240,8 +261,14 @@ def measure_memory(model: torch.nn.Module, *, batch_size: int = 16, seq_len: int
 def relative_errors(estimate: MemoryEstimate, measured: MemoryEstimate) -> dict[str, float]:
     """|estimate - measured| / measured for each quantity."""
     out = {}
-    for k in ("parameters", "gradients", "optimizer", "state_per_sequence", "activations",
-              "training"):  # fmt: skip
+    for k in (
+        "parameters",
+        "gradients",
+        "optimizer",
+        "state_per_sequence",
+        "activations",
+        "training",
+    ):
         m = getattr(measured, k)
         out[k] = abs(getattr(estimate, k) - m) / m if m else math.inf
     return out

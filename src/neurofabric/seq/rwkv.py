@@ -4,7 +4,7 @@
 >>> from neurofabric.seq import RWKV4, RWKVConfig
 >>> model = RWKV4(RWKVConfig(vocab_size=50, n_layer=2, n_embd=32), seed=0)
 >>> tokens = torch.tensor([[1, 2, 3, 4]])
->>> logits = model(tokens)                       # (1, 4, 50)
+>>> logits, _ = model(tokens)                    # (1, 4, 50); always (logits, state)
 >>> state = model.init_state(1)
 >>> for t in range(4):
 ...     step_logits, state = model.step(tokens[:, t], state)
@@ -34,9 +34,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from neurofabric.core.errors import CheckpointError, ConfigError, ShapeError
+from neurofabric.core.errors import CheckpointError, ShapeError
 from neurofabric.core.rng import seed_to_int
+from neurofabric.core.validation import check_int
 from neurofabric.seq.kernels.torch_ops import wkv_chunked, wkv_init_state, wkv_step
+from neurofabric.seq.output import LMOutput
 
 __all__ = ["RWKV4", "RWKVConfig", "RWKVState"]
 
@@ -52,9 +54,7 @@ class RWKVConfig:
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "n_layer", "n_embd", "ffn_mult", "chunk"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"`{name}` must be an integer >= 1, got {v!r}")
+            check_int(name, getattr(self, name), min_value=1)
 
     @property
     def ffn_dim(self) -> int:
@@ -161,12 +161,13 @@ class RWKV4(nn.Module):
 
     # ------------------------------------------------------------------ state
     def init_state(self, batch: int = 1, *, dtype=None) -> RWKVState:
+        """The state before any token, per layer, on the parameters' device."""
         dtype = dtype or self.emb.weight.dtype
-        C = self.config.n_embd
+        C, dev = self.config.n_embd, self.emb.weight.device
         out = []
         for _ in self.blocks:
-            a, b, p = wkv_init_state(batch, C, dtype=dtype)
-            z = torch.zeros(batch, C, dtype=dtype)
+            a, b, p = wkv_init_state(batch, C, dtype=dtype, device=dev)
+            z = torch.zeros(batch, C, dtype=dtype, device=dev)
             out.append((z, a, b, p, z.clone()))
         return out
 
@@ -184,9 +185,9 @@ class RWKV4(nn.Module):
             )
 
     # ------------------------------------------------------------------ parallel
-    def forward(self, tokens: torch.Tensor, state: RWKVState | None = None, *,
-                return_state: bool = False):  # fmt: skip
-        """Logits (B, T, vocab) of every position; with ``state`` it continues a sequence."""
+    def forward(self, tokens: torch.Tensor, state: RWKVState | None = None) -> LMOutput:
+        """``(logits, state)``: logits (B, T, vocab) of every position and the state after the
+        last one; with ``state`` it continues a sequence."""
         if tokens.ndim == 1:
             tokens = tokens[None]
         self._check_tokens(tokens)
@@ -205,8 +206,7 @@ class RWKV4(nn.Module):
             shifted = torch.cat([ffn_shift[:, None, :], xx[:, :-1]], dim=1)
             x = x + blk.ffn(xx, shifted)
             new_state.append((att_shift, a, b, p, xx[:, -1]))
-        logits = self._logits(x)
-        return (logits, new_state) if return_state else logits
+        return LMOutput(self._logits(x), new_state)
 
     # ------------------------------------------------------------------ recurrent
     def step(self, token: torch.Tensor, state: RWKVState) -> tuple[torch.Tensor, RWKVState]:

@@ -18,19 +18,17 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from neurofabric.core.errors import CheckpointError, ConfigError, ShapeError
+from neurofabric.core.checkpoint import atomic_write
+from neurofabric.core.errors import CheckpointError, ShapeError
+from neurofabric.core.validation import check_choice, check_int
 
 __all__ = ["KINDS", "CharTokenizer", "HFTokenizer", "load_tokenizer", "train_tokenizer"]
 
 KINDS = ("bpe", "wordpiece", "unigram", "char")
 DEFAULT_SPECIALS = ("<pad>", "<unk>", "<bos>", "<eos>")
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+#: the key and version that mark a saved :class:`CharTokenizer`
+CHAR_FORMAT = "neurofabric_char_tokenizer"
+CHAR_VERSION = 1
 
 
 class CharTokenizer:
@@ -78,10 +76,8 @@ class CharTokenizer:
         return "".join(self.itos[i] for i in ids if self.itos[i] not in self.specials)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        path = Path(path)
-        _atomic_write(path, json.dumps({"neurofabric_char_tokenizer": 1, "specials": self.specials,
-                                         "chars": self.chars}, ensure_ascii=False))  # fmt: skip
-        return path
+        obj = {CHAR_FORMAT: CHAR_VERSION, "specials": self.specials, "chars": self.chars}
+        return atomic_write(path, json.dumps(obj, ensure_ascii=False))
 
 
 class HFTokenizer:
@@ -113,16 +109,21 @@ class HFTokenizer:
         return self.tok.decode(ids, skip_special_tokens=False)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        path = Path(path)
-        _atomic_write(path, self.tok.to_str())
-        return path
+        return atomic_write(path, self.tok.to_str())
 
 
-def train_tokenizer(kind: str, texts: Iterable[str], *, vocab_size: int = 8000,
-                    specials: Iterable[str] = DEFAULT_SPECIALS, min_frequency: int = 2):  # fmt: skip
+def train_tokenizer(
+    kind: str,
+    texts: Iterable[str],
+    *,
+    vocab_size: int = 8000,
+    specials: Iterable[str] = DEFAULT_SPECIALS,
+    min_frequency: int = 2,
+):
     """Train a tokenizer of ``kind`` ("bpe" byte-level, "wordpiece", "unigram", "char")."""
-    if kind not in KINDS:
-        raise ConfigError(f"tokenizer kind must be one of {list(KINDS)}, got {kind!r}")
+    check_choice("kind", kind, KINDS)
+    check_int("vocab_size", vocab_size, min_value=1)
+    check_int("min_frequency", min_frequency, min_value=0)
     texts = list(texts)
     if not any(t.strip() for t in texts):
         raise ShapeError("cannot train a tokenizer on an empty corpus")
@@ -137,24 +138,29 @@ def train_tokenizer(kind: str, texts: Iterable[str], *, vocab_size: int = 8000,
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tok.decoder = decoders.ByteLevel()
-        trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
-                                      special_tokens=specials,
-                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())  # fmt: skip
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            min_frequency=min_frequency,
+            special_tokens=specials,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        )
     elif kind == "wordpiece":
         # spaces kept as "▁" (Metaspace, nothing prepended) so decoding is exact: HFTokenizer
         # joins the pieces, drops "##" and turns "▁" back into spaces
         tok = Tokenizer(models.WordPiece(unk_token="<unk>", continuing_subword_prefix="##"))
         tok.normalizer = normalizers.NFC()
         tok.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="never")
-        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
-                                            special_tokens=specials)  # fmt: skip
+        trainer = trainers.WordPieceTrainer(
+            vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=specials
+        )
     else:
         tok = Tokenizer(models.Unigram())
         tok.normalizer = normalizers.NFC()
         tok.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="never")
         tok.decoder = decoders.Metaspace(prepend_scheme="never")
-        trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=specials,
-                                          unk_token="<unk>")  # fmt: skip
+        trainer = trainers.UnigramTrainer(
+            vocab_size=vocab_size, special_tokens=specials, unk_token="<unk>"
+        )
     tok.train_from_iterator(texts, trainer=trainer)
     return HFTokenizer(tok, kind)
 
@@ -168,14 +174,35 @@ def load_tokenizer(path: str | os.PathLike[str]):
         obj = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{path}: not a tokenizer JSON file ({exc})") from exc
-    if isinstance(obj, dict) and obj.get("neurofabric_char_tokenizer") == 1:
-        return CharTokenizer(obj["chars"], obj["specials"])
+    if isinstance(obj, dict) and CHAR_FORMAT in obj:
+        return _char_from_json(path, obj)
+    if not isinstance(obj, dict) or not isinstance(obj.get("model"), dict):
+        raise CheckpointError(
+            f"{path}: not a tokenizer file (neither a neurofabric character vocabulary nor a "
+            f"tokenizers JSON with a `model`); save one with `tokenizer.save(path)`"
+        )
     from tokenizers import Tokenizer
 
     try:
         tok = Tokenizer.from_str(json.dumps(obj))
     except Exception as exc:  # tokenizers raises its own exception type
         raise CheckpointError(f"{path}: not a tokenizers JSON file ({exc})") from exc
-    model = obj.get("model", {}).get("type", "").lower()
+    model = str(obj["model"].get("type", "")).lower()
     kind = {"bpe": "bpe", "wordpiece": "wordpiece", "unigram": "unigram"}.get(model, model)
     return HFTokenizer(tok, kind)
+
+
+def _char_from_json(path: Path, obj: dict) -> CharTokenizer:
+    version = obj[CHAR_FORMAT]
+    if version != CHAR_VERSION:
+        raise CheckpointError(
+            f"{path}: character tokenizer format version {version!r} is not supported by this "
+            f"neurofabric (reads version {CHAR_VERSION}); upgrade neurofabric"
+        )
+    chars, specials = obj.get("chars"), obj.get("specials")
+    for name, value in (("chars", chars), ("specials", specials)):
+        if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
+            raise CheckpointError(
+                f"{path}: a character tokenizer needs `{name}`, a list of strings, got {value!r}"
+            )
+    return CharTokenizer(chars, specials)

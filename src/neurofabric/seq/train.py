@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import logging
 import math
 import os
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -36,9 +36,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from neurofabric.core.checkpoint import atomic_directory, recover_directory
+from neurofabric.core.checkpoint import atomic_directory, atomic_write, recover_directory
 from neurofabric.core.errors import CheckpointError, ConfigError, ShapeError
+from neurofabric.core.progress import ProgressCallback, ProgressReporter
 from neurofabric.core.rng import make_rng
+from neurofabric.core.validation import (
+    check_int,
+    check_interval,
+    check_nonnegative,
+    check_positive,
+)
 from neurofabric.seq.io import (
     arch_of,
     optimizer_from_files,
@@ -73,32 +80,20 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in (
-            "warmup_steps",
-            "max_steps",
-            "batch_size",
-            "seq_len",
-            "grad_accum",
-            "eval_every",
-            "eval_batches",
-        ):
-            v = getattr(self, name)
-            low = 0 if name == "warmup_steps" else 1
-            if isinstance(v, bool) or not isinstance(v, int) or v < low:
-                raise ConfigError(f"`{name}` must be an integer >= {low}, got {v!r}")
-        for name in ("lr", "min_lr", "grad_clip"):
-            v = getattr(self, name)
-            if (
-                not isinstance(v, int | float)
-                or not math.isfinite(v)
-                or v < 0
-                or (name == "lr" and v == 0)
-            ):
-                raise ConfigError(
-                    f"`{name}` must be a finite number {'>' if name == 'lr' else '>='} 0, got {v!r}"
-                )
-        if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
-            raise ConfigError(f"`patience` must be None or an integer >= 1, got {self.patience!r}")
+        for name in ("max_steps", "batch_size", "seq_len", "grad_accum", "eval_every"):
+            check_int(name, getattr(self, name), min_value=1)
+        check_int("warmup_steps", self.warmup_steps, min_value=0)
+        check_int("eval_batches", self.eval_batches, min_value=1)
+        check_int("seed", self.seed, min_value=0)
+        check_positive("lr", self.lr)
+        for name in ("min_lr", "grad_clip", "weight_decay"):
+            check_nonnegative(name, getattr(self, name))
+        for name in ("beta1", "beta2"):  # AdamW's moment decays
+            check_interval(name, getattr(self, name), 0.0, 1.0, high_open=True)
+        if self.patience is not None:
+            check_int("patience", self.patience, min_value=1)
+        if self.max_time is not None:
+            check_positive("max_time", self.max_time, unit="seconds")
 
     def lr_at(self, step: int) -> float:
         """Linear warmup to ``lr``, then cosine decay to ``min_lr`` at ``max_steps``."""
@@ -118,8 +113,7 @@ class TextData:
         ids = np.asarray(ids, dtype=np.int64)
         if len(ids) < 16:
             raise ShapeError(f"the corpus has {len(ids)} tokens; at least 16 are needed")
-        if not 0 < train_frac < 1:
-            raise ConfigError(f"`train_frac` must lie in (0, 1), got {train_frac}")
+        check_interval("train_frac", train_frac, 0.0, 1.0, low_open=True, high_open=True)
         cut = int(len(ids) * train_frac)
         self.train, self.val = ids[:cut], ids[cut:]
         self.tokenizer = tokenizer
@@ -153,9 +147,13 @@ class TextData:
         def sha(ids: np.ndarray) -> str:
             return hashlib.sha256(np.ascontiguousarray(ids, dtype="<i8").tobytes()).hexdigest()
 
-        return {"train_tokens": int(len(self.train)), "val_tokens": int(len(self.val)),
-                "train_sha256": sha(self.train), "val_sha256": sha(self.val),
-                "vocab_size": int(self.vocab_size)}  # fmt: skip
+        return {
+            "train_tokens": int(len(self.train)),
+            "val_tokens": int(len(self.val)),
+            "train_sha256": sha(self.train),
+            "val_sha256": sha(self.val),
+            "vocab_size": int(self.vocab_size),
+        }
 
     def batch(self, split: str, batch_size: int, seq_len: int, rng: np.random.Generator):
         ids = self.train if split == "train" else self.val
@@ -180,8 +178,18 @@ def _param_groups(model: torch.nn.Module, weight_decay: float):
     ]
 
 
+def _logits_of(out: Any) -> torch.Tensor:
+    """The logits of a forward pass: our models return ``(logits, state)``
+    (:class:`~neurofabric.seq.output.LMOutput`); another causal LM may return the tensor."""
+    return out[0] if isinstance(out, tuple) else out
+
+
 # training-config fields a resumed run may change: they do not alter the trajectory
 _RESUME_MAY_CHANGE = ("max_time",)
+# model-config fields a resumed run may change: Mamba's scan kernel computes the same function
+# (the kernels agree to rounding; "auto", the default since it replaced "numba", runs the same
+# numba kernel on CPU, so a run saved with "numba" resumes exactly)
+_RESUME_MODEL_MAY_CHANGE = ("scan",)
 
 
 def _differences(saved: Any, current: dict, skip: tuple[str, ...] = ()) -> list[str]:
@@ -189,8 +197,11 @@ def _differences(saved: Any, current: dict, skip: tuple[str, ...] = ()) -> list[
         return [f"the saved value is {saved!r}, not a mapping"]
     current = json.loads(json.dumps(current))  # compare as saved (JSON types)
     keys = sorted((set(saved) | set(current)) - set(skip))
-    return [f"`{k}` (saved {saved.get(k, '<absent>')!r}, now {current.get(k, '<absent>')!r})"
-            for k in keys if saved.get(k, "<absent>") != current.get(k, "<absent>")]  # fmt: skip
+    return [
+        f"`{k}` (saved {saved.get(k, '<absent>')!r}, now {current.get(k, '<absent>')!r})"
+        for k in keys
+        if saved.get(k, "<absent>") != current.get(k, "<absent>")
+    ]
 
 
 class Trainer:
@@ -202,9 +213,15 @@ class Trainer:
     ``resume=False`` starts from scratch and raises when ``out_dir`` already holds a
     checkpoint, so a run is never overwritten by accident."""
 
-    def __init__(self, model: torch.nn.Module, data: TextData, config: TrainConfig | None = None,
-                 *, out_dir: str | os.PathLike[str] | None = None,
-                 resume: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        data: TextData,
+        config: TrainConfig | None = None,
+        *,
+        out_dir: str | os.PathLike[str] | None = None,
+        resume: bool = False,
+    ) -> None:
         self.model, self.data = model, data
         self.cfg = config or TrainConfig()
         vocab = getattr(model.config, "vocab_size", None)
@@ -213,8 +230,11 @@ class Trainer:
                 f"the model's vocabulary ({vocab}) is smaller than the tokenizer's ({data.vocab_size})"
             )
         self.out = Path(out_dir) if out_dir is not None else None
-        self.opt = torch.optim.AdamW(_param_groups(model, self.cfg.weight_decay), lr=self.cfg.lr,
-                                     betas=(self.cfg.beta1, self.cfg.beta2))  # fmt: skip
+        self.opt = torch.optim.AdamW(
+            _param_groups(model, self.cfg.weight_decay),
+            lr=self.cfg.lr,
+            betas=(self.cfg.beta1, self.cfg.beta2),
+        )
         self.rng = make_rng(self.cfg.seed)
         self.step = 0
         self.history: list[dict] = []
@@ -249,7 +269,7 @@ class Trainer:
         losses = []
         for _ in range(self.cfg.eval_batches):
             x, y = self.data.batch(split, self.cfg.batch_size, self.cfg.seq_len, rng)
-            logits = self.model(x)
+            logits = _logits_of(self.model(x))
             losses.append(
                 torch.nn.functional.cross_entropy(
                     logits.reshape(-1, logits.shape[-1]), y.reshape(-1)
@@ -265,17 +285,27 @@ class Trainer:
         with atomic_directory(self.out / name) as tmp:
             write_model_files(self.model, tmp)
             opt_meta = optimizer_to_files(self.opt, tmp)
-            state = {"step": self.step, "best": self.best, "bad_evals": self.bad_evals,
-                     "rng": self.rng.bit_generator.state, "config": asdict(self.cfg),
-                     "optimizer": opt_meta, "history": self.history,
-                     "torch_rng": self.torch_rng_state()}  # fmt: skip
+            state = {
+                "step": self.step,
+                "best": self.best,
+                "bad_evals": self.bad_evals,
+                "rng": self.rng.bit_generator.state,
+                "config": asdict(self.cfg),
+                "optimizer": opt_meta,
+                "history": self.history,
+                "torch_rng": self.torch_rng_state(),
+            }
             (tmp / "trainer.json").write_text(json.dumps(state), encoding="utf-8")
             write_checkpoint_manifest(tmp, self._identity())
 
     def _identity(self) -> dict[str, Any]:
         """What a checkpoint must agree with to be resumed by this trainer."""
-        return {"arch": arch_of(self.model), "model_config": self.model.config.as_dict(),
-                "train_config": asdict(self.cfg), "data": self.data.digest()}  # fmt: skip
+        return {
+            "arch": arch_of(self.model),
+            "model_config": self.model.config.as_dict(),
+            "train_config": asdict(self.cfg),
+            "data": self.data.digest(),
+        }
 
     @staticmethod
     def torch_rng_state() -> list[int]:
@@ -296,7 +326,7 @@ class Trainer:
                 f"{mine['arch']!r}; resume with the same architecture or use a new run folder"
             )
         checks = (
-            ("model config", "model_config", ()),
+            ("model config", "model_config", _RESUME_MODEL_MAY_CHANGE),
             ("training config", "train_config", _RESUME_MAY_CHANGE),
             ("training data", "data", ()),
         )
@@ -320,54 +350,52 @@ class Trainer:
         log.info("resumed from %s at step %d", folder, self.step)
 
     # ------------------------------------------------------------------ training
-    def fit(self, callback: Callable[[dict], None] | None = None) -> dict:
+    def fit(self, callback: ProgressCallback | None = None, *, log_every: int = 1) -> dict:
+        """Train to ``max_steps`` (or until ``max_time``, ``patience`` evaluations without
+        improvement, or the callback's stop) and return a summary: ``step``, ``val_loss``,
+        ``best_val_loss``, ``history`` and ``stopped`` (True when the callback stopped it).
+
+        Every ``log_every`` steps, and at the last, ``callback`` gets a
+        :class:`~neurofabric.core.progress.Progress` (task "seq.train", ``done`` the step of
+        ``max_steps``, unit "step"; metrics ``loss`` (the step's training loss), ``lr``,
+        ``grad_norm``, ``tokens_per_s`` (this call's average) and ``val_loss`` at evaluation
+        steps). Returning True stops after that step; the checkpoint is then written there
+        (with a validation loss), so ``resume=True`` continues the run exactly."""
         cfg = self.cfg
+        check_int("log_every", log_every, min_value=1)
+        report = ProgressReporter("seq.train", cfg.max_steps, "step", callback)
+        tokens_per_step = cfg.batch_size * cfg.seq_len * cfg.grad_accum
+        first = self.step
         self.model.train()
         t0 = time.perf_counter()
         stop = False
         while self.step < cfg.max_steps and not stop:
             lr = cfg.lr_at(self.step)
-            for g in self.opt.param_groups:
-                g["lr"] = lr
-            self.opt.zero_grad(set_to_none=True)
-            total = 0.0
-            for _ in range(cfg.grad_accum):
-                x, y = self.data.batch("train", cfg.batch_size, cfg.seq_len, self.rng)
-                logits = self.model(x)
-                loss = torch.nn.functional.cross_entropy(
-                    logits.reshape(-1, logits.shape[-1]), y.reshape(-1)
-                )
-                (loss / cfg.grad_accum).backward()
-                total += loss.item() / cfg.grad_accum
-            norm = float(
-                torch.nn.utils.clip_grad_norm_(
-                    self.model.parameters(), cfg.grad_clip or float("inf")
-                )
-            )
-            self.opt.step()
+            loss, norm = self._train_step(lr)
             self.step += 1
-            record = {"step": self.step, "train_loss": total, "lr": lr, "grad_norm": norm,
-                      "seconds": time.perf_counter() - t0}  # fmt: skip
+            seconds = time.perf_counter() - t0
+            record = {
+                "step": self.step,
+                "train_loss": loss,
+                "lr": lr,
+                "grad_norm": norm,
+                "seconds": seconds,
+            }
             if self.step % cfg.eval_every == 0 or self.step == cfg.max_steps:
-                record["val_loss"] = self.evaluate()
-                if record["val_loss"] < self.best:
-                    self.best, self.bad_evals = record["val_loss"], 0
-                    self._save("best")
-                else:
-                    self.bad_evals += 1
-                    stop = cfg.patience is not None and self.bad_evals >= cfg.patience
-                self.history.append(record)
-                self._save("checkpoint")
-                self._write_metrics()
+                stop = self._evaluate_and_save(record)
             if cfg.max_time is not None and time.perf_counter() - t0 > cfg.max_time:
                 stop = True
-            if callback is not None:
-                callback(record)
-        if (
-            not self.history
-            or "val_loss" not in self.history[-1]
-            or self.history[-1]["step"] != self.step
-        ):
+            if self.step % log_every and self.step != cfg.max_steps and not stop:
+                continue
+            metrics = {"loss": loss, "lr": lr, "grad_norm": norm}
+            metrics["tokens_per_s"] = (self.step - first) * tokens_per_step / max(seconds, 1e-9)
+            if "val_loss" in record:
+                metrics["val_loss"] = record["val_loss"]
+            if report.update(self.step, **metrics):
+                log.info("seq.train: stopped by the callback after step %d", self.step)
+                stop = True
+        last = self.history[-1] if self.history else {}
+        if "val_loss" not in last or last["step"] != self.step:
             rec = {
                 "step": self.step,
                 "val_loss": self.evaluate(),
@@ -376,23 +404,61 @@ class Trainer:
             self.history.append(rec)
             self._save("checkpoint")
             self._write_metrics()
-        return {"step": self.step, "val_loss": self.history[-1]["val_loss"], "best_val_loss": min(self.best, self.history[-1]["val_loss"]),
-                "history": self.history}  # fmt: skip
+        final = self.history[-1]["val_loss"]
+        return {
+            "step": self.step,
+            "val_loss": final,
+            "best_val_loss": min(self.best, final),
+            "history": self.history,
+            "stopped": report.stopped,
+        }
+
+    def _train_step(self, lr: float) -> tuple[float, float]:
+        """One optimizer step at learning rate ``lr``: (mean training loss, gradient norm)."""
+        cfg = self.cfg
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        self.opt.zero_grad(set_to_none=True)
+        total = 0.0
+        for _ in range(cfg.grad_accum):
+            x, y = self.data.batch("train", cfg.batch_size, cfg.seq_len, self.rng)
+            logits = _logits_of(self.model(x))
+            loss = torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), y.reshape(-1)
+            )
+            (loss / cfg.grad_accum).backward()
+            total += loss.item() / cfg.grad_accum
+        clip = cfg.grad_clip or float("inf")
+        norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip))
+        self.opt.step()
+        return total, norm
+
+    def _evaluate_and_save(self, record: dict) -> bool:
+        """Add ``val_loss`` to ``record``, keep ``best``, save the checkpoint and the metrics;
+        True when ``patience`` evaluations in a row did not improve."""
+        record["val_loss"] = self.evaluate()
+        stop = False
+        if record["val_loss"] < self.best:
+            self.best, self.bad_evals = record["val_loss"], 0
+            self._save("best")
+        else:
+            self.bad_evals += 1
+            stop = self.cfg.patience is not None and self.bad_evals >= self.cfg.patience
+        self.history.append(record)
+        self._save("checkpoint")
+        self._write_metrics()
+        return stop
 
     def _write_metrics(self) -> None:
         if self.out is None:
             return
-        self.out.mkdir(parents=True, exist_ok=True)
-        tmp = self.out / ".metrics.jsonl.tmp"
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in self.history), encoding="utf-8")
-        os.replace(tmp, self.out / "metrics.jsonl")
-        keys = sorted({k for r in self.history for k in r})
-        tmpc = self.out / ".metrics.csv.tmp"
-        with open(tmpc, "w", newline="", encoding="utf-8") as fh:
-            w = csv.DictWriter(fh, fieldnames=keys)
-            w.writeheader()
-            w.writerows(self.history)
-        os.replace(tmpc, self.out / "metrics.csv")
+        lines = "".join(json.dumps(r) + "\n" for r in self.history)
+        atomic_write(self.out / "metrics.jsonl", lines)
+        table = io.StringIO(newline="")
+        w = csv.DictWriter(table, fieldnames=sorted({k for r in self.history for k in r}))
+        w.writeheader()
+        w.writerows(self.history)
+        atomic_write(self.out / "metrics.csv", table.getvalue())
 
     def plot(self, path: str | os.PathLike[str]) -> Path:
         """Train and validation loss against step (PNG)."""

@@ -30,8 +30,23 @@ def _layer_norm(x, w, b, out):
 
 
 @njit(cache=True)
-def rwkv_step(tokens, emb, ln0, ln, att_mix, decay, first, att_w, ffn_mix, ffn_k, ffn_r, ffn_v,
-              ln_out, head, state):  # fmt: skip
+def rwkv_step(
+    tokens,
+    emb,
+    ln0,
+    ln,
+    att_mix,
+    decay,
+    first,
+    att_w,
+    ffn_mix,
+    ffn_k,
+    ffn_r,
+    ffn_v,
+    ln_out,
+    head,
+    state,
+):
     """Logits (B, V) for one token per sequence; ``state`` (L, 5, B, C) is updated in place.
 
     ln0 (2, C); ln (L, 2, 2, C) = (ln1 | ln2) x (weight | bias); att_mix (L, 3, C) = mix k, v, r;
@@ -111,8 +126,24 @@ def rwkv_step(tokens, emb, ln0, ln, att_mix, decay, first, att_w, ffn_mix, ffn_k
 
 
 @njit(cache=True)
-def mamba_step(tokens, emb, norm, in_proj, conv_w, conv_b, x_proj, dt_w, dt_b, A, D, out_proj,
-               norm_f, conv_state, ssm_state, eps):  # fmt: skip
+def mamba_step(
+    tokens,
+    emb,
+    norm,
+    in_proj,
+    conv_w,
+    conv_b,
+    x_proj,
+    dt_w,
+    dt_b,
+    A,
+    D,
+    out_proj,
+    norm_f,
+    conv_state,
+    ssm_state,
+    eps,
+):
     """Logits (B, V) of one Mamba-1 token per sequence; states updated in place.
 
     norm (L, d); in_proj (L, 2di, d); conv_w (L, di, K); conv_b (L, di); x_proj (L, r+2n, di);

@@ -53,8 +53,23 @@ def _ln(x, w, b):
     return (x - mu) / np.sqrt(var + 1e-5) * w + b
 
 
-def rwkv_step(tokens, emb, ln0, ln, att_mix, decay, first, att_w, ffn_mix, ffn_k, ffn_r, ffn_v,
-              ln_out, head, state):  # fmt: skip
+def rwkv_step(
+    tokens,
+    emb,
+    ln0,
+    ln,
+    att_mix,
+    decay,
+    first,
+    att_w,
+    ffn_mix,
+    ffn_k,
+    ffn_r,
+    ffn_v,
+    ln_out,
+    head,
+    state,
+):
     """The RWKV-4 recurrent step in plain numpy (see ``numba_cpu.rwkv_step`` for the layout)."""
     x = _ln(emb[tokens], ln0[0], ln0[1])
     for layer in range(att_mix.shape[0]):
@@ -67,8 +82,13 @@ def rwkv_step(tokens, emb, ln0, ln, att_mix, decay, first, att_w, ffn_mix, ffn_k
         st[0] = xx
         wkv = np.empty_like(k)
         for i in range(len(k)):  # the WKV of wkv_ref, one step per sequence
-            out, (a, b, p) = wkv_ref(decay[layer], first[layer], k[i : i + 1], v[i : i + 1],
-                                     (st[1, i], st[2, i], st[3, i]))  # fmt: skip
+            out, (a, b, p) = wkv_ref(
+                decay[layer],
+                first[layer],
+                k[i : i + 1],
+                v[i : i + 1],
+                (st[1, i], st[2, i], st[3, i]),
+            )
             wkv[i] = out[0]
             st[1, i], st[2, i], st[3, i] = a, b, p
         x = x + (r * wkv) @ att_w[layer, 3].T
@@ -81,8 +101,24 @@ def rwkv_step(tokens, emb, ln0, ln, att_mix, decay, first, att_w, ffn_mix, ffn_k
     return _ln(x, ln_out[0], ln_out[1]) @ head.T
 
 
-def mamba_step(tokens, emb, norm, in_proj, conv_w, conv_b, x_proj, dt_w, dt_b, A, D, out_proj,
-               norm_f, conv_state, ssm_state, eps):  # fmt: skip
+def mamba_step(
+    tokens,
+    emb,
+    norm,
+    in_proj,
+    conv_w,
+    conv_b,
+    x_proj,
+    dt_w,
+    dt_b,
+    A,
+    D,
+    out_proj,
+    norm_f,
+    conv_state,
+    ssm_state,
+    eps,
+):
     """The Mamba-1 recurrent step in plain numpy (see ``numba_cpu.mamba_step``)."""
 
     def rms(x, w):
