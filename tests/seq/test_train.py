@@ -106,12 +106,24 @@ def test_sampling_rules():
         list(generate(model, tok, "the", temperature=-1))
 
 
+def test_generation_backends_sample_the_same_text_and_a_typo_is_an_error():
+    data = TextData.from_text(TEXT)
+    model = _rwkv(data)
+    texts = {
+        b: "".join(generate(model, data.tokenizer, "the ", max_new_tokens=15, seed=4, backend=b))
+        for b in ("auto", "numba", "reference", "torch")
+    }
+    assert len(set(texts.values())) == 1, texts
+    with pytest.raises(ConfigError, match="backend"):
+        list(generate(model, data.tokenizer, "the ", backend="numbaa"))
+
+
 def test_generation_is_seeded_streams_and_stops():
     data = TextData.from_text(TEXT)
     model = _rwkv(data)
     pieces = list(generate(model, data.tokenizer, "the ", max_new_tokens=20, seed=3))
     a = "".join(pieces)
-    b = "".join(generate(model, data.tokenizer, "the ", max_new_tokens=20, seed=3, fast=False))
+    b = "".join(generate(model, data.tokenizer, "the ", max_new_tokens=20, seed=3, backend="torch"))
     assert a == b and len(pieces) == 20  # the numba and torch paths sample the same text
     stopped = "".join(
         generate(model, data.tokenizer, "the ", max_new_tokens=200, seed=3, stop=(a[:2],))

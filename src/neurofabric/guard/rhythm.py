@@ -50,15 +50,29 @@ class RhythmResult:
 
 
 class RhythmTracker:
-    """Predicts the next of ``n_symbols`` events from the last ``context`` events."""
+    """Predicts the next of ``n_symbols`` events from the last ``context`` events.
+
+    ``backend``: the kernels of the field, as :class:`GuardClassifier`'s ("auto", "numba" or
+    "reference")."""
 
     def __init__(
-        self, n_symbols: int, *, context: int = 4, margin: float = 1.0, seed: Any = 0
+        self,
+        n_symbols: int,
+        *,
+        context: int = 4,
+        margin: float = 1.0,
+        seed: Any = 0,
+        backend: str = "auto",
     ) -> None:
         self.n_symbols = check_int("n_symbols", n_symbols, min_value=2)
         self.context = check_int("context", context, min_value=1)
         self.classifier = GuardClassifier(
-            rule="perceptron", average=False, margin=margin, shuffle=False, seed=seed
+            rule="perceptron",
+            average=False,
+            margin=margin,
+            shuffle=False,
+            seed=seed,
+            backend=backend,
         )
         self._history: list[int] = []
         self._classes = np.arange(n_symbols)

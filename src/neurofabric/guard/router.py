@@ -90,11 +90,14 @@ def make_requests(
 
 
 class ExpertRouter:
-    """Routes requests to one of ``EXPERTS`` with a 105-neuron guard field."""
+    """Routes requests to one of ``EXPERTS`` with a 105-neuron guard field.
 
-    def __init__(self, *, epochs: int = 5, seed: Any = 0) -> None:
+    ``backend``: the kernels of the field, as :class:`GuardClassifier`'s ("auto", "numba" or
+    "reference")."""
+
+    def __init__(self, *, epochs: int = 5, seed: Any = 0, backend: str = "auto") -> None:
         self.vocabulary = {w: i for i, w in enumerate(VOCABULARY)}
-        self.classifier = GuardClassifier(rule="pa1", epochs=epochs, seed=seed)
+        self.classifier = GuardClassifier(rule="pa1", epochs=epochs, seed=seed, backend=backend)
         self.unknown_words_ = 0
 
     @property

@@ -17,16 +17,20 @@ from typing import Any
 
 import numpy as np
 
-from neurofabric.core.errors import ShapeError
+from neurofabric.core.errors import ConfigError, ShapeError
 from neurofabric.core.rng import make_rng
 from neurofabric.core.validation import (
+    check_choice,
     check_int,
     check_nonnegative,
     check_positive,
     check_probability,
 )
 
-__all__ = ["generate", "sample_token"]
+__all__ = ["GENERATE_BACKENDS", "generate", "sample_token"]
+
+#: the values of ``generate``'s ``backend``
+GENERATE_BACKENDS = ("auto", "numba", "reference", "torch")
 
 
 def sample_token(
@@ -77,12 +81,16 @@ def generate(
     top_p: float | None = None,
     seed: Any = 0,
     stop: tuple[str, ...] = (),
-    fast: bool = True,
+    backend: str = "auto",
 ) -> Iterator[str]:
     """Yield the text of each new token (streaming). The prompt is run through the recurrent
-    step; ``fast`` uses the numba decoder when the model has one. Stops at ``max_new_tokens``
+    step: ``backend`` "auto" (the default) runs the fused decoder of
+    :mod:`neurofabric.seq.decode` (numba where installed) when the model has one and the
+    model's torch ``step`` otherwise; "numba" or "reference" insist on that decoder backend;
+    "torch" always runs the model's own ``step`` (any device). Stops at ``max_new_tokens``
     or after any string in ``stop`` appears in the generated text."""
     _check(temperature, top_k, top_p, max_new_tokens)
+    check_choice("backend", backend, GENERATE_BACKENDS)
     strict = getattr(tokenizer, "kind", "") == "char"
     ids = tokenizer.encode(prompt, strict=True) if strict else tokenizer.encode(prompt)
     if not ids:
@@ -93,7 +101,7 @@ def generate(
             f"the prompt has token ids up to {max(ids)}, the model's vocabulary is {vocab}"
         )
     rng = make_rng(seed)
-    step = _stepper(model, fast)
+    step = _stepper(model, backend)
     logits = None
     for t in ids:
         logits = step(t)
@@ -108,18 +116,23 @@ def generate(
         logits = step(tok)
 
 
-def _stepper(model: Any, fast: bool):
+def _stepper(model: Any, backend: str):
     from neurofabric.seq.mamba import Mamba
     from neurofabric.seq.rwkv import RWKV4
 
-    if fast:
+    if backend != "torch":
         from neurofabric.seq.decode import MambaDecoder, RWKVDecoder
 
         dec = None
         if isinstance(model, RWKV4):
-            dec = RWKVDecoder.from_model(model)
+            dec = RWKVDecoder.from_model(model, backend=backend)
         elif isinstance(model, Mamba):
-            dec = MambaDecoder.from_model(model)
+            dec = MambaDecoder.from_model(model, backend=backend)
+        elif backend != "auto":
+            raise ConfigError(
+                f"`backend` {backend!r} runs the fused decoders of RWKV4 and Mamba, but the "
+                f"model is a {type(model).__name__}; use backend='torch' or 'auto'"
+            )
         if dec is not None:
             state = dec.init_state(1)
             return lambda t: dec.step_(np.array([t]), state)[0]
