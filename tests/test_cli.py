@@ -85,9 +85,21 @@ def test_thermo_train_and_eval_on_digits(tmp_path):
     out = tmp_path / "m"
     res = runner.invoke(
         app,
-        ["thermo", "train", "--out", str(out), "--hidden", "8", "--proposals", "30000",
-         "--generation", "10000", "--plot", str(tmp_path / "h.png")],
-    )  # fmt: skip
+        [
+            "thermo",
+            "train",
+            "--out",
+            str(out),
+            "--hidden",
+            "8",
+            "--proposals",
+            "30000",
+            "--generation",
+            "10000",
+            "--plot",
+            str(tmp_path / "h.png"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "test accuracy" in res.output and (tmp_path / "h.png").is_file()
     model = ThermoClassifier.load(out)
@@ -192,16 +204,37 @@ def test_mnist_train_and_eval_on_a_fake_dataset(tmp_path):
     res = runner.invoke(
         app,
         [
-            "snn", "mnist", "eval", str(model), "--data-dir", str(tmp_path / "data"),
-            "--images", "20", "--quantize", "2", "--stp", "0.5,0.2,0,1", "--label-images", "30",
+            "snn",
+            "mnist",
+            "eval",
+            str(model),
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--images",
+            "20",
+            "--quantize",
+            "2",
+            "--stp",
+            "0.5,0.2,0,1",
+            "--label-images",
+            "30",
         ],
-    )  # fmt: skip
+    )
     assert res.exit_code == 0, res.output
     assert "INT2 weights" in res.output and "STP U=0.5" in res.output and "accuracy" in res.output
     res = runner.invoke(
-        app, ["snn", "mnist", "eval", str(model), "--data-dir", str(tmp_path / "data"),
-              "--stp", "0.5,0.2"],
-    )  # fmt: skip
+        app,
+        [
+            "snn",
+            "mnist",
+            "eval",
+            str(model),
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--stp",
+            "0.5,0.2",
+        ],
+    )
     assert res.exit_code == 2 and "four numbers" in res.output
     res = runner.invoke(app, ["snn", "mnist", "eval", str(tmp_path / "nothing")])
     assert res.exit_code == 2 and "manifest" in res.output
@@ -226,12 +259,35 @@ def _text_csv(path, n=300, seed=0):
 
 def test_guard_train_eval_predict_on_a_csv(tmp_path):
     data = _text_csv(tmp_path / "d.csv")
-    res = runner.invoke(app, ["guard", "train", "--csv", str(data), "--out", str(tmp_path / "m"),
-                              "--n-features", "4096", "--int8"])  # fmt: skip
+    res = runner.invoke(
+        app,
+        [
+            "guard",
+            "train",
+            "--csv",
+            str(data),
+            "--out",
+            str(tmp_path / "m"),
+            "--n-features",
+            "4096",
+            "--int8",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "model on disk" in res.output
-    res = runner.invoke(app, ["guard", "eval", "--model", str(tmp_path / "m"), "--csv", str(data),
-                              "--plot", str(tmp_path / "cm.png")])  # fmt: skip
+    res = runner.invoke(
+        app,
+        [
+            "guard",
+            "eval",
+            "--model",
+            str(tmp_path / "m"),
+            "--csv",
+            str(data),
+            "--plot",
+            str(tmp_path / "cm.png"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "accuracy" in res.output and (tmp_path / "cm.png").stat().st_size > 1000
     res = runner.invoke(
@@ -251,8 +307,24 @@ def test_guard_demos_run():
 
 def test_field_create_learn_query_stats(tmp_path):
     path = str(tmp_path / "f")
-    res = runner.invoke(app, ["field", "create", path, "--dims", "2", "--levels", "6",
-                              "--log2-table", "12", "--base-resolution", "4", "--hidden", "16"])  # fmt: skip
+    res = runner.invoke(
+        app,
+        [
+            "field",
+            "create",
+            path,
+            "--dims",
+            "2",
+            "--levels",
+            "6",
+            "--log2-table",
+            "12",
+            "--base-resolution",
+            "4",
+            "--hidden",
+            "16",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "1,125,899,906,842,624 bytes" in res.output
     res = runner.invoke(app, ["field", "learn", path, "--steps", "30", "--batch", "64"])
@@ -270,19 +342,66 @@ def test_field_create_learn_query_stats(tmp_path):
 def test_seq_tokenizer_train_generate(tmp_path):
     text = tmp_path / "t.txt"
     text.write_text("to be or not to be, that is the question\n" * 80)
-    res = runner.invoke(app, ["seq", "tokenizer", "train", "--data", str(text), "--out",
-                              str(tmp_path / "tok.json"), "--kind", "bpe", "--vocab-size", "300"])  # fmt: skip
+    res = runner.invoke(
+        app,
+        [
+            "seq",
+            "tokenizer",
+            "train",
+            "--data",
+            str(text),
+            "--out",
+            str(tmp_path / "tok.json"),
+            "--kind",
+            "bpe",
+            "--vocab-size",
+            "300",
+        ],
+    )
     assert res.exit_code == 0, res.output
-    res = runner.invoke(app, ["seq", "train", "--data", str(text), "--out", str(tmp_path / "run"),
-                              "--arch", "mamba", "--layers", "1", "--dim", "16", "--steps", "20",
-                              "--batch-size", "4", "--seq-len", "16", "--eval-every", "10"])  # fmt: skip
+    res = runner.invoke(
+        app,
+        [
+            "seq",
+            "train",
+            "--data",
+            str(text),
+            "--out",
+            str(tmp_path / "run"),
+            "--arch",
+            "mamba",
+            "--layers",
+            "1",
+            "--dim",
+            "16",
+            "--steps",
+            "20",
+            "--batch-size",
+            "4",
+            "--seq-len",
+            "16",
+            "--eval-every",
+            "10",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert (tmp_path / "run" / "best" / "model.safetensors").is_file()
     assert (tmp_path / "run" / "loss.png").is_file() and (
         tmp_path / "run" / "metrics.csv"
     ).is_file()
-    res = runner.invoke(app, ["seq", "generate", "--checkpoint", str(tmp_path / "run"), "--prompt",
-                              "to be", "--max-tokens", "10"])  # fmt: skip
+    res = runner.invoke(
+        app,
+        [
+            "seq",
+            "generate",
+            "--checkpoint",
+            str(tmp_path / "run"),
+            "--prompt",
+            "to be",
+            "--max-tokens",
+            "10",
+        ],
+    )
     assert res.exit_code == 0 and res.output.startswith("to be"), res.output
     res = runner.invoke(
         app, ["seq", "generate", "--checkpoint", str(tmp_path / "run"), "--prompt", "ZZ"]
@@ -292,8 +411,20 @@ def test_seq_tokenizer_train_generate(tmp_path):
         app, ["seq", "train", "--data", str(tmp_path / "none.txt"), "--out", str(tmp_path / "x")]
     )
     assert res.exit_code == 2 and "none.txt" in res.output
-    res = runner.invoke(app, ["seq", "memory", "--checkpoint", str(tmp_path / "run" / "best"), "--measure",
-                              "--batch-size", "2", "--seq-len", "8"])  # fmt: skip
+    res = runner.invoke(
+        app,
+        [
+            "seq",
+            "memory",
+            "--checkpoint",
+            str(tmp_path / "run" / "best"),
+            "--measure",
+            "--batch-size",
+            "2",
+            "--seq-len",
+            "8",
+        ],
+    )
     assert res.exit_code == 0 and "activations" in res.output and "measured" in res.output
     res = runner.invoke(app, ["seq", "memory", "--arch", "gru"])
     assert res.exit_code == 2 and "--arch" in res.output
@@ -302,8 +433,24 @@ def test_seq_tokenizer_train_generate(tmp_path):
 def test_seq_train_resumes_only_with_resume(tmp_path):
     text = tmp_path / "t.txt"
     text.write_text("to be or not to be, that is the question\n" * 40)
-    args = ["seq", "train", "--data", str(text), "--out", str(tmp_path / "run"), "--layers", "1",
-            "--dim", "8", "--batch-size", "2", "--seq-len", "8", "--eval-every", "2"]  # fmt: skip
+    args = [
+        "seq",
+        "train",
+        "--data",
+        str(text),
+        "--out",
+        str(tmp_path / "run"),
+        "--layers",
+        "1",
+        "--dim",
+        "8",
+        "--batch-size",
+        "2",
+        "--seq-len",
+        "8",
+        "--eval-every",
+        "2",
+    ]
     res = runner.invoke(app, [*args, "--resume", "--steps", "2"])
     assert res.exit_code == 2 and "nothing to resume" in " ".join(res.output.split())
     res = runner.invoke(app, [*args, "--steps", "2"])
@@ -322,17 +469,35 @@ def test_seq_memory_matches_the_library():
     from neurofabric.seq import RWKVConfig
     from neurofabric.seq.memory import estimate_memory
 
-    res = runner.invoke(app, ["seq", "memory", "--arch", "rwkv", "--dim", "64", "--layers", "2",
-                              "--vocab", "100", "--batch-size", "4", "--seq-len", "32"])  # fmt: skip
+    res = runner.invoke(
+        app,
+        [
+            "seq",
+            "memory",
+            "--arch",
+            "rwkv",
+            "--dim",
+            "64",
+            "--layers",
+            "2",
+            "--vocab",
+            "100",
+            "--batch-size",
+            "4",
+            "--seq-len",
+            "32",
+        ],
+    )
     assert res.exit_code == 0, res.output
-    est = estimate_memory(RWKVConfig(vocab_size=100, n_layer=2, n_embd=64), batch_size=4,
-                          seq_len=32)  # fmt: skip
+    est = estimate_memory(
+        RWKVConfig(vocab_size=100, n_layer=2, n_embd=64), batch_size=4, seq_len=32
+    )
     assert f"{est.activations / 2**20:,.3f}" in res.output
 
 
 def test_demo_sequence_part_can_run_twice_into_one_folder(tmp_path):
     """`make demo` reruns into demo-output: the strict seq resume must not stop it."""
-    from neurofabric.cli.app import _demo_seq
+    from neurofabric.cli.demo import _demo_seq
 
     for _ in range(2):
         _demo_seq(tmp_path)

@@ -177,9 +177,15 @@ def build_network(b2, n, p, model, names_suffix=""):
     ne = int(0.8 * n)
     if model == "cuba":
         ns = dict(
-            taum=20 * ms, taue=5 * ms, taui=10 * ms, Vt=-50 * mV, Vr=-60 * mV, El=-49 * mV,
-            we=(60 * 0.27 / 10) * mV, wi=(-20 * 4.5 / 10) * mV,
-        )  # fmt: skip
+            taum=20 * ms,
+            taue=5 * ms,
+            taui=10 * ms,
+            Vt=-50 * mV,
+            Vr=-60 * mV,
+            El=-49 * mV,
+            we=(60 * 0.27 / 10) * mV,
+            wi=(-20 * 4.5 / 10) * mV,
+        )
         eqs = """
         dv/dt  = (ge+gi-(v-El))/taum : volt (unless refractory)
         dge/dt = -ge/taue : volt
@@ -188,9 +194,18 @@ def build_network(b2, n, p, model, names_suffix=""):
         method = "exact"
     else:
         ns = dict(
-            taum=20 * ms, taue=5 * ms, taui=10 * ms, Vt=-50 * mV, Vr=-60 * mV, El=-60 * mV,
-            Erev_exc=0 * mV, Erev_inh=-80 * mV, I=20 * mV, we=0.6, wi=6.7,
-        )  # fmt: skip
+            taum=20 * ms,
+            taue=5 * ms,
+            taui=10 * ms,
+            Vt=-50 * mV,
+            Vr=-60 * mV,
+            El=-60 * mV,
+            Erev_exc=0 * mV,
+            Erev_inh=-80 * mV,
+            I=20 * mV,
+            we=0.6,
+            wi=6.7,
+        )
         eqs = """
         dv/dt  = (ge*(Erev_exc-v)+gi*(Erev_inh-v)-(v-El)+I)*(1./taum) : volt (unless refractory)
         dge/dt = -ge/taue : 1
@@ -198,9 +213,15 @@ def build_network(b2, n, p, model, names_suffix=""):
         """
         method = "euler"
     P = b2.NeuronGroup(
-        n, eqs, threshold="v>Vt", reset="v = Vr", refractory=5 * ms, method=method,
-        namespace=ns, name="neurons" + names_suffix,
-    )  # fmt: skip
+        n,
+        eqs,
+        threshold="v>Vt",
+        reset="v = Vr",
+        refractory=5 * ms,
+        method=method,
+        namespace=ns,
+        name="neurons" + names_suffix,
+    )
     P.v = "Vr + rand() * (Vt - Vr)"
     P.ge = 0
     P.gi = 0

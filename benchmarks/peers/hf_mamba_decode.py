@@ -25,8 +25,12 @@ def decode(model, tokens):
     cache = out.cache_params
     logits = [out.logits[0, -1].numpy()]
     for i, t in enumerate(tokens[1:], start=1):
-        out = model(torch.tensor([[t]]), cache_params=cache, use_cache=True,
-                    cache_position=torch.tensor([i]))  # fmt: skip
+        out = model(
+            torch.tensor([[t]]),
+            cache_params=cache,
+            use_cache=True,
+            cache_position=torch.tensor([i]),
+        )
         cache = out.cache_params
         logits.append(out.logits[0, -1].numpy())
     return logits

@@ -82,6 +82,8 @@ class ProgressView:
         self.show = show and get_config().progress
         self.info = info or self._default_info
         self.stop = stop
+        #: the first and the last report (a resumed run's first ``done`` says where it resumed)
+        self.first: Progress | None = None
         self.last: Progress | None = None
         self._bar = (
             progress_bar(label, "{task.completed:.0f}/{task.total:.0f}") if self.show else None
@@ -103,6 +105,8 @@ class ProgressView:
             self._bar.__exit__(*exc)
 
     def callback(self, p: Progress) -> bool:
+        if self.first is None:
+            self.first = p
         self.last = p
         if self._bar is not None:
             if self._task is None:

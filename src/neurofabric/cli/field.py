@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import typer
 from rich.table import Table
 
-from neurofabric.cli.render import console, err_console, progress_bar
-from neurofabric.core.errors import ConfigError, NeurofabricError
+from neurofabric.cli.common import BACKEND_OPTION, JSON_OPTION, ProgressView, emit, handles_errors
+from neurofabric.cli.render import console
+from neurofabric.core.errors import ConfigError
 
 field_app = typer.Typer(
     help="The demand-paged neural field: hash-encoded parameters on sparse sharded files.",
     no_args_is_help=True,
 )
-
-
-def _fail(exc: Exception) -> None:
-    err_console.print(f"[red]error:[/red] {exc}")
-    raise typer.Exit(2) from exc
 
 
 def _parse_points(points: list[str], n_dims: int) -> np.ndarray:
@@ -37,6 +34,7 @@ def _parse_points(points: list[str], n_dims: int) -> np.ndarray:
 
 
 @field_app.command("create")
+@handles_errors
 def field_create(
     path: Path = typer.Argument(..., help="Folder of the new field."),
     dims: int = typer.Option(3, help="Coordinate dimensions (1-4)."),
@@ -50,50 +48,72 @@ def field_create(
     out_dim: int = typer.Option(1, help="Decoded values per point."),
     logical_pib: float = typer.Option(1.0, help="Logical size of the page space in PiB."),
     seed: int = typer.Option(0, help="Seed of the decoder's weights."),
+    json_out: bool = JSON_OPTION,
 ) -> None:
     """Create an empty field (sparse files: only the decoder's pages are written)."""
     from neurofabric.field import DemandPagedField, HashGridSpec
 
-    try:
-        spec = HashGridSpec(n_dims=dims, n_levels=levels, n_features=features,
-                            log2_table=log2_table, base_resolution=base_resolution,
-                            per_level_scale=per_level_scale, hash_bits=hash_bits)  # fmt: skip
-        t0 = time.perf_counter()
-        f = DemandPagedField.create(path, spec=spec, hidden=(hidden,), out_dim=out_dim,
-                                    logical_bytes=int(logical_pib * 2**50), seed=seed)  # fmt: skip
-        secs = time.perf_counter() - t0
-        disk = f.store.disk_bytes()
-        f.close()
-    except NeurofabricError as exc:
-        _fail(exc)
-    t = Table(title=f"field {path}")
+    spec = HashGridSpec(
+        n_dims=dims,
+        n_levels=levels,
+        n_features=features,
+        log2_table=log2_table,
+        base_resolution=base_resolution,
+        per_level_scale=per_level_scale,
+        hash_bits=hash_bits,
+    )
+    logical = int(logical_pib * 2**50)
+    t0 = time.perf_counter()
+    f = DemandPagedField.create(
+        path, spec=spec, hidden=(hidden,), out_dim=out_dim, logical_bytes=logical, seed=seed
+    )
+    secs = time.perf_counter() - t0
+    disk = f.store.disk_bytes()
+    f.close()
+    summary = {
+        "field": str(path),
+        "table_rows": spec.n_rows,
+        "logical_bytes": logical,
+        "disk_bytes": disk,
+        "create_s": secs,
+    }
+    emit(summary, json_out, _create_table)
+
+
+def _create_table(s: dict) -> Table:
+    t = Table(title=f"field {s['field']}")
     t.add_column("figure")
     t.add_column("value", justify="right")
-    t.add_row("table rows", f"{spec.n_rows:,}")
-    t.add_row("logical size", f"{int(logical_pib * 2**50):,} bytes")
-    t.add_row("on disk", f"{disk:,} bytes")
-    t.add_row("created in", f"{secs * 1e3:.1f} ms")
-    console.print(t)
+    t.add_row("table rows", f"{s['table_rows']:,}")
+    t.add_row("logical size", f"{s['logical_bytes']:,} bytes")
+    t.add_row("on disk", f"{s['disk_bytes']:,} bytes")
+    t.add_row("created in", f"{s['create_s'] * 1e3:.1f} ms")
+    return t
 
 
 @field_app.command("query")
+@handles_errors
 def field_query(
     path: Path = typer.Argument(..., help="A field folder."),
     points: list[str] = typer.Argument(
         ..., help="Points as comma-separated coordinates in [0, 1]."
     ),
+    backend: str = BACKEND_OPTION,
+    json_out: bool = JSON_OPTION,
 ) -> None:
     """Decoded values at points (read-only)."""
     from neurofabric.field import DemandPagedField
 
+    f = DemandPagedField.open(path, readonly=True, backend=backend)
     try:
-        f = DemandPagedField.open(path, readonly=True)
         x = _parse_points(points, f.spec.n_dims)
         values = f.query(x)
         lat = f.latency_summary()
+    finally:
         f.close()
-    except NeurofabricError as exc:
-        _fail(exc)
+    if json_out:
+        emit({"points": x, "values": values, "latency": lat}, True, None)
+        return
     t = Table("point", "value")
     for p, v in zip(points, values, strict=True):
         t.add_row(p, ", ".join(f"{x:.6g}" for x in v))
@@ -102,6 +122,7 @@ def field_query(
 
 
 @field_app.command("learn")
+@handles_errors
 def field_learn(
     path: Path = typer.Argument(..., help="A field folder."),
     function: str = typer.Option("sines", help="Target: sines (a smooth test function) or ring."),
@@ -109,6 +130,8 @@ def field_learn(
     batch: int = typer.Option(256, help="Points per step."),
     lr: float = typer.Option(0.05, help="Learning rate."),
     seed: int = typer.Option(0, help="Seed of the sampled points."),
+    backend: str = BACKEND_OPTION,
+    json_out: bool = JSON_OPTION,
 ) -> None:
     """Fit a built-in test function (continual learning on touched rows and the decoder)."""
     from neurofabric.field import DemandPagedField
@@ -120,45 +143,70 @@ def field_learn(
         ),
     }
     if function not in fns:
-        _fail(ConfigError(f"--function must be one of {sorted(fns)}, got {function!r}"))
+        raise ConfigError(f"--function must be one of {sorted(fns)}, got {function!r}")
+    if steps < 1 or batch < 1:
+        raise ConfigError(f"--steps and --batch must be >= 1, got {steps} and {batch}")
+    fn = fns[function]
+    f = DemandPagedField.open(path, backend=backend)
     try:
-        f = DemandPagedField.open(path)
         rng = np.random.default_rng(seed)
-        progress = progress_bar("learning", "{task.completed}/{task.total}")
-        task = progress.add_task("learning", total=steps, info="")
-        with progress:
-            for k in range(steps):
-                x = rng.random((batch, f.spec.n_dims)).astype(np.float32)
-                loss = f.learn(x, fns[function](x), lr=lr)
-                progress.update(task, completed=k + 1, info=f"loss {loss:.4g}")
+        chunk = max(1, 65_536 // batch)  # steps sampled at once (the same stream as one by one)
+        loss = float("nan")
+        with ProgressView(
+            "learning", show=not json_out, info=lambda p: f"loss {p['loss']:.4g}"
+        ) as view:
+            for start in range(0, steps, chunk):
+                n = min(chunk, steps - start)
+                x = rng.random((n * batch, f.spec.n_dims)).astype(np.float32)
+
+                def report(p, start=start):
+                    view.callback(replace(p, done=start + p.done, total=steps))
+
+                f.learn(x, fn(x), lr=lr, batch_size=batch, callback=report)
+                loss = float(view.last["loss"])
         test = rng.random((2000, f.spec.n_dims)).astype(np.float32)
-        mse = float(np.mean((f.query(test) - fns[function](test)) ** 2))
+        mse = float(np.mean((f.query(test) - fn(test)) ** 2))
+        used = f.backend
+    finally:
         f.close()
-    except NeurofabricError as exc:
-        _fail(exc)
+    summary = {
+        "function": function,
+        "steps": steps,
+        "batch": batch,
+        "lr": lr,
+        "last_loss": loss,
+        "held_out_mse": mse,
+        "backend": used,
+    }
+    if json_out:
+        emit(summary, True, None)
+        return
     console.print(f"held-out MSE on 2,000 points: {mse:.5f} (loss at the last step {loss:.5f})")
 
 
 @field_app.command("stats")
+@handles_errors
 def field_stats(
     path: Path = typer.Argument(..., help="A field folder."),
     queries: int = typer.Option(1000, help="Random queries to run before reporting."),
     dram_pages: int = typer.Option(4096, help="DRAM tier size in pages."),
     seed: int = typer.Option(0),
+    backend: str = BACKEND_OPTION,
+    json_out: bool = JSON_OPTION,
 ) -> None:
     """Run random queries read-only and report tiers, latency percentiles and disk use."""
     from neurofabric.field import DemandPagedField, TierConfig
 
+    tiers = TierConfig(dram_pages=dram_pages)
+    f = DemandPagedField.open(path, readonly=True, tiers=tiers, backend=backend)
     try:
-        f = DemandPagedField.open(path, readonly=True, tiers=TierConfig(dram_pages=dram_pages))
         rng = np.random.default_rng(seed)
         for _ in range(queries):
             f.query(rng.random((1, f.spec.n_dims)))
         s = f.stats()
+    finally:
         f.close()
-    except NeurofabricError as exc:
-        _fail(exc)
-    console.print(stats_table(s))
+    emit(s, json_out, stats_table)
 
 
 def stats_table(s: dict) -> Table:
@@ -179,6 +227,7 @@ def stats_table(s: dict) -> Table:
 
 
 @field_app.command("bench")
+@handles_errors
 def field_bench(
     workload: str = typer.Option(
         "interleaved", help="sequential, strided, zipf, uniform, interleaved."
@@ -186,23 +235,26 @@ def field_bench(
     accesses: int = typer.Option(20000, help="Length of the page stream."),
     depth: int = typer.Option(4, help="Pages predicted per access."),
     seed: int = typer.Option(0),
+    json_out: bool = JSON_OPTION,
 ) -> None:
     """Every prefetcher on one page stream: precision, coverage and cost per access."""
     from neurofabric.field.prefetch import PREFETCHERS, PrefetchTracker, make_prefetcher
     from neurofabric.field.workloads import make_workload
 
-    try:
-        pages = make_workload(workload, accesses, seed=seed)
-    except NeurofabricError as exc:
-        _fail(exc)
-    t = Table(title=f"prefetchers on a {workload} stream of {accesses:,} pages")
-    for col in ("prefetcher", "precision", "coverage", "us per access"):
-        t.add_column(col, justify="right")
+    pages = make_workload(workload, accesses, seed=seed)
+    results = {}
     for name in PREFETCHERS:
         tracker = PrefetchTracker(make_prefetcher(name), k=depth)
         for p in pages.tolist():
             tracker.access(p)
-        s = tracker.summary()
+        results[name] = tracker.summary()
+    if json_out:
+        emit({"workload": workload, "accesses": accesses, "depth": depth} | results, True, None)
+        return
+    t = Table(title=f"prefetchers on a {workload} stream of {accesses:,} pages")
+    for col in ("prefetcher", "precision", "coverage", "us per access"):
+        t.add_column(col, justify="right")
+    for name, s in results.items():
         t.add_row(
             name, f"{s['precision']:.3f}", f"{s['coverage']:.3f}", f"{s['us_per_access']:.2f}"
         )

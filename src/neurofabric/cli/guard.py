@@ -9,9 +9,9 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from neurofabric.cli.render import console, err_console, print_report, progress_bar
-from neurofabric.core.errors import ConfigError, NeurofabricError
-from neurofabric.core.progress import Progress
+from neurofabric.cli.common import BACKEND_OPTION, JSON_OPTION, ProgressView, emit, handles_errors
+from neurofabric.cli.render import console, print_report
+from neurofabric.core.errors import ConfigError
 
 guard_app = typer.Typer(
     help="The event-driven classifier: a neuron field trained by local error feedback.",
@@ -19,8 +19,15 @@ guard_app = typer.Typer(
 )
 
 
-def load_split(dataset: str | None, csv: Path | None, jsonl: Path | None, data_dir, split: str,
-               text_column: str = "text", label_column: str = "label"):  # fmt: skip
+def load_split(
+    dataset: str | None,
+    csv: Path | None,
+    jsonl: Path | None,
+    data_dir,
+    split: str,
+    text_column: str = "text",
+    label_column: str = "label",
+):
     """A named dataset's split, or a CSV / JSONL file (the file is the whole set)."""
     from neurofabric.data.text import load_text_csv, load_text_dataset, load_text_jsonl
 
@@ -34,14 +41,23 @@ def load_split(dataset: str | None, csv: Path | None, jsonl: Path | None, data_d
     return load_text_dataset(dataset, split, data_dir=data_dir)
 
 
-def _fail(exc: Exception) -> None:
-    err_console.print(f"[red]error:[/red] {exc}")
-    raise typer.Exit(2) from exc
-
-
-def train_text(*, train, test, out: Path | None, rule: str, epochs: int, n_features: int,
-               word_ngrams: int, char_ngrams: tuple[int, int] | None, n_jobs: int,
-               weights: str, seed: int, plot: Path | None) -> dict:  # fmt: skip
+def train_text(
+    *,
+    train,
+    test,
+    out: Path | None,
+    rule: str,
+    epochs: int,
+    n_features: int,
+    word_ngrams: int,
+    char_ngrams: tuple[int, int] | None,
+    n_jobs: int,
+    weights: str,
+    seed: int,
+    plot: Path | None,
+    backend: str = "auto",
+    show_progress: bool = True,
+) -> dict:
     """Fit, evaluate and save a text classifier with a progress bar; returns a summary."""
     from neurofabric.core.figures import plot_confusion
     from neurofabric.core.metrics import classification_report
@@ -50,20 +66,22 @@ def train_text(*, train, test, out: Path | None, rule: str, epochs: int, n_featu
     kw = {"rule": rule, "epochs": epochs, "n_features": n_features, "n_jobs": n_jobs, "seed": seed}
     if rule != "neuronguard":
         kw.update(word_ngrams=word_ngrams, char_ngrams=char_ngrams)
-    clf = TextGuardClassifier(**kw)
-    progress = progress_bar("training", "epoch {task.completed:.0f}/{task.total:.0f}")
-    task = progress.add_task("training", total=epochs, info="featurizing")
-
-    def on_epoch(p: Progress) -> None:
-        progress.update(task, completed=p.done, info=f"feedback on {p['update_rate']:.1%}")
-
+    clf = TextGuardClassifier(**kw, backend=backend)
     t0 = time.perf_counter()
-    with progress:
-        clf.fit(train.texts, np.asarray(train.classes)[train.labels], callback=on_epoch,
-                classes=np.asarray(train.classes))  # fmt: skip
+    with ProgressView(
+        "training", show=show_progress, info=lambda p: f"feedback on {p['update_rate']:.1%}"
+    ) as view:
+        classes = np.asarray(train.classes)
+        clf.fit(train.texts, classes[train.labels], callback=view.callback, classes=classes)
     fit_s = time.perf_counter() - t0
-    summary = {"train_docs": len(train), "fit_seconds": fit_s, "rule": rule,
-               "synapses": clf.guard.field_.n_synapses(), "classes": list(train.classes)}  # fmt: skip
+    summary = {
+        "train_docs": len(train),
+        "fit_seconds": fit_s,
+        "rule": rule,
+        "backend": clf.backend_,
+        "synapses": clf.guard.field_.n_synapses(),
+        "classes": list(train.classes),
+    }
     if test is not None:
         events = clf.transform(test.texts)
         t0 = time.perf_counter()
@@ -74,8 +92,9 @@ def train_text(*, train, test, out: Path | None, rule: str, epochs: int, n_featu
         summary["report"] = classification_report(test.labels, pred, n_classes=len(train.classes))
         summary["test_docs"] = len(test)
         if plot is not None:
-            plot_confusion(summary["report"]["confusion"], plot, title=f"guard ({rule})",
-                           labels=list(train.classes))  # fmt: skip
+            labels = list(train.classes)
+            title = f"guard ({rule})"
+            plot_confusion(summary["report"]["confusion"], plot, title=title, labels=labels)
     if out is not None:
         clf.save(out, weights=weights)
         summary["bytes_on_disk"] = saved_bytes(out)
@@ -106,6 +125,7 @@ _JSONL = typer.Option(None, help="A JSONL file, one object per line.")
 
 
 @guard_app.command("train")
+@handles_errors
 def guard_train(
     out: Path = typer.Option(..., help="Folder to save the model in."),
     dataset: str | None = _DATASET,
@@ -123,29 +143,44 @@ def guard_train(
     int8: bool = typer.Option(False, help="Save the weights as int8 (per output scale)."),
     seed: int = typer.Option(0, help="Seed of the sample order."),
     plot: Path | None = typer.Option(None, help="Confusion matrix PNG of the test split."),
+    backend: str = BACKEND_OPTION,
+    json_out: bool = JSON_OPTION,
 ) -> None:
     """Train on a dataset's training split (evaluated on its test split) or on a file."""
-    try:
-        cg = None
-        if char_ngrams:
-            parts = char_ngrams.split(",")
-            if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-                raise ConfigError(f"--char-ngrams must be 'minn,maxn', got {char_ngrams!r}")
-            cg = (int(parts[0]), int(parts[1]))
-        train = load_split(dataset, csv, jsonl, data_dir, "train", text_column, label_column)
-        test = load_split(dataset, None, None, data_dir, "test") if dataset else None
-        s = train_text(train=train, test=test, out=out, rule=rule, epochs=epochs,
-                       n_features=n_features, word_ngrams=word_ngrams, char_ngrams=cg,
-                       n_jobs=n_jobs, weights="int8" if int8 else "float32", seed=seed,
-                       plot=plot)  # fmt: skip
-    except NeurofabricError as exc:
-        _fail(exc)
+    cg = None
+    if char_ngrams:
+        parts = char_ngrams.split(",")
+        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+            raise ConfigError(f"--char-ngrams must be 'minn,maxn', got {char_ngrams!r}")
+        cg = (int(parts[0]), int(parts[1]))
+    train = load_split(dataset, csv, jsonl, data_dir, "train", text_column, label_column)
+    test = load_split(dataset, None, None, data_dir, "test") if dataset else None
+    s = train_text(
+        train=train,
+        test=test,
+        out=out,
+        rule=rule,
+        epochs=epochs,
+        n_features=n_features,
+        word_ngrams=word_ngrams,
+        char_ngrams=cg,
+        n_jobs=n_jobs,
+        weights="int8" if int8 else "float32",
+        seed=seed,
+        plot=plot,
+        backend=backend,
+        show_progress=not json_out,
+    )
+    if json_out:
+        emit(s, True, None)
+        return
     console.print(summary_table(s))
     if "report" in s:
         print_report(console, s["report"], "test split", names=s["classes"])
 
 
 @guard_app.command("eval")
+@handles_errors
 def guard_eval(
     model: Path = typer.Option(..., help="A folder written by `guard train`."),
     dataset: str | None = _DATASET,
@@ -154,59 +189,78 @@ def guard_eval(
     jsonl: Path | None = _JSONL,
     split: str = typer.Option("test", help="Split of --dataset."),
     plot: Path | None = typer.Option(None, help="Confusion matrix PNG."),
+    json_out: bool = JSON_OPTION,
 ) -> None:
     """Accuracy, macro-F1, per-class precision/recall and the confusion matrix of a model."""
     from neurofabric.core.figures import plot_confusion
     from neurofabric.core.metrics import classification_report
     from neurofabric.guard import TextGuardClassifier
 
-    try:
-        clf = TextGuardClassifier.load(model)
-        data = load_split(dataset, csv, jsonl, data_dir, split)
-        names = [str(c) for c in clf.classes_]
-        index = {c: i for i, c in enumerate(names)}
-        missing = sorted(set(data.classes) - set(index))
-        if missing:
-            raise ConfigError(f"labels {missing} are not classes of the model ({names})")
-        truth = np.array([index[data.classes[y]] for y in data.labels], dtype=np.int64)
-        pred = np.array([index[str(p)] for p in clf.predict(data.texts)], dtype=np.int64)
-    except NeurofabricError as exc:
-        _fail(exc)
+    clf = TextGuardClassifier.load(model)
+    data = load_split(dataset, csv, jsonl, data_dir, split)
+    names = [str(c) for c in clf.classes_]
+    index = {c: i for i, c in enumerate(names)}
+    missing = sorted(set(data.classes) - set(index))
+    if missing:
+        raise ConfigError(f"labels {missing} are not classes of the model ({names})")
+    truth = np.array([index[data.classes[y]] for y in data.labels], dtype=np.int64)
+    pred = np.array([index[str(p)] for p in clf.predict(data.texts)], dtype=np.int64)
     rep = classification_report(truth, pred, n_classes=len(names))
-    print_report(console, rep, f"{model.name} on {dataset or csv or jsonl}", names=names)
     if plot is not None:
         plot_confusion(rep["confusion"], plot, title=model.name, labels=names)
+    if json_out:
+        emit(
+            {"model": str(model), "documents": len(truth), "classes": names, "report": rep},
+            True,
+            None,
+        )
+        return
+    print_report(console, rep, f"{model.name} on {dataset or csv or jsonl}", names=names)
+    if plot is not None:
         console.print(f"figure: {plot}")
 
 
 @guard_app.command("predict")
+@handles_errors
 def guard_predict(
     texts: list[str] = typer.Argument(..., help="Documents to classify."),
     model: Path = typer.Option(..., help="A folder written by `guard train`."),
+    json_out: bool = JSON_OPTION,
 ) -> None:
     """The predicted class and its probability for each document."""
     from neurofabric.guard import TextGuardClassifier
 
-    try:
-        clf = TextGuardClassifier.load(model)
-        proba = clf.predict_proba(texts)
-    except NeurofabricError as exc:
-        _fail(exc)
+    clf = TextGuardClassifier.load(model)
+    proba = clf.predict_proba(texts)
+    best = np.argmax(proba, axis=1)
+    if json_out:
+        rows = [
+            {"text": text, "class": str(clf.classes_[k]), "p": float(p[k])}
+            for text, p, k in zip(texts, proba, best, strict=True)
+        ]
+        emit({"predictions": rows}, True, None)
+        return
     t = Table("document", "class", "p")
-    for text, p in zip(texts, proba, strict=True):
-        k = int(np.argmax(p))
+    for text, p, k in zip(texts, proba, best, strict=True):
         t.add_row(text[:60], str(clf.classes_[k]), f"{p[k]:.3f}")
     console.print(t)
 
 
-def run_rhythm(pattern: list[int], then: list[int], repeats: int, context: int, seed: int,
-               plot: Path | None) -> dict:  # fmt: skip
+def run_rhythm(
+    pattern: list[int],
+    then: list[int],
+    repeats: int,
+    context: int,
+    seed: int,
+    plot: Path | None,
+    backend: str = "auto",
+) -> dict:
     from neurofabric.core.figures import pyplot, save_figure
     from neurofabric.guard.rhythm import RhythmTracker
 
     first, second = pattern * repeats, then * repeats
     n_symbols = max(pattern + then) + 1
-    tracker = RhythmTracker(n_symbols, context=context, seed=seed)
+    tracker = RhythmTracker(n_symbols, context=context, seed=seed, backend=backend)
     result = tracker.run(first + second)
     k = len(first)
     c = result.correct
@@ -216,6 +270,7 @@ def run_rhythm(pattern: list[int], then: list[int], repeats: int, context: int, 
         "after_change_first_10": float(np.mean(c[k : k + 10])),
         "second_pattern_last_20": float(np.mean(c[-20:])),
         "steps_to_recover": _recover(c[k:]),
+        "backend": tracker.classifier.backend_,
     }
     if plot is not None:
         plt = pyplot()
@@ -227,6 +282,7 @@ def run_rhythm(pattern: list[int], then: list[int], repeats: int, context: int, 
         ax.legend()
         fig.tight_layout()
         save_figure(fig, plot)
+        summary["plot"] = str(plot)
     return summary
 
 
@@ -241,6 +297,7 @@ def _recover(correct: np.ndarray, run: int = 10) -> int:
 
 
 @guard_app.command("rhythm")
+@handles_errors
 def guard_rhythm(
     pattern: str = typer.Option("0,1", help="The first periodic pattern of events."),
     then: str = typer.Option("0,1,2,2", help="The pattern it changes to."),
@@ -248,18 +305,19 @@ def guard_rhythm(
     context: int = typer.Option(4, help="Past events the field sees."),
     seed: int = typer.Option(0),
     plot: Path | None = typer.Option(None, help="Running-accuracy PNG."),
+    backend: str = BACKEND_OPTION,
+    json_out: bool = JSON_OPTION,
 ) -> None:
     """A tiny field learns a periodic event pattern, then a changed one."""
     try:
         a = [int(x) for x in pattern.split(",")]
         b = [int(x) for x in then.split(",")]
     except ValueError:
-        _fail(ConfigError(f"patterns are comma-separated integers, got {pattern!r} / {then!r}"))
-    try:
-        s = run_rhythm(a, b, repeats, context, seed, plot)
-    except NeurofabricError as exc:
-        _fail(exc)
-    console.print(rhythm_table(s))
+        raise ConfigError(
+            f"patterns are comma-separated integers, got {pattern!r} / {then!r}"
+        ) from None
+    s = run_rhythm(a, b, repeats, context, seed, plot, backend=backend)
+    emit(s, json_out, rhythm_table)
 
 
 def rhythm_table(s: dict) -> Table:
@@ -273,12 +331,12 @@ def rhythm_table(s: dict) -> Table:
     return t
 
 
-def run_router(n_train: int, n_test: int, seed: int) -> dict:
+def run_router(n_train: int, n_test: int, seed: int, backend: str = "auto") -> dict:
     from neurofabric.guard.router import ExpertRouter, make_requests
 
     train = make_requests(n_train, seed=seed)
     test = make_requests(n_test, seed=seed + 1)
-    router = ExpertRouter(seed=seed)
+    router = ExpertRouter(seed=seed, backend=backend)
     untrained = router.untrained_score(test.requests, test.experts)
     router.fit(train.requests, train.experts)
     return {
@@ -288,21 +346,21 @@ def run_router(n_train: int, n_test: int, seed: int) -> dict:
         "chance": 1 / 5,
         "example": test.requests[0],
         "example_route": int(router.route(test.requests[:1])[0]),
+        "backend": router.classifier.backend_,
     }
 
 
 @guard_app.command("router")
+@handles_errors
 def guard_router(
     n_train: int = typer.Option(600, help="Labelled training requests."),
     n_test: int = typer.Option(400, help="Held-out requests."),
     seed: int = typer.Option(0),
+    backend: str = BACKEND_OPTION,
+    json_out: bool = JSON_OPTION,
 ) -> None:
     """100 word neurons and 5 expert neurons learn to route requests."""
-    try:
-        s = run_router(n_train, n_test, seed)
-    except NeurofabricError as exc:
-        _fail(exc)
-    console.print(router_table(s))
+    emit(run_router(n_train, n_test, seed, backend=backend), json_out, router_table)
 
 
 def router_table(s: dict) -> Table:

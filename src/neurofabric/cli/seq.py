@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
-from neurofabric.cli.render import console, err_console, progress_bar
-from neurofabric.core.errors import ConfigError, NeurofabricError
+from neurofabric.cli.common import JSON_OPTION, ProgressView, emit, handles_errors
+from neurofabric.cli.render import console
+from neurofabric.core.errors import ConfigError
 
 seq_app = typer.Typer(
     help="Sequence models: RWKV-4 and Mamba language models.", no_args_is_help=True
@@ -20,12 +22,8 @@ tok_app = typer.Typer(
 seq_app.add_typer(tok_app, name="tokenizer")
 
 
-def _fail(exc: Exception) -> None:
-    err_console.print(f"[red]error:[/red] {exc}")
-    raise typer.Exit(2) from exc
-
-
 @tok_app.command("train")
+@handles_errors
 def tokenizer_train(
     data: list[Path] = typer.Option(..., help="Text file(s) to train on."),
     out: Path = typer.Option(..., help="tokenizer.json to write."),
@@ -35,24 +33,40 @@ def tokenizer_train(
     """Train a tokenizer and save it as JSON."""
     from neurofabric.seq.tokenizers import train_tokenizer
 
-    try:
-        lines = []
-        for path in data:
-            if not path.is_file():
-                raise ConfigError(f"--data {path} not found")
-            lines.extend(path.read_text(encoding="utf-8").splitlines())
-        tok = train_tokenizer(kind, lines, vocab_size=vocab_size)
-        tok.save(out)
-    except NeurofabricError as exc:
-        _fail(exc)
+    lines = []
+    for path in data:
+        if not path.is_file():
+            raise ConfigError(f"--data {path} not found")
+        lines.extend(path.read_text(encoding="utf-8").splitlines())
+    tok = train_tokenizer(kind, lines, vocab_size=vocab_size)
+    tok.save(out)
     console.print(f"{kind} tokenizer with {tok.vocab_size:,} tokens -> {out}")
 
 
-def train_seq(*, arch: str, text: str, out: Path | None, layers: int, dim: int, steps: int,
-              batch_size: int, seq_len: int, lr: float, eval_every: int, max_time: float | None,
-              seed: int, tokenizer_path: Path | None = None, plot: Path | None = None,
-              resume: bool = False) -> dict:  # fmt: skip
+def train_seq(
+    *,
+    arch: str,
+    text: str,
+    out: Path | None,
+    layers: int,
+    dim: int,
+    steps: int,
+    batch_size: int,
+    seq_len: int,
+    lr: float,
+    eval_every: int,
+    max_time: float | None,
+    seed: int,
+    tokenizer_path: Path | None = None,
+    plot: Path | None = None,
+    resume: bool = False,
+    backend: str = "auto",
+    show_progress: bool = True,
+) -> dict:
     """Train on a text with a progress bar; returns a summary (used by the demo).
+
+    ``backend``: Mamba's training scan ("auto", "numba" or "chunked"); RWKV-4 trains with its
+    torch WKV, so only "auto" is accepted for it.
 
     ``resume``: continue ``out/checkpoint`` (which must exist, verified against this data and
     config); without it an ``out`` that holds a checkpoint is refused, never overwritten."""
@@ -65,28 +79,29 @@ def train_seq(*, arch: str, text: str, out: Path | None, layers: int, dim: int, 
     tok = load_tokenizer(tokenizer_path) if tokenizer_path else None
     data = TextData.from_text(text, tok)
     if arch == "rwkv":
-        model = build_model(
-            "rwkv4", {"vocab_size": data.vocab_size, "n_layer": layers, "n_embd": dim}, seed=seed
-        )
+        if backend != "auto":
+            raise ConfigError(
+                f"--backend {backend!r}: RWKV-4 trains with its torch WKV only; --backend "
+                "chooses Mamba's scan (auto, numba or chunked), so leave it at auto for rwkv"
+            )
+        config = {"vocab_size": data.vocab_size, "n_layer": layers, "n_embd": dim}
+        model = build_model("rwkv4", config, seed=seed)
     else:
-        model = build_model(
-            "mamba", {"vocab_size": data.vocab_size, "n_layer": layers, "d_model": dim}, seed=seed
-        )
-    cfg = TrainConfig(max_steps=steps, batch_size=batch_size, seq_len=seq_len, lr=lr,
-                      eval_every=eval_every, max_time=max_time, seed=seed,
-                      warmup_steps=min(100, steps // 10))  # fmt: skip
+        config = {"vocab_size": data.vocab_size, "n_layer": layers, "d_model": dim}
+        model = build_model("mamba", config | {"scan": backend}, seed=seed)
+    cfg = TrainConfig(
+        max_steps=steps,
+        batch_size=batch_size,
+        seq_len=seq_len,
+        lr=lr,
+        eval_every=eval_every,
+        max_time=max_time,
+        seed=seed,
+        warmup_steps=min(100, steps // 10),
+    )
     trainer = Trainer(model, data, cfg, out_dir=out, resume=resume)
-    progress = progress_bar(f"training {arch}", "step {task.completed:.0f}/{task.total:.0f}")
-    task = progress.add_task("train", total=steps, completed=trainer.step, info="")
-
-    def on_step(p) -> None:
-        info = f"loss {p['loss']:.3f}" + (
-            f" val {p['val_loss']:.3f}" if "val_loss" in p.metrics else ""
-        )
-        progress.update(task, completed=p.done, info=info)
-
-    with progress:
-        res = trainer.fit(callback=on_step)
+    with ProgressView(f"training {arch}", show=show_progress, info=_step_info) as view:
+        res = trainer.fit(callback=view.callback)
     if out is not None:
         data.tokenizer.save(Path(out) / "tokenizer.json")
         trainer.plot(plot or Path(out) / "loss.png")
@@ -99,7 +114,13 @@ def train_seq(*, arch: str, text: str, out: Path | None, layers: int, dim: int, 
     return res
 
 
+def _step_info(p) -> str:
+    val = f" val {p['val_loss']:.3f}" if "val_loss" in p.metrics else ""
+    return f"loss {p['loss']:.3f}{val}"
+
+
 @seq_app.command("train")
+@handles_errors
 def seq_train(
     data: Path = typer.Option(
         ..., help="A plain-text file (first 90 % train, last 10 % validation)."
@@ -126,17 +147,36 @@ def seq_train(
         help="Continue OUT/checkpoint exactly (it must exist and match this command's data "
         "and settings). Without it, an OUT that holds a checkpoint is refused.",
     ),
+    backend: str = typer.Option(
+        "auto", "--backend", help="Mamba's training scan: auto, numba or chunked (torch)."
+    ),
+    json_out: bool = JSON_OPTION,
 ) -> None:
     """Train a language model; rerunning the same command with --resume continues it exactly."""
-    try:
-        if not data.is_file():
-            raise ConfigError(f"--data {data} not found")
-        res = train_seq(arch=arch, text=data.read_text(encoding="utf-8"), out=out, layers=layers,
-                        dim=dim, steps=steps, batch_size=batch_size, seq_len=seq_len, lr=lr,
-                        eval_every=eval_every, max_time=max_time, seed=seed,
-                        tokenizer_path=tokenizer, resume=resume)  # fmt: skip
-    except NeurofabricError as exc:
-        _fail(exc)
+    if not data.is_file():
+        raise ConfigError(f"--data {data} not found")
+    res = train_seq(
+        arch=arch,
+        text=data.read_text(encoding="utf-8"),
+        out=out,
+        layers=layers,
+        dim=dim,
+        steps=steps,
+        batch_size=batch_size,
+        seq_len=seq_len,
+        lr=lr,
+        eval_every=eval_every,
+        max_time=max_time,
+        seed=seed,
+        tokenizer_path=tokenizer,
+        resume=resume,
+        backend=backend,
+        show_progress=not json_out,
+    )
+    if json_out:
+        drop = ("model", "tokenizer")
+        emit({k: v for k, v in res.items() if k not in drop} | {"out": str(out)}, True, None)
+        return
     t = Table(title=f"{arch}: {res['params']:,} parameters")
     t.add_column("figure")
     t.add_column("value", justify="right")
@@ -148,6 +188,7 @@ def seq_train(
 
 
 @seq_app.command("generate")
+@handles_errors
 def seq_generate(
     checkpoint: Path = typer.Option(..., help="A run folder (uses best/) or a model folder."),
     prompt: str = typer.Option(..., help="Text to continue."),
@@ -157,45 +198,62 @@ def seq_generate(
     top_p: float | None = typer.Option(None),
     seed: int = typer.Option(0),
     stop: list[str] = typer.Option([], help="Stop after this text appears (repeatable)."),
+    backend: str = typer.Option(
+        "auto",
+        "--backend",
+        help="auto (the fused decoder, numba where installed), numba, reference or torch.",
+    ),
+    json_out: bool = JSON_OPTION,
 ) -> None:
     """Stream a continuation of the prompt."""
     from neurofabric.seq.generate import generate
     from neurofabric.seq.io import load_model
     from neurofabric.seq.tokenizers import load_tokenizer
 
-    try:
-        folder = (
-            checkpoint / "best" if (checkpoint / "best" / "config.json").is_file() else checkpoint
-        )
-        model = load_model(folder)
-        tok_path = (
-            checkpoint / "tokenizer.json"
-            if (checkpoint / "tokenizer.json").is_file()
-            else folder / "tokenizer.json"
-        )
-        tok = load_tokenizer(tok_path)
-        console.print(prompt, end="", style="bold")
-        for piece in generate(model, tok, prompt, max_new_tokens=max_tokens, temperature=temperature,
-                              top_k=top_k, top_p=top_p, seed=seed, stop=tuple(stop)):  # fmt: skip
-            console.print(piece, end="", highlight=False, markup=False)
-        console.print()
-    except NeurofabricError as exc:
-        _fail(exc)
+    folder = checkpoint / "best" if (checkpoint / "best" / "config.json").is_file() else checkpoint
+    model = load_model(folder)
+    tok_path = (
+        checkpoint / "tokenizer.json"
+        if (checkpoint / "tokenizer.json").is_file()
+        else folder / "tokenizer.json"
+    )
+    tok = load_tokenizer(tok_path)
+    pieces = generate(
+        model,
+        tok,
+        prompt,
+        max_new_tokens=max_tokens,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        seed=seed,
+        stop=tuple(stop),
+        backend=backend,
+    )
+    if json_out:
+        t0 = time.perf_counter()
+        text = "".join(pieces)
+        seconds = time.perf_counter() - t0
+        emit({"prompt": prompt, "text": text, "seconds": seconds}, True, None)
+        return
+    console.print(prompt, end="", style="bold")
+    for piece in pieces:
+        console.print(piece, end="", highlight=False, markup=False)
+    console.print()
 
 
 @seq_app.command("info")
+@handles_errors
 def seq_info(checkpoint: Path = typer.Argument(..., help="A model folder.")) -> None:
     """Architecture, config and parameter count of a saved model."""
     from neurofabric.seq.io import read_meta
 
-    try:
-        meta = read_meta(checkpoint)
-    except NeurofabricError as exc:
-        _fail(exc)
+    meta = read_meta(checkpoint)
     console.print_json(json.dumps({k: meta[k] for k in ("arch", "config")}))
 
 
 @seq_app.command("memory")
+@handles_errors
 def seq_memory(
     checkpoint: Path | None = typer.Option(None, help="A model folder (its config is used)."),
     arch: str = typer.Option("rwkv", help="rwkv or mamba (without --checkpoint)."),
@@ -205,6 +263,7 @@ def seq_memory(
     batch_size: int = typer.Option(16, help="Sequences per training step."),
     seq_len: int = typer.Option(128, help="Tokens per sequence."),
     measure: bool = typer.Option(False, help="Also run one training step and measure."),
+    json_out: bool = JSON_OPTION,
 ) -> None:
     """Memory of a model: parameters, AdamW state, state per sequence, training activations."""
     from neurofabric.seq.io import build_model, read_meta
@@ -212,34 +271,44 @@ def seq_memory(
     from neurofabric.seq.memory import estimate_memory, measure_memory
     from neurofabric.seq.rwkv import RWKVConfig
 
+    if checkpoint is not None:
+        meta = read_meta(checkpoint)
+        name, config = meta["arch"], meta["config"]
+    elif arch == "rwkv":
+        name, config = "rwkv4", {"vocab_size": vocab, "n_layer": layers, "n_embd": dim}
+    elif arch == "mamba":
+        name, config = "mamba", {"vocab_size": vocab, "n_layer": layers, "d_model": dim}
+    else:
+        raise ConfigError(f"--arch must be rwkv or mamba, got {arch!r}")
     try:
-        if checkpoint is not None:
-            meta = read_meta(checkpoint)
-            name, config = meta["arch"], meta["config"]
-        elif arch == "rwkv":
-            name, config = "rwkv4", {"vocab_size": vocab, "n_layer": layers, "n_embd": dim}
-        elif arch == "mamba":
-            name, config = "mamba", {"vocab_size": vocab, "n_layer": layers, "d_model": dim}
-        else:
-            raise ConfigError(f"--arch must be rwkv or mamba, got {arch!r}")
         cfg = (RWKVConfig if name == "rwkv4" else MambaConfig)(**config)
-        est = estimate_memory(cfg, batch_size=batch_size, seq_len=seq_len)
-        meas = (
-            measure_memory(build_model(name, config), batch_size=batch_size, seq_len=seq_len)
-            if measure
-            else None
-        )
-    except (NeurofabricError, TypeError) as exc:
-        _fail(exc)
+    except TypeError as exc:
+        raise ConfigError(f"the config of {checkpoint} does not fit {name}: {exc}") from exc
+    est = estimate_memory(cfg, batch_size=batch_size, seq_len=seq_len)
+    meas = None
+    if measure:
+        meas = measure_memory(build_model(name, config), batch_size=batch_size, seq_len=seq_len)
+    rows = (
+        ("parameters", "parameters"),
+        ("gradients", "gradients"),
+        ("optimizer", "AdamW state"),
+        ("activations", "training activations"),
+        ("training", "training total"),
+        ("state_per_sequence", "state per sequence"),
+    )
+    if json_out:
+        summary = {"arch": name, "batch_size": batch_size, "seq_len": seq_len}
+        summary["estimate_bytes"] = {key: getattr(est, key) for key, _ in rows}
+        if meas is not None:
+            summary["measured_bytes"] = {key: getattr(meas, key) for key, _ in rows}
+        emit(summary, True, None)
+        return
     t = Table(title=f"{name}, batch {batch_size} x {seq_len} tokens, float32")
     t.add_column("memory")
     t.add_column("estimate (MiB)", justify="right")
     if meas is not None:
         t.add_column("measured (MiB)", justify="right")
-    for key, label in (("parameters", "parameters"), ("gradients", "gradients"),
-                       ("optimizer", "AdamW state"), ("activations", "training activations"),
-                       ("training", "training total"),
-                       ("state_per_sequence", "state per sequence")):  # fmt: skip
+    for key, label in rows:
         cells = [f"{getattr(est, key) / 2**20:,.3f}"]
         if meas is not None:
             cells.append(f"{getattr(meas, key) / 2**20:,.3f}")

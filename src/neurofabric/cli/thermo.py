@@ -8,8 +8,9 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from neurofabric.cli.render import console, err_console, print_report, progress_bar
-from neurofabric.core.errors import ConfigError, NeurofabricError
+from neurofabric.cli.common import BACKEND_OPTION, JSON_OPTION, ProgressView, emit, handles_errors
+from neurofabric.cli.render import console, print_report
+from neurofabric.core.errors import ConfigError
 
 thermo_app = typer.Typer(
     help="The thermodynamic trainer: gradient-free learning with a growing and pruning topology.",
@@ -43,6 +44,8 @@ def train_thermo(
     seed: int,
     plot: Path | None,
     n_train: int | None = None,
+    backend: str = "auto",
+    show_progress: bool = True,
 ) -> dict:
     """Train on a dataset with a rich progress bar; returns a summary (used by the demo)."""
     from neurofabric.core.metrics import classification_report
@@ -60,26 +63,22 @@ def train_thermo(
     if schedule == "constant":
         sched = make_schedule("constant", temperature=t_start)
     model = ThermoClassifier(
-        hidden=tuple(hidden), n_proposals=proposals, generation=generation, lambda_l0=lambda_l0,
-        lambda_l1=lambda_l1, w_prune=w_prune, w_max=w_max, schedule=sched, batch_size=batch_size,
-        replicas=replicas, max_time=max_time, seed=seed,
-    )  # fmt: skip
-    progress = progress_bar("annealing")
-    task = progress.add_task("annealing", total=proposals, info="")
-
-    def on_generation(p) -> None:
-        r = p.metrics
-        progress.update(
-            task,
-            completed=r["proposals"],
-            info=(
-                f"E={r['energy']:.1f} acc={r['train_accuracy']:.3f} T={r['temperature']:.2g} "
-                f"accept={r['acceptance']:.2f} sparsity={r['sparsity']:.2f}"
-            ),
-        )
-
-    with progress:
-        model.fit(Xtr, ytr, init=start, callback=on_generation)
+        hidden=tuple(hidden),
+        n_proposals=proposals,
+        generation=generation,
+        lambda_l0=lambda_l0,
+        lambda_l1=lambda_l1,
+        w_prune=w_prune,
+        w_max=w_max,
+        schedule=sched,
+        batch_size=batch_size,
+        replicas=replicas,
+        max_time=max_time,
+        seed=seed,
+        backend=backend,
+    )
+    with ProgressView("annealing", show=show_progress, info=_generation_info) as view:
+        model.fit(Xtr, ytr, init=start, callback=view.callback)
     pred = model.predict(Xte)
     rep = classification_report(yte, pred, n_classes=len(model.classes_))
     h = model.history_
@@ -92,6 +91,7 @@ def train_thermo(
         "proposals": model.n_proposals_done_,
         "seconds": h.rows[-1]["seconds"],
         "proposals_per_s": model.n_proposals_done_ / max(h.rows[-1]["seconds"], 1e-9),
+        "backend": model.backend_,
         "report": rep,
     }
     if out is not None:
@@ -100,6 +100,13 @@ def train_thermo(
     if plot is not None:
         plot_history(h, plot, title=f"{dataset}: Metropolis-Hastings annealing")
     return summary
+
+
+def _generation_info(p) -> str:
+    return (
+        f"E={p['energy']:.1f} acc={p['train_accuracy']:.3f} T={p['temperature']:.2g} "
+        f"accept={p['acceptance']:.2f} sparsity={p['sparsity']:.2f}"
+    )
 
 
 def summary_table(s: dict) -> Table:
@@ -118,6 +125,7 @@ def summary_table(s: dict) -> Table:
 
 
 @thermo_app.command("train")
+@handles_errors
 def thermo_train(
     out: Path = typer.Option(..., help="Folder to save the trained model in (Arrow columns)."),
     dataset: str = typer.Option("digits", help="digits (scikit-learn), mnist or fashion_mnist."),
@@ -139,19 +147,38 @@ def thermo_train(
     seed: int = typer.Option(0, help="Seed of the initial network and the chain."),
     plot: Path | None = typer.Option(None, help="Write the training history PNG here."),
     n_train: int | None = typer.Option(None, help="Use only the first N training samples."),
+    backend: str = BACKEND_OPTION,
+    json_out: bool = JSON_OPTION,
 ) -> None:
     """Train a classifier without gradients and save it."""
-    try:
-        s = train_thermo(
-            dataset=dataset, data_dir=data_dir, out=out, hidden=hidden, proposals=proposals,
-            generation=generation, lambda_l0=lambda_l0, lambda_l1=lambda_l1, w_prune=w_prune,
-            schedule=schedule, t_start=t_start, t_end=t_end, batch_size=batch_size, w_max=w_max,
-            replicas=replicas, max_time=max_time, init=init, seed=seed, plot=plot,
-            n_train=n_train,
-        )  # fmt: skip
-    except NeurofabricError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+    s = train_thermo(
+        dataset=dataset,
+        data_dir=data_dir,
+        out=out,
+        hidden=hidden,
+        proposals=proposals,
+        generation=generation,
+        lambda_l0=lambda_l0,
+        lambda_l1=lambda_l1,
+        w_prune=w_prune,
+        schedule=schedule,
+        t_start=t_start,
+        t_end=t_end,
+        batch_size=batch_size,
+        w_max=w_max,
+        replicas=replicas,
+        max_time=max_time,
+        init=init,
+        seed=seed,
+        plot=plot,
+        n_train=n_train,
+        backend=backend,
+        show_progress=not json_out,
+    )
+    s["model"] = str(out)
+    if json_out:
+        emit(s, True, None)
+        return
     console.print(summary_table(s))
     console.print(f"model saved to {out}" + (f"; history plot: {plot}" if plot else ""))
 
@@ -173,11 +200,13 @@ def thermo_compile() -> None:
 
 
 @thermo_app.command("eval")
+@handles_errors
 def thermo_eval(
     model: Path = typer.Argument(..., help="Folder written by `thermo train`."),
     dataset: str = typer.Option("digits", help="digits, mnist or fashion_mnist."),
     data_dir: Path | None = typer.Option(None, help="Folder holding mnist/ (or NEUROFABRIC_DATA)."),
     confusion_png: Path | None = typer.Option(None, help="Write a confusion heatmap PNG here."),
+    json_out: bool = JSON_OPTION,
 ) -> None:
     """Accuracy, macro-F1, per-class precision/recall and the confusion matrix on the test split
     (the model is memory-mapped, checksums verified)."""
@@ -185,27 +214,35 @@ def thermo_eval(
     from neurofabric.data import load_classification
     from neurofabric.thermo import ThermoClassifier
 
-    try:
-        clf = ThermoClassifier.load(model)
-        _, Xte, _, yte = load_classification(dataset, data_dir=data_dir)
-        if Xte.shape[1] != clf.fabric_.n_in:
-            raise ConfigError(
-                f"the model takes {clf.fabric_.n_in} inputs but {dataset} has {Xte.shape[1]}; "
-                "evaluate on the dataset it was trained on"
-            )
-        pred = clf.predict(Xte)
-    except NeurofabricError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+    clf = ThermoClassifier.load(model)
+    _, Xte, _, yte = load_classification(dataset, data_dir=data_dir)
+    if Xte.shape[1] != clf.fabric_.n_in:
+        raise ConfigError(
+            f"the model takes {clf.fabric_.n_in} inputs but {dataset} has {Xte.shape[1]}; "
+            "evaluate on the dataset it was trained on"
+        )
+    pred = clf.predict(Xte)
     rep = classification_report(yte, pred, n_classes=len(clf.classes_))
     fab = clf.fabric_
+    if confusion_png is not None:
+        from neurofabric.snn.plots import plot_confusion
+
+        plot_confusion(rep["confusion"], confusion_png, title=f"{dataset} (thermo)")
+    if json_out:
+        summary = {
+            "dataset": dataset,
+            "samples": len(yte),
+            "connections": fab.n_edges,
+            "pairs": fab.n_pairs,
+            "bytes_on_disk": _dir_bytes(model),
+            "report": rep,
+        }
+        emit(summary, True, None)
+        return
     console.print(
         f"{fab!r}: {fab.n_edges:,} connections ({1 - fab.sparsity:.1%} of {fab.n_pairs:,}), "
         f"{_dir_bytes(model):,} bytes on disk"
     )
     print_report(console, rep, f"{dataset} test, {len(yte)} samples")
     if confusion_png is not None:
-        from neurofabric.snn.plots import plot_confusion
-
-        plot_confusion(rep["confusion"], confusion_png, title=f"{dataset} (thermo)")
         console.print(f"figure: {confusion_png}")

@@ -1,0 +1,218 @@
+"""``neurofabric demo``: a one-minute tour of the five engines, with figures."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from neurofabric.cli.common import handles_errors
+from neurofabric.cli.guard import rhythm_table, router_table, run_rhythm, run_router, train_text
+from neurofabric.cli.guard import summary_table as guard_summary_table
+from neurofabric.cli.render import console
+from neurofabric.cli.seq import train_seq
+from neurofabric.cli.snn import run_snn
+from neurofabric.cli.snn import summary_table as snn_summary_table
+from neurofabric.cli.thermo import summary_table as thermo_summary_table
+from neurofabric.cli.thermo import train_thermo
+
+
+@handles_errors
+def demo(
+    out: Path = typer.Option(Path("demo-output"), help="Folder for the figures."),
+    duration: float = typer.Option(1.0, help="Biological seconds to simulate."),
+) -> None:
+    """A one-minute tour of what works today."""
+    console.rule("[bold]neurofabric demo")
+    _demo_snn(out, duration)
+    _demo_thermo(out)
+    _demo_guard(out)
+    _demo_field(out)
+    _demo_seq(out)
+    console.rule()
+    console.print("Benchmarks against Brian2, NEST, BindsNET and backprop: docs/benchmarks.md.")
+
+
+def _demo_snn(out: Path, duration: float) -> None:
+    console.print(
+        "[bold]1. Spiking simulator[/bold]: the Vogels & Abbott CUBA network "
+        "(4000 LIF neurons, 80 synapses each), as in Brian2's example."
+    )
+    raster, voltage = out / "cuba_raster.png", out / "cuba_voltage.png"
+    summary = run_snn("cuba", neurons=4000, duration=duration, plot=raster, voltage_plot=voltage)
+    console.print(snn_summary_table(summary))
+    console.print(f"figures: {raster}, {voltage}")
+    console.print(
+        "The same network with procedural connectivity (synapses regenerated from "
+        "the seed on every spike, O(neurons) memory):"
+    )
+    proc = run_snn(
+        "cuba", neurons=4000, duration=duration, storage="procedural", propagation="event"
+    )
+    console.print(
+        f"  {proc['spikes']:,} spikes (identical synapses, identical spikes: "
+        f"{proc['spikes'] == summary['spikes']}), "
+        f"{proc['synapse_bytes']:,} bytes of synapse memory instead of "
+        f"{summary['synapse_bytes']:,}, {proc['wall_s_per_bio_s']:.3f} s per "
+        "biological second"
+    )
+
+
+def _demo_thermo(out: Path) -> None:
+    console.print(
+        "\n[bold]2. Thermodynamic trainer[/bold]: a 64-16-10 network learns scikit-learn's "
+        "digits by Metropolis-Hastings annealing alone (no gradients), paying 2 nats per "
+        "connection, so it prunes as it learns."
+    )
+    thermo = train_thermo(
+        dataset="digits",
+        data_dir=None,
+        out=out / "thermo_digits",
+        hidden=[16],
+        proposals=150_000,
+        generation=20_000,
+        lambda_l0=2.0,
+        lambda_l1=0.5,
+        w_prune=0.05,
+        schedule="geometric",
+        t_start=1.0,
+        t_end=0.005,
+        batch_size=None,
+        replicas=1,
+        max_time=None,
+        init=None,
+        seed=0,
+        plot=out / "thermo_history.png",
+    )
+    console.print(thermo_summary_table(thermo))
+    console.print(
+        f"figure: {out / 'thermo_history.png'}; model (Arrow columns): {out / 'thermo_digits'}"
+    )
+
+
+def _demo_guard(out: Path) -> None:
+    from neurofabric.data.text import TextDataset
+
+    console.print(
+        "\n[bold]3. Event-driven classifier[/bold]: a field of 16-byte neuron records learns "
+        "by local feedback along the pathway that fired."
+    )
+    rng = np.random.default_rng(0)
+    words = [f"w{i}" for i in range(60)]
+    docs, labels = [], []
+    for k in range(1200):  # a small corpus: 3 topics of 20 words each, with shared noise
+        c = k % 3
+        topic = words[20 * c : 20 * c + 20]
+        docs.append(" ".join(rng.choice(topic if rng.random() < 0.6 else words) for _ in range(8)))
+        labels.append(c)
+    names = ("sports", "science", "politics")
+    data = TextDataset(docs, np.array(labels), names, "generated")
+    train, test = data.subset(np.arange(900)), data.subset(np.arange(900, 1200))
+    s = train_text(
+        train=train,
+        test=test,
+        out=out / "guard_text",
+        rule="pa1",
+        epochs=5,
+        n_features=1 << 12,
+        word_ngrams=1,
+        char_ngrams=None,
+        n_jobs=1,
+        weights="float32",
+        seed=0,
+        plot=out / "guard_confusion.png",
+    )
+    console.print(guard_summary_table(s))
+    console.print(rhythm_table(run_rhythm([0, 1], [0, 1, 2, 2], 30, 4, 0, out / "rhythm.png")))
+    console.print(router_table(run_router(600, 400, 0)))
+    console.print(f"figures: {out / 'guard_confusion.png'}, {out / 'rhythm.png'}")
+
+
+def _demo_field(out: Path) -> None:
+    from neurofabric.field import DemandPagedField, HashGridSpec, TierConfig
+
+    console.print(
+        "\n[bold]4. Demand-paged neural field[/bold]: a hash-encoded field in a 1 PiB sparse page "
+        "space learns a 2-D function; only the pages it touches reach the disk."
+    )
+    path = out / "field"
+    if path.exists():
+        shutil.rmtree(path)
+    spec = HashGridSpec(
+        n_dims=2, n_levels=12, n_features=2, log2_table=16, base_resolution=8, per_level_scale=1.5
+    )
+    rng = np.random.default_rng(0)
+
+    def target(x):
+        return np.sin(3 * np.pi * x[:, :1]) * np.sin(3 * np.pi * x[:, 1:2])
+
+    t0 = time.perf_counter()
+    f = DemandPagedField.create(
+        path, spec=spec, hidden=(32,), logical_bytes=2**50, tiers=TierConfig(dram_pages=512)
+    )
+    created = time.perf_counter() - t0
+    for _ in range(300):
+        x = rng.random((256, 2)).astype(np.float32)
+        f.learn(x, target(x), lr=0.05)
+    test = rng.random((2000, 2)).astype(np.float32)
+    mse = float(np.mean((f.query(test) - target(test)) ** 2))
+    f.reset_stats()
+    for x in test[:500]:
+        f.query(x[None])
+    lat = f.latency_summary()
+    f.flush()
+    disk = f.store.disk_bytes()
+    f.close()
+    t = Table(title="demand-paged field")
+    t.add_column("figure")
+    t.add_column("value", justify="right")
+    t.add_row("logical size", f"{2**50:,} bytes (1 PiB), created in {created * 1e3:.0f} ms")
+    t.add_row("on disk after learning", f"{disk:,} bytes")
+    t.add_row("held-out MSE (variance of the target: 0.25)", f"{mse:.4f}")
+    t.add_row("query p50 / p99 (one point)", f"{lat['p50_us']:.0f} / {lat['p99_us']:.0f} us")
+    console.print(t)
+
+
+def _demo_seq(out: Path) -> None:
+    from neurofabric.seq.generate import generate
+
+    console.print(
+        "\n[bold]5. Sequence models[/bold]: a tiny RWKV-4 trains for a few seconds on a generated "
+        "corpus, then writes with its recurrent state (constant memory per token)."
+    )
+    rng = np.random.default_rng(0)
+    corpus = " ".join(
+        f"the {rng.choice(['cat', 'dog'])} {rng.choice(['sat', 'ran'])} on a "
+        f"{rng.choice(['mat', 'log'])} ."
+        for _ in range(400)
+    )
+    shutil.rmtree(out / "seq_rwkv", ignore_errors=True)  # the demo trains afresh each time
+    res = train_seq(
+        arch="rwkv",
+        text=corpus,
+        out=out / "seq_rwkv",
+        layers=2,
+        dim=48,
+        steps=150,
+        batch_size=16,
+        seq_len=48,
+        lr=5e-3,
+        eval_every=50,
+        max_time=30.0,
+        seed=0,
+    )
+    pieces = generate(
+        res["model"], res["tokenizer"], "the ", max_new_tokens=60, temperature=0.5, seed=0
+    )
+    text = "".join(pieces)
+    uniform = np.log(res["tokenizer"].vocab_size)
+    console.print(
+        f"  {res['params']:,} parameters, {res['step']} steps, validation loss "
+        f"{res['val_loss']:.3f} nats/char (uniform: {uniform:.2f})"
+    )
+    console.print(f"  sample: [italic]the {text}[/italic]", highlight=False)
+    console.print(f"  figure: {out / 'seq_rwkv' / 'loss.png'}")
