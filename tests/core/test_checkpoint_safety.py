@@ -20,7 +20,7 @@ from neurofabric.core.checkpoint import (
     save_checkpoint,
     sha256_file,
 )
-from neurofabric.core.errors import CheckpointError
+from neurofabric.core.errors import CheckpointError, StorageError
 
 
 def _version(v):
@@ -243,3 +243,60 @@ def test_atomic_write_replaces_whole_and_leaves_no_temporary(tmp_path):
         write_json(target, {"a": float("nan")})
     assert target.read_bytes() == b"xyz"
     assert sorted(p.name for p in target.parent.iterdir()) == ["f.json"]
+
+
+def test_atomic_file_streams_keeps_the_suffix_and_leaves_the_old_file_on_error(tmp_path):
+    from neurofabric.core.checkpoint import atomic_file
+
+    target = tmp_path / "spikes.parquet"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError), atomic_file(target) as tmp:
+        assert tmp.suffix == ".parquet" and tmp.parent == tmp_path
+        with open(tmp, "wb") as fh:
+            fh.write(b"half")
+        raise RuntimeError("the writer died")
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["spikes.parquet"]
+    with atomic_file(target) as tmp:
+        for chunk in (b"ne", b"w"):
+            with open(tmp, "ab") as fh:
+                fh.write(chunk)
+        assert target.read_bytes() == b"old"  # nothing visible until the block ends
+    assert target.read_bytes() == b"new"
+    with pytest.raises(StorageError, match="nothing was written"), atomic_file(target):
+        pass
+    assert target.read_bytes() == b"new"
+
+
+def test_column_and_spike_exports_go_through_atomic_file(tmp_path, monkeypatch):
+    """A writer that dies half-way leaves no partial Arrow, Parquet or spike file behind."""
+    import pyarrow.parquet as pq
+
+    from neurofabric.store.columns import write_columns, write_parquet
+
+    cols = {"a": np.arange(10, dtype=np.int64)}
+    write_columns(tmp_path / "c.arrow", cols)
+    write_parquet(tmp_path / "c.parquet", cols)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def dies(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pq, "write_table", dies)
+    with pytest.raises(OSError, match="disk full"):
+        write_parquet(tmp_path / "c.parquet", {"a": np.arange(3, dtype=np.int64)})
+    from neurofabric.store import columns as colmod
+
+    real, calls = colmod._table, []
+
+    def dies_on_the_second_batch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 2:  # the schema, the first batch, then death mid-stream
+            raise OSError("disk full")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(colmod, "_table", dies_on_the_second_batch)
+    with pytest.raises(OSError, match="disk full"):
+        write_columns(tmp_path / "c.arrow", {"a": np.arange(20)}, batches=[(0, 10), (10, 20)])
+    assert len(calls) == 3
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from neurofabric.core.errors import CheckpointError
+from neurofabric.core.errors import CheckpointError, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -273,25 +273,40 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
         _fsync_path(dest.parent)
 
 
-def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> Path:
-    """Write one file so that a crash leaves either the old or the new content: write a
-    temporary sibling ``.{name}.tmp-*``, fsync it, rename it over ``path``, fsync the parent.
-    ``str`` data is written as UTF-8."""
+@contextmanager
+def atomic_file(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary sibling of the file ``path`` (``.{stem}.tmp-*{suffix}``: the suffix is
+    kept for writers that choose a format by it) to write in any way, streaming included; on
+    success it is fsynced and renamed over ``path`` and the parent fsynced, so a crash leaves
+    either the old file or the new one. On an exception the temporary file is removed and
+    ``path`` is untouched::
+
+        with atomic_file("spikes.parquet") as tmp:
+            pyarrow.parquet.write_table(table, tmp)
+    """
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
-    tmp = dest.parent / f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp = dest.parent / f".{dest.stem}.tmp-{uuid.uuid4().hex[:8]}{dest.suffix}"
     try:
-        with open(tmp, "wb") as fh:
-            fh.write(payload)
-            fh.flush()
+        yield tmp
+        if not tmp.is_file():
+            raise StorageError(f"nothing was written for {dest} (the temporary file {tmp.name})")
+        with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, dest)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_path(dest.parent)
-    return dest
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> Path:
+    """Write one file so that a crash leaves either the old or the new content (through
+    :func:`atomic_file`). ``str`` data is written as UTF-8."""
+    payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    with atomic_file(path) as tmp:
+        tmp.write_bytes(payload)
+    return Path(path)
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> Path:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from neurofabric.core.checkpoint import atomic_file
+
 
 def pyplot():
     """matplotlib.pyplot on the Agg backend (imported lazily)."""
@@ -20,11 +22,11 @@ def save_figure(fig, path: str | os.PathLike[str], *, dpi: int = 110) -> Path:
     """Write ``fig`` to ``path`` through a temporary sibling and a rename, then close it."""
     plt = pyplot()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=dpi)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_file(path) as tmp:
+            fig.savefig(tmp, dpi=dpi)
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -8,7 +8,7 @@ import shutil
 import urllib.request
 from pathlib import Path
 
-from neurofabric.core.checkpoint import sha256_file
+from neurofabric.core.checkpoint import atomic_file, sha256_file
 from neurofabric.core.config import get_config
 from neurofabric.core.errors import DataError
 
@@ -28,21 +28,18 @@ def resolve_data_dir(data_dir: str | os.PathLike[str] | None, subdir: str) -> Pa
 
 def download(url: str, dest: Path, sha256: str | None = None, timeout: float = 60.0) -> Path:
     """Fetch ``url`` to ``dest`` atomically (temp file, checksum, rename)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.part")
     log.info("downloading %s -> %s", url, dest)
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
-            shutil.copyfileobj(response, out)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise DataError(
-            f"download of {url} failed ({exc}); place the file at {dest} yourself and load again"
-        ) from exc
-    if sha256 is not None and sha256_file(tmp) != sha256:
-        tmp.unlink(missing_ok=True)
-        raise DataError(
-            f"{url}: sha256 mismatch, the download is corrupt or not the canonical file"
-        )
-    os.replace(tmp, dest)
+    with atomic_file(dest) as tmp:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
+                shutil.copyfileobj(response, out)
+        except OSError as exc:
+            raise DataError(
+                f"download of {url} failed ({exc}); place the file at {dest} yourself and load "
+                "again"
+            ) from exc
+        if sha256 is not None and sha256_file(tmp) != sha256:
+            raise DataError(
+                f"{url}: sha256 mismatch, the download is corrupt or not the canonical file"
+            )
     return dest

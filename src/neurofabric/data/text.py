@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from neurofabric.core.checkpoint import atomic_write
 from neurofabric.core.errors import DataError
 from neurofabric.core.validation import check_choice
 from neurofabric.data.datadir import download as fetch
@@ -181,9 +182,7 @@ def _zhang(name: str, split: str, data_dir, download: bool) -> TextDataset:
             data = tar.extractfile(member)
             if data is None:
                 raise DataError(f"{archive}: {member.name} is not a file")
-            tmp = path.with_name(f".{path.name}.part")
-            tmp.write_bytes(data.read())
-            os.replace(tmp, path)
+            atomic_write(path, data.read())
     return load_zhang_csv(
         path,
         n_classes=len(spec.classes),

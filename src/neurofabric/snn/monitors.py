@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from neurofabric.core.checkpoint import atomic_file
 from neurofabric.core.errors import ConfigError
 from neurofabric.core.validation import check_choice, check_indices, check_int
 
@@ -118,15 +119,16 @@ class RunResult:
         import pyarrow.parquet as pq
 
         path = os.fspath(path)
-        tmp = f"{path}.tmp-{os.getpid()}"
+        if not path.endswith((".parquet", ".arrow", ".feather", ".ipc")):
+            raise ConfigError(
+                f"export path must end in .parquet, .arrow, .feather or .ipc, got {path!r}"
+            )
         table = self.spikes_table()
-        if path.endswith(".parquet"):
-            pq.write_table(table, tmp)
-        elif path.endswith((".arrow", ".feather", ".ipc")):
-            feather.write_feather(table, tmp, compression="uncompressed")
-        else:
-            raise ConfigError(f"export path must end in .parquet, .arrow or .feather, got {path!r}")
-        os.replace(tmp, path)
+        with atomic_file(path) as tmp:
+            if path.endswith(".parquet"):
+                pq.write_table(table, tmp)
+            else:
+                feather.write_feather(table, tmp, compression="uncompressed")
 
 
 def bin_rate(

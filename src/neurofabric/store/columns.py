@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from neurofabric.core.checkpoint import atomic_file
 from neurofabric.core.errors import DataError, StorageError
 
 _META_KEY = b"neurofabric"
@@ -89,20 +90,15 @@ def write_columns(
     schema = first.schema
     if metadata is not None:
         schema = schema.with_metadata({_META_KEY: metadata.encode("utf-8")})
-    dest = Path(path)
-    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
-    try:
-        with pa.OSFile(os.fspath(tmp), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
-            for start, stop in spans:
-                writer.write_batch(
-                    _table(columns, slice(start, stop)).replace_schema_metadata(schema.metadata)
-                )
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with (
+        atomic_file(path) as tmp,
+        pa.OSFile(os.fspath(tmp), "wb") as sink,
+        pa.ipc.new_file(sink, schema) as writer,
+    ):
+        for start, stop in spans:
+            writer.write_batch(
+                _table(columns, slice(start, stop)).replace_schema_metadata(schema.metadata)
+            )
 
 
 @dataclass
@@ -166,11 +162,12 @@ def read_columns(path: str | os.PathLike[str], *, mmap: bool = True) -> ColumnFi
 def write_parquet(
     path: str | os.PathLike[str], columns: Mapping[str, np.ndarray], *, metadata: str | None = None
 ) -> None:
-    """Write columns to a Parquet file (zstd), ``metadata`` stored in the schema."""
+    """Write columns to a Parquet file (zstd), ``metadata`` stored in the schema (atomically)."""
     table = pa.Table.from_batches([_table(columns)])
     if metadata is not None:
         table = table.replace_schema_metadata({_META_KEY: metadata.encode("utf-8")})
-    pq.write_table(table, os.fspath(path), compression="zstd")
+    with atomic_file(path) as tmp:
+        pq.write_table(table, os.fspath(tmp), compression="zstd")
 
 
 def read_parquet(
