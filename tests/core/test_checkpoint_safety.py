@@ -300,3 +300,17 @@ def test_column_and_spike_exports_go_through_atomic_file(tmp_path, monkeypatch):
         write_columns(tmp_path / "c.arrow", {"a": np.arange(20)}, batches=[(0, 10), (10, 20)])
     assert len(calls) == 3
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_read_manifest_checks_any_file_name_and_version(tmp_path):
+    from neurofabric.core.checkpoint import read_manifest, write_json
+
+    write_json(tmp_path / "config.json", {"format": "x", "format_version": 3})
+    assert read_manifest(tmp_path, format_name="x", version=3, filename="config.json")["format"]
+    assert read_manifest(tmp_path, format_name="x", version=None, filename="config.json")
+    with pytest.raises(CheckpointError, match="format_version 3"):
+        read_manifest(tmp_path, format_name="x", version=2, filename="config.json")
+    with pytest.raises(CheckpointError, match="not a y manifest"):
+        read_manifest(tmp_path, format_name="y", version=3, filename="config.json")
+    with pytest.raises(CheckpointError, match="no manifest.json"):
+        read_manifest(tmp_path, format_name="x", version=3)

@@ -358,14 +358,20 @@ def save_checkpoint(
 
 
 def read_manifest(
-    path: str | os.PathLike[str], *, format_name: str = FORMAT_NAME, version: int = FORMAT_VERSION
+    path: str | os.PathLike[str],
+    *,
+    format_name: str = FORMAT_NAME,
+    version: int | None = FORMAT_VERSION,
+    filename: str = "manifest.json",
 ) -> dict[str, Any]:
-    """The ``manifest.json`` of a saved directory, checked for its format name and version."""
+    """The manifest (``filename`` in the saved directory ``path``) checked for its format name
+    and ``format_version`` (``version=None``: any, for a reader that migrates old versions).
+    Every wrong file (missing, not JSON, another format or version) is a CheckpointError."""
     src = Path(path)
-    mpath = src / "manifest.json"
+    mpath = src / filename
     _recover_chain(src)
     if not mpath.is_file():
-        raise CheckpointError(f"{src} is not a saved {format_name}: no manifest.json in it")
+        raise CheckpointError(f"{src} is not a saved {format_name}: no {filename} in it")
     try:
         manifest = json.loads(mpath.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -375,7 +381,7 @@ def read_manifest(
             f"{mpath}: not a {format_name} manifest (format="
             f"{manifest.get('format') if isinstance(manifest, dict) else None!r})"
         )
-    if manifest.get("format_version") != version:
+    if version is not None and manifest.get("format_version") != version:
         raise CheckpointError(
             f"{mpath}: format_version {manifest.get('format_version')!r} is not supported by "
             f"this neurofabric (reads version {version}); upgrade neurofabric"

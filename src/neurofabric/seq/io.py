@@ -92,21 +92,8 @@ def save_model(model: Any, path: str | os.PathLike[str]) -> Path:
 
 
 def read_meta(path: Path) -> dict:
-    recover_directory(path)  # a save interrupted between its two renames
-    cfg = path / "config.json"
-    if not cfg.is_file():
-        raise CheckpointError(f"{path} is not a saved sequence model: no config.json")
-    try:
-        meta = json.loads(cfg.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{cfg}: not valid JSON ({exc})") from exc
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{cfg}: not a {FORMAT} file")
-    if meta.get("format_version") != VERSION:
-        raise CheckpointError(
-            f"{cfg}: format_version {meta.get('format_version')!r}, this reads {VERSION}"
-        )
-    return meta
+    """The checked ``config.json`` of a saved model (a CheckpointError for any other file)."""
+    return read_manifest(path, format_name=FORMAT, version=VERSION, filename="config.json")
 
 
 def load_model(path: str | os.PathLike[str], *, arch: str | None = None, verify: bool = True):

@@ -62,9 +62,11 @@ def read_store_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         return read_manifest(path, format_name=FORMAT, version=VERSION)
     except CheckpointError as exc:
-        try:  # version=None accepts exactly the manifests without a format_version
-            legacy = read_manifest(path, format_name=FORMAT, version=None)  # type: ignore[arg-type]
+        try:  # version=None: any format_version; a legacy manifest has none, only "version"
+            legacy = read_manifest(path, format_name=FORMAT, version=None)
         except CheckpointError:
+            raise exc from None
+        if "format_version" in legacy:
             raise exc from None
         if legacy.get("version") == VERSION:
             return legacy
