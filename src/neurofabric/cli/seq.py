@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -29,6 +28,7 @@ def tokenizer_train(
     out: Path = typer.Option(..., help="tokenizer.json to write."),
     kind: str = typer.Option("bpe", help="bpe (byte-level), wordpiece, unigram or char."),
     vocab_size: int = typer.Option(8000, help="Vocabulary size (not for char)."),
+    json_out: bool = JSON_OPTION,
 ) -> None:
     """Train a tokenizer and save it as JSON."""
     from neurofabric.seq.tokenizers import train_tokenizer
@@ -40,6 +40,9 @@ def tokenizer_train(
         lines.extend(path.read_text(encoding="utf-8").splitlines())
     tok = train_tokenizer(kind, lines, vocab_size=vocab_size)
     tok.save(out)
+    if json_out:
+        emit({"kind": kind, "vocab_size": tok.vocab_size, "out": str(out)}, True, None)
+        return
     console.print(f"{kind} tokenizer with {tok.vocab_size:,} tokens -> {out}")
 
 
@@ -249,7 +252,7 @@ def seq_info(checkpoint: Path = typer.Argument(..., help="A model folder.")) -> 
     from neurofabric.seq.io import read_meta
 
     meta = read_meta(checkpoint)
-    console.print_json(json.dumps({k: meta[k] for k in ("arch", "config")}))
+    emit({k: meta[k] for k in ("arch", "config")}, True, None)
 
 
 @seq_app.command("memory")
