@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 
@@ -59,3 +61,22 @@ def test_backend_registry_never_swaps_silently():
         backends.resolve("unit-test", "numba")
     with pytest.raises(ConfigError, match="backend"):
         backends.resolve("unit-test", "cuda")
+
+
+@pytest.mark.parametrize(
+    "kwargs,bad,good,message",
+    [
+        ({"low": 0, "high": 1, "low_open": True}, 0.0, 1.0, r"`p` must lie in \(0, 1\], got 0.0"),
+        ({"low": 0, "high": 1, "high_open": True}, 1.0, 0.0, r"`p` must lie in \[0, 1\), got 1.0"),
+        ({"low": 1, "high": math.inf}, 0.5, 1.0, "`p` must be >= 1, got 0.5"),
+        ({"low": 1, "high": math.inf, "low_open": True}, 1.0, 1.5, "`p` must be > 1, got 1.0"),
+        ({"low": -math.inf, "high": 2}, 3.0, -5.0, "`p` must be <= 2, got 3.0"),
+        ({"low": 0, "high": 1}, float("nan"), 0.5, "`p` must be a finite number"),
+    ],
+)
+def test_check_interval_names_the_bound_it_broke(kwargs, bad, good, message):
+    from neurofabric.core.validation import check_interval
+
+    with pytest.raises(ConfigError, match=message):
+        check_interval("p", bad, **kwargs)
+    assert check_interval("p", good, **kwargs) == good

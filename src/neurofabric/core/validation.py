@@ -70,8 +70,13 @@ def check_interval(
     above = v > low if low_open else v >= low
     below = v < high if high_open else v <= high
     if not (above and below):
-        span = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-        raise ConfigError(f"`{name}` must lie in {span}{_u(unit)}, got {value!r}")
+        if math.isinf(high) and not math.isinf(low):
+            rule = f"be {'>' if low_open else '>='} {low:g}"
+        elif math.isinf(low) and not math.isinf(high):
+            rule = f"be {'<' if high_open else '<='} {high:g}"
+        else:
+            rule = f"lie in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise ConfigError(f"`{name}` must {rule}{_u(unit)}, got {value!r}")
     return v
 
 

@@ -7,8 +7,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from neurofabric.core.errors import ConfigError
-from neurofabric.core.validation import check_choice, check_int, check_number
+from neurofabric.core.validation import check_choice, check_int, check_interval
 
 #: tiny-cuda-nn's coherent prime hash factors (grid.h, fast_hash); 1 keeps memory coherence
 PRIMES = (1, 2654435761, 805459861, 3674653429, 2097192037, 1434869437, 2165219737)
@@ -39,8 +38,7 @@ class HashGridSpec:
         top = 31 if self.hash_bits == 32 else 60
         check_int("log2_table", self.log2_table, min_value=4, max_value=top)
         check_int("base_resolution", self.base_resolution, min_value=2)
-        if check_number("per_level_scale", self.per_level_scale) < 1.0:
-            raise ConfigError(f"`per_level_scale` must be >= 1, got {self.per_level_scale!r}")
+        check_interval("per_level_scale", self.per_level_scale, 1.0, math.inf)
 
     # --- derived tables (as GridEncodingTemplated's constructor computes them) ---------------
     def scales(self) -> np.ndarray:

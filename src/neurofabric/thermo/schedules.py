@@ -8,13 +8,14 @@ the start); it returns the next temperature (> 0).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from neurofabric.core.errors import ConfigError
 from neurofabric.core.validation import (
     check_choice,
     check_int,
-    check_number,
+    check_interval,
     check_positive,
     check_probability,
 )
@@ -111,6 +112,5 @@ def make_schedule(name: str, **kwargs: float):
 def ladder(n: int, ratio: float) -> list[float]:
     """Replica temperature multipliers 1, ratio, ratio^2, ... for parallel tempering."""
     n = check_int("replicas", n, min_value=1)
-    if check_number("replica_ratio", ratio) <= 1.0:
-        raise ConfigError(f"`replica_ratio` must be a finite number > 1, got {ratio!r}")
+    check_interval("replica_ratio", ratio, 1.0, math.inf, low_open=True, high_open=True)
     return [ratio**k for k in range(n)]

@@ -30,8 +30,8 @@ from neurofabric.core.validation import (
     check_array,
     check_choice,
     check_int,
+    check_interval,
     check_nonnegative,
-    check_number,
     check_positive,
     check_probability,
 )
@@ -168,8 +168,7 @@ class ThermoClassifier:
     def _validate(self) -> tuple[Moves, EnergySpec]:
         check_choice("activation", self.activation, tuple(ACTIVATIONS))
         check_choice("loss", self.loss, tuple(LOSSES))
-        if not 0.0 < check_number("density", self.density) <= 1.0:
-            raise ConfigError(f"`density` must be in (0, 1], got {self.density!r}")
+        check_interval("density", self.density, 0.0, 1.0, low_open=True)
         for name in ("sigma", "sigma_all", "w_prune", "replica_ratio"):
             check_positive(name, getattr(self, name))
         for name in ("lambda_l0", "lambda_l1", "grid", "score_floor"):
@@ -183,8 +182,8 @@ class ThermoClassifier:
             check_int("batch_size", self.batch_size, min_value=1)
         if self.max_time is not None:
             check_positive("max_time", self.max_time, "seconds")
-        if not self.w_max > 0:
-            raise ConfigError(f"`w_max` must be > 0, got {self.w_max!r}")
+        if not self.w_max > 0:  # math.inf: unbounded weights
+            raise ConfigError(f"`w_max` must be > 0 (inf: unbounded), got {self.w_max!r}")
         if self.grid > 0 and self.w_prune < self.grid:
             raise ConfigError(
                 f"`w_prune` ({self.w_prune}) must be >= `grid` ({self.grid}) so a newborn "
