@@ -117,18 +117,33 @@ class ProgressReporter:
         self.unit = unit
         self.callback = check_callback(callback)
         self.stopped = False
-        self.last: Progress | None = None
         self._t0 = time.perf_counter()
+        self._last: Progress | tuple[int, float, dict[str, Any]] | None = None
+
+    @property
+    def active(self) -> bool:
+        """Whether a callback listens: a loop may skip computing metrics nobody reads."""
+        return self.callback is not None
 
     @property
     def elapsed_s(self) -> float:
         return time.perf_counter() - self._t0
 
+    @property
+    def last(self) -> Progress | None:
+        """The last report (built on demand when no callback took it)."""
+        if isinstance(self._last, tuple):
+            done, elapsed, metrics = self._last
+            self._last = Progress(self.task, done, self.total, self.unit, elapsed, metrics)
+        return self._last
+
     def update(self, done: int, **metrics: Any) -> bool:
-        """Report ``done`` units with ``metrics``; True if the callback asked to stop."""
-        self.last = Progress(self.task, int(done), self.total, self.unit, self.elapsed_s, metrics)
+        """Report ``done`` units with ``metrics``; True if the callback asked to stop. Without
+        a callback nothing is built (hot loops report per image or per chunk)."""
         if self.callback is None:
+            self._last = (int(done), self.elapsed_s, metrics)
             return False
-        if self.callback(self.last):
+        self._last = Progress(self.task, int(done), self.total, self.unit, self.elapsed_s, metrics)
+        if self.callback(self._last):
             self.stopped = True
         return self.stopped

@@ -414,12 +414,15 @@ class DiehlCookClassifier:
         while run.done < run.total:
             i = run.image(run.done)
             self._learn_image(run, i)
-            run_est.add(run.counts, int(run.ys[i]))
+            if reporter.active:  # the running accuracy is a metric for the callback only
+                run_est.add(run.counts, int(run.ys[i]))
             run.done += 1
             due = run.done % run.every == 0 or run.done == run.total
             if run.path is not None and due:
                 self._save_progress(run)
                 saved = run.done
+            if not reporter.active:
+                continue
             rate = (run.done - start) / max(reporter.elapsed_s, 1e-9)
             if reporter.update(run.done, images_per_s=rate, accuracy=run_est.accuracy()):
                 log.info("training stopped by the callback after image %d", run.done)
