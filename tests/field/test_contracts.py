@@ -17,7 +17,13 @@ from neurofabric.store import ShardedPageStore
 SPEC = HashGridSpec(
     n_dims=2, n_levels=4, n_features=2, log2_table=10, base_resolution=4, per_level_scale=1.6
 )
-KERNELS = ("hash_corners_serial", "hash_combine_serial", "hash_backward", "gather_rows")
+KERNELS = (
+    "hash_corners_serial",
+    "hash_combine_serial",
+    "accumulate_rows",
+    "gather_rows",
+    "scatter_rows",
+)
 
 
 def _count_calls(monkeypatch, module) -> Counter:
@@ -79,7 +85,7 @@ def test_the_resolved_backend_is_the_one_whose_kernels_run(tmp_path, monkeypatch
         assert field.backend == used
     ran, idle = (fast, slow) if used == "numba" else (slow, fast)
     assert ran["hash_corners_serial"] == 2 and ran["hash_combine_serial"] == 2
-    assert ran["hash_backward"] == 1 and ran["gather_rows"] >= 3
+    assert ran["accumulate_rows"] == 1 and ran["gather_rows"] >= 3 and ran["scatter_rows"] >= 1
     assert sum(idle.values()) == 0
 
 

@@ -107,7 +107,7 @@ def test_one_learn_step_follows_the_finite_difference_gradient(tmp_path, backend
     g_table, g_params = _central_differences(table, params, rows, weights, y)
 
     lr = 0.5  # the step is linear in lr (the gradient is taken before it), so any lr will do
-    assert field.learn(x, y, lr=lr) == pytest.approx(loss, rel=1e-5)
+    assert field.learn(x, y, lr=lr, optimizer="sgd") == pytest.approx(loss, rel=1e-5)
     table1, params1 = _snapshot(field)
     scale = max(np.abs(g_table).max(), max(np.abs(g).max() for gp in g_params for g in gp))
     tol = {"rtol": 1e-4, "atol": 1e-5 * scale}  # float32 arithmetic inside learn
@@ -132,10 +132,10 @@ def test_loss_and_grads_is_what_learn_applies(tmp_path):
     )
     x = np.random.default_rng(1).random((4, 2))
     y = np.ones((4, OUT_DIM))
-    field.learn(x, y)  # the table is no longer all zero
+    field.learn(x, y, optimizer="sgd")  # the table is no longer all zero
     loss, rows, row_grads, decoder_grads = field.loss_and_grads(x, y)
     table, params = _snapshot(field)
-    assert field.learn(x, y, lr=0.25) == loss
+    assert field.learn(x, y, lr=0.25, optimizer="sgd") == loss
     table1, params1 = _snapshot(field)
     np.testing.assert_allclose(
         table[rows.astype(np.int64)] - 0.25 * row_grads,

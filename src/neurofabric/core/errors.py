@@ -35,3 +35,7 @@ class StorageError(NeurofabricError, OSError):
 
 class CheckpointError(StorageError):
     """A checkpoint is corrupt, truncated, of a foreign format or of an unsupported version."""
+
+
+class DivergenceError(NeurofabricError, FloatingPointError):
+    """A learning step produced a non-finite loss or update; nothing was written."""

@@ -99,6 +99,18 @@ class HashGrid:
             )
         return self._k.hash_backward(x, g, *self._args)
 
+    def accumulate(
+        self, rows: np.ndarray, weights: np.ndarray, grad_out: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The table gradient as unique rows (first-seen order) and their summed gradients,
+        from the ``corners`` of a batch and d(loss)/d(encoding) ``grad_out`` (n, L*F)."""
+        g = np.ascontiguousarray(grad_out, dtype=np.float32)
+        if g.shape != (rows.shape[0], self.spec.n_outputs):
+            raise ShapeError(
+                f"grad_out must have shape {(rows.shape[0], self.spec.n_outputs)}, got {g.shape}"
+            )
+        return self._k.accumulate_rows(rows, weights, g)
+
     def dense_gradient(self, x: Any, grad_out: Any) -> np.ndarray:
         """The same gradient as a dense (rows, F) array (small tables only)."""
         rows, grads = self.backward(x, grad_out)

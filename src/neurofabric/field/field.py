@@ -33,8 +33,9 @@ from neurofabric.core import backend as backends
 from neurofabric.core.errors import CheckpointError, ConfigError, ShapeError, StorageError
 from neurofabric.core.progress import ProgressCallback, ProgressReporter, check_callback
 from neurofabric.core.rng import make_rng
-from neurofabric.core.validation import check_int, check_positive
+from neurofabric.core.validation import check_choice, check_int, check_positive
 from neurofabric.field.encoding import HashGrid
+from neurofabric.field.optim import DEFAULT_LR, OPTIMIZERS, adam_update, check_finite
 from neurofabric.field.params import HashGridSpec
 from neurofabric.field.prefetch import PrefetchTracker, make_prefetcher
 from neurofabric.field.tiers import TierConfig, TieredPages
@@ -82,6 +83,25 @@ def _layout(store: ShardedPageStore) -> tuple[HashGridSpec, list[tuple[int, int,
     return spec, layers, table_offset
 
 
+def _optimizer_layout(store: ShardedPageStore, table_offset: int, row_bytes: int) -> dict | None:
+    optim = store.meta.get("meta", {}).get("optimizer")
+    if optim is None:
+        return None
+    try:
+        out = {k: int(optim[k]) for k in ("table_m", "table_v", "state")}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(
+            f"{store.path / 'manifest.json'}: the field's optimizer section is invalid ({exc})"
+        ) from exc
+    if any(out[k] % row_bytes for k in ("table_m", "table_v")):
+        raise CheckpointError(
+            f"{store.path / 'manifest.json'}: optimizer regions not aligned to rows: {out}"
+        )
+    out["m_row"] = (out["table_m"] - table_offset) // row_bytes
+    out["v_row"] = (out["table_v"] - table_offset) // row_bytes
+    return out
+
+
 class DemandPagedField:
     """query / write / learn / stats / flush / close over a paged hash-grid field."""
 
@@ -113,6 +133,9 @@ class DemandPagedField:
         self._lock = threading.RLock()
         self.latencies: list[float] = []
         self.n_queries = 0
+        #: where Adam's moments live (None: a field created without them learns with SGD)
+        self.optim_layout = _optimizer_layout(store, self.table_offset, self.row_bytes)
+        self._adam: dict[str, Any] | None = None  # the decoder's moments and t, paged in
 
     # ------------------------------------------------------------------ creation / opening
     @classmethod
@@ -130,10 +153,14 @@ class DemandPagedField:
         tiers: TierConfig | None = None,
         prefetcher: str | None = None,
         backend: str = "auto",
+        optimizer_state: bool = True,
     ) -> DemandPagedField:
         """A new field on disk (sparse: only the decoder's pages are written). ``backend``
         (``"auto"``: the fastest installed, ``"numba"`` or ``"reference"``) picks the kernels of
-        the encoding and the DRAM tier; ``.backend`` is the one used."""
+        the encoding and the DRAM tier; ``.backend`` is the one used. ``optimizer_state``
+        reserves (sparse, free until touched) the pages of Adam's moments: two table-sized
+        regions and one for the decoder (:mod:`neurofabric.field.optim`); without it the
+        field learns with SGD only."""
         spec = spec or HashGridSpec()
         backends.resolve("field", backend)  # a typo is refused before anything is written
         check_int("out_dim", out_dim, min_value=1)
@@ -147,10 +174,19 @@ class DemandPagedField:
         for n_in, n_out in zip(dims[:-1], dims[1:], strict=True):
             layers.append((offset, n_in, n_out))
             offset = _align(offset + (n_in + 1) * n_out * 4, page_size)
+        optim = None
+        if optimizer_state:
+            n_dec = sum((n_in + 1) * n_out for _, n_in, n_out in layers)
+            m_off = offset
+            v_off = _align(m_off + table_bytes, page_size)
+            state_off = _align(v_off + table_bytes, page_size)
+            offset = _align(state_off + 8 + 2 * n_dec * 4, page_size)
+            optim = {"kind": "adam", "table_m": m_off, "table_v": v_off, "state": state_off}
         if offset > logical_bytes:
             raise ConfigError(
-                f"the table and decoder need {offset:,} bytes, more than logical_bytes "
-                f"{logical_bytes:,}; raise logical_bytes or shrink the spec"
+                f"the table, decoder{' and optimizer state' if optim else ''} need {offset:,} "
+                f"bytes, more than logical_bytes {logical_bytes:,}; raise logical_bytes or "
+                "shrink the spec" + (" (or optimizer_state=False: SGD only)" if optim else "")
             )
         meta = {
             "format": FIELD_FORMAT,
@@ -159,6 +195,7 @@ class DemandPagedField:
             "table_offset": 0,
             "layers": layers,
             "out_dim": out_dim,
+            **({"optimizer": optim} if optim else {}),
         }
         store = ShardedPageStore.create(
             path,
@@ -307,7 +344,7 @@ class DemandPagedField:
         """0.5 * mean squared error at ``coords`` and its exact gradient (backpropagation).
 
         Returns ``(loss, rows, row_grads, decoder_grads)``: ``rows`` are the table rows the
-        points touch (unique, uint64), ``row_grads`` (len(rows), n_features) float32 their
+        points touch (unique, uint64, in first-seen order), ``row_grads`` (len(rows), n_features) float32 their
         gradients summed over every corner that lands on them, ``decoder_grads`` one
         ``(dW, db)`` per decoder layer. With o = MLP(enc(x)), d(loss)/d(o) = (o - y) / n; a
         hidden layer passes d/dz = d/da * [z > 0] (the ReLU's derivative); the encoding passes
@@ -334,10 +371,7 @@ class DemandPagedField:
                 if k > 0:
                     grad = grad * (acts[k] > 0)
             decoder_grads.reverse()
-            g_rows, g_vals = self.grid.backward(x, grad.astype(np.float32))
-            uniq, inv = np.unique(g_rows, return_inverse=True)
-            summed = np.zeros((len(uniq), self.spec.n_features), dtype=np.float32)
-            np.add.at(summed, inv.reshape(-1), g_vals)
+            uniq, summed = self.grid.accumulate(rows, weights, grad.astype(np.float32))
             return loss, uniq, summed, decoder_grads
 
     def learn(
@@ -345,13 +379,20 @@ class DemandPagedField:
         coords: Any,
         target: Any,
         *,
-        lr: float = 0.05,
+        lr: float | None = None,
+        optimizer: str | None = None,
         batch_size: int | None = None,
         report_every: int = 1,
         callback: ProgressCallback | None = None,
     ) -> float:
-        """SGD on 0.5 * mean squared error (``loss_and_grads``); updates the touched table rows
-        and the decoder in the paged store.
+        """Minimize 0.5 * mean squared error (``loss_and_grads``): updates the touched table
+        rows and the decoder in the paged store.
+
+        ``optimizer``: "adam" (the default where the field has optimizer state: tiny-cuda-nn's
+        settings, :mod:`neurofabric.field.optim`) or "sgd" (the default of fields created
+        without it). ``lr``: default 1e-2 for Adam, 0.05 for SGD. A step whose loss or update
+        is not finite raises :class:`neurofabric.core.errors.DivergenceError` and writes
+        nothing (the earlier steps of the call stay).
 
         Without ``batch_size``: one step on all the points; returns the loss before it. With
         ``batch_size``: one step per consecutive batch of that many points, in their order;
@@ -360,6 +401,15 @@ class DemandPagedField:
         ``loss``: the mean loss of the batches since the last report, ``points``: the points
         learned so far) every ``report_every`` batches and after the last; returning True
         stops after that batch, keeping the steps taken (in the store, as any learn)."""
+        if optimizer is None:
+            optimizer = "adam" if self.optim_layout is not None else "sgd"
+        check_choice("optimizer", optimizer, OPTIMIZERS)
+        if optimizer == "adam" and self.optim_layout is None:
+            raise ConfigError(
+                "`optimizer` 'adam' needs the optimizer state this field was created without "
+                "(DemandPagedField.create(..., optimizer_state=True)); use optimizer='sgd'"
+            )
+        lr = DEFAULT_LR[optimizer] if lr is None else lr
         check_positive("lr", lr)
         check_int("report_every", report_every, min_value=1)
         check_callback(callback)
@@ -379,7 +429,7 @@ class DemandPagedField:
         losses: list[float] = []
         points = reported = 0
         for k, (xb, yb) in enumerate(batches, start=1):
-            losses.append(self._step(xb, yb, lr))
+            losses.append(self._step(xb, yb, lr, optimizer))
             points += len(np.atleast_2d(xb))
             if k % report_every == 0 or k == len(batches):
                 recent, reported = losses[reported:], k
@@ -388,27 +438,114 @@ class DemandPagedField:
                     break
         return sum(losses) / len(losses)
 
-    def _step(self, coords: Any, target: Any, lr: float) -> float:
-        """One SGD step (see ``learn``); the loss before it."""
-        with self._lock:
+    def _step(self, coords: Any, target: Any, lr: float, optimizer: str = "sgd") -> float:
+        """One step of ``optimizer`` (see ``learn``); the loss before it. Everything is
+        computed and checked finite before the first write."""
+        with self._lock, np.errstate(over="ignore", invalid="ignore"):  # checked below
             loss, rows, row_grads, decoder_grads = self.loss_and_grads(coords, target)
             params = self.decoder()
-            for k, ((W, b), (gW, gb)) in enumerate(zip(params, decoder_grads, strict=True)):
-                self._set_layer(k, W - lr * gW, b - lr * gb)
+            table_rows = rows + np.uint64(self.table_offset // self.row_bytes)
             current = self._table_rows(rows).reshape(len(rows), self.spec.n_features)
-            updated = current - lr * row_grads
-            self.pages.write_rows(
-                rows + np.uint64(self.table_offset // self.row_bytes), updated.view(np.uint8)
-            )
+            if optimizer == "sgd":
+                layers = [
+                    (W - lr * gW, b - lr * gb)
+                    for (W, b), (gW, gb) in zip(params, decoder_grads, strict=True)
+                ]
+                updated = current - lr * row_grads
+                check_finite(
+                    "this SGD step", updated, *(a for wb in layers for a in wb), lr=lr, loss=loss
+                )
+                writes = [(table_rows, updated)]
+            else:
+                layers, writes = self._adam_step(
+                    params, decoder_grads, rows, current, row_grads, lr, loss
+                )
+            for k, (W, b) in enumerate(layers):
+                self._set_layer(k, W, b)
+            for where, values in writes:
+                self.pages.write_rows(
+                    where, np.ascontiguousarray(values, np.float32).view(np.uint8)
+                )
             return loss
 
+    def _adam_step(self, params, decoder_grads, rows, current, row_grads, lr, loss):
+        """New decoder layers and the table writes (rows, m, v) of one Adam step; the decoder's
+        moments and t are updated in memory only once everything is known to be finite."""
+        state = self._adam_state()
+        t = state["t"] + 1
+        layers, moments = [], []
+        for (W, b), (gW, gb), (mW, vW, mb, vb) in zip(
+            params, decoder_grads, state["layers"], strict=True
+        ):
+            W2, mW2, vW2 = adam_update(W, mW, vW, gW.astype(np.float32), lr=lr, t=t)
+            b2, mb2, vb2 = adam_update(b, mb, vb, gb.astype(np.float32), lr=lr, t=t)
+            layers.append((W2, b2))
+            moments.append((mW2, vW2, mb2, vb2))
+        lay = self.optim_layout
+        F = self.spec.n_features
+        m_rows, v_rows = rows + np.uint64(lay["m_row"]), rows + np.uint64(lay["v_row"])
+        m = self.pages.read_rows(m_rows).view(np.float32).reshape(len(rows), F)
+        v = self.pages.read_rows(v_rows).view(np.float32).reshape(len(rows), F)
+        w2, m2, v2 = adam_update(current, m, v, row_grads, lr=lr, t=t)
+        check_finite(
+            "this Adam step", w2, m2, v2, *(a for wb in layers for a in wb), lr=lr, loss=loss
+        )
+        state["t"], state["layers"], state["dirty"] = t, moments, True
+        table_rows = rows + np.uint64(self.table_offset // self.row_bytes)
+        return layers, [(table_rows, w2), (m_rows, m2), (v_rows, v2)]
+
+    def _adam_state(self) -> dict[str, Any]:
+        """The decoder's Adam moments and the step count t, paged in on first use."""
+        if self._adam is None:
+            n = [(n_in + 1) * n_out for _, n_in, n_out in self.layers]
+            off = self.optim_layout["state"]
+            raw = self._read_floats(off, 2 + 2 * sum(n))
+            t = int(raw[:2].copy().view(np.int64)[0])
+            flat, layers, pos = raw[2:], [], 0
+            for (_, n_in, n_out), size in zip(self.layers, n, strict=True):
+                m, v = flat[pos : pos + size], flat[pos + size : pos + 2 * size]
+                pos += 2 * size
+                split = n_in * n_out
+                layers.append(
+                    (
+                        m[:split].reshape(n_in, n_out).copy(),
+                        v[:split].reshape(n_in, n_out).copy(),
+                        m[split:].copy(),
+                        v[split:].copy(),
+                    )
+                )
+            self._adam = {"t": t, "layers": layers, "dirty": False}
+        return self._adam
+
+    def _flush_adam(self) -> None:
+        state = self._adam
+        if state is None or not state["dirty"]:
+            return
+        parts = [np.array([state["t"]], np.int64).view(np.float32)]
+        for mW, vW, mb, vb in state["layers"]:
+            parts += [mW.reshape(-1), mb, vW.reshape(-1), vb]
+        self._write_floats(self.optim_layout["state"], np.concatenate(parts))
+        state["dirty"] = False
+
+    @property
+    def adam_step(self) -> int:
+        """Adam steps taken by this field (0 without optimizer state)."""
+        return 0 if self.optim_layout is None else int(self._adam_state()["t"])
+
     def write(
-        self, coords: Any, value: Any, *, tol: float = 1e-3, max_steps: int = 200, lr: float = 0.05
+        self,
+        coords: Any,
+        value: Any,
+        *,
+        tol: float = 1e-3,
+        max_steps: int = 200,
+        lr: float | None = None,
+        optimizer: str | None = None,
     ) -> int:
         """Learn until the field returns ``value`` at ``coords`` (within ``tol``); returns the
-        steps taken."""
+        steps taken (``lr``, ``optimizer``: as ``learn``; nothing non-finite is written)."""
         for step in range(1, max_steps + 1):
-            self.learn(coords, value, lr=lr)
+            self.learn(coords, value, lr=lr, optimizer=optimizer)
             err = np.max(
                 np.abs(
                     self.query(coords)
@@ -465,6 +602,7 @@ class DemandPagedField:
     def flush(self) -> None:
         """Write dirty decoder layers and pages back to SSD and sync (not on the query path)."""
         with self._lock:
+            self._flush_adam()
             for k, entry in self._layer_cache.items():
                 if entry[2]:
                     self._write_floats(

@@ -198,18 +198,26 @@ class TieredPages:
         return np.split(order, bounds)
 
     def read_rows(self, rows: np.ndarray) -> np.ndarray:
-        """Bytes of each row (n, row_bytes), fetching missing pages through the tiers; a batch
-        that touches more pages than DRAM holds is served in page-grouped parts."""
+        """Bytes of each row (n, row_bytes), fetching missing pages through the tiers; rows
+        whose pages are missing and touch more pages than DRAM holds are served in
+        page-grouped parts."""
         rows = np.ascontiguousarray(rows, dtype=np.uint64).reshape(-1)
-        parts = self._split(rows)
-        if parts is not None:
-            out = np.empty((len(rows), self.row_bytes), dtype=np.uint8)
-            for idx in parts:
-                out[idx] = self.read_rows(rows[idx])
-            return out
         out = np.empty((len(rows), self.row_bytes), dtype=np.uint8)
         self.tick += 1
-        missing = self._k.gather_rows(
+        missing = self._gather(rows, out)
+        n_miss = int(missing.sum())
+        self.counts["dram"] += len(rows) - n_miss
+        if n_miss:
+            idx = np.nonzero(missing)[0]
+            miss_rows = rows[idx]
+            parts = self._split(miss_rows)
+            for part in [None] if parts is None else parts:
+                sel = idx if part is None else idx[part]
+                out[sel] = self._read_missing(rows[sel])
+        return out
+
+    def _gather(self, rows: np.ndarray, out: np.ndarray) -> np.ndarray:
+        return self._k.gather_rows(
             rows,
             self.row_bytes,
             self.page_size,
@@ -220,36 +228,30 @@ class TieredPages:
             self.tick,
             out,
         )
-        n_miss = int(missing.sum())
-        self.counts["dram"] += len(rows) - n_miss
-        if n_miss:
-            miss_rows = rows[missing]
-            pages = np.unique((miss_rows * np.uint64(self.row_bytes)) // np.uint64(self.page_size))
+
+    def _read_missing(self, miss_rows: np.ndarray) -> np.ndarray:
+        """Rows whose pages were not in DRAM (their pages fit in DRAM): bring them in, copy."""
+        page_of = (miss_rows * np.uint64(self.row_bytes)) // np.uint64(self.page_size)
+        pages = np.unique(page_of)
+        pages = pages[~self.is_resident(pages)]  # an earlier part may have brought some in
+        if len(pages):
             if self.on_miss is not None:
                 self.on_miss(pages)
             tiers = self._bring_in(pages)
-            page_of = (miss_rows * np.uint64(self.row_bytes)) // np.uint64(self.page_size)
-            for page, tier in zip(pages.tolist(), tiers, strict=True):
-                self.counts[tier] += int(np.count_nonzero(page_of == page))
-            sub = np.empty((n_miss, self.row_bytes), dtype=np.uint8)
-            again = self._k.gather_rows(
-                miss_rows,
-                self.row_bytes,
-                self.page_size,
-                self.resident,
-                self.resident_slots,
-                self.pool,
-                self.slot_tick,
-                self.tick,
-                sub,
+            fetched = np.isin(page_of, pages)
+            per_page = np.bincount(np.searchsorted(pages, page_of[fetched]), minlength=len(pages))
+            for tier, c in zip(tiers, per_page.tolist(), strict=True):
+                self.counts[tier] += int(c)
+            self.counts["dram"] += int(len(miss_rows) - fetched.sum())
+        else:
+            self.counts["dram"] += len(miss_rows)
+        sub = np.empty((len(miss_rows), self.row_bytes), dtype=np.uint8)
+        if self._gather(miss_rows, sub).any():  # more pages than DRAM slots in one batch
+            raise ConfigError(
+                f"one batch touches more pages than the DRAM tier holds ({self.config.dram_pages}); "
+                "raise `dram_pages` or query smaller batches"
             )
-            if again.any():  # more pages than DRAM slots in one batch
-                raise ConfigError(
-                    f"one batch touches more pages than the DRAM tier holds ({self.config.dram_pages}); "
-                    "raise `dram_pages` or query smaller batches"
-                )
-            out[missing] = sub
-        return out
+        return sub
 
     def is_resident(self, pages: np.ndarray) -> np.ndarray:
         pages = np.asarray(pages, dtype=np.uint64)
@@ -419,28 +421,43 @@ class TieredPages:
 
     # ------------------------------------------------------------------ writes
     def write_rows(self, rows: np.ndarray, data: np.ndarray) -> None:
-        """Write bytes (n, row_bytes) to rows; pages come into DRAM and become dirty."""
+        """Write bytes (n, row_bytes) to rows; pages come into DRAM and become dirty. Rows are
+        written in order (a repeated row keeps its last value)."""
         rows = np.ascontiguousarray(rows, dtype=np.uint64).reshape(-1)
         data = np.ascontiguousarray(data).view(np.uint8).reshape(len(rows), self.row_bytes)
-        parts = self._split(rows)
-        if parts is not None:
-            for idx in parts:
-                self.write_rows(rows[idx], data[idx])
-            return
-        pages = (rows * np.uint64(self.row_bytes)) // np.uint64(self.page_size)
-        upages = np.unique(pages)
-        absent = upages[~self.is_resident(upages)]
+        # all the copies of a row share a page, so they land in one group below: a repeated
+        # row keeps its last value
+        absent = np.nonzero(self._scatter(rows, data) < 0)[0]
         if len(absent):
-            self._bring_in(absent, protect=upages)
-        pos = np.searchsorted(self.resident, pages)
-        slots = self.resident_slots[pos]
-        start = (rows * np.uint64(self.row_bytes) - pages * np.uint64(self.page_size)).astype(
-            np.int64
+            parts = self._split(rows[absent])
+            for part in [None] if parts is None else parts:
+                sel = absent if part is None else absent[part]
+                pages = np.unique(
+                    (rows[sel] * np.uint64(self.row_bytes)) // np.uint64(self.page_size)
+                )
+                pages = pages[~self.is_resident(pages)]
+                if len(pages):
+                    self._bring_in(pages)
+                if (self._scatter(rows[sel], data[sel]) < 0).any():
+                    raise ConfigError(
+                        f"one write touches more pages than the DRAM tier holds "
+                        f"({self.config.dram_pages}); raise `dram_pages` or write smaller batches"
+                    )
+
+    def _scatter(self, rows: np.ndarray, data: np.ndarray) -> np.ndarray:
+        slots = self._k.scatter_rows(
+            rows,
+            self.row_bytes,
+            self.page_size,
+            self.resident,
+            self.resident_slots,
+            self.pool,
+            data,
         )
-        for i in range(len(rows)):  # rows are few per update; the pool is written in place
-            self.pool[slots[i], start[i] : start[i] + self.row_bytes] = data[i]
-        self.slot_dirty[slots] = True
-        self.slot_tick[slots] = self.tick
+        hit = slots[slots >= 0]
+        self.slot_dirty[hit] = True
+        self.slot_tick[hit] = self.tick
+        return slots
 
     def flush(self) -> None:
         """Write every dirty page (DRAM and CXL) back to SSD and sync it."""

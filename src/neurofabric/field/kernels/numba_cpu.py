@@ -194,3 +194,62 @@ def gather_rows(rows, row_bytes, page_size, resident, slots, pool, slot_tick, ti
             out[i, b] = pool[slot, start + b]
         slot_tick[slot] = tick
     return missing
+
+
+@njit(cache=True)
+def scatter_rows(rows, row_bytes, page_size, resident, slots, pool, data):
+    """Write ``data[i]`` into the DRAM pool at row ``rows[i]`` where its page is resident, in
+    order (a repeated row keeps its last value); the slot of each row, -1 if not resident."""
+    n = rows.shape[0]
+    out = np.full(n, -1, dtype=np.int64)
+    m = resident.shape[0]
+    rb = np.uint64(row_bytes)
+    ps = np.uint64(page_size)
+    for i in range(n):
+        byte = rows[i] * rb
+        page = byte // ps
+        pos = np.searchsorted(resident, page)
+        if pos >= m or resident[pos] != page:
+            continue
+        slot = slots[pos]
+        start = np.int64(byte - page * ps)
+        for b in range(row_bytes):
+            pool[slot, start + b] = data[i, b]
+        out[i] = slot
+    return out
+
+
+@njit(cache=True)
+def accumulate_rows(rows, weights, grad_enc):
+    """Unique rows in first-seen order and their summed gradients (see the reference): an
+    open-addressing hash table sized to the batch, so the cost does not grow with the table."""
+    n, L, corners = rows.shape
+    F = grad_enc.shape[1] // L
+    total = n * L * corners
+    cap = 1
+    while cap < 2 * total:
+        cap <<= 1
+    mask = np.uint64(cap - 1)
+    keys = np.empty(cap, dtype=np.uint64)
+    where = np.full(cap, -1, dtype=np.int64)
+    uniq = np.empty(total, dtype=np.uint64)
+    sums = np.zeros((total, F), dtype=np.float32)
+    m = 0
+    for i in range(n):
+        for level in range(L):
+            for corner in range(corners):
+                r = rows[i, level, corner]
+                h = (r * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(17)
+                h &= mask
+                while where[h] >= 0 and keys[h] != r:
+                    h = (h + np.uint64(1)) & mask
+                if where[h] < 0:
+                    keys[h] = r
+                    where[h] = m
+                    uniq[m] = r
+                    m += 1
+                k = where[h]
+                w = weights[i, level, corner]
+                for f in range(F):
+                    sums[k, f] += w * grad_enc[i, level * F + f]
+    return uniq[:m].copy(), sums[:m].copy()

@@ -105,3 +105,41 @@ def gather_rows(rows, row_bytes, page_size, resident, slots, pool, slot_tick, ti
 
 hash_corners_serial = hash_corners
 hash_combine_serial = hash_combine
+
+
+def scatter_rows(rows, row_bytes, page_size, resident, slots, pool, data):
+    """Write ``data[i]`` (row_bytes uint8) into the DRAM pool at row ``rows[i]`` where the
+    row's page is resident. Rows are written in order, so a repeated row keeps its last value.
+    Returns the pool slot of each row, -1 where the page is not resident (nothing written)."""
+    pages = (rows.astype(np.uint64) * np.uint64(row_bytes)) // np.uint64(page_size)
+    out = np.full(len(rows), -1, dtype=np.int64)
+    if len(resident) == 0:
+        return out
+    pos = np.searchsorted(resident, pages)
+    found = (pos < len(resident)) & (resident[np.minimum(pos, len(resident) - 1)] == pages)
+    for i in np.nonzero(found)[0]:
+        slot = slots[pos[i]]
+        start = int(rows[i]) * row_bytes - int(pages[i]) * page_size
+        pool[slot, start : start + row_bytes] = data[i]
+        out[i] = slot
+    return out
+
+
+def accumulate_rows(rows, weights, grad_enc):
+    """The table gradient as unique rows and their summed gradients, in first-seen order.
+
+    ``rows``/``weights`` (n, L, 2^D) from ``hash_corners``; ``grad_enc`` (n, L*F) is
+    d(loss)/d(encoding). Corner k of level l of point i adds ``weights[i, l, k] *
+    grad_enc[i, l*F:(l+1)*F]`` to its row; the sums run in point, level, corner order (float32),
+    so the numba kernel gives the same bits."""
+    n, L, corners = rows.shape
+    F = grad_enc.shape[1] // L
+    flat = rows.reshape(-1)
+    g = (grad_enc.reshape(n, L, 1, F).astype(np.float32) * weights[..., None]).reshape(-1, F)
+    uniq, first, inverse = np.unique(flat, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")  # first-seen order
+    rank = np.empty(len(uniq), dtype=np.int64)
+    rank[order] = np.arange(len(uniq))
+    sums = np.zeros((len(uniq), F), dtype=np.float32)
+    np.add.at(sums, rank[inverse.reshape(-1)], g)
+    return uniq[order], sums

@@ -1,0 +1,224 @@
+"""How fast the demand-paged field learns an image, against pure-torch peers, same machine.
+
+    python benchmarks/field_fit.py                         # 60 s per system, 1 thread each
+    python benchmarks/field_fit.py --seconds 20 --systems field,hashgrid --threads 2
+
+The signal is scikit-learn's ``china.jpg`` (427 x 640) in grey (ITU-R 601 weights) or colour
+(``--signal china-rgb``); coordinates are pixel centres in [0, 1]^2 (x = (col + 0.5) / W,
+y = (row + 0.5) / H). Every system trains on random batches of ``--batch`` pixels for
+``--seconds`` of training time (evaluation excluded) and reports the PSNR over all pixels
+(10 log10(1 / MSE), predictions clipped to [0, 1]) every ``--eval-every`` seconds:
+
+* ``field``: ``DemandPagedField`` (16 levels x 2 features, 2^18 rows per level, base
+  resolution 16, scale 1.4, one hidden layer of 64; Adam as tiny-cuda-nn, lr 1e-2), its
+  parameters and Adam moments paged through a DRAM tier large enough to hold them;
+* ``hashgrid``: the same encoding and MLP in pure torch with torch's Adam (same settings),
+  ``benchmarks/peers/torch_fit.py --model hashgrid``;
+* ``siren``: SIREN (3 x 256, w0 30, Adam 1e-4), ``--model siren``;
+* ``mlp``: a ReLU MLP on raw coordinates (3 x 256, Adam 1e-3), ``--model mlp``.
+
+Prints a table (PSNR at fixed times, seconds to 25 and 30 dB, ratios to the torch hash grid)
+and one JSON line per system; ``--out`` saves the curves (PNG) and the reconstructions side by
+side with the target (PNG).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _threads import pin_threads, threads_info
+
+THREADS = pin_threads(1)
+
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_signal(name: str) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+    """(coords (n, 2) float32, targets (n, C) float32, image shape) of a signal."""
+    from sklearn.datasets import load_sample_image
+
+    img = load_sample_image("china.jpg").astype(np.float32) / 255.0
+    if name == "china":
+        img = img @ np.array([0.299, 0.587, 0.114], np.float32)
+        img = img[..., None]
+    elif name != "china-rgb":
+        raise SystemExit(f"--signal must be china or china-rgb, got {name!r}")
+    H, W, C = img.shape
+    yy, xx = np.mgrid[0:H, 0:W]
+    coords = np.stack([(xx.ravel() + 0.5) / W, (yy.ravel() + 0.5) / H], 1).astype(np.float32)
+    return coords, img.reshape(-1, C), (H, W, C)
+
+
+def psnr(pred: np.ndarray, target: np.ndarray) -> float:
+    mse = float(np.mean((np.clip(pred, 0.0, 1.0) - target) ** 2))
+    return 10.0 * np.log10(1.0 / max(mse, 1e-20))
+
+
+def run_field(args) -> tuple[list[dict], np.ndarray]:
+    from neurofabric.field import DemandPagedField, HashGridSpec, TierConfig
+
+    coords, target, shape = load_signal(args.signal)
+    spec = HashGridSpec(
+        n_dims=2, n_levels=16, n_features=2, log2_table=18, base_resolution=16, per_level_scale=1.4
+    )
+    folder = Path(tempfile.mkdtemp(prefix="nf-field-fit-"))
+    rows = []
+    try:
+        # the table and both moments: 3 x 32 MiB; the DRAM tier holds them all
+        tiers = TierConfig(dram_pages=3 * spec.n_rows * 8 // 4096 + 1024)
+        f = DemandPagedField.create(
+            folder / "f", spec=spec, hidden=(64,), out_dim=shape[2], seed=args.seed, tiers=tiers
+        )
+        rng = np.random.default_rng(args.seed)
+        train_s, step, next_eval = 0.0, 0, args.eval_every
+        while train_s < args.seconds and step < args.max_steps:
+            t0 = time.perf_counter()
+            i = rng.integers(0, len(coords), args.batch)
+            f.learn(coords[i], target[i], lr=args.lr)
+            train_s += time.perf_counter() - t0
+            step += 1
+            if train_s >= next_eval or train_s >= args.seconds:
+                pred = np.concatenate(
+                    [f.query(coords[j : j + 65536]) for j in range(0, len(coords), 65536)]
+                )
+                rows.append({"seconds": train_s, "step": step, "psnr": psnr(pred, target)})
+                print(json.dumps({"system": "field", **rows[-1]}), file=sys.stderr)
+                next_eval += args.eval_every
+        f.close()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return rows, pred.reshape(shape)
+
+
+def run_peer(model: str, args) -> tuple[list[dict], np.ndarray | None, str | None]:
+    peer = ROOT / "benchmarks" / "peers" / "torch_fit.py"
+    image = Path(tempfile.mkdtemp(prefix="nf-peer-")) / "recon.npy"
+    cmd = [sys.executable, str(peer), "--model", model, "--signal", args.signal]
+    cmd += ["--seconds", str(args.seconds), "--batch", str(args.batch), "--seed", str(args.seed)]
+    cmd += ["--eval-every", str(args.eval_every), "--threads", str(THREADS)]
+    cmd += ["--save-array", str(image)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    lines = [json.loads(x) for x in proc.stdout.splitlines() if x.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        return [], None, proc.stderr.strip().splitlines()[-1:] or [f"exit {proc.returncode}"]
+    recon = np.load(image) if image.exists() else None
+    return [r for r in lines if not r.get("final")], recon, None
+
+
+def first_time(rows: list[dict], db: float) -> float | None:
+    for r in rows:
+        if r["psnr"] >= db:
+            return r["seconds"]
+    return None
+
+
+def at_time(rows: list[dict], s: float) -> float | None:
+    """The PSNR of the first evaluation at or after ``s`` training seconds (evaluations come
+    right after the step that crosses each ``--eval-every`` mark)."""
+    for r in rows:
+        if r["seconds"] >= s - 1e-9:
+            return r["psnr"]
+    return None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--signal", default="china")
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--batch", type=int, default=4096)
+    ap.add_argument("--lr", type=float, default=1e-2)
+    ap.add_argument("--eval-every", type=float, default=2.0)
+    ap.add_argument("--max-steps", type=int, default=10**9)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--systems", default="field,hashgrid,siren,mlp")
+    ap.add_argument("--threads", type=int, default=THREADS, help="(pinned on import)")
+    ap.add_argument("--out", type=Path, default=None, help="folder for the PNGs")
+    args = ap.parse_args()
+    curves, images = {}, {}
+    for system in args.systems.split(","):
+        if system == "field":
+            curves[system], images[system] = run_field(args)
+        else:
+            rows, recon, err = run_peer(system, args)
+            if err:
+                print(f"{system}: failed: {err}", file=sys.stderr)
+                continue
+            curves[system], images[system] = rows, recon
+    print(
+        f"\nMachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, {THREADS} thread(s) per system"
+    )
+    print(f"Threads: {threads_info()}")
+    print(
+        f"Command: python benchmarks/field_fit.py --signal {args.signal} --seconds "
+        f"{args.seconds:g} --batch {args.batch} --threads {THREADS}\n"
+    )
+    marks = [m for m in (5, 10, 20, 30, 60) if m <= args.seconds]
+    head = " | ".join(f"PSNR at {m} s" for m in marks)
+    print(f"| system | steps | {head} | final PSNR | s to 25 dB | s to 30 dB |")
+    print("|---|---|" + "---|" * (len(marks) + 3))
+    for system, rows in curves.items():
+        if not rows:
+            continue
+        cells = [at_time(rows, m) for m in marks]
+        t25, t30 = first_time(rows, 25.0), first_time(rows, 30.0)
+
+        def fmt(v, unit=""):
+            return "-" if v is None else f"{v:.1f}{unit}"
+
+        print(
+            f"| {system} | {rows[-1]['step']} | "
+            + " | ".join(fmt(c) for c in cells)
+            + f" | {rows[-1]['psnr']:.2f} | {fmt(t25)} | {fmt(t30)} |"
+        )
+    ref = first_time(curves.get("hashgrid", []), 25.0)
+    ours = first_time(curves.get("field", []), 25.0)
+    if ref and ours:
+        print(f"\ntime to 25 dB, torch hash grid / field: {ref / ours:.1f}x")
+    for system, rows in curves.items():
+        print(json.dumps({"system": system, "signal": args.signal, "curve": rows}))
+    if args.out is not None:
+        save_figures(args, curves, images)
+
+
+def save_figures(args, curves, images) -> None:
+    from neurofabric.core.figures import pyplot, save_figure
+
+    _, target, shape = load_signal(args.signal)
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for system, rows in curves.items():
+        ax.plot([r["seconds"] for r in rows], [r["psnr"] for r in rows], label=system)
+    ax.set_xlabel("training seconds")
+    ax.set_ylabel("PSNR (dB)")
+    ax.legend()
+    fig.tight_layout()
+    save_figure(fig, args.out / f"field_fit_{args.signal}_psnr.png")
+    shown = [("target", target.reshape(shape))] + [
+        (s, im) for s, im in images.items() if im is not None
+    ]
+    fig, axes = plt.subplots(1, len(shown), figsize=(4 * len(shown), 3))
+    for a, (name, im) in zip(np.atleast_1d(axes), shown, strict=True):
+        im = np.clip(im.reshape(shape), 0, 1)
+        a.imshow(im[..., 0] if shape[2] == 1 else im, cmap="gray" if shape[2] == 1 else None)
+        a.set_title(
+            name if name == "target" else f"{name}: {psnr(im, target.reshape(shape)):.1f} dB"
+        )
+        a.axis("off")
+    fig.tight_layout()
+    save_figure(fig, args.out / f"field_fit_{args.signal}_images.png")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+"""Adam in the paged store: the update against a plain numpy Adam, state across close/open,
+divergence caught before anything is written, and the scatter kernels against the reference."""
+
+import numpy as np
+import pytest
+
+from neurofabric.core.errors import ConfigError, DivergenceError
+from neurofabric.field import DemandPagedField, HashGridSpec
+from neurofabric.field.kernels import numba_cpu, reference
+
+SPEC = HashGridSpec(
+    n_dims=2, n_levels=4, n_features=2, log2_table=8, base_resolution=4, per_level_scale=1.5
+)
+SIZES = {"logical_bytes": 1 << 22, "shard_bytes": 1 << 22}
+
+
+def _create(path, **kw):
+    return DemandPagedField.create(path, spec=SPEC, hidden=(8,), seed=1, **SIZES, **kw)
+
+
+def _params(field):
+    table = field.pages.read_rows(np.arange(SPEC.n_rows, dtype=np.uint64)).view(np.float32)
+    return table.reshape(SPEC.n_rows, -1).copy(), [(W.copy(), b.copy()) for W, b in field.decoder()]
+
+
+def _batch(seed, n=32):
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, 2)).astype(np.float32)
+    return x, np.sin(5 * x[:, :1]) * np.cos(3 * x[:, 1:2])
+
+
+def test_adam_steps_match_a_plain_numpy_adam(tmp_path):
+    """Three steps: the touched rows and the decoder follow Adam with tiny-cuda-nn's settings
+    (beta 0.9/0.99, eps 1e-15), moments kept per row; untouched rows never move."""
+    field = _create(tmp_path / "f")
+    lr, b1, b2, eps = 0.01, 0.9, 0.99, 1e-15
+    table, params = _params(field)
+    m_t, v_t = np.zeros_like(table, np.float64), np.zeros_like(table, np.float64)
+    m_d = [(np.zeros(W.shape), np.zeros(b.shape)) for W, b in params]
+    v_d = [(np.zeros(W.shape), np.zeros(b.shape)) for W, b in params]
+    touched = np.zeros(SPEC.n_rows, bool)
+    for t in range(1, 4):
+        x, y = _batch(t)
+        _, rows, g_rows, g_dec = field.loss_and_grads(x, y)
+        rows = rows.astype(np.int64)
+        touched[rows] = True
+        expect_table = table.astype(np.float64).copy()
+        m_t[rows] = b1 * m_t[rows] + (1 - b1) * g_rows
+        v_t[rows] = b2 * v_t[rows] + (1 - b2) * g_rows.astype(np.float64) ** 2
+        step = lr * (m_t[rows] / (1 - b1**t)) / (np.sqrt(v_t[rows] / (1 - b2**t)) + eps)
+        expect_table[rows] -= step
+        expect_dec = []
+        for k, ((W, b), (gW, gb)) in enumerate(zip(params, g_dec, strict=True)):
+            new = []
+            for j, (p, g) in enumerate(((W, gW), (b, gb))):
+                m_d[k][j][...] = b1 * m_d[k][j] + (1 - b1) * g
+                v_d[k][j][...] = b2 * v_d[k][j] + (1 - b2) * g.astype(np.float64) ** 2
+                mh, vh = m_d[k][j] / (1 - b1**t), v_d[k][j] / (1 - b2**t)
+                new.append(p - lr * mh / (np.sqrt(vh) + eps))
+            expect_dec.append(new)
+        field.learn(x, y, lr=lr)
+        table, params = _params(field)
+        np.testing.assert_allclose(table, expect_table, rtol=1e-4, atol=1e-6)
+        for (W, b), (eW, eb) in zip(params, expect_dec, strict=True):
+            np.testing.assert_allclose(W, eW, rtol=1e-4, atol=1e-6)
+            np.testing.assert_allclose(b, eb, rtol=1e-4, atol=1e-6)
+    assert not table[~touched].any()  # never touched: still zero
+    assert field.adam_step == 3
+    field.close()
+
+
+def test_adam_state_survives_close_and_open(tmp_path):
+    """Learning 4 steps, closing, reopening and learning 4 more equals 8 steps in one go, bit for
+    bit: the moments and the step count are in the store, not only in memory."""
+    straight = _create(tmp_path / "a")
+    for t in range(8):
+        straight.learn(*_batch(t))
+    resumed = _create(tmp_path / "b")
+    for t in range(4):
+        resumed.learn(*_batch(t))
+    resumed.close()
+    resumed = DemandPagedField.open(tmp_path / "b")
+    assert resumed.adam_step == 4
+    for t in range(4, 8):
+        resumed.learn(*_batch(t))
+    x = np.random.default_rng(9).random((64, 2))
+    np.testing.assert_array_equal(straight.query(x), resumed.query(x))
+    ta, pa = _params(straight)
+    tb, pb = _params(resumed)
+    np.testing.assert_array_equal(ta, tb)
+    straight.close()
+    resumed.close()
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_a_diverging_step_raises_and_writes_nothing(tmp_path, optimizer):
+    field = _create(tmp_path / "f")
+    field.learn(*_batch(0), optimizer=optimizer)
+    field.flush()
+    table, params = _params(field)
+    x, y = _batch(1)
+    bad = y.copy()
+    bad[3] = np.nan
+    with pytest.raises(DivergenceError, match="nothing was written"):
+        field.learn(x, bad, optimizer=optimizer)
+    with pytest.raises(DivergenceError, match="lr"):
+        field.learn(x, y * 1e30, lr=1e30, optimizer="sgd")
+    table2, params2 = _params(field)
+    np.testing.assert_array_equal(table, table2)
+    for (W, b), (W2, b2) in zip(params, params2, strict=True):
+        np.testing.assert_array_equal(W, W2)
+        np.testing.assert_array_equal(b, b2)
+    field.close()
+    with DemandPagedField.open(tmp_path / "f", readonly=True) as again:
+        table3, _ = _params(again)
+        assert np.all(np.isfinite(table3))
+        np.testing.assert_array_equal(table, table3)
+
+
+def test_sgd_only_fields_refuse_adam_and_default_to_sgd(tmp_path):
+    field = _create(tmp_path / "f", optimizer_state=False)
+    assert field.optim_layout is None and field.adam_step == 0
+    with pytest.raises(ConfigError, match="optimizer_state=True"):
+        field.learn(*_batch(0), optimizer="adam")
+    with pytest.raises(ConfigError, match="`optimizer` must be one of"):
+        field.learn(*_batch(0), optimizer="adamw")
+    loss = field.learn(*_batch(0))  # SGD
+    assert np.isfinite(loss)
+    field.close()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_accumulate_rows_numba_matches_the_reference_bit_for_bit(seed):
+    from neurofabric.field import HashGrid
+
+    grid = HashGrid(SPEC, backend="reference")
+    rng = np.random.default_rng(seed)
+    x = rng.random((300, 2)).astype(np.float32)
+    rows, weights = grid.corners(x)
+    g = rng.normal(size=(300, SPEC.n_outputs)).astype(np.float32)
+    r_ref, s_ref = reference.accumulate_rows(rows, weights, g)
+    r_nb, s_nb = numba_cpu.accumulate_rows(rows, weights, g)
+    np.testing.assert_array_equal(r_ref, r_nb)
+    np.testing.assert_array_equal(s_ref, s_nb)
+    assert len(np.unique(r_ref)) == len(r_ref) < rows.size  # unique rows, repeats summed
+    dense = grid.dense_gradient(x, g)
+    np.testing.assert_allclose(dense[r_ref.astype(np.int64)], s_ref, rtol=1e-5, atol=1e-6)
+    assert np.count_nonzero(np.abs(dense).sum(1)) <= len(r_ref)
+
+
+def test_scatter_rows_numba_matches_the_reference():
+    rng = np.random.default_rng(0)
+    page, rb = 64, 8
+    resident = np.array([1, 3, 4], dtype=np.uint64)
+    slots = np.array([2, 0, 1], dtype=np.int64)
+    rows = np.array([8, 9, 24, 33, 8, 16], dtype=np.uint64)  # pages 1, 1, 3, 4, 1, 2 (absent)
+    data = rng.integers(0, 255, (len(rows), rb), dtype=np.uint8)
+    pools = [np.zeros((3, page), np.uint8) for _ in range(2)]
+    got = [
+        k.scatter_rows(rows, rb, page, resident, slots, pool, data)
+        for k, pool in zip((reference, numba_cpu), pools, strict=True)
+    ]
+    np.testing.assert_array_equal(got[0], got[1])
+    np.testing.assert_array_equal(got[0], [2, 2, 0, 1, 2, -1])
+    np.testing.assert_array_equal(pools[0], pools[1])
+    np.testing.assert_array_equal(pools[0][2, 0:8], data[4])  # the repeated row: the last one
