@@ -156,8 +156,9 @@ def test_scatter_rows_numba_matches_the_reference():
     rows = np.array([8, 9, 24, 33, 8, 16], dtype=np.uint64)  # pages 1, 1, 3, 4, 1, 2 (absent)
     data = rng.integers(0, 255, (len(rows), rb), dtype=np.uint8)
     pools = [np.zeros((3, page), np.uint8) for _ in range(2)]
+    direct = np.array([-1, 2, -1], np.int64)  # page 1 by the direct map, 3 and 4 by search
     got = [
-        k.scatter_rows(rows, rb, page, resident, slots, pool, data)
+        k.scatter_rows(rows, rb, page, resident, slots, direct, pool, data)
         for k, pool in zip((reference, numba_cpu), pools, strict=True)
     ]
     np.testing.assert_array_equal(got[0], got[1])

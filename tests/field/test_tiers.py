@@ -73,15 +73,22 @@ def test_numba_gather_equals_reference():
     resident = np.array([3, 9, 10, 40], np.uint64)
     slots = np.array([5, 0, 2, 1], np.int64)
     rows = rng.integers(0, 512 * 50, size=300).astype(np.uint64)
+    # the direct map covers pages [0, 12): pages 3, 9, 10 are found there, page 40 by search
+    page_slot = np.full(12, -1, np.int64)
+    page_slot[[3, 9, 10]] = [5, 0, 2]
     outs = []
     for k in (numba_cpu, reference):
-        out = np.zeros((300, ROW), np.uint8)
-        ticks = np.zeros(6, np.int64)
-        missing = k.gather_rows(rows, ROW, PAGE, resident, slots, pool, ticks, 7, out)
-        outs.append((missing, out * ~missing[:, None], ticks))
-    for a, b in zip(*outs, strict=True):
-        np.testing.assert_array_equal(a, b)
+        for direct in (page_slot, np.zeros(0, np.int64)):
+            out = np.zeros((300, ROW), np.uint8)
+            ticks = np.zeros(6, np.int64)
+            missing = k.gather_rows(rows, ROW, PAGE, resident, slots, direct, pool, ticks, 7, out)
+            outs.append((missing, out * ~missing[:, None], ticks))
+    for other in outs[1:]:
+        for a, b in zip(outs[0], other, strict=True):
+            np.testing.assert_array_equal(a, b)
     assert 0 < outs[0][0].sum() < 300
+    pages = rows * np.uint64(ROW) // np.uint64(PAGE)
+    assert np.isin(pages[~outs[0][0]], [3, 9, 10, 40]).all() and (pages[~outs[0][0]] == 40).any()
 
 
 @pytest.mark.parametrize("k", [numba_cpu, reference])
@@ -90,7 +97,12 @@ def test_gather_from_an_empty_pool_finds_nothing(k):
     out = np.zeros((4, ROW), np.uint8)
     ticks = np.zeros(2, np.int64)
     rows = np.array([0, 5, 700, 3], np.uint64)
-    empty = (np.zeros(0, np.uint64), np.zeros(0, np.int64), np.zeros((2, PAGE), np.uint8))
+    empty = (
+        np.zeros(0, np.uint64),
+        np.zeros(0, np.int64),
+        np.full(4, -1, np.int64),
+        np.zeros((2, PAGE), np.uint8),
+    )
     missing = k.gather_rows(rows, ROW, PAGE, *empty, ticks, 1, out)
     assert missing.tolist() == [True] * 4
     assert not ticks.any() and not out.any()

@@ -52,6 +52,17 @@ class HashGrid:
         )
 
     @property
+    def kernels(self):
+        """The resolved kernel module (``.backend`` names it)."""
+        return self._k
+
+    @property
+    def args(self) -> tuple:
+        """The level tables the kernels take after the points: scales, resolutions, sizes,
+        offsets, hashed flags, hash bits."""
+        return self._args
+
+    @property
     def n_rows(self) -> int:
         return self.spec.n_rows
 

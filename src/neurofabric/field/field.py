@@ -83,6 +83,22 @@ def _layout(store: ShardedPageStore) -> tuple[HashGridSpec, list[tuple[int, int,
     return spec, layers, table_offset
 
 
+#: most pages given a direct page -> DRAM slot map (8 bytes each: 32 MiB covers 16 GiB of
+#: table and moments; pages above it are found by binary search)
+DIRECT_PAGES_MAX = 1 << 22
+
+
+def _direct_pages(store: ShardedPageStore) -> int:
+    """Pages of the table, the decoder and the optimizer state (the hot part of the space)."""
+    meta = store.meta["meta"]
+    ends = [o + (i + 1) * n * 4 for o, i, n in meta["layers"]]
+    optim = meta.get("optimizer")
+    if optim:
+        n_dec = sum((i + 1) * n for _, i, n in meta["layers"])
+        ends.append(int(optim["state"]) + 8 + 2 * n_dec * 4)
+    return min(-(-max(ends) // store.page_size), DIRECT_PAGES_MAX)
+
+
 def _optimizer_layout(store: ShardedPageStore, table_offset: int, row_bytes: int) -> dict | None:
     optim = store.meta.get("meta", {}).get("optimizer")
     if optim is None:
@@ -121,7 +137,13 @@ class DemandPagedField:
         #: the kernels' backend actually used, by the encoding and the DRAM tier ("auto" resolved)
         self.backend = self.grid.backend
         self.row_bytes = self.spec.n_features * 4
-        self.pages = TieredPages(store, tiers, row_bytes=self.row_bytes, backend=self.backend)
+        self.pages = TieredPages(
+            store,
+            tiers,
+            row_bytes=self.row_bytes,
+            backend=self.backend,
+            direct_pages=_direct_pages(store),
+        )
         self.tracker = (
             PrefetchTracker(make_prefetcher(prefetcher), k=prefetch_depth) if prefetcher else None
         )
@@ -318,10 +340,32 @@ class DemandPagedField:
                 self.store.prefetch(cand)
 
     def encode(self, coords: Any) -> np.ndarray:
-        """Hash-grid features (n, L*F) of coordinates in [0, 1]^D."""
-        rows, weights = self.grid.corners(coords)
-        values = self._table_rows(rows).reshape(*rows.shape, self.spec.n_features)
-        return self.grid.combine(values, weights)
+        """Hash-grid features (n, L*F) of coordinates in [0, 1]^D: read straight from the DRAM
+        pool in one pass (``encode_paged``); the points with a corner on a page not in DRAM go
+        through the tiers (which bring the pages in) and ``combine``: the same bits."""
+        x = self.grid.check_points(coords)
+        p = self.pages
+        p.tick += 1
+        feats, missing = self.grid.kernels.encode_paged(
+            x,
+            *self.grid.args,
+            self.table_offset // self.row_bytes,
+            self.row_bytes,
+            p.page_size,
+            p.resident,
+            p.resident_slots,
+            p.page_slot,
+            p.pool_f32,
+            p.slot_tick,
+            p.tick,
+        )
+        n_miss = int(missing.sum())
+        p.counts["dram"] += (len(x) - n_miss) * self.spec.n_levels * (1 << self.spec.n_dims)
+        if n_miss:
+            rows, weights = self.grid.corners(x[missing])
+            values = self._table_rows(rows).reshape(*rows.shape, self.spec.n_features)
+            feats[missing] = self.grid.combine(values, weights)
+        return feats
 
     def _forward(self, feats: np.ndarray, params) -> list[np.ndarray]:
         acts = [feats]

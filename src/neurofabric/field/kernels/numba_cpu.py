@@ -173,22 +173,32 @@ def hash_backward(x, grad_out, scales, resolutions, sizes, offsets, hashed, bits
     return rows.reshape(-1), g
 
 
+@njit(cache=True, inline="always")
+def _slot_of(page, page_slot, resident, slots):
+    """The pool slot of ``page``, -1 if it is not in DRAM: a direct look-up below
+    ``len(page_slot)``, a binary search of the sorted ``resident`` index above."""
+    if page < np.uint64(page_slot.shape[0]):
+        return page_slot[page]
+    pos = np.searchsorted(resident, page)
+    if pos >= resident.shape[0] or resident[pos] != page:
+        return -1
+    return slots[pos]
+
+
 @njit(cache=True)
-def gather_rows(rows, row_bytes, page_size, resident, slots, pool, slot_tick, tick, out):
+def gather_rows(rows, row_bytes, page_size, resident, slots, page_slot, pool, slot_tick, tick, out):
     """Copy each row found in the DRAM pool into ``out``; return the mask of missing rows."""
     n = rows.shape[0]
     missing = np.zeros(n, dtype=np.bool_)
-    m = resident.shape[0]
     rb = np.uint64(row_bytes)
     ps = np.uint64(page_size)
     for i in range(n):
         byte = rows[i] * rb
         page = byte // ps
-        pos = np.searchsorted(resident, page)
-        if pos >= m or resident[pos] != page:
+        slot = _slot_of(page, page_slot, resident, slots)
+        if slot < 0:
             missing[i] = True
             continue
-        slot = slots[pos]
         start = np.int64(byte - page * ps)
         for b in range(row_bytes):
             out[i, b] = pool[slot, start + b]
@@ -197,21 +207,19 @@ def gather_rows(rows, row_bytes, page_size, resident, slots, pool, slot_tick, ti
 
 
 @njit(cache=True)
-def scatter_rows(rows, row_bytes, page_size, resident, slots, pool, data):
+def scatter_rows(rows, row_bytes, page_size, resident, slots, page_slot, pool, data):
     """Write ``data[i]`` into the DRAM pool at row ``rows[i]`` where its page is resident, in
     order (a repeated row keeps its last value); the slot of each row, -1 if not resident."""
     n = rows.shape[0]
     out = np.full(n, -1, dtype=np.int64)
-    m = resident.shape[0]
     rb = np.uint64(row_bytes)
     ps = np.uint64(page_size)
     for i in range(n):
         byte = rows[i] * rb
         page = byte // ps
-        pos = np.searchsorted(resident, page)
-        if pos >= m or resident[pos] != page:
+        slot = _slot_of(page, page_slot, resident, slots)
+        if slot < 0:
             continue
-        slot = slots[pos]
         start = np.int64(byte - page * ps)
         for b in range(row_bytes):
             pool[slot, start + b] = data[i, b]
@@ -253,3 +261,90 @@ def accumulate_rows(rows, weights, grad_enc):
                 for f in range(F):
                     sums[k, f] += w * grad_enc[i, level * F + f]
     return uniq[:m].copy(), sums[:m].copy()
+
+
+@njit(cache=True, inline="always")
+def _shift_of(page_size):
+    """log2 of a power-of-two page size (the store guarantees it), -1 otherwise."""
+    ps = np.uint64(page_size)
+    if ps & (ps - np.uint64(1)):
+        return -1
+    shift = 0
+    while (np.uint64(1) << np.uint64(shift)) < ps:
+        shift += 1
+    return shift
+
+
+@njit(cache=True, parallel=True)
+def encode_paged(
+    x,
+    scales,
+    resolutions,
+    sizes,
+    offsets,
+    hashed,
+    bits,
+    row_offset,
+    row_bytes,
+    page_size,
+    resident,
+    slots,
+    page_slot,
+    pool_f32,
+    slot_tick,
+    tick,
+):
+    """Encodings (n, L*F) read straight from the DRAM pool: corners, page look-up and the
+    d-linear sum in one pass, nothing materialized. Row r of the table is global row
+    ``r + row_offset`` of the page space. A point with a corner whose page is not in DRAM is
+    flagged in the returned mask (its encoding is left 0) for the caller's slow path. The sum
+    runs level by level, corner by corner in float32, as ``hash_combine``: the same bits."""
+    n, n_dims = x.shape
+    L = scales.shape[0]
+    corners = 1 << n_dims
+    F = row_bytes // 4
+    out = np.zeros((n, L * F), dtype=np.float32)
+    missing = np.zeros(n, dtype=np.bool_)
+    shift = _shift_of(page_size)
+    ps = np.uint64(page_size)
+    rb = np.uint64(row_bytes)
+    chunk = 512
+    for c in prange((n + chunk - 1) // chunk):
+        rows = np.empty((1, L, corners), dtype=np.uint64)
+        weights = np.empty((1, L, corners), dtype=np.float32)
+        for i in range(c * chunk, min(n, (c + 1) * chunk)):
+            xi = x[i : i + 1]
+            for level in range(L):
+                _level_corners(
+                    xi,
+                    0,
+                    scales[level],
+                    resolutions[level],
+                    sizes[level],
+                    offsets[level],
+                    hashed[level],
+                    bits,
+                    rows,
+                    weights,
+                    level,
+                )
+            for level in range(L):
+                for corner in range(corners):
+                    byte = (rows[0, level, corner] + np.uint64(row_offset)) * rb
+                    if shift >= 0:
+                        page = byte >> np.uint64(shift)
+                    else:
+                        page = byte // ps
+                    slot = _slot_of(page, page_slot, resident, slots)
+                    if slot < 0:  # stamp every hit all the same, as the reference does
+                        missing[i] = True
+                        continue
+                    slot_tick[slot] = tick
+                    word = np.int64(byte - page * ps) // 4
+                    w = weights[0, level, corner]
+                    for f in range(F):
+                        out[i, level * F + f] += w * pool_f32[slot, word + f]
+            if missing[i]:
+                for k in range(L * F):
+                    out[i, k] = 0.0
+    return out, missing

@@ -86,42 +86,48 @@ def hash_backward(x, grad_out, scales, resolutions, sizes, offsets, hashed, bits
     return rows.reshape(-1), g.reshape(-1, F)
 
 
-def gather_rows(rows, row_bytes, page_size, resident, slots, pool, slot_tick, tick, out):
+def _slots_of(pages, page_slot, resident, slots):
+    """Pool slot of each page, -1 where it is not in DRAM: ``page_slot[page]`` below
+    ``len(page_slot)`` (a direct map), the sorted ``resident`` index (``slots[i]`` holds page
+    ``resident[i]``) above."""
+    out = np.full(len(pages), -1, dtype=np.int64)
+    low = pages < np.uint64(len(page_slot))
+    out[low] = page_slot[pages[low].astype(np.int64)]
+    high = np.nonzero(~low)[0]
+    if len(high) and len(resident):
+        pos = np.searchsorted(resident, pages[high])
+        ok = (pos < len(resident)) & (resident[np.minimum(pos, len(resident) - 1)] == pages[high])
+        out[high[ok]] = slots[pos[ok]]
+    return out
+
+
+def gather_rows(rows, row_bytes, page_size, resident, slots, page_slot, pool, slot_tick, tick, out):
     """Copy each row found in the DRAM pool into ``out`` (rows x row_bytes, uint8); return a
-    mask of the rows whose page is not resident. ``resident`` is sorted; ``slots[i]`` is the
-    pool slot of page ``resident[i]``; a hit stamps its slot with ``tick`` (for LRU)."""
+    mask of the rows whose page is not resident (see ``_slots_of``); a hit stamps its slot
+    with ``tick`` (for LRU)."""
     pages = (rows.astype(np.uint64) * np.uint64(row_bytes)) // np.uint64(page_size)
-    if len(resident) == 0:  # an empty pool (a fresh field's first read): every row is missing
-        return np.ones(len(rows), dtype=bool)
-    pos = np.searchsorted(resident, pages)
-    found = (pos < len(resident)) & (resident[np.minimum(pos, len(resident) - 1)] == pages)
-    for i in np.nonzero(found)[0]:
-        slot = slots[pos[i]]
+    row_slots = _slots_of(pages, page_slot, resident, slots)
+    for i in np.nonzero(row_slots >= 0)[0]:
+        slot = row_slots[i]
         start = int(rows[i]) * row_bytes - int(pages[i]) * page_size
         out[i] = pool[slot, start : start + row_bytes]
         slot_tick[slot] = tick
-    return ~found
+    return row_slots < 0
 
 
 hash_corners_serial = hash_corners
 hash_combine_serial = hash_combine
 
 
-def scatter_rows(rows, row_bytes, page_size, resident, slots, pool, data):
+def scatter_rows(rows, row_bytes, page_size, resident, slots, page_slot, pool, data):
     """Write ``data[i]`` (row_bytes uint8) into the DRAM pool at row ``rows[i]`` where the
     row's page is resident. Rows are written in order, so a repeated row keeps its last value.
     Returns the pool slot of each row, -1 where the page is not resident (nothing written)."""
     pages = (rows.astype(np.uint64) * np.uint64(row_bytes)) // np.uint64(page_size)
-    out = np.full(len(rows), -1, dtype=np.int64)
-    if len(resident) == 0:
-        return out
-    pos = np.searchsorted(resident, pages)
-    found = (pos < len(resident)) & (resident[np.minimum(pos, len(resident) - 1)] == pages)
-    for i in np.nonzero(found)[0]:
-        slot = slots[pos[i]]
+    out = _slots_of(pages, page_slot, resident, slots)
+    for i in np.nonzero(out >= 0)[0]:
         start = int(rows[i]) * row_bytes - int(pages[i]) * page_size
-        pool[slot, start : start + row_bytes] = data[i]
-        out[i] = slot
+        pool[out[i], start : start + row_bytes] = data[i]
     return out
 
 
@@ -143,3 +149,39 @@ def accumulate_rows(rows, weights, grad_enc):
     sums = np.zeros((len(uniq), F), dtype=np.float32)
     np.add.at(sums, rank[inverse.reshape(-1)], g)
     return uniq[order], sums
+
+
+def encode_paged(
+    x,
+    scales,
+    resolutions,
+    sizes,
+    offsets,
+    hashed,
+    bits,
+    row_offset,
+    row_bytes,
+    page_size,
+    resident,
+    slots,
+    page_slot,
+    pool_f32,
+    slot_tick,
+    tick,
+):
+    """Encodings (n, L*F) of points whose corner rows are all in the DRAM pool, and the mask of
+    points with a corner whose page is not (their encoding 0): ``hash_corners``, ``gather_rows``
+    (global row = table row + ``row_offset``) and ``hash_combine`` in a row."""
+    rows, weights = hash_corners(x, scales, resolutions, sizes, offsets, hashed, bits)
+    n, L, corners = rows.shape
+    flat = rows.reshape(-1) + np.uint64(row_offset)
+    raw = np.zeros((len(flat), row_bytes), dtype=np.uint8)
+    pool = pool_f32.view(np.uint8)
+    miss_rows = gather_rows(
+        flat, row_bytes, page_size, resident, slots, page_slot, pool, slot_tick, tick, raw
+    )
+    values = raw.view(np.float32).reshape(n, L, corners, row_bytes // 4)
+    missing = miss_rows.reshape(n, -1).any(axis=1)
+    out = hash_combine(values, weights)
+    out[missing] = 0.0
+    return out, missing
