@@ -76,6 +76,7 @@ def test_demo_writes_figures(tmp_path):
     assert (tmp_path / "guard_confusion.png").is_file() and (tmp_path / "rhythm.png").is_file()
     assert "expert router (105" in res.output
     assert "demand-paged field" in res.output and (tmp_path / "field" / "manifest.json").is_file()
+    assert (tmp_path / "field_image.png").stat().st_size > 10_000 and "PSNR" in res.output
     assert "Sequence models" in res.output and (tmp_path / "seq_rwkv" / "loss.png").is_file()
 
 

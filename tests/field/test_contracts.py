@@ -23,7 +23,7 @@ KERNELS = (
     "accumulate_rows",
     "gather_rows",
     "scatter_rows",
-    "encode_paged",
+    "encode_paged_serial",
 )
 
 
@@ -88,7 +88,7 @@ def test_the_resolved_backend_is_the_one_whose_kernels_run(tmp_path, monkeypatch
     # learn: corners, gather, accumulate, scatter; query: the fused encode_paged, which finds
     # every page in DRAM after learn (no slow path: corners and combine run once, for learn)
     assert ran["hash_corners_serial"] == 1 and ran["hash_combine_serial"] == 1
-    assert ran["encode_paged"] == 1
+    assert ran["encode_paged_serial"] == 1
     assert ran["accumulate_rows"] == 1 and ran["gather_rows"] >= 3 and ran["scatter_rows"] >= 1
     assert sum(idle.values()) == 0
 

@@ -44,26 +44,14 @@ def test_fused_kernel_numba_equals_reference(field_and_table):
         field.encode(x[:2])  # bring some pages in
         p = field.pages
         results = []
-        for k in (numba_cpu, reference):
+        for fn in (numba_cpu.encode_paged, numba_cpu.encode_paged_serial, reference.encode_paged):
             ticks = p.slot_tick.copy()
-            results.append(
-                k.encode_paged(
-                    x,
-                    *field.grid.args,
-                    0,
-                    field.row_bytes,
-                    p.page_size,
-                    p.resident,
-                    p.resident_slots,
-                    p.page_slot,
-                    p.pool_f32,
-                    ticks,
-                    99,
-                )
-                + (ticks,)
-            )
-        for a, b in zip(*results, strict=True):
-            np.testing.assert_array_equal(a, b)
+            args = (0, field.row_bytes, p.page_size, p.resident, p.resident_slots, p.page_slot)
+            feats, missing = fn(x, *field.grid.args, *args, p.pool_f32, ticks, 99)
+            results.append((feats, missing, ticks))
+        for other in results[1:]:
+            for a, b in zip(results[0], other, strict=True):
+                np.testing.assert_array_equal(a, b)
         feats, missing, _ = results[0]
         assert 0 < missing.sum() < len(x)  # both paths exercised
         dense = HashGrid(SPEC).encode(x, table)

@@ -34,7 +34,7 @@ from neurofabric.core.errors import CheckpointError, ConfigError, ShapeError, St
 from neurofabric.core.progress import ProgressCallback, ProgressReporter, check_callback
 from neurofabric.core.rng import make_rng
 from neurofabric.core.validation import check_choice, check_int, check_positive
-from neurofabric.field.encoding import HashGrid
+from neurofabric.field.encoding import PARALLEL_FROM, HashGrid
 from neurofabric.field.optim import DEFAULT_LR, OPTIMIZERS, adam_update, check_finite
 from neurofabric.field.params import HashGridSpec
 from neurofabric.field.prefetch import PrefetchTracker, make_prefetcher
@@ -346,7 +346,9 @@ class DemandPagedField:
         x = self.grid.check_points(coords)
         p = self.pages
         p.tick += 1
-        feats, missing = self.grid.kernels.encode_paged(
+        k = self.grid.kernels
+        fn = k.encode_paged if len(x) >= PARALLEL_FROM else k.encode_paged_serial
+        feats, missing = fn(
             x,
             *self.grid.args,
             self.table_offset // self.row_bytes,

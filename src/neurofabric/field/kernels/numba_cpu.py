@@ -275,8 +275,7 @@ def _shift_of(page_size):
     return shift
 
 
-@njit(cache=True, parallel=True)
-def encode_paged(
+def _encode_paged(
     x,
     scales,
     resolutions,
@@ -348,3 +347,8 @@ def encode_paged(
                 for k in range(L * F):
                     out[i, k] = 0.0
     return out, missing
+
+
+#: points run in parallel (large batches) or on the calling thread (small ones: no pool wake-up)
+encode_paged = njit(cache=True, parallel=True)(_encode_paged)
+encode_paged_serial = njit(cache=True)(_encode_paged)

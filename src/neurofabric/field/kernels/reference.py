@@ -185,3 +185,6 @@ def encode_paged(
     out = hash_combine(values, weights)
     out[missing] = 0.0
     return out, missing
+
+
+encode_paged_serial = encode_paged
