@@ -165,3 +165,37 @@ def test_scatter_rows_numba_matches_the_reference():
     np.testing.assert_array_equal(got[0], [2, 2, 0, 1, 2, -1])
     np.testing.assert_array_equal(pools[0], pools[1])
     np.testing.assert_array_equal(pools[0][2, 0:8], data[4])  # the repeated row: the last one
+
+
+def test_colour_image_is_learned(tmp_path):
+    """Three outputs: a 24 x 32 colour image with sharp edges, fitted past 30 dB (36 measured)."""
+    from neurofabric.field.signals import image_signal, psnr
+
+    yy, xx = np.mgrid[0:24, 0:32] / np.array([24.0, 32.0])[:, None, None]
+    img = np.stack([xx, yy, ((xx > 0.5) ^ (yy > 0.4)) * 1.0], axis=-1)
+    coords, target, shape = image_signal(img)
+    spec = HashGridSpec(n_dims=2, n_levels=6, n_features=2, log2_table=12, base_resolution=4)
+    with DemandPagedField.create(
+        tmp_path / "f", spec=spec, hidden=(16,), out_dim=3, seed=0, **SIZES
+    ) as field:
+        before = psnr(field.query(coords), target)
+        field.learn(np.tile(coords, (40, 1)), np.tile(target, (40, 1)), batch_size=256)
+        after = psnr(field.query(coords), target)
+    assert before < 10 and after > 30, (before, after)
+
+
+def test_a_3d_signed_distance_is_learned(tmp_path):
+    """A torus SDF in [0, 1]^3: the held-out error falls 10-fold (700-fold measured) and the
+    inside/outside sign is right almost everywhere (99 % measured)."""
+    from neurofabric.field.signals import torus_sdf
+
+    x, d = torus_sdf(20_000, seed=0)
+    xt, dt = torus_sdf(2_000, seed=1)
+    spec = HashGridSpec(n_dims=3, n_levels=6, n_features=2, log2_table=14, base_resolution=4)
+    with DemandPagedField.create(tmp_path / "f", spec=spec, hidden=(16,), seed=0, **SIZES) as f:
+        mse0 = float(np.mean((f.query(xt) - dt) ** 2))
+        f.learn(np.tile(x, (3, 1)), np.tile(d, (3, 1)), batch_size=512)
+        pred = f.query(xt)
+    mse = float(np.mean((pred - dt) ** 2))
+    assert mse < mse0 / 10, (mse0, mse)
+    assert np.mean(np.sign(pred) == np.sign(dt)) > 0.9
