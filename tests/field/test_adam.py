@@ -199,3 +199,36 @@ def test_a_3d_signed_distance_is_learned(tmp_path):
     mse = float(np.mean((pred - dt) ** 2))
     assert mse < mse0 / 10, (mse0, mse)
     assert np.mean(np.sign(pred) == np.sign(dt)) > 0.9
+
+
+@pytest.mark.parametrize("optimizer", ["adam"])
+def test_table_only_learning_leaves_the_decoder_and_far_regions_alone(tmp_path, optimizer):
+    """decoder=False: the decoder keeps its bits, and learning the right half of the square
+    moves the left half's values only through the rows both share (coarse levels)."""
+    spec = HashGridSpec(
+        n_dims=2, n_levels=8, n_features=2, log2_table=14, base_resolution=8, per_level_scale=1.6
+    )
+    field = DemandPagedField.create(tmp_path / "f", spec=spec, hidden=(8,), seed=1, **SIZES)
+    rng = np.random.default_rng(0)
+    left = rng.random((400, 2)) * [0.4, 1.0]
+    right = rng.random((400, 2)) * [0.4, 1.0] + [0.6, 0.0]
+    ya, yb = np.sin(4 * left[:, :1]), np.cos(4 * right[:, :1])
+    kw = {"batch_size": 64, "optimizer": optimizer, "lr": 1.0 if optimizer == "sgd" else None}
+    field.learn(np.tile(left, (10, 1)), np.tile(ya, (10, 1)), **kw)
+    _, dec = _params(field)
+    before, err_b = field.query(left), np.abs(field.query(right) - yb).mean()
+    field.learn(
+        np.tile(right, (10, 1)),
+        np.tile(yb, (10, 1)),
+        batch_size=64,
+        optimizer=optimizer,
+        decoder=False,
+    )
+    _, dec2 = _params(field)
+    for (W, b), (W2, b2) in zip(dec, dec2, strict=True):
+        np.testing.assert_array_equal(W, W2)
+        np.testing.assert_array_equal(b, b2)
+    assert np.abs(field.query(right) - yb).mean() < 0.5 * err_b  # the right half did learn
+    shift = np.abs(field.query(left) - before).mean()
+    assert shift < 0.1 * np.abs(before).mean() + 1e-6
+    field.close()

@@ -427,12 +427,14 @@ class DemandPagedField:
         *,
         lr: float | None = None,
         optimizer: str | None = None,
+        decoder: bool = True,
         batch_size: int | None = None,
         report_every: int = 1,
         callback: ProgressCallback | None = None,
     ) -> float:
         """Minimize 0.5 * mean squared error (``loss_and_grads``): updates the touched table
-        rows and the decoder in the paged store.
+        rows and (unless ``decoder=False``, which trains the table alone) the decoder in the
+        paged store.
 
         ``optimizer``: "adam" (the default where the field has optimizer state: tiny-cuda-nn's
         settings, :mod:`neurofabric.field.optim`) or "sgd" (the default of fields created
@@ -475,7 +477,7 @@ class DemandPagedField:
         losses: list[float] = []
         points = reported = 0
         for k, (xb, yb) in enumerate(batches, start=1):
-            losses.append(self._step(xb, yb, lr, optimizer))
+            losses.append(self._step(xb, yb, lr, optimizer, decoder))
             points += len(np.atleast_2d(xb))
             if k % report_every == 0 or k == len(batches):
                 recent, reported = losses[reported:], k
@@ -484,7 +486,9 @@ class DemandPagedField:
                     break
         return sum(losses) / len(losses)
 
-    def _step(self, coords: Any, target: Any, lr: float, optimizer: str = "sgd") -> float:
+    def _step(
+        self, coords: Any, target: Any, lr: float, optimizer: str = "sgd", decoder: bool = True
+    ) -> float:
         """One step of ``optimizer`` (see ``learn``); the loss before it. Everything is
         computed and checked finite before the first write."""
         with self._lock, np.errstate(over="ignore", invalid="ignore"):  # checked below
@@ -504,9 +508,9 @@ class DemandPagedField:
                 writes = [(table_rows, updated)]
             else:
                 layers, writes = self._adam_step(
-                    params, decoder_grads, rows, current, row_grads, lr, loss
+                    params, decoder_grads, rows, current, row_grads, lr, loss, decoder
                 )
-            for k, (W, b) in enumerate(layers):
+            for k, (W, b) in enumerate(layers if decoder else ()):
                 self._set_layer(k, W, b)
             for where, values in writes:
                 self.pages.write_rows(
@@ -514,7 +518,7 @@ class DemandPagedField:
                 )
             return loss
 
-    def _adam_step(self, params, decoder_grads, rows, current, row_grads, lr, loss):
+    def _adam_step(self, params, decoder_grads, rows, current, row_grads, lr, loss, decoder=True):
         """New decoder layers and the table writes (rows, m, v) of one Adam step; the decoder's
         moments and t are updated in memory only once everything is known to be finite."""
         state = self._adam_state()
@@ -536,7 +540,9 @@ class DemandPagedField:
         check_finite(
             "this Adam step", w2, m2, v2, *(a for wb in layers for a in wb), lr=lr, loss=loss
         )
-        state["t"], state["layers"], state["dirty"] = t, moments, True
+        state["t"], state["dirty"] = t, True
+        if decoder:
+            state["layers"] = moments
         table_rows = rows + np.uint64(self.table_offset // self.row_bytes)
         return layers, [(table_rows, w2), (m_rows, m2), (v_rows, v2)]
 
