@@ -15,11 +15,18 @@ _M32 = np.uint64(0xFFFFFFFF)
 _PRIMES64 = np.array(PRIMES, dtype=np.uint64)
 
 
+#: points per chunk of a parallel loop (each chunk allocates its scratch once)
+_CHUNK = 256
+
+
 @njit(cache=True, inline="always")
-def _level_corners(x, i, scale, resolution, size, offset, hashed, bits, rows, weights, level):
+def _level_corners(
+    x, i, scale, resolution, size, offset, hashed, bits, rows, weights, level, cell, frac
+):
+    """Rows and weights of point i's 2^D corners at one level, into rows/weights[i, level];
+    ``cell`` (uint64) and ``frac`` (float32) are the caller's scratch of 4 (no allocation here:
+    one per call costs more than the arithmetic)."""
     n_dims = x.shape[1]
-    cell = np.empty(4, dtype=np.uint64)
-    frac = np.empty(4, dtype=np.float32)
     for d in range(n_dims):
         p = np.float32(np.float64(scale) * np.float64(x[i, d]) + 0.5)
         c = np.floor(p)
@@ -45,15 +52,12 @@ def _level_corners(x, i, scale, resolution, size, offset, hashed, bits, rows, we
         weights[i, level, corner] = w
 
 
-@njit(cache=True)
-def hash_corners_serial(x, scales, resolutions, sizes, offsets, hashed, bits):
-    """``hash_corners`` on one thread (small batches: no thread start-up)."""
-    n, n_dims = x.shape
-    L = scales.shape[0]
-    rows = np.empty((n, L, 1 << n_dims), dtype=np.uint64)
-    weights = np.empty((n, L, 1 << n_dims), dtype=np.float32)
-    for i in range(n):
-        for level in range(L):
+@njit(cache=True, inline="always")
+def _corners_chunk(c, x, scales, resolutions, sizes, offsets, hashed, bits, rows, weights):
+    cell = np.empty(4, dtype=np.uint64)
+    frac = np.empty(4, dtype=np.float32)
+    for i in range(c * _CHUNK, min(x.shape[0], (c + 1) * _CHUNK)):
+        for level in range(scales.shape[0]):
             _level_corners(
                 x,
                 i,
@@ -66,7 +70,19 @@ def hash_corners_serial(x, scales, resolutions, sizes, offsets, hashed, bits):
                 rows,
                 weights,
                 level,
+                cell,
+                frac,
             )
+
+
+@njit(cache=True)
+def hash_corners_serial(x, scales, resolutions, sizes, offsets, hashed, bits):
+    """``hash_corners`` on one thread (small batches: no thread start-up)."""
+    n, n_dims = x.shape
+    rows = np.empty((n, scales.shape[0], 1 << n_dims), dtype=np.uint64)
+    weights = np.empty((n, scales.shape[0], 1 << n_dims), dtype=np.float32)
+    for c in range((n + _CHUNK - 1) // _CHUNK):
+        _corners_chunk(c, x, scales, resolutions, sizes, offsets, hashed, bits, rows, weights)
     return rows, weights
 
 
@@ -74,24 +90,10 @@ def hash_corners_serial(x, scales, resolutions, sizes, offsets, hashed, bits):
 def hash_corners(x, scales, resolutions, sizes, offsets, hashed, bits):
     """Rows (n, L, 2^D) uint64 and d-linear weights (n, L, 2^D) float32 of every corner."""
     n, n_dims = x.shape
-    L = scales.shape[0]
-    rows = np.empty((n, L, 1 << n_dims), dtype=np.uint64)
-    weights = np.empty((n, L, 1 << n_dims), dtype=np.float32)
-    for i in prange(n):
-        for level in range(L):
-            _level_corners(
-                x,
-                i,
-                scales[level],
-                resolutions[level],
-                sizes[level],
-                offsets[level],
-                hashed[level],
-                bits,
-                rows,
-                weights,
-                level,
-            )
+    rows = np.empty((n, scales.shape[0], 1 << n_dims), dtype=np.uint64)
+    weights = np.empty((n, scales.shape[0], 1 << n_dims), dtype=np.float32)
+    for c in prange((n + _CHUNK - 1) // _CHUNK):
+        _corners_chunk(c, x, scales, resolutions, sizes, offsets, hashed, bits, rows, weights)
     return rows, weights
 
 
@@ -131,29 +133,34 @@ def hash_encode(x, table, scales, resolutions, sizes, offsets, hashed, bits):
     F = table.shape[1]
     corners = 1 << n_dims
     out = np.zeros((n, L * F), dtype=np.float32)
-    for i in prange(n):
+    for c in prange((n + _CHUNK - 1) // _CHUNK):
         rows = np.empty((1, L, corners), dtype=np.uint64)
         weights = np.empty((1, L, corners), dtype=np.float32)
-        xi = x[i : i + 1]
-        for level in range(L):
-            _level_corners(
-                xi,
-                0,
-                scales[level],
-                resolutions[level],
-                sizes[level],
-                offsets[level],
-                hashed[level],
-                bits,
-                rows,
-                weights,
-                level,
-            )
-            for corner in range(corners):
-                w = weights[0, level, corner]
-                r = rows[0, level, corner]
-                for f in range(F):
-                    out[i, level * F + f] += w * table[r, f]
+        cell = np.empty(4, dtype=np.uint64)
+        frac = np.empty(4, dtype=np.float32)
+        for i in range(c * _CHUNK, min(n, (c + 1) * _CHUNK)):
+            xi = x[i : i + 1]
+            for level in range(L):
+                _level_corners(
+                    xi,
+                    0,
+                    scales[level],
+                    resolutions[level],
+                    sizes[level],
+                    offsets[level],
+                    hashed[level],
+                    bits,
+                    rows,
+                    weights,
+                    level,
+                    cell,
+                    frac,
+                )
+                for corner in range(corners):
+                    w = weights[0, level, corner]
+                    r = rows[0, level, corner]
+                    for f in range(F):
+                        out[i, level * F + f] += w * table[r, f]
     return out
 
 
@@ -275,7 +282,77 @@ def _shift_of(page_size):
     return shift
 
 
-def _encode_paged(
+@njit(cache=True, inline="always")
+def _encode_chunk(
+    c,
+    x,
+    scales,
+    resolutions,
+    sizes,
+    offsets,
+    hashed,
+    bits,
+    row_offset,
+    row_bytes,
+    page_size,
+    resident,
+    slots,
+    page_slot,
+    pool_f32,
+    slot_tick,
+    tick,
+    out,
+    missing,
+):
+    n_dims = x.shape[1]
+    L = scales.shape[0]
+    corners = 1 << n_dims
+    F = row_bytes // 4
+    shift = _shift_of(page_size)
+    ps = np.uint64(page_size)
+    rb = np.uint64(row_bytes)
+    rows = np.empty((1, L, corners), dtype=np.uint64)
+    weights = np.empty((1, L, corners), dtype=np.float32)
+    cell = np.empty(4, dtype=np.uint64)
+    frac = np.empty(4, dtype=np.float32)
+    for i in range(c * _CHUNK, min(x.shape[0], (c + 1) * _CHUNK)):
+        xi = x[i : i + 1]
+        for level in range(L):
+            _level_corners(
+                xi,
+                0,
+                scales[level],
+                resolutions[level],
+                sizes[level],
+                offsets[level],
+                hashed[level],
+                bits,
+                rows,
+                weights,
+                level,
+                cell,
+                frac,
+            )
+        for level in range(L):
+            for corner in range(corners):
+                byte = (rows[0, level, corner] + np.uint64(row_offset)) * rb
+                page = byte >> np.uint64(shift) if shift >= 0 else byte // ps
+                slot = _slot_of(page, page_slot, resident, slots)
+                if slot < 0:  # stamp every hit all the same, as the reference does
+                    missing[i] = True
+                    continue
+                slot_tick[slot] = tick
+                word = np.int64(byte - page * ps) // 4
+                w = weights[0, level, corner]
+                for f in range(F):
+                    out[i, level * F + f] += w * pool_f32[slot, word + f]
+        if missing[i]:
+            for k in range(L * F):
+                out[i, k] = 0.0
+
+
+@njit(cache=True, parallel=True)
+def encode_paged(
     x,
     scales,
     resolutions,
@@ -298,57 +375,77 @@ def _encode_paged(
     ``r + row_offset`` of the page space. A point with a corner whose page is not in DRAM is
     flagged in the returned mask (its encoding is left 0) for the caller's slow path. The sum
     runs level by level, corner by corner in float32, as ``hash_combine``: the same bits."""
-    n, n_dims = x.shape
-    L = scales.shape[0]
-    corners = 1 << n_dims
-    F = row_bytes // 4
-    out = np.zeros((n, L * F), dtype=np.float32)
+    n = x.shape[0]
+    out = np.zeros((n, scales.shape[0] * (row_bytes // 4)), dtype=np.float32)
     missing = np.zeros(n, dtype=np.bool_)
-    shift = _shift_of(page_size)
-    ps = np.uint64(page_size)
-    rb = np.uint64(row_bytes)
-    chunk = 512
-    for c in prange((n + chunk - 1) // chunk):
-        rows = np.empty((1, L, corners), dtype=np.uint64)
-        weights = np.empty((1, L, corners), dtype=np.float32)
-        for i in range(c * chunk, min(n, (c + 1) * chunk)):
-            xi = x[i : i + 1]
-            for level in range(L):
-                _level_corners(
-                    xi,
-                    0,
-                    scales[level],
-                    resolutions[level],
-                    sizes[level],
-                    offsets[level],
-                    hashed[level],
-                    bits,
-                    rows,
-                    weights,
-                    level,
-                )
-            for level in range(L):
-                for corner in range(corners):
-                    byte = (rows[0, level, corner] + np.uint64(row_offset)) * rb
-                    if shift >= 0:
-                        page = byte >> np.uint64(shift)
-                    else:
-                        page = byte // ps
-                    slot = _slot_of(page, page_slot, resident, slots)
-                    if slot < 0:  # stamp every hit all the same, as the reference does
-                        missing[i] = True
-                        continue
-                    slot_tick[slot] = tick
-                    word = np.int64(byte - page * ps) // 4
-                    w = weights[0, level, corner]
-                    for f in range(F):
-                        out[i, level * F + f] += w * pool_f32[slot, word + f]
-            if missing[i]:
-                for k in range(L * F):
-                    out[i, k] = 0.0
+    for c in prange((n + _CHUNK - 1) // _CHUNK):
+        _encode_chunk(
+            c,
+            x,
+            scales,
+            resolutions,
+            sizes,
+            offsets,
+            hashed,
+            bits,
+            row_offset,
+            row_bytes,
+            page_size,
+            resident,
+            slots,
+            page_slot,
+            pool_f32,
+            slot_tick,
+            tick,
+            out,
+            missing,
+        )
     return out, missing
 
 
-#: points run in parallel (large batches) or on the calling thread (small ones: no pool wake-up)
-encode_paged = njit(cache=True, parallel=True)(_encode_paged)
-encode_paged_serial = njit(cache=True)(_encode_paged)
+@njit(cache=True)
+def encode_paged_serial(
+    x,
+    scales,
+    resolutions,
+    sizes,
+    offsets,
+    hashed,
+    bits,
+    row_offset,
+    row_bytes,
+    page_size,
+    resident,
+    slots,
+    page_slot,
+    pool_f32,
+    slot_tick,
+    tick,
+):
+    """``encode_paged`` on the calling thread (small batches: no thread-pool wake-up)."""
+    n = x.shape[0]
+    out = np.zeros((n, scales.shape[0] * (row_bytes // 4)), dtype=np.float32)
+    missing = np.zeros(n, dtype=np.bool_)
+    for c in range((n + _CHUNK - 1) // _CHUNK):
+        _encode_chunk(
+            c,
+            x,
+            scales,
+            resolutions,
+            sizes,
+            offsets,
+            hashed,
+            bits,
+            row_offset,
+            row_bytes,
+            page_size,
+            resident,
+            slots,
+            page_slot,
+            pool_f32,
+            slot_tick,
+            tick,
+            out,
+            missing,
+        )
+    return out, missing
