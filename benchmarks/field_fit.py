@@ -103,16 +103,25 @@ def run_field(args) -> tuple[list[dict], np.ndarray]:
 
 def run_peer(model: str, args) -> tuple[list[dict], np.ndarray | None, str | None]:
     peer = ROOT / "benchmarks" / "peers" / "torch_fit.py"
-    image = Path(tempfile.mkdtemp(prefix="nf-peer-")) / "recon.npy"
+    image = Path(tempfile.mkdtemp(prefix="nf-peer-")) / "recon.png"
     cmd = [sys.executable, str(peer), "--model", model, "--signal", args.signal]
     cmd += ["--seconds", str(args.seconds), "--batch", str(args.batch), "--seed", str(args.seed)]
     cmd += ["--eval-every", str(args.eval_every), "--threads", str(THREADS)]
-    cmd += ["--save-array", str(image)]
+    cmd += ["--save-image", str(image)]
+    if model == "hashgrid":  # the field's encoding and decoder
+        cmd += ["--levels", "16", "--features", "2", "--log2-table", "18"]
+        cmd += ["--base-resolution", "16", "--per-level-scale", "1.4", "--hidden", "64"]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     lines = [json.loads(x) for x in proc.stdout.splitlines() if x.startswith("{")]
     if proc.returncode != 0 or not lines:
         return [], None, proc.stderr.strip().splitlines()[-1:] or [f"exit {proc.returncode}"]
-    recon = np.load(image) if image.exists() else None
+    recon = None
+    if image.exists():
+        from matplotlib.image import imread
+
+        recon = imread(image).astype(np.float32)
+        recon = recon[..., :3].mean(axis=-1, keepdims=True) if args.signal == "china" else recon
+        shutil.rmtree(image.parent, ignore_errors=True)
     return [r for r in lines if not r.get("final")], recon, None
 
 

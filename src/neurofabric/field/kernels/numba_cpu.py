@@ -48,7 +48,14 @@ def _level_corners(
             if bits == 32:  # uint32 arithmetic: wrap every product and sum at 2^32
                 index &= _M32
                 stride &= _M32
-        rows[i, level, corner] = index % size + offset
+        # index % size without a division where it can (a 64-bit division costs more than
+        # the rest of the corner): a mask for power-of-two (hashed) levels, nothing for a
+        # dense index already in range
+        if size & (size - np.uint64(1)) == np.uint64(0):
+            index &= size - np.uint64(1)
+        elif index >= size:
+            index %= size
+        rows[i, level, corner] = index + offset
         weights[i, level, corner] = w
 
 
@@ -180,33 +187,86 @@ def hash_backward(x, grad_out, scales, resolutions, sizes, offsets, hashed, bits
     return rows.reshape(-1), g
 
 
+@njit(cache=True)
+def _search_slots(pages, out, resident, slots):
+    """Resolve the entries of ``out`` marked -2 (pages above the direct map) by binary search
+    of the sorted ``resident`` index: -1 where the page is not in DRAM."""
+    m = resident.shape[0]
+    for i in range(pages.shape[0]):
+        if out[i] == -2:
+            pos = np.searchsorted(resident, pages[i])
+            out[i] = slots[pos] if pos < m and resident[pos] == pages[i] else -1
+
+
 @njit(cache=True, inline="always")
-def _slot_of(page, page_slot, resident, slots):
-    """The pool slot of ``page``, -1 if it is not in DRAM: a direct look-up below
-    ``len(page_slot)``, a binary search of the sorted ``resident`` index above."""
-    if page < np.uint64(page_slot.shape[0]):
-        return page_slot[page]
-    pos = np.searchsorted(resident, page)
-    if pos >= resident.shape[0] or resident[pos] != page:
+def _slots_of(pages, resident, slots, page_slot):
+    """The pool slot of each page, -1 if it is not in DRAM: a direct look-up below
+    ``len(page_slot)``, then one binary-search pass for the pages above it. (Kept out of the
+    copy loops: a search inside them, even one never taken, made them 3-7x slower.)"""
+    n = pages.shape[0]
+    out = np.empty(n, dtype=np.int64)
+    n_map = np.uint64(page_slot.shape[0])
+    far = False
+    for i in range(n):
+        page = pages[i]
+        if page < n_map:
+            out[i] = page_slot[page]
+        else:
+            out[i] = -2
+            far = True
+    if far:
+        _search_slots(pages, out, resident, slots)
+    return out
+
+
+@njit(cache=True, inline="always")
+def _shift_of(page_size):
+    """log2 of a power-of-two page size (the store guarantees it), -1 otherwise."""
+    ps = np.uint64(page_size)
+    if ps & (ps - np.uint64(1)):
         return -1
-    return slots[pos]
+    shift = 0
+    while (np.uint64(1) << np.uint64(shift)) < ps:
+        shift += 1
+    return shift
+
+
+@njit(cache=True, inline="always")
+def _row_pages(rows, row_bytes, page_size):
+    """(page, byte offset in the page) of each row: shifts for a power-of-two page size."""
+    n = rows.shape[0]
+    pages = np.empty(n, dtype=np.uint64)
+    starts = np.empty(n, dtype=np.int64)
+    rb = np.uint64(row_bytes)
+    ps = np.uint64(page_size)
+    shift = _shift_of(page_size)
+    if shift >= 0:
+        sh, mask = np.uint64(shift), ps - np.uint64(1)
+        for i in range(n):
+            byte = rows[i] * rb
+            pages[i] = byte >> sh
+            starts[i] = np.int64(byte & mask)
+    else:
+        for i in range(n):
+            byte = rows[i] * rb
+            pages[i] = byte // ps
+            starts[i] = np.int64(byte - pages[i] * ps)
+    return pages, starts
 
 
 @njit(cache=True)
 def gather_rows(rows, row_bytes, page_size, resident, slots, page_slot, pool, slot_tick, tick, out):
     """Copy each row found in the DRAM pool into ``out``; return the mask of missing rows."""
+    pages, starts = _row_pages(rows, row_bytes, page_size)
+    row_slots = _slots_of(pages, resident, slots, page_slot)
     n = rows.shape[0]
     missing = np.zeros(n, dtype=np.bool_)
-    rb = np.uint64(row_bytes)
-    ps = np.uint64(page_size)
     for i in range(n):
-        byte = rows[i] * rb
-        page = byte // ps
-        slot = _slot_of(page, page_slot, resident, slots)
+        slot = row_slots[i]
         if slot < 0:
             missing[i] = True
             continue
-        start = np.int64(byte - page * ps)
+        start = starts[i]
         for b in range(row_bytes):
             out[i, b] = pool[slot, start + b]
         slot_tick[slot] = tick
@@ -217,21 +277,16 @@ def gather_rows(rows, row_bytes, page_size, resident, slots, page_slot, pool, sl
 def scatter_rows(rows, row_bytes, page_size, resident, slots, page_slot, pool, data):
     """Write ``data[i]`` into the DRAM pool at row ``rows[i]`` where its page is resident, in
     order (a repeated row keeps its last value); the slot of each row, -1 if not resident."""
-    n = rows.shape[0]
-    out = np.full(n, -1, dtype=np.int64)
-    rb = np.uint64(row_bytes)
-    ps = np.uint64(page_size)
-    for i in range(n):
-        byte = rows[i] * rb
-        page = byte // ps
-        slot = _slot_of(page, page_slot, resident, slots)
+    pages, starts = _row_pages(rows, row_bytes, page_size)
+    row_slots = _slots_of(pages, resident, slots, page_slot)
+    for i in range(rows.shape[0]):
+        slot = row_slots[i]
         if slot < 0:
             continue
-        start = np.int64(byte - page * ps)
+        start = starts[i]
         for b in range(row_bytes):
             pool[slot, start + b] = data[i, b]
-        out[i] = slot
-    return out
+    return row_slots
 
 
 @njit(cache=True)
@@ -271,18 +326,6 @@ def accumulate_rows(rows, weights, grad_enc):
 
 
 @njit(cache=True, inline="always")
-def _shift_of(page_size):
-    """log2 of a power-of-two page size (the store guarantees it), -1 otherwise."""
-    ps = np.uint64(page_size)
-    if ps & (ps - np.uint64(1)):
-        return -1
-    shift = 0
-    while (np.uint64(1) << np.uint64(shift)) < ps:
-        shift += 1
-    return shift
-
-
-@njit(cache=True, inline="always")
 def _encode_chunk(
     c,
     x,
@@ -304,23 +347,22 @@ def _encode_chunk(
     out,
     missing,
 ):
-    n_dims = x.shape[1]
+    """Encode points [c * _CHUNK, (c + 1) * _CHUNK): their corners, the pool slots of the
+    corner rows (one look-up pass), then the sums."""
+    lo, hi = c * _CHUNK, min(x.shape[0], (c + 1) * _CHUNK)
     L = scales.shape[0]
-    corners = 1 << n_dims
+    corners = 1 << x.shape[1]
     F = row_bytes // 4
-    shift = _shift_of(page_size)
-    ps = np.uint64(page_size)
-    rb = np.uint64(row_bytes)
-    rows = np.empty((1, L, corners), dtype=np.uint64)
-    weights = np.empty((1, L, corners), dtype=np.float32)
+    xs = x[lo:hi]
+    rows = np.empty((hi - lo, L, corners), dtype=np.uint64)
+    weights = np.empty((hi - lo, L, corners), dtype=np.float32)
     cell = np.empty(4, dtype=np.uint64)
     frac = np.empty(4, dtype=np.float32)
-    for i in range(c * _CHUNK, min(x.shape[0], (c + 1) * _CHUNK)):
-        xi = x[i : i + 1]
+    for i in range(hi - lo):
         for level in range(L):
             _level_corners(
-                xi,
-                0,
+                xs,
+                i,
                 scales[level],
                 resolutions[level],
                 sizes[level],
@@ -333,22 +375,27 @@ def _encode_chunk(
                 cell,
                 frac,
             )
+    flat = rows.reshape(-1) + np.uint64(row_offset)
+    pages, starts = _row_pages(flat, row_bytes, page_size)
+    row_slots = _slots_of(pages, resident, slots, page_slot)
+    k = 0
+    for i in range(hi - lo):
         for level in range(L):
             for corner in range(corners):
-                byte = (rows[0, level, corner] + np.uint64(row_offset)) * rb
-                page = byte >> np.uint64(shift) if shift >= 0 else byte // ps
-                slot = _slot_of(page, page_slot, resident, slots)
+                slot = row_slots[k]
                 if slot < 0:  # stamp every hit all the same, as the reference does
-                    missing[i] = True
-                    continue
-                slot_tick[slot] = tick
-                word = np.int64(byte - page * ps) // 4
-                w = weights[0, level, corner]
-                for f in range(F):
-                    out[i, level * F + f] += w * pool_f32[slot, word + f]
-        if missing[i]:
-            for k in range(L * F):
-                out[i, k] = 0.0
+                    missing[lo + i] = True
+                else:
+                    if slot_tick[slot] != tick:  # write once per page and call: threads
+                        slot_tick[slot] = tick  # rewriting shared cache lines do not scale
+                    word = starts[k] // 4
+                    w = weights[i, level, corner]
+                    for f in range(F):
+                        out[lo + i, level * F + f] += w * pool_f32[slot, word + f]
+                k += 1
+        if missing[lo + i]:
+            for j in range(L * F):
+                out[lo + i, j] = 0.0
 
 
 @njit(cache=True, parallel=True)
