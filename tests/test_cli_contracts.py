@@ -104,7 +104,7 @@ def test_field_learn_is_the_same_model_whatever_the_chunking(tmp_path):
     rng = np.random.default_rng(0)
     for _ in range(5):
         x = rng.random((8, 2)).astype(np.float32)
-        f.learn(x, np.prod(np.sin(3 * np.pi * x), axis=1, keepdims=True), lr=0.05)
+        f.learn(x, np.prod(np.sin(3 * np.pi * x), axis=1, keepdims=True))
     f.close()
     a = DemandPagedField.open(tmp_path / "a", readonly=True)
     b = DemandPagedField.open(tmp_path / "b", readonly=True)

@@ -126,9 +126,12 @@ def field_query(
 def field_learn(
     path: Path = typer.Argument(..., help="A field folder."),
     function: str = typer.Option("sines", help="Target: sines (a smooth test function) or ring."),
-    steps: int = typer.Option(300, help="SGD steps."),
+    steps: int = typer.Option(300, help="Learning steps."),
     batch: int = typer.Option(256, help="Points per step."),
-    lr: float = typer.Option(0.05, help="Learning rate."),
+    lr: float | None = typer.Option(None, help="Learning rate (default: 1e-2 Adam, 0.05 SGD)."),
+    optimizer: str | None = typer.Option(
+        None, help="adam (the default where the field has optimizer state) or sgd."
+    ),
     seed: int = typer.Option(0, help="Seed of the sampled points."),
     backend: str = BACKEND_OPTION,
     json_out: bool = JSON_OPTION,
@@ -162,7 +165,7 @@ def field_learn(
                 def report(p, start=start):
                     view.callback(replace(p, done=start + p.done, total=steps))
 
-                f.learn(x, fn(x), lr=lr, batch_size=batch, callback=report)
+                f.learn(x, fn(x), lr=lr, optimizer=optimizer, batch_size=batch, callback=report)
                 loss = float(view.last["loss"])
         test = rng.random((2000, f.spec.n_dims)).astype(np.float32)
         mse = float(np.mean((f.query(test) - fn(test)) ** 2))
@@ -174,6 +177,7 @@ def field_learn(
         "steps": steps,
         "batch": batch,
         "lr": lr,
+        "optimizer": optimizer or ("adam" if f.optim_layout is not None else "sgd"),
         "last_loss": loss,
         "held_out_mse": mse,
         "backend": used,
