@@ -138,10 +138,14 @@ def test_accumulate_rows_numba_matches_the_reference_bit_for_bit(seed):
     x = rng.random((300, 2)).astype(np.float32)
     rows, weights = grid.corners(x)
     g = rng.normal(size=(300, SPEC.n_outputs)).astype(np.float32)
-    r_ref, s_ref = reference.accumulate_rows(rows, weights, g)
-    r_nb, s_nb = numba_cpu.accumulate_rows(rows, weights, g)
+    r_ref, s_ref, f_ref = reference.accumulate_rows(rows, weights, g)
+    r_nb, s_nb, f_nb = numba_cpu.accumulate_rows(rows, weights, g)
     np.testing.assert_array_equal(r_ref, r_nb)
     np.testing.assert_array_equal(s_ref, s_nb)
+    np.testing.assert_array_equal(f_ref, f_nb)
+    flat = rows.reshape(-1)
+    np.testing.assert_array_equal(flat[f_ref], r_ref)  # where each row is first seen
+    assert all(not np.isin(r, flat[:i]) for r, i in zip(r_ref[:50], f_ref[:50], strict=True))
     assert len(np.unique(r_ref)) == len(r_ref) < rows.size  # unique rows, repeats summed
     dense = grid.dense_gradient(x, g)
     np.testing.assert_allclose(dense[r_ref.astype(np.int64)], s_ref, rtol=1e-5, atol=1e-6)

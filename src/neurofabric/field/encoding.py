@@ -112,9 +112,10 @@ class HashGrid:
 
     def accumulate(
         self, rows: np.ndarray, weights: np.ndarray, grad_out: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The table gradient as unique rows (first-seen order) and their summed gradients,
-        from the ``corners`` of a batch and d(loss)/d(encoding) ``grad_out`` (n, L*F)."""
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The table gradient as unique rows (first-seen order), their summed gradients, and
+        the index in ``rows.reshape(-1)`` where each is first seen, from the ``corners`` of a
+        batch and d(loss)/d(encoding) ``grad_out`` (n, L*F)."""
         g = np.ascontiguousarray(grad_out, dtype=np.float32)
         if g.shape != (rows.shape[0], self.spec.n_outputs):
             raise ShapeError(

@@ -417,7 +417,9 @@ class DemandPagedField:
                 if k > 0:
                     grad = grad * (acts[k] > 0)
             decoder_grads.reverse()
-            uniq, summed = self.grid.accumulate(rows, weights, grad.astype(np.float32))
+            uniq, summed, first = self.grid.accumulate(rows, weights, grad.astype(np.float32))
+            # the rows' current values, from the forward pass (no second read of the table)
+            self._last_rows = table_vals.reshape(-1, self.spec.n_features)[first]
             return loss, uniq, summed, decoder_grads
 
     def learn(
@@ -495,7 +497,7 @@ class DemandPagedField:
             loss, rows, row_grads, decoder_grads = self.loss_and_grads(coords, target)
             params = self.decoder()
             table_rows = rows + np.uint64(self.table_offset // self.row_bytes)
-            current = self._table_rows(rows).reshape(len(rows), self.spec.n_features)
+            current = self._last_rows
             if optimizer == "sgd":
                 layers = [
                     (W - lr * gW, b - lr * gb)

@@ -291,7 +291,8 @@ def scatter_rows(rows, row_bytes, page_size, resident, slots, page_slot, pool, d
 
 @njit(cache=True)
 def accumulate_rows(rows, weights, grad_enc):
-    """Unique rows in first-seen order and their summed gradients (see the reference): an
+    """Unique rows in first-seen order, their summed gradients and first indices (see the
+    reference): an
     open-addressing hash table sized to the batch, so the cost does not grow with the table."""
     n, L, corners = rows.shape
     F = grad_enc.shape[1] // L
@@ -303,8 +304,10 @@ def accumulate_rows(rows, weights, grad_enc):
     keys = np.empty(cap, dtype=np.uint64)
     where = np.full(cap, -1, dtype=np.int64)
     uniq = np.empty(total, dtype=np.uint64)
+    first = np.empty(total, dtype=np.int64)
     sums = np.zeros((total, F), dtype=np.float32)
     m = 0
+    flat = 0
     for i in range(n):
         for level in range(L):
             for corner in range(corners):
@@ -317,12 +320,14 @@ def accumulate_rows(rows, weights, grad_enc):
                     keys[h] = r
                     where[h] = m
                     uniq[m] = r
+                    first[m] = flat
                     m += 1
                 k = where[h]
                 w = weights[i, level, corner]
                 for f in range(F):
                     sums[k, f] += w * grad_enc[i, level * F + f]
-    return uniq[:m].copy(), sums[:m].copy()
+                flat += 1
+    return uniq[:m].copy(), sums[:m].copy(), first[:m].copy()
 
 
 @njit(cache=True, inline="always")

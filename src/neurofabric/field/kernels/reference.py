@@ -132,7 +132,8 @@ def scatter_rows(rows, row_bytes, page_size, resident, slots, page_slot, pool, d
 
 
 def accumulate_rows(rows, weights, grad_enc):
-    """The table gradient as unique rows and their summed gradients, in first-seen order.
+    """The table gradient as unique rows and their summed gradients, in first-seen order, and
+    where each row is first seen (its index in ``rows.reshape(-1)``).
 
     ``rows``/``weights`` (n, L, 2^D) from ``hash_corners``; ``grad_enc`` (n, L*F) is
     d(loss)/d(encoding). Corner k of level l of point i adds ``weights[i, l, k] *
@@ -148,7 +149,7 @@ def accumulate_rows(rows, weights, grad_enc):
     rank[order] = np.arange(len(uniq))
     sums = np.zeros((len(uniq), F), dtype=np.float32)
     np.add.at(sums, rank[inverse.reshape(-1)], g)
-    return uniq[order], sums
+    return uniq[order], sums, first[order].astype(np.int64)
 
 
 def encode_paged(
