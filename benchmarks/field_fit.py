@@ -41,28 +41,18 @@ THREADS = pin_threads(1)
 
 import numpy as np  # noqa: E402
 
+from neurofabric.field.signals import psnr  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_signal(name: str) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+def load_signal(name: str) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int]]:
     """(coords (n, 2) float32, targets (n, C) float32, image shape) of a signal."""
-    from sklearn.datasets import load_sample_image
+    from neurofabric.field.signals import image_signal, sample_image
 
-    img = load_sample_image("china.jpg").astype(np.float32) / 255.0
-    if name == "china":
-        img = img @ np.array([0.299, 0.587, 0.114], np.float32)
-        img = img[..., None]
-    elif name != "china-rgb":
+    if name not in ("china", "china-rgb"):
         raise SystemExit(f"--signal must be china or china-rgb, got {name!r}")
-    H, W, C = img.shape
-    yy, xx = np.mgrid[0:H, 0:W]
-    coords = np.stack([(xx.ravel() + 0.5) / W, (yy.ravel() + 0.5) / H], 1).astype(np.float32)
-    return coords, img.reshape(-1, C), (H, W, C)
-
-
-def psnr(pred: np.ndarray, target: np.ndarray) -> float:
-    mse = float(np.mean((np.clip(pred, 0.0, 1.0) - target) ** 2))
-    return 10.0 * np.log10(1.0 / max(mse, 1e-20))
+    return image_signal(sample_image("china.jpg", grey=name == "china"))
 
 
 def run_field(args) -> tuple[list[dict], np.ndarray]:

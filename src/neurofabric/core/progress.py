@@ -10,7 +10,7 @@ where it returns one. Returning ``None`` or ``False`` continues, so a plain logg
 works unchanged::
 
     def show(p: Progress) -> bool:
-        print(f"{p.task}: {p.done}/{p.total} {p.unit}s, {p.metrics}")
+        logging.info("%s: %d/%s %ss, %s", p.task, p.done, p.total, p.unit, dict(p.metrics))
         return p.elapsed_s > 60          # stop after a minute
 
 The CLI renders any :class:`Progress` with one rich progress bar (``neurofabric.cli``).

@@ -394,8 +394,13 @@ class DemandPagedField:
         gradients summed over every corner that lands on them, ``decoder_grads`` one
         ``(dW, db)`` per decoder layer. With o = MLP(enc(x)), d(loss)/d(o) = (o - y) / n; a
         hidden layer passes d/dz = d/da * [z > 0] (the ReLU's derivative); the encoding passes
-        weight * d/d(enc) to each corner's row (``HashGrid.backward``). ``learn`` applies it.
+        weight * d/d(enc) to each corner's row (``accumulate_rows``). ``learn`` applies it.
         """
+        return self._loss_and_grads(coords, target)[:4]
+
+    def _loss_and_grads(self, coords: Any, target: Any):
+        """``loss_and_grads`` plus the touched rows' current values (len(rows), F), taken
+        from the forward pass so that a step does not read the table twice."""
         with self._lock:
             x = self.grid.check_points(coords)
             y = np.asarray(target, dtype=np.float32).reshape(len(x), -1)
@@ -418,9 +423,8 @@ class DemandPagedField:
                     grad = grad * (acts[k] > 0)
             decoder_grads.reverse()
             uniq, summed, first = self.grid.accumulate(rows, weights, grad.astype(np.float32))
-            # the rows' current values, from the forward pass (no second read of the table)
-            self._last_rows = table_vals.reshape(-1, self.spec.n_features)[first]
-            return loss, uniq, summed, decoder_grads
+            current = table_vals.reshape(-1, self.spec.n_features)[first]
+            return loss, uniq, summed, decoder_grads, current
 
     def learn(
         self,
@@ -494,10 +498,9 @@ class DemandPagedField:
         """One step of ``optimizer`` (see ``learn``); the loss before it. Everything is
         computed and checked finite before the first write."""
         with self._lock, np.errstate(over="ignore", invalid="ignore"):  # checked below
-            loss, rows, row_grads, decoder_grads = self.loss_and_grads(coords, target)
+            loss, rows, row_grads, decoder_grads, current = self._loss_and_grads(coords, target)
             params = self.decoder()
             table_rows = rows + np.uint64(self.table_offset // self.row_bytes)
-            current = self._last_rows
             if optimizer == "sgd":
                 layers = [
                     (W - lr * gW, b - lr * gb)
