@@ -43,16 +43,24 @@ CHILD = textwrap.dedent("""
     path, log_path, every, kill_after, kill_at = sys.argv[1:]
     every, kill_after, kill_at = int(every), int(kill_after), int(kill_at)
     writes = [None]  # None: not armed; else the writes counted since flush kill_after
-    plain_write = ShardedPageStore.write
+    plain_write, plain_write_pages = ShardedPageStore.write, ShardedPageStore.write_pages
 
-    def counted_write(self, offset, data):
+    def count():
         if writes[0] is not None:
             writes[0] += 1
             if writes[0] == kill_at:
                 os.kill(os.getpid(), signal.SIGKILL)
+
+    def counted_write(self, offset, data):
+        count()
         return plain_write(self, offset, data)
 
+    def counted_write_pages(self, pages, data):
+        count()
+        return plain_write_pages(self, pages, data)
+
     ShardedPageStore.write = counted_write
+    ShardedPageStore.write_pages = counted_write_pages
     field = DemandPagedField.open(path, tiers=TierConfig(dram_pages=2))
     rng = np.random.default_rng(0)
     log = open(log_path, "a")

@@ -50,16 +50,30 @@ class TierConfig:
     ssd_pages: int | None = None
     slow_url: str | None = None
     slow_delay_s: float = 0.0
+    #: most shard-file pages this process keeps mapped resident (``RssFile``); None: the
+    #: kernel decides (a field larger than RAM then fills the resident set with file pages)
+    mapped_pages: int | None = None
 
     def __post_init__(self) -> None:
         check_int("dram_pages", self.dram_pages, min_value=1)
         check_int("cxl_pages", self.cxl_pages, min_value=0)
         check_nonnegative("cxl_delay_s", self.cxl_delay_s, "seconds")
         check_nonnegative("slow_delay_s", self.slow_delay_s, "seconds")
+        if self.mapped_pages is not None:
+            check_int("mapped_pages", self.mapped_pages, min_value=1)
         if self.ssd_pages is not None:
             check_int("ssd_pages", self.ssd_pages, min_value=1)
             if self.slow_url is None:
                 raise ConfigError("`ssd_pages` needs a slow tier to demote into: set `slow_url`")
+
+    @classmethod
+    def for_memory(cls, budget_bytes: int, *, page_size: int = 4096, **kw: Any) -> TierConfig:
+        """Tiers whose pages hold at most ``budget_bytes`` in this process: 7/8 for the DRAM
+        pool, 1/8 for mapped shard pages (``kw``: the other fields). The decoder's layer cache
+        (``layer_budget``), the direct page map and the interpreter come on top."""
+        check_int("budget_bytes", budget_bytes, min_value=16 * page_size)
+        pages = budget_bytes // page_size
+        return cls(dram_pages=pages - pages // 8, mapped_pages=pages // 8, **kw)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -125,6 +139,8 @@ class TieredPages:
                 f"`row_bytes` must divide the page size {self.page_size}, got {row_bytes}"
             )
         self.row_bytes = row_bytes
+        if self.config.mapped_pages is not None:
+            store.resident_budget = self.config.mapped_pages * self.page_size
         #: the backend of the DRAM tier's row gather ("auto" resolved)
         self.backend, self._k = backends.resolve("field", backend)
         n = self.config.dram_pages
@@ -248,8 +264,9 @@ class TieredPages:
             tiers = self._bring_in(pages)
             fetched = np.isin(page_of, pages)
             per_page = np.bincount(np.searchsorted(pages, page_of[fetched]), minlength=len(pages))
-            for tier, c in zip(tiers, per_page.tolist(), strict=True):
-                self.counts[tier] += int(c)
+            per_tier = np.bincount(tiers, weights=per_page, minlength=len(TIERS))
+            for k, tier in enumerate(TIERS):
+                self.counts[tier] += int(per_tier[k])
             self.counts["dram"] += int(len(miss_rows) - fetched.sum())
         else:
             self.counts["dram"] += len(miss_rows)
@@ -292,8 +309,17 @@ class TieredPages:
         empty = not data.any()
         return data, False, "zero" if empty else "ssd"
 
-    def _bring_in(self, pages: np.ndarray, protect: np.ndarray | None = None) -> list[str]:
-        """Fetch ``pages`` into DRAM; ``protect``: resident pages the caller still needs."""
+    def _take_slots(self, n: int) -> np.ndarray:
+        """``n`` free DRAM slots (the most recently freed first)."""
+        if n == 0:
+            return np.zeros(0, dtype=np.int64)
+        slots = np.array(self.free[-n:][::-1], dtype=np.int64)
+        del self.free[-n:]
+        return slots
+
+    def _bring_in(self, pages: np.ndarray, protect: np.ndarray | None = None) -> np.ndarray:
+        """Fetch ``pages`` into DRAM; ``protect``: resident pages the caller still needs.
+        Returns the tier each page came from (indices into ``TIERS``)."""
         if len(pages) > self.config.dram_pages:
             raise ConfigError(
                 f"one batch touches {len(pages)} pages, more than the DRAM tier holds "
@@ -302,30 +328,32 @@ class TieredPages:
         need = len(pages) - len(self.free)
         if need > 0:
             self._evict(need, protect=pages if protect is None else np.union1d(pages, protect))
-        plist = pages.tolist()
-        slots = np.array([self.free.pop() for _ in plist], dtype=np.int64)
-        tiers = ["ssd"] * len(plist)
-        dirty = np.zeros(len(plist), dtype=bool)
-        from_ssd = []
-        for i, page in enumerate(plist):
-            if page in self.cxl or page in self.slow_pages:
-                data, dirty[i], tiers[i] = self._fetch(page)
-                self.pool[slots[i]] = data
-            else:
-                from_ssd.append(i)
-        if from_ssd:
+        slots = self._take_slots(len(pages))
+        tiers = np.full(len(pages), TIERS.index("ssd"), dtype=np.int64)
+        dirty = np.zeros(len(pages), dtype=bool)
+        if self.cxl or self.slow_pages:  # page by page: some live above or below SSD
+            from_ssd = []
+            for i, page in enumerate(pages.tolist()):
+                if page in self.cxl or page in self.slow_pages:
+                    data, dirty[i], tier = self._fetch(page)
+                    tiers[i] = TIERS.index(tier)
+                    self.pool[slots[i]] = data
+                else:
+                    from_ssd.append(i)
             idx = np.array(from_ssd, dtype=np.int64)
+        else:
+            idx = np.arange(len(pages))
+        if len(idx):
             ssd_pages = pages[idx]
             # one batch of WILLNEED hints, so the device reads the pages concurrently, then
             # one vectorized copy per shard
             if len(idx) > 1:
                 self.store.prefetch(ssd_pages)
-            self.pool[slots[idx]] = self.store.read_pages(ssd_pages)
+            data = self.store.read_pages(ssd_pages)
+            self.pool[slots[idx]] = data
             self.moves["bytes_read_ssd"] += len(idx) * self.page_size
-            empty = ~self.pool[slots[idx]].any(axis=1)
-            for j, i in enumerate(from_ssd):
-                if empty[j]:
-                    tiers[i] = "zero"
+            empty = ~data.view(np.uint64).any(axis=1)  # page_size is a multiple of 8
+            tiers[idx[empty]] = TIERS.index("zero")
             if self.config.ssd_pages is not None:
                 for page in ssd_pages.tolist():
                     self._touch_ssd(page)
@@ -334,7 +362,7 @@ class TieredPages:
         self.page_slot[pages[direct].astype(np.int64)] = slots[direct]
         self.slot_dirty[slots] = dirty
         self.slot_tick[slots] = self.tick
-        self.moves["promotions"] += len(plist)
+        self.moves["promotions"] += len(pages)
         # insert into the sorted page index (a memmove, no re-sort of the pool)
         order = np.argsort(pages, kind="stable")
         new_pages = pages.astype(np.uint64)[order]
@@ -363,28 +391,23 @@ class TieredPages:
             victims = held[np.argpartition(ticks, n - 1)[:n]]
         else:
             victims = held
-        keep_copies = self.config.cxl_pages > 0
-        for slot in victims.tolist():
-            dirty = bool(self.slot_dirty[slot])
-            if not (keep_copies or dirty):  # clean, no CXL tier: SSD has it, just drop
-                self.free.append(slot)
-                self.moves["dram_evictions"] += 1
-                continue
-            page = int(self.slot_page[slot])
-            data = self.pool[slot].copy()
-            if keep_copies:
+        if self.config.cxl_pages > 0:
+            for slot in victims.tolist():
+                page, dirty = int(self.slot_page[slot]), bool(self.slot_dirty[slot])
                 _spin(self.config.cxl_delay_s)
-                self.cxl[page] = (data, dirty)
+                self.cxl[page] = (self.pool[slot].copy(), dirty)
                 while len(self.cxl) > self.config.cxl_pages:
                     old, (odata, odirty) = self.cxl.popitem(last=False)
                     self.moves["cxl_evictions"] += 1
                     if odirty:
                         self._write_home(old, odata)
-            elif dirty:
-                self._write_home(page, data)
-            self.slot_dirty[slot] = False
-            self.free.append(slot)
-            self.moves["dram_evictions"] += 1
+        else:  # no CXL tier: dirty victims go home in one vectorized write, clean ones drop
+            dirty = victims[self.slot_dirty[victims]]
+            if len(dirty):
+                self._write_home_many(self.slot_page[dirty].astype(np.uint64), self.pool[dirty])
+        self.slot_dirty[victims] = False
+        self.free.extend(victims.tolist())
+        self.moves["dram_evictions"] += len(victims)
         gone = np.sort(self.slot_page[victims].astype(np.uint64))
         self.page_slot[gone[gone < np.uint64(len(self.page_slot))].astype(np.int64)] = -1
         self.slot_page[victims] = _EMPTY
@@ -398,6 +421,15 @@ class TieredPages:
         self.moves["writebacks"] += 1
         self.moves["bytes_written"] += self.page_size
         self._touch_ssd(page)
+
+    def _write_home_many(self, pages: np.ndarray, data: np.ndarray) -> None:
+        """:meth:`_write_home` of many pages at once (one vectorized copy per shard)."""
+        self.store.write_pages(pages, data)
+        self.moves["writebacks"] += len(pages)
+        self.moves["bytes_written"] += len(pages) * self.page_size
+        if self.config.ssd_pages is not None:
+            for page in pages.tolist():
+                self._touch_ssd(page)
 
     def _touch_ssd(self, page: int) -> None:
         if self.store.readonly or self.config.ssd_pages is None:
@@ -473,9 +505,10 @@ class TieredPages:
 
     def flush(self) -> None:
         """Write every dirty page (DRAM and CXL) back to SSD and sync it."""
-        for slot in np.nonzero(self.slot_dirty)[0].tolist():
-            self._write_home(int(self.slot_page[slot]), self.pool[slot])
-            self.slot_dirty[slot] = False
+        dirty = np.nonzero(self.slot_dirty)[0]
+        if len(dirty):
+            self._write_home_many(self.slot_page[dirty].astype(np.uint64), self.pool[dirty])
+            self.slot_dirty[dirty] = False
         for page, (data, dirty) in list(self.cxl.items()):
             if dirty:
                 self._write_home(page, data)

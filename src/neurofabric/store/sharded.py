@@ -23,6 +23,13 @@ written. A read of a page that was never written returns zeros without allocatin
 Open mappings are kept in an LRU (``max_open``) and advised ``MADV_RANDOM`` (no read-around:
 each fault reads one page); ``prefetch(pages)`` sends batched ``MADV_WILLNEED`` hints.
 Writes land in the page cache; ``flush()`` syncs them (``msync``), never the query path.
+
+**Resident memory.** Pages read or written through a mapping stay in this process's resident
+set (``RssFile``) until the kernel reclaims them. With ``resident_budget`` (bytes), the store
+counts the pages it touches and, past the budget, drops all its mappings' pages from the
+resident set (``MADV_DONTNEED``: on a shared file mapping the data stays in the page cache and
+the file, dirty pages included, and the next access maps it again), so a store far larger than
+RAM is worked through with bounded RSS.
 """
 
 from __future__ import annotations
@@ -79,7 +86,14 @@ def read_store_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
 class ShardedPageStore:
     """Pages of ``page_size`` bytes at logical byte offsets 0 .. ``logical_bytes``."""
 
-    def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False, max_open: int = 64):
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        readonly: bool = False,
+        max_open: int = 64,
+        resident_budget: int | None = None,
+    ):
         self.path = Path(path)
         manifest = self.path / "manifest.json"
         meta = read_store_manifest(self.path)
@@ -95,8 +109,45 @@ class ShardedPageStore:
         self._maps: OrderedDict[int, tuple[int, mmap.mmap]] = OrderedDict()
         self._dirty: set[int] = set()
         self._lock = threading.RLock()
-        self.stats = {"opens": 0, "closes": 0, "willneed_calls": 0}
+        self.stats = {"opens": 0, "closes": 0, "willneed_calls": 0, "trims": 0}
+        self._touched = 0  # pages touched through the mappings since the last trim
+        self.resident_budget = resident_budget
         self._check_shards()
+
+    @property
+    def resident_budget(self) -> int | None:
+        """Most bytes of mapped shard pages kept resident (None: the kernel decides)."""
+        return self._budget_pages * self.page_size if self._budget_pages else None
+
+    @resident_budget.setter
+    def resident_budget(self, value: int | None) -> None:
+        if value is None:
+            self._budget_pages = 0
+            return
+        check_int("resident_budget", value, min_value=self.page_size)
+        self._budget_pages = value // self.page_size
+
+    def _touch(self, n_pages: int) -> None:
+        """Count pages touched through the mappings; past the budget, trim the resident set."""
+        if not self._budget_pages:
+            return
+        if self._touched + n_pages > self._budget_pages:
+            self.trim()
+        self._touched += n_pages
+
+    def _span(self, offset: int, n: int) -> int:
+        """Pages that bytes [offset, offset + n) touch."""
+        return (offset + n - 1) // self.page_size - offset // self.page_size + 1 if n else 0
+
+    def trim(self) -> None:
+        """Drop every mapped page from this process's resident set (``MADV_DONTNEED``). The
+        data stays in the page cache and the files; nothing is lost or written."""
+        with self._lock:
+            for _, mm in self._maps.values():
+                if hasattr(mm, "madvise"):
+                    mm.madvise(mmap.MADV_DONTNEED)
+            self._touched = 0
+            self.stats["trims"] += 1
 
     # ------------------------------------------------------------------ creation
     @classmethod
@@ -109,6 +160,7 @@ class ShardedPageStore:
         shard_bytes: int = 2**40,
         max_open: int = 64,
         meta: dict | None = None,
+        resident_budget: int | None = None,
     ) -> ShardedPageStore:
         """A new, empty store (an error if ``path`` already holds one)."""
         path = Path(path)
@@ -137,7 +189,7 @@ class ShardedPageStore:
             **({"meta": meta} if meta else {}),
         }
         write_json(path / "manifest.json", manifest)
-        return cls(path, max_open=max_open)
+        return cls(path, max_open=max_open, resident_budget=resident_budget)
 
     def _check_shards(self) -> None:
         for f in self.path.glob("shard-*.bin"):
@@ -211,6 +263,7 @@ class ShardedPageStore:
         """``n`` bytes at logical ``offset`` (zeros where nothing was written)."""
         self._check_range(offset, n)
         buf = np.empty(n, dtype=np.uint8) if out is None else out.view(np.uint8).reshape(-1)
+        self._touch(self._span(offset, n))
         for shard, inner, pos, take in self._pieces(offset, n):
             mm = self._mapping(shard, create=False)
             if mm is None:
@@ -226,6 +279,12 @@ class ShardedPageStore:
         if len(pages) and int(pages.max()) * ps + ps > self.logical_bytes:
             raise ConfigError(f"page {int(pages.max())} lies outside the store")
         buf = np.empty((len(pages), ps), dtype=np.uint8) if out is None else out
+        step = self._budget_pages
+        if step and len(pages) > step:  # in parts, so the resident set stays within budget
+            for at in range(0, len(pages), step):
+                self.read_pages(pages[at : at + step], out=buf[at : at + step])
+            return buf
+        self._touch(len(pages))
         per_shard = self.shard_bytes // ps
         shard_of = pages // np.uint64(per_shard)
         for shard in np.unique(shard_of).tolist():
@@ -253,10 +312,36 @@ class ShardedPageStore:
             raise StorageError(f"{self.path} is open read-only")
         data = np.ascontiguousarray(data).view(np.uint8).reshape(-1)
         self._check_range(offset, len(data))
+        self._touch(self._span(offset, len(data)))
         for shard, inner, pos, take in self._pieces(offset, len(data)):
             mm = self._mapping(shard, create=True)
             np.frombuffer(mm, np.uint8, take, inner)[:] = data[pos : pos + take]
             self._dirty.add(shard)
+
+    def write_pages(self, pages: Any, data: Any) -> None:
+        """Write whole pages (n, page_size) by page number, one vectorized copy per shard (a
+        repeated page keeps one of its copies)."""
+        if self.readonly:
+            raise StorageError(f"{self.path} is open read-only")
+        pages = np.asarray(pages, dtype=np.uint64).reshape(-1)
+        ps = self.page_size
+        data = np.ascontiguousarray(data).view(np.uint8).reshape(len(pages), ps)
+        if len(pages) and int(pages.max()) * ps + ps > self.logical_bytes:
+            raise ConfigError(f"page {int(pages.max())} lies outside the store")
+        step = self._budget_pages
+        if step and len(pages) > step:  # in parts, so the resident set stays within budget
+            for at in range(0, len(pages), step):
+                self.write_pages(pages[at : at + step], data[at : at + step])
+            return
+        self._touch(len(pages))
+        per_shard = self.shard_bytes // ps
+        shard_of = pages // np.uint64(per_shard)
+        for shard in np.unique(shard_of).tolist():
+            sel = np.nonzero(shard_of == shard)[0]
+            mm = self._mapping(int(shard), create=True)
+            local = (pages[sel] - np.uint64(shard * per_shard)).astype(np.int64)
+            np.frombuffer(mm, np.uint8).reshape(per_shard, ps)[local] = data[sel]
+            self._dirty.add(int(shard))
 
     def discard(self, offset: int, n: int) -> None:
         """Release the disk blocks of whole pages in [offset, offset + n): they read as zeros
@@ -285,15 +370,21 @@ class ShardedPageStore:
         ps = self.page_size
         per_shard = self.shard_bytes // ps
         breaks = np.nonzero((np.diff(pages) != 1) | (np.diff(pages // per_shard) != 0))[0] + 1
+        starts = np.concatenate([[0], breaks])
+        firsts = pages[starts]
+        lengths = np.diff(np.concatenate([starts, [len(pages)]])) * ps
+        shard_of = firsts // np.uint64(per_shard)
+        inners = (firsts - shard_of * np.uint64(per_shard)) * np.uint64(ps)
         hints = 0
-        for run in np.split(pages, breaks):
-            first = int(run[0])
-            shard, inner = divmod(first * ps, self.shard_bytes)
-            mm = self._mapping(shard, create=False)
+        for shard in np.unique(shard_of).tolist():  # one mapping lookup per shard
+            mm = self._mapping(int(shard), create=False)
             if mm is None or not hasattr(mm, "madvise"):
                 continue
-            mm.madvise(mmap.MADV_WILLNEED, inner, len(run) * ps)
-            hints += 1
+            sel = shard_of == shard
+            advise, will = mm.madvise, mmap.MADV_WILLNEED
+            for inner, length in zip(inners[sel].tolist(), lengths[sel].tolist(), strict=True):
+                advise(will, inner, length)
+            hints += int(sel.sum())
         self.stats["willneed_calls"] += hints
         return hints
 
