@@ -327,6 +327,9 @@ class TieredPages:
             )
         need = len(pages) - len(self.free)
         if need > 0:
+            # evict a batch (1/64 of the pool at least): the LRU scan is O(pool), so a run of
+            # small misses (single-point queries on a full pool) shares one scan
+            need = min(max(need, self.config.dram_pages // 64), self.config.dram_pages)
             self._evict(need, protect=pages if protect is None else np.union1d(pages, protect))
         slots = self._take_slots(len(pages))
         tiers = np.full(len(pages), TIERS.index("ssd"), dtype=np.int64)
