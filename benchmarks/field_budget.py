@@ -13,8 +13,8 @@ step, and the pages moved between the tiers. With ``--out``, a plot of RSS over 
 
 What this does and does not show: the DRAM pool is held to its budget and pages move through
 the tiers; the shard files still sit in the OS page cache of this 24 GiB machine, so the SSD
-tier is served from memory here. A field larger than the machine's RAM (tens of GiB touched)
-is the next step of this benchmark and is not measured yet.
+tier is served from memory here. A field larger than the machine's RAM is measured by
+``benchmarks/field_beyond_ram.py``.
 """
 
 from __future__ import annotations
@@ -24,29 +24,14 @@ import json
 import os
 import platform
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from _proc import child_command, memory, run_child
 from _threads import pin_threads, thread_env
 
 THREADS = pin_threads(1)
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def memory() -> tuple[int, int]:
-    """(anonymous, file-backed) resident bytes of this process."""
-    anon = file = 0
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("RssAnon:"):
-                anon = int(line.split()[1]) * 1024
-            elif line.startswith("RssFile:"):
-                file = int(line.split()[1]) * 1024
-    return anon, file
 
 
 def child(args) -> dict:
@@ -115,15 +100,11 @@ def main() -> None:
         return
     rows = []
     for frac in args.fraction or [1.0, 0.5, 0.25, 0.125]:
-        cmd = [sys.executable, __file__, "--child", "--fraction", str(frac)]
+        cmd = child_command(__file__, "--fraction", str(frac))
         cmd += ["--log2-table", str(args.log2_table), "--seconds", str(args.seconds)]
         cmd += ["--batch", str(args.batch), "--threads", str(THREADS)]
         env = dict(os.environ, **thread_env(THREADS), OMP_WAIT_POLICY="PASSIVE")
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
-        lines = [x for x in proc.stdout.splitlines() if x.startswith("{")]
-        if proc.returncode or not lines:
-            raise SystemExit(f"budget {frac} failed: {proc.stderr.strip()[-800:]}")
-        rows.append(json.loads(lines[-1]))
+        rows.append(run_child(cmd, env, f"budget {frac}"))
     print(
         f"\nMachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}, {THREADS} thread(s)"

@@ -25,17 +25,14 @@ import json
 import os
 import platform
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from _proc import child_command, run_child
 from _threads import pin_threads, thread_env, threads_info
 
 THREADS = pin_threads(1)
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def measure(args) -> dict:
@@ -88,14 +85,9 @@ def main() -> None:
         return
     rows = []
     for t in args.threads or [1, 2]:
-        cmd = [sys.executable, __file__, "--child", "--seconds", str(args.seconds)]
-        cmd += ["--threads", str(t)]
+        cmd = child_command(__file__, "--seconds", str(args.seconds), "--threads", str(t))
         env = dict(os.environ, **thread_env(t), OMP_WAIT_POLICY="PASSIVE")
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
-        lines = [x for x in proc.stdout.splitlines() if x.startswith("{")]
-        if proc.returncode or not lines:
-            raise SystemExit(f"{t} thread(s) failed: {proc.stderr.strip()[-500:]}")
-        rows.append(json.loads(lines[-1]))
+        rows.append(run_child(cmd, env, f"{t} thread(s)"))
     print(
         f"\nMachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}"

@@ -120,3 +120,21 @@ def test_a_field_of_46_gib_learns_within_a_64_mib_budget(tmp_path):
     assert disk < 1 << 30  # 138 GiB logical, a few hundred MiB touched
     with DemandPagedField.open(tmp_path / "f", tiers=tiers) as again:
         assert np.array_equal(again.query(x), before)
+
+
+def test_the_budget_holds_when_reads_fault_around(tmp_path):
+    """A read fault maps the neighbours already in the page cache too (fault-around, up to 16
+    pages): reads of pages whose neighbours were just written must still stay in budget."""
+    budget = 512 * 4096
+    store = ShardedPageStore.create(
+        tmp_path / "s", logical_bytes=2**30, shard_bytes=2**30, resident_budget=budget
+    )
+    store.write_pages(np.arange(20_000), np.ones((20_000, 4096), np.uint8))  # all cached
+    store.trim()
+    peak = 0
+    for k, p in enumerate(np.random.default_rng(2).permutation(20_000)[:4000].tolist()):
+        store.read_pages([p])
+        if k % 50 == 0:
+            peak = max(peak, mapped_rss(tmp_path))
+    assert peak <= budget + 64 * 4096
+    store.close()

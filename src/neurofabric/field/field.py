@@ -376,12 +376,24 @@ class DemandPagedField:
             acts.append(np.maximum(z, 0.0) if k < len(params) - 1 else z)
         return acts
 
+    def _decode(self, feats: np.ndarray) -> np.ndarray:
+        """The decoder's outputs: a batch through the fused kernel (``mlp_forward``: one pass
+        per point, nothing materialized between layers; one or two hidden layers), a few
+        points or a deeper decoder through numpy."""
+        params = self.decoder()
+        if len(feats) < PARALLEL_FROM or len(params) > 3:
+            return self._forward(feats, params)[-1]
+        if len(params) == 2:
+            params = [*params, (np.zeros((0, 0), np.float32), np.zeros(0, np.float32))]
+        args = [np.ascontiguousarray(a, dtype=np.float32) for W, b in params for a in (W, b)]
+        return self.grid.kernels.mlp_forward(feats, *args)
+
     def query(self, coords: Any) -> np.ndarray:
         """Decoded values (n, out_dim); the latency of each call is recorded."""
         t0 = time.perf_counter()
         with self._lock:
             feats = self.encode(coords)
-            out = self._forward(feats, self.decoder())[-1]
+            out = self._decode(feats)
             self.n_queries += 1
             self.latencies.append(time.perf_counter() - t0)
         return out

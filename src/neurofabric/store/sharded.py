@@ -26,7 +26,8 @@ Writes land in the page cache; ``flush()`` syncs them (``msync``), never the que
 
 **Resident memory.** Pages read or written through a mapping stay in this process's resident
 set (``RssFile``) until the kernel reclaims them. With ``resident_budget`` (bytes), the store
-counts the pages it touches and, past the budget, drops all its mappings' pages from the
+counts the pages it touches (a page read as ``FAULT_AROUND`` pages: a read fault also maps
+the neighbours in the page cache) and, past the budget, drops all its mappings' pages from the
 resident set (``MADV_DONTNEED``: on a shared file mapping the data stays in the page cache and
 the file, dirty pages included, and the next access maps it again), so a store far larger than
 RAM is worked through with bounded RSS.
@@ -55,6 +56,9 @@ __all__ = ["ShardedPageStore", "read_store_manifest"]
 FORMAT = "neurofabric-pages"
 VERSION = 1
 EXT4_MAX_FILE = 16 * 2**40
+#: pages a read fault may map at once (Linux maps the page cache's neighbours of a faulting
+#: page: ``fault_around_bytes``, 64 KiB by default); the resident budget counts reads so
+FAULT_AROUND = 16
 
 
 def _shard_name(k: int) -> str:
@@ -127,10 +131,14 @@ class ShardedPageStore:
         check_int("resident_budget", value, min_value=self.page_size)
         self._budget_pages = value // self.page_size
 
-    def _touch(self, n_pages: int) -> None:
-        """Count pages touched through the mappings; past the budget, trim the resident set."""
+    def _touch(self, n_pages: int, *, read: bool = False) -> None:
+        """Count pages touched through the mappings; past the budget, trim the resident set.
+        A read fault also maps the neighbours the page cache holds (fault-around: up to
+        ``FAULT_AROUND`` pages), so a page read counts as that many."""
         if not self._budget_pages:
             return
+        if read:
+            n_pages *= FAULT_AROUND
         if self._touched + n_pages > self._budget_pages:
             self.trim()
         self._touched += n_pages
@@ -263,7 +271,7 @@ class ShardedPageStore:
         """``n`` bytes at logical ``offset`` (zeros where nothing was written)."""
         self._check_range(offset, n)
         buf = np.empty(n, dtype=np.uint8) if out is None else out.view(np.uint8).reshape(-1)
-        self._touch(self._span(offset, n))
+        self._touch(self._span(offset, n), read=True)
         for shard, inner, pos, take in self._pieces(offset, n):
             mm = self._mapping(shard, create=False)
             if mm is None:
@@ -279,12 +287,12 @@ class ShardedPageStore:
         if len(pages) and int(pages.max()) * ps + ps > self.logical_bytes:
             raise ConfigError(f"page {int(pages.max())} lies outside the store")
         buf = np.empty((len(pages), ps), dtype=np.uint8) if out is None else out
-        step = self._budget_pages
-        if step and len(pages) > step:  # in parts, so the resident set stays within budget
+        step = max(1, self._budget_pages // FAULT_AROUND)
+        if self._budget_pages and len(pages) > step:  # in parts, so RSS stays within budget
             for at in range(0, len(pages), step):
                 self.read_pages(pages[at : at + step], out=buf[at : at + step])
             return buf
-        self._touch(len(pages))
+        self._touch(len(pages), read=True)
         per_shard = self.shard_bytes // ps
         shard_of = pages // np.uint64(per_shard)
         for shard in np.unique(shard_of).tolist():

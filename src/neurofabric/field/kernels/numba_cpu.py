@@ -501,3 +501,71 @@ def encode_paged_serial(
             missing,
         )
     return out, missing
+
+
+@njit(cache=True, inline="always", fastmath=True)
+def _dense_relu(a, W, b, z):
+    """z = relu(a @ W + b) for one point (W: n_in x n_out, C order; rows read contiguously)."""
+    for j in range(W.shape[1]):
+        z[j] = b[j]
+    for i in range(W.shape[0]):
+        ai = a[i]
+        for j in range(W.shape[1]):
+            z[j] += ai * W[i, j]
+    for j in range(W.shape[1]):
+        z[j] = max(z[j], np.float32(0.0))
+
+
+@njit(cache=True, inline="always", fastmath=True)
+def _dense_out(a, W, b, out, p):
+    """out[p] = a @ W + b (the last layer: one dot product per output)."""
+    for o in range(W.shape[1]):
+        acc = b[o]
+        for j in range(W.shape[0]):
+            acc += a[j] * W[j, o]
+        out[p, o] = acc
+
+
+@njit(cache=True, inline="always", fastmath=True)
+def _mlp_chunk(c, feats, W1, b1, W2, b2, W3, b3, out):
+    """The decoder on points [c * _CHUNK, ...): per point, layer by layer in float32 scratch
+    (ReLU between layers, none after the last); ``W3`` of shape (0, 0): one hidden layer.
+    ``fastmath`` lets the inner loops vectorize (sums in another order than BLAS: the
+    outputs agree to float32 rounding)."""
+    n = feats.shape[0]
+    lo = c * _CHUNK
+    hi = min(n, lo + _CHUNK)
+    a = np.empty(W1.shape[1], dtype=np.float32)
+    h = np.empty(W2.shape[1], dtype=np.float32)
+    two = W3.shape[0] > 0
+    for p in range(lo, hi):
+        _dense_relu(feats[p], W1, b1, a)
+        if two:
+            _dense_relu(a, W2, b2, h)
+            _dense_out(h, W3, b3, out, p)
+        else:
+            _dense_out(a, W2, b2, out, p)
+
+
+@njit(cache=True, parallel=True, fastmath=True)
+def mlp_forward(feats, W1, b1, W2, b2, W3, b3):
+    """Decoder outputs (n, n_out) float32 of features (n, n_in) for one or two hidden layers
+    (W: n_in x n_out, C order; ``W3``, ``b3`` of size 0 for one hidden layer): ReLU between
+    layers, none after the last."""
+    n = feats.shape[0]
+    n_out = W3.shape[1] if W3.shape[0] > 0 else W2.shape[1]
+    out = np.empty((n, n_out), dtype=np.float32)
+    for c in prange((n + _CHUNK - 1) // _CHUNK):
+        _mlp_chunk(c, feats, W1, b1, W2, b2, W3, b3, out)
+    return out
+
+
+@njit(cache=True, fastmath=True)
+def mlp_forward_serial(feats, W1, b1, W2, b2, W3, b3):
+    """``mlp_forward`` on the calling thread (small batches)."""
+    n = feats.shape[0]
+    n_out = W3.shape[1] if W3.shape[0] > 0 else W2.shape[1]
+    out = np.empty((n, n_out), dtype=np.float32)
+    for c in range((n + _CHUNK - 1) // _CHUNK):
+        _mlp_chunk(c, feats, W1, b1, W2, b2, W3, b3, out)
+    return out

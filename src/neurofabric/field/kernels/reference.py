@@ -189,3 +189,15 @@ def encode_paged(
 
 
 encode_paged_serial = encode_paged
+
+
+def mlp_forward(feats, W1, b1, W2, b2, W3, b3):
+    """Decoder outputs (n, n_out) of features (n, n_in) for one or two hidden layers (``W3``,
+    ``b3`` of size 0 for one): ReLU between layers, none after the last."""
+    a = np.maximum(np.asarray(feats, dtype=np.float32) @ W1 + b1, np.float32(0.0))
+    if W3.shape[0] > 0:
+        return np.maximum(a @ W2 + b2, np.float32(0.0)) @ W3 + b3
+    return a @ W2 + b2
+
+
+mlp_forward_serial = mlp_forward
