@@ -152,12 +152,15 @@ def test_accumulate_rows_numba_matches_the_reference_bit_for_bit(seed):
     assert np.count_nonzero(np.abs(dense).sum(1)) <= len(r_ref)
 
 
-def test_scatter_rows_numba_matches_the_reference():
+@pytest.mark.parametrize("rb", [8, 2])  # 32-bit words and the byte-wise copy
+def test_scatter_rows_numba_matches_the_reference(rb):
     rng = np.random.default_rng(0)
-    page, rb = 64, 8
+    page = 64
     resident = np.array([1, 3, 4], dtype=np.uint64)
     slots = np.array([2, 0, 1], dtype=np.int64)
-    rows = np.array([8, 9, 24, 33, 8, 16], dtype=np.uint64)  # pages 1, 1, 3, 4, 1, 2 (absent)
+    per = page // rb  # rows per page: pages 1, 1, 3, 4, 1, 2 (absent)
+    rows = np.array([1, 1.125, 3, 4.125, 1, 2], dtype=np.float64) * per
+    rows = rows.astype(np.uint64)
     data = rng.integers(0, 255, (len(rows), rb), dtype=np.uint8)
     pools = [np.zeros((3, page), np.uint8) for _ in range(2)]
     direct = np.array([-1, 2, -1], np.int64)  # page 1 by the direct map, 3 and 4 by search
@@ -168,7 +171,7 @@ def test_scatter_rows_numba_matches_the_reference():
     np.testing.assert_array_equal(got[0], got[1])
     np.testing.assert_array_equal(got[0], [2, 2, 0, 1, 2, -1])
     np.testing.assert_array_equal(pools[0], pools[1])
-    np.testing.assert_array_equal(pools[0][2, 0:8], data[4])  # the repeated row: the last one
+    np.testing.assert_array_equal(pools[0][2, 0:rb], data[4])  # the repeated row: the last one
 
 
 def test_colour_image_is_learned(tmp_path):

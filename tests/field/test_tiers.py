@@ -67,27 +67,28 @@ def test_slow_tier_takes_the_coldest_pages_and_gives_them_back(tmp_path):
     assert tiers.counts["slow"] == 1 and cold not in tiers.slow_pages
 
 
-def test_numba_gather_equals_reference():
+@pytest.mark.parametrize("row", [ROW, 2])  # 32-bit words and the byte-wise copy
+def test_numba_gather_equals_reference(row):
     rng = np.random.default_rng(0)
     pool = rng.integers(0, 255, size=(6, PAGE), dtype=np.uint8)
     resident = np.array([3, 9, 10, 40], np.uint64)
     slots = np.array([5, 0, 2, 1], np.int64)
-    rows = rng.integers(0, 512 * 50, size=300).astype(np.uint64)
+    rows = rng.integers(0, PAGE // row * 50, size=300).astype(np.uint64)
     # the direct map covers pages [0, 12): pages 3, 9, 10 are found there, page 40 by search
     page_slot = np.full(12, -1, np.int64)
     page_slot[[3, 9, 10]] = [5, 0, 2]
     outs = []
     for k in (numba_cpu, reference):
         for direct in (page_slot, np.zeros(0, np.int64)):
-            out = np.zeros((300, ROW), np.uint8)
+            out = np.zeros((300, row), np.uint8)
             ticks = np.zeros(6, np.int64)
-            missing = k.gather_rows(rows, ROW, PAGE, resident, slots, direct, pool, ticks, 7, out)
+            missing = k.gather_rows(rows, row, PAGE, resident, slots, direct, pool, ticks, 7, out)
             outs.append((missing, out * ~missing[:, None], ticks))
     for other in outs[1:]:
         for a, b in zip(outs[0], other, strict=True):
             np.testing.assert_array_equal(a, b)
     assert 0 < outs[0][0].sum() < 300
-    pages = rows * np.uint64(ROW) // np.uint64(PAGE)
+    pages = rows * np.uint64(row) // np.uint64(PAGE)
     assert np.isin(pages[~outs[0][0]], [3, 9, 10, 40]).all() and (pages[~outs[0][0]] == 40).any()
 
 
