@@ -136,6 +136,15 @@ class MicrocircuitSpec:
         """Mean weights as the simulator's cuba synapse takes them: R x PSC, in mV."""
         return self.weight_pa * self.r_mohm * 1e-3
 
+    def groups(self) -> list[tuple[str, int, int]]:
+        """``(population, first neuron, stop)`` in NEST's order: the neuron ranges of a network
+        built from this spec, for :mod:`neurofabric.snn.analysis` and ``plot_raster_groups``."""
+        stops = np.cumsum(self.n_neurons)
+        return [
+            (name, int(stop - n), int(stop))
+            for name, n, stop in zip(POPULATIONS, self.n_neurons, stops, strict=True)
+        ]
+
     @property
     def in_degree(self) -> np.ndarray:
         """Mean synapses per target neuron, ``[target, source]``."""

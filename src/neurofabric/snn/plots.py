@@ -59,6 +59,53 @@ def plot_raster(
     return _save(plt, fig, path)
 
 
+def plot_raster_groups(
+    result: RunResult,
+    groups,
+    path: str | os.PathLike[str],
+    *,
+    t_start: float | None = None,
+    t_stop: float | None = None,
+    max_per_group: int | None = None,
+    colours: tuple[str, ...] = ("#595289", "#af143c"),
+    title: str | None = None,
+) -> Path:
+    """Raster of named neuron groups ``(name, start, stop)``, stacked in the order given from
+    the top (the cortical microcircuit's layers as in Potjans & Diesmann 2014, Fig. 6), in
+    alternating ``colours``, each group's name at its centre; ``max_per_group``: its first
+    neurons only. Saves a PNG."""
+    from neurofabric.snn.analysis import _check_groups, _spikes, _window
+
+    groups = _check_groups(groups)
+    idx, t = _spikes(result)
+    lo, hi = _window(result, t_start, t_stop)
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 6))
+    top, ticks, labels = 0, [], []
+    for k, (name, a, b) in enumerate(groups):
+        n = b - a if max_per_group is None else min(b - a, max_per_group)
+        sel = (idx >= a) & (idx < a + n) & (t >= lo) & (t < hi)
+        ax.plot(
+            t[sel] * 1e3,
+            -(top + idx[sel] - a),
+            ".",
+            ms=1.2,
+            c=colours[k % len(colours)],
+            rasterized=True,
+        )
+        ticks.append(-(top + n / 2))
+        labels.append(name)
+        top += n
+    ax.set_yticks(ticks, labels)
+    ax.set_xlim(lo * 1e3, hi * 1e3)
+    ax.set_ylim(-top, 1)
+    ax.set_xlabel("time (ms)")
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return _save(plt, fig, path)
+
+
 def plot_voltage(
     result: RunResult, path: str | os.PathLike[str], *, v_th: float | None = None
 ) -> Path:
