@@ -5,11 +5,19 @@ from neurofabric.snn.monitors import RateMonitor, RunResult, SpikeMonitor, State
 from neurofabric.snn.network import SpikingNetwork
 from neurofabric.snn.params import LIFParams, SynapseParams
 from neurofabric.snn.state import NetworkState
-from neurofabric.snn.topology import AllToAll, DistanceDependent, OneToOne, Random, SmallWorld
+from neurofabric.snn.topology import (
+    AllToAll,
+    DistanceDependent,
+    FixedTotalNumber,
+    OneToOne,
+    Random,
+    SmallWorld,
+)
 
 __all__ = [
     "AllToAll",
     "DistanceDependent",
+    "FixedTotalNumber",
     "LIFParams",
     "NetworkState",
     "OneToOne",

@@ -21,7 +21,7 @@ from neurofabric.core.errors import ConfigError
 from neurofabric.core.validation import check_positive
 from neurofabric.snn.kernels import layout as L
 from neurofabric.snn.kernels import rowgen
-from neurofabric.snn.topology import Random, Topology, max_row_length
+from neurofabric.snn.topology import FixedTotalNumber, Random, Topology, max_row_length
 
 log = logging.getLogger(__name__)
 
@@ -218,6 +218,11 @@ def _plan(proj: Projection, key: int, offset: int, kernels: ModuleType) -> tuple
     """(ip, fp, key, counts per row, pre-generated rows or None) of one projection."""
     ip, fp = proj.row_params(offset)
     s0, s1 = int(ip[1]), int(ip[2])
+    if isinstance(proj.topology, FixedTotalNumber):  # drawn as pairs, then ordered by row
+        src, tgt, w, d = kernels.build_fixed_total(ip, fp, key, proj.topology.n)
+        order = np.lexsort((tgt, src))
+        counts = np.bincount(src - s0, minlength=s1 - s0).astype(np.int64)
+        return ip, fp, key, counts, (tgt[order], w[order], d[order])
     if _is_in_degree(proj):  # generated per target, then ordered by source
         targets = np.arange(proj.tgt_range[0], proj.tgt_range[1], dtype=np.int64)
         src, tgt, w, d = kernels.build_in_degree(ip, fp, key, targets, proj.topology.in_degree)
@@ -395,6 +400,11 @@ def procedural_table(projections: list[tuple[Projection, int, int, bool]]) -> Pr
                 "Random(in_degree=...) cannot be procedural: the synapses of a "
                 "source depend on every target's draw; use storage='csr' or "
                 "Random(out_degree=...)"
+            )
+        if isinstance(proj.topology, FixedTotalNumber):
+            raise ConfigError(
+                "FixedTotalNumber cannot be procedural: a source's synapses are spread over "
+                "the projection's whole stream of draws; use storage='csr'"
             )
         ip, fp = proj.row_params(offset)
         ips.append(ip)

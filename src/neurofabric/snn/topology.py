@@ -3,6 +3,7 @@
 >>> Random(p=0.02)                 # each pair independently with probability p
 >>> Random(out_degree=80)          # exactly 80 distinct targets per source
 >>> Random(in_degree=80)           # exactly 80 distinct sources per target (CSR only)
+>>> FixedTotalNumber(10_000)       # 10,000 synapses, each pair uniform, multapses (CSR only)
 >>> SmallWorld(k=100, beta=0.1)    # Watts-Strogatz ring lattice, rewired with probability beta
 >>> DistanceDependent(sigma=3.0, p_max=0.5, dims=2)  # p = p_max exp(-d^2 / 2 sigma^2)
 >>> AllToAll()
@@ -164,8 +165,34 @@ class OneToOne:
         return 1
 
 
-Topology = Random | SmallWorld | DistanceDependent | AllToAll | OneToOne
+@dataclass(frozen=True)
+class FixedTotalNumber:
+    """``n`` synapses over the whole projection, each with a source and a target drawn
+    independently and uniformly (NEST's ``fixed_total_number``; the cortical microcircuit's
+    rule): in-degrees are Binomial(n, 1 / n_targets), and a pair may be drawn more than once
+    (multapses). Materialized (CSR) storage only."""
+
+    n: int
+
+    def __post_init__(self) -> None:
+        check_int("n", self.n, min_value=0, max_value=2**31 - 1)
+
+    def kind(self) -> int:
+        return rowgen.KIND_FIXED_TOTAL
+
+    def check_sizes(self, n_src: int, n_tgt: int, allow_self: bool) -> None:
+        if self.n and not allow_self and n_src == 1 and n_tgt == 1:
+            raise ConfigError(
+                "FixedTotalNumber with allow_self=False needs more than one neuron on a side"
+            )
+
+    def degree(self) -> int:
+        return int(self.n)
+
+
+Topology = Random | SmallWorld | DistanceDependent | AllToAll | OneToOne | FixedTotalNumber
 _TOPOLOGIES = {
+    "FixedTotalNumber": FixedTotalNumber,
     "Random": Random,
     "SmallWorld": SmallWorld,
     "DistanceDependent": DistanceDependent,

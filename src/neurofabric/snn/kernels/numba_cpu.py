@@ -22,6 +22,7 @@ PARALLEL_MIN_NEURONS = 100_000  # below this, thread hand-off costs more than it
 gen_targets = spec["gen_targets"]
 gen_row = spec["gen_row"]
 gen_in_degree_sources = spec["gen_in_degree_sources"]
+gen_fixed_total = spec["gen_fixed_total"]
 poisson_count = spec["poisson_count"]
 row_key = spec["row_key"]
 uniform = spec["uniform"]
@@ -134,6 +135,17 @@ def build_in_degree(ip, fp, key, targets, k):
             dl[pos] = sd[b]
             pos += 1
     return src[:pos], tgt[:pos], wt[:pos], dl[:pos]
+
+
+@njit(cache=True)
+def build_fixed_total(ip, fp, key, n):
+    """Fixed total number: (sources, targets, weights, delays) of the ``n`` synapses."""
+    ss = np.empty(n, np.int64)
+    st = np.empty(n, np.int64)
+    sw = np.empty(n, np.float64)
+    sd = np.empty(n, np.int64)
+    gen_fixed_total(ip, fp, key, 0, n, ss, st, sw, sd)
+    return ss.astype(np.int32), st.astype(np.int32), sw.astype(np.float32), sd.astype(np.int32)
 
 
 @njit(cache=True)

@@ -92,6 +92,7 @@ _SPEC_NAMES = [
     "gen_targets",
     "gen_row",
     "gen_in_degree_sources",
+    "gen_fixed_total",
     "poisson_count",
 ]
 #: :mod:`.rowgen` compiled: row generation and the counter-based random streams

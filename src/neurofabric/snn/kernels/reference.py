@@ -103,6 +103,7 @@ from neurofabric.snn.kernels.layout import (
 )
 from neurofabric.snn.kernels.rowgen import (  # noqa: F401  (re-exported spec functions)
     M32,
+    gen_fixed_total,
     gen_in_degree_sources,
     gen_row,
     gen_targets,
@@ -157,6 +158,14 @@ def build_in_degree(ip, fp, key, targets, k):
             np.empty(0, np.int32),
         )
     return tuple(np.concatenate(x) for x in out)
+
+
+def build_fixed_total(ip, fp, key, n):
+    """Fixed total number: (sources, targets, weights, delays) of the ``n`` synapses."""
+    ss, st = np.empty(n, np.int64), np.empty(n, np.int64)
+    sw, sd = np.empty(n, np.float64), np.empty(n, np.int64)
+    gen_fixed_total(ip, fp, int(key), 0, n, ss, st, sw, sd)
+    return ss.astype(np.int32), st.astype(np.int32), sw.astype(np.float32), sd.astype(np.int32)
 
 
 def transpose(indptr, indices, n_targets, need_pos):

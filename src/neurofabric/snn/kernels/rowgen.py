@@ -17,7 +17,7 @@ ip    meaning                              fp    meaning
 0     kind (see ``KIND_*``)                0     p (connection probability, peak p)
 1,2   source range [src0, src1)            1     beta (small-world rewiring)
 3,4   target range [tgt0, tgt1)            2     sigma (distance-dependent, lattice units)
-5     k (degree / neighbours)              3,4   weight mean, std (excitatory sources)
+5     k (degree / neighbours / total)      3,4   weight mean, std (excitatory sources)
 6     lattice dims (1 or 2)                5,6   weight mean, std (inhibitory sources)
 7     allow self connections (0/1)
 8     Dale split: sources >= it inhibitory, -1 = no Dale (signed weights as drawn)
@@ -34,6 +34,7 @@ KIND_DISTANCE = 3
 KIND_ALL_TO_ALL = 4
 KIND_IN_DEGREE = 5  # generated per target; materialized CSR only
 KIND_ONE_TO_ONE = 6
+KIND_FIXED_TOTAL = 7  # n synapses over the whole projection; materialized CSR only
 
 M32 = 4294967295
 
@@ -337,6 +338,37 @@ def gen_in_degree_sources(ip, fp, key, tgt, out_s, out_w, out_d):
         out_w[a] = synapse_weight(fp, ip[8], out_s[a], wk, 3 * a)
         out_d[a] = synapse_delay(ip, wk, 3 * a + 2)
     return count
+
+
+def gen_fixed_total(ip, fp, key, first, n, out_s, out_t, out_w, out_d):
+    """Synapses ``first .. first + n - 1`` of a fixed-total-number projection (NEST's
+    ``fixed_total_number``): each has a source and a target drawn independently and uniformly
+    from their ranges, so a pair may repeat (multapses). Without self connections
+    (``ip[7]`` 0, or 2: the partner) a synapse that lands on one redraws its target from a
+    second stream. Synapse ``a`` depends only on (key, a): any split into chunks gives the
+    same synapses."""
+    src0 = ip[1]
+    n_s = ip[2] - src0
+    tgt0 = ip[3]
+    n_t = ip[4] - tgt0
+    sk = hash32(key ^ 2246822507)
+    wk = hash32(key ^ 1431655765)
+    for j in range(n):
+        a = first + j
+        s = min(int(uniform(sk, 2 * a) * n_s), n_s - 1)
+        t = min(int(uniform(sk, 2 * a + 1) * n_t), n_t - 1)
+        if ip[7] != 1:
+            bad = s + src0 - tgt0 if ip[7] == 0 else s  # the target this source may not reach
+            attempt = 0
+            while t == bad and n_t > 1:
+                rk = row_key(sk ^ 3266489917, a)
+                t = min(int(uniform(rk, attempt) * n_t), n_t - 1)
+                attempt += 1
+        out_s[j] = src0 + s
+        out_t[j] = tgt0 + t
+        out_w[j] = synapse_weight(fp, ip[8], src0 + s, wk, 3 * a)
+        out_d[j] = synapse_delay(ip, wk, 3 * a + 2)
+    return n
 
 
 def poisson_count(lam, elam, u):
