@@ -1,11 +1,21 @@
 """FixedTotalNumber (NEST's fixed_total_number): exactly n synapses, independent uniform pairs,
-so binomial in- and out-degrees and multapses at the rate chance gives them."""
+so binomial in- and out-degrees and multapses at the rate chance gives them; and normally
+distributed delays, redrawn and rounded as NEST does (the cortical microcircuit needs both)."""
 
 import numpy as np
 import pytest
 
 from neurofabric.core.errors import ConfigError
-from neurofabric.snn import FixedTotalNumber, LIFParams, SpikeMonitor, SpikingNetwork
+from neurofabric.snn import (
+    FixedTotalNumber,
+    LIFParams,
+    OneToOne,
+    PoissonInput,
+    Random,
+    SpikeMonitor,
+    SpikingNetwork,
+)
+from neurofabric.snn.connectivity import Normal
 from neurofabric.snn.topology import topology_from_json, topology_to_json
 
 
@@ -82,3 +92,69 @@ def test_bad_uses_are_refused():
     with pytest.raises(ConfigError, match="procedural"):
         net = SpikingNetwork(10, storage="procedural")
         net.connect(FixedTotalNumber(5), weight=1e-3).build()
+
+
+def _delay_net(backend="numba", storage="csr", topology=None, **normal):
+    net = SpikingNetwork(400, seed=5, dt=1e-4, max_delay=10e-3, backend=backend, storage=storage)
+    net.connect(
+        topology or FixedTotalNumber(100_000),
+        weight=1e-3,
+        allow_self=True,
+        dale=False,
+        delay=Normal(**{"mean": 1.5e-3, "sd": 0.75e-3, **normal}),
+    )
+    return net.build()
+
+
+def test_normal_delays_follow_the_rounded_truncated_normal():
+    """NEST's rule: normal draws redrawn outside [low - dt/2, high + dt/2), rounded to the
+    nearest step; the histogram against the exact discrete probabilities."""
+    from scipy.stats import norm
+
+    d = _delay_net().csr_.synapse_delays().astype(np.int64)
+    mu, sd = 15.0, 7.5  # steps
+    k = np.arange(1, 101)
+    p = norm.cdf((k + 0.5 - mu) / sd) - norm.cdf((k - 0.5 - mu) / sd)
+    p /= p.sum()
+    got = np.bincount(d, minlength=101)[1:]
+    assert d.min() >= 1 and d.max() <= 100
+    assert d.mean() == pytest.approx((k * p).sum(), rel=0.005)
+    # every bin with an expected count above 100 within 5 sd of it
+    big = p * len(d) > 100
+    z = (got[big] - p[big] * len(d)) / np.sqrt(p[big] * len(d))
+    assert np.abs(z).max() < 5
+    # a bound: low = 1 ms keeps every delay at >= 10 steps
+    lo = _delay_net(low=1e-3).csr_.synapse_delays()
+    assert lo.min() == 10 and (lo == 10).mean() > 0.02
+
+
+def test_normal_delays_agree_across_backends_storage_and_saving(tmp_path):
+    a = _delay_net("numba").csr_
+    b = _delay_net("reference", topology=FixedTotalNumber(3000)).csr_
+    c = _delay_net("numba", topology=FixedTotalNumber(3000)).csr_
+    np.testing.assert_array_equal(b.delays, c.delays)
+    assert a.delays.dtype == np.uint8
+    # procedural regenerates the same rows (out-degree: a per-source rule)
+    csr = _delay_net("numba", topology=Random(out_degree=20))
+    proc = _delay_net("numba", storage="procedural", topology=Random(out_degree=20))
+    drive = {"rate": 800.0}
+    runs = []
+    for net in (csr, proc):
+        net.add_input("drive", PoissonInput(400, **drive))
+        net.connect(OneToOne(), source="drive", weight=8e-3)
+        runs.append(net.build().run(0.05, monitors=[SpikeMonitor()]))
+    np.testing.assert_array_equal(runs[0].spike_indices, runs[1].spike_indices)
+    assert runs[0].n_spikes > 0
+    path = _delay_net(topology=FixedTotalNumber(3000)).save(tmp_path / "n")
+    again = SpikingNetwork.load(path)
+    assert again.projections[0].delay_normal == (15.0, 7.5)
+    np.testing.assert_array_equal(again.csr_.delays, c.delays)
+
+
+def test_bad_normal_delays_are_refused():
+    with pytest.raises(ConfigError, match="delay mean"):
+        Normal(0.0, 1e-3)
+    with pytest.raises(ConfigError, match="delay sd"):
+        Normal(1e-3, -1e-3)
+    with pytest.raises(ConfigError, match="outside"):
+        _delay_net(mean=20e-3)  # beyond max_delay 10 ms

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from neurofabric.core.errors import ConfigError
-from neurofabric.core.validation import check_positive
+from neurofabric.core.validation import check_nonnegative, check_positive
 from neurofabric.snn.kernels import layout as L
 from neurofabric.snn.kernels import rowgen
 from neurofabric.snn.topology import FixedTotalNumber, Random, Topology, max_row_length
@@ -41,6 +41,8 @@ class Projection:
     inh_weight: float | None = None
     inh_weight_std: float = 0.0
     delay_steps: tuple[int, int] = (1, 1)
+    #: (mean, sd) in steps of normal delays within ``delay_steps`` (None: uniform integers)
+    delay_normal: tuple[float, float] | None = None
     allow_self: bool = False
     dale_split: int = -1  # absolute source index from which sources are inhibitory; -1: off
     procedural: bool = False
@@ -79,12 +81,52 @@ class Projection:
                 self.weight_std,
                 inh_w,
                 inh_std,
+                *(self.delay_normal or (0.0, 0.0)),
             ],
             dtype=np.float64,
         )
         if isinstance(topo, Random) and topo.p is None:
             fp[0] = 0.0
         return ip, fp
+
+
+@dataclass(frozen=True)
+class Normal:
+    """Normally distributed synaptic delays (seconds): ``mean`` and ``sd``, redrawn outside
+    [``low``, ``high``] and rounded to the nearest step, as NEST draws and rounds them
+    (``low`` default: dt, the shortest delay, i.e. draws below dt / 2 are redrawn; ``high``
+    default: the network's ``max_delay``)."""
+
+    mean: float
+    sd: float
+    low: float | None = None
+    high: float | None = None
+
+    def __post_init__(self) -> None:
+        check_positive("delay mean", self.mean, "s")
+        check_nonnegative("delay sd", self.sd, "s")
+        for name in ("low", "high"):
+            if getattr(self, name) is not None:
+                check_positive(f"delay {name}", getattr(self, name), "s")
+
+
+def normal_delay(
+    delay: Normal, dt: float, max_delay: float, max_steps: int
+) -> tuple[tuple[int, int], tuple[float, float] | None]:
+    """``(delay_steps, delay_normal)`` of a :class:`Normal` delay (sd 0: the mean, fixed)."""
+    low = dt if delay.low is None else delay.low
+    high = max_delay if delay.high is None else delay.high
+    steps = delay_steps((low, high), dt, max_delay, max_steps)
+    if delay.sd == 0.0:
+        fixed = delay_steps(delay.mean, dt, max_delay, max_steps)
+        return fixed, None
+    mean_steps = delay.mean / dt
+    if not steps[0] - 0.5 <= mean_steps < steps[1] + 0.5:
+        raise ConfigError(
+            f"delay mean {delay.mean} s lies outside [low, high] = [{low}, {high}] s; "
+            "move the bounds or the mean"
+        )
+    return steps, (float(mean_steps), float(delay.sd / dt))
 
 
 def delay_steps(
@@ -364,7 +406,7 @@ class ProceduralTable:
     """Row parameters of the procedural projections, as the kernels take them."""
 
     ip: np.ndarray = field(default_factory=lambda: np.zeros((0, 11), np.int64))
-    fp: np.ndarray = field(default_factory=lambda: np.zeros((0, 7), np.float64))
+    fp: np.ndarray = field(default_factory=lambda: np.zeros((0, 9), np.float64))
     keys: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     is_input: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     max_row: int = 1

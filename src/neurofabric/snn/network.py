@@ -33,10 +33,12 @@ from neurofabric.core.validation import (
     check_span,
 )
 from neurofabric.snn.connectivity import (
+    Normal,
     ProceduralTable,
     Projection,
     check_partner_overlap,
     delay_steps,
+    normal_delay,
     procedural_table,
 )
 from neurofabric.snn.homeostasis import (
@@ -196,7 +198,7 @@ class SpikingNetwork:
         weight_std: float = 0.0,
         inh_weight: float | None = None,
         inh_weight_std: float = 0.0,
-        delay: float | tuple[float, float] | None = None,
+        delay: float | tuple[float, float] | Normal | None = None,
         source_range: tuple[int, int] | None = None,
         target_range: tuple[int, int] | None = None,
         allow_self: bool = False,
@@ -211,7 +213,9 @@ class SpikingNetwork:
         projections) the sign comes from the source: excitatory sources get ``|w|``,
         inhibitory ones ``-|w'|`` with ``w'`` drawn from ``inh_weight``/``inh_weight_std``
         (default: the same as the excitatory ones). ``delay`` is seconds, or a (low, high)
-        range for uniformly drawn per-synapse delays; default one step. ``plasticity`` (a rule
+        range for uniformly drawn per-synapse delays, or a :class:`connectivity.Normal`
+        (normal per-synapse delays, redrawn outside its bounds, rounded to steps); default
+        one step. ``plasticity`` (a rule
         of :mod:`neurofabric.snn.plasticity`) makes the projection's weights learn; it needs
         CSR storage and excitatory (non-negative) weights within the rule's bounds. ``stp``
         (:class:`neurofabric.snn.stp.ShortTermPlasticity`) scales each spike of a source by
@@ -240,6 +244,11 @@ class SpikingNetwork:
                 self.n_excitatory,
             )
         self._check_stp(stp)
+        if isinstance(delay, Normal):
+            steps, normal = normal_delay(delay, self.dt, self.max_delay, self.max_delay_steps)
+        else:
+            steps = delay_steps(delay, self.dt, self.max_delay, self.max_delay_steps)
+            normal = None
         proj = Projection(
             source=source,
             topology=topology,
@@ -249,7 +258,8 @@ class SpikingNetwork:
             weight_std=float(weight_std),
             inh_weight=None if inh_weight is None else float(inh_weight),
             inh_weight_std=float(inh_weight_std),
-            delay_steps=delay_steps(delay, self.dt, self.max_delay, self.max_delay_steps),
+            delay_steps=steps,
+            delay_normal=normal,
             allow_self=bool(allow_self),
             # the first inhibitory source (absolute index), -1 without Dale's principle
             dale_split=-1

@@ -67,6 +67,7 @@ def _projection_json(p: Projection) -> dict[str, Any]:
         "inh_weight": p.inh_weight,
         "inh_weight_std": p.inh_weight_std,
         "delay_steps": list(p.delay_steps),
+        "delay_normal": None if p.delay_normal is None else list(p.delay_normal),
         "allow_self": p.allow_self,
         "dale_split": p.dale_split,
         "procedural": p.procedural,
@@ -88,6 +89,7 @@ def _projection_from_json(pj: dict[str, Any], shared: dict[Any, Any]) -> Project
             src_range=tuple(pj["src_range"]),
             tgt_range=tuple(pj["tgt_range"]),
             delay_steps=tuple(pj["delay_steps"]),
+            delay_normal=None if pj.get("delay_normal") is None else tuple(pj["delay_normal"]),
             plasticity=None if rule is None else shared.setdefault(rule, rule),
             stp=None if stp is None else shared.setdefault(stp, stp),
         )

@@ -82,6 +82,7 @@ _SPEC_NAMES = [
     "normal",
     "synapse_weight",
     "synapse_delay",
+    "synapse_delay_of",
     "_sample_distinct",
     "_lattice_side",
     "_sort_prefix",

@@ -21,7 +21,8 @@ ip    meaning                              fp    meaning
 6     lattice dims (1 or 2)                5,6   weight mean, std (inhibitory sources)
 7     allow self connections (0/1)
 8     Dale split: sources >= it inhibitory, -1 = no Dale (signed weights as drawn)
-9,10  delay range [lo, hi] in steps (inclusive)
+9,10  delay range [lo, hi] in steps        7,8   normal delays: mean, sd in steps
+      (inclusive)                                (sd 0: uniform integers in [lo, hi])
 ====  ===================================  ====  =====================================
 """
 
@@ -81,6 +82,28 @@ def synapse_delay(ip, key, i):
     if hi <= lo:
         return lo
     return lo + min(int(uniform(key, i) * (hi - lo + 1)), hi - lo)
+
+
+def synapse_delay_of(ip, fp, key, a):
+    """Delay in steps of synapse ``a`` of a row (stream ``key``). Uniform over [lo, hi]
+    (draw ``3a + 2``) when ``fp[8]`` is 0; else normal with mean ``fp[7]`` and sd ``fp[8]``
+    steps, redrawn outside [lo - 1/2, hi + 1/2) and rounded to the nearest step (NEST's
+    ``redraw`` of a normal delay, then its rounding to the resolution: with lo = 1 the
+    shortest delay is one step). Redraws come from streams keyed by the attempt."""
+    if fp[8] <= 0.0:
+        return synapse_delay(ip, key, 3 * a + 2)
+    lo = ip[9] - 0.5
+    hi = ip[10] + 0.5
+    dk = hash32(key ^ 2654435761)
+    attempt = 0
+    while True:
+        x = fp[7] + fp[8] * normal(hash32((dk + 2654435769 * attempt) & M32), 2 * a)
+        if lo <= x < hi:
+            d = int(math.floor(x + 0.5))
+            return max(ip[9], min(d, ip[10]))
+        attempt += 1
+        if attempt > 10000:  # [lo, hi] holds (nearly) no mass: the nearer bound
+            return ip[9] if x < lo else ip[10]
 
 
 def _sample_distinct(key, n, k, exclude, out_t):
@@ -320,7 +343,7 @@ def gen_row(ip, fp, key, src, out_t, out_w, out_d):
     wk = hash32(row_key(key, src) ^ 1431655765)
     for a in range(count):
         out_w[a] = synapse_weight(fp, ip[8], src, wk, 3 * a)
-        out_d[a] = synapse_delay(ip, wk, 3 * a + 2)
+        out_d[a] = synapse_delay_of(ip, fp, wk, a)
     return count
 
 
@@ -336,7 +359,7 @@ def gen_in_degree_sources(ip, fp, key, tgt, out_s, out_w, out_d):
     for a in range(count):
         out_s[a] += src0
         out_w[a] = synapse_weight(fp, ip[8], out_s[a], wk, 3 * a)
-        out_d[a] = synapse_delay(ip, wk, 3 * a + 2)
+        out_d[a] = synapse_delay_of(ip, fp, wk, a)
     return count
 
 
@@ -367,7 +390,7 @@ def gen_fixed_total(ip, fp, key, first, n, out_s, out_t, out_w, out_d):
         out_s[j] = src0 + s
         out_t[j] = tgt0 + t
         out_w[j] = synapse_weight(fp, ip[8], src0 + s, wk, 3 * a)
-        out_d[j] = synapse_delay(ip, wk, 3 * a + 2)
+        out_d[j] = synapse_delay_of(ip, fp, wk, a)
     return n
 
 
