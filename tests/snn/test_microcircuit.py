@@ -111,3 +111,40 @@ def test_delays_and_initial_potentials():
 def test_bad_parameters_are_named(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         mc.microcircuit_spec(**kwargs)
+
+
+def test_the_built_network_holds_the_spec():
+    """Per projection: the exact synapse count, the weight's mean and sign, the delays' mean
+    (one step later than NEST's draw, `nest_timing`); per neuron: the DC and the drive."""
+    from neurofabric.snn import SpikeMonitor
+    from neurofabric.snn.models import microcircuit
+
+    spec = mc.microcircuit_spec(0.02, 0.02)
+    net = microcircuit(0.02, 0.02, seed=3).build()
+    n = int(spec.n_neurons.sum())
+    csr = net.csr_
+    src, tgt = csr.sources().astype(np.int64), csr.indices.astype(np.int64)
+    w, d = csr.synapse_weights(), csr.synapse_delays()
+    groups = spec.groups()
+    pop = np.searchsorted([g[2] for g in groups], np.arange(n), side="right")
+    ps, pt = pop[src], pop[tgt]
+    counts = np.zeros((8, 8), int)
+    np.add.at(counts, (pt, ps), 1)
+    np.testing.assert_array_equal(counts, spec.n_synapses)
+    r_ohm = 40e6
+    for i, j in [(0, 0), (0, 2), (2, 3), (4, 5), (6, 7)]:
+        sel = (pt == i) & (ps == j)
+        want = spec.weight_pa[i, j] * 1e-12 * r_ohm
+        assert w[sel].mean() == pytest.approx(want, rel=0.03)
+        assert np.all(np.sign(w[sel]) == np.sign(want))
+    exc = np.isin(ps, [0, 2, 4, 6])
+    # NEST's delays in steps (15.5 E, 7.8 I on average after redraw and rounding) plus one
+    assert d[exc].mean() == pytest.approx(15.5 + 1, rel=0.03)
+    assert d[~exc].mean() == pytest.approx(7.8 + 1, rel=0.05)
+    assert d.min() >= 2
+    np.testing.assert_allclose(
+        net.neuron.i_ext, np.repeat(spec.dc_pa, spec.n_neurons) * 1e-12, rtol=1e-12
+    )
+    assert net.inputs["background"].n == n
+    result = net.run(0.3, monitors=[SpikeMonitor()])
+    assert result.n_spikes > 0

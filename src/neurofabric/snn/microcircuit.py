@@ -4,8 +4,7 @@ follows from them at any scale (populations, synapse counts, weights, delays, ba
 This module holds the model's facts and their derivation, as NEST's PyNEST example
 (``pynest/examples/Potjans_2014``: ``network_params.py``, ``sim_params.py``, ``helpers.py``,
 ``network.py``) defines them; :func:`microcircuit_spec` is pure (no network is built), so every
-number can be checked on its own. Building the network from it needs a fixed-total-number
-connection rule and normally distributed delays in the simulator (issue 17, not done yet).
+number can be checked on its own; :func:`microcircuit` builds the network from it.
 
 Units here are NEST's: ms, mV, pA, pF, Hz. The simulator's current-based exponential synapse
 (``SynapseParams("cuba")``) takes weights as voltages (current x R, R = tau_m / C_m = 40 MOhm):
@@ -36,6 +35,7 @@ __all__ = [
     "microcircuit_spec",
     "psc_over_psp",
     "full_synapse_counts",
+    "microcircuit",
 ]
 
 #: population names, NEST's order (E and I of each layer interleaved)
@@ -214,3 +214,95 @@ def microcircuit_spec(
         v0_mean_mv=v_mean,
         v0_sd_mv=v_sd,
     )
+
+
+def microcircuit(
+    scale: float = 1.0,
+    k_scale: float = 1.0,
+    background: str = "poisson",
+    seed: int = 0,
+    *,
+    v0: str = "optimized",
+    nest_timing: bool = True,
+    dt: float = 1e-4,
+    dtype: str = "float64",
+    backend: str = "auto",
+    propagation: str = "event",
+):
+    """The cortical microcircuit as a :class:`SpikingNetwork` (not built yet): the neurons of
+    the 8 populations in NEST's order (``microcircuit_spec(scale, k_scale).groups()`` gives
+    their ranges), 55 :class:`FixedTotalNumber` projections with normal weights and
+    :class:`Normal` delays, current-based exponential synapses (tau_syn 0.5 ms; weights as
+    R x PSC, R = 40 MOhm), per-population DC and initial potentials, and with
+    ``background="poisson"`` one Poisson train per neuron at 8 Hz x K_ext.
+
+    ``nest_timing``: NEST adds a step's arriving input after that step's membrane update, this
+    simulator before it, so every delay gets one more step to give NEST's dynamics (``False``:
+    the delays as drawn). Weights are signed by their source's type and drawn normal without
+    NEST's redraw at zero (10 sd away: never in practice). Rates in ``"dc"`` mode differ from
+    the Poisson model's (the DC replaces the mean of the input, not its noise)."""
+    from neurofabric.core.validation import check_int
+    from neurofabric.snn import FixedTotalNumber, LIFParams, OneToOne, PoissonInput, SynapseParams
+    from neurofabric.snn.connectivity import Normal
+    from neurofabric.snn.network import SpikingNetwork
+
+    check_int("seed", seed, min_value=0)
+    s = microcircuit_spec(scale, k_scale, background=background, v0=v0)
+    sizes = s.n_neurons
+    n = int(sizes.sum())
+    groups = s.groups()
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 2014]))
+    v_init = rng.normal(np.repeat(s.v0_mean_mv, sizes), np.repeat(s.v0_sd_mv, sizes)) * 1e-3
+    r_ohm = s.r_mohm * 1e6
+    offset = dt if nest_timing else 0.0
+    # the longest delay kept: 8 sd above the excitatory mean (P(beyond) ~ 6e-16 a synapse)
+    max_delay = DELAY_MEAN["E"] * (1 + 8 * DELAY_REL_SD) * 1e-3 + offset + dt
+    net = SpikingNetwork(
+        n,
+        neuron=LIFParams(
+            v_rest=NEURON["E_L"] * 1e-3,
+            v_th=NEURON["V_th"] * 1e-3,
+            v_reset=NEURON["V_reset"] * 1e-3,
+            tau_m=NEURON["tau_m"] * 1e-3,
+            t_ref=NEURON["t_ref"] * 1e-3,
+            r_m=r_ohm,
+            i_ext=np.repeat(s.dc_pa, sizes) * 1e-12,
+        ),
+        synapse=SynapseParams(
+            "cuba", tau_e=NEURON["tau_syn"] * 1e-3, tau_i=NEURON["tau_syn"] * 1e-3
+        ),
+        dt=dt,
+        storage="csr",
+        propagation=propagation,
+        max_delay=max_delay,
+        v_init=v_init,
+        dtype=dtype,
+        backend=backend,
+        seed=seed,
+    )
+    w_v = s.weight_pa * 1e-12 * r_ohm
+    for i, (_, t0, t1) in enumerate(groups):
+        for j, (_, s0, s1) in enumerate(groups):
+            if s.n_synapses[i, j] == 0:
+                continue
+            net.connect(
+                FixedTotalNumber(int(s.n_synapses[i, j])),
+                weight=float(w_v[i, j]),
+                weight_std=float(abs(w_v[i, j]) * WEIGHT_REL_SD),
+                delay=Normal(
+                    mean=s.delay_ms[j] * 1e-3 + offset,
+                    sd=s.delay_sd_ms[j] * 1e-3,
+                    low=dt + offset,
+                    high=max_delay,
+                ),
+                source_range=(s0, s1),
+                target_range=(t0, t1),
+                allow_self=True,
+                dale=False,
+            )
+    if background == "poisson":
+        net.add_input("background", PoissonInput(n, rate=np.repeat(s.bg_rate_hz, sizes)))
+        net.connect(
+            OneToOne(), source="background", weight=s.weight_ext_pa * 1e-12 * r_ohm, delay=dt
+        )
+    return net

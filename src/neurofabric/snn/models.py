@@ -13,6 +13,7 @@ from typing import Any
 from neurofabric.core.errors import ConfigError
 from neurofabric.core.validation import check_positive
 from neurofabric.snn.inputs import PoissonInput
+from neurofabric.snn.microcircuit import microcircuit as _microcircuit
 from neurofabric.snn.network import SpikingNetwork
 from neurofabric.snn.params import LIFParams, SynapseParams
 from neurofabric.snn.topology import OneToOne, Random
@@ -179,6 +180,8 @@ def _probability(k: float, n: int) -> float:
 
 
 MODELS: dict[str, Callable[..., SpikingNetwork]] = {"cuba": cuba, "coba": coba, "brunel": brunel}
+#: the Potjans & Diesmann (2014) cortical microcircuit (by scale, not by neuron count)
+microcircuit = _microcircuit
 
 
 def build_model(name: str, **kwargs: Any) -> SpikingNetwork:
