@@ -6,12 +6,14 @@
 
 Both simulators build the model from ``neurofabric.snn.microcircuit.microcircuit_spec`` (the
 benchmark writes it to a JSON file that ``benchmarks/peers/nest_microcircuit.py`` reads in the
-``.venv-peers`` interpreter), run ``--presim`` + ``--duration`` seconds, one thread each, one
-fresh process per system and seed, and are measured alike: per-population mean rate over the
+``.venv-peers`` interpreter), run ``--presim`` + ``--duration`` seconds, one thread each
+(neurofabric in this process, the seeds one after another; NEST in a fresh process per
+seed), and are measured alike: per-population mean rate over the
 last ``--duration`` seconds (silent neurons included), ISI CV and synchrony (Fano factor of
 3 ms counts over 1,000 neurons), computed by ``neurofabric.snn.analysis`` for both. Also
 printed: NEST's published single-run full-scale rates (``network_params.py``; one run each,
-not a reference on their own), build and run seconds. With ``--out``: a raster by population
+not a reference on their own), build and run seconds, and neurofabric's peak resident memory
+(``ru_maxrss`` of this process, over all its seeds). With ``--out``: a raster by population
 of neurofabric's run (the paper's Fig. 6).
 """
 
@@ -172,10 +174,14 @@ def main() -> None:
         for s in systems:
             cells += [f"{cvs[s][p]:.2f}", f"{syncs[s][p]:.2f}"]
         print(f"| {p} | " + " | ".join(cells) + " |")
+    import resource
+
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     for s in systems:
         b = np.median([r["build_s"] for r in rows[s]])
         r_ = np.median([r["run_s"] for r in rows[s]])
         print(f"\n{s}: build {b:.1f} s, run {r_:.1f} s for {args.presim + args.duration:g} s")
+    print(f"neurofabric peak RSS: {peak_mb:,.0f} MB")
     if "nest" in rates:
         within = {
             p: abs(rates["neurofabric"][p] - rates["nest"][p]) <= max(0.1 * rates["nest"][p], 0.3)
@@ -196,6 +202,7 @@ def main() -> None:
                     "build_s": [r["build_s"] for r in rows[s]],
                     "run_s": [r["run_s"] for r in rows[s]],
                     "threads": THREADS,
+                    **({"peak_rss_mb": peak_mb} if s == "neurofabric" else {}),
                 }
             )
         )
