@@ -51,6 +51,23 @@ def test_snn_run_json_matches_the_library():
     assert summary["synapses"] == direct.n_synapses
 
 
+def test_snn_microcircuit_reports_every_population(tmp_path):
+    from neurofabric.snn.microcircuit import POPULATIONS, microcircuit_spec
+
+    raster = tmp_path / "raster.png"
+    args = ["snn", "microcircuit", "--scale", "0.01", "--k-scale", "0.01", "--duration", "0.2"]
+    args += ["--presim", "0.05", "--seed", "2", "--plot", str(raster), "--json"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.output)
+    assert list(summary["populations"]) == list(POPULATIONS)
+    assert summary["neurons"] == microcircuit_spec(0.01, 0.01).n_neurons.sum()
+    assert raster.stat().st_size > 5000
+    assert summary["populations"]["L4E"]["rate_hz"] > 0
+    res = runner.invoke(app, ["snn", "microcircuit", "--scale", "2"])
+    assert res.exit_code == 2 and "scale" in res.output
+
+
 @pytest.mark.parametrize(
     "args,message",
     [

@@ -16,6 +16,7 @@ runner = CliRunner()
 #: the commands that run or train an engine: each takes --json and --backend
 RUN_AND_TRAIN = [
     ("snn", "run"),
+    ("snn", "microcircuit"),
     ("snn", "mnist", "train"),
     ("thermo", "train"),
     ("guard", "train"),

@@ -159,10 +159,90 @@ def snn_run(
         console.print(f"raster and rate plot: {plot}")
 
 
+def _microcircuit_table(summary: dict) -> Table:
+    table = Table(
+        title=(
+            f"cortical microcircuit, scale {summary['scale']:g}, k_scale {summary['k_scale']:g}: "
+            f"{summary['neurons']:,} neurons, {summary['synapses']:,} synapses"
+        )
+    )
+    for col in ("population", "rate (Hz)", "ISI CV", "synchrony"):
+        table.add_column(col, justify="left" if col == "population" else "right")
+    for name, st in summary["populations"].items():
+        table.add_row(name, f"{st['rate_hz']:.3f}", f"{st['isi_cv']:.2f}", f"{st['synchrony']:.2f}")
+    table.caption = (
+        f"rates over [{summary['presim_s']:g}, {summary['duration_s']:g}) s; build "
+        f"{summary['build_s']:.1f} s, run {summary['run_s']:.1f} s"
+    )
+    return table
+
+
+@snn_app.command("microcircuit")
+@handles_errors
+def snn_microcircuit(
+    scale: float = typer.Option(0.1, help="Neurons: a fraction of the 77,169 (0 < scale <= 1)."),
+    k_scale: float = typer.Option(0.1, help="In-degrees: a fraction of the full ones."),
+    background: str = typer.Option("poisson", help="poisson or dc."),
+    duration: float = typer.Option(1.5, help="Biological seconds, warm-up included."),
+    presim: float = typer.Option(0.5, help="Warm-up seconds left out of the statistics."),
+    seed: int = typer.Option(0, help="Seed of connectivity, initial potentials and inputs."),
+    backend: str = BACKEND_OPTION,
+    plot: Path | None = typer.Option(None, help="Write a raster by population (PNG) here."),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """The Potjans & Diesmann (2014) cortical microcircuit: per-population rate, ISI CV and
+    synchrony (and a raster by layer with --plot)."""
+    from neurofabric.snn import SpikeMonitor
+    from neurofabric.snn.analysis import population_stats
+    from neurofabric.snn.microcircuit import microcircuit, microcircuit_spec
+
+    if not 0 <= presim < duration:
+        raise ConfigError(
+            f"`presim` must lie in [0, duration = {duration}) s, got {presim}; shorten it"
+        )
+    t0 = time.perf_counter()
+    net = microcircuit(scale, k_scale, background, seed, backend=backend)
+    with console.status(f"building the microcircuit at scale {scale:g}"):
+        net.build()
+    build_s = time.perf_counter() - t0
+    with ProgressView(
+        "microcircuit", show=not json_out, info=lambda p: f"{p['spikes']} spikes"
+    ) as view:
+        t0 = time.perf_counter()
+        result = net.run(duration, monitors=[SpikeMonitor()], callback=view.callback)
+        run_s = time.perf_counter() - t0
+    groups = microcircuit_spec(scale, k_scale).groups()
+    summary = {
+        "scale": scale,
+        "k_scale": k_scale,
+        "background": background,
+        "neurons": net.n_neurons,
+        "synapses": int(net.csr_.n_synapses),
+        "presim_s": presim,
+        "duration_s": duration,
+        "build_s": build_s,
+        "run_s": run_s,
+        "backend": net.backend,
+        "populations": population_stats(result, groups, t_start=presim),
+    }
+    if plot:
+        from neurofabric.snn.plots import plot_raster_groups
+
+        plot_raster_groups(
+            result,
+            groups,
+            plot,
+            t_start=max(presim, duration - 0.1),
+            title=f"microcircuit, scale {scale:g}, k_scale {k_scale:g}",
+        )
+        summary["plot"] = str(plot)
+    emit(summary, json_out, _microcircuit_table)
+
+
 @snn_app.command("compile")
 def snn_compile() -> None:
     """Compile the simulator's kernels into numba's on-disk cache (done once by `make`)."""
-    from neurofabric.snn.models import brunel, coba, cuba
+    from neurofabric.snn.models import brunel, coba, cuba, microcircuit
 
     t0 = time.perf_counter()
     with console.status("compiling kernels (once per installation)"):
@@ -170,6 +250,7 @@ def snn_compile() -> None:
             for storage in ("csr", "procedural"):
                 build(200, synapses_per_neuron=20, storage=storage, seed=0).run(1e-3)
         brunel(500, seed=0).run(1e-3)
+        microcircuit(0.005, 0.005, seed=0).run(1e-3)
     console.print(f"kernels compiled and cached in {time.perf_counter() - t0:.1f} s")
 
 
