@@ -168,8 +168,12 @@ def _microcircuit_table(summary: dict) -> Table:
     )
     for col in ("population", "rate (Hz)", "ISI CV", "synchrony"):
         table.add_column(col, justify="left" if col == "population" else "right")
+
+    def cell(x: float, digits: int) -> str:
+        return "-" if x != x else f"{x:.{digits}f}"  # NaN: too few spikes to say
+
     for name, st in summary["populations"].items():
-        table.add_row(name, f"{st['rate_hz']:.3f}", f"{st['isi_cv']:.2f}", f"{st['synchrony']:.2f}")
+        table.add_row(name, cell(st["rate_hz"], 3), cell(st["isi_cv"], 2), cell(st["synchrony"], 2))
     table.caption = (
         f"rates over [{summary['presim_s']:g}, {summary['duration_s']:g}) s; build "
         f"{summary['build_s']:.1f} s, run {summary['run_s']:.1f} s"
