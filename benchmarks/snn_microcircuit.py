@@ -177,11 +177,24 @@ def main() -> None:
     import resource
 
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    bio = args.presim + args.duration
+    speed = {}
+    print(
+        "\n| system | build (s) | run (s) | s per biological s | real-time factor | peak RSS (MB) |"
+    )
+    print("|---|---|---|---|---|---|")
     for s in systems:
-        b = np.median([r["build_s"] for r in rows[s]])
-        r_ = np.median([r["run_s"] for r in rows[s]])
-        print(f"\n{s}: build {b:.1f} s, run {r_:.1f} s for {args.presim + args.duration:g} s")
-    print(f"neurofabric peak RSS: {peak_mb:,.0f} MB")
+        b = float(np.median([r["build_s"] for r in rows[s]]))
+        r_ = float(np.median([r["run_s"] for r in rows[s]]))
+        mem = peak_mb if s == "neurofabric" else max(r["peak_rss_mb"] for r in rows[s])
+        speed[s] = (b, r_ / bio, mem)
+        print(f"| {s} | {b:.1f} | {r_:.1f} | {r_ / bio:.2f} | {bio / r_:.3f} | {mem:,.0f} |")
+    if "nest" in speed:
+        (b0, s0, m0), (b1, s1, m1) = speed["neurofabric"], speed["nest"]
+        print(
+            f"\nNEST / neurofabric: run {s1 / s0:.1f}x, build {b1 / b0:.1f}x, "
+            f"peak RSS {m1 / m0:.2f}x"
+        )
     if "nest" in rates:
         within = {
             p: abs(rates["neurofabric"][p] - rates["nest"][p]) <= max(0.1 * rates["nest"][p], 0.3)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import sys
 import time
 
@@ -132,6 +133,7 @@ def main() -> None:
                 "synapses": n_syn,
                 "build_s": build_s,
                 "run_s": run_s,
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             }
         )
     )
