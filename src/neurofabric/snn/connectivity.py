@@ -262,7 +262,7 @@ def _plan(proj: Projection, key: int, offset: int, kernels: ModuleType) -> tuple
     s0, s1 = int(ip[1]), int(ip[2])
     if isinstance(proj.topology, FixedTotalNumber):  # drawn as pairs, then ordered by row
         src, tgt, w, d = kernels.build_fixed_total(ip, fp, key, proj.topology.n)
-        order = np.lexsort((tgt, src))
+        order = kernels.row_order(src, tgt, s0, s1 - s0)
         counts = np.bincount(src - s0, minlength=s1 - s0).astype(np.int64)
         return ip, fp, key, counts, (tgt[order], w[order], d[order])
     if _is_in_degree(proj):  # generated per target, then ordered by source

@@ -149,6 +149,36 @@ def build_fixed_total(ip, fp, key, n):
 
 
 @njit(cache=True)
+def row_order(src, tgt, s0, n_s):
+    """The permutation that orders synapses by source, then target, keeping the draw order of
+    equal pairs (``np.lexsort((tgt, src))``): a counting sort by source, O(n), then a stable
+    sort of each row's targets."""
+    n = src.shape[0]
+    starts = np.zeros(n_s + 1, np.int64)
+    for a in range(n):
+        starts[src[a] - s0 + 1] += 1
+    for r in range(n_s):
+        starts[r + 1] += starts[r]
+    fill = starts[:-1].copy()
+    order = np.empty(n, np.int64)
+    for a in range(n):
+        r = src[a] - s0
+        order[fill[r]] = a
+        fill[r] += 1
+    for r in range(n_s):
+        lo, hi = starts[r], starts[r + 1]
+        if hi - lo > 1:
+            seg = order[lo:hi].copy()
+            keys = np.empty(hi - lo, np.int64)
+            for q in range(hi - lo):
+                keys[q] = tgt[seg[q]]
+            perm = np.argsort(keys, kind="mergesort")
+            for q in range(hi - lo):
+                order[lo + q] = seg[perm[q]]
+    return order
+
+
+@njit(cache=True)
 def normalize_rows(indptr, indices, weights, mask, lo, hi, total, n_targets):
     """Scale the (masked) synapses of rows [lo, hi) so each target's sum is ``total``; the
     sums run in storage order, as in the reference."""

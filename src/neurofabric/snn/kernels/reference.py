@@ -168,6 +168,12 @@ def build_fixed_total(ip, fp, key, n):
     return ss.astype(np.int32), st.astype(np.int32), sw.astype(np.float32), sd.astype(np.int32)
 
 
+def row_order(src, tgt, s0, n_s):
+    """The permutation that orders synapses by source, then target, keeping the draw order of
+    equal pairs."""
+    return np.lexsort((tgt, src))
+
+
 def transpose(indptr, indices, n_targets, need_pos):
     """CSC of a CSR: (pointers, sources, CSR positions), sources ascending within a target."""
     order = np.argsort(indices, kind="stable")
