@@ -9,7 +9,7 @@ step loop inlines); the formulas are :mod:`.formulas`, shared with the reference
 """
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from neurofabric.snn.kernels.layout import C_THREADS
 from neurofabric.snn.kernels.numba_jit import formula, gen_row_for_kind, spec, variant
@@ -137,14 +137,20 @@ def build_in_degree(ip, fp, key, targets, k):
     return src[:pos], tgt[:pos], wt[:pos], dl[:pos]
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def build_fixed_total(ip, fp, key, n):
-    """Fixed total number: (sources, targets, weights, delays) of the ``n`` synapses."""
+    """Fixed total number: (sources, targets, weights, delays) of the ``n`` synapses, in
+    parallel chunks (synapse ``a`` depends only on the key and ``a``: any thread count gives
+    the same synapses)."""
     ss = np.empty(n, np.int64)
     st = np.empty(n, np.int64)
     sw = np.empty(n, np.float64)
     sd = np.empty(n, np.int64)
-    gen_fixed_total(ip, fp, key, 0, n, ss, st, sw, sd)
+    chunk = 1 << 16
+    for c in prange((n + chunk - 1) // chunk):
+        lo = c * chunk
+        hi = min(n, lo + chunk)
+        gen_fixed_total(ip, fp, key, lo, hi - lo, ss[lo:hi], st[lo:hi], sw[lo:hi], sd[lo:hi])
     return ss.astype(np.int32), st.astype(np.int32), sw.astype(np.float32), sd.astype(np.int32)
 
 
