@@ -43,6 +43,7 @@ THREADS = pin_threads(1)
 import numpy as np  # noqa: E402
 
 from neurofabric.field import DemandPagedField, HashGridSpec, TierConfig  # noqa: E402
+from neurofabric.field.field import decoder_floats  # noqa: E402
 
 SPEC = HashGridSpec(
     n_dims=2, n_levels=8, n_features=2, log2_table=14, base_resolution=8, per_level_scale=1.5
@@ -61,8 +62,7 @@ def rss_bytes() -> int:
 def field_bytes(field: DemandPagedField) -> int:
     """Bytes of the field's region of the page space: up to the end of the optimizer state."""
     state = field.optim_layout["state"]
-    n_dec = sum((i + 1) * n for _, i, n in field.layers)
-    return state + 8 + 2 * n_dec * 4
+    return state + 8 + 2 * decoder_floats(field.layers) * 4
 
 
 def image(field: DemandPagedField) -> np.ndarray:

@@ -88,13 +88,23 @@ def _layout(store: ShardedPageStore) -> tuple[HashGridSpec, list[tuple[int, int,
 DIRECT_PAGES_MAX = 1 << 22
 
 
+def layer_floats(n_in: int, n_out: int) -> int:
+    """Floats of one decoder layer in the store: W (n_in x n_out) then b (n_out)."""
+    return (n_in + 1) * n_out
+
+
+def decoder_floats(layers) -> int:
+    """Floats of all the decoder's layers, ``(offset, n_in, n_out)`` each."""
+    return sum(layer_floats(n_in, n_out) for _, n_in, n_out in layers)
+
+
 def _direct_pages(store: ShardedPageStore) -> int:
     """Pages of the table, the decoder and the optimizer state (the hot part of the space)."""
     meta = store.meta["meta"]
-    ends = [o + (i + 1) * n * 4 for o, i, n in meta["layers"]]
+    ends = [o + layer_floats(i, n) * 4 for o, i, n in meta["layers"]]
     optim = meta.get("optimizer")
     if optim:
-        n_dec = sum((i + 1) * n for _, i, n in meta["layers"])
+        n_dec = decoder_floats(meta["layers"])
         ends.append(int(optim["state"]) + 8 + 2 * n_dec * 4)
     return min(-(-max(ends) // store.page_size), DIRECT_PAGES_MAX)
 
@@ -195,10 +205,10 @@ class DemandPagedField:
         dims = [spec.n_outputs, *hidden, out_dim]
         for n_in, n_out in zip(dims[:-1], dims[1:], strict=True):
             layers.append((offset, n_in, n_out))
-            offset = _align(offset + (n_in + 1) * n_out * 4, page_size)
+            offset = _align(offset + layer_floats(n_in, n_out) * 4, page_size)
         optim = None
         if optimizer_state:
-            n_dec = sum((n_in + 1) * n_out for _, n_in, n_out in layers)
+            n_dec = decoder_floats(layers)
             m_off = offset
             v_off = _align(m_off + table_bytes, page_size)
             state_off = _align(v_off + table_bytes, page_size)
@@ -286,7 +296,7 @@ class DemandPagedField:
         for k, (off, n_in, n_out) in enumerate(self.layers):
             entry = self._layer_cache.get(k)
             if entry is None:
-                flat = self._read_floats(off, (n_in + 1) * n_out)
+                flat = self._read_floats(off, layer_floats(n_in, n_out))
                 entry = [
                     flat[: n_in * n_out].reshape(n_in, n_out).copy(),
                     flat[n_in * n_out :].copy(),
@@ -566,7 +576,7 @@ class DemandPagedField:
     def _adam_state(self) -> dict[str, Any]:
         """The decoder's Adam moments and the step count t, paged in on first use."""
         if self._adam is None:
-            n = [(n_in + 1) * n_out for _, n_in, n_out in self.layers]
+            n = [layer_floats(n_in, n_out) for _, n_in, n_out in self.layers]
             off = self.optim_layout["state"]
             raw = self._read_floats(off, 2 + 2 * sum(n))
             t = int(raw[:2].copy().view(np.int64)[0])
