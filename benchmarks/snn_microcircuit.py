@@ -27,6 +27,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 from _threads import pin_threads, thread_env
 
@@ -93,16 +94,14 @@ def nest(args, seed: int, params: Path, folder: Path) -> dict | None:
         raise SystemExit(f"NEST failed: {proc.stderr.strip()[-1500:]}")
     row = json.loads(lines[-1])
     data = np.load(out)
-
-    class _R:
-        spike_indices = data["spike_indices"]
-        spike_times = data["spike_times"]
-        t_start = 0.0
-        duration = args.presim + args.duration
-        n_spikes = len(data["spike_times"])
-
     row["seed"] = seed
-    row["result"] = _R
+    row["result"] = SimpleNamespace(  # what snn.analysis reads of a RunResult
+        spike_indices=data["spike_indices"],
+        spike_times=data["spike_times"],
+        t_start=0.0,
+        duration=args.presim + args.duration,
+        n_spikes=len(data["spike_times"]),
+    )
     return row
 
 

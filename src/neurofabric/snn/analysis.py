@@ -24,7 +24,7 @@ import numpy as np
 from neurofabric.core.errors import ConfigError, ShapeError
 from neurofabric.core.validation import check_int, check_positive
 
-__all__ = ["population_stats", "population_rates", "isi_cv", "synchrony", "Group"]
+__all__ = ["population_stats", "population_rates", "isi_cv", "synchrony", "select", "Group"]
 
 Group = tuple[str, int, int]
 
@@ -61,15 +61,24 @@ def _check_groups(groups: Sequence[Group]) -> list[Group]:
     return out
 
 
+def select(
+    result: Any, groups: Sequence[Group], t_start: float | None, t_stop: float | None
+) -> tuple[np.ndarray, np.ndarray, float, float, list[Group]]:
+    """The checked inputs of every statistic here: (spike indices, spike times, window start,
+    window stop, groups)."""
+    idx, t = _spikes(result)
+    lo, hi = _window(result, t_start, t_stop)
+    return idx, t, lo, hi, _check_groups(groups)
+
+
 def population_rates(
     result: Any, groups: Sequence[Group], *, t_start: float | None = None, t_stop=None
 ) -> dict[str, float]:
     """Mean rate (Hz) of each group over ``[t_start, t_stop)``, silent neurons included."""
-    idx, t = _spikes(result)
-    lo, hi = _window(result, t_start, t_stop)
+    idx, t, lo, hi, groups = select(result, groups, t_start, t_stop)
     inside = (t >= lo) & (t < hi)
     out = {}
-    for name, a, b in _check_groups(groups):
+    for name, a, b in groups:
         n = int(np.count_nonzero(inside & (idx >= a) & (idx < b)))
         out[name] = n / (b - a) / (hi - lo)
     return out
@@ -86,14 +95,13 @@ def isi_cv(
     """Mean ISI coefficient of variation of each group's neurons with >= ``min_spikes``
     spikes in the window (NaN where none has)."""
     check_int("min_spikes", min_spikes, min_value=3)
-    idx, t = _spikes(result)
-    lo, hi = _window(result, t_start, t_stop)
+    idx, t, lo, hi, groups = select(result, groups, t_start, t_stop)
     keep = (t >= lo) & (t < hi)
     idx, t = idx[keep], t[keep]
     order = np.lexsort((t, idx))  # by neuron, then time
     idx, t = idx[order], t[order]
     out = {}
-    for name, a, b in _check_groups(groups):
+    for name, a, b in groups:
         sel = (idx >= a) & (idx < b)
         gi, gt = idx[sel], t[sel]
         if not len(gi):
@@ -130,8 +138,7 @@ def synchrony(
     ``max_neurons`` neurons); NaN for a group that did not spike."""
     check_positive("bin_s", bin_s)
     check_int("max_neurons", max_neurons, min_value=1)
-    idx, t = _spikes(result)
-    lo, hi = _window(result, t_start, t_stop)
+    idx, t, lo, hi, groups = select(result, groups, t_start, t_stop)
     n_bins = int(np.floor((hi - lo) / bin_s + 1e-9))
     if n_bins < 2:
         raise ConfigError(
@@ -139,7 +146,7 @@ def synchrony(
             "use a longer window or a smaller bin_s"
         )
     out = {}
-    for name, a, b in _check_groups(groups):
+    for name, a, b in groups:
         sel = (idx >= a) & (idx < min(b, a + max_neurons)) & (t >= lo)
         k = np.floor((t[sel] - lo) / bin_s).astype(np.int64)
         counts = np.bincount(k[k < n_bins], minlength=n_bins).astype(np.float64)

@@ -74,11 +74,9 @@ def plot_raster_groups(
     the top (the cortical microcircuit's layers as in Potjans & Diesmann 2014, Fig. 6), in
     alternating ``colours``, each group's name at its centre; ``max_per_group``: its first
     neurons only. Saves a PNG."""
-    from neurofabric.snn.analysis import _check_groups, _spikes, _window
+    from neurofabric.snn.analysis import select
 
-    groups = _check_groups(groups)
-    idx, t = _spikes(result)
-    lo, hi = _window(result, t_start, t_stop)
+    idx, t, lo, hi, groups = select(result, groups, t_start, t_stop)
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 6))
     top, ticks, labels = 0, [], []

@@ -171,15 +171,20 @@ def row_order(src, tgt, s0, n_s):
         r = src[a] - s0
         order[fill[r]] = a
         fill[r] += 1
+    longest = 0
+    for r in range(n_s):
+        longest = max(longest, starts[r + 1] - starts[r])
+    seg = np.empty(longest, np.int64)  # scratch for one row, allocated once
+    keys = np.empty(longest, np.int64)
     for r in range(n_s):
         lo, hi = starts[r], starts[r + 1]
-        if hi - lo > 1:
-            seg = order[lo:hi].copy()
-            keys = np.empty(hi - lo, np.int64)
-            for q in range(hi - lo):
+        m = hi - lo
+        if m > 1:
+            for q in range(m):
+                seg[q] = order[lo + q]
                 keys[q] = tgt[seg[q]]
-            perm = np.argsort(keys, kind="mergesort")
-            for q in range(hi - lo):
+            perm = np.argsort(keys[:m], kind="mergesort")
+            for q in range(m):
                 order[lo + q] = seg[perm[q]]
     return order
 
