@@ -239,3 +239,123 @@ def test_table_only_learning_leaves_the_decoder_and_far_regions_alone(tmp_path, 
     shift = np.abs(field.query(left) - before).mean()
     assert shift < 0.1 * np.abs(before).mean() + 1e-6
     field.close()
+
+
+def _tiered_only(field, monkeypatch):
+    """Make ``field`` take the tiered Adam path (rows gathered through the tiers) every step."""
+    monkeypatch.setattr(field, "_adam_pool_step", lambda *a, **k: None)
+
+
+# levels of 2^22 rows: above the kernel's direct-map bound, so it dedupes rows by hashing
+HUGE = HashGridSpec(
+    n_dims=2, n_levels=2, n_features=2, log2_table=22, base_resolution=4096, per_level_scale=1.5
+)
+
+
+@pytest.mark.parametrize("spec", [SPEC, HUGE], ids=["direct-map", "hashed-map"])
+def test_the_pool_step_equals_the_tiered_step_bit_for_bit(tmp_path, monkeypatch, spec):
+    """Adam straight in the DRAM pool (``adam_rows_paged``) against the tiered path (gather,
+    ``adam_update``, scatter): the same table, moments, decoder and step count, bit for bit."""
+    pool, tiered = (
+        DemandPagedField.create(tmp_path / n, spec=spec, hidden=(8,), seed=1, logical_bytes=1 << 28)
+        for n in "ab"
+    )
+    _tiered_only(tiered, monkeypatch)
+    ran = []
+    kernel = pool.grid.kernels.adam_rows_paged
+
+    def spy(*args):
+        result = kernel(*args)
+        ran.append(int(result[1]))
+        return result
+
+    monkeypatch.setattr(pool.grid.kernels, "adam_rows_paged", spy)
+    touched = []
+    for t in range(6):
+        losses = [f.learn(*_batch(t, n=64), lr=0.05) for f in (pool, tiered)]
+        assert losses[0] == losses[1]
+        touched.append(pool.grid.corners(_batch(t, n=64)[0])[0].reshape(-1))
+    # a step whose moments' pages are not in DRAM yet brings them in and runs again
+    assert ran.count(0) == 6 and set(ran) <= {0, 1} and ran[0] == 1
+    lay = pool.optim_layout
+    for where in (pool.table_offset // pool.row_bytes, lay["m_row"], lay["v_row"]):
+        rows = np.concatenate([r + np.uint64(where) for r in touched])
+        np.testing.assert_array_equal(pool.pages.read_rows(rows), tiered.pages.read_rows(rows))
+    assert pool.adam_step == tiered.adam_step == 6
+    for (W, b), (W2, b2) in zip(pool.decoder(), tiered.decoder(), strict=True):
+        np.testing.assert_array_equal(W, W2)
+        np.testing.assert_array_equal(b, b2)
+    pool.close()
+    tiered.close()
+
+
+def _pool_args(field, x, g, lr=0.05, t=3):
+    b1, b2 = 0.9, 0.99
+    hyper = np.array([lr, b1, 1 - b1, b2, 1 - b2, 1e-15, 1 - b1**t, 1 - b2**t], np.float32)
+    lay, p = field.optim_layout, field.pages
+    offsets = np.array([field.table_offset // field.row_bytes, lay["m_row"], lay["v_row"]])
+    return [
+        x,
+        g,
+        *field.grid.args,
+        offsets.astype(np.uint64),
+        field.row_bytes,
+        p.page_size,
+        p.resident,
+        p.resident_slots,
+        p.page_slot,
+        p.pool_f32,
+        hyper,
+        p.slot_dirty,
+        p.slot_tick,
+        7,
+    ]
+
+
+# where the DRAM tier's arrays sit in ``_pool_args``
+RESIDENT, SLOTS, PAGE_SLOT, POOL, DIRTY, TICK = 11, 12, 13, 14, 16, 17
+
+
+@pytest.mark.parametrize("lookup", ["direct", "search"])
+def test_adam_rows_paged_numba_matches_the_reference(tmp_path, lookup):
+    """The fused kernel against the numpy spec on the same pool: the same bits written, the same
+    slots dirtied; a row on a page not in DRAM (status 1) or a non-finite new value (status 2)
+    leaves the pool as it was. ``search``: every page found by binary search, no direct map."""
+    field = _create(tmp_path / "f")
+    for t in range(2):
+        field.learn(*_batch(t, n=200))
+    rng = np.random.default_rng(3)
+    x = rng.random((300, 2)).astype(np.float32)
+    g = rng.normal(size=(300, SPEC.n_outputs)).astype(np.float32)
+    base = _pool_args(field, x, g)
+    if lookup == "search":
+        pages = np.nonzero(field.pages.page_slot >= 0)[0]
+        base[RESIDENT], base[SLOTS] = pages.astype(np.uint64), field.pages.page_slot[pages]
+        base[PAGE_SLOT] = np.zeros(0, np.int64)
+    first_v_page = field.optim_layout["v_row"] * field.row_bytes // field.pages.page_size
+    for case, expect in (("ok", 0), ("absent", 1), ("inf", 2)):
+        results, runs = [], []
+        for k in (reference, numba_cpu):
+            args = list(base)
+            for i in (PAGE_SLOT, POOL, DIRTY, TICK):
+                args[i] = base[i].copy()
+            if case == "absent":  # the second moment's pages leave DRAM
+                args[PAGE_SLOT][first_v_page:] = -1
+                keep = base[RESIDENT] < np.uint64(first_v_page)
+                args[RESIDENT], args[SLOTS] = base[RESIDENT][keep], base[SLOTS][keep]
+            if case == "inf":
+                args[1] = g.copy()
+                args[1][5, 3] = np.inf
+            results.append(k.adam_rows_paged(*args))
+            runs.append(args)
+        assert int(results[0][1]) == int(results[1][1]) == expect, case
+        assert results[0][0] == results[1][0] > 0
+        np.testing.assert_array_equal(runs[0][POOL], runs[1][POOL])
+        if expect:
+            np.testing.assert_array_equal(runs[0][POOL], base[POOL])  # nothing written
+        else:
+            assert not np.array_equal(runs[0][POOL], base[POOL])
+            np.testing.assert_array_equal(runs[0][DIRTY], runs[1][DIRTY])
+            np.testing.assert_array_equal(runs[0][TICK] == 7, runs[1][TICK] == 7)
+            assert (runs[0][TICK] == 7).sum() > 0
+    field.close()

@@ -30,12 +30,18 @@ from typing import Any
 import numpy as np
 
 from neurofabric.core import backend as backends
-from neurofabric.core.errors import CheckpointError, ConfigError, ShapeError, StorageError
+from neurofabric.core.errors import (
+    CheckpointError,
+    ConfigError,
+    DivergenceError,
+    ShapeError,
+    StorageError,
+)
 from neurofabric.core.progress import ProgressCallback, ProgressReporter, check_callback
 from neurofabric.core.rng import make_rng
 from neurofabric.core.validation import check_choice, check_int, check_positive
 from neurofabric.field.encoding import PARALLEL_FROM, HashGrid
-from neurofabric.field.optim import DEFAULT_LR, OPTIMIZERS, adam_update, check_finite
+from neurofabric.field.optim import ADAM, DEFAULT_LR, OPTIMIZERS, adam_update, check_finite
 from neurofabric.field.params import HashGridSpec
 from neurofabric.field.prefetch import PrefetchTracker, make_prefetcher
 from neurofabric.field.tiers import TierConfig, TieredPages
@@ -424,29 +430,37 @@ class DemandPagedField:
         """``loss_and_grads`` plus the touched rows' current values (len(rows), F), taken
         from the forward pass so that a step does not read the table twice."""
         with self._lock:
-            x = self.grid.check_points(coords)
-            y = np.asarray(target, dtype=np.float32).reshape(len(x), -1)
-            out_dim = self.layers[-1][2]
-            if y.shape[1] != out_dim:
-                raise ShapeError(f"target must have shape ({len(x)}, {out_dim}), got {y.shape}")
+            x, y = self._targets(coords, target)
             rows, weights = self.grid.corners(x)
             table_vals = self._table_rows(rows).reshape(*rows.shape, self.spec.n_features)
             feats = self.grid.combine(table_vals, weights)
-            params = self.decoder()
-            acts = self._forward(feats, params)
-            loss = 0.5 * float(np.sum((acts[-1] - y) ** 2)) / len(x)
-            grad = (acts[-1] - y) / len(x)
-            decoder_grads = []
-            for k in range(len(params) - 1, -1, -1):
-                W, _ = params[k]
-                decoder_grads.append((acts[k].T @ grad, grad.sum(axis=0)))
-                grad = grad @ W.T
-                if k > 0:
-                    grad = grad * (acts[k] > 0)
-            decoder_grads.reverse()
-            uniq, summed, first = self.grid.accumulate(rows, weights, grad.astype(np.float32))
+            loss, decoder_grads, grad = self._backprop(feats, self.decoder(), y)
+            uniq, summed, first = self.grid.accumulate(rows, weights, grad)
             current = table_vals.reshape(-1, self.spec.n_features)[first]
             return loss, uniq, summed, decoder_grads, current
+
+    def _targets(self, coords: Any, target: Any) -> tuple[np.ndarray, np.ndarray]:
+        x = self.grid.check_points(coords)
+        y = np.asarray(target, dtype=np.float32).reshape(len(x), -1)
+        out_dim = self.layers[-1][2]
+        if y.shape[1] != out_dim:
+            raise ShapeError(f"target must have shape ({len(x)}, {out_dim}), got {y.shape}")
+        return x, y
+
+    def _backprop(self, feats: np.ndarray, params, y: np.ndarray):
+        """(loss, decoder gradients, d(loss)/d(encoding) float32) of the decoder at ``feats``."""
+        acts = self._forward(feats, params)
+        loss = 0.5 * float(np.sum((acts[-1] - y) ** 2)) / len(y)
+        grad = (acts[-1] - y) / len(y)
+        decoder_grads = []
+        for k in range(len(params) - 1, -1, -1):
+            W, _ = params[k]
+            decoder_grads.append((acts[k].T @ grad, grad.sum(axis=0)))
+            grad = grad @ W.T
+            if k > 0:
+                grad = grad * (acts[k] > 0)
+        decoder_grads.reverse()
+        return loss, decoder_grads, np.ascontiguousarray(grad, dtype=np.float32)
 
     def learn(
         self,
@@ -520,6 +534,10 @@ class DemandPagedField:
         """One step of ``optimizer`` (see ``learn``); the loss before it. Everything is
         computed and checked finite before the first write."""
         with self._lock, np.errstate(over="ignore", invalid="ignore"):  # checked below
+            if optimizer == "adam":
+                loss = self._adam_pool_step(coords, target, lr, decoder)
+                if loss is not None:
+                    return loss
             loss, rows, row_grads, decoder_grads, current = self._loss_and_grads(coords, target)
             params = self.decoder()
             table_rows = rows + np.uint64(self.table_offset // self.row_bytes)
@@ -545,19 +563,91 @@ class DemandPagedField:
                 )
             return loss
 
-    def _adam_step(self, params, decoder_grads, rows, current, row_grads, lr, loss, decoder=True):
-        """New decoder layers and the table writes (rows, m, v) of one Adam step; the decoder's
-        moments and t are updated in memory only once everything is known to be finite."""
-        state = self._adam_state()
-        t = state["t"] + 1
+    def _adam_decoder(self, params, decoder_grads, lr: float, t: int):
+        """The decoder's new layers and moments after Adam step ``t`` (nothing stored)."""
         layers, moments = [], []
         for (W, b), (gW, gb), (mW, vW, mb, vb) in zip(
-            params, decoder_grads, state["layers"], strict=True
+            params, decoder_grads, self._adam_state()["layers"], strict=True
         ):
             W2, mW2, vW2 = adam_update(W, mW, vW, gW.astype(np.float32), lr=lr, t=t)
             b2, mb2, vb2 = adam_update(b, mb, vb, gb.astype(np.float32), lr=lr, t=t)
             layers.append((W2, b2))
             moments.append((mW2, vW2, mb2, vb2))
+        return layers, moments
+
+    def _commit_adam(self, t: int, layers, moments, decoder: bool) -> None:
+        state = self._adam_state()
+        state["t"], state["dirty"] = t, True
+        if decoder:
+            state["layers"] = moments
+            for k, (W, b) in enumerate(layers):
+                self._set_layer(k, W, b)
+
+    def _adam_pool_step(self, coords: Any, target: Any, lr: float, decoder: bool) -> float | None:
+        """An Adam step computed and written straight in the DRAM pool (the kernels'
+        ``adam_rows_paged``: no row lists gathered, no tier calls for the moments); the same
+        bits as the tiered path of ``_step``. Where a touched row's value or moment is on a page
+        not in DRAM, the batch's pages are brought in and the kernel runs once more; None, with
+        nothing written, if they still are not all in DRAM (more than it holds): the caller
+        then takes the tiered path."""
+        x, y = self._targets(coords, target)
+        feats = self.encode(x)  # brings the table pages of the batch into DRAM
+        params = self.decoder()
+        loss, decoder_grads, grad_enc = self._backprop(feats, params, y)
+        t = self._adam_state()["t"] + 1
+        layers, moments = self._adam_decoder(params, decoder_grads, lr, t)
+        b1, b2 = ADAM.beta1, ADAM.beta2
+        hyper = np.array(
+            [lr, b1, 1.0 - b1, b2, 1.0 - b2, ADAM.eps, 1.0 - b1**t, 1.0 - b2**t], np.float32
+        )
+        lay, p = self.optim_layout, self.pages
+        check_finite("this Adam step", *(a for wb in layers for a in wb), lr=lr, loss=loss)
+        offsets = np.array(
+            [self.table_offset // self.row_bytes, lay["m_row"], lay["v_row"]], np.uint64
+        )
+        p.tick += 1
+
+        def apply() -> tuple[int, int]:
+            return self.grid.kernels.adam_rows_paged(
+                x,
+                grad_enc,
+                *self.grid.args,
+                offsets,
+                self.row_bytes,
+                p.page_size,
+                p.resident,
+                p.resident_slots,
+                p.page_slot,
+                p.pool_f32,
+                hyper,
+                p.slot_dirty,
+                p.slot_tick,
+                p.tick,
+            )
+
+        touched, status = apply()
+        if status == 1:  # a value's or moment's page is not in DRAM: bring them in, try again
+            rows = np.unique(self.grid.corners(x)[0])
+            p.read_rows(np.concatenate([rows + o for o in offsets]))
+            touched, status = apply()
+        if status == 1:  # the batch's pages do not fit in DRAM together
+            return None
+        if status == 2:
+            raise DivergenceError(
+                f"the learning step diverged: this Adam step would write non-finite table "
+                f"values (loss {loss:.6g}); nothing was written (the field keeps its last "
+                f"finite state). Lower `lr` (it was {lr:g})"
+            )
+        self._commit_adam(t, layers, moments, decoder)
+        p.counts["dram"] += 2 * touched  # the moments' rows read
+        return loss
+
+    def _adam_step(self, params, decoder_grads, rows, current, row_grads, lr, loss, decoder=True):
+        """New decoder layers and the table writes (rows, m, v) of one Adam step through the
+        tiers; the decoder's moments and t are updated in memory only once everything is known
+        to be finite."""
+        t = self._adam_state()["t"] + 1
+        layers, moments = self._adam_decoder(params, decoder_grads, lr, t)
         lay = self.optim_layout
         F = self.spec.n_features
         m_rows, v_rows = rows + np.uint64(lay["m_row"]), rows + np.uint64(lay["v_row"])
@@ -567,11 +657,9 @@ class DemandPagedField:
         check_finite(
             "this Adam step", w2, m2, v2, *(a for wb in layers for a in wb), lr=lr, loss=loss
         )
-        state["t"], state["dirty"] = t, True
-        if decoder:
-            state["layers"] = moments
+        self._commit_adam(t, layers, moments, decoder)
         table_rows = rows + np.uint64(self.table_offset // self.row_bytes)
-        return layers, [(table_rows, w2), (m_rows, m2), (v_rows, v2)]
+        return [], [(table_rows, w2), (m_rows, m2), (v_rows, v2)]
 
     def _adam_state(self) -> dict[str, Any]:
         """The decoder's Adam moments and the step count t, paged in on first use."""

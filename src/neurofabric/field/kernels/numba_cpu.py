@@ -595,3 +595,158 @@ def mlp_forward_serial(feats, W1, b1, W2, b2, W3, b3):
     for c in range((n + _CHUNK - 1) // _CHUNK):
         _mlp_chunk(c, feats, W1, b1, W2, b2, W3, b3, out)
     return out
+
+
+@njit(cache=True, inline="always")
+def _slot_of(page, resident, slots, page_slot):
+    """The pool slot of one page, -1 if it is not in DRAM (``_slots_of`` for one page)."""
+    if page < np.uint64(page_slot.shape[0]):
+        return page_slot[page]
+    pos = np.searchsorted(resident, page)
+    if pos < resident.shape[0] and resident[pos] == page:
+        return slots[pos]
+    return -1
+
+
+@njit(cache=True, parallel=True)
+def adam_rows_paged(
+    x,
+    grad_enc,
+    scales,
+    resolutions,
+    sizes,
+    offsets,
+    hashed,
+    bits,
+    row_offsets,
+    row_bytes,
+    page_size,
+    resident,
+    slots,
+    page_slot,
+    pool_f32,
+    hyper,
+    slot_dirty,
+    slot_tick,
+    tick,
+):
+    """One sparse Adam step of the table in the DRAM pool (see the reference), level by level
+    in parallel (a level's rows, moments and map stay in cache): the gradient of each touched
+    row summed through a direct map of the level's rows (per row the points add in order, as
+    ``accumulate_rows``: the same bits), then each row's value and moments read, updated and
+    written in one visit, the old values kept aside. If any row of any level is on a page not
+    in DRAM, or any new value is not finite, every level puts its old values back."""
+    n, n_dims = x.shape
+    L = scales.shape[0]
+    corners = 1 << n_dims
+    F = row_bytes // 4
+    seg = n * corners  # the most rows one level can touch
+    touched = np.zeros(L, dtype=np.int64)
+    counts = np.zeros(L, dtype=np.int64)  # rows written (and kept aside) per level
+    status = np.zeros(L, dtype=np.int64)
+    where = np.empty((L * seg, 3), dtype=np.int64)
+    old = np.empty((L * seg, 3, F), dtype=np.float32)
+    lr, b1, d1, b2, d2 = hyper[0], hyper[1], hyper[2], hyper[3], hyper[4]
+    eps, c1, c2 = hyper[5], hyper[6], hyper[7]
+    flat = pool_f32.reshape(-1)
+    per_slot = page_size // 4
+    ps = np.uint64(page_size)
+    rb = np.uint64(row_bytes)
+    for level in prange(L):
+        # the map from a row to its place in this level's list: direct (an array over the
+        # level's rows) for a level of up to a few times the batch's corners or 2^20 rows,
+        # an open-addressing table sized to the batch above that (a huge sparse level)
+        size = np.int64(sizes[level])
+        direct = size <= max(4 * seg, 1 << 20)
+        cap = 1
+        while not direct and cap < 2 * seg:
+            cap <<= 1
+        index = np.full(size if direct else cap, -1, dtype=np.int32)
+        keys = np.empty(0 if direct else cap, dtype=np.uint64)
+        mask = np.uint64(cap - 1)
+        uniq = np.empty(seg, dtype=np.uint64)
+        g = np.zeros((seg, F), dtype=np.float32)
+        rows = np.empty((1, L, corners), dtype=np.uint64)
+        weights = np.empty((1, L, corners), dtype=np.float32)
+        cell = np.empty(4, dtype=np.uint64)
+        frac = np.empty(4, dtype=np.float32)
+        base = offsets[level]
+        k = 0
+        for i in range(n):
+            _level_corners(
+                x[i : i + 1],
+                0,
+                scales[level],
+                resolutions[level],
+                sizes[level],
+                base,
+                hashed[level],
+                bits,
+                rows,
+                weights,
+                level,
+                cell,
+                frac,
+            )
+            for corner in range(corners):
+                r = rows[0, level, corner]
+                if direct:
+                    h = np.int64(r - base)
+                else:
+                    h = np.int64(((r * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(17)) & mask)
+                    while index[h] >= 0 and keys[h] != r:
+                        h = np.int64((np.uint64(h) + np.uint64(1)) & mask)
+                    keys[h] = r
+                j = index[h]
+                if j < 0:
+                    j = k
+                    index[h] = k
+                    uniq[k] = r
+                    k += 1
+                w = weights[0, level, corner]
+                for f in range(F):
+                    g[j, f] += w * grad_enc[i, level * F + f]
+        touched[level] = k
+        off = level * seg
+        for j in range(k):  # every row's three pool places, before anything is written
+            for a in range(3):
+                byte = (uniq[j] + np.uint64(row_offsets[a])) * rb
+                page = byte // ps
+                slot = _slot_of(page, resident, slots, page_slot)
+                if slot < 0:
+                    status[level] = 1
+                where[off + j, a] = slot * per_slot + np.int64(byte - page * ps) // 4
+        if status[level] != 0:
+            continue
+        counts[level] = k
+        for j in range(k):
+            pw, pm, pv = where[off + j, 0], where[off + j, 1], where[off + j, 2]
+            for f in range(F):
+                gf = g[j, f]
+                w, m, v = flat[pw + f], flat[pm + f], flat[pv + f]
+                old[off + j, 0, f], old[off + j, 1, f], old[off + j, 2, f] = w, m, v
+                m2 = b1 * m + d1 * gf
+                v2 = b2 * v + d2 * (gf * gf)
+                w2 = w - lr * (m2 / c1) / (np.sqrt(v2 / c2) + eps)
+                if not (np.isfinite(w2) and np.isfinite(m2) and np.isfinite(v2)):
+                    status[level] = 2
+                flat[pw + f], flat[pm + f], flat[pv + f] = w2, m2, v2
+    total = touched.sum()
+    worst = status.max()
+    if worst != 0:  # put every written row back (missing pages first: nothing is kept)
+        for level in prange(L):
+            off = level * seg
+            for j in range(counts[level]):
+                for a in range(3):
+                    for f in range(F):
+                        flat[where[off + j, a] + f] = old[off + j, a, f]
+        return total, 1 if (status == 1).any() else 2
+    for level in range(L):
+        off = level * seg
+        for j in range(counts[level]):
+            for a in range(3):
+                slot = where[off + j, a] // per_slot
+                if not slot_dirty[slot] or slot_tick[slot] != tick:
+                    slot_dirty[slot] = True
+                    slot_tick[slot] = tick
+    return total, 0

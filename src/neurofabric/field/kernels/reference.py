@@ -201,3 +201,66 @@ def mlp_forward(feats, W1, b1, W2, b2, W3, b3):
 
 
 mlp_forward_serial = mlp_forward
+
+
+def adam_rows_paged(
+    x,
+    grad_enc,
+    scales,
+    resolutions,
+    sizes,
+    offsets,
+    hashed,
+    bits,
+    row_offsets,
+    row_bytes,
+    page_size,
+    resident,
+    slots,
+    page_slot,
+    pool_f32,
+    hyper,
+    slot_dirty,
+    slot_tick,
+    tick,
+):
+    """One sparse Adam step of the table, applied in the DRAM pool, or nothing written.
+
+    ``grad_enc`` (n, L*F) is d(loss)/d(encoding) at points ``x``; ``accumulate_rows`` gives the
+    touched table rows r and their gradients g. ``row_offsets`` = (table, m, v): the global
+    rows of r's value, first and second moment. ``hyper`` = (lr, beta1, 1 - beta1, beta2,
+    1 - beta2, eps, 1 - beta1^t, 1 - beta2^t), each computed in float64 and rounded to float32
+    (as numpy does with the Python floats of ``adam_update``). For each r, in float32 as
+    ``neurofabric.field.optim.adam_update``::
+
+        m' = beta1 m + (1 - beta1) g      v' = beta2 v + (1 - beta2) g^2
+        w' = w - lr (m' / (1 - beta1^t)) / (sqrt(v' / (1 - beta2^t)) + eps)
+
+    Returns (number of touched rows, status): status 0, applied (the written slots dirty and
+    stamped with ``tick``); 1, a row's value or moment is on a page not in DRAM; 2, a new
+    value is not finite. With 1 or 2 the pool is as it was."""
+    rows, weights = hash_corners(x, scales, resolutions, sizes, offsets, hashed, bits)
+    uniq, g, _ = accumulate_rows(rows, weights, grad_enc)
+    k, F = g.shape
+    glob = (uniq[:, None] + np.asarray(row_offsets, dtype=np.uint64)[None, :]).reshape(-1)
+    pages = (glob * np.uint64(row_bytes)) // np.uint64(page_size)
+    row_slots = _slots_of(pages, page_slot, resident, slots)
+    if (row_slots < 0).any():
+        return k, 1
+    start = (glob * np.uint64(row_bytes) - pages * np.uint64(page_size)).astype(np.int64) // 4
+    where = (row_slots * (page_size // 4) + start)[:, None] + np.arange(F)  # (3k, F)
+    flat = pool_f32.reshape(-1)
+    cur = flat[where].reshape(k, 3, F)
+    w, m, v = cur[:, 0], cur[:, 1], cur[:, 2]
+    lr, b1, d1, b2, d2, eps, c1, c2 = (np.float32(h) for h in hyper)
+    with np.errstate(all="ignore"):  # a non-finite value is the status below
+        m2 = b1 * m + d1 * g
+        v2 = b2 * v + d2 * (g * g)
+        w2 = w - lr * (m2 / c1) / (np.sqrt(v2 / c2) + eps)
+    values = np.stack([w2, m2, v2], axis=1).reshape(3 * k, F).astype(np.float32)
+    if not np.isfinite(values).all():
+        return k, 2
+    flat[where] = values
+    slot_dirty[row_slots] = True
+    slot_tick[row_slots] = tick
+    return k, 0
