@@ -116,8 +116,10 @@ def test_numba_equals_reference_and_resume(h, tmp_path):
 
     a = make().run(0.2, monitors=[SpikeMonitor()])
     b = make("reference").run(0.2, monitors=[SpikeMonitor()])
+    c = make("torch").run(0.2, monitors=[SpikeMonitor()])
     assert a.n_spikes > 30
     np.testing.assert_array_equal(a.spike_indices, b.spike_indices)
+    np.testing.assert_array_equal(c.spike_indices, b.spike_indices)
     part = make()
     r1 = part.run(0.08, monitors=[SpikeMonitor()])
     part.save(tmp_path / "h")

@@ -60,10 +60,11 @@ MODELS = {
 
 
 @pytest.mark.parametrize("model", sorted(MODELS))
-def test_numba_equals_reference(model):
-    a = _raster(MODELS[model]("numba"))
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+def test_backend_equals_reference(model, backend):
+    a = _raster(MODELS[model](backend))
     b = _raster(MODELS[model]("reference"))
-    assert a.backend == "numba" and b.backend == "reference"  # the fast path really ran
+    assert a.backend == backend and b.backend == "reference"  # the fast path really ran
     assert a.n_spikes > 20
     np.testing.assert_array_equal(a.spike_indices, b.spike_indices)
     np.testing.assert_array_equal(a.spike_times, b.spike_times)
@@ -71,7 +72,7 @@ def test_numba_equals_reference(model):
 
 
 @pytest.mark.parametrize("model", sorted(MODELS))
-@pytest.mark.parametrize("backend", ["numba", "reference"])
+@pytest.mark.parametrize("backend", ["numba", "reference", "torch"])
 def test_event_and_dense_paths_identical(model, backend):
     ev = _raster(MODELS[model](backend, "event"))
     de = _raster(MODELS[model](backend, "dense"))

@@ -146,9 +146,10 @@ RULES = [
 ]
 
 
+@pytest.mark.parametrize("backend", ["numba", "torch"])
 @pytest.mark.parametrize("rule", RULES, ids=lambda r: type(r).__name__)
-def test_numba_equals_reference_and_weights_stay_in_bounds(rule):
-    a = _learning_net(rule, "numba")
+def test_backend_equals_reference_and_weights_stay_in_bounds(rule, backend):
+    a = _learning_net(rule, backend)
     b = _learning_net(rule, "reference")
     ra = a.run(0.2, monitors=[SpikeMonitor()])
     rb = b.run(0.2, monitors=[SpikeMonitor()])

@@ -96,8 +96,11 @@ def _stp_net(backend="numba"):
 def test_numba_equals_reference_and_resume(tmp_path):
     a = _stp_net("numba").run(0.2, monitors=[SpikeMonitor()])
     b = _stp_net("reference").run(0.2, monitors=[SpikeMonitor()])
+    c = _stp_net("torch").run(0.2, monitors=[SpikeMonitor()])
     assert a.n_spikes > 50
     np.testing.assert_array_equal(a.spike_indices, b.spike_indices)
+    np.testing.assert_array_equal(c.spike_indices, b.spike_indices)
+    np.testing.assert_array_equal(c.spike_times, b.spike_times)
     part = _stp_net()
     r1 = part.run(0.07, monitors=[SpikeMonitor()])
     part.save(tmp_path / "n")

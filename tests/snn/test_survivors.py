@@ -22,7 +22,7 @@ from neurofabric.snn.stp import ShortTermPlasticity
 
 DT = 1e-4
 W = 1e-3
-BACKENDS = ["numba", "reference"]
+BACKENDS = ["numba", "reference", "torch"]
 
 
 def _releases(stp, rate_hz, n_spikes, backend, plasticity=None):

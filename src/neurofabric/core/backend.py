@@ -12,6 +12,7 @@ import importlib
 import logging
 from dataclasses import dataclass
 from types import ModuleType
+from typing import Any
 
 from neurofabric.core.config import get_config
 from neurofabric.core.errors import BackendUnavailableError, ConfigError
@@ -86,3 +87,33 @@ def resolve(engine: str, backend: str | None = None) -> tuple[str, ModuleType]:
             "or choose backend='reference'"
         )
     return name, importlib.import_module(entry.module)
+
+
+def torch_device(device: str | None) -> Any:
+    """The ``torch.device`` for ``device`` ("cpu", "cuda" or "cuda:N"; None means "cpu"), for
+    the engines' torch backends. A device torch cannot use here is a
+    :class:`BackendUnavailableError` that says what is missing."""
+    try:
+        import torch
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            f"`device` needs torch, which is not installed; install it with `{_HINTS['torch']}`"
+        ) from exc
+    name = "cpu" if device is None else device
+    if not isinstance(name, str) or not (
+        name == "cpu" or name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit())
+    ):
+        raise ConfigError(f"`device` must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise BackendUnavailableError(
+                f"`device` {name!r} needs a CUDA GPU, and torch sees none here (torch "
+                f"{torch.__version__}); use device='cpu'"
+            )
+        index = int(name[5:]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise BackendUnavailableError(
+                f"`device` {name!r}: torch sees {torch.cuda.device_count()} CUDA device(s); "
+                f"use an index below that"
+            )
+    return torch.device(name)

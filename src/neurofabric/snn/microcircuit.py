@@ -227,6 +227,7 @@ def microcircuit(
     dt: float = 1e-4,
     dtype: str = "float64",
     backend: str = "auto",
+    device: str = "cpu",
     propagation: str = "event",
 ):
     """The cortical microcircuit as a :class:`SpikingNetwork` (not built yet): the neurons of
@@ -241,7 +242,9 @@ def microcircuit(
     the delays as drawn); ``benchmarks/snn_nest_timing.py`` checks it on one synapse: the
     membrane trace equals NEST 3.10's to 4e-9 mV with the extra step, 0.03 mV off without. Weights are signed by their source's type and drawn normal without
     NEST's redraw at zero (10 sd away: never in practice). Rates in ``"dc"`` mode differ from
-    the Poisson model's (the DC replaces the mean of the input, not its noise)."""
+    the Poisson model's (the DC replaces the mean of the input, not its noise). ``backend``
+    and ``device`` as for :class:`SpikingNetwork` (``backend="torch", device="cuda"`` runs it
+    on a GPU)."""
     from neurofabric.core.validation import check_int
     from neurofabric.snn import FixedTotalNumber, LIFParams, OneToOne, PoissonInput, SynapseParams
     from neurofabric.snn.connectivity import Normal
@@ -279,6 +282,7 @@ def microcircuit(
         v_init=v_init,
         dtype=dtype,
         backend=backend,
+        device=device,
         seed=seed,
     )
     w_v = s.weight_pa * 1e-12 * r_ohm

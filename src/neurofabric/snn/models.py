@@ -54,6 +54,7 @@ def cuba(
     dt: float = 0.1 * ms,
     dtype: str = "float64",
     backend: str = "auto",
+    device: str = "cpu",
     seed: int = 0,
 ) -> SpikingNetwork:
     """Vogels & Abbott (2005) current-based network, Brian2's ``CUBA.py``.
@@ -74,6 +75,7 @@ def cuba(
         dt=dt,
         dtype=dtype,
         backend=backend,
+        device=device,
         seed=seed,
     )
 
@@ -87,6 +89,7 @@ def coba(
     dt: float = 0.1 * ms,
     dtype: str = "float64",
     backend: str = "auto",
+    device: str = "cpu",
     seed: int = 0,
 ) -> SpikingNetwork:
     """Vogels & Abbott (2005) conductance-based network (Brette et al. 2007 benchmark 1).
@@ -115,6 +118,7 @@ def coba(
         dt=dt,
         dtype=dtype,
         backend=backend,
+        device=device,
         seed=seed,
     )
 
@@ -131,6 +135,7 @@ def brunel(
     propagation: str = "auto",
     dt: float = 0.1 * ms,
     backend: str = "auto",
+    device: str = "cpu",
     seed: int = 0,
 ) -> SpikingNetwork:
     """Brunel (2000) sparse balanced network of delta-synapse LIF neurons (model A).
@@ -155,6 +160,7 @@ def brunel(
         max_delay=delay,
         excitatory_ratio=n_exc / n_neurons,
         backend=backend,
+        device=device,
         seed=seed,
     )
     net.add_input("poisson", PoissonInput(n_neurons, rate=c_e * nu_ext))

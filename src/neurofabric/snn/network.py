@@ -101,7 +101,10 @@ class SpikingNetwork:
         excitatory_ratio: the first ``round(ratio * n)`` neurons are excitatory (Dale's law).
         v_init: ``"rest"``, a (low, high) pair for uniform initial potentials, or an array.
         dtype: ``"float64"`` (default; bit-reproducible across backends) or ``"float32"``.
-        backend: ``"auto"``, ``"numba"`` or ``"reference"``.
+        backend: ``"auto"`` (numba), ``"numba"``, ``"reference"`` or ``"torch"`` (the step on
+            torch tensors; :mod:`neurofabric.snn.kernels.torch_step`).
+        device: where the torch backend runs: ``"cpu"`` (default), ``"cuda"`` or
+            ``"cuda:N"``; the other backends run on the CPU only.
         seed: int or Generator; fixes connectivity, initial state and Poisson inputs.
         homeostasis: optional threshold adaptation (:mod:`neurofabric.snn.homeostasis`);
             the learned offsets are ``theta_`` (volts, one per neuron).
@@ -122,6 +125,7 @@ class SpikingNetwork:
         v_init: Any = "rest",
         dtype: str = "float64",
         backend: str = "auto",
+        device: str = "cpu",
         seed: SeedLike = 0,
         homeostasis: Homeostasis | None = None,
     ) -> None:
@@ -137,6 +141,12 @@ class SpikingNetwork:
         self.v_init = v_init
         self.dtype = check_choice("dtype", dtype, ("float64", "float32"))
         self.backend = backend
+        self.device = device
+        if device != "cpu" and backend != "torch":
+            raise ConfigError(
+                f"`device` {device!r} needs backend='torch' (backend {backend!r} runs on the "
+                "CPU only)"
+            )
         self.seed = seed_to_int(seed)
         if homeostasis is not None:
             check_instance(
@@ -297,6 +307,9 @@ class SpikingNetwork:
         parameters, projections and inputs (:meth:`load` passes the checkpoint's)."""
         t0 = time.perf_counter()
         self.backend_, self._k = backends.resolve("snn", self.backend)
+        self._kernel_options = {}
+        if self.backend_ == "torch":
+            self._kernel_options["device"] = backends.torch_device(self.device)
         if saved is not None:
             self.theta_[:] = saved.theta
         self._input_offsets, self.n_input_sources_ = input_offsets(self.inputs)
@@ -523,7 +536,9 @@ class SpikingNetwork:
     ) -> tuple[int, int]:
         """``n_steps`` steps of the kernel from ``state`` (mutated, but for ``t``)."""
         arrays = L.State(state.v, state.ge, state.gi, state.refrac, state.buf_e, state.buf_i)
-        return self._k.simulate(n_steps, state.t, net, arrays, inputs, mon, counters)
+        return self._k.simulate(
+            n_steps, state.t, net, arrays, inputs, mon, counters, **self._kernel_options
+        )
 
     def _input_spikes(self, t0: int, n_steps: int, rng: np.random.Generator) -> L.InputSpikes:
         groups = [(g, self._input_offsets[name]) for name, g in self.inputs.items()]

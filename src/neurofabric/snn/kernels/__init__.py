@@ -6,3 +6,4 @@ from neurofabric.core import backend as _backends
 
 _backends.register("snn", "reference", "neurofabric.snn.kernels.reference")
 _backends.register("snn", "numba", "neurofabric.snn.kernels.numba_cpu", requires="numba")
+_backends.register("snn", "torch", "neurofabric.snn.kernels.torch_step", requires="torch")
