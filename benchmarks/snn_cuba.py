@@ -115,6 +115,8 @@ def worker(args: argparse.Namespace) -> None:
             storage=args.storage,
             dtype=args.dtype,
             propagation=args.propagation,
+            backend=args.backend,
+            device=args.device,
             seed=args.seed,
         )
     net.build()
@@ -123,7 +125,8 @@ def worker(args: argparse.Namespace) -> None:
     n_syn = net.n_synapses
     row = {
         "system": "neurofabric",
-        "target": f"{args.storage}/{args.dtype}",
+        "target": f"{args.storage}/{args.dtype}"
+        + ("" if args.backend == "numba" else f"/{args.backend} {args.device}"),
         "model": args.model,
         "neurons": args.neurons,
         "synapses": n_syn,
@@ -154,6 +157,10 @@ def worker(args: argparse.Namespace) -> None:
             event_steps=res.event_steps,
             dense_steps=res.dense_steps,
         )
+    if args.device != "cpu":
+        import torch
+
+        row["gpu"] = torch.cuda.get_device_name(torch.device(args.device))
     row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     # peak growth from before build() to the end of the runs: the peers' measure
     peak_mb = _status_mb("VmHWM") if peak_reset else row["peak_rss_mb"]
@@ -194,6 +201,8 @@ def ours(neurons: int, args: argparse.Namespace, threads: int, **kw) -> dict:
         "propagation": "auto",
         "duration": args.duration,
         "repeats": args.repeats,
+        "backend": "numba",
+        "device": "cpu",
     }
     opts.update(kw)
     cmd = [
@@ -337,6 +346,9 @@ def run_size(n: int, t: int, args: argparse.Namespace, peers_ok: bool, add) -> N
             repeats=1 if big else args.repeats,
         )
     )
+    for device in args.torch_devices.split(","):  # the torch backend (GPU rows only on a GPU)
+        if device:
+            add(ours(n, args, t, backend="torch", device=device, repeats=1 if big else 3))
     if n <= 10_000:
         add(ours(n, args, t, dtype="float32"))
         add(first_run(n, cold=True, threads=t))
@@ -379,6 +391,13 @@ def main() -> None:
     ap.add_argument("--propagation", default="auto", help=argparse.SUPPRESS)
     ap.add_argument("--model", default="cuba", help=argparse.SUPPRESS)
     ap.add_argument("--k", type=float, default=80, help=argparse.SUPPRESS)
+    ap.add_argument("--backend", default="numba", help=argparse.SUPPRESS)
+    ap.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--torch-devices",
+        default="cpu",
+        help="devices of the torch backend's rows: 'cpu', 'cpu,cuda' on a GPU machine, '' for none",
+    )
     ap.add_argument("--sizes", default="4000,400000", help="CUBA sizes (80 synapses each)")
     ap.add_argument("--duration", type=float, default=1.0, help="biological seconds per run")
     ap.add_argument("--repeats", type=int, default=5, help="timed runs of ours (median)")

@@ -30,7 +30,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 JSON_OPTION = typer.Option(False, "--json", help="Print one JSON line instead of tables.")
 BACKEND_OPTION = typer.Option(
-    "auto", "--backend", help="Kernel backend: auto (the fastest installed), numba or reference."
+    "auto",
+    "--backend",
+    help="Kernel backend: auto (the fastest installed), numba, reference (snn: also torch).",
 )
 
 

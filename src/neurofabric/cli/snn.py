@@ -29,6 +29,7 @@ def run_snn(
     storage: str = "csr",
     propagation: str = "auto",
     backend: str = "auto",
+    device: str = "cpu",
     dtype: str = "float64",
     seed: int = 0,
     plot: Path | None = None,
@@ -36,8 +37,19 @@ def run_snn(
     export: Path | None = None,
     save: Path | None = None,
     show_progress: bool = True,
+    mpi: bool | None = None,
 ) -> dict:
-    """Build, run and report one example network; returns the summary dict."""
+    """Build, run and report one example network; returns the summary dict. ``mpi``: split
+    the network over the MPI ranks (:mod:`neurofabric.snn.distributed`); None: when started
+    by ``mpiexec`` with more than one rank. Then every rank returns the summary, with its
+    ``rank``; plots and exports are written by rank 0."""
+    from neurofabric.snn.distributed import launched_by_mpiexec
+
+    distributed = launched_by_mpiexec() if mpi is None else mpi
+    if distributed and (save or voltage_plot):
+        raise ConfigError(
+            "--save and --voltage-plot do not work across MPI ranks yet; run in one process"
+        )
     from neurofabric.snn import SpikeMonitor, StateMonitor
     from neurofabric.snn.models import build_model
 
@@ -46,6 +58,7 @@ def run_snn(
         "storage": storage,
         "propagation": propagation,
         "backend": backend,
+        "device": device,
         "seed": seed,
     }
     if model in ("cuba", "coba"):
@@ -60,14 +73,36 @@ def run_snn(
         monitors.append(SpikeMonitor())
     if voltage_plot:
         monitors.append(StateMonitor(neurons=[0, 1, 2], every=1))
-    with ProgressView(model, show=show_progress, info=lambda p: f"{p['spikes']} spikes") as view:
-        result = net.run(duration, monitors=monitors, callback=view.callback)
+    rank = 0
+    extra: dict = {}
+    if distributed:
+        from neurofabric.snn.distributed import run_distributed
+
+        with console.status(f"running {model} over MPI ranks"):
+            d = run_distributed(net, duration)
+        result = d.to_run_result(net.n_synapses, net.backend_)
+        rank = d.rank
+        extra = {
+            "rank": rank,
+            "ranks": d.ranks,
+            "window_steps": d.window_steps,
+            "exchanges": d.exchanges,
+            "exchange_s": d.exchange_s,
+            "bytes_exchanged": d.bytes_exchanged,
+        }
+    else:
+        info = lambda p: f"{p['spikes']} spikes"  # noqa: E731
+        with ProgressView(model, show=show_progress, info=info) as view:
+            result = net.run(duration, monitors=monitors, callback=view.callback)
     summary = result.summary() | {
         "model": model,
         "storage": storage,
         "build_s": build_s,
         "synapse_bytes": net.synapse_memory_bytes(),
+        **extra,
     }
+    if rank != 0:
+        return summary
     if plot:
         from neurofabric.snn.plots import plot_raster
 
@@ -114,6 +149,15 @@ def summary_table(summary: dict) -> Table:
         ),
         ("steps event / dense", f"{summary['event_steps']} / {summary['dense_steps']}"),
     ]
+    if "ranks" in summary:
+        rows.append(
+            (
+                "MPI ranks",
+                f"{summary['ranks']}: {summary['exchanges']} exchanges, one per "
+                f"{summary['window_steps']}-step window ({summary['exchange_s']:.2f} s in them "
+                f"on rank 0)",
+            )
+        )
     for name, value in rows:
         table.add_row(name, value)
     return table
@@ -129,8 +173,14 @@ def snn_run(
     storage: str = typer.Option("csr", help="csr or procedural."),
     propagation: str = typer.Option("auto", help="auto, event or dense."),
     backend: str = BACKEND_OPTION,
+    device: str = typer.Option("cpu", help="cpu, cuda or cuda:N (with --backend torch)."),
     dtype: str = typer.Option("float64", help="float64 or float32 (cuba/coba)."),
     seed: int = typer.Option(0, help="Seed of connectivity, initial state and inputs."),
+    mpi: bool | None = typer.Option(
+        None,
+        "--mpi/--no-mpi",
+        help="Split the network over MPI ranks (default: when run by mpiexec -n K, K > 1).",
+    ),
     plot: Path | None = typer.Option(None, help="Write a raster + rate PNG here."),
     voltage_plot: Path | None = typer.Option(None, help="Write voltage traces PNG here."),
     export: Path | None = typer.Option(None, help="Write spikes to .parquet or .arrow."),
@@ -146,6 +196,7 @@ def snn_run(
         storage=storage,
         propagation=propagation,
         backend=backend,
+        device=device,
         dtype=dtype,
         seed=seed,
         plot=plot,
@@ -153,7 +204,10 @@ def snn_run(
         export=export,
         save=save,
         show_progress=not json_out,
+        mpi=mpi,
     )
+    if summary.get("rank", 0) != 0:  # rank 0 reports for all
+        return
     emit(summary, json_out, summary_table)
     if plot and not json_out:
         console.print(f"raster and rate plot: {plot}")

@@ -39,3 +39,7 @@ class CheckpointError(StorageError):
 
 class DivergenceError(NeurofabricError, FloatingPointError):
     """A learning step produced a non-finite loss or update; nothing was written."""
+
+
+class DistributedError(NeurofabricError, RuntimeError):
+    """A rank of a run over many processes failed: every rank raises this with its message."""

@@ -14,7 +14,11 @@ from numba import njit, prange
 from neurofabric.snn.kernels.layout import C_THREADS
 from neurofabric.snn.kernels.numba_jit import formula, gen_row_for_kind, spec, variant
 from neurofabric.snn.kernels.numba_step import kernel
-from neurofabric.snn.kernels.numba_synapses import plastic_post, plastic_pre  # noqa: F401
+from neurofabric.snn.kernels.numba_synapses import (  # noqa: F401
+    plastic_post,
+    plastic_pre,
+    push_csr,
+)
 
 BACKEND = "numba"
 PARALLEL_MIN_NEURONS = 100_000  # below this, thread hand-off costs more than it saves
@@ -203,3 +207,11 @@ def normalize_rows(indptr, indices, weights, mask, lo, hi, total, n_targets):
     for q in range(indptr[lo], indptr[hi]):
         if not masked or mask[q] == 1:
             weights[q] = np.float32(np.float64(weights[q]) * sums[indices[q]])
+
+
+@njit(cache=True)
+def push_events(steps, sources, syn, buf_e, buf_i, inh_sign):
+    """:func:`.reference.push_events`: the rows of the given spikes, one after the other."""
+    dmod = buf_e.shape[0]
+    for k in range(steps.shape[0]):
+        push_csr(sources[k], 1, syn, buf_e, buf_i, steps[k] % dmod, dmod, inh_sign)

@@ -513,3 +513,15 @@ def simulate(n_steps, t0, net, state, inputs, mon, counters):
         _external(k, t, net, inputs, bufs)
         _potentiate(t, spikes, net)
     return n_steps, STATUS_DONE
+
+
+def push_events(steps, sources, syn, buf_e, buf_i, inh_sign):
+    """Deliver spikes that were not propagated when they happened (the spikes of other MPI
+    ranks, exchanged once per minimum-delay window): spike ``k`` of source ``sources[k]`` at
+    step ``steps[k]`` adds its CSR row ``syn`` to slots ``(steps[k] + d) % D``, spike after
+    spike in the given order (``_deliver``'s rule; the caller orders them by step, then
+    source)."""
+    for t in np.unique(steps):
+        at = steps == t
+        tg, w, d = _rows(sources[at], syn)
+        _deliver((buf_e, buf_i), int(t), tg, w, d, inh_sign)

@@ -1,0 +1,168 @@
+"""Spiking networks over MPI ranks (``neurofabric.snn.distributed``): the same spikes on 1, 2
+and 4 ranks, one exchange per minimum-delay window, a failing rank stopping every rank with
+its message. The multi-rank tests start ``mpiexec`` (the MPICH wheel's) and carry the ``mpi``
+marker; they run in ``make test``."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pyarrow.feather as feather
+import pytest
+
+from neurofabric.core.errors import ConfigError
+from neurofabric.snn import PoissonInput, Random, SpikingNetwork
+from neurofabric.snn.distributed import partition, run_distributed
+from neurofabric.snn.plasticity import PairSTDP
+
+MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
+needs_mpiexec = pytest.mark.skipif(MPIEXEC is None, reason="mpiexec (the mpich wheel) missing")
+
+
+def _env():
+    env = dict(os.environ)
+    env.update(NEUROFABRIC_PROGRESS="0", OMP_WAIT_POLICY="PASSIVE", NUMBA_NUM_THREADS="1")
+    return env
+
+
+def _mpiexec(ranks, args, timeout=240):
+    cmd = [MPIEXEC, "-n", str(ranks), sys.executable, *args]
+    return subprocess.run(
+        cmd, capture_output=True, text=True, timeout=timeout, env=_env(), check=False
+    )
+
+
+def _brunel_over(ranks, tmp_path):
+    """The CLI under mpiexec: Brunel's network (1.5 ms delays: 15-step windows, a Poisson
+    input per neuron); rank 0 writes the spikes and the JSON summary."""
+    out = tmp_path / f"spikes{ranks}.arrow"
+    proc = _mpiexec(
+        ranks,
+        ["-m", "neurofabric", "snn", "run", "brunel", "--neurons", "1500", "--duration", "0.15"]
+        + ["--seed", "4", "--mpi", "--export", str(out), "--json"],
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    table = feather.read_table(out)
+    return summary, np.stack([table["time_s"].to_numpy(), table["neuron"].to_numpy()])
+
+
+@pytest.mark.mpi
+@needs_mpiexec
+def test_one_two_and_four_ranks_give_the_same_spikes(tmp_path):
+    runs = {k: _brunel_over(k, tmp_path) for k in (1, 2, 4)}
+    one, spikes = runs[1]
+    assert one["spikes"] > 500
+    for k, (summary, s) in runs.items():
+        assert summary["ranks"] == k
+        np.testing.assert_array_equal(s, spikes)  # bit-identical, in float64
+        # exactly one exchange per window of the minimum delay (15 steps of 1,500)
+        assert summary["window_steps"] == 15 and summary["exchanges"] == 100
+    assert runs[4][0]["bytes_exchanged"] == one["bytes_exchanged"] == 8 * one["spikes"]
+
+
+@pytest.mark.mpi
+@needs_mpiexec
+def test_a_failing_rank_stops_every_rank_with_its_message():
+    script = textwrap.dedent(
+        """
+        import types
+        from mpi4py import MPI
+        from neurofabric.core.errors import DistributedError
+        from neurofabric.snn.distributed import run_distributed
+        from neurofabric.snn.models import brunel
+
+        net = brunel(600, seed=1).build()
+        if MPI.COMM_WORLD.rank == 1:  # the third window of rank 1 fails
+            real, calls = net._k.simulate, []
+
+            def failing(*args):
+                calls.append(1)
+                if len(calls) == 3:
+                    raise RuntimeError("planted failure")
+                return real(*args)
+
+            net._k = types.SimpleNamespace(**{**vars(net._k), "simulate": failing})
+        try:
+            run_distributed(net, 0.1)
+        except DistributedError as exc:
+            print(f"rank {MPI.COMM_WORLD.rank} stopped: {exc}", flush=True)
+        """
+    )
+    proc = _mpiexec(2, ["-c", script], timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = sorted(proc.stdout.strip().splitlines())
+    assert len(lines) == 2
+    for r, line in enumerate(lines):
+        assert line.startswith(f"rank {r} stopped: a rank failed at step 30")
+        assert "rank 1: RuntimeError: planted failure" in line
+
+
+def test_partition_covers_every_neuron_once():
+    for n, k in ((10, 3), (7, 7), (400_000, 4), (5, 8)):
+        blocks = [partition(n, k, r) for r in range(k)]
+        assert blocks[0][0] == 0 and blocks[-1][1] == n
+        assert all(a[1] == b[0] for a, b in zip(blocks, blocks[1:], strict=False))
+        assert max(hi - lo for lo, hi in blocks) - min(hi - lo for lo, hi in blocks) <= 1
+
+
+def _net(**kw):
+    net = SpikingNetwork(300, seed=2, max_delay=2e-3, v_init=(-70e-3, -51e-3), **kw)
+    net.add_input("x", PoissonInput(50, rate=100.0))
+    net.connect(Random(p=0.1), source="x", weight=3e-3)
+    return net
+
+
+class _OneRank:
+    """The part of an mpi4py communicator ``run_distributed`` uses, for one rank."""
+
+    def Get_size(self):  # noqa: N802 (mpi4py's names)
+        return 1
+
+    def Get_rank(self):  # noqa: N802
+        return 0
+
+    def allgather(self, x):
+        return [x]
+
+    def Allgatherv(self, send, recv):  # noqa: N802
+        recv[0][...] = send
+
+
+def test_one_rank_in_process_counts_windows_and_matches_the_plain_run():
+    net = _net()
+    net.connect(Random(p=0.05), weight=1e-3, inh_weight=3e-3, delay=(0.4e-3, 1.5e-3))
+    r = run_distributed(net, 0.1, comm=_OneRank())
+    plain = _net()
+    plain.connect(Random(p=0.05), weight=1e-3, inh_weight=3e-3, delay=(0.4e-3, 1.5e-3))
+    from neurofabric.snn import SpikeMonitor
+
+    p = plain.run(0.1, monitors=[SpikeMonitor()])
+    assert r.window_steps == 4 and r.exchanges == r.windows == 250
+    assert r.n_spikes > 50
+    np.testing.assert_array_equal(r.spike_indices, p.spike_indices)
+    np.testing.assert_allclose(r.spike_times, p.spike_times)
+    assert net.state_.t == 1000
+
+
+@pytest.mark.parametrize(
+    "make,match",
+    [
+        (
+            lambda: _net().connect(
+                Random(p=0.1), source="x", weight=1e-3, plasticity=PairSTDP()
+            ),
+            "does not support plasticity",
+        ),
+        (lambda: _net(storage="procedural"), "storage='procedural'"),
+        (lambda: _net(backend="torch"), "backend='torch'"),
+    ],
+)
+def test_what_is_not_distributed_yet_is_named(make, match):
+    with pytest.raises(ConfigError, match=match):
+        run_distributed(make(), 0.01, comm=_OneRank())
