@@ -65,7 +65,9 @@ def ours(args, seed: int) -> dict:
     from neurofabric.snn.microcircuit import microcircuit, microcircuit_spec
 
     t0 = time.perf_counter()
-    net = microcircuit(args.scale, args.k_scale, args.background, seed).build()
+    net = microcircuit(
+        args.scale, args.k_scale, args.background, seed, backend=args.backend, device=args.device
+    ).build()
     build_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     result = net.run(args.presim + args.duration, monitors=[SpikeMonitor()])
@@ -73,6 +75,7 @@ def ours(args, seed: int) -> dict:
     groups = microcircuit_spec(args.scale, args.k_scale).groups()
     return {
         "system": "neurofabric",
+        "backend": net.backend_,
         "seed": seed,
         "build_s": build_s,
         "run_s": run_s,
@@ -126,6 +129,8 @@ def main() -> None:
     ap.add_argument("--skip-peers", action="store_true")
     ap.add_argument("--peers-python", default=str(ROOT / ".venv-peers" / "bin" / "python"))
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--backend", default="numba", help="numba, reference or torch (ours)")
+    ap.add_argument("--device", default="cpu", help="the torch backend's device")
     args = ap.parse_args()
     from neurofabric.snn import microcircuit as mc
 
@@ -151,7 +156,8 @@ def main() -> None:
     print(
         f"Command: python benchmarks/snn_microcircuit.py --scale {args.scale:g} --k-scale "
         f"{args.k_scale:g} --background {args.background} --duration {args.duration:g} "
-        f"--presim {args.presim:g} --seeds {args.seeds}\n"
+        f"--presim {args.presim:g} --seeds {args.seeds} --backend {args.backend} "
+        f"--device {args.device}\n"
     )
     print(
         f"{int(spec.n_neurons.sum()):,} neurons, {int(spec.n_synapses.sum()):,} synapses; "

@@ -150,6 +150,8 @@ def _check_supported(net: SpikingNetwork) -> None:
 def _local_rows(syn: L.Synapses, lo: int, hi: int) -> L.Synapses:
     """The synapses of ``syn`` whose target is in ``[lo, hi)``, targets renumbered from 0,
     in their CSR order (so each neuron's inputs add in the same order as in one process)."""
+    if lo == 0 and (syn.indices.shape[0] == 0 or int(syn.indices.max()) < hi):
+        return syn  # every target is this rank's (one rank)
     keep = (syn.indices >= lo) & (syn.indices < hi)
     kept = np.concatenate([[0], np.cumsum(keep, dtype=np.int64)])
     indptr = kept[syn.indptr]
@@ -255,6 +257,7 @@ def run_distributed(net: SpikingNetwork, duration: float, *, comm: Any = None) -
     counters = np.zeros(L.N_COUNTERS, np.int64)
     counters[L.C_MONITORED] = n_local
     counters[L.C_THREADS] = k.threads(n_local)
+    counters[L.C_HOMOGENEOUS] = net._homogeneous  # one parameter set: the scalar update
     inh_sign = float(nr.syn[L.INH_SIGN])
     t_start = st.t
     times: list[np.ndarray] = []
