@@ -154,9 +154,7 @@ def test_one_rank_in_process_counts_windows_and_matches_the_plain_run():
     "make,match",
     [
         (
-            lambda: _net().connect(
-                Random(p=0.1), source="x", weight=1e-3, plasticity=PairSTDP()
-            ),
+            lambda: _net().connect(Random(p=0.1), source="x", weight=1e-3, plasticity=PairSTDP()),
             "does not support plasticity",
         ),
         (lambda: _net(storage="procedural"), "storage='procedural'"),

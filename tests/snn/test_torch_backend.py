@@ -89,3 +89,27 @@ def test_on_a_gpu_the_rates_are_the_cpus():
     b, _ = _spikes(microcircuit(0.05, 0.05, seed=1, backend="torch"), 0.3)
     assert b.n_spikes > 1000
     assert abs(a.n_spikes - b.n_spikes) <= 0.05 * b.n_spikes
+
+
+def test_the_poisson_stream_is_the_references_bit_for_bit():
+    """The counter-based uniforms (exact 32-bit hashes in int64, then float64, not torch's
+    default float32) and the Poisson counts drawn from them, over many draws."""
+    from neurofabric.snn.kernels import reference as ref
+    from neurofabric.snn.kernels import torch_step as ts
+
+    i = np.arange(200_000, dtype=np.int64)
+    for key in (0, 12345, 2**32 - 1):
+        k = ref.row_key(key, 1592)
+        u_ref = ref.uniform_array(k, i)
+        u = ts._uniform(int(k), torch.from_numpy(i))
+        assert u.dtype == torch.float64
+        np.testing.assert_array_equal(u.numpy(), u_ref)
+        lam = np.full(i.size, 0.168)
+        elam = np.exp(-lam)
+        fire = np.flatnonzero(u_ref > elam)
+        counts = ts._poisson_counts(
+            torch.from_numpy(lam[fire]), torch.from_numpy(elam[fire]), u[fire]
+        )
+        np.testing.assert_array_equal(
+            counts.numpy(), ref.poisson_counts(lam[fire], elam[fire], u_ref[fire])
+        )

@@ -251,7 +251,8 @@ def _deliver(bufs, t, tg, w, d, inh_sign):
 def _uniform(key, i):
     """:func:`.rowgen.uniform` for an int64 tensor of draw indices (exact in int64)."""
     x = (key + 2654435769 * (i + 1)) & M32
-    return (_hash32(_hash32(x) ^ key) + 0.5) / 4294967296.0
+    # in float64 as numpy does (an int64 tensor plus a Python float would be float32)
+    return (_hash32(_hash32(x) ^ key).to(torch.float64) + 0.5) / 4294967296.0
 
 
 def _hash32(x):
