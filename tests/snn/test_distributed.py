@@ -103,6 +103,43 @@ def test_a_failing_rank_stops_every_rank_with_its_message():
         assert "rank 1: RuntimeError: planted failure" in line
 
 
+@pytest.mark.mpi
+@needs_mpiexec
+def test_saved_on_two_ranks_loaded_on_three_goes_on_as_one_run(tmp_path):
+    """A checkpoint written by 2 ranks (``save_distributed``) and resumed on 3 gives the spikes
+    of an uninterrupted run."""
+    script = textwrap.dedent(
+        """
+        import sys
+        import numpy as np
+        from mpi4py import MPI
+        from neurofabric.snn import SpikingNetwork
+        from neurofabric.snn.distributed import run_distributed, save_distributed
+        from neurofabric.snn.models import brunel
+
+        stage, folder = sys.argv[1], sys.argv[2]
+        if stage == "first":
+            net = brunel(800, seed=6)
+            r = run_distributed(net, 0.05)
+            save_distributed(net, folder + "/net")
+        else:
+            r = run_distributed(SpikingNetwork.load(folder + "/net"), 0.05)
+        if MPI.COMM_WORLD.rank == 0:
+            np.savez(folder + "/" + stage + ".npz", t=r.spike_times, i=r.spike_indices)
+        """
+    )
+    for ranks, stage in ((2, "first"), (3, "second")):
+        proc = _mpiexec(ranks, ["-c", script, stage, str(tmp_path)], timeout=180)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    from neurofabric.snn.models import brunel
+
+    whole = run_distributed(brunel(800, seed=6), 0.1, comm=_OneRank())
+    parts = [np.load(tmp_path / f"{s}.npz") for s in ("first", "second")]
+    assert whole.n_spikes > 200 and len(parts[0]["t"]) > 0 and len(parts[1]["t"]) > 0
+    np.testing.assert_array_equal(np.concatenate([p["i"] for p in parts]), whole.spike_indices)
+    np.testing.assert_allclose(np.concatenate([p["t"] for p in parts]), whole.spike_times)
+
+
 def test_partition_covers_every_neuron_once():
     for n, k in ((10, 3), (7, 7), (400_000, 4), (5, 8)):
         blocks = [partition(n, k, r) for r in range(k)]
@@ -132,6 +169,12 @@ class _OneRank:
 
     def Allgatherv(self, send, recv):  # noqa: N802
         recv[0][...] = send
+
+    def gather(self, x, root=0):
+        return [x]
+
+    def bcast(self, x, root=0):
+        return x
 
 
 def test_one_rank_in_process_counts_windows_and_matches_the_plain_run():

@@ -46,10 +46,8 @@ def run_snn(
     from neurofabric.snn.distributed import launched_by_mpiexec
 
     distributed = launched_by_mpiexec() if mpi is None else mpi
-    if distributed and (save or voltage_plot):
-        raise ConfigError(
-            "--save and --voltage-plot do not work across MPI ranks yet; run in one process"
-        )
+    if distributed and voltage_plot:
+        raise ConfigError("--voltage-plot does not work across MPI ranks yet; run in one process")
     from neurofabric.snn import SpikeMonitor, StateMonitor
     from neurofabric.snn.models import build_model
 
@@ -101,6 +99,11 @@ def run_snn(
         "synapse_bytes": net.synapse_memory_bytes(),
         **extra,
     }
+    if distributed and save:  # every rank sends its neurons to rank 0, which writes
+        from neurofabric.snn.distributed import save_distributed
+
+        if save_distributed(net, save) is not None:
+            summary["saved"] = str(save)
     if rank != 0:
         return summary
     if plot:
@@ -117,7 +120,7 @@ def run_snn(
     if export:
         result.export_spikes(export)
         summary["export"] = str(export)
-    if save:
+    if save and not distributed:
         net.save(save)
         summary["saved"] = str(save)
     return summary

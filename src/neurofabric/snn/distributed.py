@@ -31,6 +31,10 @@ before that step's inputs, so the two can differ in the last bit of a sum.)
 message and every rank raises :class:`DistributedError` with it, at the same window; no rank
 is left waiting.
 
+**Checkpoints.** :func:`save_distributed` gathers every rank's neurons to rank 0, which
+writes an ordinary checkpoint (``SpikingNetwork.save``); any number of ranks (or one process)
+can then ``SpikingNetwork.load`` it and go on: the spikes equal an uninterrupted run's.
+
 Not distributed yet (a :class:`~neurofabric.core.errors.ConfigError` says so): plasticity,
 short-term plasticity, homeostasis, procedural storage and the torch backend. Every rank
 builds the whole network before keeping its part, so the build's peak memory is the whole
@@ -43,6 +47,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -59,6 +64,7 @@ __all__ = [
     "launched_by_mpiexec",
     "partition",
     "run_distributed",
+    "save_distributed",
 ]
 
 #: the window when the network has no recurrent synapses (nothing to exchange early)
@@ -339,3 +345,29 @@ def run_distributed(net: SpikingNetwork, duration: float, *, comm: Any = None) -
         spike_times=all_steps * net.dt,
         spike_indices=np.concatenate(ids) if ids else np.empty(0, np.int64),
     )
+
+
+def save_distributed(net: SpikingNetwork, path: Any, *, comm: Any = None) -> Path | None:
+    """Save ``net`` after :func:`run_distributed` on the ranks of ``comm``: every rank sends
+    its neurons' state to rank 0, which writes the checkpoint (atomic, as
+    ``SpikingNetwork.save``). Every rank calls it; rank 0 returns the path, the others None.
+    A failure on rank 0 raises :class:`DistributedError` on every rank."""
+    comm = _world(comm)
+    size, rank = comm.Get_size(), comm.Get_rank()
+    st = net.state_
+    lo, hi = partition(net.n_neurons, size, rank)
+    part = (lo, hi, st.v[lo:hi], st.ge[lo:hi], st.gi[lo:hi], st.refrac[lo:hi])
+    parts = comm.gather(part + (st.buf_e[:, lo:hi], st.buf_i[:, lo:hi]), root=0)
+    error, saved = None, None
+    if rank == 0:
+        try:
+            for a, b, v, ge, gi, refrac, buf_e, buf_i in parts:
+                st.v[a:b], st.ge[a:b], st.gi[a:b], st.refrac[a:b] = v, ge, gi, refrac
+                st.buf_e[:, a:b], st.buf_i[:, a:b] = buf_e, buf_i
+            saved = net.save(path)
+        except Exception as exc:  # every rank learns of it below
+            error = f"rank 0: {type(exc).__name__}: {exc}"
+    error = comm.bcast(error, root=0)
+    if error is not None:
+        raise DistributedError(f"saving the distributed network failed: {error}")
+    return saved
