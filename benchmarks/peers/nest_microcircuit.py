@@ -74,6 +74,12 @@ def main() -> None:
         pops.append(pop)
     dt = p["dt_ms"]
     n_syn = 0
+    # one copy of static_synapse per source population: NEST holds at most 134,217,726
+    # connections per virtual process and synapse model, and the full-scale model has 299 M
+    # on one thread (its largest projection, L2/3E -> L2/3E, has 45.5 M); the copies are the
+    # same synapse
+    for j in range(len(pops)):
+        nest.CopyModel("static_synapse", f"static_synapse_from_{j}")
     for i, target in enumerate(pops):
         for j, source in enumerate(pops):
             k = int(p["n_synapses"][i][j])
@@ -87,7 +93,7 @@ def main() -> None:
                 target,
                 {"rule": "fixed_total_number", "N": k},
                 {
-                    "synapse_model": "static_synapse",
+                    "synapse_model": f"static_synapse_from_{j}",
                     "weight": nest.math.redraw(
                         nest.random.normal(mean=w, std=abs(w) * p["weight_rel_sd"]), min=lo, max=hi
                     ),

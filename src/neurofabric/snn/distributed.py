@@ -55,6 +55,7 @@ import numpy as np
 from neurofabric.core.errors import ConfigError, DistributedError
 from neurofabric.snn.kernels import layout as L
 from neurofabric.snn.network import SpikingNetwork
+from neurofabric.snn.recording import step_monitors
 
 log = logging.getLogger(__name__)
 
@@ -176,24 +177,6 @@ def _min_delay(syn: L.Synapses) -> int | None:
     return int(syn.delays.min())
 
 
-def _monitors(n_local: int, steps: int, dtype: np.dtype) -> L.Monitors:
-    """Buffers that record every local spike of a window: room for ``_BUFFER_STEPS`` steps of
-    all the rank's neurons spiking (the kernel stops early to be drained before it fills)."""
-    cap = max(n_local * min(steps, _BUFFER_STEPS), 1)
-    return L.Monitors(
-        np.ones(n_local, np.bool_),
-        np.empty(cap, np.int64),
-        np.empty(cap, np.int32),
-        np.zeros(steps, np.int32),
-        np.zeros(0, np.int64),
-        np.zeros((0, 0), dtype),
-        np.zeros((0, 0), dtype),
-        np.zeros((0, 0), dtype),
-        np.empty(n_local, np.int32),
-        np.zeros(n_local, np.uint8),
-    )
-
-
 def _world(comm: Any):
     if comm is not None:
         return comm
@@ -259,7 +242,9 @@ def run_distributed(net: SpikingNetwork, duration: float, *, comm: Any = None) -
         np.ascontiguousarray(st.buf_i[:, lo:hi]),
     )
     n_local = hi - lo
-    mon = _monitors(n_local, window, np.dtype(net.dtype))
+    # room for _BUFFER_STEPS steps of every local neuron spiking between drains
+    cap = max(n_local * min(window, _BUFFER_STEPS), 1)
+    mon = step_monitors(n_local, np.dtype(net.dtype), steps=window, capacity=cap)
     counters = np.zeros(L.N_COUNTERS, np.int64)
     counters[L.C_MONITORED] = n_local
     counters[L.C_THREADS] = k.threads(n_local)

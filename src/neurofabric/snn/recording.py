@@ -36,13 +36,16 @@ def _ceil_to(t: int, every: int) -> int:
     return -(-t // every) * every if every else t
 
 
-def step_monitors(n: int, dtype: np.dtype) -> Monitors:
-    """Buffers for one step that record every spike (``spk_i`` holds the step's spikes)."""
+def step_monitors(n: int, dtype: np.dtype, steps: int = 1, capacity: int | None = None) -> Monitors:
+    """Buffers that record every spike of ``n`` neurons over calls of up to ``steps`` steps
+    (``spk_t``/``spk_i`` hold ``capacity`` spikes, default ``n``: one step of all of them;
+    the kernel returns early to be drained before they fill)."""
+    cap = n if capacity is None else capacity
     return Monitors(
         np.ones(n, np.bool_),
-        np.empty(n, np.int64),
-        np.empty(n, np.int32),
-        np.zeros(1, np.int32),
+        np.empty(cap, np.int64),
+        np.empty(cap, np.int32),
+        np.zeros(steps, np.int32),
         np.zeros(0, np.int64),
         np.zeros((0, 0), dtype),
         np.zeros((0, 0), dtype),

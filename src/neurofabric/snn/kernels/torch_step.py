@@ -249,17 +249,12 @@ def _deliver(bufs, t, tg, w, d, inh_sign):
 
 
 def _uniform(key, i):
-    """:func:`.rowgen.uniform` for an int64 tensor of draw indices (exact in int64)."""
+    """:func:`.rowgen.uniform` for an int64 tensor of draw indices: the reference's 32-bit
+    hash (exact in int64; it is written with operators only), then float64 as numpy does
+    (an int64 tensor plus a Python float would be float32)."""
     x = (key + 2654435769 * (i + 1)) & M32
-    # in float64 as numpy does (an int64 tensor plus a Python float would be float32)
-    return (_hash32(_hash32(x) ^ key).to(torch.float64) + 0.5) / 4294967296.0
-
-
-def _hash32(x):
-    x = x & M32
-    x = ((x ^ (x >> 16)) * 73244475) & M32
-    x = ((x ^ (x >> 16)) * 73244475) & M32
-    return x ^ (x >> 16)
+    h = ref._hash32_array(ref._hash32_array(x) ^ key)
+    return (h.to(torch.float64) + 0.5) / 4294967296.0
 
 
 def _poisson_counts(lam, elam, u):
