@@ -101,7 +101,7 @@ class DistributedResult:
 
     def to_run_result(self, n_synapses: int, backend: str):
         """The spikes as a :class:`~neurofabric.snn.monitors.RunResult` (for its plots and
-        exports); its event steps count the windows."""
+        exports); every step is event-driven (each window's spikes are pushed)."""
         from neurofabric.snn.monitors import RunResult
 
         return RunResult(
@@ -113,7 +113,7 @@ class DistributedResult:
             n_spikes=self.n_spikes,
             wall_s=self.wall_s,
             backend=backend,
-            event_steps=self.windows,
+            event_steps=int(round(self.duration / self.dt)),
             dense_steps=0,
             spike_indices=self.spike_indices.astype(np.int32),
             spike_times=self.spike_times,
