@@ -254,6 +254,8 @@ def run_distributed(net: SpikingNetwork, duration: float, *, comm: Any = None) -
     times: list[np.ndarray] = []
     ids: list[np.ndarray] = []
     exchanges = received = 0
+    status = np.zeros(size, np.int64)
+    mine = np.zeros(1, np.int64)
     exchange_s = 0.0
     wall0 = time.perf_counter()
     done = 0
@@ -275,14 +277,17 @@ def run_distributed(net: SpikingNetwork, duration: float, *, comm: Any = None) -
         except Exception as exc:  # sent to every rank with the exchange below
             error = f"rank {rank}: {type(exc).__name__}: {exc}"
         t0 = time.perf_counter()
-        status = comm.allgather((packed.size, error))
-        failed = [e for _, e in status if e is not None]
-        if failed:
+        # each rank's spike count, -1 for a rank that failed (one small buffer exchange; the
+        # messages go by pickle only when a rank failed)
+        mine[0] = -1 if error is not None else packed.size
+        comm.Allgather(mine, status)
+        if (status < 0).any():
+            failed = [e for e in comm.allgather(error) if e is not None]
             raise DistributedError(
                 f"a rank failed at step {st.t} of a distributed run: {failed[0]}"
                 + (f" (and {len(failed) - 1} more)" if len(failed) > 1 else "")
             )
-        counts = np.array([c for c, _ in status], np.int64)
+        counts = status
         everything = np.empty(int(counts.sum()), np.int64)
         comm.Allgatherv(packed, [everything, counts])
         exchange_s += time.perf_counter() - t0
