@@ -170,3 +170,21 @@ def test_decayed_synapses_reach_zero_not_a_subnormal(backend, synapse):
     assert ge[live].min() >= G_FLUSH * np.exp(-dt / tau)  # the last value above the floor
     assert np.all(ge[np.argmax(~live[1:]) + 1 :] == 0.0)  # then exactly 0 to the end
     assert not np.any((ge > 0) & (ge < np.finfo(np.float64).tiny))  # never subnormal
+
+
+def test_the_numba_cache_key_ignores_the_torch_module_only(tmp_path):
+    """Editing a compiled kernel file re-keys numba's cache; editing the torch backend (never
+    compiled by numba) does not."""
+    import shutil
+    from pathlib import Path
+
+    from neurofabric.snn.kernels import numba_jit
+
+    here = Path(numba_jit.__file__).parent
+    for f in here.glob("*.py"):
+        shutil.copy(f, tmp_path / f.name)
+    before = numba_jit.kernel_digest(tmp_path)
+    (tmp_path / "torch_step.py").write_text("# edited\n", encoding="utf-8")
+    assert numba_jit.kernel_digest(tmp_path) == before
+    (tmp_path / "formulas.py").write_text("# edited\n", encoding="utf-8")
+    assert numba_jit.kernel_digest(tmp_path) != before

@@ -19,17 +19,29 @@ from neurofabric.snn.kernels import formulas, rowgen
 log = logging.getLogger(__name__)
 
 
+#: kernel files numba never compiles: editing them leaves the cache alone
+_NOT_COMPILED = frozenset({"torch_step.py"})
+
+
+def kernel_digest(folder: Path) -> str:
+    """The hash the numba cache of ``folder``'s kernels is keyed on: the name and source of
+    every ``.py`` file numba may compile (``_NOT_COMPILED`` left out)."""
+    digest = hashlib.sha256()
+    for path in sorted(folder.glob("*.py")):
+        if path.name in _NOT_COMPILED:
+            continue
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def _drop_stale_cache() -> None:
     """Numba's on-disk cache does not notice when a *called* function (or a constant) in
     another file changes; key the whole cache of this package on the source of every
-    kernel file."""
+    kernel file (:func:`kernel_digest`)."""
     here = Path(__file__).parent
     cache = here / "__pycache__"
-    digest = hashlib.sha256()
-    for path in sorted(here.glob("*.py")):
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
-    stamp = digest.hexdigest()
+    stamp = kernel_digest(here)
     marker = cache / "neurofabric-kernels.stamp"
     try:
         if marker.is_file() and marker.read_text() == stamp:
