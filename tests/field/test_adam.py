@@ -7,6 +7,7 @@ import pytest
 from neurofabric.core.errors import ConfigError, DivergenceError
 from neurofabric.field import DemandPagedField, HashGridSpec
 from neurofabric.field.kernels import numba_cpu, reference
+from neurofabric.field.optim import adam_hyper
 
 SPEC = HashGridSpec(
     n_dims=2, n_levels=4, n_features=2, log2_table=8, base_resolution=4, per_level_scale=1.5
@@ -290,26 +291,7 @@ def test_the_pool_step_equals_the_tiered_step_bit_for_bit(tmp_path, monkeypatch,
 
 
 def _pool_args(field, x, g, lr=0.05, t=3):
-    b1, b2 = 0.9, 0.99
-    hyper = np.array([lr, b1, 1 - b1, b2, 1 - b2, 1e-15, 1 - b1**t, 1 - b2**t], np.float32)
-    lay, p = field.optim_layout, field.pages
-    offsets = np.array([field.table_offset // field.row_bytes, lay["m_row"], lay["v_row"]])
-    return [
-        x,
-        g,
-        *field.grid.args,
-        offsets.astype(np.uint64),
-        field.row_bytes,
-        p.page_size,
-        p.resident,
-        p.resident_slots,
-        p.page_slot,
-        p.pool_f32,
-        hyper,
-        p.slot_dirty,
-        p.slot_tick,
-        7,
-    ]
+    return field._pool_adam_args(x, g, adam_hyper(lr, t), 7)
 
 
 # where the DRAM tier's arrays sit in ``_pool_args``

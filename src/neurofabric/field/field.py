@@ -41,7 +41,13 @@ from neurofabric.core.progress import ProgressCallback, ProgressReporter, check_
 from neurofabric.core.rng import make_rng
 from neurofabric.core.validation import check_choice, check_int, check_positive
 from neurofabric.field.encoding import PARALLEL_FROM, HashGrid
-from neurofabric.field.optim import ADAM, DEFAULT_LR, OPTIMIZERS, adam_update, check_finite
+from neurofabric.field.optim import (
+    DEFAULT_LR,
+    OPTIMIZERS,
+    adam_hyper,
+    adam_update,
+    check_finite,
+)
 from neurofabric.field.params import HashGridSpec
 from neurofabric.field.prefetch import PrefetchTracker, make_prefetcher
 from neurofabric.field.tiers import TierConfig, TieredPages
@@ -583,6 +589,33 @@ class DemandPagedField:
             for k, (W, b) in enumerate(layers):
                 self._set_layer(k, W, b)
 
+    def _adam_row_offsets(self) -> np.ndarray:
+        """The global row of table row 0, of its first moment and of its second (uint64)."""
+        lay = self.optim_layout
+        return np.array(
+            [self.table_offset // self.row_bytes, lay["m_row"], lay["v_row"]], np.uint64
+        )
+
+    def _pool_adam_args(self, x: np.ndarray, grad_enc: np.ndarray, hyper: np.ndarray, tick: int):
+        """The arguments of the kernels' ``adam_rows_paged`` for this field's DRAM pool."""
+        p = self.pages
+        return [
+            x,
+            grad_enc,
+            *self.grid.args,
+            self._adam_row_offsets(),
+            self.row_bytes,
+            p.page_size,
+            p.resident,
+            p.resident_slots,
+            p.page_slot,
+            p.pool_f32,
+            hyper,
+            p.slot_dirty,
+            p.slot_tick,
+            tick,
+        ]
+
     def _adam_pool_step(self, coords: Any, target: Any, lr: float, decoder: bool) -> float | None:
         """An Adam step computed and written straight in the DRAM pool (the kernels'
         ``adam_rows_paged``: no row lists gathered, no tier calls for the moments); the same
@@ -596,39 +629,19 @@ class DemandPagedField:
         loss, decoder_grads, grad_enc = self._backprop(feats, params, y)
         t = self._adam_state()["t"] + 1
         layers, moments = self._adam_decoder(params, decoder_grads, lr, t)
-        b1, b2 = ADAM.beta1, ADAM.beta2
-        hyper = np.array(
-            [lr, b1, 1.0 - b1, b2, 1.0 - b2, ADAM.eps, 1.0 - b1**t, 1.0 - b2**t], np.float32
-        )
-        lay, p = self.optim_layout, self.pages
         check_finite("this Adam step", *(a for wb in layers for a in wb), lr=lr, loss=loss)
-        offsets = np.array(
-            [self.table_offset // self.row_bytes, lay["m_row"], lay["v_row"]], np.uint64
-        )
+        hyper, p = adam_hyper(lr, t), self.pages
         p.tick += 1
 
-        def apply() -> tuple[int, int]:
+        def apply() -> tuple[int, int]:  # the arguments again: a bring-in replaces arrays
             return self.grid.kernels.adam_rows_paged(
-                x,
-                grad_enc,
-                *self.grid.args,
-                offsets,
-                self.row_bytes,
-                p.page_size,
-                p.resident,
-                p.resident_slots,
-                p.page_slot,
-                p.pool_f32,
-                hyper,
-                p.slot_dirty,
-                p.slot_tick,
-                p.tick,
+                *self._pool_adam_args(x, grad_enc, hyper, p.tick)
             )
 
         touched, status = apply()
         if status == 1:  # a value's or moment's page is not in DRAM: bring them in, try again
             rows = np.unique(self.grid.corners(x)[0])
-            p.read_rows(np.concatenate([rows + o for o in offsets]))
+            p.read_rows(np.concatenate([rows + o for o in self._adam_row_offsets()]))
             touched, status = apply()
         if status == 1:  # the batch's pages do not fit in DRAM together
             return None

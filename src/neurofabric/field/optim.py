@@ -25,7 +25,15 @@ import numpy as np
 
 from neurofabric.core.errors import DivergenceError
 
-__all__ = ["ADAM", "DEFAULT_LR", "OPTIMIZERS", "AdamSettings", "adam_update", "check_finite"]
+__all__ = [
+    "ADAM",
+    "DEFAULT_LR",
+    "OPTIMIZERS",
+    "AdamSettings",
+    "adam_hyper",
+    "adam_update",
+    "check_finite",
+]
 
 OPTIMIZERS = ("adam", "sgd")
 #: the default learning rate of each optimizer
@@ -60,6 +68,16 @@ def adam_update(
     v_hat = v_new / (1.0 - b2**t)
     w_new = (w - lr * m_hat / (np.sqrt(v_hat) + settings.eps)).astype(np.float32)
     return w_new, m_new, v_new
+
+
+def adam_hyper(lr: float, t: int, settings: AdamSettings = ADAM) -> np.ndarray:
+    """What the fused kernel (``adam_rows_paged``) takes for step ``t``: (lr, beta1, 1 - beta1,
+    beta2, 1 - beta2, eps, 1 - beta1^t, 1 - beta2^t), each computed in float64 and rounded to
+    float32, as numpy rounds the Python floats of :func:`adam_update` (the same bits)."""
+    b1, b2 = settings.beta1, settings.beta2
+    return np.array(
+        [lr, b1, 1.0 - b1, b2, 1.0 - b2, settings.eps, 1.0 - b1**t, 1.0 - b2**t], np.float32
+    )
 
 
 def check_finite(what: str, *arrays: np.ndarray, lr: float, loss: float) -> None:
