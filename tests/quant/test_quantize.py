@@ -18,7 +18,7 @@ from neurofabric.quant import (
 )
 
 
-@pytest.mark.parametrize("bits", [1, 2, 4, 8])
+@pytest.mark.parametrize("bits", [1, 2, 3, 4, 5, 8])
 @settings(max_examples=30, deadline=None)
 @given(n=st.integers(0, 300), seed=st.integers(0, 2**32 - 1))
 def test_pack_unpack_round_trip_is_exact(bits, n, seed):
@@ -32,6 +32,8 @@ def test_packing_layout_is_low_bits_first():
     assert pack_bits(np.array([1, 2]), 4).tolist() == [0x21]
     assert pack_bits(np.array([1, 2, 3, 0]), 2).tolist() == [0b00111001]
     assert pack_bits(np.array([3]), 2).tolist() == [3]
+    # 3 bits: a little-endian bit stream, the third code straddles the first two bytes
+    assert pack_bits(np.array([5, 3, 7]), 3).tolist() == [0b11011101, 0b1]
 
 
 SPECS = [
@@ -129,8 +131,10 @@ def test_bad_input():
         quantize(np.array([np.nan], np.float32))
     with pytest.raises(ConfigError, match=r"\[0, 16\)"):
         pack_bits(np.array([16]), 4)
-    with pytest.raises(ConfigError, match=r"`bits` must be one of \(1, 2, 4, 8\), got 3"):
-        pack_bits(np.array([1]), 3)
+    with pytest.raises(
+        ConfigError, match=r"`bits` must be one of \(1, 2, 3, 4, 5, 6, 7, 8\), got 9"
+    ):
+        pack_bits(np.array([1]), 9)
     with pytest.raises(ConfigError, match="`axis` must be an integer"):
         QuantSpec(granularity="channel", axis=0.5)
     with pytest.raises(ConfigError, match="`n` must be >= 0"):

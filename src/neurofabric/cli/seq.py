@@ -213,13 +213,8 @@ def seq_generate(
     from neurofabric.seq.io import load_model
     from neurofabric.seq.tokenizers import load_tokenizer
 
-    folder = checkpoint / "best" if (checkpoint / "best" / "config.json").is_file() else checkpoint
+    folder, tok_path = _model_folder(checkpoint)
     model = load_model(folder)
-    tok_path = (
-        checkpoint / "tokenizer.json"
-        if (checkpoint / "tokenizer.json").is_file()
-        else folder / "tokenizer.json"
-    )
     tok = load_tokenizer(tok_path)
     pieces = generate(
         model,
@@ -243,6 +238,140 @@ def seq_generate(
     for piece in pieces:
         console.print(piece, end="", highlight=False, markup=False)
     console.print()
+
+
+def _model_folder(checkpoint: Path) -> tuple[Path, Path]:
+    """The model folder of a run folder (its best/) or of a model folder, and the
+    tokenizer.json beside it."""
+    folder = checkpoint / "best" if (checkpoint / "best" / "config.json").is_file() else checkpoint
+    tok = checkpoint / "tokenizer.json"
+    return folder, tok if tok.is_file() else folder / "tokenizer.json"
+
+
+def _token_windows(path: Path, tok, n: int, seq_len: int, seed: int):
+    """``n`` windows of ``seq_len`` token ids from the text file ``path`` (random starts)."""
+    import numpy as np
+    import torch
+
+    if not path.is_file():
+        raise ConfigError(f"--data {path} not found")
+    ids = np.asarray(tok.encode(path.read_text(encoding="utf-8")), dtype=np.int64)
+    if len(ids) <= seq_len + 1:
+        raise ConfigError(
+            f"--data {path} has {len(ids)} tokens; it needs more than --seq-len + 1 = {seq_len + 1}"
+        )
+    starts = np.random.default_rng(seed).integers(0, len(ids) - seq_len - 1, n)
+    return torch.from_numpy(np.stack([ids[s : s + seq_len + 1] for s in starts]))
+
+
+@seq_app.command("quantize")
+@handles_errors
+def seq_quantize(
+    model_dir: Path = typer.Argument(..., help="A run folder (uses best/) or a model folder."),
+    out: Path = typer.Argument(..., help="The quantized model folder to write."),
+    method: str = typer.Option("awq", help="awq (needs --data) or rtn (round to nearest)."),
+    bits: int = typer.Option(4, help="Bits per weight (2-8; the int4 decoder runs 4)."),
+    group: int = typer.Option(128, help="Inputs per scale and zero point."),
+    data: Path | None = typer.Option(None, help="Calibration text (AWQ): the training corpus."),
+    calib_seqs: int = typer.Option(128, help="Calibration sequences."),
+    seq_len: int = typer.Option(128, help="Tokens per calibration sequence."),
+    seed: int = typer.Option(0),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Quantize a model's linear layers (AWQ or RTN, group-wise INT-b, really packed)."""
+    import shutil
+
+    from neurofabric.quant.awq import AWQConfig, quantize_model
+    from neurofabric.seq.io import load_model, save_quantized
+    from neurofabric.seq.tokenizers import load_tokenizer
+
+    cfg = AWQConfig(bits=bits, group_size=group, method=method, seed=seed)
+    folder, tok_path = _model_folder(model_dir)
+    model = load_model(folder)
+    calib = None
+    if method == "awq":
+        if data is None:
+            raise ConfigError("--method awq needs --data (calibration text); or use --method rtn")
+        calib = _token_windows(data, load_tokenizer(tok_path), calib_seqs, seq_len, seed)[:, :-1]
+        calib = calib.split(16)
+    float_bytes = sum(p.numel() * 4 for p in model.parameters())
+    t0 = time.perf_counter()
+    report = quantize_model(model, calib, cfg)
+    seconds = time.perf_counter() - t0
+    save_quantized(model, out, quant=cfg.as_dict())
+    if tok_path.is_file():
+        shutil.copyfile(tok_path, out / "tokenizer.json")
+    size = (out / "model.safetensors").stat().st_size
+    summary = {
+        "method": method,
+        "bits": bits,
+        "group": group,
+        "layers": len(report.layers),
+        "skipped": report.skipped,
+        "bits_per_weight": report.bits_per_weight,
+        "file_bytes": size,
+        "float32_bytes": float_bytes,
+        "seconds": seconds,
+        "out": str(out),
+    }
+
+    def table(sm):
+        t = Table(title=f"{method.upper()} w{bits} g{group} -> {out}")
+        for col in ("layers", "bits per weight", "file (MB)", "float32 (MB)", "seconds"):
+            t.add_column(col, justify="right")
+        t.add_row(
+            str(sm["layers"]),
+            f"{sm['bits_per_weight']:.3f}",
+            f"{size / 1e6:.2f}",
+            f"{float_bytes / 1e6:.2f}",
+            f"{seconds:.1f}",
+        )
+        return t
+
+    emit(summary, json_out, table)
+
+
+@seq_app.command("eval")
+@handles_errors
+def seq_eval(
+    model_dir: Path = typer.Argument(..., help="A run folder, a model folder or a quantized one."),
+    data: Path = typer.Option(..., help="Text to score."),
+    n_seqs: int = typer.Option(64, help="Sequences to score."),
+    seq_len: int = typer.Option(128, help="Tokens per sequence."),
+    seed: int = typer.Option(0),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Mean cross-entropy (nats per token) of a model on random windows of a text."""
+    import torch
+
+    from neurofabric.seq.io import load_model
+    from neurofabric.seq.tokenizers import load_tokenizer
+
+    folder, tok_path = _model_folder(model_dir)
+    model = load_model(folder)
+    windows = _token_windows(data, load_tokenizer(tok_path), n_seqs, seq_len, seed)
+    losses = []
+    model.eval()
+    with torch.no_grad():
+        for chunk in windows.split(16):
+            logits = model(chunk[:, :-1])[0]
+            losses.append(
+                torch.nn.functional.cross_entropy(
+                    logits.reshape(-1, logits.shape[-1]), chunk[:, 1:].reshape(-1)
+                ).item()
+                * len(chunk)
+            )
+    loss = sum(losses) / len(windows)
+    summary = {"loss": loss, "sequences": len(windows), "seq_len": seq_len, "model": str(folder)}
+    emit(summary, json_out, _eval_table)
+
+
+def _eval_table(sm):
+    t = Table(title=f"{sm['model']}")
+    t.add_column("loss (nats/token)", justify="right")
+    t.add_column("sequences", justify="right")
+    t.add_row(f"{sm['loss']:.4f}", str(sm["sequences"]))
+    return t
 
 
 @seq_app.command("info")

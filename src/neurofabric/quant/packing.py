@@ -1,7 +1,9 @@
-"""Bit packing of unsigned codes: 8 // bits codes per byte, the first in the lowest bits.
+"""Bit packing of unsigned codes as a little-endian bit stream: code ``i`` of ``b`` bits
+occupies bits ``[i b, (i + 1) b)``, counting from the lowest bit of the first byte.
 
 For 4 bits, codes ``[a, b]`` become the byte ``a | b << 4``; for 2 bits, ``[a, b, c, d]``
-become ``a | b << 2 | c << 4 | d << 6``. A trailing partial byte is zero-padded.
+become ``a | b << 2 | c << 4 | d << 6``; for 3 bits, eight codes fill three bytes (a code may
+straddle two). A trailing partial byte is zero-padded.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import numpy as np
 from neurofabric.core.errors import ConfigError, ShapeError
 from neurofabric.core.validation import check_choice, check_int
 
-BIT_WIDTHS = (1, 2, 4, 8)
+BIT_WIDTHS = (1, 2, 3, 4, 5, 6, 7, 8)
 
 
 def _check_bits(bits: int) -> int:
@@ -35,6 +37,9 @@ def pack_bits(codes: np.ndarray, bits: int) -> np.ndarray:
     flat = flat.astype(np.uint8)
     if bits == 8:
         return flat.copy()
+    if 8 % bits:  # the general bit stream
+        stream = np.unpackbits(flat[:, None], axis=1, count=bits, bitorder="little")
+        return np.packbits(stream.reshape(-1), bitorder="little")
     per = 8 // bits
     pad = (-flat.size) % per
     if pad:
@@ -56,6 +61,9 @@ def unpack_bits(packed: np.ndarray, bits: int, n: int) -> np.ndarray:
         )
     if bits == 8:
         return packed[:n].copy()
+    if 8 % bits:
+        stream = np.unpackbits(packed, count=n * bits, bitorder="little").reshape(n, bits)
+        return np.packbits(stream, axis=1, bitorder="little").reshape(-1)
     per = 8 // bits
     mask = np.uint8((1 << bits) - 1)
     lanes = np.empty((packed.size, per), np.uint8)

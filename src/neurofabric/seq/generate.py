@@ -121,17 +121,21 @@ def _stepper(model: Any, backend: str):
     from neurofabric.seq.rwkv import RWKV4
 
     if backend != "torch":
-        from neurofabric.seq.decode import MambaDecoder, RWKVDecoder
+        from neurofabric.quant.awq import QuantLinear
+        from neurofabric.seq.decode import MambaDecoder, RWKVDecoder, q4_ready
 
+        quantized = any(isinstance(m, QuantLinear) for m in model.modules())
         dec = None
-        if isinstance(model, RWKV4):
+        if isinstance(model, RWKV4) and (not quantized or q4_ready(model)):
             dec = RWKVDecoder.from_model(model, backend=backend)
-        elif isinstance(model, Mamba):
+        elif isinstance(model, Mamba) and not quantized:
             dec = MambaDecoder.from_model(model, backend=backend)
         elif backend != "auto":
             raise ConfigError(
-                f"`backend` {backend!r} runs the fused decoders of RWKV4 and Mamba, but the "
-                f"model is a {type(model).__name__}; use backend='torch' or 'auto'"
+                f"`backend` {backend!r} runs the fused decoders of RWKV4 and Mamba (float, or "
+                f"RWKV4 quantized to 4 bits), but the model is a "
+                f"{'quantized ' if quantized else ''}{type(model).__name__}; use "
+                f"backend='torch' or 'auto'"
             )
         if dec is not None:
             state = dec.init_state(1)

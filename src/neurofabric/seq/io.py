@@ -35,10 +35,20 @@ from neurofabric.core.checkpoint import (
 )
 from neurofabric.core.errors import CheckpointError
 
-__all__ = ["build_model", "load_model", "save_model", "read_checkpoint_manifest", "ARCHS"]
+__all__ = [
+    "ARCHS",
+    "build_model",
+    "load_model",
+    "load_quantized",
+    "read_checkpoint_manifest",
+    "save_model",
+    "save_quantized",
+]
 
 FORMAT = "neurofabric-seq"
 VERSION = 1
+QUANT_FORMAT = "neurofabric-seq-quant"
+QUANT_VERSION = 1
 CHECKPOINT_FORMAT = "neurofabric-seq-checkpoint"
 CHECKPOINT_VERSION = 1
 
@@ -101,6 +111,8 @@ def load_model(path: str | os.PathLike[str], *, arch: str | None = None, verify:
     from safetensors.torch import load_file
 
     path = Path(path)
+    if _format_of(path) == QUANT_FORMAT:
+        return load_quantized(path, arch=arch, verify=verify)
     meta = read_meta(path)
     if arch is not None and meta.get("arch") != arch:
         raise CheckpointError(f"{path} holds a {meta.get('arch')!r} model, not {arch!r}")
@@ -121,6 +133,99 @@ def load_model(path: str | os.PathLike[str], *, arch: str | None = None, verify:
             f"{weights}: tensors do not match the config ({(bad or sorted(set(state) - set(own)))[:3]})"
         )
     model.load_state_dict(state)
+    return model
+
+
+def _format_of(path: Path) -> Any:
+    try:
+        return json.loads((path / "config.json").read_text(encoding="utf-8")).get("format")
+    except (OSError, ValueError, AttributeError):
+        return None  # read_meta reports what is wrong
+
+
+def save_quantized(model: Any, path: str | os.PathLike[str], *, quant: dict | None = None) -> Path:
+    """Save a model quantized by :func:`neurofabric.quant.awq.quantize_model` to ``path`` (a
+    directory, replaced atomically)::
+
+        config.json        {"format": "neurofabric-seq-quant", "format_version": 1, "arch",
+                            "config", "quant": {"layers": {name: {bits, group_size, shape}},
+                            ...``quant``}, "sha256": {"model.safetensors": ...}}
+        model.safetensors  the float parameters, and per quantized layer ``NAME.qweight``
+                           (uint8 codes), ``NAME.scales`` (float16), ``NAME.qzeros`` (uint8
+                           zero points), ``NAME.in_scale`` (float16, when the layer has one)
+
+    Nothing is pickled; :func:`load_model` reads it back."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from neurofabric.quant.awq import quantized_layers
+
+    layers = dict(quantized_layers(model))
+    if not layers:
+        raise CheckpointError(
+            "the model has no quantized layer; quantize it first "
+            "(neurofabric.quant.awq.quantize_model) or save it with save_model"
+        )
+    arrays = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+    for name, layer in layers.items():
+        arrays.update(layer.packed.arrays(name))
+    arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+    with atomic_directory(path) as tmp:
+        save_file(arrays, tmp / "model.safetensors")
+        meta = {
+            "format": QUANT_FORMAT,
+            "format_version": QUANT_VERSION,
+            "arch": arch_of(model),
+            "config": model.config.as_dict(),
+            "quant": {**(quant or {}), "layers": {n: m.packed.meta() for n, m in layers.items()}},
+            "sha256": {"model.safetensors": sha256_file(tmp / "model.safetensors")},
+        }
+        (tmp / "config.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    return Path(path)
+
+
+def load_quantized(path: str | os.PathLike[str], *, arch: str | None = None, verify: bool = True):
+    """The quantized model saved by :func:`save_quantized` (its linear layers are
+    :class:`~neurofabric.quant.awq.QuantLinear`); every inconsistency is a CheckpointError."""
+    from safetensors.numpy import load_file
+
+    from neurofabric.core.errors import ShapeError
+    from neurofabric.quant.awq import PackedLinear, QuantLinear
+
+    path = Path(path)
+    meta = read_manifest(
+        path, format_name=QUANT_FORMAT, version=QUANT_VERSION, filename="config.json"
+    )
+    if arch is not None and meta.get("arch") != arch:
+        raise CheckpointError(f"{path} holds a {meta.get('arch')!r} model, not {arch!r}")
+    weights = path / "model.safetensors"
+    if not weights.is_file():
+        raise CheckpointError(f"{path}: model.safetensors is missing")
+    if verify and sha256_file(weights) != meta["sha256"]["model.safetensors"]:
+        raise CheckpointError(f"{weights}: sha256 mismatch, the file is corrupt")
+    try:
+        model = build_model(meta["arch"], meta["config"])
+        layers = meta["quant"]["layers"]
+    except (TypeError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{path}: config does not build a model ({exc})") from exc
+    arrays = load_file(weights)
+    for name, lmeta in layers.items():
+        try:
+            packed = PackedLinear.from_arrays(arrays, name, lmeta)
+            old = model.get_submodule(name)
+        except (ShapeError, AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{weights}: quantized layer {name!r}: {exc}") from exc
+        if tuple(old.weight.shape) != packed.shape:
+            raise CheckpointError(
+                f"{name}: quantized shape {packed.shape}, the model needs {tuple(old.weight.shape)}"
+            )
+        parent, _, attr = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, attr, QuantLinear(packed))
+    own = model.state_dict()
+    bad = [k for k in own if k not in arrays or tuple(arrays[k].shape) != tuple(own[k].shape)]
+    if bad:
+        raise CheckpointError(f"{weights}: tensors do not match the config ({bad[:3]})")
+    model.load_state_dict({k: torch.from_numpy(arrays[k]) for k in own})
     return model
 
 

@@ -29,6 +29,78 @@ def _layer_norm(x, w, b, out):
             out[i, c] = (x[i, c] - mu) * inv * w[c] + b[c]
 
 
+@njit(cache=True, inline="always")
+def _att_inputs(x, ln_w, ln_b, mix, st, xx, xk, xv, xr):
+    """LN1 and the token shift: the inputs of W_k, W_v, W_r; st[0] takes the new shift."""
+    _layer_norm(x, ln_w, ln_b, xx)
+    B, C = x.shape
+    mk, mv, mr = mix[0], mix[1], mix[2]
+    for i in range(B):
+        for c in range(C):
+            s = st[0, i, c]
+            a = xx[i, c]
+            xk[i, c] = a * mk[c] + s * (1.0 - mk[c])
+            xv[i, c] = a * mv[c] + s * (1.0 - mv[c])
+            xr[i, c] = a * mr[c] + s * (1.0 - mr[c])
+            st[0, i, c] = a
+
+
+@njit(cache=True, inline="always")
+def _wkv(k, v, r, st, dec, u):
+    """sigmoid(r) * wkv (B, C), and the WKV sums a, b, p of ``st`` advanced one token."""
+    B, C = k.shape
+    out = np.empty((B, C), dtype=np.float32)
+    for i in range(B):
+        for c in range(C):
+            aa, bb, pp = st[1, i, c], st[2, i, c], st[3, i, c]
+            kk, vv = k[i, c], v[i, c]
+            ww = u[c] + kk
+            q = max(pp, ww)
+            e1 = np.exp(pp - q)
+            e2 = np.exp(ww - q)
+            rr = 1.0 / (1.0 + np.exp(-r[i, c]))
+            out[i, c] = rr * (e1 * aa + e2 * vv) / (e1 * bb + e2)
+            ww = pp + dec[c]
+            q = max(ww, kk)
+            e1 = np.exp(ww - q)
+            e2 = np.exp(kk - q)
+            st[1, i, c] = e1 * aa + e2 * vv
+            st[2, i, c] = e1 * bb + e2
+            st[3, i, c] = q
+    return out
+
+
+@njit(cache=True, inline="always")
+def _ffn_inputs(x, ln_w, ln_b, mix, st, xx, xk, xr):
+    """LN2 and the token shift: the inputs of the channel mix's W_k and W_r (st[4] updated)."""
+    _layer_norm(x, ln_w, ln_b, xx)
+    B, C = x.shape
+    fk, fr = mix[0], mix[1]
+    for i in range(B):
+        for c in range(C):
+            s = st[4, i, c]
+            a = xx[i, c]
+            xk[i, c] = a * fk[c] + s * (1.0 - fk[c])
+            xr[i, c] = a * fr[c] + s * (1.0 - fr[c])
+            st[4, i, c] = a
+
+
+@njit(cache=True, inline="always")
+def _square_relu(kf):
+    for i in range(kf.shape[0]):
+        for j in range(kf.shape[1]):
+            t = kf[i, j]
+            kf[i, j] = t * t if t > 0 else 0.0
+
+
+@njit(cache=True, inline="always")
+def _add_gated(x, kv, rf):
+    """x += sigmoid(rf) * kv."""
+    for i in range(x.shape[0]):
+        for c in range(x.shape[1]):
+            x[i, c] += kv[i, c] / (1.0 + np.exp(-rf[i, c]))
+
+
 @njit(cache=True)
 def rwkv_step(
     tokens,
@@ -67,60 +139,108 @@ def rwkv_step(
     xr = np.empty((B, C), dtype=np.float32)
     for layer in range(L):
         st = state[layer]
-        # ---- time mixing
-        _layer_norm(x, ln[layer, 0, 0], ln[layer, 0, 1], xx)
-        mk, mv, mr = att_mix[layer, 0], att_mix[layer, 1], att_mix[layer, 2]
-        for i in range(B):
-            for c in range(C):
-                s = st[0, i, c]
-                a = xx[i, c]
-                xk[i, c] = a * mk[c] + s * (1.0 - mk[c])
-                xv[i, c] = a * mv[c] + s * (1.0 - mv[c])
-                xr[i, c] = a * mr[c] + s * (1.0 - mr[c])
-                st[0, i, c] = a
+        _att_inputs(x, ln[layer, 0, 0], ln[layer, 0, 1], att_mix[layer], st, xx, xk, xv, xr)
         k = np.dot(xk, att_w[layer, 0].T)
         v = np.dot(xv, att_w[layer, 1].T)
         r = np.dot(xr, att_w[layer, 2].T)
-        wkv = np.empty((B, C), dtype=np.float32)
-        dec, u = decay[layer], first[layer]
-        for i in range(B):
-            for c in range(C):
-                aa, bb, pp = st[1, i, c], st[2, i, c], st[3, i, c]
-                kk, vv = k[i, c], v[i, c]
-                ww = u[c] + kk
-                q = max(pp, ww)
-                e1 = np.exp(pp - q)
-                e2 = np.exp(ww - q)
-                rr = 1.0 / (1.0 + np.exp(-r[i, c]))
-                wkv[i, c] = rr * (e1 * aa + e2 * vv) / (e1 * bb + e2)
-                ww = pp + dec[c]
-                q = max(ww, kk)
-                e1 = np.exp(ww - q)
-                e2 = np.exp(kk - q)
-                st[1, i, c] = e1 * aa + e2 * vv
-                st[2, i, c] = e1 * bb + e2
-                st[3, i, c] = q
+        wkv = _wkv(k, v, r, st, decay[layer], first[layer])
         x += np.dot(wkv, att_w[layer, 3].T)
-        # ---- channel mixing
-        _layer_norm(x, ln[layer, 1, 0], ln[layer, 1, 1], xx)
-        fk, fr = ffn_mix[layer, 0], ffn_mix[layer, 1]
-        for i in range(B):
-            for c in range(C):
-                s = st[4, i, c]
-                a = xx[i, c]
-                xk[i, c] = a * fk[c] + s * (1.0 - fk[c])
-                xr[i, c] = a * fr[c] + s * (1.0 - fr[c])
-                st[4, i, c] = a
+        _ffn_inputs(x, ln[layer, 1, 0], ln[layer, 1, 1], ffn_mix[layer], st, xx, xk, xr)
         kf = np.dot(xk, ffn_k[layer].T)
-        for i in range(B):
-            for j in range(kf.shape[1]):
-                t = kf[i, j]
-                kf[i, j] = t * t if t > 0 else 0.0
-        kv = np.dot(kf, ffn_v[layer].T)
-        rf = np.dot(xr, ffn_r[layer].T)
-        for i in range(B):
-            for c in range(C):
-                x[i, c] += kv[i, c] / (1.0 + np.exp(-rf[i, c]))
+        _square_relu(kf)
+        _add_gated(x, np.dot(kf, ffn_v[layer].T), np.dot(xr, ffn_r[layer].T))
+    _layer_norm(x, ln_out[0], ln_out[1], xx)
+    return np.dot(xx, head.T)
+
+
+@njit(cache=True, fastmath=True)
+def _q4_row(row, xe, xo, scales, zs, xs, hg):
+    """One output of :func:`q4_matvec`: per group ``s sum(q x) - zs sum(x)``."""
+    acc = np.float32(0.0)
+    lo, sh = np.uint8(15), np.uint8(4)
+    for g in range(scales.shape[0]):
+        part = np.float32(0.0)
+        base = g * hg
+        for j in range(hg):  # uint8 masks keep this loop in SIMD lanes
+            byte = row[base + j]
+            part += np.float32(byte & lo) * xe[base + j] + np.float32(byte >> sh) * xo[base + j]
+        acc += scales[g] * part - zs[g] * xs[g]
+    return acc
+
+
+@njit(cache=True, parallel=True, fastmath=True)
+def q4_matvec(x, qweight, scales, zs):
+    """``x @ W.T`` (B, out) for 4-bit codes: ``W[o, i] = s[o, g] (q[o, i] - z[o, g])`` with
+    ``zs = z s``; qweight (out, in / 2) uint8, code 2j in the low nibble of byte j, 2j + 1 in
+    the high one; scales, zs (out, in / group) float32. Codes are unpacked in registers, the
+    sums kept in float32 (in any order: ``fastmath``); parallel over outputs."""
+    B = x.shape[0]
+    out, half = qweight.shape
+    ng = scales.shape[1]
+    hg = half // ng  # bytes per group
+    xe = np.empty((B, half), dtype=np.float32)  # even and odd inputs, each contiguous
+    xo = np.empty((B, half), dtype=np.float32)
+    xs = np.zeros((B, ng), dtype=np.float32)  # the sum of x over each group
+    for b in range(B):
+        for j in range(half):
+            xe[b, j] = x[b, 2 * j]
+            xo[b, j] = x[b, 2 * j + 1]
+            xs[b, j // hg] += x[b, 2 * j] + x[b, 2 * j + 1]
+    y = np.empty((B, out), dtype=np.float32)
+    for o in prange(out):
+        for b in range(B):
+            y[b, o] = _q4_row(qweight[o], xe[b], xo[b], scales[o], zs[o], xs[b], hg)
+    return y
+
+
+@njit(cache=True)
+def rwkv_step_q4(
+    tokens,
+    emb,
+    ln0,
+    ln,
+    att_mix,
+    decay,
+    first,
+    att_k,
+    att_v,
+    att_r,
+    att_o,
+    ffn_mix,
+    ffn_k,
+    ffn_r,
+    ffn_v,
+    ln_out,
+    head,
+    state,
+):
+    """:func:`rwkv_step` with 4-bit linear layers: each of att_k ... ffn_v is a tuple
+    (qweight (L, out, in / 2) uint8, scales (L, out, groups), zs (L, out, groups)) for
+    :func:`q4_matvec`; the head stays float32 (V, C)."""
+    B = tokens.shape[0]
+    L, _, C = att_mix.shape
+    x = np.empty((B, C), dtype=np.float32)
+    for i in range(B):
+        x[i] = emb[tokens[i]]
+    xx = np.empty((B, C), dtype=np.float32)
+    _layer_norm(x, ln0[0], ln0[1], xx)
+    x[:] = xx
+    xk = np.empty((B, C), dtype=np.float32)
+    xv = np.empty((B, C), dtype=np.float32)
+    xr = np.empty((B, C), dtype=np.float32)
+    for layer in range(L):
+        st = state[layer]
+        _att_inputs(x, ln[layer, 0, 0], ln[layer, 0, 1], att_mix[layer], st, xx, xk, xv, xr)
+        k = q4_matvec(xk, att_k[0][layer], att_k[1][layer], att_k[2][layer])
+        v = q4_matvec(xv, att_v[0][layer], att_v[1][layer], att_v[2][layer])
+        r = q4_matvec(xr, att_r[0][layer], att_r[1][layer], att_r[2][layer])
+        wkv = _wkv(k, v, r, st, decay[layer], first[layer])
+        x += q4_matvec(wkv, att_o[0][layer], att_o[1][layer], att_o[2][layer])
+        _ffn_inputs(x, ln[layer, 1, 0], ln[layer, 1, 1], ffn_mix[layer], st, xx, xk, xr)
+        kf = q4_matvec(xk, ffn_k[0][layer], ffn_k[1][layer], ffn_k[2][layer])
+        _square_relu(kf)
+        kv = q4_matvec(kf, ffn_v[0][layer], ffn_v[1][layer], ffn_v[2][layer])
+        _add_gated(x, kv, q4_matvec(xr, ffn_r[0][layer], ffn_r[1][layer], ffn_r[2][layer]))
     _layer_norm(x, ln_out[0], ln_out[1], xx)
     return np.dot(xx, head.T)
 

@@ -101,6 +101,51 @@ def rwkv_step(
     return _ln(x, ln_out[0], ln_out[1]) @ head.T
 
 
+def q4_dequant(qweight, scales, zs):
+    """The float64 weights (out, in) of 4-bit codes (layout of ``numba_cpu.q4_matvec``)."""
+    q = np.empty((qweight.shape[0], 2 * qweight.shape[1]))
+    q[:, 0::2] = qweight & 15
+    q[:, 1::2] = qweight >> 4
+    g = q.shape[1] // scales.shape[1]
+    s = np.repeat(scales.astype(np.float64), g, axis=1)
+    return q * s - np.repeat(zs.astype(np.float64), g, axis=1)
+
+
+def q4_matvec(x, qweight, scales, zs):
+    """``x @ W.T`` with W the dequantized 4-bit weights, in float64."""
+    return x.astype(np.float64) @ q4_dequant(qweight, scales, zs).T
+
+
+def rwkv_step_q4(
+    tokens,
+    emb,
+    ln0,
+    ln,
+    att_mix,
+    decay,
+    first,
+    att_k,
+    att_v,
+    att_r,
+    att_o,
+    ffn_mix,
+    ffn_k,
+    ffn_r,
+    ffn_v,
+    ln_out,
+    head,
+    state,
+):
+    """The 4-bit step: :func:`rwkv_step` on the dequantized weights."""
+
+    def stack(t):
+        return np.stack([q4_dequant(t[0][i], t[1][i], t[2][i]) for i in range(len(t[0]))])
+
+    att_w = np.stack([stack(t) for t in (att_k, att_v, att_r, att_o)], axis=1)
+    args = (ffn_mix, stack(ffn_k), stack(ffn_r), stack(ffn_v), ln_out, head, state)
+    return rwkv_step(tokens, emb, ln0, ln, att_mix, decay, first, att_w, *args)
+
+
 def mamba_step(
     tokens,
     emb,

@@ -1,0 +1,88 @@
+"""The int4 decode path: ``q4_matvec`` and ``rwkv_step_q4`` against the dequantized reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from neurofabric.core.errors import ConfigError
+from neurofabric.quant.awq import AWQConfig, PackedLinear, quantize_model
+from neurofabric.seq import RWKV4, RWKVConfig
+from neurofabric.seq.decode import RWKVDecoder, q4_arrays
+from neurofabric.seq.generate import generate
+from neurofabric.seq.kernels import reference as ref
+
+nb = pytest.importorskip("neurofabric.seq.kernels.numba_cpu")
+
+
+@pytest.mark.parametrize(("out", "inp", "group", "batch"), [(48, 256, 128, 1), (40, 192, 32, 3)])
+def test_q4_matvec_matches_the_dequantized_reference(out, inp, group, batch):
+    g = torch.Generator().manual_seed(out)
+    packed = PackedLinear.from_weight(torch.randn(out, inp, generator=g), 4, group)
+    q, s, zs = q4_arrays(packed)
+    x = np.random.default_rng(batch).standard_normal((batch, inp)).astype(np.float32)
+    want = ref.q4_matvec(x, q, s, zs)
+    got = nb.q4_matvec(x, q, s, zs)
+    assert got.dtype == np.float32 and got.shape == (batch, out)
+    assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
+    # and the reference is the layer's own dequantized weight
+    np.testing.assert_allclose(
+        want, x @ packed.dequantize().T.astype(np.float64), rtol=1e-5, atol=1e-5
+    )
+
+
+def _quantized_rwkv(bits=4):
+    model = RWKV4(RWKVConfig(vocab_size=30, n_layer=2, n_embd=64, ffn_mult=2), seed=2)
+    calib = torch.randint(0, 30, (4, 32), generator=torch.Generator().manual_seed(0))
+    quantize_model(model, calib, AWQConfig(bits=bits, group_size=32))
+    return model
+
+
+def test_int4_decoder_follows_the_quantized_model():
+    model = _quantized_rwkv()
+    tokens = [3, 17, 5, 29, 0, 11]
+    with torch.no_grad():
+        want = model(torch.tensor([tokens]))[0][0].numpy()
+    for backend in ("reference", "numba"):
+        dec = RWKVDecoder.from_model(model, backend=backend)
+        assert dec.quantized
+        state = dec.init_state(1)
+        for t, tok in enumerate(tokens):
+            logits = dec.step_(np.array([tok]), state)
+            np.testing.assert_allclose(logits[0], want[t], atol=2e-4, err_msg=backend)
+    # the decoder keeps the codes packed: half a byte a weight, plus a float32 scale and
+    # zero-times-scale per group of 32 (float32 holds 4 bytes a weight)
+    float_dec = RWKVDecoder.from_model(
+        RWKV4(RWKVConfig(vocab_size=30, n_layer=2, n_embd=64, ffn_mult=2), seed=2)
+    )
+    linear = sum(sum(a.nbytes for a in v) for v in dec.w.values() if isinstance(v, tuple))
+    float_linear = sum(float_dec.w[k].nbytes for k in ("att_w", "ffn_k", "ffn_r", "ffn_v"))
+    n_weights = float_linear // 4
+    assert linear == n_weights // 2 + 8 * n_weights // 32
+
+
+def test_generate_runs_quantized_models():
+    model = _quantized_rwkv()
+    tok = _Chars()
+    fused = "".join(generate(model, tok, "ab", max_new_tokens=8, seed=1))
+    eager = "".join(generate(model, tok, "ab", max_new_tokens=8, seed=1, backend="torch"))
+    assert fused == eager  # the same samples through the int4 decoder and torch
+    three = _quantized_rwkv(bits=3)
+    assert len("".join(generate(three, tok, "ab", max_new_tokens=4, seed=1))) > 0  # via torch
+    with pytest.raises(ConfigError, match="quantized RWKV4"):
+        "".join(generate(three, tok, "ab", max_new_tokens=4, backend="numba"))
+    with pytest.raises(ConfigError, match="4-bit"):
+        q4_arrays(three.blocks[0].att.key.packed)
+
+
+class _Chars:
+    """30 ids as letters."""
+
+    vocab_size = 30
+
+    def encode(self, text):
+        return [ord(c) - 97 for c in text]
+
+    def decode(self, ids):
+        return "".join(chr(97 + i) if i < 26 else "?" for i in ids)
