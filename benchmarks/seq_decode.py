@@ -13,6 +13,18 @@ one token per call, on ``--threads`` threads (BLAS, numba and torch limited alik
 our numba logits from the package's over the same 32 tokens. Prints a table and JSON lines.
 The same for Mamba-1 (4 x 384, d_state 16) against HF transformers' ``MambaForCausalLM``
 (its CPU path, with cache), weights passed as a safetensors file in HF's layout.
+
+``--int4`` adds (``--int4-only``: only) the 4-bit rows, on an RWKV-4 of ``--int4-layers`` x
+``--int4-width`` (12 x 1,536 by default: 1.5 GB of float32, past the caches), random weights,
+vocab 256, quantized RTN w4 g128 (AWQ's packing; the speed does not depend on the search):
+  fp32 decode    the fused numba step over float32 weights (BLAS matrix-vector products)
+  int4 decode    the same step with ``q4_matvec`` on the packed codes (``rwkv_step_q4``)
+  layers only    the model's 84 linear layers, one token: ``q4_matvec`` against torch's int4
+                 weight-only CPU op (``torch._weight_int4pack_mm_for_cpu``, the kernel
+                 torchao's int4 CPU layout calls), float32 and bfloat16 activations
+parity: the int4 step's logits against the float32 step over the dequantized weights
+(relative to the largest logit), and the resident memory of a process that loads each saved
+model and builds its decoder (peak RSS, ``ru_maxrss``).
 """
 
 from __future__ import annotations
@@ -22,6 +34,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -202,6 +215,142 @@ def run_mamba(V: int, args, tmp: str) -> dict:
     return row
 
 
+def _rss_of_load(folder: Path) -> dict:
+    """Peak and final RSS of a fresh process that loads a saved model and decodes a token."""
+    code = (
+        "import json, resource, sys, numpy as np\n"
+        "from neurofabric.seq.io import load_model\n"
+        "from neurofabric.seq.decode import RWKVDecoder\n"
+        "def rss(): return int(open('/proc/self/statm').read().split()[1]) * 4096\n"
+        "base = rss()\n"
+        "m = load_model(sys.argv[1]); d = RWKVDecoder.from_model(m); del m\n"
+        "import gc; gc.collect()\n"
+        "d.step_(np.array([1]), d.init_state(1))\n"
+        "print(json.dumps({'base': base, 'rss': rss(), 'decoder_bytes': d.nbytes,\n"
+        "  'peak': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code, str(folder)], capture_output=True, text=True, check=True
+    )
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def run_int4(args, tmp: str) -> dict:
+    """fp32 against int4 decode of a model past the caches; the layers against torch's op."""
+    import torch
+
+    from neurofabric.quant.awq import AWQConfig, quantize_model
+    from neurofabric.seq import RWKV4, RWKVConfig
+    from neurofabric.seq.decode import Q4_LAYERS, RWKVDecoder
+    from neurofabric.seq.io import save_model, save_quantized
+    from neurofabric.seq.kernels import numba_cpu
+
+    L, C = args.int4_layers, args.int4_width
+    model = RWKV4(RWKVConfig(vocab_size=256, n_layer=L, n_embd=C), seed=0).eval()
+    fp_dir, q_dir = Path(tmp) / "fp32", Path(tmp) / "int4"
+    save_model(model, fp_dir)
+    dec32 = RWKVDecoder.from_model(model)
+    quantize_model(model, None, AWQConfig(method="rtn", bits=4, group_size=128))
+    save_quantized(model, q_dir)
+    dec4 = RWKVDecoder.from_model(model)
+    # parity: the float step over the dequantized weights
+    deq = dict(dec32.w)
+    layers = [
+        {a: model.blocks[i].get_submodule(n).packed for a, n in Q4_LAYERS.items()} for i in range(L)
+    ]
+    deq["att_w"] = np.stack(
+        [
+            np.stack([lay[a].dequantize() for a in ("att_k", "att_v", "att_r", "att_o")])
+            for lay in layers
+        ]
+    )
+    for a in ("ffn_k", "ffn_r", "ffn_v"):
+        deq[a] = np.stack([lay[a].dequantize() for lay in layers])
+    dec_ref = RWKVDecoder(deq)
+    s4, sr = dec4.init_state(1), dec_ref.init_state(1)
+    rel = 0.0
+    for t in range(16):
+        a, b = dec4.step_(np.array([t]), s4), dec_ref.step_(np.array([t]), sr)
+        rel = max(rel, float(np.abs(a - b).max() / np.abs(b).max()))
+    del dec_ref, deq
+    n = max(args.tokens // 8, 20)
+    st32, st4 = dec32.init_state(1), dec4.init_state(1)
+    fp32 = rate(lambda i: dec32.step_(np.array([i % 256]), st32), n, warm=3)
+    int4 = rate(lambda i: dec4.step_(np.array([i % 256]), st4), n, warm=3)
+    # the layers alone: ours against torch's int4 op, same codes, scales and zero points
+    mats = []
+    for lay in layers:
+        for p in lay.values():
+            codes = torch.from_numpy(p.codes().astype(np.int32))
+            packed = torch._convert_weight_to_int4pack_for_cpu(codes, 2)
+            scales = torch.from_numpy(p.scales.astype(np.float32)).T.contiguous()
+            zeros = torch.from_numpy(p.zeros().astype(np.float32)).T.contiguous()
+            sz = torch.stack([scales, scales * (8 - zeros)], -1).contiguous()  # (q - 8) s + zero
+            s32 = p.scales.astype(np.float32)
+            mats.append((p.qweight, s32, p.zeros().astype(np.float32) * s32, packed, sz, p.shape))
+    x = {
+        shape: np.random.default_rng(0).standard_normal((1, shape[1])).astype(np.float32)
+        for *_, shape in mats
+    }
+    check = 0.0
+    for q, sc, zs, packed, sz, shape in mats[:7]:
+        a = numba_cpu.q4_matvec(x[shape], q, sc, zs)
+        b = torch._weight_int4pack_mm_for_cpu(torch.from_numpy(x[shape]), packed, 128, sz).numpy()
+        check = max(check, float(np.abs(a - b).max() / np.abs(b).max()))
+
+    def ours_layers(_):
+        for q, sc, zs, _p, _s, shape in mats:
+            numba_cpu.q4_matvec(x[shape], q, sc, zs)
+
+    def peer_layers(dtype):
+        xs = {k: torch.from_numpy(v).to(dtype) for k, v in x.items()}
+        szs = [m[4].to(dtype) for m in mats]
+
+        def run(_):
+            for (_q, _s, _z, packed, _sz, shape), sz in zip(mats, szs, strict=True):
+                torch._weight_int4pack_mm_for_cpu(xs[shape], packed, 128, sz)
+
+        return run
+
+    ours_l = rate(ours_layers, n, warm=2)
+    peer32 = rate(peer_layers(torch.float32), max(n // 4, 5), warm=1)
+    peer16 = rate(peer_layers(torch.bfloat16), n, warm=2)
+    rss32, rss4 = _rss_of_load(fp_dir), _rss_of_load(q_dir)
+    row = {
+        "model": f"rwkv4 {L} x {C}",
+        "fp32_tokens_per_s": fp32,
+        "int4_tokens_per_s": int4,
+        "int4_vs_fp32": int4 / fp32,
+        "layers_ours_per_s": ours_l,
+        "layers_torch_int4_fp32_per_s": peer32,
+        "layers_torch_int4_bf16_per_s": peer16,
+        "ours_vs_torch_bf16": ours_l / peer16,
+        "parity_rel_vs_dequant": rel,
+        "torch_op_agrees_rel": check,
+        "fp32_file_bytes": (fp_dir / "model.safetensors").stat().st_size,
+        "int4_file_bytes": (q_dir / "model.safetensors").stat().st_size,
+        "fp32_decoder_bytes": rss32["decoder_bytes"],
+        "int4_decoder_bytes": rss4["decoder_bytes"],
+        "fp32_load_peak_rss": rss32["peak"],
+        "int4_load_peak_rss": rss4["peak"],
+        "fp32_load_rss": rss32["rss"],
+        "int4_load_rss": rss4["rss"],
+        "process_base_rss": rss4["base"],
+    }
+    print(
+        json.dumps(
+            {
+                "benchmark": "seq_decode_int4",
+                **row,
+                "threads": THREADS,
+                "thread_pools": threads_info(),
+            }
+        ),
+        flush=True,
+    )
+    return row
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -214,6 +363,10 @@ def main() -> None:
         help="threads for every system (pinned before numpy loads)",
     )
     ap.add_argument("--peers-python", default=str(ROOT / ".venv-peers/bin/python"))
+    ap.add_argument("--int4", action="store_true", help="add the 4-bit rows")
+    ap.add_argument("--int4-only", action="store_true", help="only the 4-bit rows")
+    ap.add_argument("--int4-layers", type=int, default=12)
+    ap.add_argument("--int4-width", type=int, default=1536)
     args = ap.parse_args()
 
     import numba  # noqa: F401  (loaded before the pools are capped)
@@ -228,6 +381,25 @@ def main() -> None:
     )
     print(f"# {threads_line()}; the peers get the same variables and torch.set_num_threads")
     with threadpool_limits(args.threads), tempfile.TemporaryDirectory() as tmp:
+        if args.int4 or args.int4_only:
+            r = run_int4(args, tmp)
+            mb = 1e6
+            print(
+                "\n| model | fp32 tok/s | int4 tok/s | int4 vs fp32 | layers: ours int4 | "
+                "layers: torch int4 (fp32 / bf16 act.) | ours vs torch bf16 | logits vs dequant | "
+                "file MB (fp32 / int4) | load peak RSS MB (fp32 / int4) |"
+            )
+            print("|---|---|---|---|---|---|---|---|---|---|")
+            print(
+                f"| {r['model']} | {r['fp32_tokens_per_s']:.2f} | {r['int4_tokens_per_s']:.2f} | "
+                f"{r['int4_vs_fp32']:.2f}x | {r['layers_ours_per_s']:.2f}/s | "
+                f"{r['layers_torch_int4_fp32_per_s']:.2f} / {r['layers_torch_int4_bf16_per_s']:.2f}/s | "
+                f"{r['ours_vs_torch_bf16']:.2f}x | {r['parity_rel_vs_dequant']:.1e} | "
+                f"{r['fp32_file_bytes'] / mb:,.0f} / {r['int4_file_bytes'] / mb:,.0f} | "
+                f"{r['fp32_load_peak_rss'] / mb:,.0f} / {r['int4_load_peak_rss'] / mb:,.0f} |"
+            )
+        if args.int4_only:
+            return
         for V in (256, 50277):
             rows.append(run_vocab(V, args, tmp))
             rows.append(run_mamba(V, args, tmp))

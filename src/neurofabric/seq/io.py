@@ -204,7 +204,8 @@ def load_quantized(path: str | os.PathLike[str], *, arch: str | None = None, ver
     if verify and sha256_file(weights) != meta["sha256"]["model.safetensors"]:
         raise CheckpointError(f"{weights}: sha256 mismatch, the file is corrupt")
     try:
-        model = build_model(meta["arch"], meta["config"])
+        with torch.device("meta"):  # no float weights are made for the quantized layers
+            model = build_model(meta["arch"], meta["config"])
         layers = meta["quant"]["layers"]
     except (TypeError, ValueError, KeyError) as exc:
         raise CheckpointError(f"{path}: config does not build a model ({exc})") from exc
@@ -225,7 +226,10 @@ def load_quantized(path: str | os.PathLike[str], *, arch: str | None = None, ver
     bad = [k for k in own if k not in arrays or tuple(arrays[k].shape) != tuple(own[k].shape)]
     if bad:
         raise CheckpointError(f"{weights}: tensors do not match the config ({bad[:3]})")
-    model.load_state_dict({k: torch.from_numpy(arrays[k]) for k in own})
+    model.load_state_dict({k: torch.from_numpy(arrays[k]) for k in own}, assign=True)
+    left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if left:  # pragma: no cover - every tensor of our models is in the state dict
+        raise CheckpointError(f"{weights}: no values for {left[:3]}")
     return model
 
 

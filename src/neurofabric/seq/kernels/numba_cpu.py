@@ -8,8 +8,15 @@ Weights come stacked per layer (``RWKVWeights``): the state is one (n_layer, 5, 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from numba import njit, prange
+
+from neurofabric.core.numba_cache import drop_stale_cache
+
+# numba compiles this file only; a change to it drops every cached entry of the package
+drop_stale_cache(Path(__file__).parent, frozenset({"__init__.py", "reference.py", "torch_ops.py"}))
 
 
 @njit(cache=True, inline="always")

@@ -7,55 +7,24 @@ function over another globals dict, which is how a spec function gets compiled c
 how a variant of the step loop gets, say, the COBA neuron update or no-op plasticity.
 """
 
-import hashlib
-import logging
 import types
 from pathlib import Path
 
 from numba import njit
 
+from neurofabric.core import numba_cache
 from neurofabric.snn.kernels import formulas, rowgen
-
-log = logging.getLogger(__name__)
-
 
 #: kernel files numba never compiles: editing them leaves the cache alone
 _NOT_COMPILED = frozenset({"torch_step.py"})
 
 
 def kernel_digest(folder: Path) -> str:
-    """The hash the numba cache of ``folder``'s kernels is keyed on: the name and source of
-    every ``.py`` file numba may compile (``_NOT_COMPILED`` left out)."""
-    digest = hashlib.sha256()
-    for path in sorted(folder.glob("*.py")):
-        if path.name in _NOT_COMPILED:
-            continue
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
+    """The hash this package's numba cache is keyed on (``_NOT_COMPILED`` left out)."""
+    return numba_cache.kernel_digest(folder, _NOT_COMPILED)
 
 
-def _drop_stale_cache() -> None:
-    """Numba's on-disk cache does not notice when a *called* function (or a constant) in
-    another file changes; key the whole cache of this package on the source of every
-    kernel file (:func:`kernel_digest`)."""
-    here = Path(__file__).parent
-    cache = here / "__pycache__"
-    stamp = kernel_digest(here)
-    marker = cache / "neurofabric-kernels.stamp"
-    try:
-        if marker.is_file() and marker.read_text() == stamp:
-            return
-        cache.mkdir(exist_ok=True)
-        for pattern in ("*.nbi", "*.nbc"):
-            for stale in cache.glob(pattern):
-                stale.unlink()
-        marker.write_text(stamp)
-    except OSError as exc:  # a read-only install: numba then compiles in memory
-        log.debug("cannot manage the numba cache in %s: %s", cache, exc)
-
-
-_drop_stale_cache()
+numba_cache.drop_stale_cache(Path(__file__).parent, _NOT_COMPILED)
 
 
 def clone(fn, shared, qualname=None, **options):

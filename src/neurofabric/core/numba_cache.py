@@ -1,0 +1,51 @@
+"""Numba's on-disk cache, keyed on the source of a whole kernel package.
+
+Numba checks a cached function against the time stamp of its own file only: it does not
+notice when a function it calls (in another file, or one compiled into it from the same
+file by an older process) changes, and a stale entry can then run with the wrong code or
+crash. Each engine's kernel package calls :func:`drop_stale_cache` on import: the package's
+cache is emptied whenever the source of any of its compiled files changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+__all__ = ["drop_stale_cache", "kernel_digest"]
+
+MARKER = "neurofabric-kernels.stamp"
+
+
+def kernel_digest(folder: Path, not_compiled: frozenset[str] = frozenset()) -> str:
+    """The hash a package's numba cache is keyed on: the name and source of every ``.py``
+    file in ``folder`` that numba may compile (those named in ``not_compiled`` left out)."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(folder).glob("*.py")):
+        if path.name in not_compiled:
+            continue
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def drop_stale_cache(folder: Path, not_compiled: frozenset[str] = frozenset()) -> None:
+    """Empty ``folder/__pycache__`` of numba's files unless they were made from the current
+    source (:func:`kernel_digest`); a read-only install is left alone (numba then compiles
+    in memory)."""
+    cache = Path(folder) / "__pycache__"
+    stamp = kernel_digest(folder, not_compiled)
+    marker = cache / MARKER
+    try:
+        if marker.is_file() and marker.read_text() == stamp:
+            return
+        cache.mkdir(exist_ok=True)
+        for pattern in ("*.nbi", "*.nbc"):
+            for stale in cache.glob(pattern):
+                stale.unlink()
+        marker.write_text(stamp)
+    except OSError as exc:
+        log.debug("cannot manage the numba cache in %s: %s", cache, exc)
