@@ -62,6 +62,27 @@ def test_int4_decoder_follows_the_quantized_model():
     assert linear == n_weights // 2 + 8 * n_weights // 32
 
 
+def test_int4_mamba_decoder_follows_the_quantized_model():
+    from neurofabric.seq import Mamba, MambaConfig
+    from neurofabric.seq.decode import MambaDecoder
+
+    model = Mamba(MambaConfig(vocab_size=30, n_layer=2, d_model=64), seed=3)
+    calib = torch.randint(0, 30, (4, 32), generator=torch.Generator().manual_seed(1))
+    rep = quantize_model(model, calib, AWQConfig(bits=4, group_size=32))
+    assert model.layers[0].mixer.x_proj.packed.in_scale is not None  # AWQ's runtime scales
+    assert "layers.0.mixer.dt_proj" in rep.skipped  # 4 inputs: stays float
+    tokens = [3, 17, 5, 29, 0, 11]
+    with torch.no_grad():
+        want = model(torch.tensor([tokens]))[0][0].numpy()
+    for backend in ("reference", "numba"):
+        dec = MambaDecoder.from_model(model, backend=backend)
+        assert dec.quantized
+        state = dec.init_state(1)
+        for t, tok in enumerate(tokens):
+            logits = dec.step_(np.array([tok]), state)
+            np.testing.assert_allclose(logits[0], want[t], atol=2e-4, err_msg=backend)
+
+
 def test_generate_runs_quantized_models():
     model = _quantized_rwkv()
     tok = _Chars()

@@ -37,35 +37,76 @@ Q4_LAYERS = {
 }
 
 
-def q4_arrays(packed: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def q4_arrays(packed: Any, *, in_scale: bool = False):
     """``(qweight, scales, zs)`` of a 4-bit :class:`~neurofabric.quant.awq.PackedLinear` for
-    ``q4_matvec``: the packed codes as they are, float32 scales and ``zero * scale``."""
-    if packed.bits != 4 or packed.in_scale is not None or packed.bias is not None:
+    ``q4_matvec``: the packed codes as they are, float32 scales and ``zero * scale``; with
+    ``in_scale=True`` also the layer's input scale (float32, ones where it has none)."""
+    if (
+        packed.bits != 4
+        or packed.bias is not None
+        or (packed.in_scale is not None and not in_scale)
+    ):
         raise ConfigError(
-            f"the int4 decoder takes 4-bit layers without input scale or bias; this one has "
-            f"{packed.bits} bits, input scale {packed.in_scale is not None}, bias "
-            f"{packed.bias is not None}. Quantize with bits=4 (3-bit models evaluate through "
-            f"torch: model(tokens))"
+            f"the int4 decoder takes 4-bit layers without bias (and, here, without input "
+            f"scale); this one has {packed.bits} bits, input scale "
+            f"{packed.in_scale is not None}, bias {packed.bias is not None}. Quantize with "
+            f"bits=4 (3-bit models evaluate through torch: model(tokens))"
         )
     scales = packed.scales.astype(np.float32)
-    return packed.qweight, scales, packed.zeros().astype(np.float32) * scales
+    arrays = (packed.qweight, scales, packed.zeros().astype(np.float32) * scales)
+    if not in_scale:
+        return arrays
+    s = packed.in_scale
+    return arrays, np.ones(packed.shape[1], np.float32) if s is None else s.astype(np.float32)
+
+
+def _int4(module: Any, *, in_scale: bool = False) -> bool:
+    from neurofabric.quant.awq import QuantLinear
+
+    if not isinstance(module, QuantLinear):
+        return False
+    p = module.packed
+    return p.bits == 4 and p.bias is None and (in_scale or p.in_scale is None)
 
 
 def q4_ready(model: Any) -> bool:
-    """True when every linear layer of ``model``'s blocks is 4-bit, without input scale or
-    bias (what ``rwkv_step_q4`` runs)."""
-    from neurofabric.quant.awq import QuantLinear
+    """True when ``model`` is quantized as its int4 decoder runs it: every linear layer of an
+    RWKV4's blocks, and a Mamba's in_proj, x_proj and out_proj, 4-bit without bias (input
+    scales only on Mamba's x_proj and out_proj, where nothing can take them)."""
+    from neurofabric.seq.mamba import Mamba
 
-    for i in range(len(model.blocks)):
-        for name in Q4_LAYERS.values():
-            mod = model.blocks[i].get_submodule(name)
-            p = getattr(mod, "packed", None)
-            if not isinstance(mod, QuantLinear) or p.bits != 4 or p.in_scale is not None:
-                return False
-    return True
+    if isinstance(model, Mamba):
+        return all(
+            _int4(layer.mixer.in_proj)
+            and _int4(layer.mixer.x_proj, in_scale=True)
+            and _int4(layer.mixer.out_proj, in_scale=True)
+            for layer in model.layers
+        )
+    return all(_int4(b.get_submodule(n)) for b in model.blocks for n in Q4_LAYERS.values())
 
 
-class RWKVDecoder:
+class _Decoder:
+    """Weights as float32 arrays, or tuples of packed 4-bit arrays (:attr:`quantized`)."""
+
+    def __init__(self, weights: dict[str, Any], backend: str) -> None:
+        self.backend, self._kernels = resolve("seq", backend)
+        self.quantized = any(isinstance(v, tuple) for v in weights.values())
+        self.w = {
+            k: tuple(np.ascontiguousarray(a) for a in v)
+            if isinstance(v, tuple)
+            else np.ascontiguousarray(v, dtype=np.float32)
+            for k, v in weights.items()
+        }
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the weights the decoder holds."""
+        return sum(
+            sum(a.nbytes for a in v) if isinstance(v, tuple) else v.nbytes for v in self.w.values()
+        )
+
+
+class RWKVDecoder(_Decoder):
     """The weights of an :class:`~neurofabric.seq.RWKV4`, stacked per layer for ``rwkv_step``
     (or, for a model quantized to 4 bits by :mod:`neurofabric.quant.awq`, ``rwkv_step_q4``:
     the linear layers stay packed, two codes a byte, and ``q4_matvec`` multiplies with them).
@@ -75,23 +116,9 @@ class RWKVDecoder:
     the one resolved."""
 
     def __init__(self, weights: dict[str, Any], *, backend: str = "auto") -> None:
-        self.backend, self._kernels = resolve("seq", backend)
-        self.quantized = any(isinstance(v, tuple) for v in weights.values())
-        self.w = {
-            k: tuple(np.ascontiguousarray(a) for a in v)
-            if isinstance(v, tuple)
-            else np.ascontiguousarray(v, dtype=np.float32)
-            for k, v in weights.items()
-        }
+        super().__init__(weights, backend)
         self.n_layer, _, self.n_embd = self.w["att_mix"].shape
         self.vocab_size = self.w["head"].shape[0]
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes of the weights the decoder holds."""
-        return sum(
-            sum(a.nbytes for a in v) if isinstance(v, tuple) else v.nbytes for v in self.w.values()
-        )
 
     @classmethod
     def from_model(cls, model: Any, *, backend: str = "auto") -> RWKVDecoder:
@@ -129,6 +156,11 @@ class RWKVDecoder:
         }
         blocks = model.blocks
         if isinstance(blocks[0].att.key, QuantLinear):
+            if not q4_ready(model):
+                raise ConfigError(
+                    "the int4 decoder needs every linear layer of the blocks in 4 bits without "
+                    "input scale or bias; decode this model with its torch step"
+                )
             q4 = {}
             for arg, name in Q4_LAYERS.items():
                 per = [q4_arrays(blocks[i].get_submodule(name).packed) for i in range(L)]
@@ -209,15 +241,15 @@ class RWKVDecoder:
         return self.step_(tokens, new), new
 
 
-class MambaDecoder:
-    """The weights of a :class:`~neurofabric.seq.Mamba`, stacked per layer for ``mamba_step``;
-    ``backend`` as for :class:`RWKVDecoder`."""
+class MambaDecoder(_Decoder):
+    """The weights of a :class:`~neurofabric.seq.Mamba`, stacked per layer for ``mamba_step``
+    (4-bit in_proj, x_proj and out_proj: ``mamba_step_q4``); ``backend`` as for
+    :class:`RWKVDecoder`."""
 
     def __init__(
-        self, weights: dict[str, np.ndarray], *, eps: float = 1e-5, backend: str = "auto"
+        self, weights: dict[str, Any], *, eps: float = 1e-5, backend: str = "auto"
     ) -> None:
-        self.backend, self._kernels = resolve("seq", backend)
-        self.w = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}
+        super().__init__(weights, backend)
         self.eps = check_positive("eps", eps)
         self.n_layer, self.d_inner, self.d_conv = self.w["conv_w"].shape
         self.d_state = self.w["A"].shape[2]
@@ -227,12 +259,53 @@ class MambaDecoder:
     def from_model(cls, model: Any, *, backend: str = "auto") -> MambaDecoder:
         import torch
 
+        from neurofabric.quant.awq import QuantLinear
+
         sd = {k: v.detach().to(torch.float32).numpy() for k, v in model.state_dict().items()}
         L = model.config.n_layer
 
         def stack(fmt):
             return np.stack([sd[fmt.format(i)] for i in range(L)])
 
+        mixers = [layer.mixer for layer in model.layers]
+        if isinstance(mixers[0].in_proj, QuantLinear):
+            if not q4_ready(model):
+                raise ConfigError(
+                    "the int4 decoder needs in_proj, x_proj and out_proj in 4 bits without bias "
+                    "(and in_proj without input scale); decode this model with its torch step"
+                )
+            q4 = {}
+            for name in ("in_proj", "x_proj", "out_proj"):
+                per = [q4_arrays(getattr(m, name).packed, in_scale=True) for m in mixers]
+                q4[name] = tuple(np.stack([p[0][j] for p in per]) for j in range(3))
+                q4[name + "_scale"] = np.stack([p[1] for p in per])
+            dt = [m.dt_proj for m in mixers]  # float, or dequantized for the decoder
+            dt_w = [d.packed.dequantize() if isinstance(d, QuantLinear) else None for d in dt]
+            w = {
+                "emb": sd["embeddings.weight"],
+                "norm": stack("layers.{}.norm.weight"),
+                "conv_w": stack("layers.{}.mixer.conv1d.weight")[:, :, 0, :],
+                "conv_b": stack("layers.{}.mixer.conv1d.bias"),
+                "dt_w": np.stack(
+                    [
+                        dw if dw is not None else sd[f"layers.{i}.mixer.dt_proj.weight"]
+                        for i, dw in enumerate(dt_w)
+                    ]
+                ),
+                "dt_b": np.stack(
+                    [
+                        d.packed.bias
+                        if isinstance(d, QuantLinear)
+                        else sd[f"layers.{i}.mixer.dt_proj.bias"]
+                        for i, d in enumerate(dt)
+                    ]
+                ),
+                "A": -np.exp(stack("layers.{}.mixer.A_log").astype(np.float64)),
+                "D": stack("layers.{}.mixer.D"),
+                "norm_f": sd["norm_f.weight"],
+                **q4,
+            }
+            return cls(w, eps=model.config.eps, backend=backend)
         w = {
             "emb": sd["embeddings.weight"],
             "norm": stack("layers.{}.norm.weight"),
@@ -265,6 +338,27 @@ class MambaDecoder:
         if len(tokens) and (tokens.min() < 0 or tokens.max() >= self.vocab_size):
             raise ShapeError(f"token ids must lie in [0, {self.vocab_size})")
         w = self.w
+        if self.quantized:
+            return self._kernels.mamba_step_q4(
+                tokens,
+                w["emb"],
+                w["norm"],
+                w["in_proj"],
+                w["conv_w"],
+                w["conv_b"],
+                w["x_proj"],
+                w["x_proj_scale"],
+                w["dt_w"],
+                w["dt_b"],
+                w["A"],
+                w["D"],
+                w["out_proj"],
+                w["out_proj_scale"],
+                w["norm_f"],
+                conv,
+                ssm,
+                self.eps,
+            )
         return self._kernels.mamba_step(
             tokens,
             w["emb"],

@@ -125,15 +125,15 @@ def _stepper(model: Any, backend: str):
         from neurofabric.seq.decode import MambaDecoder, RWKVDecoder, q4_ready
 
         quantized = any(isinstance(m, QuantLinear) for m in model.modules())
+        kinds = ((RWKV4, RWKVDecoder), (Mamba, MambaDecoder))
+        fused = next((d for c, d in kinds if isinstance(model, c)), None)
         dec = None
-        if isinstance(model, RWKV4) and (not quantized or q4_ready(model)):
-            dec = RWKVDecoder.from_model(model, backend=backend)
-        elif isinstance(model, Mamba) and not quantized:
-            dec = MambaDecoder.from_model(model, backend=backend)
+        if fused is not None and (not quantized or q4_ready(model)):
+            dec = fused.from_model(model, backend=backend)
         elif backend != "auto":
             raise ConfigError(
                 f"`backend` {backend!r} runs the fused decoders of RWKV4 and Mamba (float, or "
-                f"RWKV4 quantized to 4 bits), but the model is a "
+                f"quantized to 4 bits), but the model is a "
                 f"{'quantized ' if quantized else ''}{type(model).__name__}; use "
                 f"backend='torch' or 'auto'"
             )

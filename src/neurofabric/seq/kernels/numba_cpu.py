@@ -276,6 +276,53 @@ def rwkv_step_q4(
     return np.dot(xx, head.T)
 
 
+@njit(cache=True, inline="always")
+def _rms_norm(x, w, eps, out):
+    B, d = x.shape
+    for i in range(B):
+        ss = 0.0
+        for c in range(d):
+            ss += x[i, c] * x[i, c]
+        inv = 1.0 / np.sqrt(ss / d + eps)
+        for c in range(d):
+            out[i, c] = x[i, c] * inv * w[c]
+
+
+@njit(cache=True, inline="always")
+def _conv_silu(xz, cs, conv_w, conv_b, u):
+    """The causal depthwise conv over the shifted window ``cs`` (updated), then SiLU."""
+    Bsz, di = u.shape
+    K = conv_w.shape[1]
+    for i in range(Bsz):
+        for c in range(di):
+            acc = conv_b[c]
+            for k in range(K - 1):
+                cs[i, c, k] = cs[i, c, k + 1]
+                acc += cs[i, c, k] * conv_w[c, k]
+            cs[i, c, K - 1] = xz[i, c]
+            acc += xz[i, c] * conv_w[c, K - 1]
+            u[i, c] = acc / (1.0 + np.exp(-acc))
+
+
+@njit(cache=True, inline="always")
+def _ssm(u, dt, dt_b, A, D, dbc, xz, st, r, y):
+    """The selective state update for one token and the gated output ``y``."""
+    Bsz, di = u.shape
+    n = A.shape[1]
+    for i in range(Bsz):
+        for c in range(di):
+            v = dt[i, c] + dt_b[c]
+            delta = v if v > 20.0 else np.log1p(np.exp(v))
+            du = delta * u[i, c]
+            acc = 0.0
+            for j in range(n):
+                s = np.exp(delta * A[c, j]) * st[i, c, j] + du * dbc[i, r + j]
+                st[i, c, j] = s
+                acc += s * dbc[i, r + n + j]
+            zz = xz[i, di + c]
+            y[i, c] = (acc + D[c] * u[i, c]) * (zz / (1.0 + np.exp(-zz)))
+
+
 @njit(cache=True)
 def mamba_step(
     tokens,
@@ -303,7 +350,6 @@ def mamba_step(
     """
     Bsz = tokens.shape[0]
     L, di, K = conv_w.shape
-    n = A.shape[2]
     r = dt_w.shape[2]
     d = emb.shape[1]
     x = np.empty((Bsz, d), dtype=np.float32)
@@ -313,47 +359,67 @@ def mamba_step(
     u = np.empty((Bsz, di), dtype=np.float32)
     y = np.empty((Bsz, di), dtype=np.float32)
     for layer in range(L):
-        for i in range(Bsz):
-            ss = 0.0
-            for c in range(d):
-                ss += x[i, c] * x[i, c]
-            inv = 1.0 / np.sqrt(ss / d + eps)
-            for c in range(d):
-                h[i, c] = x[i, c] * inv * norm[layer, c]
+        _rms_norm(x, norm[layer], eps, h)
         xz = np.dot(h, in_proj[layer].T)  # (B, 2di)
-        cs = conv_state[layer]
-        for i in range(Bsz):
-            for c in range(di):
-                acc = conv_b[layer, c]
-                for k in range(K - 1):
-                    cs[i, c, k] = cs[i, c, k + 1]
-                    acc += cs[i, c, k] * conv_w[layer, c, k]
-                cs[i, c, K - 1] = xz[i, c]
-                acc += xz[i, c] * conv_w[layer, c, K - 1]
-                u[i, c] = acc / (1.0 + np.exp(-acc))
+        _conv_silu(xz, conv_state[layer], conv_w[layer], conv_b[layer], u)
         dbc = np.dot(u, x_proj[layer].T)  # (B, r + 2n)
         dt = np.dot(np.ascontiguousarray(dbc[:, :r]), dt_w[layer].T)  # (B, di)
-        st = ssm_state[layer]
+        _ssm(u, dt, dt_b[layer], A[layer], D[layer], dbc, xz, ssm_state[layer], r, y)
+        x += np.dot(y, out_proj[layer].T)
+    _rms_norm(x, norm_f, eps, h)
+    return np.dot(h, emb.T)
+
+
+@njit(cache=True)
+def mamba_step_q4(
+    tokens,
+    emb,
+    norm,
+    in_proj,
+    conv_w,
+    conv_b,
+    x_proj,
+    x_scale,
+    dt_w,
+    dt_b,
+    A,
+    D,
+    out_proj,
+    out_scale,
+    norm_f,
+    conv_state,
+    ssm_state,
+    eps,
+):
+    """:func:`mamba_step` with 4-bit in_proj, x_proj and out_proj (each a tuple for
+    :func:`q4_matvec`, stacked per layer); x_scale (L, di) and out_scale (L, di) multiply those
+    layers' inputs (AWQ's input scales; ones where none); dt_w stays float32."""
+    Bsz = tokens.shape[0]
+    L, di, K = conv_w.shape
+    r = dt_w.shape[2]
+    d = emb.shape[1]
+    x = np.empty((Bsz, d), dtype=np.float32)
+    for i in range(Bsz):
+        x[i] = emb[tokens[i]]
+    h = np.empty((Bsz, d), dtype=np.float32)
+    u = np.empty((Bsz, di), dtype=np.float32)
+    y = np.empty((Bsz, di), dtype=np.float32)
+    us = np.empty((Bsz, di), dtype=np.float32)
+    for layer in range(L):
+        _rms_norm(x, norm[layer], eps, h)
+        xz = q4_matvec(h, in_proj[0][layer], in_proj[1][layer], in_proj[2][layer])
+        _conv_silu(xz, conv_state[layer], conv_w[layer], conv_b[layer], u)
         for i in range(Bsz):
             for c in range(di):
-                v = dt[i, c] + dt_b[layer, c]
-                delta = v if v > 20.0 else np.log1p(np.exp(v))
-                du = delta * u[i, c]
-                acc = 0.0
-                for j in range(n):
-                    s = np.exp(delta * A[layer, c, j]) * st[i, c, j] + du * dbc[i, r + j]
-                    st[i, c, j] = s
-                    acc += s * dbc[i, r + n + j]
-                zz = xz[i, di + c]
-                y[i, c] = (acc + D[layer, c] * u[i, c]) * (zz / (1.0 + np.exp(-zz)))
-        x += np.dot(y, out_proj[layer].T)
-    for i in range(Bsz):
-        ss = 0.0
-        for c in range(d):
-            ss += x[i, c] * x[i, c]
-        inv = 1.0 / np.sqrt(ss / d + eps)
-        for c in range(d):
-            h[i, c] = x[i, c] * inv * norm_f[c]
+                us[i, c] = u[i, c] * x_scale[layer, c]
+        dbc = q4_matvec(us, x_proj[0][layer], x_proj[1][layer], x_proj[2][layer])
+        dt = np.dot(np.ascontiguousarray(dbc[:, :r]), dt_w[layer].T)
+        _ssm(u, dt, dt_b[layer], A[layer], D[layer], dbc, xz, ssm_state[layer], r, y)
+        for i in range(Bsz):
+            for c in range(di):
+                y[i, c] *= out_scale[layer, c]
+        x += q4_matvec(y, out_proj[0][layer], out_proj[1][layer], out_proj[2][layer])
+    _rms_norm(x, norm_f, eps, h)
     return np.dot(h, emb.T)
 
 

@@ -194,3 +194,50 @@ def mamba_step(
         y = (st * Cm[:, None, :]).sum(-1) + D[layer] * u
         x = x + (y * silu(z)) @ out_proj[layer].T
     return (rms(x, norm_f) @ emb.T).astype(np.float32)
+
+
+def mamba_step_q4(
+    tokens,
+    emb,
+    norm,
+    in_proj,
+    conv_w,
+    conv_b,
+    x_proj,
+    x_scale,
+    dt_w,
+    dt_b,
+    A,
+    D,
+    out_proj,
+    out_scale,
+    norm_f,
+    conv_state,
+    ssm_state,
+    eps,
+):
+    """The 4-bit step: :func:`mamba_step` on the dequantized weights, input scales folded in
+    (``W (x s) = (W diag(s)) x``)."""
+
+    def stack(t, scale=None):
+        w = np.stack([q4_dequant(t[0][i], t[1][i], t[2][i]) for i in range(len(t[0]))])
+        return w if scale is None else w * scale[:, None, :]
+
+    return mamba_step(
+        tokens,
+        emb,
+        norm,
+        stack(in_proj),
+        conv_w,
+        conv_b,
+        stack(x_proj, x_scale),
+        dt_w,
+        dt_b,
+        A,
+        D,
+        stack(out_proj, out_scale),
+        norm_f,
+        conv_state,
+        ssm_state,
+        eps,
+    )
