@@ -69,16 +69,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-AWQ_ORDER = (
-    0,
-    2,
-    4,
-    6,
-    1,
-    3,
-    5,
-    7,
-)  # AutoAWQ's GEMM layout: nibble i of an int32 holds column order[i]
+#: AutoAWQ's GEMM layout: nibble i of an int32 holds output column AWQ_ORDER[i]
+AWQ_ORDER = (0, 2, 4, 6, 1, 3, 5, 7)
 
 
 @dataclass(frozen=True)
