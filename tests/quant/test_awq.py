@@ -218,6 +218,28 @@ def test_quantized_model_saves_and_loads_exactly(make, tmp_path):
         load_model(tmp_path / "q")
 
 
+def test_autoawq_layout_file_reads_back(tmp_path):
+    from neurofabric.seq.io import load_model, save_quantized
+
+    model = _jitter(_rwkv())
+    quantize_model(model, _tokens(), AWQConfig(bits=4, group_size=32))
+    save_quantized(model, tmp_path / "awq", layout="autoawq-gemm")
+    from safetensors.numpy import load_file
+
+    raw = load_file(tmp_path / "awq" / "model.safetensors")
+    assert raw["blocks.0.att.key.qweight"].dtype == np.int32
+    assert raw["blocks.0.att.key.qweight"].shape == (64, 8)
+    back = load_model(tmp_path / "awq")
+    x = _tokens(2, 16, seed=6)
+    with torch.no_grad():
+        assert torch.equal(model(x)[0], back(x)[0])
+    mamba = _jitter(_mamba())
+    quantize_model(mamba, _tokens(), AWQConfig(bits=4, group_size=32))  # x_proj: input scale
+    with pytest.raises(ConfigError, match="input scale"):
+        save_quantized(mamba, tmp_path / "m", layout="autoawq-gemm")
+    assert not (tmp_path / "m").exists()
+
+
 def test_save_quantized_refuses_a_float_model(tmp_path):
     from neurofabric.seq.io import save_quantized
 

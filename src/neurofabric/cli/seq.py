@@ -276,6 +276,9 @@ def seq_quantize(
     calib_seqs: int = typer.Option(128, help="Calibration sequences."),
     seq_len: int = typer.Option(128, help="Tokens per calibration sequence."),
     seed: int = typer.Option(0),
+    layout: str = typer.Option(
+        "packed", help="packed (ours, any bits) or autoawq-gemm (AutoAWQ's int32 layout, 4-bit)."
+    ),
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Quantize a model's linear layers (AWQ or RTN, group-wise INT-b, really packed)."""
@@ -298,7 +301,7 @@ def seq_quantize(
     t0 = time.perf_counter()
     report = quantize_model(model, calib, cfg)
     seconds = time.perf_counter() - t0
-    save_quantized(model, out, quant=cfg.as_dict())
+    save_quantized(model, out, quant=cfg.as_dict(), layout=layout)
     if tok_path.is_file():
         shutil.copyfile(tok_path, out / "tokenizer.json")
     size = (out / "model.safetensors").stat().st_size

@@ -143,7 +143,16 @@ def _format_of(path: Path) -> Any:
         return None  # read_meta reports what is wrong
 
 
-def save_quantized(model: Any, path: str | os.PathLike[str], *, quant: dict | None = None) -> Path:
+LAYOUTS = ("packed", "autoawq-gemm")
+
+
+def save_quantized(
+    model: Any,
+    path: str | os.PathLike[str],
+    *,
+    quant: dict | None = None,
+    layout: str = "packed",
+) -> Path:
     """Save a model quantized by :func:`neurofabric.quant.awq.quantize_model` to ``path`` (a
     directory, replaced atomically)::
 
@@ -154,7 +163,15 @@ def save_quantized(model: Any, path: str | os.PathLike[str], *, quant: dict | No
                            (uint8 codes), ``NAME.scales`` (float16), ``NAME.qzeros`` (uint8
                            zero points), ``NAME.in_scale`` (float16, when the layer has one)
 
-    Nothing is pickled; :func:`load_model` reads it back."""
+    ``layout="autoawq-gemm"`` writes the quantized layers as AutoAWQ's ``WQLinear_GEMM``
+    tensors instead (``NAME.qweight`` int32 (in, out / 8), ``NAME.qzeros`` int32,
+    ``NAME.scales`` float16 (groups, out); 4-bit layers without input scale only), so the
+    codes can go to tools that read that layout. Nothing is pickled; :func:`load_model` reads
+    either back."""
+    from neurofabric.core.validation import check_choice
+    from neurofabric.quant.awq import to_autoawq_gemm
+
+    check_choice("layout", layout, LAYOUTS)
     import numpy as np
     from safetensors.numpy import save_file
 
@@ -168,7 +185,12 @@ def save_quantized(model: Any, path: str | os.PathLike[str], *, quant: dict | No
         )
     arrays = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
     for name, layer in layers.items():
-        arrays.update(layer.packed.arrays(name))
+        if layout == "packed":
+            arrays.update(layer.packed.arrays(name))
+            continue
+        arrays.update({f"{name}.{k}": v for k, v in to_autoawq_gemm(layer.packed).items()})
+        if layer.packed.bias is not None:
+            arrays[f"{name}.bias"] = layer.packed.bias
     arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
     with atomic_directory(path) as tmp:
         save_file(arrays, tmp / "model.safetensors")
@@ -177,7 +199,11 @@ def save_quantized(model: Any, path: str | os.PathLike[str], *, quant: dict | No
             "format_version": QUANT_VERSION,
             "arch": arch_of(model),
             "config": model.config.as_dict(),
-            "quant": {**(quant or {}), "layers": {n: m.packed.meta() for n, m in layers.items()}},
+            "quant": {
+                **(quant or {}),
+                "layout": layout,
+                "layers": {n: m.packed.meta() for n, m in layers.items()},
+            },
             "sha256": {"model.safetensors": sha256_file(tmp / "model.safetensors")},
         }
         (tmp / "config.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
@@ -190,7 +216,7 @@ def load_quantized(path: str | os.PathLike[str], *, arch: str | None = None, ver
     from safetensors.numpy import load_file
 
     from neurofabric.core.errors import ShapeError
-    from neurofabric.quant.awq import PackedLinear, QuantLinear
+    from neurofabric.quant.awq import PackedLinear, QuantLinear, from_autoawq_gemm
 
     path = Path(path)
     meta = read_manifest(
@@ -207,12 +233,20 @@ def load_quantized(path: str | os.PathLike[str], *, arch: str | None = None, ver
         with torch.device("meta"):  # no float weights are made for the quantized layers
             model = build_model(meta["arch"], meta["config"])
         layers = meta["quant"]["layers"]
+        layout = meta["quant"].get("layout", "packed")
+        if layout not in LAYOUTS:
+            raise ValueError(f"unknown layout {layout!r}; known: {LAYOUTS}")
     except (TypeError, ValueError, KeyError) as exc:
         raise CheckpointError(f"{path}: config does not build a model ({exc})") from exc
     arrays = load_file(weights)
     for name, lmeta in layers.items():
         try:
-            packed = PackedLinear.from_arrays(arrays, name, lmeta)
+            if layout == "autoawq-gemm":
+                tensors = {k: arrays[f"{name}.{k}"] for k in ("qweight", "qzeros", "scales")}
+                bias = arrays.get(f"{name}.bias")
+                packed = from_autoawq_gemm(tensors, int(lmeta["group_size"]), bias=bias)
+            else:
+                packed = PackedLinear.from_arrays(arrays, name, lmeta)
             old = model.get_submodule(name)
         except (ShapeError, AttributeError, KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"{weights}: quantized layer {name!r}: {exc}") from exc
