@@ -27,6 +27,7 @@ import copy
 import json
 import os
 import platform
+import tempfile
 import time
 from pathlib import Path
 
@@ -155,6 +156,7 @@ def main() -> None:
     args = ap.parse_args()
     limit_loaded(args.threads)
     from neurofabric.quant.awq import AWQConfig, quantize_model
+    from neurofabric.seq.io import save_quantized
 
     print(
         f"# {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
@@ -191,6 +193,12 @@ def main() -> None:
                     row[f"{method}_w{bits}_seconds"] = secs
                     row[f"{method}_w{bits}_bits_per_weight"] = rep.bits_per_weight
                     row[f"w{bits}_skipped"] = sorted(rep.skipped)
+                    if arch != "gpt":  # the whole file: float embeddings and norms included
+                        with tempfile.TemporaryDirectory() as tmp:
+                            save_quantized(q, Path(tmp) / "q")
+                            size = (Path(tmp) / "q" / "model.safetensors").stat().st_size
+                        n = sum(p.numel() for p in model.parameters())
+                        row[f"{method}_w{bits}_file_bits_per_param"] = 8 * size / n
             rows.append(row)
             print(json.dumps({"benchmark": "seq_quant", **row}), flush=True)
     print(
