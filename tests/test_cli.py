@@ -520,3 +520,49 @@ def test_demo_sequence_part_can_run_twice_into_one_folder(tmp_path):
     for _ in range(2):
         _demo_seq(tmp_path)
     assert (tmp_path / "seq_rwkv" / "loss.png").is_file()
+
+
+def test_seq_quantize_eval_and_generate(tmp_path):
+    text = tmp_path / "t.txt"
+    text.write_text("to be or not to be, that is the question\n" * 80)
+    res = runner.invoke(
+        app,
+        ["seq", "train", "--data", str(text), "--out", str(tmp_path / "run"), "--dim", "32"]
+        + ["--layers", "1", "--steps", "30", "--batch-size", "4", "--seq-len", "16"]
+        + ["--eval-every", "30"],
+    )
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(
+        app,
+        ["seq", "quantize", str(tmp_path / "run"), str(tmp_path / "w4"), "--group", "32"]
+        + ["--data", str(text), "--calib-seqs", "8", "--seq-len", "16", "--json"],
+    )
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.output)
+    assert summary["bits_per_weight"] == pytest.approx(4 + 16 / 32 + 4 / 32)
+    assert summary["file_bytes"] < summary["float32_bytes"] / 2
+    assert (tmp_path / "w4" / "tokenizer.json").is_file()
+    losses = {}
+    for name in ("run", "w4"):
+        res = runner.invoke(
+            app,
+            ["seq", "eval", str(tmp_path / name), "--data", str(text), "--json"]
+            + ["--n-seqs", "8", "--seq-len", "16"],
+        )
+        assert res.exit_code == 0, res.output
+        losses[name] = json.loads(res.output)["loss"]
+    assert abs(losses["w4"] - losses["run"]) < 0.05 * losses["run"]
+    res = runner.invoke(
+        app,
+        ["seq", "generate", "--checkpoint", str(tmp_path / "w4"), "--prompt", "to be"]
+        + ["--max-tokens", "10"],
+    )
+    assert res.exit_code == 0 and res.output.startswith("to be"), res.output
+    res = runner.invoke(app, ["seq", "quantize", str(tmp_path / "run"), str(tmp_path / "x")])
+    assert res.exit_code == 2 and "--data" in res.output
+    res = runner.invoke(
+        app,
+        ["seq", "quantize", str(tmp_path / "run"), str(tmp_path / "x"), "--method", "rtn"]
+        + ["--bits", "9"],
+    )
+    assert res.exit_code == 2 and "bits" in res.output

@@ -310,6 +310,7 @@ def seq_quantize(
         "bits": bits,
         "group": group,
         "layers": len(report.layers),
+        "per_layer": report.layers,
         "skipped": report.skipped,
         "bits_per_weight": report.bits_per_weight,
         "file_bytes": size,
