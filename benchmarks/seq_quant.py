@@ -193,6 +193,14 @@ def main() -> None:
                     row[f"{method}_w{bits}_seconds"] = secs
                     row[f"{method}_w{bits}_bits_per_weight"] = rep.bits_per_weight
                     row[f"w{bits}_skipped"] = sorted(rep.skipped)
+                    if method == "awq":  # where AWQ gains: calibration error against RTN's
+                        kinds: dict[str, list[float]] = {}
+                        for name, v in rep.layers.items():
+                            kind = ".".join(p for p in name.split(".") if not p.isdigit())
+                            kinds.setdefault(kind, []).append(v["error_vs_rtn"])
+                        row[f"awq_w{bits}_error_vs_rtn"] = {
+                            k: round(float(np.mean(v)), 3) for k, v in kinds.items()
+                        }
                     if arch != "gpt":  # the whole file: float embeddings and norms included
                         with tempfile.TemporaryDirectory() as tmp:
                             save_quantized(q, Path(tmp) / "q")
