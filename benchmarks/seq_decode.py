@@ -351,6 +351,55 @@ def run_int4(args, tmp: str) -> dict:
     return row
 
 
+def run_int4_mamba(args) -> dict:
+    """fp32 against int4 decode of a Mamba-1 of the same size (d_inner 2x, d_state 16)."""
+    from neurofabric.quant.awq import AWQConfig, quantize_model
+    from neurofabric.seq.decode import MambaDecoder
+    from neurofabric.seq.mamba import Mamba, MambaConfig
+
+    L, C = args.int4_layers, args.int4_width
+    model = Mamba(MambaConfig(vocab_size=256, n_layer=L, d_model=C), seed=0).eval()
+    dec32 = MambaDecoder.from_model(model)
+    quantize_model(model, None, AWQConfig(method="rtn", bits=4, group_size=128))
+    dec4 = MambaDecoder.from_model(model)
+    deq = dict(dec32.w)
+    for name in ("in_proj", "x_proj", "out_proj"):
+        deq[name] = np.stack([getattr(lay.mixer, name).packed.dequantize() for lay in model.layers])
+    dec_ref = MambaDecoder(deq, eps=model.config.eps)
+    del deq
+    s4, sr = dec4.init_state(1), dec_ref.init_state(1)
+    rel = 0.0
+    for t in range(16):
+        a, b = dec4.step_(np.array([t]), s4), dec_ref.step_(np.array([t]), sr)
+        rel = max(rel, float(np.abs(a - b).max() / np.abs(b).max()))
+    del dec_ref
+    n = max(args.tokens // 8, 20)
+    st32, st4 = dec32.init_state(1), dec4.init_state(1)
+    fp32 = rate(lambda i: dec32.step_(np.array([i % 256]), st32), n, warm=3)
+    int4 = rate(lambda i: dec4.step_(np.array([i % 256]), st4), n, warm=3)
+    row = {
+        "model": f"mamba {L} x {C}",
+        "fp32_tokens_per_s": fp32,
+        "int4_tokens_per_s": int4,
+        "int4_vs_fp32": int4 / fp32,
+        "parity_rel_vs_dequant": rel,
+        "fp32_decoder_bytes": dec32.nbytes,
+        "int4_decoder_bytes": dec4.nbytes,
+    }
+    print(
+        json.dumps(
+            {
+                "benchmark": "seq_decode_int4",
+                **row,
+                "threads": THREADS,
+                "thread_pools": threads_info(),
+            }
+        ),
+        flush=True,
+    )
+    return row
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -397,6 +446,12 @@ def main() -> None:
                 f"{r['ours_vs_torch_bf16']:.2f}x | {r['parity_rel_vs_dequant']:.1e} | "
                 f"{r['fp32_file_bytes'] / mb:,.0f} / {r['int4_file_bytes'] / mb:,.0f} | "
                 f"{r['fp32_load_peak_rss'] / mb:,.0f} / {r['int4_load_peak_rss'] / mb:,.0f} |"
+            )
+            m = run_int4_mamba(args)
+            print(
+                f"| {m['model']} | {m['fp32_tokens_per_s']:.2f} | {m['int4_tokens_per_s']:.2f} | "
+                f"{m['int4_vs_fp32']:.2f}x | | | | {m['parity_rel_vs_dequant']:.1e} | "
+                f"decoder {m['fp32_decoder_bytes'] / mb:,.0f} / {m['int4_decoder_bytes'] / mb:,.0f} | |"
             )
         if args.int4_only:
             return

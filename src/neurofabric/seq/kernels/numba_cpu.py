@@ -181,8 +181,7 @@ def _q4_rows(r0, r1, e, d, s0, s1, zs0, zs1, xs, hg):
     return a0, a1
 
 
-@njit(cache=True, parallel=True, fastmath=True)
-def q4_matvec(x, qweight, scales, zs):
+def _q4_matvec(x, qweight, scales, zs):
     """``x @ W.T`` (B, out) for 4-bit codes: ``W[o, i] = s[o, g] (q[o, i] - z[o, g])`` with
     ``zs = z s``; qweight (out, in / 2) uint8, code 2j in the low nibble of byte j, 2j + 1 in
     the high one; scales, zs (out, in / group) float32.
@@ -224,7 +223,15 @@ def q4_matvec(x, qweight, scales, zs):
     return y
 
 
-@njit(cache=True)
+#: called from Python (parallel over rows)
+q4_matvec = njit(cache=True, parallel=True, fastmath=True)(_q4_matvec)
+#: inlined into the int4 steps, which are parallel themselves: numba's disk cache cannot hold
+#: a function that calls a parallel one (a process that loaded such an entry crashed), but it
+#: holds parallel functions
+_q4_inline = njit(cache=True, inline="always", fastmath=True)(_q4_matvec)
+
+
+@njit(cache=True, parallel=True)
 def rwkv_step_q4(
     tokens,
     emb,
@@ -262,16 +269,16 @@ def rwkv_step_q4(
     for layer in range(L):
         st = state[layer]
         _att_inputs(x, ln[layer, 0, 0], ln[layer, 0, 1], att_mix[layer], st, xx, xk, xv, xr)
-        k = q4_matvec(xk, att_k[0][layer], att_k[1][layer], att_k[2][layer])
-        v = q4_matvec(xv, att_v[0][layer], att_v[1][layer], att_v[2][layer])
-        r = q4_matvec(xr, att_r[0][layer], att_r[1][layer], att_r[2][layer])
+        k = _q4_inline(xk, att_k[0][layer], att_k[1][layer], att_k[2][layer])
+        v = _q4_inline(xv, att_v[0][layer], att_v[1][layer], att_v[2][layer])
+        r = _q4_inline(xr, att_r[0][layer], att_r[1][layer], att_r[2][layer])
         wkv = _wkv(k, v, r, st, decay[layer], first[layer])
-        x += q4_matvec(wkv, att_o[0][layer], att_o[1][layer], att_o[2][layer])
+        x += _q4_inline(wkv, att_o[0][layer], att_o[1][layer], att_o[2][layer])
         _ffn_inputs(x, ln[layer, 1, 0], ln[layer, 1, 1], ffn_mix[layer], st, xx, xk, xr)
-        kf = q4_matvec(xk, ffn_k[0][layer], ffn_k[1][layer], ffn_k[2][layer])
+        kf = _q4_inline(xk, ffn_k[0][layer], ffn_k[1][layer], ffn_k[2][layer])
         _square_relu(kf)
-        kv = q4_matvec(kf, ffn_v[0][layer], ffn_v[1][layer], ffn_v[2][layer])
-        _add_gated(x, kv, q4_matvec(xr, ffn_r[0][layer], ffn_r[1][layer], ffn_r[2][layer]))
+        kv = _q4_inline(kf, ffn_v[0][layer], ffn_v[1][layer], ffn_v[2][layer])
+        _add_gated(x, kv, _q4_inline(xr, ffn_r[0][layer], ffn_r[1][layer], ffn_r[2][layer]))
     _layer_norm(x, ln_out[0], ln_out[1], xx)
     return np.dot(xx, head.T)
 
@@ -370,7 +377,7 @@ def mamba_step(
     return np.dot(h, emb.T)
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def mamba_step_q4(
     tokens,
     emb,
@@ -407,18 +414,18 @@ def mamba_step_q4(
     us = np.empty((Bsz, di), dtype=np.float32)
     for layer in range(L):
         _rms_norm(x, norm[layer], eps, h)
-        xz = q4_matvec(h, in_proj[0][layer], in_proj[1][layer], in_proj[2][layer])
+        xz = _q4_inline(h, in_proj[0][layer], in_proj[1][layer], in_proj[2][layer])
         _conv_silu(xz, conv_state[layer], conv_w[layer], conv_b[layer], u)
         for i in range(Bsz):
             for c in range(di):
                 us[i, c] = u[i, c] * x_scale[layer, c]
-        dbc = q4_matvec(us, x_proj[0][layer], x_proj[1][layer], x_proj[2][layer])
+        dbc = _q4_inline(us, x_proj[0][layer], x_proj[1][layer], x_proj[2][layer])
         dt = np.dot(np.ascontiguousarray(dbc[:, :r]), dt_w[layer].T)
         _ssm(u, dt, dt_b[layer], A[layer], D[layer], dbc, xz, ssm_state[layer], r, y)
         for i in range(Bsz):
             for c in range(di):
                 y[i, c] *= out_scale[layer, c]
-        x += q4_matvec(y, out_proj[0][layer], out_proj[1][layer], out_proj[2][layer])
+        x += _q4_inline(y, out_proj[0][layer], out_proj[1][layer], out_proj[2][layer])
     _rms_norm(x, norm_f, eps, h)
     return np.dot(h, emb.T)
 
