@@ -24,7 +24,7 @@ vocab 256, quantized RTN w4 g128 (AWQ's packing; the speed does not depend on th
                  torchao's int4 CPU layout calls), float32 and bfloat16 activations
 parity: the int4 step's logits against the float32 step over the dequantized weights
 (relative to the largest logit), and the resident memory of a process that loads each saved
-model and builds its decoder (peak RSS, ``ru_maxrss``).
+model and builds its decoder (peak RSS: VmHWM).
 """
 
 from __future__ import annotations
@@ -216,18 +216,22 @@ def run_mamba(V: int, args, tmp: str) -> dict:
 
 
 def _rss_of_load(folder: Path) -> dict:
-    """Peak and final RSS of a fresh process that loads a saved model and decodes a token."""
+    """Peak and final RSS of a fresh process that loads a saved model and decodes a token
+    (VmHWM and VmRSS: ``ru_maxrss`` would carry the parent's peak over the fork)."""
     code = (
-        "import json, resource, sys, numpy as np\n"
+        "import json, sys, numpy as np\n"
         "from neurofabric.seq.io import load_model\n"
         "from neurofabric.seq.decode import RWKVDecoder\n"
-        "def rss(): return int(open('/proc/self/statm').read().split()[1]) * 4096\n"
+        "def status(key):\n"
+        "    for line in open('/proc/self/status'):\n"
+        "        if line.startswith(key): return int(line.split()[1]) * 1024\n"
+        "def rss(): return status('VmRSS')\n"
         "base = rss()\n"
         "m = load_model(sys.argv[1]); d = RWKVDecoder.from_model(m); del m\n"
         "import gc; gc.collect()\n"
         "d.step_(np.array([1]), d.init_state(1))\n"
         "print(json.dumps({'base': base, 'rss': rss(), 'decoder_bytes': d.nbytes,\n"
-        "  'peak': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))\n"
+        "  'peak': status('VmHWM')}))\n"
     )
     res = subprocess.run(
         [sys.executable, "-c", code, str(folder)], capture_output=True, text=True, check=True

@@ -69,12 +69,14 @@ def build(arch: str, V: int, args):
 
 
 def trained(arch: str, data, args, key: str):
+    from safetensors.torch import load_file, save_file
+
     from neurofabric.seq.train import TrainConfig, Trainer
 
     model = build(arch, data.vocab_size, args)
-    cache = Path(args.models_dir) / f"{key}.pt" if args.models_dir else None
-    if cache is not None and cache.is_file():  # our own cache of plain tensors: weights_only
-        model.load_state_dict(torch.load(cache, weights_only=True))
+    cache = Path(args.models_dir) / f"{key}.safetensors" if args.models_dir else None
+    if cache is not None and cache.is_file():
+        model.load_state_dict(load_file(cache))
         return model, "loaded"
     cfg = TrainConfig(
         lr=2e-3,
@@ -89,7 +91,7 @@ def trained(arch: str, data, args, key: str):
     res = Trainer(model, data, cfg).fit()
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(model.state_dict(), cache)
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, cache)
     return model, f"{res['step']} steps"
 
 
