@@ -239,6 +239,23 @@ def _rss_of_load(folder: Path) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+def _parity(dec4, dec_ref, tokens: int = 16) -> float:
+    """Largest gap of the int4 decoder's logits from the float decoder over the dequantized
+    weights, relative to the largest logit, over ``tokens`` steps."""
+    s4, sr = dec4.init_state(1), dec_ref.init_state(1)
+    rel = 0.0
+    for t in range(tokens):
+        a, b = dec4.step_(np.array([t]), s4), dec_ref.step_(np.array([t]), sr)
+        rel = max(rel, float(np.abs(a - b).max() / np.abs(b).max()))
+    return rel
+
+
+def _rate_of(dec, n: int) -> float:
+    """Single-stream tokens/s of a decoder."""
+    st = dec.init_state(1)
+    return rate(lambda i: dec.step_(np.array([i % 256]), st), n, warm=3)
+
+
 def run_int4(args, tmp: str) -> dict:
     """fp32 against int4 decode of a model past the caches; the layers against torch's op."""
     import torch
@@ -270,17 +287,10 @@ def run_int4(args, tmp: str) -> dict:
     )
     for a in ("ffn_k", "ffn_r", "ffn_v"):
         deq[a] = np.stack([lay[a].dequantize() for lay in layers])
-    dec_ref = RWKVDecoder(deq)
-    s4, sr = dec4.init_state(1), dec_ref.init_state(1)
-    rel = 0.0
-    for t in range(16):
-        a, b = dec4.step_(np.array([t]), s4), dec_ref.step_(np.array([t]), sr)
-        rel = max(rel, float(np.abs(a - b).max() / np.abs(b).max()))
-    del dec_ref, deq
+    rel = _parity(dec4, RWKVDecoder(deq))
+    del deq
     n = max(args.tokens // 8, 20)
-    st32, st4 = dec32.init_state(1), dec4.init_state(1)
-    fp32 = rate(lambda i: dec32.step_(np.array([i % 256]), st32), n, warm=3)
-    int4 = rate(lambda i: dec4.step_(np.array([i % 256]), st4), n, warm=3)
+    fp32, int4 = _rate_of(dec32, n), _rate_of(dec4, n)
     # the layers alone: ours against torch's int4 op, same codes, scales and zero points
     mats = []
     for lay in layers:
@@ -369,18 +379,10 @@ def run_int4_mamba(args) -> dict:
     deq = dict(dec32.w)
     for name in ("in_proj", "x_proj", "out_proj"):
         deq[name] = np.stack([getattr(lay.mixer, name).packed.dequantize() for lay in model.layers])
-    dec_ref = MambaDecoder(deq, eps=model.config.eps)
+    rel = _parity(dec4, MambaDecoder(deq, eps=model.config.eps))
     del deq
-    s4, sr = dec4.init_state(1), dec_ref.init_state(1)
-    rel = 0.0
-    for t in range(16):
-        a, b = dec4.step_(np.array([t]), s4), dec_ref.step_(np.array([t]), sr)
-        rel = max(rel, float(np.abs(a - b).max() / np.abs(b).max()))
-    del dec_ref
     n = max(args.tokens // 8, 20)
-    st32, st4 = dec32.init_state(1), dec4.init_state(1)
-    fp32 = rate(lambda i: dec32.step_(np.array([i % 256]), st32), n, warm=3)
-    int4 = rate(lambda i: dec4.step_(np.array([i % 256]), st4), n, warm=3)
+    fp32, int4 = _rate_of(dec32, n), _rate_of(dec4, n)
     row = {
         "model": f"mamba {L} x {C}",
         "fp32_tokens_per_s": fp32,

@@ -187,41 +187,14 @@ class RWKVDecoder(_Decoder):
         st[:, 3] = -1e38
         return st
 
+    #: the weights of ``rwkv_step`` / ``rwkv_step_q4``, in their argument order
+    _FLOAT_ARGS = ("emb", "ln0", "ln", "att_mix", "decay", "first", "att_w", "ffn_mix")
+    _FLOAT_ARGS += ("ffn_k", "ffn_r", "ffn_v", "ln_out", "head")
+    _Q4_ARGS = _FLOAT_ARGS[:6] + ("att_k", "att_v", "att_r", "att_o") + _FLOAT_ARGS[7:]
+
     def _args(self, tokens, state):
-        w = self.w
-        if self.quantized:
-            return (
-                tokens,
-                w["emb"],
-                w["ln0"],
-                w["ln"],
-                w["att_mix"],
-                w["decay"],
-                w["first"],
-                *(w[k] for k in ("att_k", "att_v", "att_r", "att_o")),
-                w["ffn_mix"],
-                *(w[k] for k in ("ffn_k", "ffn_r", "ffn_v")),
-                w["ln_out"],
-                w["head"],
-                state,
-            )
-        return (
-            tokens,
-            w["emb"],
-            w["ln0"],
-            w["ln"],
-            w["att_mix"],
-            w["decay"],
-            w["first"],
-            w["att_w"],
-            w["ffn_mix"],
-            w["ffn_k"],
-            w["ffn_r"],
-            w["ffn_v"],
-            w["ln_out"],
-            w["head"],
-            state,
-        )
+        keys = self._Q4_ARGS if self.quantized else self._FLOAT_ARGS
+        return (tokens, *(self.w[k] for k in keys), state)
 
     def step_(self, tokens: Any, state: np.ndarray) -> np.ndarray:
         """Logits (B, vocab); ``state`` is advanced in place (the allocation-free loop)."""
@@ -322,6 +295,12 @@ class MambaDecoder(_Decoder):
         }
         return cls(w, eps=model.config.eps, backend=backend)
 
+    #: the weights of ``mamba_step`` / ``mamba_step_q4``, in their argument order
+    _FLOAT_ARGS = ("emb", "norm", "in_proj", "conv_w", "conv_b", "x_proj", "dt_w", "dt_b")
+    _FLOAT_ARGS += ("A", "D", "out_proj", "norm_f")
+    _Q4_ARGS = _FLOAT_ARGS[:6] + ("x_proj_scale",) + _FLOAT_ARGS[6:11] + ("out_proj_scale",)
+    _Q4_ARGS += ("norm_f",)
+
     def init_state(self, batch: int = 1) -> tuple[np.ndarray, np.ndarray]:
         L, di = self.n_layer, self.d_inner
         return (
@@ -337,46 +316,11 @@ class MambaDecoder(_Decoder):
             raise ShapeError(f"state is for {conv.shape[1]} sequences, got {len(tokens)} tokens")
         if len(tokens) and (tokens.min() < 0 or tokens.max() >= self.vocab_size):
             raise ShapeError(f"token ids must lie in [0, {self.vocab_size})")
-        w = self.w
         if self.quantized:
-            return self._kernels.mamba_step_q4(
-                tokens,
-                w["emb"],
-                w["norm"],
-                w["in_proj"],
-                w["conv_w"],
-                w["conv_b"],
-                w["x_proj"],
-                w["x_proj_scale"],
-                w["dt_w"],
-                w["dt_b"],
-                w["A"],
-                w["D"],
-                w["out_proj"],
-                w["out_proj_scale"],
-                w["norm_f"],
-                conv,
-                ssm,
-                self.eps,
-            )
-        return self._kernels.mamba_step(
-            tokens,
-            w["emb"],
-            w["norm"],
-            w["in_proj"],
-            w["conv_w"],
-            w["conv_b"],
-            w["x_proj"],
-            w["dt_w"],
-            w["dt_b"],
-            w["A"],
-            w["D"],
-            w["out_proj"],
-            w["norm_f"],
-            conv,
-            ssm,
-            self.eps,
-        )
+            step, keys = self._kernels.mamba_step_q4, self._Q4_ARGS
+        else:
+            step, keys = self._kernels.mamba_step, self._FLOAT_ARGS
+        return step(tokens, *(self.w[k] for k in keys), conv, ssm, self.eps)
 
     def step(self, tokens: Any, state: tuple[np.ndarray, np.ndarray]):
         """Logits and a new state; the given state is left as it was."""

@@ -101,6 +101,19 @@ def save_model(model: Any, path: str | os.PathLike[str]) -> Path:
     return Path(path)
 
 
+def _checked_weights(path: Path, meta: dict, arch: str | None, verify: bool) -> Path:
+    """``path/model.safetensors`` after checking the architecture and (``verify``) the
+    sha256 that ``meta`` lists; a CheckpointError names what is wrong."""
+    if arch is not None and meta.get("arch") != arch:
+        raise CheckpointError(f"{path} holds a {meta.get('arch')!r} model, not {arch!r}")
+    weights = path / "model.safetensors"
+    if not weights.is_file():
+        raise CheckpointError(f"{path}: model.safetensors is missing")
+    if verify and sha256_file(weights) != meta["sha256"]["model.safetensors"]:
+        raise CheckpointError(f"{weights}: sha256 mismatch, the file is corrupt")
+    return weights
+
+
 def read_meta(path: Path) -> dict:
     """The checked ``config.json`` of a saved model (a CheckpointError for any other file)."""
     return read_manifest(path, format_name=FORMAT, version=VERSION, filename="config.json")
@@ -114,13 +127,7 @@ def load_model(path: str | os.PathLike[str], *, arch: str | None = None, verify:
     if _format_of(path) == QUANT_FORMAT:
         return load_quantized(path, arch=arch, verify=verify)
     meta = read_meta(path)
-    if arch is not None and meta.get("arch") != arch:
-        raise CheckpointError(f"{path} holds a {meta.get('arch')!r} model, not {arch!r}")
-    weights = path / "model.safetensors"
-    if not weights.is_file():
-        raise CheckpointError(f"{path}: model.safetensors is missing")
-    if verify and sha256_file(weights) != meta["sha256"]["model.safetensors"]:
-        raise CheckpointError(f"{weights}: sha256 mismatch, the file is corrupt")
+    weights = _checked_weights(path, meta, arch, verify)
     try:
         model = build_model(meta["arch"], meta["config"])
     except (TypeError, ValueError) as exc:
@@ -222,13 +229,7 @@ def load_quantized(path: str | os.PathLike[str], *, arch: str | None = None, ver
     meta = read_manifest(
         path, format_name=QUANT_FORMAT, version=QUANT_VERSION, filename="config.json"
     )
-    if arch is not None and meta.get("arch") != arch:
-        raise CheckpointError(f"{path} holds a {meta.get('arch')!r} model, not {arch!r}")
-    weights = path / "model.safetensors"
-    if not weights.is_file():
-        raise CheckpointError(f"{path}: model.safetensors is missing")
-    if verify and sha256_file(weights) != meta["sha256"]["model.safetensors"]:
-        raise CheckpointError(f"{weights}: sha256 mismatch, the file is corrupt")
+    weights = _checked_weights(path, meta, arch, verify)
     try:
         with torch.device("meta"):  # no float weights are made for the quantized layers
             model = build_model(meta["arch"], meta["config"])

@@ -37,6 +37,20 @@ def _layer_norm(x, w, b, out):
 
 
 @njit(cache=True, inline="always")
+def _embed(tokens, emb, ln0):
+    """The embeddings after ln0, and four (B, C) work buffers."""
+    B, C = tokens.shape[0], emb.shape[1]
+    x = np.empty((B, C), dtype=np.float32)
+    for i in range(B):
+        x[i] = emb[tokens[i]]
+    xx = np.empty((B, C), dtype=np.float32)
+    _layer_norm(x, ln0[0], ln0[1], xx)
+    x[:] = xx
+    xk = np.empty((B, C), dtype=np.float32)
+    return x, xx, xk, np.empty_like(xk), np.empty_like(xk)
+
+
+@njit(cache=True, inline="always")
 def _att_inputs(x, ln_w, ln_b, mix, st, xx, xk, xv, xr):
     """LN1 and the token shift: the inputs of W_k, W_v, W_r; st[0] takes the new shift."""
     _layer_norm(x, ln_w, ln_b, xx)
@@ -133,17 +147,8 @@ def rwkv_step(
     ffn_mix (L, 2, C); ffn_k (L, F, C); ffn_r (L, C, C); ffn_v (L, C, F); ln_out (2, C);
     head (V, C).
     """
-    B = tokens.shape[0]
-    L, _, C = att_mix.shape
-    x = np.empty((B, C), dtype=np.float32)
-    for i in range(B):
-        x[i] = emb[tokens[i]]
-    xx = np.empty((B, C), dtype=np.float32)
-    _layer_norm(x, ln0[0], ln0[1], xx)
-    x[:] = xx
-    xk = np.empty((B, C), dtype=np.float32)
-    xv = np.empty((B, C), dtype=np.float32)
-    xr = np.empty((B, C), dtype=np.float32)
+    L = att_mix.shape[0]
+    x, xx, xk, xv, xr = _embed(tokens, emb, ln0)
     for layer in range(L):
         st = state[layer]
         _att_inputs(x, ln[layer, 0, 0], ln[layer, 0, 1], att_mix[layer], st, xx, xk, xv, xr)
@@ -255,17 +260,8 @@ def rwkv_step_q4(
     """:func:`rwkv_step` with 4-bit linear layers: each of att_k ... ffn_v is a tuple
     (qweight (L, out, in / 2) uint8, scales (L, out, groups), zs (L, out, groups)) for
     :func:`q4_matvec`; the head stays float32 (V, C)."""
-    B = tokens.shape[0]
-    L, _, C = att_mix.shape
-    x = np.empty((B, C), dtype=np.float32)
-    for i in range(B):
-        x[i] = emb[tokens[i]]
-    xx = np.empty((B, C), dtype=np.float32)
-    _layer_norm(x, ln0[0], ln0[1], xx)
-    x[:] = xx
-    xk = np.empty((B, C), dtype=np.float32)
-    xv = np.empty((B, C), dtype=np.float32)
-    xr = np.empty((B, C), dtype=np.float32)
+    L = att_mix.shape[0]
+    x, xx, xk, xv, xr = _embed(tokens, emb, ln0)
     for layer in range(L):
         st = state[layer]
         _att_inputs(x, ln[layer, 0, 0], ln[layer, 0, 1], att_mix[layer], st, xx, xk, xv, xr)
@@ -281,6 +277,17 @@ def rwkv_step_q4(
         _add_gated(x, kv, _q4_inline(xr, ffn_r[0][layer], ffn_r[1][layer], ffn_r[2][layer]))
     _layer_norm(x, ln_out[0], ln_out[1], xx)
     return np.dot(xx, head.T)
+
+
+@njit(cache=True, inline="always")
+def _mamba_inputs(tokens, emb, di):
+    """The embeddings (B, d), and work buffers h (B, d), u and y (B, di)."""
+    B, d = tokens.shape[0], emb.shape[1]
+    x = np.empty((B, d), dtype=np.float32)
+    for i in range(B):
+        x[i] = emb[tokens[i]]
+    h = np.empty((B, d), dtype=np.float32)
+    return x, h, np.empty((B, di), dtype=np.float32), np.empty((B, di), dtype=np.float32)
 
 
 @njit(cache=True, inline="always")
@@ -355,16 +362,9 @@ def mamba_step(
     dt_w (L, di, r); dt_b (L, di); A = -exp(A_log) (L, di, n); D (L, di); out_proj (L, d, di);
     norm_f (d,); conv_state (L, B, di, K); ssm_state (L, B, di, n).
     """
-    Bsz = tokens.shape[0]
-    L, di, K = conv_w.shape
+    L, di, _ = conv_w.shape
     r = dt_w.shape[2]
-    d = emb.shape[1]
-    x = np.empty((Bsz, d), dtype=np.float32)
-    for i in range(Bsz):
-        x[i] = emb[tokens[i]]
-    h = np.empty((Bsz, d), dtype=np.float32)
-    u = np.empty((Bsz, di), dtype=np.float32)
-    y = np.empty((Bsz, di), dtype=np.float32)
+    x, h, u, y = _mamba_inputs(tokens, emb, di)
     for layer in range(L):
         _rms_norm(x, norm[layer], eps, h)
         xz = np.dot(h, in_proj[layer].T)  # (B, 2di)
@@ -401,28 +401,21 @@ def mamba_step_q4(
     """:func:`mamba_step` with 4-bit in_proj, x_proj and out_proj (each a tuple for
     :func:`q4_matvec`, stacked per layer); x_scale (L, di) and out_scale (L, di) multiply those
     layers' inputs (AWQ's input scales; ones where none); dt_w stays float32."""
-    Bsz = tokens.shape[0]
-    L, di, K = conv_w.shape
+    L, di, _ = conv_w.shape
     r = dt_w.shape[2]
-    d = emb.shape[1]
-    x = np.empty((Bsz, d), dtype=np.float32)
-    for i in range(Bsz):
-        x[i] = emb[tokens[i]]
-    h = np.empty((Bsz, d), dtype=np.float32)
-    u = np.empty((Bsz, di), dtype=np.float32)
-    y = np.empty((Bsz, di), dtype=np.float32)
-    us = np.empty((Bsz, di), dtype=np.float32)
+    x, h, u, y = _mamba_inputs(tokens, emb, di)
+    us = np.empty_like(u)
     for layer in range(L):
         _rms_norm(x, norm[layer], eps, h)
         xz = _q4_inline(h, in_proj[0][layer], in_proj[1][layer], in_proj[2][layer])
         _conv_silu(xz, conv_state[layer], conv_w[layer], conv_b[layer], u)
-        for i in range(Bsz):
+        for i in range(u.shape[0]):
             for c in range(di):
                 us[i, c] = u[i, c] * x_scale[layer, c]
         dbc = _q4_inline(us, x_proj[0][layer], x_proj[1][layer], x_proj[2][layer])
         dt = np.dot(np.ascontiguousarray(dbc[:, :r]), dt_w[layer].T)
         _ssm(u, dt, dt_b[layer], A[layer], D[layer], dbc, xz, ssm_state[layer], r, y)
-        for i in range(Bsz):
+        for i in range(y.shape[0]):
             for c in range(di):
                 y[i, c] *= out_scale[layer, c]
         x += _q4_inline(y, out_proj[0][layer], out_proj[1][layer], out_proj[2][layer])
