@@ -6,13 +6,13 @@ STAMP := $(VENV)/.installed
 PEERS := .venv-peers
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: demo test test-all bench lint format peers clean
+.PHONY: demo test test-all bench lint format peers clean browser
 
 $(STAMP): pyproject.toml Makefile benchmarks/peers/requirements-torch.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r benchmarks/peers/requirements-torch.txt  # torch==2.13.0, first
-	$(PY) -m pip install -q -c benchmarks/peers/requirements-torch.txt -e '.[dev,seq,mpi]'
+	$(PY) -m pip install -q -c benchmarks/peers/requirements-torch.txt -e '.[dev,seq,mpi,studio]'
 	$(VENV)/bin/neurofabric snn compile
 	$(VENV)/bin/neurofabric thermo compile
 	$(VENV)/bin/neurofabric guard compile
@@ -21,8 +21,21 @@ $(STAMP): pyproject.toml Makefile benchmarks/peers/requirements-torch.txt
 demo: $(STAMP)
 	$(VENV)/bin/neurofabric demo --out demo-output
 
-test: $(STAMP)
-	$(PY) -m pytest -q -m "not slow and not gpu"  # mpi included: mpiexec comes with the mpich wheel
+test: $(STAMP) browser
+	$(PY) -m pytest -q -m "not slow and not gpu"  # mpi and browser included (mpiexec comes with the mpich wheel)
+
+# The studio's browser tests drive Debian's chromium through its chromedriver (no browser is
+# downloaded at run time). Installed with apt-get where we are root; elsewhere the tests skip
+# with the command to run.
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
+			{ apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null; }; \
+		else \
+			echo "note: no chromium; the studio's browser tests will skip (apt-get install chromium chromium-driver)"; \
+		fi; \
+	fi
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q

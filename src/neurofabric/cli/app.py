@@ -21,6 +21,7 @@ from neurofabric.cli.guard import guard_app
 from neurofabric.cli.render import console, err_console
 from neurofabric.cli.seq import seq_app
 from neurofabric.cli.snn import snn_app
+from neurofabric.cli.studio import studio
 from neurofabric.cli.thermo import thermo_app
 
 app = typer.Typer(
@@ -34,6 +35,7 @@ app.add_typer(guard_app, name="guard")
 app.add_typer(field_app, name="field")
 app.add_typer(seq_app, name="seq")
 app.command("demo")(demo)
+app.command("studio")(studio)
 
 
 @app.callback()

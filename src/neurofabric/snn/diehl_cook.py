@@ -641,8 +641,10 @@ class DiehlCookClassifier:
 
     @property
     def input_weights_(self) -> np.ndarray:
-        """Learned input weights as (neurons, pixels)."""
-        self._require_fitted()
+        """Learned input weights as (neurons, pixels); also while ``fit`` runs (from a
+        progress callback), since the network exists from its first image."""
+        if not hasattr(self, "net_"):
+            self._require_fitted()
         csr = self.net_.input_csr_
         w = np.zeros((self.n_neurons, self.n_input_), np.float32)
         src = csr.sources()
