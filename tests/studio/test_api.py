@@ -43,6 +43,8 @@ def wait(client, run_id, pred, timeout=240.0):
         run = client.get(f"/api/runs/{run_id}").json()
         if pred(run):
             return run
+        if run["status"] == "failed":
+            raise AssertionError(f"run {run_id} failed: {run['error']}")
         if time.monotonic() > deadline:
             raise AssertionError(f"run {run_id} never reached the state: {run}")
         time.sleep(0.2)
@@ -132,10 +134,12 @@ def test_uploads_are_checked_capped_and_stay_inside_the_runs_folder(client, runs
         r = upload(client, name, payload)
         assert r.status_code == 400, (name, r.json())
         assert name in r.json()["error"]
+    at_cap = upload(client, "cap.txt", b"a" * 200_000)
+    assert at_cap.status_code == 201, at_cap.json()
     big = upload(client, "big.txt", b"a" * 200_001)
     assert big.status_code == 413 and "200,000" in big.json()["error"]
-    assert len(client.get("/api/uploads").json()) == 2  # nothing of the refused files stored
-    assert len(list((runs / "uploads").iterdir())) == 2
+    assert len(client.get("/api/uploads").json()) == 3  # nothing of the refused files stored
+    assert len(list((runs / "uploads").iterdir())) == 3
     # an upload of the wrong kind for a template
     r = client.post(
         "/api/runs",
@@ -152,6 +156,12 @@ def test_requests_cannot_reach_files_outside_a_run(client):
     assert client.get(f"/api/runs/{run_id}/images/run.json.png").status_code == 404
     assert client.get(f"/api/runs/{run_id}/images/..%2Frun.png").status_code == 404
     assert client.get(f"/api/runs/{run_id}/images/loss.png").status_code == 200
+    other = text_run(client, steps=10)
+    finished(client, other)
+    # a name that would climb into another run's folder (a client normalizes a plain "../" in
+    # the URL itself, so only the encoded form reaches the server)
+    sneaky = f"..%2F..%2F{other}%2Fimages%2Floss"
+    assert client.get(f"/api/runs/{run_id}/images/{sneaky}.png").status_code == 404
     assert client.post(f"/api/runs/{run_id}/classify", json={"text": "x"}).status_code == 422
     assert client.get(f"/api/runs/{run_id}/export?kind=../../x").status_code == 422
 
