@@ -38,7 +38,7 @@ THREADS = pin_threads(1)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from seq_train import GPT, GPTConfig  # noqa: E402
+from neurofabric.seq.gpt import GPT, GPTConfig  # noqa: E402
 
 SEQ = 128
 

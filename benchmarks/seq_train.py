@@ -7,7 +7,7 @@ The text is split as nanoGPT's shakespeare_char does (first 90 % train, last 10 
 characters as tokens. Every model trains with the same ``neurofabric.seq.train.Trainer``
 (AdamW, warmup + cosine over the step budget, clipping) until ``--minutes`` of wall time have
 passed; validation loss (nats per character) is measured every ``--eval-every`` steps on the
-same 20 batches. The GPT baseline is written here, nanoGPT-style (learned positions, pre-LN
+same 20 batches. The GPT baseline is `neurofabric.seq.gpt`, nanoGPT-style (learned positions, pre-LN
 blocks of causal self-attention and a 4x GELU MLP, tied head), sized to the RWKV model's
 parameter count. Prints a table and JSON lines and writes the curves to a PNG.
 """
@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from _threads import limit_loaded, pin_threads, threads_info, threads_line
@@ -28,67 +26,8 @@ from _threads import limit_loaded, pin_threads, threads_info, threads_line
 THREADS = pin_threads(2)
 
 import torch  # noqa: E402
-from torch import nn  # noqa: E402
-from torch.nn import functional as F  # noqa: E402
 
-
-@dataclass(frozen=True)
-class GPTConfig:
-    vocab_size: int
-    n_layer: int = 4
-    n_embd: int = 192
-    n_head: int = 4
-    block_size: int = 256
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-class GPT(nn.Module):
-    def __init__(self, cfg: GPTConfig, seed: int = 0) -> None:
-        super().__init__()
-        torch.manual_seed(seed)
-        self.config = cfg
-        C = cfg.n_embd
-        self.wte = nn.Embedding(cfg.vocab_size, C)
-        self.wpe = nn.Embedding(cfg.block_size, C)
-        self.blocks = nn.ModuleList()
-        for _ in range(cfg.n_layer):
-            self.blocks.append(
-                nn.ModuleDict(
-                    {
-                        "ln1": nn.LayerNorm(C),
-                        "qkv": nn.Linear(C, 3 * C),
-                        "proj": nn.Linear(C, C),
-                        "ln2": nn.LayerNorm(C),
-                        "fc": nn.Linear(C, 4 * C),
-                        "out": nn.Linear(4 * C, C),
-                    }
-                )
-            )
-        self.ln_f = nn.LayerNorm(C)
-        for name, p in self.named_parameters():  # nanoGPT's initialization
-            if name.endswith("bias"):
-                nn.init.zeros_(p)
-            elif p.ndim >= 2:
-                std = (
-                    0.02 / math.sqrt(2 * cfg.n_layer)
-                    if name.endswith(("proj.weight", "out.weight"))
-                    else 0.02
-                )
-                nn.init.normal_(p, 0.0, std)
-
-    def forward(self, idx):
-        B, T = idx.shape
-        x = self.wte(idx) + self.wpe(torch.arange(T))
-        H = self.config.n_head
-        for blk in self.blocks:
-            q, k, v = blk["qkv"](blk["ln1"](x)).split(self.config.n_embd, dim=2)
-            q, k, v = (t.view(B, T, H, -1).transpose(1, 2) for t in (q, k, v))
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-            x = x + blk["proj"](y.transpose(1, 2).reshape(B, T, -1))
-            x = x + blk["out"](F.gelu(blk["fc"](blk["ln2"](x))))
-        return self.ln_f(x) @ self.wte.weight.T
+from neurofabric.seq.gpt import GPT, GPTConfig  # noqa: E402
 
 
 def n_params(model) -> int:

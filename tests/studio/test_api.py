@@ -303,3 +303,29 @@ def test_guard_field_and_thermo_runs_answer_like_their_engines(client, runs):
     t = finished(client, ids["thermo-digits"])
     assert t["summary"]["proposals"] == 4000 and 0.1 < t["summary"]["test_accuracy"] <= 1.0
     assert "history" in t["images"] and not t["can_resume"]
+
+
+def test_compare_puts_rwkv_mamba_and_the_gpt_baseline_side_by_side(client):
+    ids = {arch: text_run(client, steps=12, arch=arch) for arch in ("rwkv", "mamba", "gpt")}
+    for run_id in ids.values():
+        finished(client, run_id)
+    q = client.get(f"/api/runs/{ids['gpt']}/export?kind=int4")
+    assert q.status_code == 200, q.json()
+    body = {"runs": list(ids.values()), "prompt": "the dog ran", "max_tokens": 8}
+    rows = client.post("/api/compare", json=body).json()["rows"]
+    arch = {(r["arch"], r["variant"]): r for r in rows}
+    assert set(arch) == {
+        ("RWKV4", "float32"),
+        ("Mamba", "float32"),
+        ("GPT", "float32"),
+        ("GPT", "int4"),
+    }
+    gpt = arch["GPT", "float32"]
+    assert gpt["bytes_per_token"] == 2 * 1 * 16 * 4  # keys and values, 1 layer of 16 floats
+    assert gpt["state_bytes"] == gpt["bytes_per_token"] * (len("the dog ran") + 8)
+    assert arch["RWKV4", "float32"]["bytes_per_token"] == 0.0
+    assert arch["Mamba", "float32"]["bytes_per_token"] == 0.0
+    bad = client.post(
+        "/api/templates/seq-char/validate", json={"params": {"arch": "gpt", "dim": 18}}
+    ).json()
+    assert bad["param"] == "dim" and "multiple of 4" in bad["error"]

@@ -77,8 +77,8 @@ def train_seq(
     from neurofabric.seq.tokenizers import load_tokenizer
     from neurofabric.seq.train import TextData, TrainConfig, Trainer
 
-    if arch not in ("rwkv", "mamba"):
-        raise ConfigError(f"--arch must be rwkv or mamba, got {arch!r}")
+    if arch not in ("rwkv", "mamba", "gpt"):
+        raise ConfigError(f"--arch must be rwkv, mamba or gpt, got {arch!r}")
     tok = load_tokenizer(tokenizer_path) if tokenizer_path else None
     data = TextData.from_text(text, tok)
     if arch == "rwkv":
@@ -89,9 +89,16 @@ def train_seq(
             )
         config = {"vocab_size": data.vocab_size, "n_layer": layers, "n_embd": dim}
         model = build_model("rwkv4", config, seed=seed)
-    else:
+    elif arch == "mamba":
         config = {"vocab_size": data.vocab_size, "n_layer": layers, "d_model": dim}
         model = build_model("mamba", config | {"scan": backend}, seed=seed)
+    else:  # the transformer baseline (4 heads), its context the training length
+        if backend != "auto":
+            raise ConfigError(
+                f"--backend {backend!r}: the GPT trains with torch only; leave it at auto"
+            )
+        config = {"vocab_size": data.vocab_size, "n_layer": layers, "n_embd": dim}
+        model = build_model("gpt", config | {"block_size": seq_len}, seed=seed)
     cfg = TrainConfig(
         max_steps=steps,
         batch_size=batch_size,
@@ -131,7 +138,7 @@ def seq_train(
     out: Path = typer.Option(
         ..., help="Run folder: checkpoint/, best/, metrics, tokenizer, loss.png."
     ),
-    arch: str = typer.Option("rwkv", help="rwkv or mamba."),
+    arch: str = typer.Option("rwkv", help="rwkv, mamba or gpt (the transformer baseline)."),
     tokenizer: Path | None = typer.Option(
         None, help="A tokenizer.json (default: characters of the data)."
     ),

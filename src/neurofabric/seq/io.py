@@ -54,13 +54,14 @@ CHECKPOINT_VERSION = 1
 
 
 def _archs():
+    from neurofabric.seq.gpt import GPT, GPTConfig
     from neurofabric.seq.mamba import Mamba, MambaConfig
     from neurofabric.seq.rwkv import RWKV4, RWKVConfig
 
-    return {"rwkv4": (RWKV4, RWKVConfig), "mamba": (Mamba, MambaConfig)}
+    return {"rwkv4": (RWKV4, RWKVConfig), "mamba": (Mamba, MambaConfig), "gpt": (GPT, GPTConfig)}
 
 
-ARCHS = ("rwkv4", "mamba")
+ARCHS = ("rwkv4", "mamba", "gpt")
 
 
 def arch_of(model: Any) -> str:

@@ -36,9 +36,12 @@ def seq_char(ctx: Any) -> dict[str, Any]:
     if p["arch"] == "rwkv":
         config = {"vocab_size": data.vocab_size, "n_layer": p["layers"], "n_embd": p["dim"]}
         model = build_model("rwkv4", config, seed=p["seed"])
-    else:
+    elif p["arch"] == "mamba":
         config = {"vocab_size": data.vocab_size, "n_layer": p["layers"], "d_model": p["dim"]}
         model = build_model("mamba", config, seed=p["seed"])
+    else:  # the transformer baseline, its context the training length
+        config = {"vocab_size": data.vocab_size, "n_layer": p["layers"], "n_embd": p["dim"]}
+        model = build_model("gpt", config | {"block_size": p["seq_len"]}, seed=p["seed"])
     cfg = TrainConfig(
         max_steps=p["steps"],
         batch_size=p["batch_size"],

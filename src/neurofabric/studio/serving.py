@@ -127,14 +127,20 @@ def prompt_loss(model: Any, tok: Any, text: str) -> float:
         return float(torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten()))
 
 
-def state_bytes(model: Any) -> int:
-    """Bytes of the recurrent state that decoding carries (constant in the length)."""
+def state_bytes(model: Any, n_tokens: int) -> tuple[int, float]:
+    """(bytes of the state decoding carries after ``n_tokens``, bytes added per token): a
+    recurrent model's state is constant; a GPT's KV cache grows with the context."""
     from neurofabric.seq.decode import MambaDecoder, RWKVDecoder
+    from neurofabric.seq.gpt import GPT
     from neurofabric.seq.mamba import Mamba
+
+    if isinstance(model, GPT):
+        per = model.cache_bytes_per_token()
+        return per * min(n_tokens, model.config.block_size), float(per)
 
     dec = (MambaDecoder if isinstance(model, Mamba) else RWKVDecoder).from_model(model)
     st = dec.init_state()
-    return int(sum(a.nbytes for a in st) if isinstance(st, tuple) else st.nbytes)
+    return int(sum(a.nbytes for a in st) if isinstance(st, tuple) else st.nbytes), 0.0
 
 
 def quantize_run(folder: Path, text: str, *, bits: int = 4) -> Path:
@@ -161,7 +167,7 @@ def quantize_run(folder: Path, text: str, *, bits: int = 4) -> Path:
             "train with a `dim` that is a multiple of 8 to quantize it"
         )
     rng = np.random.default_rng(0)
-    seq_len = min(64, max(2, len(data.train) // 20))
+    seq_len = min(64, getattr(model.config, "block_size", 64), max(2, len(data.train) // 20))
     calib = torch.stack([data.batch("train", 8, seq_len, rng)[0] for _ in range(4)]).flatten(0, 1)
     q = copy.deepcopy(model)
     report = quantize_model(q, calib, AWQConfig(bits=bits, group_size=group))
@@ -178,7 +184,7 @@ def compare(
     """One row per model (and its 4-bit version where exported): size, speed, memory, loss."""
     rows = []
     for run_id, folder in items:
-        sb, n_params = 0, 0
+        sb, n_params, per_token = 0, 0, 0.0
         for kind in ("model", "int4"):
             if kind == "int4" and not (folder / "model-int4").exists():
                 continue
@@ -191,8 +197,8 @@ def compare(
             for _ in range(3):
                 *_, last = stream_tokens(model, tok, prompt, max_new_tokens=max_tokens, seed=0)
                 rates.append(last["tokens_per_s"])
-            if kind == "model":
-                sb = state_bytes(model)  # the 4-bit model carries the same state
+            if kind == "model":  # the 4-bit model carries the same state
+                sb, per_token = state_bytes(model, len(tok.encode(prompt)) + max_tokens)
                 n_params = int(sum(p.numel() for p in model.parameters()))
             rows.append(
                 {
@@ -203,9 +209,9 @@ def compare(
                     "file_bytes": int(os.path.getsize(files / "model.safetensors")),
                     "tokens_per_s": float(np.median(rates)),
                     "state_bytes": sb,
-                    # recurrent decoding: the state does not grow with the text (a transformer's
-                    # KV cache grows by 2 x layers x width x 4 bytes per token)
-                    "bytes_per_token": 0.0,
+                    # recurrent models: 0 (the state does not grow with the text); a GPT's KV
+                    # cache grows by 2 x layers x width x 4 bytes per token
+                    "bytes_per_token": per_token,
                     "loss_nats": prompt_loss(model, tok, prompt),
                 }
             )

@@ -136,15 +136,16 @@ TEMPLATES: dict[str, Template] = {
             "seq-char",
             "seq",
             "Character-level language model",
-            "RWKV-4 or Mamba learns a text file character by character (AdamW, warmup + "
-            "cosine), checkpointing at every evaluation; then writes with its recurrent state.",
+            "RWKV-4, Mamba or a GPT baseline learns a text file character by character "
+            "(AdamW, warmup + cosine), checkpointing at every evaluation; then writes.",
             (
                 P(
                     "arch",
                     "choice",
                     "rwkv",
-                    "rwkv (RWKV-4) or mamba (Mamba-1).",
-                    choices=("rwkv", "mamba"),
+                    "rwkv (RWKV-4), mamba (Mamba-1) or gpt (the transformer baseline: 4 heads, "
+                    "a context of seq_len).",
+                    choices=("rwkv", "mamba", "gpt"),
                 ),
                 P("layers", "int", 2, "Residual blocks.", 1, 48),
                 P("dim", "int", 64, "Width of the residual stream.", 4, 4096),
@@ -322,7 +323,18 @@ def _engine_checks(t: Template, p: dict[str, Any]) -> None:
     """The engine's own constructors, so their constraints apply before a run starts."""
     try:
         if t.id == "seq-char":
+            from neurofabric.seq.gpt import GPTConfig
             from neurofabric.seq.train import TrainConfig
+
+            if p["arch"] == "gpt":
+                if p["dim"] % 4:
+                    exc = ConfigError(
+                        f"`dim` must be a multiple of 4 (the GPT's attention heads) for arch "
+                        f"gpt, got {p['dim']}"
+                    )
+                    exc.param = "dim"  # type: ignore[attr-defined]
+                    raise exc
+                GPTConfig(n_embd=p["dim"], n_layer=p["layers"], block_size=p["seq_len"])
 
             TrainConfig(
                 max_steps=p["steps"],
