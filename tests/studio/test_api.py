@@ -329,3 +329,22 @@ def test_compare_puts_rwkv_mamba_and_the_gpt_baseline_side_by_side(client):
         "/api/templates/seq-char/validate", json={"params": {"arch": "gpt", "dim": 18}}
     ).json()
     assert bad["param"] == "dim" and "multiple of 4" in bad["error"]
+
+
+def test_the_studio_command_refuses_a_bad_port_and_a_taken_one(tmp_path):
+    import socket
+
+    from typer.testing import CliRunner
+
+    from neurofabric.cli import app
+
+    runner = CliRunner()
+    r = runner.invoke(app, ["studio", "--port", "70000", "--runs", str(tmp_path), "--no-browser"])
+    assert r.exit_code == 2 and "`--port` must lie in [0, 65535], got 70000" in r.output
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        args = ["studio", "--port", str(port), "--runs", str(tmp_path), "--no-browser"]
+        r = runner.invoke(app, args)
+    assert r.exit_code == 2 and f"could not serve on 127.0.0.1:{port}" in r.output

@@ -56,7 +56,7 @@ def studio(
     if data_dir is not None:  # the environment reaches the server's threads and the workers
         os.environ["NEUROFABRIC_DATA"] = str(data_dir.resolve())
     app = create_app(runs, max_upload=int(max_upload_mb * (1 << 20)))
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning")
+    config = uvicorn.Config(app, host=host, port=port, log_level="error")
     server = uvicorn.Server(config)
 
     url_host = host if ":" not in host else f"[{host}]"
@@ -80,9 +80,15 @@ def _serve(server, announce) -> None:
         if not config.loaded:
             config.load()
         server.lifespan = config.lifespan_class(config)
-        await server.startup()
+        try:
+            await server.startup()
+        except SystemExit:  # uvicorn's answer to a bind error (it logged the reason)
+            server.should_exit = True
         if server.should_exit:
-            raise ConfigError(f"could not serve on {config.host}:{config.port} (in use?)")
+            raise ConfigError(
+                f"could not serve on {config.host}:{config.port} (the address is in use or not "
+                "allowed); pick another --port, or --port 0 for any free one"
+            )
         announce()
         await server.main_loop()
         await server.shutdown()

@@ -167,8 +167,29 @@ def snn_mnist(ctx: Any) -> dict[str, Any]:
     )
     ctx.image("confusion", lambda path: plot_confusion(rep["confusion"], path, title=ctx.dataset))
     clf.save(ctx.folder / "model")
+    ctx.image("raster", lambda path: _raster(clf, xt[0], int(yt[0]), path))
     ctx.metric(done=len(x), test_accuracy=rep["accuracy"])
     return {"images": len(x), "label_images": n_label, "test_accuracy": rep["accuracy"]}
+
+
+def _raster(clf: Any, image: np.ndarray, label: int, path: Path) -> Path:
+    """Every neuron's spikes while the trained network (learning and thresholds frozen) sees
+    one test image: inputs, excitatory and inhibitory layers."""
+    from neurofabric.snn.monitors import SpikeMonitor
+    from neurofabric.snn.plots import plot_raster
+
+    net = clf.net_
+    net.set_learning(False)
+    net.freeze_homeostasis(True)
+    try:
+        net.set_input_rates("pixels", image.reshape(-1) * clf.scale_ * clf.max_rate)
+        res = net.run(clf.t_present, monitors=[SpikeMonitor()])
+        net.set_input_rates("pixels", 0.0)
+        net.run(clf.t_rest)
+    finally:
+        net.set_learning(True)
+        net.freeze_homeostasis(False)
+    return plot_raster(res, path, title=f"response to a test image of a {label}")
 
 
 # ---------------------------------------------------------------------- thermodynamic trainer

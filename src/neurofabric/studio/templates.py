@@ -233,7 +233,7 @@ TEMPLATES: dict[str, Template] = {
                 Dataset("mnist", "MNIST", "mnist"),
                 Dataset("fashion_mnist", "Fashion-MNIST", "fashion_mnist"),
             ),
-            images=("receptive_fields", "confusion"),
+            images=("receptive_fields", "confusion", "raster"),
         ),
         Template(
             "thermo-digits",
