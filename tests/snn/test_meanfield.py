@@ -81,3 +81,12 @@ def test_a_saturating_population_is_a_clear_error():
     pop = LIFPopulation(c_exc=1000, c_inh=0, g=0.0, j=1e-3, rate_ext=1000.0, t_ref=0.0)
     with pytest.raises(ConfigError, match="saturates"):
         stationary_rate(pop)
+
+
+def test_without_recurrence_the_rate_model_relaxes_with_its_time_constant():
+    pop = LIFPopulation(c_exc=0, c_inh=0, c_ext=1000, rate_ext=12.0)  # feed-forward only
+    target = pop.transfer(0.0)
+    model = RateModel(pop, tau_r=0.01, rate=0.0)
+    for _ in range(10):  # 10 steps of 1 ms = one time constant
+        model.step(1e-3)
+    assert model.rate == pytest.approx(target * (1 - math.exp(-1)), rel=1e-9)

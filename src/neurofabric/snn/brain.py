@@ -1,0 +1,208 @@
+"""A multi-scale brain: regions simulated at three levels of detail, coupled on one clock.
+
+- :class:`SpikingRegion`: a :class:`~neurofabric.snn.network.SpikingNetwork` neuron by neuron;
+  its rate over each coupling interval is its spike count / (neurons x interval).
+- :class:`PopulationRegion`: the rate model of :mod:`neurofabric.snn.meanfield` with the
+  finite-size noise of ``n_neurons`` independent neurons: over each interval the population
+  emits ``Poisson(n_neurons x rate x interval)`` spikes, and that count, not the smooth rate, is
+  what it reports and feeds back into its own recurrence. Between the spiking and the
+  mean-field level: a few floats of state, the fluctuations of a real population.
+- :class:`MeanFieldRegion`: the same rate model without noise (the limit of infinitely many
+  neurons).
+
+**Coupling.** ``weights[i, j]`` is the extra Poisson rate (Hz) that each external synapse of
+region ``i`` receives per Hz of region ``j``'s rate, ``delays[i, j]`` the delay in coupling
+intervals (>= 1). Bottom-up, every region reports its rate each interval; top-down, region
+``i`` gets ``extra_i(t) = sum_j weights[i, j] rate_j(t - delays[i, j] interval)``: a spiking
+region as a higher rate of its external Poisson input (``c_ext`` synapses per neuron), a rate
+region through the same synapses in its input moments (:meth:`LIFPopulation.moments`), so the
+two levels see the same input. The interval must not exceed the shortest inter-region delay,
+which is why delays are counted in intervals.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from neurofabric.core.errors import ConfigError, ShapeError
+from neurofabric.core.progress import ProgressCallback, ProgressReporter
+from neurofabric.core.rng import make_rng
+from neurofabric.core.validation import check_int, check_positive
+from neurofabric.snn.meanfield import LIFPopulation, RateModel
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Brain", "BrainResult", "MeanFieldRegion", "PopulationRegion", "SpikingRegion"]
+
+
+class SpikingRegion:
+    """A spiking network as a region. ``drive`` names its external Poisson input (one source
+    per neuron at ``base_rate`` Hz, e.g. ``C_E x nu_ext`` in Brunel's model); top-down input of
+    ``extra`` Hz per synapse raises each source to ``base_rate + c_ext x extra``."""
+
+    level = "spiking"
+
+    def __init__(
+        self, name: str, network: Any, *, drive: str = "poisson", base_rate: float, c_ext: int
+    ) -> None:
+        self.name, self.net, self.drive = name, network, drive
+        self.base_rate = check_positive("base_rate", base_rate, "Hz")
+        self.c_ext = check_int("c_ext", c_ext, min_value=1)
+        self.n_neurons = int(network.n_neurons)
+        self._extra = 0.0
+
+    def advance(self, interval: float, extra: float) -> float:
+        if extra != self._extra:
+            self.net.set_input_rates(self.drive, self.base_rate + self.c_ext * max(extra, 0.0))
+            self._extra = extra
+        res = self.net.run(interval)
+        return res.n_spikes / (self.n_neurons * interval)
+
+    def nbytes(self) -> int:
+        """Synapses (as the network reports them) and the neuron state (float64 potentials,
+        refractory counters, one delay ring of input per neuron and delay step)."""
+        n, d = self.n_neurons, int(self.net.max_delay_steps) + 1
+        return int(self.net.synapse_memory_bytes()) + n * (8 + 4) + n * d * 8
+
+
+class MeanFieldRegion:
+    """A LIF population as its Siegert rate model (no noise). ``n_neurons`` only counts."""
+
+    level = "mean-field"
+
+    def __init__(
+        self,
+        name: str,
+        pop: LIFPopulation,
+        *,
+        n_neurons: int,
+        tau_r: float = 0.01,
+        dt: float = 5e-4,
+    ) -> None:
+        self.name, self.pop = name, pop
+        self.n_neurons = check_int("n_neurons", n_neurons, min_value=1)
+        self.model = RateModel(pop, tau_r=tau_r)
+        self.dt = check_positive("dt", dt, "seconds")
+
+    def _steps(self, interval: float) -> int:
+        return max(1, int(round(interval / self.dt)))
+
+    def advance(self, interval: float, extra: float) -> float:
+        n = self._steps(interval)
+        rates = [self.model.step(interval / n, extra) for _ in range(n)]
+        return float(np.mean(rates))
+
+    def nbytes(self) -> int:
+        return 8 * 2  # the rate and the time constant
+
+
+class PopulationRegion(MeanFieldRegion):
+    """The rate model with the Poisson noise of ``n_neurons`` neurons (see the module)."""
+
+    level = "population"
+
+    def __init__(self, name: str, pop: LIFPopulation, *, n_neurons: int, seed: Any = 0, **kw: Any):
+        super().__init__(name, pop, n_neurons=n_neurons, **kw)
+        self.rng = make_rng(seed)
+
+    def advance(self, interval: float, extra: float) -> float:
+        mean = super().advance(interval, extra)
+        count = self.rng.poisson(mean * self.n_neurons * interval)
+        rate = count / (self.n_neurons * interval)
+        self.model.rate = rate  # the realized rate drives the recurrence
+        return float(rate)
+
+
+@dataclass
+class BrainResult:
+    """``rates[k, i]``: region ``i``'s rate (Hz) over interval ``k`` ending at ``times[k]``."""
+
+    names: list[str]
+    levels: list[str]
+    times: np.ndarray
+    rates: np.ndarray
+    stopped: bool = False
+
+    def mean_rates(self, after: float = 0.0) -> dict[str, float]:
+        keep = self.times > after
+        return {n: float(self.rates[keep, i].mean()) for i, n in enumerate(self.names)}
+
+
+class Brain:
+    """Regions coupled by ``weights`` (R x R, >= 0) and ``delays`` (R x R, in intervals)."""
+
+    def __init__(
+        self,
+        regions: Sequence[Any],
+        weights: Any,
+        *,
+        delays: Any = None,
+        interval: float = 1e-3,
+    ) -> None:
+        self.regions = list(regions)
+        R = len(self.regions)
+        if R == 0:
+            raise ConfigError("`regions` must hold at least one region")
+        names = [r.name for r in self.regions]
+        if len(set(names)) != R:
+            raise ConfigError(f"region names must be unique, got {names}")
+        self.weights = np.asarray(weights, dtype=np.float64)
+        if self.weights.shape != (R, R):
+            raise ShapeError(f"`weights` must have shape ({R}, {R}), got {self.weights.shape}")
+        if not np.all(np.isfinite(self.weights)) or self.weights.min() < 0:
+            raise ConfigError("`weights` must be finite and >= 0 (Hz per Hz)")
+        d = np.ones((R, R), np.int64) if delays is None else np.asarray(delays)
+        if d.shape != (R, R) or d.dtype.kind not in "iu" or d.min() < 1:
+            raise ConfigError(
+                f"`delays` must be integers >= 1 (coupling intervals) of shape ({R}, {R}); "
+                "a delay shorter than the interval needs a shorter interval"
+            )
+        self.delays = d.astype(np.int64)
+        self.interval = check_positive("interval", interval, "seconds")
+        depth = int(self.delays.max()) + 1
+        self._history = np.zeros((depth, R))  # ring buffer of past rates
+        self._k = 0
+        for i, r in enumerate(self.regions):  # start from each region's resting rate
+            self._history[:, i] = getattr(getattr(r, "model", None), "rate", 0.0)
+
+    def memory_bytes(self) -> dict[str, int]:
+        """Bytes of state per level (spiking networks as they report it)."""
+        out: dict[str, int] = {}
+        for r in self.regions:
+            out[r.level] = out.get(r.level, 0) + r.nbytes()
+        out["coupling"] = self.weights.nbytes + self.delays.nbytes + self._history.nbytes
+        return out
+
+    def run(self, duration: float, *, callback: ProgressCallback | None = None) -> BrainResult:
+        """Advance every region by ``duration`` seconds, one coupling interval at a time."""
+        check_positive("duration", duration, "seconds")
+        n = max(1, int(round(duration / self.interval)))
+        R, depth = len(self.regions), self._history.shape[0]
+        rates = np.zeros((n, R))
+        report = ProgressReporter("snn.brain.run", n, "interval", callback)
+        cols = np.arange(R)
+        for k in range(n):
+            # slot (j + 1) % depth holds interval j's rates: delay d reads interval k - d
+            past = self._history[(self._k - self.delays + 1) % depth, cols[None, :]]
+            extra = (self.weights * past).sum(axis=1)
+            for i, region in enumerate(self.regions):
+                rates[k, i] = region.advance(self.interval, float(extra[i]))
+            self._k += 1
+            self._history[self._k % depth] = rates[k]
+            if report.update(k + 1, mean_rate_hz=float(rates[k].mean())):
+                rates = rates[: k + 1]
+                break
+        t0 = (self._k - len(rates)) * self.interval
+        times = t0 + self.interval * np.arange(1, len(rates) + 1)
+        return BrainResult(
+            [r.name for r in self.regions],
+            [r.level for r in self.regions],
+            times,
+            rates,
+            report.stopped,
+        )
