@@ -108,3 +108,29 @@ def test_swapping_a_region_from_spiking_to_mean_field_keeps_its_neighbour_within
     # B's rate as the mean field predicts from A's drive
     pop_b = brunel_population(n)
     assert stationary_rate(pop_b, extra_rate=0.2 * sp["A"]) == pytest.approx(sp["B"], rel=0.10)
+
+
+def test_regions_paged_to_disk_under_a_ram_budget_give_the_same_rates(tmp_path):
+    def regions():
+        return [spiking(f"r{i}", 400, seed=i) for i in range(3)]
+
+    W = np.array([[0, 0.1, 0], [0, 0, 0.1], [0.1, 0, 0]])
+    ref = Brain(regions(), W, interval=2e-3).run(0.02)
+    rs = regions()
+    one = rs[0].nbytes()
+    paged = Brain(rs, W, interval=2e-3, ram_budget=int(1.5 * one), page_dir=tmp_path)
+    assert sum(r.resident for r in rs) == 1  # the others went to disk at once
+    res = paged.run(0.02)
+    np.testing.assert_array_equal(res.rates, ref.rates)  # exact: state, RNG streams, delays
+    # with room for one region of three, every step of every region is a miss
+    assert res.paging["misses"] == 3 * 10 and res.paging["hits"] == 0
+    assert res.paging["bytes_read"] > 0 and res.paging["bytes_written"] > 0
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == [
+        "r0",
+        "r1",
+        "r2",
+    ]
+    with pytest.raises(ConfigError, match="largest spiking region"):
+        Brain(regions(), W, ram_budget=one // 2, page_dir=tmp_path)
+    with pytest.raises(ConfigError, match="page_dir"):
+        Brain(regions(), W, ram_budget=one)

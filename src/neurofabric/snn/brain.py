@@ -23,8 +23,10 @@ which is why delays are counted in intervals.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -56,7 +58,16 @@ class SpikingRegion:
         self.n_neurons = int(network.n_neurons)
         self._extra = 0.0
 
+        self._nbytes: int | None = None
+        self.file: Path | None = None  # where it lies while paged out
+
+    @property
+    def resident(self) -> bool:
+        return self.net is not None
+
     def advance(self, interval: float, extra: float) -> float:
+        if self.net is None:
+            raise ConfigError(f"region {self.name!r} is paged out; page_in() it first")
         if extra != self._extra:
             self.net.set_input_rates(self.drive, self.base_rate + self.c_ext * max(extra, 0.0))
             self._extra = extra
@@ -66,8 +77,29 @@ class SpikingRegion:
     def nbytes(self) -> int:
         """Synapses (as the network reports them) and the neuron state (float64 potentials,
         refractory counters, one delay ring of input per neuron and delay step)."""
-        n, d = self.n_neurons, int(self.net.max_delay_steps) + 1
-        return int(self.net.synapse_memory_bytes()) + n * (8 + 4) + n * d * 8
+        if self._nbytes is None:
+            n, d = self.n_neurons, int(self.net.max_delay_steps) + 1
+            self._nbytes = int(self.net.synapse_memory_bytes()) + n * (8 + 4) + n * d * 8
+        return self._nbytes
+
+    def page_out(self, folder: Path) -> int:
+        """Save the whole network (structure, synapses, state: an exact resume point; atomic
+        and checksummed, :mod:`neurofabric.core.checkpoint`) and drop it; bytes written."""
+        self.nbytes()
+        self.file = self.net.save(Path(folder) / self.name)
+        self.net = None
+        return _folder_bytes(self.file)
+
+    def page_in(self) -> int:
+        """Load the network back (checksums verified); bytes read."""
+        from neurofabric.snn.network import SpikingNetwork
+
+        self.net = SpikingNetwork.load(self.file)
+        return _folder_bytes(self.file)
+
+
+def _folder_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
 
 
 class MeanFieldRegion:
@@ -127,6 +159,8 @@ class BrainResult:
     times: np.ndarray
     rates: np.ndarray
     stopped: bool = False
+    #: spiking regions paged under a RAM budget: hits, misses, bytes read and written
+    paging: dict[str, int] = field(default_factory=dict)
 
     def mean_rates(self, after: float = 0.0) -> dict[str, float]:
         keep = self.times > after
@@ -143,6 +177,8 @@ class Brain:
         *,
         delays: Any = None,
         interval: float = 1e-3,
+        ram_budget: int | None = None,
+        page_dir: str | Path | None = None,
     ) -> None:
         self.regions = list(regions)
         R = len(self.regions)
@@ -169,6 +205,48 @@ class Brain:
         self._k = 0
         for i, r in enumerate(self.regions):  # start from each region's resting rate
             self._history[:, i] = getattr(getattr(r, "model", None), "rate", 0.0)
+        self.ram_budget = None
+        if ram_budget is not None:
+            self.ram_budget = check_int("ram_budget", ram_budget, min_value=1)
+            if page_dir is None:
+                raise ConfigError("`ram_budget` needs `page_dir`, the folder regions page to")
+            self.page_dir = Path(page_dir)
+            self.page_dir.mkdir(parents=True, exist_ok=True)
+            biggest = max((r.nbytes() for r in self._spiking()), default=0)
+            if biggest > self.ram_budget:
+                raise ConfigError(
+                    f"`ram_budget` must hold the largest spiking region ({biggest:,} bytes), got "
+                    f"{self.ram_budget:,}; raise it or split the region"
+                )
+        self._lru: OrderedDict[str, Any] = OrderedDict(
+            (r.name, r) for r in self._spiking() if r.resident
+        )
+        self.paging = {"hits": 0, "misses": 0, "bytes_read": 0, "bytes_written": 0}
+        self._evict_to(self.ram_budget)
+
+    def _spiking(self) -> list[Any]:
+        return [r for r in self.regions if hasattr(r, "page_in")]
+
+    def _evict_to(self, budget: int | None) -> None:
+        """Page out least recently used regions until the resident ones fit ``budget``."""
+        if budget is None:
+            return
+        while self._lru and sum(r.nbytes() for r in self._lru.values()) > budget:
+            _, victim = self._lru.popitem(last=False)
+            self.paging["bytes_written"] += victim.page_out(self.page_dir)
+
+    def _ready(self, region: Any) -> None:
+        """Make ``region`` resident (LRU order), paging others out to stay in budget."""
+        if not hasattr(region, "page_in"):
+            return
+        if region.resident:
+            self.paging["hits"] += 1
+            self._lru.move_to_end(region.name)
+            return
+        self.paging["misses"] += 1
+        self._evict_to(self.ram_budget - region.nbytes())
+        self.paging["bytes_read"] += region.page_in()
+        self._lru[region.name] = region
 
     def memory_bytes(self) -> dict[str, int]:
         """Bytes of state per level (spiking networks as they report it)."""
@@ -191,6 +269,7 @@ class Brain:
             past = self._history[(self._k - self.delays + 1) % depth, cols[None, :]]
             extra = (self.weights * past).sum(axis=1)
             for i, region in enumerate(self.regions):
+                self._ready(region)
                 rates[k, i] = region.advance(self.interval, float(extra[i]))
             self._k += 1
             self._history[self._k % depth] = rates[k]
@@ -205,4 +284,5 @@ class Brain:
             times,
             rates,
             report.stopped,
+            dict(self.paging) if self.ram_budget is not None else {},
         )
