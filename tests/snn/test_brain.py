@@ -134,3 +134,21 @@ def test_regions_paged_to_disk_under_a_ram_budget_give_the_same_rates(tmp_path):
         Brain(regions(), W, ram_budget=one // 2, page_dir=tmp_path)
     with pytest.raises(ConfigError, match="page_dir"):
         Brain(regions(), W, ram_budget=one)
+
+
+def test_eviction_by_schedule_keeps_hits_where_lru_has_none(tmp_path):
+    W = np.zeros((4, 4))
+    ref = Brain([spiking(f"r{i}", 400, seed=i) for i in range(4)], W, interval=2e-3).run(0.02)
+    out = {}
+    for eviction in ("lru", "schedule"):
+        rs = [spiking(f"r{i}", 400, seed=i) for i in range(4)]
+        budget = int(2.5 * rs[0].nbytes())
+        folder = tmp_path / eviction
+        brain = Brain(rs, W, interval=2e-3, ram_budget=budget, page_dir=folder, eviction=eviction)
+        res = brain.run(0.02)
+        np.testing.assert_array_equal(res.rates, ref.rates)
+        out[eviction] = res.paging
+    assert out["lru"]["hits"] == 0  # a round of 4 through 2 slots: LRU always evicts the next
+    assert out["schedule"]["hits"] >= 10
+    with pytest.raises(ConfigError, match="eviction"):
+        Brain([Recorder("a")], [[0.0]], eviction="fifo")

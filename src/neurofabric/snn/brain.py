@@ -34,7 +34,7 @@ import numpy as np
 from neurofabric.core.errors import ConfigError, ShapeError
 from neurofabric.core.progress import ProgressCallback, ProgressReporter
 from neurofabric.core.rng import make_rng
-from neurofabric.core.validation import check_int, check_positive
+from neurofabric.core.validation import check_choice, check_int, check_positive
 from neurofabric.snn.meanfield import LIFPopulation, RateModel
 
 log = logging.getLogger(__name__)
@@ -168,7 +168,13 @@ class BrainResult:
 
 
 class Brain:
-    """Regions coupled by ``weights`` (R x R, >= 0) and ``delays`` (R x R, in intervals)."""
+    """Regions coupled by ``weights`` (R x R, >= 0) and ``delays`` (R x R, in intervals).
+
+    With ``ram_budget`` (bytes) and ``page_dir``, spiking regions beyond the budget are paged
+    out to disk and back before their step. ``eviction="lru"`` pages out the least recently
+    used; ``"schedule"`` the one whose next step is furthest away (Belady's choice, known here
+    because regions step in a fixed round), which keeps hits where a round of regions larger
+    than the budget gives LRU none."""
 
     def __init__(
         self,
@@ -179,6 +185,7 @@ class Brain:
         interval: float = 1e-3,
         ram_budget: int | None = None,
         page_dir: str | Path | None = None,
+        eviction: str = "lru",
     ) -> None:
         self.regions = list(regions)
         R = len(self.regions)
@@ -206,6 +213,8 @@ class Brain:
         for i, r in enumerate(self.regions):  # start from each region's resting rate
             self._history[:, i] = getattr(getattr(r, "model", None), "rate", 0.0)
         self.ram_budget = None
+        self.eviction = check_choice("eviction", eviction, ("lru", "schedule"))
+        self._at = 0  # the index of the region about to step
         if ram_budget is not None:
             self.ram_budget = check_int("ram_budget", ram_budget, min_value=1)
             if page_dir is None:
@@ -232,7 +241,13 @@ class Brain:
         if budget is None:
             return
         while self._lru and sum(r.nbytes() for r in self._lru.values()) > budget:
-            _, victim = self._lru.popitem(last=False)
+            if self.eviction == "lru":
+                _, victim = self._lru.popitem(last=False)
+            else:  # Belady: the region whose next step is furthest away in the round
+                order = {id(r): i for i, r in enumerate(self.regions)}
+                R = len(self.regions)
+                victim = max(self._lru.values(), key=lambda r: (order[id(r)] - self._at) % R)
+                del self._lru[victim.name]
             self.paging["bytes_written"] += victim.page_out(self.page_dir)
 
     def _ready(self, region: Any) -> None:
@@ -269,6 +284,7 @@ class Brain:
             past = self._history[(self._k - self.delays + 1) % depth, cols[None, :]]
             extra = (self.weights * past).sum(axis=1)
             for i, region in enumerate(self.regions):
+                self._at = i
                 self._ready(region)
                 rates[k, i] = region.advance(self.interval, float(extra[i]))
             self._k += 1

@@ -1,0 +1,302 @@
+"""The multi-scale brain, validated level by level (issue 20).
+
+    python benchmarks/snn_brain.py                       # all parts
+    python benchmarks/snn_brain.py --parts sweep --n 12500 --duration 1.0
+    python benchmarks/snn_brain.py --parts whole --spiking-neurons 8600000 --whole-duration 0.01
+
+Parts:
+
+- ``sweep``: Brunel (2000) model A (``neurofabric.snn.models.brunel``, N neurons, C_E = 0.1 N_E)
+  simulated neuron by neuron over a grid of g and eta (``--duration`` s after 0.2 s of
+  transient), against the stationary rate of its Siegert mean field
+  (``neurofabric.snn.meanfield``). Also the synchrony of the spiking network: the coefficient of
+  variation of its population rate in 1 ms bins (a Poisson population of N neurons at rate nu
+  gives 1 / sqrt(N nu 1 ms); an oscillating one much more).
+- ``swap``: region A drives region B (0.2 Hz per external synapse per Hz of A, 2 ms delay);
+  A spiking, then A as its mean field: A's and B's rates.
+- ``paging``: 8 spiking regions in a ring under a RAM budget of 3 regions, paged to disk by the
+  LRU, against the same brain all in RAM: wall time, hit rate, bytes read per biological
+  second, identical rates.
+- ``whole``: about 1,000 regions whose neuron counts add up to 86 billion, about 0.01 % of them
+  spiking (``--spiking-neurons`` LIF neurons with procedural synapses, in 10 regions), the rest
+  population (finite-size) and mean-field regions; memory per level, wall time per
+  biological second, and a figure of region rates over time (``--out``).
+
+One thread (numba pinned). Prints a table per part and one JSON line per row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+from _threads import limit_loaded, pin_threads, threads_line
+
+THREADS = pin_threads(1)
+
+import numpy as np  # noqa: E402
+
+from neurofabric.snn.brain import Brain, MeanFieldRegion, PopulationRegion, SpikingRegion  # noqa: E402
+from neurofabric.snn.meanfield import brunel_population, stationary_rate  # noqa: E402
+from neurofabric.snn.models import brunel  # noqa: E402
+from neurofabric.snn.monitors import SpikeMonitor  # noqa: E402
+
+MACHINE = f"{platform.machine()}, {platform.processor() or 'cpu'}, threads {THREADS}"
+
+
+def emit(row: dict) -> None:
+    print(json.dumps({"benchmark": "snn_brain", "machine": MACHINE, **row}))
+
+
+def region(name: str, n: int, *, g=5.0, eta=2.0, seed=0, epsilon=0.1, storage="csr"):
+    pop = brunel_population(n, g=g, eta=eta, epsilon=epsilon)
+    net = brunel(n, g=g, eta=eta, epsilon=epsilon, seed=seed, storage=storage)
+    return SpikingRegion(name, net, base_rate=pop.c_ext * pop.rate_ext, c_ext=pop.c_ext)
+
+
+def sweep(args) -> None:
+    print(f"\n## Brunel model A, N = {args.n}: spiking against the Siegert mean field")
+    print(
+        "| g | eta | spiking (Hz) | mean field (Hz) | mean field / spiking | synchrony (CV of the population rate) | Poisson CV | wall s |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    grid = [(g, eta) for g in (4.0, 5.0, 6.0, 8.0) for eta in (1.0, 2.0, 4.0)] + [
+        (3.0, 2.0),
+        (4.5, 0.9),
+    ]
+    for g, eta in grid:
+        t0 = time.perf_counter()
+        net = brunel(args.n, g=g, eta=eta, seed=1)
+        net.run(0.2)
+        res = net.run(args.duration, monitors=[SpikeMonitor()])
+        wall = time.perf_counter() - t0
+        sim = res.n_spikes / (args.n * args.duration)
+        bins = np.bincount(
+            ((res.spike_times - res.spike_times.min()) / 1e-3).astype(np.int64),
+            minlength=int(args.duration / 1e-3),
+        )
+        cv = float(bins.std() / max(bins.mean(), 1e-12))
+        poisson_cv = 1 / np.sqrt(max(args.n * sim * 1e-3, 1e-12))
+        try:
+            mf = stationary_rate(brunel_population(args.n, g=g, eta=eta))
+        except Exception as exc:  # noqa: BLE001 - a saturating population is a result too
+            mf = float("nan")
+            print(f"(g={g}, eta={eta}: {exc})")
+        ratio = mf / sim if sim > 0 else float("nan")
+        print(
+            f"| {g} | {eta} | {sim:.2f} | {mf:.2f} | {ratio:.3f} | {cv:.2f} | {poisson_cv:.2f} | {wall:.1f} |"
+        )
+        emit(
+            {
+                "part": "sweep",
+                "n": args.n,
+                "g": g,
+                "eta": eta,
+                "spiking_hz": sim,
+                "meanfield_hz": mf,
+                "ratio": ratio,
+                "population_cv": cv,
+                "poisson_cv": poisson_cv,
+                "wall_s": wall,
+            }
+        )
+
+
+def swap(args) -> None:
+    n = args.n
+    W, D = [[0.0, 0.0], [0.2, 0.0]], [[1, 1], [2, 1]]
+    print(f"\n## Swapping region A from spiking to mean field (N = {n} each, {args.duration} s)")
+    print("| A's level | A (Hz) | B (Hz) | wall s |")
+    print("|---|---|---|---|")
+    out = {}
+    for level in ("spiking", "mean-field"):
+        a = (
+            region("A", n, g=6.0, eta=3.0, seed=1)
+            if level == "spiking"
+            else MeanFieldRegion("A", brunel_population(n, g=6.0, eta=3.0), n_neurons=n)
+        )
+        brain = Brain([a, region("B", n, seed=2)], W, delays=D, interval=1e-3)
+        t0 = time.perf_counter()
+        rates = brain.run(args.duration + 0.2).mean_rates(after=0.2)
+        wall = time.perf_counter() - t0
+        out[level] = rates
+        print(f"| {level} | {rates['A']:.2f} | {rates['B']:.2f} | {wall:.1f} |")
+        emit(
+            {
+                "part": "swap",
+                "a_level": level,
+                "n": n,
+                "a_hz": rates["A"],
+                "b_hz": rates["B"],
+                "wall_s": wall,
+            }
+        )
+    change = out["mean-field"]["B"] / out["spiking"]["B"] - 1
+    print(f"B's rate changes by {change:+.1%} when A is swapped to its mean field")
+
+
+def paging(args) -> None:
+    n, R = args.paging_n, 8
+    W = np.zeros((R, R))
+    for i in range(R):
+        W[i, (i - 1) % R] = 0.05
+    duration, interval = args.paging_duration, 5e-3
+    print(
+        f"\n## Paging: {R} spiking regions of {n} neurons, a budget of 3, {duration} s, coupling every {interval * 1e3:g} ms"
+    )
+    print(
+        "| mode | wall s | slowdown | hits | misses | MB read per biological s | rates identical |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    t0 = time.perf_counter()
+    ref = Brain([region(f"r{i}", n, seed=i) for i in range(R)], W, interval=interval).run(duration)
+    t_ram = time.perf_counter() - t0
+    print(f"| all in RAM | {t_ram:.1f} | 1.00 | | | | |")
+    for eviction in ("lru", "schedule"):
+        with tempfile.TemporaryDirectory() as tmp:
+            regs = [region(f"r{i}", n, seed=i) for i in range(R)]
+            budget = 3 * regs[0].nbytes()
+            t0 = time.perf_counter()
+            brain = Brain(
+                regs, W, interval=interval, ram_budget=budget, page_dir=tmp, eviction=eviction
+            )
+            res = brain.run(duration)
+            t_disk = time.perf_counter() - t0
+        p = res.paging
+        same = bool(np.array_equal(res.rates, ref.rates))
+        mb = p["bytes_read"] / 1e6 / duration
+        print(
+            f"| budget 3 of {R}, {eviction} | {t_disk:.1f} | {t_disk / t_ram:.2f} | {p['hits']} | "
+            f"{p['misses']} | {mb:,.0f} | {same} |"
+        )
+        emit(
+            {
+                "part": "paging",
+                "eviction": eviction,
+                "regions": R,
+                "n": n,
+                "budget_regions": 3,
+                "wall_ram_s": t_ram,
+                "wall_paged_s": t_disk,
+                "slowdown": t_disk / t_ram,
+                **p,
+                "mb_read_per_bio_s": mb,
+                "identical": same,
+                "region_bytes": regs[0].nbytes(),
+            }
+        )
+
+
+def whole(args) -> None:
+    rng = np.random.default_rng(0)
+    R, total = args.regions, 86e9
+    sizes = rng.lognormal(0.0, 1.0, R)
+    sizes = sizes / sizes.sum() * total
+    n_spiking_regions = 10
+    per = args.spiking_neurons // n_spiking_regions
+    print(
+        f"\n## Whole brain: {R} regions, {total:.3g} neurons, {n_spiking_regions} x {per:,} spiking (procedural synapses)"
+    )
+    t0 = time.perf_counter()
+    regions = []
+    for i in range(n_spiking_regions):  # C_E = 1000 whatever the size: epsilon = 1000 / N_E
+        regions.append(
+            region(f"spiking{i}", per, seed=i, epsilon=1000 / (0.8 * per), storage="procedural")
+        )
+    n_pop = R // 10
+    for i in range(n_spiking_regions, R):
+        pop = brunel_population(12500, g=5.0 + (i % 4), eta=1.5 + (i % 3) * 0.5)
+        cls = PopulationRegion if i < n_spiking_regions + n_pop else MeanFieldRegion
+        kw = {"seed": i} if cls is PopulationRegion else {}
+        regions.append(cls(f"region{i}", pop, n_neurons=int(sizes[i]), dt=1e-3, **kw))
+    W = np.where(rng.random((R, R)) < 10 / R, rng.uniform(0.0, 0.02, (R, R)), 0.0)
+    np.fill_diagonal(W, 0.0)
+    D = rng.integers(2, 20, (R, R))
+    brain = Brain(regions, W, delays=D, interval=args.interval)
+    for r in regions[:n_spiking_regions]:
+        r.net.build()
+    build = time.perf_counter() - t0
+    warm = region("warm-up", 2000, epsilon=1000 / 1600, storage="procedural")
+    warm.advance(args.interval, 1.0)  # compile (or load) the kernels outside the timing
+    mem = brain.memory_bytes()
+    t0 = time.perf_counter()
+    res = brain.run(args.whole_duration)
+    wall = time.perf_counter() - t0
+    per_bio = wall / args.whole_duration
+    print("| level | regions | neurons | bytes |")
+    print("|---|---|---|---|")
+    levels = {}
+    for r in regions:
+        lv = levels.setdefault(r.level, [0, 0])
+        lv[0] += 1
+        lv[1] += r.n_neurons
+    for name, (count, neurons) in levels.items():
+        print(f"| {name} | {count} | {neurons:.3g} | {mem.get(name, 0):,} |")
+    print(f"| coupling | | | {mem['coupling']:,} |")
+    print(
+        f"total {sum(mem.values()) / 1e6:,.1f} MB; build {build:.1f} s; {wall:.1f} s for {args.whole_duration} s: {per_bio:,.0f} s per biological second"
+    )
+    emit(
+        {
+            "part": "whole",
+            "regions": R,
+            "neurons": total,
+            "spiking_neurons": per * n_spiking_regions,
+            "memory_bytes": mem,
+            "total_mb": sum(mem.values()) / 1e6,
+            "build_s": build,
+            "wall_s": wall,
+            "wall_s_per_bio_s": per_bio,
+            "duration_s": args.whole_duration,
+        }
+    )
+    if args.out:
+        from neurofabric.core.figures import pyplot, save_figure
+
+        plt = pyplot()
+        fig, ax = plt.subplots(figsize=(9, 4))
+        shown = list(range(n_spiking_regions)) + list(range(n_spiking_regions, R, max(1, R // 40)))
+        for i in shown:
+            ax.plot(
+                res.times * 1e3,
+                res.rates[:, i],
+                lw=1.2 if i < n_spiking_regions else 0.6,
+                color="C3"
+                if i < n_spiking_regions
+                else ("C0" if regions[i].level == "population" else "C2"),
+            )
+        ax.set_xlabel("time (ms)")
+        ax.set_ylabel("rate (Hz)")
+        ax.set_title("region rates: spiking (red), population (blue), mean field (green)")
+        path = save_figure(fig, Path(args.out) / "snn_brain_rates.png")
+        print(f"figure: {path}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--parts", default="sweep,swap,paging,whole")
+    ap.add_argument("--n", type=int, default=12500)
+    ap.add_argument("--duration", type=float, default=1.0)
+    ap.add_argument("--paging-n", type=int, default=2500)
+    ap.add_argument("--paging-duration", type=float, default=0.2)
+    ap.add_argument("--regions", type=int, default=1000)
+    ap.add_argument("--spiking-neurons", type=int, default=8_600_000)
+    ap.add_argument("--whole-duration", type=float, default=0.01)
+    ap.add_argument("--interval", type=float, default=1e-3)
+    ap.add_argument("--out", default=None, help="folder for the whole-brain figure")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    limit_loaded(THREADS)
+    print(f"machine: {MACHINE}; {threads_line()}")
+    parts = args.parts.split(",")
+    for name, fn in (("sweep", sweep), ("swap", swap), ("paging", paging), ("whole", whole)):
+        if name in parts:
+            fn(args)
+
+
+if __name__ == "__main__":
+    main()
