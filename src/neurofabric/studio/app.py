@@ -93,6 +93,8 @@ def create_app(runs_dir: str | Path, *, max_upload: int = DEFAULT_MAX_UPLOAD) ->
             "seq": folder / "train" / "checkpoint",
             "snn": folder / "checkpoint",
             "field": folder / "model",
+            "guard": folder / "resume.json",  # the model and the epochs it has learned
+            "thermo": folder / "resume.json",  # the model and the proposals it has run
         }.get(t.engine)
         has_ckpt = ckpt is not None and ckpt.exists()
         return {

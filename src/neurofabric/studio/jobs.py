@@ -9,6 +9,7 @@ run can be exported and tried) and returns a summary for the run's record.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import time
@@ -17,8 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from neurofabric.core.checkpoint import write_json
 from neurofabric.core.config import get_config
 from neurofabric.core.errors import DataError
+from neurofabric.core.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -93,21 +96,37 @@ def guard_text(ctx: Any) -> dict[str, Any]:
     order = np.random.default_rng(p["seed"]).permutation(len(data))
     n_test = max(1, int(round(p["test_fraction"] * len(data))))
     train, test = data.subset(np.sort(order[n_test:])), data.subset(np.sort(order[:n_test]))
-    clf = TextGuardClassifier(
-        rule=p["rule"],
-        epochs=p["epochs"],
-        n_features=1 << p["log2_features"],
-        seed=p["seed"],
-        **({} if p["rule"] == "neuronguard" else {"word_ngrams": p["word_ngrams"]}),
-    )
     classes = np.asarray(train.classes)
-    clf.fit(
-        train.texts,
-        classes[train.labels],
-        classes=classes,
-        eval_set=(test.texts, classes[test.labels]),
-        callback=ctx.callback,
-    )
+    state = ctx.folder / "resume.json"
+    if ctx.resume and state.exists():  # continue the saved model for the epochs left
+        from neurofabric.core.progress import ProgressReporter
+
+        clf = TextGuardClassifier.load(ctx.folder / "model")
+        done = int(json.loads(state.read_text(encoding="utf-8"))["epochs_done"])
+        report = ProgressReporter("guard.fit", p["epochs"], "epoch", ctx.callback)
+        for epoch in range(done, p["epochs"]):
+            clf.partial_fit(train.texts, classes[train.labels], classes=classes)
+            done = epoch + 1
+            acc = float(np.mean(clf.predict(test.texts) == classes[test.labels]))
+            if report.update(done, epoch=done, eval_accuracy=acc):
+                break
+    else:
+        clf = TextGuardClassifier(
+            rule=p["rule"],
+            epochs=p["epochs"],
+            n_features=1 << p["log2_features"],
+            seed=p["seed"],
+            **({} if p["rule"] == "neuronguard" else {"word_ngrams": p["word_ngrams"]}),
+        )
+        clf.fit(
+            train.texts,
+            classes[train.labels],
+            classes=classes,
+            eval_set=(test.texts, classes[test.labels]),
+            callback=ctx.callback,
+        )
+        done = len(clf.history_)
+    write_json(state, {"epochs_done": done})
     index = {c: i for i, c in enumerate(train.classes)}
     pred = np.array([index[c] for c in clf.predict(test.texts).tolist()], dtype=np.int64)
     rep = classification_report(test.labels, pred, n_classes=len(classes))
@@ -116,7 +135,7 @@ def guard_text(ctx: Any) -> dict[str, Any]:
         lambda path: plot_confusion(rep["confusion"], path, title="guard", labels=list(classes)),
     )
     clf.save(ctx.folder / "model")
-    ctx.metric(done=p["epochs"], test_accuracy=rep["accuracy"])
+    ctx.metric(done=done, test_accuracy=rep["accuracy"])
     return {"train_docs": len(train), "test_docs": len(test), "test_accuracy": rep["accuracy"]}
 
 
@@ -200,25 +219,54 @@ def thermo_digits(ctx: Any) -> dict[str, Any]:
 
     p = ctx.params
     Xtr, Xte, ytr, yte = load_classification("digits")
+    n_gen = -(-p["proposals"] // p["generation"])
+    state = ctx.folder / "resume.json"
+    done = {"proposals": 0, "generations": 0}
+    init = None
+    if ctx.resume and state.exists():
+        done = json.loads(state.read_text(encoding="utf-8"))
+        init = ThermoClassifier.load(ctx.folder / "model", mmap=False).fabric_
+    # the geometric schedule from the generation where the run stopped: the same
+    # temperatures as an uninterrupted run (T_g = t_start (t_end / t_start)^(g / (n - 1)))
+    g0 = done["generations"]
+    t0 = p["t_start"] * (p["t_end"] / p["t_start"]) ** (g0 / max(n_gen - 1, 1))
     model = ThermoClassifier(
         hidden=(p["hidden"],),
-        n_proposals=p["proposals"],
+        n_proposals=p["proposals"] - done["proposals"],
         generation=p["generation"],
         lambda_l0=p["lambda_l0"],
         lambda_l1=0.5,
         w_prune=0.05,
-        schedule=make_schedule("geometric", t_start=p["t_start"], t_end=p["t_end"]),
-        seed=p["seed"],
+        schedule=make_schedule("geometric", t_start=t0, t_end=p["t_end"]),
+        seed=p["seed"] + 7919 * (ctx.attempt - 1),  # a resumed chain draws anew
     )
-    model.fit(Xtr, ytr, eval_set=(Xte, yte), callback=ctx.callback)
+
+    def callback(progress) -> bool:  # generations counted from the run's start
+        return ctx.callback(
+            Progress(
+                progress.task,
+                progress.done + g0,
+                n_gen,
+                progress.unit,
+                progress.elapsed_s,
+                progress.metrics,
+            )
+        )
+
+    model.fit(Xtr, ytr, init=init, eval_set=(Xte, yte), callback=callback)
+    done = {
+        "proposals": done["proposals"] + int(model.n_proposals_done_),
+        "generations": g0 + len(model.history_),
+    }
+    write_json(state, done)
     acc = float(np.mean(model.predict(Xte) == yte))
     ctx.image("history", lambda path: plot_history(model.history_, path, title="digits"))
     model.save(ctx.folder / "model")
-    ctx.metric(done=len(model.history_), test_accuracy=acc)
+    ctx.metric(done=done["generations"], test_accuracy=acc)
     return {
         "test_accuracy": acc,
         "connections": int(model.fabric_.n_edges),
-        "proposals": int(model.n_proposals_done_),
+        "proposals": done["proposals"],
     }
 
 

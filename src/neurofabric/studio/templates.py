@@ -213,7 +213,6 @@ TEMPLATES: dict[str, Template] = {
             ),
             images=("confusion",),
             try_kind="classify",
-            resumable=False,
         ),
         Template(
             "snn-mnist",
@@ -259,7 +258,6 @@ TEMPLATES: dict[str, Template] = {
             ),
             datasets=(Dataset("digits", "scikit-learn digits (1,797 images)"),),
             images=("history",),
-            resumable=False,
         ),
         Template(
             "field-image",
