@@ -5,7 +5,7 @@ from spiking to mean-field leaving its neighbour's rate within 10 %."""
 import numpy as np
 import pytest
 
-from neurofabric.core.errors import ConfigError, ShapeError
+from neurofabric.core.errors import CheckpointError, ConfigError, ShapeError
 from neurofabric.snn.brain import Brain, MeanFieldRegion, PopulationRegion, SpikingRegion
 from neurofabric.snn.meanfield import brunel_population, stationary_rate
 from neurofabric.snn.models import brunel
@@ -152,3 +152,33 @@ def test_eviction_by_schedule_keeps_hits_where_lru_has_none(tmp_path):
     assert out["schedule"]["hits"] >= 10
     with pytest.raises(ConfigError, match="eviction"):
         Brain([Recorder("a")], [[0.0]], eviction="fifo")
+
+
+def test_a_brain_saved_and_loaded_continues_exactly_as_an_uninterrupted_run(tmp_path):
+    def build(**kw):
+        pop = brunel_population(5000)
+        regions = [
+            spiking("s0", 400, seed=0),
+            spiking("s1", 400, seed=1),
+            PopulationRegion("p", pop, n_neurons=300, seed=5),
+            MeanFieldRegion("m", brunel_population(5000, g=6.0), n_neurons=10**6),
+        ]
+        W = np.full((4, 4), 0.05)
+        np.fill_diagonal(W, 0.0)
+        D = np.array([[1, 2, 3, 1], [2, 1, 1, 4], [1, 3, 1, 2], [2, 2, 2, 1]])
+        return Brain(regions, W, delays=D, interval=2e-3, **kw)
+
+    whole = build().run(0.04).rates
+    first = build(ram_budget=int(1.2 * spiking("x", 400).nbytes()), page_dir=tmp_path / "pages")
+    head = first.run(0.02).rates
+    assert sum(r.resident for r in first.regions[:2]) == 1  # one spiking region on disk
+    first.save(tmp_path / "brain")
+    again = Brain.load(tmp_path / "brain")
+    tail = again.run(0.02)
+    np.testing.assert_array_equal(np.vstack([head, tail.rates]), whole)
+    np.testing.assert_allclose(tail.times, np.arange(11, 21) * 2e-3)
+    # a damaged file is refused, not half-loaded
+    hist = next((tmp_path / "brain" / "brain").glob("history*"))
+    hist.write_bytes(hist.read_bytes()[:-8] + b"\x00" * 8)
+    with pytest.raises(CheckpointError):
+        Brain.load(tmp_path / "brain")

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +82,16 @@ class SpikingRegion:
             self._nbytes = int(self.net.synapse_memory_bytes()) + n * (8 + 4) + n * d * 8
         return self._nbytes
 
+    def state(self) -> dict[str, Any]:
+        return {
+            "level": self.level,
+            "name": self.name,
+            "drive": self.drive,
+            "base_rate": self.base_rate,
+            "c_ext": self.c_ext,
+            "extra": self._extra,
+        }
+
     def page_out(self, folder: Path) -> int:
         """Save the whole network (structure, synapses, state: an exact resume point; atomic
         and checksummed, :mod:`neurofabric.core.checkpoint`) and drop it; bytes written."""
@@ -115,11 +125,24 @@ class MeanFieldRegion:
         n_neurons: int,
         tau_r: float = 0.01,
         dt: float = 5e-4,
+        rate: float | None = None,
     ) -> None:
         self.name, self.pop = name, pop
         self.n_neurons = check_int("n_neurons", n_neurons, min_value=1)
-        self.model = RateModel(pop, tau_r=tau_r)
+        self.model = RateModel(pop, tau_r=tau_r, rate=rate)
         self.dt = check_positive("dt", dt, "seconds")
+
+    def state(self) -> dict[str, Any]:
+        """What :meth:`Brain.save` keeps of it (JSON)."""
+        return {
+            "level": self.level,
+            "name": self.name,
+            "pop": asdict(self.pop),
+            "n_neurons": self.n_neurons,
+            "tau_r": self.model.tau_r,
+            "dt": self.dt,
+            "rate": self.model.rate,
+        }
 
     def _steps(self, interval: float) -> int:
         return max(1, int(round(interval / self.dt)))
@@ -141,6 +164,9 @@ class PopulationRegion(MeanFieldRegion):
     def __init__(self, name: str, pop: LIFPopulation, *, n_neurons: int, seed: Any = 0, **kw: Any):
         super().__init__(name, pop, n_neurons=n_neurons, **kw)
         self.rng = make_rng(seed)
+
+    def state(self) -> dict[str, Any]:
+        return super().state() | {"rng": self.rng.bit_generator.state}
 
     def advance(self, interval: float, extra: float) -> float:
         mean = super().advance(interval, extra)
@@ -263,6 +289,14 @@ class Brain:
         self.paging["bytes_read"] += region.page_in()
         self._lru[region.name] = region
 
+    def save(self, path: str | Path) -> Path:
+        """:func:`save_brain`: a run continued after :meth:`load` equals an uninterrupted one."""
+        return save_brain(self, path)
+
+    @staticmethod
+    def load(path: str | Path, **kw: Any) -> Brain:
+        return load_brain(path, **kw)
+
     def memory_bytes(self) -> dict[str, int]:
         """Bytes of state per level (spiking networks as they report it)."""
         out: dict[str, int] = {}
@@ -302,3 +336,68 @@ class Brain:
             report.stopped,
             dict(self.paging) if self.ram_budget is not None else {},
         )
+
+
+BRAIN_ENGINE = "snn.Brain"
+
+
+def save_brain(brain: Brain, path: str | Path) -> Path:
+    """Everything a run needs to continue exactly: the coupling (weights, delays, the delay
+    line of past rates, the clock), each rate region's rate and random stream, and each spiking
+    region's network (its own checkpoint, copied from disk where it is paged out). Written
+    atomically; every file checksummed."""
+    import shutil
+
+    from neurofabric.core.checkpoint import atomic_directory, save_checkpoint
+
+    with atomic_directory(path) as tmp:
+        for r in brain.regions:
+            if hasattr(r, "page_in"):
+                dest = tmp / "regions" / r.name
+                if r.resident:
+                    r.net.save(dest)
+                else:
+                    shutil.copytree(r.file, dest)
+        save_checkpoint(
+            tmp / "brain",
+            engine=BRAIN_ENGINE,
+            params={"interval": brain.interval},
+            arrays={"weights": brain.weights, "delays": brain.delays, "history": brain._history},
+            meta={"k": brain._k, "regions": [r.state() for r in brain.regions]},
+        )
+    return Path(path)
+
+
+def load_brain(path: str | Path, **kw: Any) -> Brain:
+    """A brain saved by :func:`save_brain`, ready to continue (``kw``: ``ram_budget``,
+    ``page_dir``, ``eviction`` as for :class:`Brain`)."""
+    from neurofabric.core.checkpoint import load_checkpoint
+    from neurofabric.snn.network import SpikingNetwork
+
+    path = Path(path)
+    ck = load_checkpoint(path / "brain", engine=BRAIN_ENGINE)
+    regions: list[Any] = []
+    for st in ck.meta["regions"]:
+        if st["level"] == "spiking":
+            net = SpikingNetwork.load(path / "regions" / st["name"])
+            r = SpikingRegion(
+                st["name"], net, drive=st["drive"], base_rate=st["base_rate"], c_ext=st["c_ext"]
+            )
+            r._extra = st["extra"]  # the network's inputs were saved at that rate
+        else:
+            cls = PopulationRegion if st["level"] == "population" else MeanFieldRegion
+            kwargs = {k: st[k] for k in ("n_neurons", "tau_r", "dt", "rate")}
+            r = cls(st["name"], LIFPopulation(**st["pop"]), **kwargs)
+            if "rng" in st:
+                r.rng.bit_generator.state = st["rng"]
+        regions.append(r)
+    R = len(regions)
+    weights = ck.array("weights", kinds="f", shape=(R, R), finite=True)
+    delays = ck.array("delays", kinds="iu", shape=(R, R), lo=1)
+    history = ck.array("history", kinds="f", shape=(int(delays.max()) + 1, R), finite=True)
+    brain = Brain(
+        regions, np.array(weights), delays=np.array(delays), interval=ck.params["interval"], **kw
+    )
+    brain._history = np.array(history)
+    brain._k = int(ck.meta["k"])
+    return brain
