@@ -149,20 +149,32 @@ def paging(args) -> None:
         f"\n## Paging: {R} spiking regions of {n} neurons, a budget of 3, {duration} s, coupling every {interval * 1e3:g} ms"
     )
     print(
-        "| mode | wall s | slowdown | hits | misses | MB read per biological s | rates identical |"
+        "| mode | wall s | slowdown | hits | misses | read ahead | MB read per biological s "
+        "| rates identical |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     t0 = time.perf_counter()
     ref = Brain([region(f"r{i}", n, seed=i) for i in range(R)], W, interval=interval).run(duration)
     t_ram = time.perf_counter() - t0
-    print(f"| all in RAM | {t_ram:.1f} | 1.00 | | | | |")
-    for eviction in ("lru", "schedule"):
+    print(f"| all in RAM | {t_ram:.1f} | 1.00 | | | | | |")
+    for eviction, prefetch in (
+        ("lru", False),
+        ("schedule", False),
+        ("lru", True),
+        ("schedule", True),
+    ):
         with tempfile.TemporaryDirectory() as tmp:
             regs = [region(f"r{i}", n, seed=i) for i in range(R)]
             budget = 3 * regs[0].nbytes()
             t0 = time.perf_counter()
             brain = Brain(
-                regs, W, interval=interval, ram_budget=budget, page_dir=tmp, eviction=eviction
+                regs,
+                W,
+                interval=interval,
+                ram_budget=budget,
+                page_dir=tmp,
+                eviction=eviction,
+                prefetch=prefetch,
             )
             res = brain.run(duration)
             t_disk = time.perf_counter() - t0
@@ -170,13 +182,14 @@ def paging(args) -> None:
         same = bool(np.array_equal(res.rates, ref.rates))
         mb = p["bytes_read"] / 1e6 / duration
         print(
-            f"| budget 3 of {R}, {eviction} | {t_disk:.1f} | {t_disk / t_ram:.2f} | {p['hits']} | "
-            f"{p['misses']} | {mb:,.0f} | {same} |"
+            f"| budget 3 of {R}, {eviction}{', read ahead' if prefetch else ''} | {t_disk:.1f} | "
+            f"{t_disk / t_ram:.2f} | {p['hits']} | {p['misses']} | {p['prefetched']} | {mb:,.0f} | {same} |"
         )
         emit(
             {
                 "part": "paging",
                 "eviction": eviction,
+                "prefetch": prefetch,
                 "regions": R,
                 "n": n,
                 "budget_regions": 3,

@@ -182,3 +182,20 @@ def test_a_brain_saved_and_loaded_continues_exactly_as_an_uninterrupted_run(tmp_
     hist.write_bytes(hist.read_bytes()[:-8] + b"\x00" * 8)
     with pytest.raises(CheckpointError):
         Brain.load(tmp_path / "brain")
+
+
+@pytest.mark.parametrize("eviction", ["lru", "schedule"])
+def test_reading_the_next_region_ahead_changes_nothing_but_the_waiting(tmp_path, eviction):
+    W = np.full((4, 4), 0.05)
+    ref = Brain([spiking(f"r{i}", 400, seed=i) for i in range(4)], W, interval=2e-3).run(0.02)
+    rs = [spiking(f"r{i}", 400, seed=i) for i in range(4)]
+    budget = int(2.5 * rs[0].nbytes())
+    brain = Brain(
+        rs, W, interval=2e-3, ram_budget=budget, page_dir=tmp_path, eviction=eviction, prefetch=True
+    )
+    res = brain.run(0.02)
+    np.testing.assert_array_equal(res.rates, ref.rates)
+    p = res.paging
+    assert p["prefetched"] >= 30  # nearly every load happened ahead of its turn
+    assert p["hits"] + p["misses"] + p["prefetched"] == 40
+    assert sum(r.resident for r in rs) <= 2  # the budget held

@@ -212,6 +212,7 @@ class Brain:
         ram_budget: int | None = None,
         page_dir: str | Path | None = None,
         eviction: str = "lru",
+        prefetch: bool = False,
     ) -> None:
         self.regions = list(regions)
         R = len(self.regions)
@@ -256,30 +257,69 @@ class Brain:
         self._lru: OrderedDict[str, Any] = OrderedDict(
             (r.name, r) for r in self._spiking() if r.resident
         )
-        self.paging = {"hits": 0, "misses": 0, "bytes_read": 0, "bytes_written": 0}
+        self.paging = {"hits": 0, "misses": 0, "prefetched": 0, "bytes_read": 0, "bytes_written": 0}
         self._evict_to(self.ram_budget)
+        self._pending: tuple[Any, Any] | None = None
+        self._pool = None
+        if prefetch and self.ram_budget is not None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="brain-prefetch")
 
     def _spiking(self) -> list[Any]:
         return [r for r in self.regions if hasattr(r, "page_in")]
 
-    def _evict_to(self, budget: int | None) -> None:
-        """Page out least recently used regions until the resident ones fit ``budget``."""
+    def _evict_to(self, budget: int | None, keep: Any = None) -> None:
+        """Page out regions (never ``keep``) until the resident ones fit ``budget``."""
         if budget is None:
             return
-        while self._lru and sum(r.nbytes() for r in self._lru.values()) > budget:
+        while sum(r.nbytes() for r in self._lru.values()) > budget:
+            candidates = [r for r in self._lru.values() if r is not keep]
+            if not candidates:
+                return
             if self.eviction == "lru":
-                _, victim = self._lru.popitem(last=False)
+                victim = candidates[0]
             else:  # Belady: the region whose next step is furthest away in the round
                 order = {id(r): i for i, r in enumerate(self.regions)}
                 R = len(self.regions)
-                victim = max(self._lru.values(), key=lambda r: (order[id(r)] - self._at) % R)
-                del self._lru[victim.name]
+                victim = max(candidates, key=lambda r: (order[id(r)] - self._at) % R)
+            del self._lru[victim.name]
             self.paging["bytes_written"] += victim.page_out(self.page_dir)
+
+    def _settle(self) -> None:
+        """Wait for the region being read ahead and make it resident."""
+        if self._pending is not None:
+            region, future = self._pending
+            self._pending = None
+            self.paging["bytes_read"] += future.result()
+            self._lru[region.name] = region
+
+    def _read_ahead(self, current: int) -> None:
+        """Start loading the next spiking region of the round while ``current`` steps."""
+        R = len(self.regions)
+        for k in range(1, R):
+            nxt = self.regions[(current + k) % R]
+            if hasattr(nxt, "page_in"):
+                break
+        else:
+            return
+        if nxt.resident or nxt is self.regions[current]:
+            return
+        self._evict_to(self.ram_budget - nxt.nbytes(), keep=self.regions[current])
+        if sum(r.nbytes() for r in self._lru.values()) + nxt.nbytes() > self.ram_budget:
+            return  # no room beside the current one: load it when its turn comes
+        self._pending = (nxt, self._pool.submit(nxt.page_in))
 
     def _ready(self, region: Any) -> None:
         """Make ``region`` resident (LRU order), paging others out to stay in budget."""
         if not hasattr(region, "page_in"):
             return
+        if self._pending is not None and self._pending[0] is region:
+            self._settle()
+            self.paging["prefetched"] += 1  # read while the region before it stepped
+            self._lru.move_to_end(region.name)
+            return
+        self._settle()
         if region.resident:
             self.paging["hits"] += 1
             self._lru.move_to_end(region.name)
@@ -320,12 +360,15 @@ class Brain:
             for i, region in enumerate(self.regions):
                 self._at = i
                 self._ready(region)
+                if self._pool is not None and hasattr(region, "page_in"):
+                    self._read_ahead(i)
                 rates[k, i] = region.advance(self.interval, float(extra[i]))
             self._k += 1
             self._history[self._k % depth] = rates[k]
             if report.update(k + 1, mean_rate_hz=float(rates[k].mean())):
                 rates = rates[: k + 1]
                 break
+        self._settle()
         t0 = (self._k - len(rates)) * self.interval
         times = t0 + self.interval * np.arange(1, len(rates) + 1)
         return BrainResult(
@@ -350,6 +393,7 @@ def save_brain(brain: Brain, path: str | Path) -> Path:
 
     from neurofabric.core.checkpoint import atomic_directory, save_checkpoint
 
+    brain._settle()
     with atomic_directory(path) as tmp:
         for r in brain.regions:
             if hasattr(r, "page_in"):
