@@ -12,6 +12,9 @@ Parts:
   (``neurofabric.snn.meanfield``). Also the synchrony of the spiking network: the coefficient of
   variation of its population rate in 1 ms bins (a Poisson population of N neurons at rate nu
   gives 1 / sqrt(N nu 1 ms); an oscillating one much more).
+- ``cuba``: the same network with exponential current synapses (tau_s = 2 ms, the same
+  integrated PSPs), against the mean field with and without Fourcaud & Brunel's colored-noise
+  correction.
 - ``swap``: region A drives region B (0.2 Hz per external synapse per Hz of A, 2 ms delay);
   A spiking, then A as its mean field: A's and B's rates.
 - ``paging``: 8 spiking regions in a ring under a RAM budget of 3 regions, paged to disk by the
@@ -101,6 +104,41 @@ def sweep(args) -> None:
                 "ratio": ratio,
                 "population_cv": cv,
                 "poisson_cv": poisson_cv,
+                "wall_s": wall,
+            }
+        )
+
+
+def cuba(args) -> None:
+    tau_s = 2e-3
+    print(
+        f"\n## CUBA-like: Brunel model A with exponential current synapses (tau_s = 2 ms), N = {args.n}"
+    )
+    print(
+        "| g | eta | spiking (Hz) | corrected mean field (Hz) | ratio | white-noise mean field (Hz) | ratio | wall s |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for g, eta in ((5.0, 2.0), (6.0, 2.0), (8.0, 2.0), (5.0, 4.0), (8.0, 4.0)):
+        t0 = time.perf_counter()
+        net = brunel(args.n, g=g, eta=eta, seed=1, tau_s=tau_s)
+        net.run(0.2)
+        sim = net.run(args.duration).n_spikes / (args.n * args.duration)
+        wall = time.perf_counter() - t0
+        mf = stationary_rate(brunel_population(args.n, g=g, eta=eta, tau_s=tau_s))
+        white = stationary_rate(brunel_population(args.n, g=g, eta=eta))
+        print(
+            f"| {g} | {eta} | {sim:.2f} | {mf:.2f} | {mf / sim:.3f} | {white:.2f} | {white / sim:.3f} | {wall:.1f} |"
+        )
+        emit(
+            {
+                "part": "cuba",
+                "n": args.n,
+                "g": g,
+                "eta": eta,
+                "tau_s": tau_s,
+                "spiking_hz": sim,
+                "meanfield_hz": mf,
+                "white_meanfield_hz": white,
                 "wall_s": wall,
             }
         )
@@ -291,7 +329,7 @@ def whole(args) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--parts", default="sweep,swap,paging,whole")
+    ap.add_argument("--parts", default="sweep,cuba,swap,paging,whole")
     ap.add_argument("--n", type=int, default=12500)
     ap.add_argument("--duration", type=float, default=1.0)
     ap.add_argument("--paging-n", type=int, default=2500)
@@ -306,7 +344,14 @@ def main() -> None:
     limit_loaded(THREADS)
     print(f"machine: {MACHINE}; {threads_line()}")
     parts = args.parts.split(",")
-    for name, fn in (("sweep", sweep), ("swap", swap), ("paging", paging), ("whole", whole)):
+    parts_fns = (
+        ("sweep", sweep),
+        ("cuba", cuba),
+        ("swap", swap),
+        ("paging", paging),
+        ("whole", whole),
+    )
+    for name, fn in parts_fns:
         if name in parts:
             fn(args)
 

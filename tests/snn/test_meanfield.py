@@ -90,3 +90,16 @@ def test_without_recurrence_the_rate_model_relaxes_with_its_time_constant():
     for _ in range(10):  # 10 steps of 1 ms = one time constant
         model.step(1e-3)
     assert model.rate == pytest.approx(target * (1 - math.exp(-1)), rel=1e-9)
+
+
+@pytest.mark.parametrize(("g", "eta"), [(5.0, 2.0), (8.0, 2.0)])
+def test_exponential_synapses_need_and_get_the_colored_noise_correction(g, eta):
+    n, tau_s = 2500, 2e-3  # a CUBA-like Brunel network: currents decaying with 2 ms
+    net = brunel(n, g=g, eta=eta, seed=3, tau_s=tau_s)
+    net.run(0.1)
+    sim = net.run(0.5).n_spikes / (n * 0.5)
+    corrected = stationary_rate(brunel_population(n, g=g, eta=eta, tau_s=tau_s))
+    white = stationary_rate(brunel_population(n, g=g, eta=eta))
+    assert corrected == pytest.approx(sim, rel=0.05), (sim, corrected)
+    assert abs(corrected - sim) < abs(white - sim)  # the shifted threshold is what fits
+    assert corrected < white

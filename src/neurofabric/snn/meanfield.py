@@ -40,6 +40,7 @@ from neurofabric.core.validation import check_nonnegative, check_positive
 __all__ = ["LIFPopulation", "RateModel", "brunel_population", "siegert", "stationary_rate"]
 
 _TOP = 26.0  # erfcx(-u) ~ 2 exp(u^2): beyond this the rate is below 1e-290 Hz
+_ALPHA = math.sqrt(2.0) * abs(float(special.zeta(0.5)))  # Fourcaud & Brunel's 2.0652
 
 
 def siegert(
@@ -85,6 +86,7 @@ class LIFPopulation:
     c_ext: int = 1000
     rate_ext: float = 20.0
     j_ext: float | None = None
+    tau_s: float = 0.0
 
     def moments(self, nu: float, extra_rate: float = 0.0) -> tuple[float, float]:
         """(mu, sigma) of the input when the population fires at ``nu`` Hz; ``extra_rate``
@@ -101,10 +103,20 @@ class LIFPopulation:
         return mu, math.sqrt(max(var, 0.0))
 
     def transfer(self, nu: float, extra_rate: float = 0.0) -> float:
-        """phi(nu): the rate a neuron fires at when its inputs fire at ``nu``."""
+        """phi(nu): the rate a neuron fires at when its inputs fire at ``nu``. With synapses
+        of time constant ``tau_s`` (exponential currents, ``J`` their integrated jump) the
+        threshold and the reset move up by ``sigma alpha / 2 sqrt(tau_s / tau_m)``,
+        ``alpha = sqrt(2) |zeta(1/2)|`` (Fourcaud & Brunel 2002: colored noise, to first order
+        in ``sqrt(tau_s / tau_m)``)."""
         mu, sigma = self.moments(nu, extra_rate)
+        shift = sigma * _ALPHA / 2 * math.sqrt(self.tau_s / self.tau_m) if self.tau_s else 0.0
         return siegert(
-            mu, sigma, tau_m=self.tau_m, theta=self.theta, v_reset=self.v_reset, t_ref=self.t_ref
+            mu,
+            sigma,
+            tau_m=self.tau_m,
+            theta=self.theta + shift,
+            v_reset=self.v_reset + shift,
+            t_ref=self.t_ref,
         )
 
 
@@ -115,6 +127,7 @@ def brunel_population(
     eta: float = 2.0,
     epsilon: float = 0.1,
     j: float = 0.1e-3,
+    tau_s: float = 0.0,
 ) -> LIFPopulation:
     """The population of :func:`neurofabric.snn.models.brunel` (model A) with the same
     in-degrees and drive: ``nu_ext = eta * theta / (J C_E tau)`` on ``C_E`` external synapses."""
@@ -123,7 +136,7 @@ def brunel_population(
     c_i = max(1, int(round(epsilon * (n_neurons - n_exc))))
     theta, tau = 0.02, 0.02
     nu_ext = eta * theta / (j * c_e * tau)
-    return LIFPopulation(c_exc=c_e, c_inh=c_i, j=j, g=g, c_ext=c_e, rate_ext=nu_ext)
+    return LIFPopulation(c_exc=c_e, c_inh=c_i, j=j, g=g, c_ext=c_e, rate_ext=nu_ext, tau_s=tau_s)
 
 
 def stationary_rate(pop: LIFPopulation, *, extra_rate: float = 0.0, n_grid: int = 400) -> float:

@@ -137,8 +137,13 @@ def brunel(
     backend: str = "auto",
     device: str = "cpu",
     seed: int = 0,
+    tau_s: float | None = None,
 ) -> SpikingNetwork:
     """Brunel (2000) sparse balanced network of delta-synapse LIF neurons (model A).
+
+    ``tau_s`` (seconds): exponential current synapses of that time constant instead of delta
+    ones, with the same integrated PSP (weights ``J tau_m / tau_s``), a "CUBA-like" variant
+    whose mean field needs the colored-noise correction (:mod:`neurofabric.snn.meanfield`).
 
     N_E = 4 N_I, in-degree C_E = epsilon N_E and C_I = epsilon N_I, J = 0.1 mV, inhibitory
     weight -g J, delay D = 1.5 ms, tau 20 ms, theta 20 mV, V_r 10 mV, t_ref 2 ms; each neuron
@@ -150,10 +155,15 @@ def brunel(
     c_i = max(1, int(round(epsilon * (n_neurons - n_exc))))
     theta, tau = 20 * mV, 20 * ms
     nu_ext = eta * theta / (j * c_e * tau)
+    synapse = SynapseParams("delta")
+    if tau_s is not None:
+        check_positive("tau_s", tau_s, "seconds")
+        synapse = SynapseParams("cuba", tau_e=tau_s, tau_i=tau_s)
+        j = j * tau / tau_s  # a current of that size, decaying with tau_s, moves V by J in all
     net = SpikingNetwork(
         n_neurons,
         neuron=LIFParams(v_rest=0.0, v_th=theta, v_reset=10 * mV, tau_m=tau, t_ref=2 * ms),
-        synapse=SynapseParams("delta"),
+        synapse=synapse,
         dt=dt,
         storage=storage,
         propagation=propagation,
