@@ -566,3 +566,23 @@ def test_seq_quantize_eval_and_generate(tmp_path):
         + ["--bits", "9"],
     )
     assert res.exit_code == 2 and "bits" in res.output
+
+
+def test_version_needs_no_command():
+    from neurofabric import __version__
+
+    r = runner.invoke(app, ["--version"])
+    assert r.exit_code == 0 and r.output.strip() == f"neurofabric {__version__}"
+
+
+def test_an_error_keeps_its_brackets(capsys):
+    # rich would read "[studio]" in an install hint as markup and drop it
+    import typer
+
+    from neurofabric.cli.common import fail
+    from neurofabric.core.errors import BackendUnavailableError
+
+    with pytest.raises(typer.Exit):
+        fail(BackendUnavailableError("pip install 'neurofabric[studio]' [red]x[/red]"))
+    err = capsys.readouterr().err
+    assert "pip install 'neurofabric[studio]' [red]x[/red]" in err.replace("\n", "")

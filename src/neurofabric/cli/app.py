@@ -38,19 +38,24 @@ app.command("demo")(demo)
 app.command("studio")(studio)
 
 
+def _print_version(value: bool) -> None:
+    if value:  # eager: answered before a missing command is an error
+        console.print(f"neurofabric {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what happens."),
-    version: bool = typer.Option(False, "--version", help="Print the version."),
+    version: bool = typer.Option(
+        False, "--version", help="Print the version.", callback=_print_version, is_eager=True
+    ),
 ) -> None:
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(message)s",
         handlers=[RichHandler(console=err_console, show_path=False)],
     )
-    if version:
-        console.print(f"neurofabric {__version__}")
-        raise typer.Exit()
 
 
 def main() -> None:

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from neurofabric.cli.render import console, err_console, progress_bar
@@ -38,7 +39,7 @@ BACKEND_OPTION = typer.Option(
 
 def fail(exc: BaseException) -> None:
     """Print ``error: <exc>`` on stderr and exit with status 2."""
-    err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+    err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
     raise typer.Exit(2) from exc
 
 
