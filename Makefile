@@ -6,13 +6,13 @@ STAMP := $(VENV)/.installed
 PEERS := .venv-peers
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: demo test test-all bench lint format peers clean browser
+.PHONY: demo test test-all bench lint format peers clean browser docs
 
 $(STAMP): pyproject.toml Makefile benchmarks/peers/requirements-torch.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r benchmarks/peers/requirements-torch.txt  # torch==2.13.0, first
-	$(PY) -m pip install -q -c benchmarks/peers/requirements-torch.txt -e '.[dev,seq,mpi,studio]'
+	$(PY) -m pip install -q -c benchmarks/peers/requirements-torch.txt -e '.[dev,seq,mpi,studio,docs]'
 	$(VENV)/bin/neurofabric snn compile
 	$(VENV)/bin/neurofabric thermo compile
 	$(VENV)/bin/neurofabric guard compile
@@ -39,6 +39,11 @@ browser:
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q
+
+# The docs site (mkdocs.yml): engine pages, benchmarks, studio and an API reference from the
+# docstrings; --strict makes a broken link or an unresolved reference an error.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks
@@ -72,4 +77,4 @@ bench: $(STAMP) peers
 	$(PY) benchmarks/snn_cuba.py --peers-python $(PEERS)/bin/python
 
 clean:
-	rm -rf $(VENV) $(PEERS) demo-output .pytest_cache
+	rm -rf $(VENV) $(PEERS) demo-output .pytest_cache site
