@@ -39,6 +39,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from neurofabric.seq.gpt import GPT, GPTConfig  # noqa: E402
+from neurofabric.seq.train import token_loss  # noqa: E402
 
 SEQ = 128
 
@@ -99,16 +100,8 @@ def loss(model, data, args) -> float:
     rng = np.random.default_rng(12345)
     total = []
     model.eval()
-    with torch.no_grad():
-        for _ in range(args.eval_batches):
-            x, y = data.batch("val", 16, SEQ, rng)
-            out = model(x)
-            logits = out[0] if isinstance(out, tuple) else out
-            total.append(
-                torch.nn.functional.cross_entropy(
-                    logits.reshape(-1, logits.shape[-1]), y.reshape(-1)
-                ).item()
-            )
+    for _ in range(args.eval_batches):
+        total.append(token_loss(model, *data.batch("val", 16, SEQ, rng)))
     return float(np.mean(total))
 
 

@@ -243,16 +243,12 @@ def _demo_quantized(out: Path, res: dict, corpus: str) -> None:
 
     from neurofabric.quant.awq import AWQConfig, quantize_model
     from neurofabric.seq.io import save_model, save_quantized
-    from neurofabric.seq.train import TextData
+    from neurofabric.seq.train import TextData, token_loss
 
     data = TextData.from_text(corpus, res["tokenizer"])
 
     def loss(model) -> float:
-        rng = np.random.default_rng(1)
-        with torch.no_grad():
-            x, y = data.batch("val", 32, 48, rng)
-            logits = model(x)[0]
-            return float(torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten()))
+        return token_loss(model, *data.batch("val", 32, 48, np.random.default_rng(1)))
 
     rng = np.random.default_rng(2)
     calib = torch.stack([data.batch("train", 16, 48, rng)[0] for _ in range(4)]).flatten(0, 1)

@@ -353,25 +353,15 @@ def seq_eval(
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Mean cross-entropy (nats per token) of a model on random windows of a text."""
-    import torch
-
     from neurofabric.seq.io import load_model
     from neurofabric.seq.tokenizers import load_tokenizer
+    from neurofabric.seq.train import token_loss
 
     folder, tok_path = _model_folder(model_dir)
     model = load_model(folder)
     windows = _token_windows(data, load_tokenizer(tok_path), n_seqs, seq_len, seed)
-    losses = []
     model.eval()
-    with torch.no_grad():
-        for chunk in windows.split(16):
-            logits = model(chunk[:, :-1])[0]
-            losses.append(
-                torch.nn.functional.cross_entropy(
-                    logits.reshape(-1, logits.shape[-1]), chunk[:, 1:].reshape(-1)
-                ).item()
-                * len(chunk)
-            )
+    losses = [token_loss(model, c[:, :-1], c[:, 1:]) * len(c) for c in windows.split(16)]
     loss = sum(losses) / len(windows)
     summary = {"loss": loss, "sequences": len(windows), "seq_len": seq_len, "model": str(folder)}
     emit(summary, json_out, _eval_table)

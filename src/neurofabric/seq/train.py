@@ -57,7 +57,7 @@ from neurofabric.seq.io import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TextData", "TrainConfig", "Trainer"]
+__all__ = ["TextData", "TrainConfig", "Trainer", "token_loss"]
 
 
 @dataclass(frozen=True)
@@ -184,6 +184,17 @@ def _logits_of(out: Any) -> torch.Tensor:
     return out[0] if isinstance(out, tuple) else out
 
 
+def token_loss(model: Any, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Mean next-token cross-entropy (nats per token) of ``model`` on inputs ``x`` (B, T)
+    against targets ``y`` (B, T), without gradients: the one loss every evaluation reports
+    (the trainer, ``neurofabric seq eval``, the quantization benchmark, the studio, the demo)."""
+    with torch.no_grad():
+        logits = _logits_of(model(x))
+        return float(
+            torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+        )
+
+
 # training-config fields a resumed run may change: they do not alter the trajectory
 _RESUME_MAY_CHANGE = ("max_time",)
 # model-config fields a resumed run may change: Mamba's scan kernel computes the same function
@@ -269,12 +280,7 @@ class Trainer:
         losses = []
         for _ in range(self.cfg.eval_batches):
             x, y = self.data.batch(split, self.cfg.batch_size, self.cfg.seq_len, rng)
-            logits = _logits_of(self.model(x))
-            losses.append(
-                torch.nn.functional.cross_entropy(
-                    logits.reshape(-1, logits.shape[-1]), y.reshape(-1)
-                ).item()
-            )
+            losses.append(token_loss(self.model, x, y))
         self.model.train()
         return float(np.mean(losses))
 

@@ -119,12 +119,11 @@ def prompt_loss(model: Any, tok: Any, text: str) -> float:
     ids = tok.encode(text)
     if len(ids) < 2:
         raise ConfigError("`prompt` must encode to at least 2 tokens to measure a loss")
+    from neurofabric.seq.train import token_loss
+
     x = torch.tensor([ids[:-1]], dtype=torch.long)
     y = torch.tensor([ids[1:]], dtype=torch.long)
-    with torch.no_grad():
-        out = model(x)
-        logits = out[0] if isinstance(out, tuple) else out
-        return float(torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten()))
+    return token_loss(model, x, y)
 
 
 def state_bytes(model: Any, n_tokens: int) -> tuple[int, float]:
