@@ -38,7 +38,7 @@ def test_the_wheel_holds_the_studio_page_the_license_and_the_command(tmp_path):
     assert "Apache License" in license_text and "Version 2.0, January 2004" in license_text
     assert "neurofabric = neurofabric.cli:main" in entry
     extras = {ln.split(": ")[1] for ln in meta.splitlines() if ln.startswith("Provides-Extra")}
-    assert {"seq", "mpi", "studio", "dev"} <= extras
+    assert {"seq", "mpi", "studio", "peers", "docs", "dev"} <= extras
     assert not any(n.startswith(("tests/", "benchmarks/")) for n in names)
 
 
@@ -67,3 +67,14 @@ def test_the_wheel_installs_into_a_fresh_venv_and_simulates(tmp_path):
     assert studio.returncode == 2
     assert "pip install 'neurofabric[studio]'" in studio.stderr
     assert "Traceback" not in studio.stderr
+
+
+def test_the_peers_extra_pins_what_make_peers_installs():
+    import tomllib
+
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]["peers"]
+    reqs = (ROOT / "benchmarks" / "peers" / "requirements.txt").read_text().splitlines()
+    pinned = {ln.split("#")[0].strip() for ln in reqs} - {""}
+    assert set(extra) <= pinned, set(extra) - pinned
