@@ -73,7 +73,7 @@ def train_seq(
 
     ``resume``: continue ``out/checkpoint`` (which must exist, verified against this data and
     config); without it an ``out`` that holds a checkpoint is refused, never overwritten."""
-    from neurofabric.seq.io import build_model
+    from neurofabric.seq.io import build_lm
     from neurofabric.seq.tokenizers import load_tokenizer
     from neurofabric.seq.train import TextData, TrainConfig, Trainer
 
@@ -81,24 +81,14 @@ def train_seq(
         raise ConfigError(f"--arch must be rwkv, mamba or gpt, got {arch!r}")
     tok = load_tokenizer(tokenizer_path) if tokenizer_path else None
     data = TextData.from_text(text, tok)
-    if arch == "rwkv":
-        if backend != "auto":
-            raise ConfigError(
-                f"--backend {backend!r}: RWKV-4 trains with its torch WKV only; --backend "
-                "chooses Mamba's scan (auto, numba or chunked), so leave it at auto for rwkv"
-            )
-        config = {"vocab_size": data.vocab_size, "n_layer": layers, "n_embd": dim}
-        model = build_model("rwkv4", config, seed=seed)
-    elif arch == "mamba":
-        config = {"vocab_size": data.vocab_size, "n_layer": layers, "d_model": dim}
-        model = build_model("mamba", config | {"scan": backend}, seed=seed)
-    else:  # the transformer baseline (4 heads), its context the training length
-        if backend != "auto":
-            raise ConfigError(
-                f"--backend {backend!r}: the GPT trains with torch only; leave it at auto"
-            )
-        config = {"vocab_size": data.vocab_size, "n_layer": layers, "n_embd": dim}
-        model = build_model("gpt", config | {"block_size": seq_len}, seed=seed)
+    if arch != "mamba" and backend != "auto":
+        raise ConfigError(
+            f"--backend {backend!r} chooses Mamba's training scan (auto, numba or chunked); "
+            f"{arch} trains with torch only, so leave it at auto"
+        )
+    model = build_lm(
+        arch, data.vocab_size, layers=layers, width=dim, seq_len=seq_len, seed=seed, scan=backend
+    )
     cfg = TrainConfig(
         max_steps=steps,
         batch_size=batch_size,

@@ -29,7 +29,7 @@ from torch.nn import functional as F
 from neurofabric.core.errors import ConfigError, ShapeError
 from neurofabric.core.rng import seed_to_int
 from neurofabric.core.validation import check_int
-from neurofabric.seq.output import LMOutput
+from neurofabric.seq.output import LMOutput, check_tokens
 
 __all__ = ["GPT", "GPTConfig"]
 
@@ -93,13 +93,7 @@ class GPT(nn.Module):
                     p.normal_(0.0, std, generator=gen)
 
     def _check_tokens(self, tokens: torch.Tensor) -> None:
-        if tokens.dtype not in (torch.int64, torch.int32):
-            raise ShapeError(f"tokens must be integer ids, got dtype {tokens.dtype}")
-        if tokens.numel() and (tokens.min() < 0 or tokens.max() >= self.config.vocab_size):
-            raise ShapeError(
-                f"token ids must lie in [0, {self.config.vocab_size}), got "
-                f"[{int(tokens.min())}, {int(tokens.max())}]"
-            )
+        check_tokens(tokens, self.config.vocab_size)
 
     def _attend(self, blk, x, past=None):
         """One block's attention output on ``x`` (B, T, C) after ``past`` (k, v) cached

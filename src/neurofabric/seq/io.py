@@ -33,7 +33,7 @@ from neurofabric.core.checkpoint import (
     recover_directory,
     sha256_file,
 )
-from neurofabric.core.errors import CheckpointError
+from neurofabric.core.errors import CheckpointError, ConfigError
 
 __all__ = [
     "ARCHS",
@@ -77,6 +77,37 @@ def build_model(arch: str, config: dict, *, seed: Any = 0):
         raise CheckpointError(f"unknown architecture {arch!r}; known: {sorted(archs)}")
     cls, cfg_cls = archs[arch]
     return cls(cfg_cls(**config), seed=seed)
+
+
+def build_lm(
+    arch: str,
+    vocab_size: int,
+    *,
+    layers: int,
+    width: int,
+    seq_len: int,
+    seed: Any = 0,
+    scan: str = "auto",
+):
+    """A language model by its short name, as ``neurofabric seq train`` and the studio build
+    it: ``"rwkv"`` (RWKV-4), ``"mamba"`` (Mamba-1, ``scan`` its training scan) or ``"gpt"``
+    (the baseline, 4 heads, a context of ``seq_len``)."""
+    if arch == "rwkv":
+        return build_model(
+            "rwkv4", {"vocab_size": vocab_size, "n_layer": layers, "n_embd": width}, seed=seed
+        )
+    if arch == "mamba":
+        config = {"vocab_size": vocab_size, "n_layer": layers, "d_model": width, "scan": scan}
+        return build_model("mamba", config, seed=seed)
+    if arch == "gpt":
+        config = {
+            "vocab_size": vocab_size,
+            "n_layer": layers,
+            "n_embd": width,
+            "block_size": seq_len,
+        }
+        return build_model("gpt", config, seed=seed)
+    raise ConfigError(f"`arch` must be rwkv, mamba or gpt, got {arch!r}")
 
 
 def write_model_files(model: Any, folder: Path) -> dict:

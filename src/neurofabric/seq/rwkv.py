@@ -34,11 +34,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from neurofabric.core.errors import CheckpointError, ShapeError
+from neurofabric.core.errors import CheckpointError
 from neurofabric.core.rng import seed_to_int
 from neurofabric.core.validation import check_int
 from neurofabric.seq.kernels.torch_ops import wkv_chunked, wkv_init_state, wkv_step
-from neurofabric.seq.output import LMOutput
+from neurofabric.seq.output import LMOutput, check_tokens
 
 __all__ = ["RWKV4", "RWKVConfig", "RWKVState"]
 
@@ -176,13 +176,7 @@ class RWKV4(nn.Module):
         return x @ self.emb.weight.T if self.head is None else self.head(x)
 
     def _check_tokens(self, tokens: torch.Tensor) -> None:
-        if tokens.dtype not in (torch.int64, torch.int32):
-            raise ShapeError(f"tokens must be integer ids, got dtype {tokens.dtype}")
-        if tokens.numel() and (tokens.min() < 0 or tokens.max() >= self.config.vocab_size):
-            raise ShapeError(
-                f"token ids must lie in [0, {self.config.vocab_size}), got "
-                f"[{int(tokens.min())}, {int(tokens.max())}]"
-            )
+        check_tokens(tokens, self.config.vocab_size)
 
     # ------------------------------------------------------------------ parallel
     def forward(self, tokens: torch.Tensor, state: RWKVState | None = None) -> LMOutput:

@@ -211,11 +211,11 @@ def create_app(runs_dir: str | Path, *, max_upload: int = DEFAULT_MAX_UPLOAD) ->
         store.read(run_id)
 
         async def stream():
-            sent, last_status = 0, None
+            offset, last_status = 0, None
             while True:
                 rec = view(store.read(run_id))
-                for m in store.metrics(run_id, sent):
-                    sent += 1
+                records, offset = store.metrics_since(run_id, offset)
+                for m in records:
                     yield f"event: progress\ndata: {json.dumps(m)}\n\n"
                 if (rec["status"], rec["updated"]) != last_status:
                     last_status = (rec["status"], rec["updated"])

@@ -30,31 +30,22 @@ __all__ = ["JOBS"]
 
 # ---------------------------------------------------------------------- sequence models
 def seq_char(ctx: Any) -> dict[str, Any]:
-    from neurofabric.seq.io import build_model, save_model
-    from neurofabric.seq.train import TextData, TrainConfig, Trainer
+    from neurofabric.seq.io import build_lm, save_model
+    from neurofabric.seq.train import TextData, Trainer
+    from neurofabric.studio.templates import seq_train_config
 
     p = ctx.params
     text = ctx.read_text()
     data = TextData.from_text(text)
-    if p["arch"] == "rwkv":
-        config = {"vocab_size": data.vocab_size, "n_layer": p["layers"], "n_embd": p["dim"]}
-        model = build_model("rwkv4", config, seed=p["seed"])
-    elif p["arch"] == "mamba":
-        config = {"vocab_size": data.vocab_size, "n_layer": p["layers"], "d_model": p["dim"]}
-        model = build_model("mamba", config, seed=p["seed"])
-    else:  # the transformer baseline, its context the training length
-        config = {"vocab_size": data.vocab_size, "n_layer": p["layers"], "n_embd": p["dim"]}
-        model = build_model("gpt", config | {"block_size": p["seq_len"]}, seed=p["seed"])
-    cfg = TrainConfig(
-        max_steps=p["steps"],
-        batch_size=p["batch_size"],
+    model = build_lm(
+        p["arch"],
+        data.vocab_size,
+        layers=p["layers"],
+        width=p["dim"],
         seq_len=p["seq_len"],
-        lr=p["lr"],
-        eval_every=p["eval_every"],
-        max_time=p["max_time"],
         seed=p["seed"],
-        warmup_steps=min(100, p["steps"] // 10),
     )
+    cfg = seq_train_config(p)
     trainer = Trainer(model, data, cfg, out_dir=ctx.folder / "train", resume=ctx.resume)
     res = trainer.fit(callback=ctx.callback)
     model_dir = ctx.folder / "model"

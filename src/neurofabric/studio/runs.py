@@ -116,20 +116,23 @@ class RunStore:
                     log.warning("studio: skipping run %s: %s", folder.name, exc)
         return out
 
-    def metrics(self, run_id: str, start: int = 0) -> list[dict[str, Any]]:
-        """Progress records from line ``start`` on (a line still being written is left)."""
+    def metrics(self, run_id: str) -> list[dict[str, Any]]:
+        """Every complete progress record so far."""
+        return self.metrics_since(run_id, 0)[0]
+
+    def metrics_since(self, run_id: str, offset: int) -> tuple[list[dict[str, Any]], int]:
+        """The complete records after byte ``offset`` of ``metrics.jsonl``, and the offset to
+        ask from next time (a line still being written is left for then), so a stream that
+        follows a run reads each record once."""
         path = self.folder(run_id) / "metrics.jsonl"
         if not path.exists():
-            return []
-        out = []
-        with open(path, encoding="utf-8") as fh:
-            for i, line in enumerate(fh):
-                if i < start:
-                    continue
-                if not line.endswith("\n"):
-                    break
-                out.append(json.loads(line))
-        return out
+            return [], offset
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            data = fh.read()
+        end = data.rfind(b"\n") + 1
+        lines = data[:end].decode("utf-8").splitlines()
+        return [json.loads(line) for line in lines if line], offset + end
 
     # ------------------------------------------------------------------ writing
     @staticmethod

@@ -303,9 +303,7 @@ def validate(template_id: Any, raw: Any) -> dict[str, Any]:
     known = {p.name for p in t.params}
     for name in raw:
         if name not in known:
-            exc = ConfigError(f"`{name}` is not a parameter of {t.id}; it takes {sorted(known)}")
-            exc.param = name  # type: ignore[attr-defined]
-            raise exc
+            raise _bad(name, f"`{name}` is not a parameter of {t.id}; it takes {sorted(known)}")
     out = {}
     for p in t.params:
         try:
@@ -317,45 +315,56 @@ def validate(template_id: Any, raw: Any) -> dict[str, Any]:
     return out
 
 
+def seq_train_config(p: dict[str, Any]):
+    """The trainer's config of a seq-char run (checked by its constructor)."""
+    from neurofabric.seq.train import TrainConfig
+
+    return TrainConfig(
+        max_steps=p["steps"],
+        batch_size=p["batch_size"],
+        seq_len=p["seq_len"],
+        lr=p["lr"],
+        eval_every=p["eval_every"],
+        max_time=p["max_time"],
+        seed=p["seed"],
+        warmup_steps=min(100, p["steps"] // 10),
+    )
+
+
+def _bad(param: str, message: str) -> ConfigError:
+    """A ConfigError that names the parameter the page shows it next to."""
+    exc = ConfigError(message)
+    exc.param = param  # type: ignore[attr-defined]
+    return exc
+
+
 def _engine_checks(t: Template, p: dict[str, Any]) -> None:
     """The engine's own constructors, so their constraints apply before a run starts."""
     try:
         if t.id == "seq-char":
             from neurofabric.seq.gpt import GPTConfig
-            from neurofabric.seq.train import TrainConfig
 
             if p["arch"] == "gpt":
                 if p["dim"] % 4:
-                    exc = ConfigError(
+                    raise _bad(
+                        "dim",
                         f"`dim` must be a multiple of 4 (the GPT's attention heads) for arch "
-                        f"gpt, got {p['dim']}"
+                        f"gpt, got {p['dim']}",
                     )
-                    exc.param = "dim"  # type: ignore[attr-defined]
-                    raise exc
                 GPTConfig(n_embd=p["dim"], n_layer=p["layers"], block_size=p["seq_len"])
 
-            TrainConfig(
-                max_steps=p["steps"],
-                batch_size=p["batch_size"],
-                seq_len=p["seq_len"],
-                lr=p["lr"],
-                eval_every=p["eval_every"],
-                max_time=p["max_time"],
-                seed=p["seed"],
-            )
+            seq_train_config(p)
         elif t.id == "thermo-digits":
             if p["t_end"] > p["t_start"]:
-                exc = ConfigError(
-                    f"`t_end` must be <= t_start ({p['t_start']}) for annealing, got {p['t_end']}"
+                raise _bad(
+                    "t_end",
+                    f"`t_end` must be <= t_start ({p['t_start']}) for annealing, got {p['t_end']}",
                 )
-                exc.param = "t_end"  # type: ignore[attr-defined]
-                raise exc
             if p["generation"] > p["proposals"]:
-                exc = ConfigError(
-                    f"`generation` must be <= proposals ({p['proposals']}), got {p['generation']}"
+                raise _bad(
+                    "generation",
+                    f"`generation` must be <= proposals ({p['proposals']}), got {p['generation']}",
                 )
-                exc.param = "generation"  # type: ignore[attr-defined]
-                raise exc
         elif t.id == "snn-mnist":
             from neurofabric.snn.diehl_cook import DiehlCookClassifier
 
