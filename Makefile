@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml Makefile benchmarks/peers/requirements-torch.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r benchmarks/peers/requirements-torch.txt  # torch==2.13.0, first
-	$(PY) -m pip install -q -c benchmarks/peers/requirements-torch.txt -e '.[dev,seq,mpi,studio,docs]'
+	$(PY) -m pip install -q -c benchmarks/peers/requirements-torch.txt -e '.[dev,seq,mpi,studio,docs,nir]'
 	$(VENV)/bin/neurofabric snn compile
 	$(VENV)/bin/neurofabric thermo compile
 	$(VENV)/bin/neurofabric guard compile

@@ -38,7 +38,7 @@ def test_the_wheel_holds_the_studio_page_the_license_and_the_command(tmp_path):
     assert "Apache License" in license_text and "Version 2.0, January 2004" in license_text
     assert "neurofabric = neurofabric.cli:main" in entry
     extras = {ln.split(": ")[1] for ln in meta.splitlines() if ln.startswith("Provides-Extra")}
-    assert {"seq", "mpi", "studio", "peers", "docs", "dev"} <= extras
+    assert {"seq", "mpi", "studio", "peers", "docs", "dev", "nir"} <= extras
     assert not any(n.startswith(("tests/", "benchmarks/")) for n in names)
 
 

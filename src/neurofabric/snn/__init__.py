@@ -8,6 +8,7 @@ from neurofabric.snn.state import NetworkState
 from neurofabric.snn.topology import (
     AllToAll,
     DistanceDependent,
+    Explicit,
     FixedTotalNumber,
     OneToOne,
     Random,
@@ -17,6 +18,7 @@ from neurofabric.snn.topology import (
 __all__ = [
     "AllToAll",
     "DistanceDependent",
+    "Explicit",
     "FixedTotalNumber",
     "LIFParams",
     "NetworkState",

@@ -21,7 +21,13 @@ from neurofabric.core.errors import ConfigError
 from neurofabric.core.validation import check_nonnegative, check_positive
 from neurofabric.snn.kernels import layout as L
 from neurofabric.snn.kernels import rowgen
-from neurofabric.snn.topology import FixedTotalNumber, Random, Topology, max_row_length
+from neurofabric.snn.topology import (
+    Explicit,
+    FixedTotalNumber,
+    Random,
+    Topology,
+    max_row_length,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +54,8 @@ class Projection:
     procedural: bool = False
     plasticity: Any = None  # a rule of neurofabric.snn.plasticity, or None
     stp: Any = None  # a neurofabric.snn.stp.ShortTermPlasticity, or None
+    #: per-synapse delays in steps of an ``Explicit`` topology with delays (else None)
+    explicit_steps: Any = field(default=None, compare=False, repr=False)
 
     def row_params(self, src_offset: int) -> tuple[np.ndarray, np.ndarray]:
         """The (ip, fp) rows of :mod:`.kernels.rowgen` for this projection."""
@@ -256,10 +264,29 @@ def _is_in_degree(proj: Projection) -> bool:
     return isinstance(proj.topology, Random) and proj.topology.in_degree is not None
 
 
+def _explicit_rows(proj: Projection, s0: int, s1: int) -> tuple:
+    """The given synapses of an ``Explicit`` projection, ordered by source then target
+    (equal pairs in the given order): counts per row and (targets, weights, delays)."""
+    topo = proj.topology
+    src = topo.pre + s0
+    tgt = topo.post + proj.tgt_range[0]
+    order = np.lexsort((tgt, src))
+    w = (topo.weight * proj.weight).astype(np.float32)
+    if proj.explicit_steps is not None:
+        d = np.asarray(proj.explicit_steps, np.int64)
+    else:
+        d = np.full(src.size, proj.delay_steps[0], np.int64)
+    counts = np.bincount(src - s0, minlength=s1 - s0).astype(np.int64)
+    return counts, (tgt[order].astype(np.int32), w[order], d[order])
+
+
 def _plan(proj: Projection, key: int, offset: int, kernels: ModuleType) -> tuple:
     """(ip, fp, key, counts per row, pre-generated rows or None) of one projection."""
     ip, fp = proj.row_params(offset)
     s0, s1 = int(ip[1]), int(ip[2])
+    if isinstance(proj.topology, Explicit):
+        counts, rows = _explicit_rows(proj, s0, s1)
+        return ip, fp, key, counts, rows
     if isinstance(proj.topology, FixedTotalNumber):  # drawn as pairs, then ordered by row
         src, tgt, w, d = kernels.build_fixed_total(ip, fp, key, proj.topology.n)
         order = kernels.row_order(src, tgt, s0, s1 - s0)

@@ -77,7 +77,7 @@ from neurofabric.snn.runtime import (
 )
 from neurofabric.snn.state import NetworkState, Snapshot, initial_potentials
 from neurofabric.snn.stp import ShortTermPlasticity
-from neurofabric.snn.topology import Topology
+from neurofabric.snn.topology import Explicit, Topology
 
 log = logging.getLogger(__name__)
 
@@ -254,8 +254,14 @@ class SpikingNetwork:
                 self.n_excitatory,
             )
         self._check_stp(stp)
+        explicit_steps = None
+        if isinstance(topology, Explicit):
+            explicit_steps, delay = self._explicit_checks(topology, delay, use_dale, plasticity)
         if isinstance(delay, Normal):
             steps, normal = normal_delay(delay, self.dt, self.max_delay, self.max_delay_steps)
+        elif explicit_steps is not None:
+            steps = (int(explicit_steps.min(initial=1)), int(explicit_steps.max(initial=1)))
+            normal = None
         else:
             steps = delay_steps(delay, self.dt, self.max_delay, self.max_delay_steps)
             normal = None
@@ -278,10 +284,46 @@ class SpikingNetwork:
             procedural=self.storage == "procedural",
             plasticity=plasticity,
             stp=stp,
+            explicit_steps=explicit_steps,
         )
         self.projections.append(proj)
         self._built = False
         return self
+
+    def _explicit_checks(
+        self, topology: Explicit, delay: Any, use_dale: bool, plasticity: Rule | None
+    ) -> tuple[np.ndarray | None, Any]:
+        """What ``connect`` accepts with given synapses: CSR storage, signed weights (no
+        Dale's principle), one delay or the topology's; returns the per-synapse delays in
+        steps (None: ``delay``, one value) and the delay left for the usual conversion."""
+        if self.storage != "csr":
+            raise ConfigError(f"Explicit synapses need storage='csr', got storage={self.storage!r}")
+        if use_dale:
+            raise ConfigError(
+                "Explicit synapses carry their signs: pass dale=False to connect (Dale's "
+                "principle would overwrite them)"
+            )
+        if plasticity is not None:
+            raise ConfigError("Explicit synapses cannot be plastic; pass plasticity=None")
+        if topology.delay is None:
+            if delay is not None and np.ndim(delay) != 0:
+                raise ConfigError(
+                    f"`delay` of Explicit synapses must be one value or None (the "
+                    f"topology's delays), got {delay!r}; give per-synapse delays in Explicit"
+                )
+            return None, delay
+        if delay is not None:
+            raise ConfigError(
+                "`delay` must be None when Explicit(delay=...) gives the synapses' delays"
+            )
+        steps = np.rint(topology.delay / self.dt).astype(np.int64)
+        if steps.size and (steps.min() < 1 or steps.max() > self.max_delay_steps):
+            raise ConfigError(
+                f"Explicit delays must lie in [dt, max_delay] = [{self.dt}, {self.max_delay}]"
+                f" s, got {float(topology.delay.min())} to {float(topology.delay.max())} s; "
+                "raise max_delay or lengthen the short delays"
+            )
+        return steps, None
 
     def _source_size(self, source: str) -> int:
         if source == "neurons":

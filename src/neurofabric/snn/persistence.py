@@ -22,7 +22,7 @@ from neurofabric.snn.params import LIFParams, SynapseParams
 from neurofabric.snn.plasticity import rule_from_json, rule_to_json
 from neurofabric.snn.state import STATE_ARRAYS, NetworkState, Snapshot
 from neurofabric.snn.stp import ShortTermPlasticity, stp_to_json
-from neurofabric.snn.topology import topology_from_json, topology_to_json
+from neurofabric.snn.topology import Explicit, topology_from_json, topology_to_json
 
 FORMAT_ENGINE = "snn.SpikingNetwork"
 _NEURON = ("v_rest", "v_th", "v_reset", "tau_m", "t_ref", "r_m", "i_ext", "t_lock")
@@ -76,7 +76,15 @@ def _projection_json(p: Projection) -> dict[str, Any]:
     }
 
 
-def _projection_from_json(pj: dict[str, Any], shared: dict[Any, Any]) -> Projection:
+def _projection_arrays(ck: Checkpoint, k: int) -> dict[str, np.ndarray]:
+    """The arrays of projection ``k`` (those of an Explicit topology), copied."""
+    prefix = f"projection.{k}."
+    return {n[len(prefix) :]: np.array(a) for n, a in ck.arrays.items() if n.startswith(prefix)}
+
+
+def _projection_from_json(
+    pj: dict[str, Any], shared: dict[Any, Any], arrays: dict[str, np.ndarray]
+) -> Projection:
     """A saved projection. Its rule and STP objects are taken from ``shared`` when an equal
     one was read already: a source group's projections shared one object when saved, and
     the network accepts one rule (and one STP) object per group."""
@@ -85,7 +93,8 @@ def _projection_from_json(pj: dict[str, Any], shared: dict[Any, Any]) -> Project
     return Projection(
         **dict(
             pj,
-            topology=topology_from_json(pj["topology"]),
+            topology=topology_from_json(pj["topology"], arrays),
+            explicit_steps=arrays.get("steps"),
             src_range=tuple(pj["src_range"]),
             tgt_range=tuple(pj["tgt_range"]),
             delay_steps=tuple(pj["delay_steps"]),
@@ -115,6 +124,11 @@ def save_network(net: _Network, path: str | Path) -> Path:
         meta, arrs = group.to_json()
         inputs_meta.append({"name": name, **meta})
         arrays.update({f"input.{name}.{k}": v for k, v in arrs.items()})
+    for k, proj in enumerate(net.projections):
+        if isinstance(proj.topology, Explicit):
+            arrays.update({f"projection.{k}.{n}": a for n, a in proj.topology.arrays().items()})
+            if proj.explicit_steps is not None:
+                arrays[f"projection.{k}.steps"] = np.asarray(proj.explicit_steps, np.int64)
     for prefix, csr in (("csr", snap.csr), ("input_csr", snap.input_csr)):
         arrays.update({f"{prefix}.{k}": v for k, v in csr.items()})
     arrays.update(snap.traces)
@@ -154,7 +168,10 @@ def load_network(cls: type[N], path: str | Path, *, backend: str | None = None) 
             }
             net.inputs[name] = input_from_json(meta, arrs)
         shared: dict[Any, Any] = {}
-        net.projections.extend(_projection_from_json(pj, shared) for pj in ck.meta["projections"])
+        net.projections.extend(
+            _projection_from_json(pj, shared, _projection_arrays(ck, k))
+            for k, pj in enumerate(ck.meta["projections"])
+        )
         _validate(net, ck)
         net.build(saved=_snapshot(ck))
     except (KeyError, TypeError, ValueError) as exc:

@@ -7,6 +7,7 @@
 >>> SmallWorld(k=100, beta=0.1)    # Watts-Strogatz ring lattice, rewired with probability beta
 >>> DistanceDependent(sigma=3.0, p_max=0.5, dims=2)  # p = p_max exp(-d^2 / 2 sigma^2)
 >>> AllToAll()
+>>> Explicit(pre=[0, 1], post=[1, 0], weight=[0.5e-3, -0.2e-3])  # given synapses (CSR only)
 """
 
 from __future__ import annotations
@@ -15,8 +16,17 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from neurofabric.core.errors import ConfigError
-from neurofabric.core.validation import check_choice, check_int, check_positive, check_probability
+import numpy as np
+
+from neurofabric.core.errors import ConfigError, ShapeError
+from neurofabric.core.validation import (
+    check_array,
+    check_choice,
+    check_int,
+    check_nonnegative_array,
+    check_positive,
+    check_probability,
+)
 from neurofabric.snn.kernels import rowgen
 
 
@@ -190,7 +200,72 @@ class FixedTotalNumber:
         return int(self.n)
 
 
-Topology = Random | SmallWorld | DistanceDependent | AllToAll | OneToOne | FixedTotalNumber
+@dataclass(frozen=True, eq=False)
+class Explicit:
+    """Given synapses: ``pre[k] -> post[k]`` (indices within the projection's source and
+    target ranges) with weight ``weight[k]`` (volts for cuba/delta, as ``connect``'s weights,
+    signed: Dale's principle does not apply) and, optionally, delay ``delay[k]`` seconds
+    (rounded to steps; None: ``connect``'s ``delay``). ``connect``'s ``weight`` multiplies
+    the given weights (pass 1.0). Materialized (CSR) storage only; this is how weight
+    matrices from elsewhere (:func:`neurofabric.snn.nir.from_nir`) come in.
+    """
+
+    pre: Any
+    post: Any
+    weight: Any
+    delay: Any = None
+
+    def __post_init__(self) -> None:
+        pre = check_array("Explicit.pre", self.pre, shape=(None,))
+        post = check_array("Explicit.post", self.post, shape=(None,))
+        weight = check_array("Explicit.weight", self.weight, dtype=np.float64)
+        for name, arr in (("pre", pre), ("post", post)):
+            if arr.size and (arr.dtype.kind not in "iu" or int(arr.min()) < 0):
+                raise ConfigError(
+                    f"`Explicit.{name}` must hold non-negative integer indices, got "
+                    f"dtype {arr.dtype} with minimum {arr.min()}"
+                )
+        weight = np.broadcast_to(weight, pre.shape) if weight.ndim == 0 else weight
+        sizes = {"pre": pre.shape, "post": post.shape, "weight": weight.shape}
+        delay = None
+        if self.delay is not None:
+            delay = check_nonnegative_array("Explicit.delay", self.delay, "s")
+            delay = np.broadcast_to(delay, pre.shape) if delay.ndim == 0 else delay
+            sizes["delay"] = delay.shape
+        if len(set(sizes.values())) != 1:
+            raise ShapeError(
+                f"`Explicit` arrays must have one entry per synapse, got shapes {sizes}"
+            )
+        object.__setattr__(self, "pre", pre.astype(np.int64))
+        object.__setattr__(self, "post", post.astype(np.int64))
+        object.__setattr__(self, "weight", np.array(weight, np.float64))
+        if delay is not None:
+            object.__setattr__(self, "delay", np.array(delay, np.float64))
+
+    def kind(self) -> int:
+        return -1  # never generated: the rows are given
+
+    def check_sizes(self, n_src: int, n_tgt: int, allow_self: bool) -> None:
+        for name, arr, n in (("pre", self.pre, n_src), ("post", self.post, n_tgt)):
+            if arr.size and int(arr.max()) >= n:
+                raise ConfigError(
+                    f"`Explicit.{name}` indexes {n} neurons (its range), got index "
+                    f"{int(arr.max())}; give indices within the range"
+                )
+
+    def degree(self) -> int:
+        return int(self.pre.size)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        out = {"pre": self.pre, "post": self.post, "weight": self.weight}
+        if self.delay is not None:
+            out["delay"] = self.delay
+        return out
+
+
+Topology = (
+    Random | SmallWorld | DistanceDependent | AllToAll | OneToOne | FixedTotalNumber | Explicit
+)
 _TOPOLOGIES = {
     "FixedTotalNumber": FixedTotalNumber,
     "Random": Random,
@@ -202,12 +277,22 @@ _TOPOLOGIES = {
 
 
 def topology_to_json(topo: Topology) -> dict[str, Any]:
+    """The topology as JSON; an :class:`Explicit` one's arrays go to its ``arrays()``
+    (checkpoints store them beside the JSON)."""
+    if isinstance(topo, Explicit):
+        return {"type": "Explicit", "delay": topo.delay is not None}
     return {"type": type(topo).__name__, **asdict(topo)}
 
 
-def topology_from_json(data: dict[str, Any]) -> Topology:
+def topology_from_json(
+    data: dict[str, Any], arrays: dict[str, np.ndarray] | None = None
+) -> Topology:
     data = dict(data)
     name = data.pop("type", None)
+    if name == "Explicit":
+        if arrays is None:
+            raise ConfigError("an Explicit topology needs its arrays (pre, post, weight)")
+        return Explicit(arrays["pre"], arrays["post"], arrays["weight"], arrays.get("delay"))
     if name not in _TOPOLOGIES:
         raise ConfigError(f"unknown topology {name!r}; known: {sorted(_TOPOLOGIES)}")
     return _TOPOLOGIES[name](**data)
