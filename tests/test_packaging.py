@@ -4,6 +4,7 @@ fresh virtual environment, runs ``neurofabric --version`` and a short simulation
 import json
 import subprocess
 import sys
+import tarfile
 import venv
 import zipfile
 from pathlib import Path
@@ -13,15 +14,37 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def build_wheel(out: Path) -> Path:
+def build_dists(out: Path, *kinds: str) -> None:
+    """``python -m build`` (the PyPA frontend), with this venv's setuptools (no isolated
+    environment, so nothing is downloaded)."""
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(ROOT), "-w", str(out)],
+        [sys.executable, "-m", "build", "--no-isolation", *kinds, "--outdir", str(out), str(ROOT)],
         check=True,
         capture_output=True,
         timeout=600,
     )
+
+
+def build_wheel(out: Path) -> Path:
+    build_dists(out, "--wheel")
     (wheel,) = out.glob("neurofabric-*.whl")
     return wheel
+
+
+def test_the_sdist_holds_the_sources_the_license_and_the_build_config(tmp_path):
+    build_dists(tmp_path, "--sdist")
+    (sdist,) = tmp_path.glob("neurofabric-*.tar.gz")
+    with tarfile.open(sdist) as tf:
+        names = {n.split("/", 1)[1] for n in tf.getnames() if "/" in n}
+    for name in (
+        "LICENSE",
+        "pyproject.toml",
+        "README.md",
+        "src/neurofabric/__init__.py",
+        "src/neurofabric/snn/nir.py",
+        "src/neurofabric/studio/static/index.html",
+    ):
+        assert name in names, name
 
 
 def test_the_wheel_holds_the_studio_page_the_license_and_the_command(tmp_path):
