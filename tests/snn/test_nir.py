@@ -348,3 +348,31 @@ def test_a_missing_nir_package_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "nir", None)  # import nir -> ImportError
     with pytest.raises(BackendUnavailableError, match=r"neurofabric\[nir\]"):
         from_nir("graph.nir", dt=1e-3)
+
+
+def test_the_cli_exports_a_network_and_runs_a_graph(tmp_path):
+    from typer.testing import CliRunner
+
+    from neurofabric.cli import app
+
+    net, x = _network("delta")
+    net.save(tmp_path / "net")
+    ours = net.run(x.shape[0] * net.dt, monitors=[SpikeMonitor()])
+    runner = CliRunner()
+    done = runner.invoke(
+        app, ["snn", "nir", "export", str(tmp_path / "net"), str(tmp_path / "g.nir")]
+    )
+    assert done.exit_code == 0, done.output
+    np.save(tmp_path / "x.npy", x)
+    args = ["snn", "nir", "run", str(tmp_path / "g.nir"), "--input", str(tmp_path / "x.npy")]
+    args += ["--dt", "1e-4", "--out", str(tmp_path / "o.npz"), "--json"]
+    done = runner.invoke(app, args)
+    assert done.exit_code == 0, done.output
+    summary = json.loads(done.output.strip().splitlines()[-1])
+    assert summary["spikes"] == {"output": ours.n_spikes}
+    out = np.load(tmp_path / "o.npz")["output"]
+    np.testing.assert_array_equal(
+        out, _dense(ours.spike_times, ours.spike_indices, x.shape[0], net.n_neurons, net.dt)
+    )
+    bad = runner.invoke(app, [*args[:4], "--input", str(tmp_path / "none.npy"), "--dt", "1e-4"])
+    assert bad.exit_code == 2 and "does not exist" in " ".join(bad.output.split())

@@ -49,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from neurofabric.core.checkpoint import atomic_file
 from neurofabric.core.errors import BackendUnavailableError, ConfigError, ShapeError
 from neurofabric.core.validation import check_choice, check_positive
 from neurofabric.snn.inputs import SpikeArrayInput
@@ -820,10 +821,10 @@ def read(path: str | Path, *, dt: float, convention: str = "exact") -> NIRNetwor
 
 
 def write(path: str | Path, network: SpikingNetwork) -> Path:
-    """Write ``to_nir(network)`` to ``path`` atomically (a temporary file, then renamed)."""
+    """Write ``to_nir(network)`` to ``path`` atomically (:func:`~neurofabric.core.checkpoint.atomic_file`:
+    a temporary sibling, fsynced, then renamed)."""
     nir = _nir()
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    nir.write(str(tmp), to_nir(network))
-    tmp.replace(path)
-    return path
+    graph = to_nir(network)
+    with atomic_file(path) as tmp:
+        nir.write(str(tmp), graph)
+    return Path(path)
