@@ -73,8 +73,13 @@ $(PEERS)/.installed: $(PEER_REQS)
 
 peers: $(PEERS)/.installed
 
+# Every headline benchmark (benchmarks/run_all.py; hours for the full set; BENCH_ARGS="--only
+# snn_nir,seq_decode" or "--quick" for less), each row to BENCH_RESULTS, then the generated
+# summary tables of docs/benchmarks.md and the README from that file (benchmarks/report.py).
+BENCH_RESULTS = benchmarks/results/$(shell date +%F)-$(shell cd benchmarks && ../$(PY) -c "from _record import machine_slug; print(machine_slug())").jsonl
 bench: $(STAMP) peers
-	$(PY) benchmarks/snn_cuba.py --peers-python $(PEERS)/bin/python
+	$(PY) benchmarks/run_all.py --results $(BENCH_RESULTS) $(BENCH_ARGS); status=$$?; \
+		$(PY) benchmarks/report.py $(BENCH_RESULTS) --write && exit $$status
 
 clean:
 	rm -rf $(VENV) $(PEERS) demo-output .pytest_cache site

@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 from _proc import child_command, device_io, machine_ram, mapped_rss, memory, run_child
+from _record import record
 from _threads import pin_threads, thread_env
 
 THREADS = pin_threads(1)
@@ -212,8 +213,46 @@ def main() -> None:
         f"query p50 {big['p50_us'] / fit['p50_us']:.1f}x, "
         f"batched queries {big['batch_points_per_s'] / fit['batch_points_per_s']:.3f}x"
     )
-    for r in rows:
-        print(json.dumps({k: v for k, v in r.items() if k != "samples"}))
+    for r, seconds in zip(rows, (args.fit_seconds, args.seconds), strict=True):
+        record(
+            "field_beyond_ram",
+            "neurofabric",
+            variant=r["config"].lower().replace(" ", "-"),
+            workload={
+                "log2_table": r["log2_table"],
+                "table_gib": r["table_gib"],
+                "logical_gib": r["logical_gib"],
+                "budget_mib": r["budget_mib"],
+                "dram_pages": r["dram_pages"],
+                "mapped_pages": r["mapped_pages"],
+                "seconds": seconds,
+                "batch": args.batch,
+                "max_disk_gib": args.max_disk_gib,
+                "stopped_by": r["stopped_by"],
+                "threads": THREADS,
+                # errors of the signed distance (unitless: not figures)
+                "loss_first": r["loss_first"],
+                "loss_last10": r["loss_last10"],
+                "heldout_rmse": r["heldout_rmse"],
+            },
+            figures={
+                "steps": r["steps"],
+                "steps_per_s": r["steps_per_s"],
+                "points_per_s": r["points_per_s"],
+                "flush_s": r["flush_s"],
+                "p50_us": r["p50_us"],
+                "p99_us": r["p99_us"],
+                "batch_points_per_s": r["batch_points_per_s"],
+                "rss_anon_max_mib": r["rss_anon_max_mib"],
+                "mapped_max_mib": r["mapped_max_mib"],
+                "disk_gib": r["disk_gib"],
+                "device_read_gib": r["device_read_gib"],
+                "device_written_gib": r["device_written_gib"],
+                "promotions_count": r["promotions"],
+                "writebacks_count": r["writebacks"],
+            },
+            headline=("steps_per_s", "p50_us", "rss_anon_max_mib"),
+        )
     if args.out is not None:
         from neurofabric.core.figures import pyplot, save_figure
 

@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from _proc import child_command, memory, run_child
+from _record import record
 from _threads import pin_threads, thread_env
 
 THREADS = pin_threads(1)
@@ -126,7 +127,29 @@ def main() -> None:
             f"{r['dram_evictions']:,} | {r['bytes_read_ssd'] / 2**20:,.0f} MiB |"
         )
     for r in rows:
-        print(json.dumps({k: v for k, v in r.items() if k != "rss"}))
+        record(
+            "field_budget",
+            "neurofabric",
+            workload={
+                "fraction": r["fraction"],
+                "dram_pages": r["dram_pages"],
+                "field_pages": r["field_pages"],
+                "log2_table": args.log2_table,
+                "seconds": args.seconds,
+                "batch": args.batch,
+                "threads": THREADS,
+            },
+            figures={
+                "steps_per_s": r["steps_per_s"],
+                "p50_us": r["p50_us"],
+                "p99_us": r["p99_us"],
+                "rss_anon_max_mib": r["rss_anon_max_mib"],
+                "rss_file_max_mib": r["rss_file_max_mib"],
+                "dram_evictions_count": r["dram_evictions"],
+                "ssd_read_bytes": r["bytes_read_ssd"],
+            },
+            headline=("steps_per_s", "p50_us", "rss_anon_max_mib"),
+        )
     if args.out is not None:
         from neurofabric.core.figures import pyplot, save_figure
 

@@ -35,6 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from _record import record
 from _threads import pin_threads, threads_info
 
 THREADS = pin_threads(1)
@@ -44,6 +45,13 @@ import numpy as np  # noqa: E402
 from neurofabric.field.signals import psnr  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+# each system's row: (system, variant)
+SYSTEMS = {
+    "field": ("neurofabric", "field"),
+    "hashgrid": ("torch", "hash-grid"),
+    "siren": ("torch", "siren"),
+    "mlp": ("torch", "relu-mlp"),
+}
 
 
 def load_signal(name: str) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int]]:
@@ -186,7 +194,36 @@ def main() -> None:
     if ref and ours:
         print(f"\ntime to 25 dB, torch hash grid / field: {ref / ours:.1f}x")
     for system, rows in curves.items():
-        print(json.dumps({"system": system, "signal": args.signal, "curve": rows}))
+        if not rows:
+            continue
+        figures = {
+            "steps": rows[-1]["step"],
+            "train_s": rows[-1]["seconds"],
+            "final_psnr_db": rows[-1]["psnr"],
+            **{f"psnr_{m}s_db": at_time(rows, m) for m in marks},
+            "to_25db_s": first_time(rows, 25.0),
+            "to_30db_s": first_time(rows, 30.0),
+        }
+        if system == "field":
+            figures["to_25db_speedup_x"] = ref / ours if ref and ours else None
+        name, variant = SYSTEMS.get(system, ("torch", system))
+        record(
+            "field_fit",
+            name,
+            variant=variant,
+            workload={
+                "signal": args.signal,
+                "seconds": args.seconds,
+                "batch": args.batch,
+                "eval_every": args.eval_every,
+                "seed": args.seed,
+                "threads": THREADS,
+                # the PSNR curve, one list per column (training seconds, steps, dB)
+                "curve": {k: [r[k] for r in rows] for k in ("seconds", "step", "psnr")},
+            },
+            figures=figures,
+            headline=("final_psnr_db", "to_25db_s"),
+        )
     if args.out is not None:
         save_figures(args, curves, images)
 

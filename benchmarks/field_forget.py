@@ -26,7 +26,6 @@ Prints a table and one JSON line per system.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -34,6 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from _record import record
 from _threads import pin_threads, threads_info
 
 THREADS = pin_threads(1)
@@ -159,8 +159,36 @@ def main() -> None:
             f"| {system} | {a1:.2f} dB | {a2:.2f} dB | {a1 - a2:.2f} dB | "
             f"{r['after_b']['psnr_b']:.2f} dB |"
         )
+    names = {  # each row's (system, variant)
+        "field": ("neurofabric", "field"),
+        "field, decoder frozen in B": ("neurofabric", "field-decoder-frozen-in-b"),
+        "mlp": ("torch", "fourier-relu-mlp"),
+    }
     for system, r in results.items():
-        print(json.dumps({"system": system, "steps": args.steps, "batch": args.batch, **r}))
+        name, variant = names[system]
+        a1, a2 = r["after_a"]["psnr_a"], r["after_b"]["psnr_a"]
+        record(
+            "field_forget",
+            name,
+            variant=variant,
+            workload={
+                "signal": "china",
+                "steps": args.steps,
+                "batch": args.batch,
+                "seed": args.seed,
+                "threads": THREADS,
+            },
+            figures={
+                "psnr_a_after_a_db": a1,
+                "psnr_b_after_a_db": r["after_a"]["psnr_b"],
+                "psnr_a_after_b_db": a2,
+                "psnr_b_after_b_db": r["after_b"]["psnr_b"],
+                "psnr_a_lost_db": a1 - a2,
+                "learn_a_s": r["seconds_a"],
+                "learn_b_s": r["seconds_b"],
+            },
+            headline=("psnr_a_lost_db", "psnr_a_after_b_db", "psnr_b_after_b_db"),
+        )
 
 
 if __name__ == "__main__":

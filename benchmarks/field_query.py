@@ -22,13 +22,14 @@ Prints markdown tables and one JSON line per part.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
 import tempfile
 import time
 from pathlib import Path
+
+from _record import record
 
 # threads are pinned before numpy / numba load (their pools size themselves on import)
 _pre = argparse.ArgumentParser(add_help=False)
@@ -285,7 +286,7 @@ def main() -> None:
 
 def run(work: Path, args) -> None:
     threads = pinned_threads()
-    tag = {"benchmark": "field_query", "threads": threads}
+    tag = {"threads": THREADS, "thread_pools": threads}
     print(
         f"# {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, work dir on "
         f"{os.statvfs(work).f_bsize}-byte blocks, threads pinned: "
@@ -297,7 +298,23 @@ def run(work: Path, args) -> None:
     print(
         f"| {pib['create_s']:.3f} | {pib['open_s']:.4f} | {pib['first_query_s']:.4f} | {pib['disk_bytes']:,} | {pib['table_rows']:,} |"
     )
-    print(json.dumps({**tag, "part": "petabyte", **pib}))
+    record(
+        "field_query",
+        "neurofabric",
+        workload={
+            **tag,
+            "part": "petabyte",
+            "logical_bytes": 2**50,
+            "table_rows": pib["table_rows"],
+        },
+        figures={
+            "create_s": pib["create_s"],
+            "open_s": pib["open_s"],
+            "first_query_s": pib["first_query_s"],
+            "disk_bytes": pib["disk_bytes"],
+        },
+        headline=("create_s", "disk_bytes"),
+    )
 
     field, mm, flat = build(work, args)
     table_mb = field.spec.n_rows * 8 / 2**20
@@ -315,11 +332,25 @@ def run(work: Path, args) -> None:
                 f"| {case} | {system} | {r['p50_us']:.1f} | {r['p95_us']:.1f} | {r['p99_us']:.1f} |"
             )
     print(f"(hot: {lat['hot']['ours_dram_hit_rate']:.4f} of ours' row reads hit DRAM)")
-    print(json.dumps({**tag, "part": "latency", **lat}))
-    for case in ("hot", "cold"):  # one line per row, like every benchmark's
-        for system, name in (("ours", "neurofabric"), ("memmap", "numpy.memmap")):
-            row = {"part": "latency", "case": case, "system": name, **lat[case][system]}
-            print(json.dumps({**tag, **row}))
+    sizes = {"log2_table": args.log2_table, "dram_pages": args.dram_pages}
+    for case in ("hot", "cold"):  # one line per row
+        if case == "hot":
+            load = {"queries": args.queries // args.hot_points * args.hot_points}
+            load["hot_points"] = args.hot_points
+        else:
+            load = {"bursts": args.bursts, "burst_size": args.burst_size}
+        for system, name, variant in (("ours", "neurofabric", None), ("memmap", "numpy", "memmap")):
+            figures = dict(lat[case][system])
+            if case == "hot" and system == "ours":
+                figures["dram_hit_rate_frac"] = lat["hot"]["ours_dram_hit_rate"]
+            record(
+                "field_query",
+                name,
+                variant=variant,
+                workload={**tag, "part": "latency", "case": case, **sizes, **load},
+                figures=figures,
+                headline=("p50_us", "p99_us"),
+            )
 
     print("\n## Prefetchers on page streams (k = 4, horizon 64)\n")
     print("| workload | prefetcher | precision | coverage | us per access |\n|---|---|---|---|---|")
@@ -327,7 +358,25 @@ def run(work: Path, args) -> None:
         print(
             f"| {r['workload']} | {r['prefetcher']} | {r['precision']:.4f} | {r['coverage']:.4f} | {r['us_per_access']:.2f} |"
         )
-        print(json.dumps({**tag, "part": "prefetch", **r}))
+        record(
+            "field_query",
+            "neurofabric",
+            variant=r["prefetcher"],
+            workload={
+                **tag,
+                "part": "prefetch",
+                "stream": r["workload"],
+                "accesses": r["accesses"],
+                "k": 4,
+                "horizon": 64,
+            },
+            figures={
+                "precision_frac": r["precision"],
+                "coverage_frac": r["coverage"],
+                "per_access_us": r["us_per_access"],
+            },
+            headline=("precision_frac", "coverage_frac"),
+        )
 
     print("\n## Cold sequential scan through the tiers, prefetch off vs on (stride, depth 32)\n")
     scan = part_scan(field, args)
@@ -336,7 +385,27 @@ def run(work: Path, args) -> None:
         r = scan[mode]
         print(f"| {mode} | {r['p50_us']:.1f} | {r['p95_us']:.1f} | {r['p99_us']:.1f} |")
     print(f"p99 gain: {scan['off']['p99_us'] / scan['on']['p99_us']:.1f}x")
-    print(json.dumps({**tag, "part": "scan", **scan}))
+    for mode in ("off", "on"):
+        figures = dict(scan[mode])
+        if mode == "on":
+            figures["p99_gain_x"] = scan["off"]["p99_us"] / scan["on"]["p99_us"]
+            figures["precision_frac"] = scan["prefetch"]["precision"]
+            figures["coverage_frac"] = scan["prefetch"]["coverage"]
+        record(
+            "field_query",
+            "neurofabric",
+            variant="stride-prefetch" if mode == "on" else "no-prefetch",
+            workload={
+                **tag,
+                "part": "scan",
+                "prefetch": mode,
+                "pages": args.scan_pages,
+                "dram_pages": 256,
+                "prefetch_depth": 32,
+            },
+            figures=figures,
+            headline=("p50_us", "p99_us"),
+        )
 
     print("\n## Hit rate per tier (row reads), DRAM + emulated CXL + SSD\n")
     tiers = part_tiers(field, args)
@@ -346,7 +415,24 @@ def run(work: Path, args) -> None:
         print(
             f"| {name} | {h['dram']:.4f} | {h['cxl']:.4f} | {h['ssd'] + h['zero']:.4f} | {r['p50_us']:.1f} | {r['p99_us']:.1f} |"
         )
-    print(json.dumps({**tag, "part": "tiers", **tiers}))
+    for name, r in tiers.items():
+        record(
+            "field_query",
+            "neurofabric",
+            workload={
+                **tag,
+                "part": "tiers",
+                "stream": name,
+                "queries": args.queries,
+                "dram_pages": args.dram_pages // 2,
+                "cxl_pages": args.dram_pages,
+            },
+            figures={
+                **{f"{tier}_hit_rate_frac": v for tier, v in r["hit_rate"].items()},
+                **{k: v for k, v in r.items() if k != "hit_rate"},
+            },
+            headline=("dram_hit_rate_frac", "p50_us", "p99_us"),
+        )
     field.close()
 
 

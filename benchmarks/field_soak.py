@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import shutil
 import signal
@@ -36,6 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from _record import record
 from _threads import pin_threads
 
 THREADS = pin_threads(1)
@@ -191,7 +191,29 @@ def main() -> None:
     )
     for f in r["failures"]:
         print(f"failure: {f}")
-    print(json.dumps(r))
+    record(
+        "field_soak",
+        "neurofabric",
+        workload={
+            "minutes": args.minutes,
+            "flush_every": args.flush_every,
+            "seed": args.seed,
+            "threads": THREADS,
+            "failures": r["failures"],
+        },
+        figures={
+            "rounds_count": r["rounds"],
+            "exact_count": r["exact"],
+            "in_flush_count": r["in_flush"],
+            "no_flush_yet_count": r["no_flush_yet"],
+            "failures_count": len(r["failures"]),
+            "writer_rss_first_mib": r["writer_rss_first_mib"],
+            "parent_rss_first_mib": r["parent_rss_first_mib"],
+            "writer_rss_growth_frac": r["writer_rss_growth"],
+            "parent_rss_growth_frac": r["parent_rss_growth"],
+        },
+        headline=("rounds_count", "exact_count", "failures_count"),
+    )
     sys.exit(1 if r["failures"] else 0)
 
 

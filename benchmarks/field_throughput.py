@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from _proc import child_command, run_child
+from _record import record
 from _threads import pin_threads, thread_env, threads_info
 
 THREADS = pin_threads(1)
@@ -102,7 +103,22 @@ def main() -> None:
             f"{r['batched_1024_points_per_s']:,.0f} | {r['batched_65536_points_per_s']:,.0f} |"
         )
     for r in rows:
-        print(json.dumps(r))
+        record(
+            "field_throughput",
+            "neurofabric",
+            workload={
+                "threads": r["threads"],
+                "thread_pools": r["thread_pools"],
+                "seconds": args.seconds,
+            },
+            figures={
+                "single_queries_per_s": r["single_qps"],
+                "single_per_thread_queries_per_s": r["single_qps"] / r["threads"],
+                "batched_1024_points_per_s": r["batched_1024_points_per_s"],
+                "batched_65536_points_per_s": r["batched_65536_points_per_s"],
+            },
+            headline=("single_queries_per_s", "batched_65536_points_per_s"),
+        )
 
 
 if __name__ == "__main__":

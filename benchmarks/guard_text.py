@@ -51,6 +51,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from _record import record
 from _threads import limit_loaded, pin_threads, thread_env, threads_info, threads_line
 
 THREADS = pin_threads()  # before numpy / numba load: their pools size themselves on import
@@ -287,9 +288,17 @@ def main() -> None:
         "neuronguard rule": lambda tr, te: run_guard(tr, te, args, rule="neuronguard"),
         "sklearn Hashing+SGD": lambda tr, te: run_sgd(tr, te, args),
     }
+    # each table row's system (package name), variant and epochs in the JSON lines
+    identity = {
+        "ours (averaged PA-I)": ("neurofabric", "averaged-pa-i", args.epochs),
+        "ours, C by inner 3-fold CV": ("neurofabric", "averaged-pa-i-cv", args.epochs),
+        "neuronguard rule": ("neurofabric", "neuronguard", args.epochs),
+        "sklearn Hashing+SGD": ("scikit-learn", "hashing-sgd", None),  # SGDClassifier's default
+    }
     if not args.no_fasttext:
         for ep in FASTTEXT_EPOCHS:
             systems[f"fastText {ep} epochs"] = lambda tr, te, ep=ep: run_fasttext(tr, te, args, ep)
+            identity[f"fastText {ep} epochs"] = ("fasttext", f"{ep}-epochs", ep)
     results: dict[str, list[dict]] = {name: [] for name in systems}
     for label, train, test in splits(args):
         print(f"# {args.dataset} {label}: {len(train):,} train / {len(test):,} test", flush=True)
@@ -331,19 +340,40 @@ def main() -> None:
     print(
         f"| ours, int8 weights | {ours['accuracy_int8']:.4f} | | | | | {ours['model_bytes_int8']:,.0f} |"
     )
+    figure_names = {  # the row's keys, renamed to end with their unit
+        "accuracy": "accuracy_frac",
+        "train_s": "train_s",
+        "features_and_predict_docs_per_s": "features_and_predict_docs_per_s",
+        "predict_only_docs_per_s": "predict_only_docs_per_s",
+        "normalize_docs_per_s": "normalize_docs_per_s",
+        "hash_and_predict_docs_per_s": "hash_and_predict_docs_per_s",
+        "model_bytes": "model_bytes",
+        "accuracy_int8": "int8_accuracy_frac",
+        "model_bytes_int8": "int8_model_bytes",
+    }
     for name, r in rows.items():
-        r = {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
-        print(
-            json.dumps(
-                {
-                    "benchmark": "guard_text",
-                    "dataset": args.dataset,
-                    "system": name,
-                    "threads": THREADS,
-                    "pinned": threads,
-                    **r,
-                }
-            )
+        system, variant, epochs = identity[name]
+        workload = {
+            "dataset": args.dataset,
+            "splits": len(results[name]),
+            "epochs": epochs,
+            "threads": THREADS,
+            "thread_pools": threads,
+        }
+        if "chosen_c" in r:
+            workload["chosen_c"] = r["chosen_c"]  # mean over the splits
+        elif system == "neurofabric" and variant == "averaged-pa-i":
+            workload["aggressiveness"] = args.aggressiveness
+        record(
+            "guard_text",
+            system,
+            variant=variant,
+            workload=workload,
+            figures={
+                **{figure_names[k]: v for k, v in r.items() if k in figure_names},
+                "train_speedup_x": ref / r["train_s"],
+            },
+            headline=("accuracy_frac", "train_s", "features_and_predict_docs_per_s"),
         )
 
 

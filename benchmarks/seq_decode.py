@@ -39,6 +39,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from _record import record
 from _threads import limit_loaded, pin_threads, thread_env, threads_info, threads_line
 
 THREADS = pin_threads(1)
@@ -55,6 +56,64 @@ def rate(fn, n, warm=10):
     for i in range(n):
         fn(i)
     return n / (time.perf_counter() - t0)
+
+
+def record_speeds(row: dict, peer: dict | None, peer_system: str, peer_variant, args) -> None:
+    """One schema line per system of a decode row: ours (numba, torch, single stream and
+    batch 16) and the peer, each with the same workload."""
+
+    def workload(batch: int) -> dict:
+        return {
+            "model": row["model"],
+            "vocab": row["vocab"],
+            "layers": 4,
+            "width": 384,
+            "params": row["params"],
+            "batch": batch,
+            "tokens": args.tokens,
+            "threads": THREADS,
+            "thread_pools": threads_info(),
+        }
+
+    pk = row["peer"]
+    record(
+        "seq_decode",
+        "neurofabric",
+        variant="numba",
+        workload=workload(1),
+        figures={
+            "tokens_per_s": row["ours_numba"],
+            "speedup_x": row["ours_numba"] / pk if pk else None,
+            "parity_max_abs_nats": row["parity_max_abs"],
+        },
+        headline=("tokens_per_s", "speedup_x"),
+    )
+    record(
+        "seq_decode",
+        "neurofabric",
+        variant="torch",
+        workload=workload(1),
+        figures={"tokens_per_s": row["ours_torch"]},
+    )
+    for variant, key in (
+        ("numba-batch16", "ours_numba_batch16"),
+        ("torch-batch16", "ours_torch_batch16"),
+    ):
+        record(
+            "seq_decode",
+            "neurofabric",
+            variant=variant,
+            workload=workload(16),
+            figures={"tokens_per_s": row[key]},
+        )
+    if peer:
+        record(
+            "seq_decode",
+            peer_system,
+            variant=peer_variant,
+            workload={**workload(1), "version": peer.get("version")},
+            figures={"tokens_per_s": pk},
+        )
 
 
 def speeds(dec, model, V: int, args) -> dict:
@@ -135,12 +194,7 @@ def run_vocab(V: int, args, tmp: str) -> dict:
         "parity_max_abs": parity,
         "params": model.n_params(),
     }
-    print(
-        json.dumps(
-            {"benchmark": "seq_decode", **row, "threads": THREADS, "thread_pools": threads_info()}
-        ),
-        flush=True,
-    )
+    record_speeds(row, peer, "rwkv", "cpu-fp32", args)
     return row
 
 
@@ -206,12 +260,7 @@ def run_mamba(V: int, args, tmp: str) -> dict:
         "parity_max_abs": parity,
         "params": model.n_params(),
     }
-    print(
-        json.dumps(
-            {"benchmark": "seq_decode", **row, "threads": THREADS, "thread_pools": threads_info()}
-        ),
-        flush=True,
-    )
+    record_speeds(row, peer, "transformers", "cpu-cache", args)
     return row
 
 
@@ -351,17 +400,71 @@ def run_int4(args, tmp: str) -> dict:
         "int4_load_rss": rss4["rss"],
         "process_base_rss": rss4["base"],
     }
-    print(
-        json.dumps(
-            {
-                "benchmark": "seq_decode_int4",
-                **row,
-                "threads": THREADS,
-                "thread_pools": threads_info(),
-            }
-        ),
-        flush=True,
+    workload = {
+        "model": "rwkv4",
+        "vocab": 256,
+        "layers": L,
+        "width": C,
+        "quant": "rtn-w4-g128",
+        "tokens": n,
+        "threads": THREADS,
+        "thread_pools": threads_info(),
+    }
+    record(
+        "seq_decode",
+        "neurofabric",
+        variant="fp32",
+        workload=workload,
+        figures={
+            "tokens_per_s": row["fp32_tokens_per_s"],
+            "file_bytes": row["fp32_file_bytes"],
+            "decoder_bytes": row["fp32_decoder_bytes"],
+            "load_peak_rss_bytes": row["fp32_load_peak_rss"],
+            "load_rss_bytes": row["fp32_load_rss"],
+            "process_base_rss_bytes": rss32["base"],
+        },
+        headline=("tokens_per_s", "load_peak_rss_bytes"),
     )
+    record(
+        "seq_decode",
+        "neurofabric",
+        variant="int4",
+        workload=workload,
+        figures={
+            "tokens_per_s": row["int4_tokens_per_s"],
+            "vs_fp32_x": row["int4_vs_fp32"],
+            "parity_rel_vs_dequant_frac": row["parity_rel_vs_dequant"],
+            "file_bytes": row["int4_file_bytes"],
+            "decoder_bytes": row["int4_decoder_bytes"],
+            "load_peak_rss_bytes": row["int4_load_peak_rss"],
+            "load_rss_bytes": row["int4_load_rss"],
+            "process_base_rss_bytes": row["process_base_rss"],
+        },
+        headline=("tokens_per_s", "vs_fp32_x", "load_peak_rss_bytes"),
+    )
+    record(
+        "seq_decode",
+        "neurofabric",
+        variant="int4-layers",
+        workload=workload,
+        figures={
+            "layers_per_s": row["layers_ours_per_s"],
+            "speedup_x": row["ours_vs_torch_bf16"],
+            "torch_op_agrees_rel_frac": row["torch_op_agrees_rel"],
+        },
+        headline=("layers_per_s", "speedup_x"),
+    )
+    for variant, key in (
+        ("int4-layers-fp32", "layers_torch_int4_fp32_per_s"),
+        ("int4-layers-bf16", "layers_torch_int4_bf16_per_s"),
+    ):
+        record(
+            "seq_decode",
+            "torch",
+            variant=variant,
+            workload={**workload, "version": torch.__version__},
+            figures={"layers_per_s": row[key]},
+        )
     return row
 
 
@@ -392,16 +495,39 @@ def run_int4_mamba(args) -> dict:
         "fp32_decoder_bytes": dec32.nbytes,
         "int4_decoder_bytes": dec4.nbytes,
     }
-    print(
-        json.dumps(
-            {
-                "benchmark": "seq_decode_int4",
-                **row,
-                "threads": THREADS,
-                "thread_pools": threads_info(),
-            }
-        ),
-        flush=True,
+    workload = {
+        "model": "mamba",
+        "vocab": 256,
+        "layers": L,
+        "width": C,
+        "quant": "rtn-w4-g128",
+        "tokens": n,
+        "threads": THREADS,
+        "thread_pools": threads_info(),
+    }
+    record(
+        "seq_decode",
+        "neurofabric",
+        variant="fp32",
+        workload=workload,
+        figures={
+            "tokens_per_s": row["fp32_tokens_per_s"],
+            "decoder_bytes": row["fp32_decoder_bytes"],
+        },
+        headline=("tokens_per_s",),
+    )
+    record(
+        "seq_decode",
+        "neurofabric",
+        variant="int4",
+        workload=workload,
+        figures={
+            "tokens_per_s": row["int4_tokens_per_s"],
+            "vs_fp32_x": row["int4_vs_fp32"],
+            "parity_rel_vs_dequant_frac": row["parity_rel_vs_dequant"],
+            "decoder_bytes": row["int4_decoder_bytes"],
+        },
+        headline=("tokens_per_s", "vs_fp32_x"),
     )
     return row
 

@@ -25,6 +25,7 @@ import platform
 import subprocess
 import sys
 
+from _record import record
 from _threads import limit_loaded, pin_threads, threads_info, threads_line
 
 THREADS = pin_threads(1)
@@ -142,7 +143,32 @@ def main() -> None:
             "thread_pools": threads_info(),
         }
         rows.append(row)
-        print(json.dumps(row), flush=True)
+        kind, dim, vocab = MODELS[name]
+        sizes = [k for k in row["estimate"] if k not in ("arch", "batch_size", "seq_len")]
+        record(
+            "seq_memory",
+            "neurofabric",
+            variant=kind,
+            workload={
+                "model": name,
+                "layers": 4,
+                "width": dim,
+                "vocab": vocab,
+                "batch": args.batch_size,
+                "seq_len": args.seq_len,
+                "dtype": "float32",
+                "threads": THREADS,
+                "thread_pools": row["thread_pools"],
+            },
+            figures={
+                **{f"estimate_{k}_bytes": row["estimate"][k] for k in sizes},
+                **{f"measured_{k}_bytes": row["measured"][k] for k in sizes},
+                **{f"{k}_error_frac": v for k, v in row["relative_error"].items()},
+                "peak_rss_growth_bytes": row["peak_rss_growth"],
+                "peak_over_estimate_x": row["peak_over_estimate"],
+            },
+            headline=("estimate_training_bytes", "activations_error_frac", "peak_over_estimate_x"),
+        )
     print(
         "\n| model | parameters (MiB) | AdamW state (MiB) | state per sequence (KiB) "
         "| activations, estimate / measured (MiB) | error | training total (MiB) "

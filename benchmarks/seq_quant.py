@@ -31,6 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from _record import record
 from _threads import limit_loaded, pin_threads, threads_line
 
 THREADS = pin_threads(1)
@@ -131,6 +132,49 @@ class _Wrap(torch.nn.Module):
         return self.lin(x)
 
 
+def record_row(row: dict, args) -> None:
+    """One schema line per variant of a trained model: fp32, then each method and bit width."""
+    workload = {
+        "corpus": row["corpus"],
+        "arch": row["arch"],
+        "layers": args.layers,
+        "width": args.dim,
+        "trained": row["trained"],
+        "minutes": args.minutes,
+        "seq_len": SEQ,
+        "eval_batches": args.eval_batches,
+        "threads": args.threads,
+    }
+    record(
+        "seq_quant",
+        "neurofabric",
+        variant="fp32",
+        workload=workload,
+        figures={"val_loss_nats": row["fp32"]},
+    )
+    for bits in (int(b) for b in args.bits.split(",")):
+        for method in ("rtn", "awq"):
+            key = f"{method}_w{bits}"
+            extra = {"bits": bits, "group": args.group, "skipped": row[f"w{bits}_skipped"]}
+            if method == "awq":
+                extra["calib_seqs"] = args.calib_seqs
+                extra["error_vs_rtn"] = row[f"awq_w{bits}_error_vs_rtn"]
+            record(
+                "seq_quant",
+                "neurofabric",
+                variant=f"{method}-w{bits}",
+                workload={**workload, **extra},
+                figures={
+                    "val_loss_nats": row[key],
+                    "loss_vs_fp32_pct": 100 * (row[key] / row["fp32"] - 1),
+                    "quantize_s": row[f"{key}_seconds"],
+                    "per_weight_bits": row[f"{key}_bits_per_weight"],
+                    "file_per_param_bits": row.get(f"{key}_file_bits_per_param"),
+                },
+                headline=("val_loss_nats", "loss_vs_fp32_pct"),
+            )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -158,7 +202,21 @@ def main() -> None:
         f"{args.threads} threads; {args.layers} x {args.dim}, group {args.group}"
     )
     print(f"# {threads_line()}")
-    print(f"# quantizing one 512 x 512 matrix: {json.dumps(quant_timing())}")
+    timing = quant_timing()
+    print(f"# quantizing one 512 x 512 matrix: {json.dumps(timing)}")
+    record(
+        "seq_quant",
+        "neurofabric",
+        variant="quantize-matrix",
+        workload={
+            "matrix": "512x512",
+            "bits": 4,
+            "group": 128,
+            "calib_rows": 512,
+            "threads": args.threads,
+        },
+        figures=timing,
+    )
     rows = []
     for cname in args.corpora.split(","):
         data = corpus(cname, Path(args.data_dir))
@@ -203,7 +261,7 @@ def main() -> None:
                         n = sum(p.numel() for p in model.parameters())
                         row[f"{method}_w{bits}_file_bits_per_param"] = 8 * size / n
             rows.append(row)
-            print(json.dumps({"benchmark": "seq_quant", **row}), flush=True)
+            record_row(row, args)
     print(
         "\n| corpus | model | fp32 | RTN w4 | AWQ w4 | AWQ w4 vs fp32 | RTN w3 | AWQ w3 | "
         "bits/weight (w4, w3) |"

@@ -11,11 +11,11 @@ vocabulary lacks cannot, except with byte-level BPE). Prints a table and JSON li
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
 
+from _record import record
 from _threads import pin_threads, threads_info, threads_line
 
 THREADS = pin_threads(1)
@@ -61,17 +61,27 @@ def main() -> None:
             "tokens": sum(map(len, encoded)),
         }
         rows.append(row)
-        print(
-            json.dumps(
-                {
-                    "benchmark": "seq_tokenizers",
-                    "corpus_mb": mb,
-                    **row,
-                    "threads": THREADS,
-                    "thread_pools": threads_info(),
-                }
-            ),
-            flush=True,
+        record(
+            "seq_tokenizers",
+            "neurofabric" if kind == "char" else "tokenizers",  # HF tokenizers trains the rest
+            variant=kind,
+            workload={
+                "corpus": "wikitext2 valid+test",
+                "corpus_mb": mb,
+                "lines": row["lines"],
+                "vocab_requested": args.vocab,
+                "vocab": row["vocab"],
+                "threads": THREADS,
+                "thread_pools": threads_info(),
+            },
+            figures={
+                "train_mb_per_s": row["train_mb_per_s"],
+                "encode_mb_per_s": row["encode_mb_per_s"],
+                "exact_lines_count": row["exact_lines"],
+                "exact_lines_frac": row["exact_lines"] / row["lines"],
+                "tokens_count": row["tokens"],
+            },
+            headline=("train_mb_per_s", "encode_mb_per_s", "exact_lines_frac"),
         )
     print(f"\nWikiText-2 valid + test: {mb:.2f} MB, {len(lines):,} lines; {threads_line()}\n")
     print("| kind | vocab | train MB/s | encode MB/s (line by line) | tokens | exact round trips |")

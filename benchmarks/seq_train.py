@@ -15,12 +15,12 @@ parameter count. Prints a table and JSON lines and writes the curves to a PNG.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
 from pathlib import Path
 
+from _record import record
 from _threads import limit_loaded, pin_threads, threads_info, threads_line
 
 THREADS = pin_threads(2)
@@ -114,17 +114,35 @@ def main() -> None:
             "best_val_loss": res["best_val_loss"],
             "curve": curve,
         }
-        print(
-            json.dumps(
-                {
-                    "benchmark": "seq_train",
-                    "arch": name,
-                    **results[name],
-                    "threads": THREADS,
-                    "thread_pools": threads_info(),
-                }
-            ),
-            flush=True,
+        r = results[name]
+        record(
+            "seq_train",
+            "torch" if name == "gpt" else "neurofabric",  # the GPT is the plain-torch baseline
+            variant=name,
+            workload={
+                "dataset": "tinyshakespeare",
+                "arch": name,
+                "layers": args.layers,
+                "width": model.config.n_embd if name == "gpt" else args.dim,  # GPT: matched
+                "vocab": V,
+                "params": r["params"],
+                "batch": args.batch_size,
+                "seq_len": args.seq_len,
+                "lr": args.lr,
+                "minutes": args.minutes,
+                "max_steps": args.steps,
+                "eval_every": args.eval_every,
+                "curve": r["curve"],  # (seconds, validation loss in nats/char) pairs
+                "threads": THREADS,
+                "thread_pools": threads_info(),
+            },
+            figures={
+                "trained_steps": r["steps"],
+                "wall_s": r["seconds"],
+                "val_loss_nats": r["val_loss"],
+                "best_val_loss_nats": r["best_val_loss"],
+            },
+            headline=("val_loss_nats", "best_val_loss_nats"),
         )
     print("\n| model | parameters | steps | minutes | final val loss | best val loss (nats/char) |")
     print("|---|---|---|---|---|---|")

@@ -31,12 +31,12 @@ One thread (numba pinned). Prints a table per part and one JSON line per row.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import tempfile
 import time
 from pathlib import Path
 
+from _record import record
 from _threads import limit_loaded, pin_threads, threads_line
 
 THREADS = pin_threads(1)
@@ -49,10 +49,6 @@ from neurofabric.snn.models import brunel  # noqa: E402
 from neurofabric.snn.monitors import SpikeMonitor  # noqa: E402
 
 MACHINE = f"{platform.machine()}, {platform.processor() or 'cpu'}, threads {THREADS}"
-
-
-def emit(row: dict) -> None:
-    print(json.dumps({"benchmark": "snn_brain", "machine": MACHINE, **row}))
 
 
 def region(name: str, n: int, *, g=5.0, eta=2.0, seed=0, epsilon=0.1, storage="csr"):
@@ -93,19 +89,28 @@ def sweep(args) -> None:
         print(
             f"| {g} | {eta} | {sim:.2f} | {mf:.2f} | {ratio:.3f} | {cv:.2f} | {poisson_cv:.2f} | {wall:.1f} |"
         )
-        emit(
-            {
+        record(
+            "snn_brain",
+            "neurofabric",
+            workload={
                 "part": "sweep",
-                "n": args.n,
+                "neurons": args.n,
                 "g": g,
                 "eta": eta,
+                "transient_s": 0.2,
+                "duration_s": args.duration,
+                "seed": 1,
+                "threads": THREADS,
+            },
+            figures={
                 "spiking_hz": sim,
                 "meanfield_hz": mf,
-                "ratio": ratio,
-                "population_cv": cv,
-                "poisson_cv": poisson_cv,
+                "meanfield_over_spiking_x": ratio,
+                "population_cv_x": cv,
+                "poisson_cv_x": poisson_cv,
                 "wall_s": wall,
-            }
+            },
+            headline=("spiking_hz", "meanfield_hz", "meanfield_over_spiking_x"),
         )
 
 
@@ -129,18 +134,29 @@ def cuba(args) -> None:
         print(
             f"| {g} | {eta} | {sim:.2f} | {mf:.2f} | {mf / sim:.3f} | {white:.2f} | {white / sim:.3f} | {wall:.1f} |"
         )
-        emit(
-            {
+        record(
+            "snn_brain",
+            "neurofabric",
+            workload={
                 "part": "cuba",
-                "n": args.n,
+                "neurons": args.n,
                 "g": g,
                 "eta": eta,
-                "tau_s": tau_s,
+                "tau_syn_s": tau_s,
+                "transient_s": 0.2,
+                "duration_s": args.duration,
+                "seed": 1,
+                "threads": THREADS,
+            },
+            figures={
                 "spiking_hz": sim,
                 "meanfield_hz": mf,
+                "meanfield_over_spiking_x": mf / sim,
                 "white_meanfield_hz": white,
+                "white_meanfield_over_spiking_x": white / sim,
                 "wall_s": wall,
-            }
+            },
+            headline=("spiking_hz", "meanfield_over_spiking_x", "white_meanfield_over_spiking_x"),
         )
 
 
@@ -163,15 +179,19 @@ def swap(args) -> None:
         wall = time.perf_counter() - t0
         out[level] = rates
         print(f"| {level} | {rates['A']:.2f} | {rates['B']:.2f} | {wall:.1f} |")
-        emit(
-            {
+        record(
+            "snn_brain",
+            "neurofabric",
+            workload={
                 "part": "swap",
                 "a_level": level,
-                "n": n,
-                "a_hz": rates["A"],
-                "b_hz": rates["B"],
-                "wall_s": wall,
-            }
+                "neurons": n,
+                "transient_s": 0.2,
+                "duration_s": args.duration,
+                "threads": THREADS,
+            },
+            figures={"a_hz": rates["A"], "b_hz": rates["B"], "wall_s": wall},
+            headline=("a_hz", "b_hz"),
         )
     change = out["mean-field"]["B"] / out["spiking"]["B"] - 1
     print(f"B's rate changes by {change:+.1%} when A is swapped to its mean field")
@@ -223,22 +243,35 @@ def paging(args) -> None:
             f"| budget 3 of {R}, {eviction}{', read ahead' if prefetch else ''} | {t_disk:.1f} | "
             f"{t_disk / t_ram:.2f} | {p['hits']} | {p['misses']} | {p['prefetched']} | {mb:,.0f} | {same} |"
         )
-        emit(
-            {
+        record(
+            "snn_brain",
+            "neurofabric",
+            variant=eviction + ("+read-ahead" if prefetch else ""),
+            workload={
                 "part": "paging",
                 "eviction": eviction,
                 "prefetch": prefetch,
                 "regions": R,
-                "n": n,
+                "neurons": n,
                 "budget_regions": 3,
+                "region_bytes": regs[0].nbytes(),
+                "interval_s": interval,
+                "duration_s": duration,
+                "threads": THREADS,
+            },
+            figures={
                 "wall_ram_s": t_ram,
                 "wall_paged_s": t_disk,
-                "slowdown": t_disk / t_ram,
-                **p,
-                "mb_read_per_bio_s": mb,
-                "identical": same,
-                "region_bytes": regs[0].nbytes(),
-            }
+                "slowdown_x": t_disk / t_ram,
+                "hits_count": p["hits"],
+                "misses_count": p["misses"],
+                "prefetched_count": p["prefetched"],
+                "read_bytes": p["bytes_read"],
+                "written_bytes": p["bytes_written"],
+                "read_mb_per_s": mb,  # per biological second
+                "identical_runs_count": int(same),  # rates identical to the all-in-RAM run
+            },
+            headline=("slowdown_x", "read_mb_per_s", "identical_runs_count"),
         )
 
 
@@ -291,19 +324,26 @@ def whole(args) -> None:
     print(
         f"total {sum(mem.values()) / 1e6:,.1f} MB; build {build:.1f} s; {wall:.1f} s for {args.whole_duration} s: {per_bio:,.0f} s per biological second"
     )
-    emit(
-        {
+    record(
+        "snn_brain",
+        "neurofabric",
+        workload={
             "part": "whole",
             "regions": R,
             "neurons": total,
             "spiking_neurons": per * n_spiking_regions,
-            "memory_bytes": mem,
+            "interval_s": args.interval,
+            "duration_s": args.whole_duration,
+            "threads": THREADS,
+        },
+        figures={
+            **{f"memory_{k.replace('-', '_')}_bytes": v for k, v in mem.items()},
             "total_mb": sum(mem.values()) / 1e6,
             "build_s": build,
             "wall_s": wall,
-            "wall_s_per_bio_s": per_bio,
-            "duration_s": args.whole_duration,
-        }
+            "s_per_bio_s": per_bio,
+        },
+        headline=("s_per_bio_s", "total_mb"),
     )
     if args.out:
         from neurofabric.core.figures import pyplot, save_figure

@@ -36,6 +36,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import resource
 import statistics
 import subprocess
@@ -44,6 +45,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from _record import has_unit, record
 from _threads import thread_env, threads_info
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -316,6 +318,72 @@ def table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+#: row keys renamed to figure names that end in their unit
+_FIGURES = {
+    "spikes": "spikes_count",
+    "bytes_per_synapse": "per_synapse_bytes",
+    "array_bytes_per_synapse": "array_per_synapse_bytes",
+    "rss_build_bytes_per_synapse": "rss_build_per_synapse_bytes",
+    "s_per_bio_s_min": "s_per_bio_min_s",
+    "s_per_bio_s_max": "s_per_bio_max_s",
+    "event_steps": "event_steps",
+    "dense_steps": "dense_steps",
+}
+#: numeric row keys that describe the run rather than measure it
+_WORKLOAD = {"duration_s", "neurons", "synapses", "threads", "repeats", "seed"}
+#: peer scripts' ``system`` -> the peer's package name
+_PEERS = {"brian2": "brian2", "nest": "nest-simulator"}
+
+
+def _system(row: dict) -> str:
+    if "system" in row:
+        return _PEERS.get(row["system"], row["system"])
+    cmd = row.get("cmd", "")  # an error row: which script failed
+    if "brian2_cuba" in cmd:
+        return "brian2"
+    if "nest_cuba" in cmd:
+        return "nest-simulator"
+    return "neurofabric"
+
+
+def record_row(row: dict, ratio: float | None) -> None:
+    """One schema line (benchmarks/_record.py) for a row of the table."""
+    system = _system(row)
+    target = row.get("target")
+    variant = None
+    if target and target != "nest":
+        variant = re.sub(r"[^a-z0-9/._]+", "-", target.lower()).strip("-")
+    figures: dict = {}
+    workload: dict = {}
+    for key, value in row.items():
+        if key in ("system", "target"):
+            continue
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if key in _FIGURES:
+            figures[_FIGURES[key]] = value
+        elif number and has_unit(key) and key not in _WORKLOAD:
+            figures[key] = value
+        else:
+            workload[key] = value
+    if "error" in row:
+        figures.setdefault("s_per_bio_s", None)
+    elif "s_per_bio_s" in row:
+        figures["time_vs_neurofabric_x"] = ratio  # the table's "peer / ours"
+    heads = [
+        h for h in ("s_per_bio_s", "time_vs_neurofabric_x", "per_synapse_bytes") if h in figures
+    ]
+    if not heads and "process_wall_s" in figures:  # the first-run rows
+        heads = ["process_wall_s"]
+    record(
+        "snn_cuba",
+        system,
+        variant=variant,
+        workload=workload,
+        figures=figures,
+        headline=heads or None,
+    )
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     try:
@@ -437,12 +505,17 @@ def main() -> None:
             file=sys.stderr,
         )
     rows: list[dict] = []
+    base: dict = {}  # neurofabric's s per bio s by (model, neurons, threads), as in table()
 
     def add(row: dict) -> None:
         # other jobs on the machine skew multi-threaded runs most: keep the load with each row
         row["loadavg_1m_after"] = round(os.getloadavg()[0], 2)
         rows.append(row)
-        print(json.dumps(row), flush=True)
+        key = (row.get("model"), row.get("neurons"), row.get("threads"))
+        if row.get("system") == "neurofabric" and "s_per_bio_s" in row:
+            base.setdefault(key, row["s_per_bio_s"])
+        ref = base.get(key)
+        record_row(row, (row["s_per_bio_s"] / ref) if ref and row.get("s_per_bio_s") else None)
 
     for t in thread_counts:
         for n in sizes:

@@ -16,12 +16,12 @@ rows of the spiking sources (CSR push), ``"dense"`` sums every neuron's incoming
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
 import time
 
+from _record import record
 from _threads import pin_threads, threads_info
 
 THREADS = pin_threads(1)
@@ -90,7 +90,31 @@ def main() -> None:
             f"{r['dense_s_per_bio_s']:.3f} | {r['event_speedup']:.1f}x |"
         )
     for r in rows:
-        print(json.dumps(r | {"threads": THREADS}))
+        for mode in ("event", "dense"):
+            event_steps, dense_steps = r[f"{mode}_steps"]
+            figures = {
+                "s_per_bio_s": r[f"{mode}_s_per_bio_s"],
+                "spikes_per_step_count": r[f"{mode}_spikes_per_step"],
+                "event_steps": event_steps,
+                "dense_steps": dense_steps,
+            }
+            if mode == "event":  # dense s per bio s / event s per bio s
+                figures["speedup_x"] = r["event_speedup"]
+            record(
+                "snn_event_dense",
+                "neurofabric",
+                variant=mode,
+                workload={
+                    "activity": r["activity"],
+                    "neurons": r["neurons"],
+                    "degree": args.degree,
+                    "duration_s": args.duration,
+                    "repeats": args.repeats,
+                    "threads": THREADS,
+                },
+                figures=figures,
+                headline=[h for h in ("s_per_bio_s", "speedup_x") if h in figures],
+            )
 
 
 if __name__ == "__main__":

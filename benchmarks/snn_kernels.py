@@ -18,10 +18,10 @@ Only the public API is used, so the script runs unchanged against an older check
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 
+from _record import record
 from _threads import pin_threads, threads_info
 
 THREADS = pin_threads(1)
@@ -141,7 +141,31 @@ def main() -> None:
             f"{r['steps_per_s']:.0f} | {r['spikes']} |"
         )
     for r in rows:
-        print(json.dumps(r))
+        record(
+            "snn_kernels",
+            "neurofabric",
+            variant=r["backend"],
+            workload={
+                "case": r["case"],
+                "neurons": r["neurons"],
+                "synapses": r["synapses"],
+                "duration_s": r["duration_s"],
+                "repeats": r["repeats"],
+                "threads": r["threads"],
+            },
+            figures={
+                "s_per_bio_s": r["s_per_bio_s"],
+                "s_per_bio_min_s": r["s_per_bio_s_min"],
+                "s_per_bio_max_s": r["s_per_bio_s_max"],
+                "steps_per_s": r["steps_per_s"],
+                "spikes_count": r["spikes"],
+                "event_steps": r["event_steps"],
+                "dense_steps": r["dense_steps"],
+                "build_s": r["build_s"],
+                "compile_s": r["compile_s"],
+            },
+            headline=("s_per_bio_s", "steps_per_s"),
+        )
 
 
 if __name__ == "__main__":

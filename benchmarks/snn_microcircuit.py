@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+from _record import record
 from _threads import pin_threads, thread_env
 
 THREADS = pin_threads(1)
@@ -115,6 +116,11 @@ def stats(row, args) -> dict:
     groups = microcircuit_spec(args.scale, args.k_scale).groups()
     t1 = args.presim + args.duration
     return population_stats(row["result"], groups, t_start=args.presim, t_stop=t1)
+
+
+def _finite(values: dict) -> dict:
+    """NaN (no ISI to measure) as null: JSON has no NaN."""
+    return {k: (v if np.isfinite(v) else None) for k, v in values.items()}
 
 
 def main() -> None:
@@ -207,22 +213,45 @@ def main() -> None:
         }
         print(f"\nwithin 10 % (or 0.3 Hz) of NEST on this machine: {within}")
     for s in systems:
-        print(
-            json.dumps(
-                {
-                    "system": s,
-                    "scale": args.scale,
-                    "k_scale": args.k_scale,
-                    "seeds": seeds,
-                    "rates_hz": rates[s],
-                    "isi_cv": cvs[s],
-                    "synchrony": syncs[s],
-                    "build_s": [r["build_s"] for r in rows[s]],
-                    "run_s": [r["run_s"] for r in rows[s]],
-                    "threads": THREADS,
-                    **({"peak_rss_mb": peak_mb} if s == "neurofabric" else {}),
-                }
-            )
+        b, per_bio, mem = speed[s]
+        figures = {
+            "build_s": b,
+            "run_s": float(np.median([r["run_s"] for r in rows[s]])),
+            "s_per_bio_s": per_bio,
+            "peak_rss_mb": mem,
+            **{f"rate_{p.lower()}_hz": rates[s][p] for p in mc.POPULATIONS},
+        }
+        headline = ["s_per_bio_s", "peak_rss_mb"]
+        if s == "neurofabric" and "nest" in speed:
+            (b0, s0, m0), (b1, s1, m1) = speed["neurofabric"], speed["nest"]
+            figures.update(speedup_x=s1 / s0, build_speedup_x=b1 / b0, nest_rss_ratio_x=m1 / m0)
+            headline.insert(1, "speedup_x")
+        variant = None
+        if s == "neurofabric":
+            variant = rows[s][0]["backend"]
+            if args.device != "cpu":
+                variant += f"-{args.device}"
+        record(
+            "snn_microcircuit",
+            "neurofabric" if s == "neurofabric" else "nest-simulator",
+            variant=variant,
+            workload={
+                "scale": args.scale,
+                "k_scale": args.k_scale,
+                "background": args.background,
+                "neurons": int(spec.n_neurons.sum()),
+                "synapses": int(spec.n_synapses.sum()),
+                "presim_s": args.presim,
+                "duration_s": args.duration,
+                "seeds": seeds,
+                "threads": THREADS,
+                "isi_cv_by_population": _finite(cvs[s]),
+                "synchrony_by_population": _finite(syncs[s]),
+                "build_s_by_seed": [r["build_s"] for r in rows[s]],
+                "run_s_by_seed": [r["run_s"] for r in rows[s]],
+            },
+            figures=figures,
+            headline=headline,
         )
     if args.out is not None:
         from neurofabric.snn.plots import plot_raster_groups

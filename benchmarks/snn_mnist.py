@@ -18,11 +18,11 @@ setting is chosen on the test set.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
 
+from _record import record
 from _threads import limit_loaded, pin_threads, threads_info, threads_line
 
 THREADS = pin_threads(1)
@@ -115,6 +115,8 @@ def main() -> None:
     weights = "float32" if not args.weight_bits else f"int{args.weight_bits} (aware learning)"
     rows.append((weights, clf.score(x_te, y_te)))
     test_s = time.perf_counter() - t2
+    base = "float32" if not args.weight_bits else f"int{args.weight_bits}-aware"
+    tags = [(base, {})]  # the schema's variant and extra workload of each row
     print(f"# {weights}: {rows[-1][1]:.4f} ({args.test / test_s:.1f} img/s evaluation)", flush=True)
     assignments = clf.assignments_.copy()
     csr = clf.net_.input_csr_
@@ -123,6 +125,7 @@ def main() -> None:
         clf.quantize_input_weights(bits)
         clf.relabel(x_tr[: args.label], y_tr[: args.label])
         rows.append((f"int{bits} (per neuron, after training)", clf.score(x_te, y_te)))
+        tags.append((f"int{bits}-post-training", {"quantize_bits": bits}))
         print(f"# {rows[-1][0]}: {rows[-1][1]:.4f}", flush=True)
         csr.weights[:] = learned
     for setting in [s for s in args.stp.split(";") if s.strip()]:
@@ -133,6 +136,8 @@ def main() -> None:
         clf.relabel(x_tr[: args.label], y_tr[: args.label])
         rows.append((f"{weights} + STP U={u} rec={tau_rec} facil={tau_facil} k={k}", None))
         rows[-1] = (rows[-1][0], clf.score(x_te, y_te))
+        stp = {"stp_u": u, "stp_tau_rec_s": tau_rec, "stp_tau_facil_s": tau_facil, "stp_k": k}
+        tags.append((f"{base}+stp", stp))
         print(f"# {rows[-1][0]}: {rows[-1][1]:.4f}", flush=True)
         clf.set_stp(None)
     clf.assignments_ = assignments
@@ -158,27 +163,36 @@ def main() -> None:
             f"| neurofabric | {args.neurons} | {args.train} | {name} | {a:.4f} | "
             f"{args.train / train_s:.1f} |"
         )
-    print(
-        json.dumps(
-            {
-                "system": "neurofabric",
+    model = f"diehl_cook/{args.rule}" + (f"+a2_plus={args.a2_plus}" if args.a2_plus else "")
+    for i, ((name, a), (variant, extra)) in enumerate(zip(rows, tags, strict=True)):
+        record(
+            "snn_mnist",
+            "neurofabric",
+            variant=variant,
+            workload={
                 "dataset": "mnist",
-                "model": f"diehl_cook/{args.rule}"
-                + (f"+a2_plus={args.a2_plus}" if args.a2_plus else ""),
-                "size": args.neurons,
+                "model": model,
+                "neurons": args.neurons,
                 "train_images": args.train,
+                "label_images": args.label,
+                "test_images": args.test,
                 "weight_bits": args.weight_bits,
-                "accuracy": rows[0][1],
-                "variants": dict(rows[1:]),
+                "weights": name,
+                **extra,
+                "seed": args.seed,
+                "loaded": args.load,
+                "threads": THREADS,
+                "thread_pools": threads_info(),
+            },
+            figures={
+                "accuracy_frac": a,
                 "train_s": train_s,
                 "images_per_s": args.train / train_s,
                 "label_s": label_s,
-                "test_s": test_s,
-                "threads": THREADS,
-                "thread_pools": threads_info(),
-            }
+                **({"test_s": test_s} if i == 0 else {}),
+            },
+            headline=("accuracy_frac", "images_per_s"),
         )
-    )
 
 
 if __name__ == "__main__":

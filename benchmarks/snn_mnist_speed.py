@@ -33,6 +33,7 @@ import sys
 import time
 from pathlib import Path
 
+from _record import record
 from _threads import limit_loaded, pin_threads, thread_env, threads_info, threads_line
 
 THREADS = pin_threads(1)
@@ -139,7 +140,32 @@ def main() -> None:
         print(
             f"| {r['system']} | {steps} | {r['train_images']} | {r['images_per_s']:.1f} | {ratio} |"
         )
-    print(json.dumps({"benchmark": "snn_mnist_speed", "rows": rows}))
+    measured = ("system", "train_s", "images_per_s", "ms_per_image", "build_s")
+    for r in rows:
+        system, _, mode = r["system"].partition(" (")  # "neurofabric (paper protocol)"
+        variant = mode.rstrip(")").removesuffix(" protocol") + "-protocol" if mode else None
+        workload = {"dataset": "mnist", "model": "diehl_cook_2015", "seed": args.seed}
+        workload.update({k: v for k, v in r.items() if k not in measured})
+        if "error" not in r:
+            steps = int(round((r["t_present_ms"] + r.get("t_rest_ms", 0.0)) / r["dt_ms"]))
+            workload["steps_per_image"] = steps
+        figures = {"train_s": r.get("train_s"), "images_per_s": r.get("images_per_s")}
+        if "ms_per_image" in r:
+            figures["per_image_ms"] = r["ms_per_image"]
+        if "build_s" in r:
+            figures["build_s"] = r["build_s"]
+        headline = ["images_per_s"]
+        if system == "neurofabric":  # the table's "vs BindsNET": our images/s over its
+            figures["speedup_x"] = r["images_per_s"] / base if base and "error" not in r else None
+            headline.append("speedup_x")
+        record(
+            "snn_mnist_speed",
+            system,
+            variant=variant,
+            workload=workload,
+            figures=figures,
+            headline=headline,
+        )
 
 
 if __name__ == "__main__":

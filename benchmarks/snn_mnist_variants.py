@@ -13,11 +13,11 @@ weight image and its 3 x 3 box-blurred copy). One table, one JSON line.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
 
+from _record import record
 from _threads import limit_loaded, pin_threads, threads_info, threads_line
 
 THREADS = pin_threads(1)
@@ -29,6 +29,13 @@ VARIANTS = {
     "code rule + 50 ms lockout": {"rule": "code", "t_lock_exc": 0.05},
     "code rule + A2+ = 0.002": {"rule": "code+pair"},
     "paper rule (x_tar)": {"rule": "paper"},
+}
+#: each variant's name in the JSON lines (benchmarks/_record.py)
+SLUGS = {
+    "code rule": "code-rule",
+    "code rule + 50 ms lockout": "code-rule+lockout-50ms",
+    "code rule + A2+ = 0.002": "code-rule+a2-plus-0.002",
+    "paper rule (x_tar)": "paper-rule",
 }
 
 
@@ -96,17 +103,27 @@ def main() -> None:
             f"| {r['variant']} | {r['running_accuracy']:.3f} | {r['dead_neurons']} | "
             f"{r['images_per_s']:.1f} |"
         )
-    print(
-        json.dumps(
-            {
-                "benchmark": "snn_mnist_variants",
-                "train": args.train,
-                "rows": rows,
+    for r in rows:
+        record(
+            "snn_mnist_variants",
+            "neurofabric",
+            variant=SLUGS[r["variant"]],
+            workload={
+                "dataset": "mnist",
+                "description": r["variant"],
+                "neurons": args.neurons,
+                "train_images": args.train,
+                "seed": args.seed,
                 "threads": THREADS,
                 "thread_pools": threads_info(),
-            }
+            },
+            figures={
+                "running_accuracy_frac": r["running_accuracy"],
+                "dead_neurons_count": r["dead_neurons"],
+                "images_per_s": r["images_per_s"],
+            },
+            headline=("running_accuracy_frac", "dead_neurons_count"),
         )
-    )
 
 
 if __name__ == "__main__":

@@ -41,6 +41,8 @@ from pathlib import Path
 
 import numpy as np
 
+from _record import record
+
 HERE = Path(__file__).resolve()
 
 
@@ -128,6 +130,40 @@ def ranks_run(args, k: int, model: str, neurons: int, duration: float, spikes=No
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def record_ranks(row: dict, seed: int, **figures) -> None:
+    """One schema line (benchmarks/_record.py) for a run over MPI ranks (a worker's row)."""
+    record(
+        "snn_mpi",
+        "neurofabric",
+        variant="mpi",
+        workload={
+            "check": row["check"],
+            "model": row["model"],
+            "ranks": row["ranks"],
+            "neurons": row["n_neurons"],
+            "rank0_neurons": row["neurons"],
+            "synapses": row["synapses"],
+            "duration_s": row["duration_s"],
+            "window_steps": row["window_steps"],
+            "windows": row["windows"],
+            "seed": seed,
+            "threads": 1,
+        },
+        figures={
+            "s_per_bio_s": row["s_per_bio_s"],
+            **figures,
+            "wall_s": row["wall_s"],
+            "build_s": row["build_s"],
+            "exchange_s": row["exchange_s"],
+            "exchanges_count": row["exchanges"],
+            "per_window_bytes": row["bytes_per_window"],
+            "spikes_count": row["spikes"],
+            "rate_hz": row["rate_hz"],
+        },
+        headline=("s_per_bio_s", *figures),
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -160,16 +196,57 @@ def main() -> None:
         same.setdefault(k, []).append(bool(np.array_equal(spikes, ref)))
         if len(same[k]) == 1:
             rows.append({"check": "brunel", **row, "identical_to_1_rank": same[k][0]})
-            print(json.dumps(rows[-1]), flush=True)
+            record_ranks(rows[-1], args.seed, identical_runs_count=int(same[k][0]))
     repeats_ok = sum(same[4])
+    record(
+        "snn_mpi",
+        "neurofabric",
+        variant="mpi",
+        workload={
+            "check": "repeats",
+            "model": "brunel",
+            "ranks": 4,
+            "neurons": args.brunel_neurons,
+            "duration_s": 0.5,
+            "runs": len(same[4]),
+            "seed": args.seed,
+            "threads": 1,
+        },
+        figures={
+            "identical_runs_count": repeats_ok,
+            "identical_runs_frac": repeats_ok / len(same[4]),
+        },
+        headline=("identical_runs_frac",),
+    )
     # 3. strong scaling
     base1 = plain(args, "cuba", args.neurons, args.duration, 1)
     base2 = plain(args, "cuba", args.neurons, args.duration, 2)
     one = ranks_run(args, 1, "cuba", args.neurons, args.duration)
     two = ranks_run(args, 2, "cuba", args.neurons, args.duration)
+    for threads, base in ((1, base1), (2, base2)):  # the plain runs of the table
+        record(
+            "snn_mpi",
+            "neurofabric",
+            variant="plain",
+            workload={
+                "check": "scaling",
+                "model": "cuba",
+                "ranks": 1,
+                "neurons": args.neurons,
+                "duration_s": args.duration,
+                "seed": args.seed,
+                "threads": threads,
+            },
+            figures={
+                "s_per_bio_s": base["s_per_bio_s"],
+                "speedup_x": base1["s_per_bio_s"] / base["s_per_bio_s"],
+                "spikes_count": base["spikes"],
+            },
+            headline=("s_per_bio_s", "speedup_x"),
+        )
     for r in (one, two):
         rows.append({"check": "scaling", **r})
-        print(json.dumps(rows[-1]), flush=True)
+        record_ranks(rows[-1], args.seed, speedup_x=base1["s_per_bio_s"] / r["s_per_bio_s"])
     # 4. the model: compute c (1 rank, no exchange cost) and the fitted exchange cost
     w = two["windows"]
     c = one["wall_s"] - one["exchange_s"]
@@ -226,7 +303,6 @@ def main() -> None:
     for k in (2, 4, 16, 64):
         t = projected(k)
         print(f"  {k:>3} nodes: {t:.3f} s ({c / t:.1f}x of one)")
-    print(json.dumps({"rows": rows, "repeats_identical": repeats_ok, "plain": [base1, base2]}))
 
 
 if __name__ == "__main__":

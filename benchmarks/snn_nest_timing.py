@@ -19,6 +19,7 @@ import json
 import subprocess
 from pathlib import Path
 
+from _record import record
 from _threads import pin_threads
 
 THREADS = pin_threads(1)
@@ -80,7 +81,29 @@ def main() -> None:
         first = t[np.argmax(rise > 1e-9)]
         d = "-" if diff is None else f"{diff:.2e}"
         print(f"| {name} | {rise.max():.6f} | {t[rise.argmax()]:.1f} | {first:.1f} | {d} |")
-    print(json.dumps({"max_diff_mv": {r[0]: r[3] for r in rows[1:]}}))
+    for k, (_, t, v, diff) in enumerate(rows):
+        rise = v - v[0]
+        figures = {
+            "psp_peak_mv": float(rise.max()),
+            "peak_at_ms": float(t[rise.argmax()]),
+            "first_change_at_ms": float(t[np.argmax(rise > 1e-9)]),
+        }
+        workload = {"neurons": 1, "dt_ms": 0.1, "delay_ms": 1.5, "weight_pa": 87.8085}
+        if k == 0:
+            system, variant = "nest-simulator", None
+            workload["version"] = nest["version"]
+        else:  # rows 1, 2: the delay as given and one step more
+            system, variant = "neurofabric", f"delay+{k - 1}-step"
+            workload["extra_delay_steps"] = k - 1
+            figures["max_diff_mv"] = diff
+        record(
+            "snn_nest_timing",
+            system,
+            variant=variant,
+            workload=workload,
+            figures=figures,
+            headline=("psp_peak_mv", "max_diff_mv") if k else ("psp_peak_mv",),
+        )
 
 
 if __name__ == "__main__":

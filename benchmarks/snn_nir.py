@@ -26,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from _record import record
 from _threads import limit_loaded, pin_threads, thread_env, threads_line
 
 THREADS = pin_threads(1)
@@ -36,10 +37,6 @@ from neurofabric.snn.nir import from_nir  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 MACHINE = f"{platform.machine()}, {platform.processor() or 'cpu'}, threads {THREADS}"
-
-
-def emit(row: dict) -> None:
-    print(json.dumps({"benchmark": "snn_nir", "machine": MACHINE, **row}))
 
 
 def peers(python: Path, out: Path, args) -> dict:
@@ -123,19 +120,34 @@ def main() -> None:
                 f"x{ratio:.1f} | {sum(mine['spikes'].values()):,} | "
                 f"{sum(mine['mismatched_spikes'].values())} |"
             )
-            emit(
-                {
-                    "network": name,
-                    "framework": framework,
-                    "framework_version": peer["versions"].get(framework, ""),
-                    "sizes": list(args.sizes),
-                    "framework_wall_s": row["wall_s"],
-                    "neurofabric_wall_s": mine["wall_s"],
-                    "neurofabric_build_s": mine["build_s"],
-                    "speedup": ratio,
-                    **{k: v for k, v in mine.items() if k not in ("wall_s", "build_s")},
-                    "threads": THREADS,
-                }
+            workload = {
+                "network": name,
+                "sizes": list(args.sizes),
+                "neurons": mine["neurons"],
+                "synapses": mine["synapses"],
+                "steps": mine["steps"],
+                "threads": THREADS,
+            }
+            record(
+                "snn_nir",
+                framework,
+                variant=peer["versions"].get(framework, ""),
+                workload=workload,
+                figures={"wall_s": row["wall_s"]},
+            )
+            record(
+                "snn_nir",
+                "neurofabric",
+                variant="numba",
+                workload=workload,
+                figures={
+                    "wall_s": mine["wall_s"],
+                    "build_s": mine["build_s"],
+                    "speedup_x": ratio,
+                    "spikes_count": sum(mine["spikes"].values()),
+                    "mismatched_spikes_count": sum(mine["mismatched_spikes"].values()),
+                },
+                headline=("wall_s", "speedup_x", "mismatched_spikes_count"),
             )
         print(
             "ratio = framework s / neurofabric s (the run over the input, median of "

@@ -13,15 +13,21 @@ Prints markdown tables and one JSON line per row.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
 import time
 
+from _record import record
 from _threads import limit_loaded, pin_threads, threads_info, threads_line
 
 THREADS = pin_threads(1)
+# each row's (system, variant)
+SYSTEMS = {
+    "neurofabric": ("neurofabric", "mh-topology"),
+    "neurofabric (plain SA)": ("neurofabric", "plain-sa"),
+    "scikit-learn MLP (Adam)": ("scikit-learn", "mlp-adam"),
+}
 
 import numpy as np  # noqa: E402
 
@@ -150,20 +156,30 @@ def main() -> None:
             f"| {system} | {statistics.median(acc):.4f} ({min(acc):.4f}-{max(acc):.4f}) | {secs:.1f} | {sp:.1%} | {props} |"
         )
     for system, rows in results.items():
-        print(
-            json.dumps(
-                {
-                    "system": system,
-                    "dataset": "digits",
-                    "model": f"64-{args.hidden}-10",
-                    "accuracy": round(statistics.median(r["accuracy"] for r in rows), 4),
-                    "accuracy_runs": [round(r["accuracy"], 4) for r in rows],
-                    "train_s": round(statistics.median(r["train_s"] for r in rows), 2),
-                    "sparsity": round(statistics.median(r["sparsity"] for r in rows), 4),
-                    "threads": THREADS,
-                    "thread_pools": threads_info(),
-                }
-            )
+        name, variant = SYSTEMS[system]
+        acc = [r["accuracy"] for r in rows]
+        record(
+            "thermo_digits",
+            name,
+            variant=variant,
+            workload={
+                "part": "training",
+                "dataset": "digits",
+                "model": f"64-{args.hidden}-10",
+                "seeds": len(rows),
+                "proposals": args.proposals if name == "neurofabric" else None,
+                "accuracy_runs": [round(a, 4) for a in acc],
+                "threads": THREADS,
+                "thread_pools": threads_info(),
+            },
+            figures={
+                "accuracy_frac": round(statistics.median(acc), 4),
+                "accuracy_min_frac": round(min(acc), 4),
+                "accuracy_max_frac": round(max(acc), 4),
+                "train_s": round(statistics.median(r["train_s"] for r in rows), 2),
+                "sparsity_frac": round(statistics.median(r["sparsity"] for r in rows), 4),
+            },
+            headline=("accuracy_frac", "train_s"),
         )
     if "throughput" in skip:
         return
@@ -175,19 +191,28 @@ def main() -> None:
         n = batch or len(Xtr)
         print(f"| numba incremental dE | {n} ({label}) | {fast:,.0f} | {fast / ref:,.0f}x |")
         print(f"| numpy full recompute (reference) | {n} ({label}) | {ref:,.1f} | 1x |")
-        print(
-            json.dumps(
-                {
-                    "system": "neurofabric",
-                    "dataset": "digits",
-                    "model": "64-32-10",
-                    "size": n,
-                    "proposals_per_s": round(fast),
-                    "reference_proposals_per_s": round(ref, 1),
-                    "threads": THREADS,
-                    "thread_pools": threads_info(),
-                }
-            )
+        workload = {
+            "part": "throughput",
+            "dataset": "digits",
+            "model": "64-32-10",
+            "size": n,
+            "threads": THREADS,
+            "thread_pools": threads_info(),
+        }
+        record(
+            "thermo_digits",
+            "neurofabric",
+            variant="numba",
+            workload=workload,
+            figures={"proposals_per_s": round(fast), "speedup_x": fast / ref},
+            headline=("proposals_per_s", "speedup_x"),
+        )
+        record(
+            "thermo_digits",
+            "neurofabric",
+            variant="numpy-reference",
+            workload=workload,
+            figures={"proposals_per_s": round(ref, 1)},
         )
 
 

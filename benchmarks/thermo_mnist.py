@@ -8,14 +8,20 @@ run, each MH run under the same wall-clock budget. Pixels scaled to [0, 1]; the 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
 
+from _record import record
 from _threads import limit_loaded, pin_threads, threads_info, threads_line
 
 THREADS = pin_threads(1)
+# each row's (system, variant)
+SYSTEMS = {
+    "neurofabric": ("neurofabric", "mh-topology"),
+    "neurofabric (plain SA)": ("neurofabric", "plain-sa"),
+    "scikit-learn MLP (Adam, 30 epochs)": ("scikit-learn", "mlp-adam"),
+}
 
 import numpy as np  # noqa: E402
 
@@ -143,16 +149,26 @@ def main() -> None:
             f"| {r['system']} | {r['accuracy']:.4f} | {r['train_s']:.0f} | {r['sparsity']:.1%} | {props} |"
         )
     for r in rows:
-        print(
-            json.dumps(
-                {
-                    "dataset": args.dataset,
-                    "model": f"784-{args.hidden}-10",
-                    **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()},
-                    "threads": THREADS,
-                    "thread_pools": threads_info(),
-                }
-            )
+        system, variant = SYSTEMS[r["system"]]
+        mh_run = system == "neurofabric"  # the MLP makes no proposals: not measured there
+        workload = {"dataset": args.dataset, "model": f"784-{args.hidden}-10", "seed": args.seed}
+        if mh_run:
+            workload |= {"max_time": args.max_time, "batch_size": args.batch_size}
+        else:
+            workload["epochs"] = 30
+        record(
+            "thermo_mnist",
+            system,
+            variant=variant,
+            workload={**workload, "threads": THREADS, "thread_pools": threads_info()},
+            figures={
+                "accuracy_frac": round(r["accuracy"], 4),
+                "train_s": round(r["train_s"], 4),
+                "sparsity_frac": round(r["sparsity"], 4),
+                "proposals_count": r["proposals"] if mh_run else None,
+                "proposals_per_s": round(r["proposals_per_s"], 4) if mh_run else None,
+            },
+            headline=("accuracy_frac", "train_s"),
         )
 
 

@@ -21,5 +21,6 @@ def test_a_short_soak_keeps_every_flush_and_flat_memory():
     )
     result = json.loads([x for x in proc.stdout.splitlines() if x.startswith("{")][-1])
     assert proc.returncode == 0 and result["failures"] == [], result["failures"]
-    assert result["rounds"] >= 5 and result["exact"] >= 3
-    assert result["writer_rss_growth"] < 0.10 and result["parent_rss_growth"] < 0.10
+    assert result["schema"] == 1 and result["benchmark"] == "field_soak"
+    assert result["rounds_count"] >= 5 and result["exact_count"] >= 3
+    assert result["writer_rss_growth_frac"] < 0.10 and result["parent_rss_growth_frac"] < 0.10

@@ -1,0 +1,119 @@
+"""The benchmarks' one JSON-line schema (benchmarks/_record.py), the report that turns a
+results file into the generated tables, and every benchmark script using them. No timing is
+asserted: benchmarks are not tests."""
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+import _record  # noqa: E402
+import report  # noqa: E402
+
+
+def _line(**kw):
+    args = {
+        "workload": {"neurons": 100, "threads": 1},
+        "figures": {"wall_s": 0.5, "speedup_x": 2.0},
+    }
+    args.update(kw)
+    return _record.make_line("snn_test", kw.pop("system", "neurofabric"), **args)
+
+
+def test_a_line_carries_the_schema_keys():
+    line = _line(headline=("wall_s",), variant="numba")
+    assert line["schema"] == 1 and line["benchmark"] == "snn_test"
+    assert line["system"] == "neurofabric" and line["variant"] == "numba"
+    assert line["figures"] == ["wall_s", "speedup_x"] and line["headline"] == ["wall_s"]
+    assert line["neurons"] == 100 and line["wall_s"] == 0.5
+    assert "cores" in line["machine"] and len(line["date"]) == 10
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"figures": {"wall": 1.0}}, "must end with its unit"),
+        ({"figures": {"wall_s": "fast"}}, "must be a number"),
+        ({"workload": {"wall_s": 1}}, "used twice or reserved"),
+        ({"workload": {"machine": "x"}}, "used twice or reserved"),
+        ({"headline": ("rss_mb",)}, "not among the figures"),
+        ({"figures": {}}, "at least one figure"),
+    ],
+)
+def test_lines_that_break_the_rules_are_refused(kw, match):
+    with pytest.raises(ValueError, match=match):
+        _line(**kw)
+
+
+def test_system_names_are_packages_and_nan_is_null():
+    with pytest.raises(ValueError, match="package name"):
+        _record.make_line("snn_test", "Brian2 C++", workload={}, figures={"wall_s": 1.0})
+    line = _record.make_line("snn_test", "brian2", workload={}, figures={"wall_s": float("nan")})
+    assert line["wall_s"] is None
+
+
+def test_record_appends_to_the_results_file(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "results" / "r.jsonl"
+    monkeypatch.setenv(_record.RESULTS_ENV, str(out))
+    _record.record("snn_test", "neurofabric", workload={"n": 1}, figures={"wall_s": 1.0})
+    _record.record("snn_test", "brian2", workload={"n": 1}, figures={"wall_s": 3.0})
+    printed = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    stored = [json.loads(x) for x in out.read_text().splitlines()]
+    assert printed == stored and [r["system"] for r in stored] == ["neurofabric", "brian2"]
+
+
+def test_report_generates_the_tables_between_the_markers(tmp_path):
+    rows = [
+        _record.make_line("snn_x", "neurofabric", workload={"n": n}, figures={"wall_s": w})
+        for n, w in ((100, 0.25), (1000, 2.5))
+    ]
+    rows.append(_record.make_line("snn_x", "brian2", workload={"n": 1000}, figures={"wall_s": 5.0}))
+    results = tmp_path / "r.jsonl"
+    results.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    loaded = report.read(results)
+    table = report.benchmark_table("snn_x", loaded)
+    assert "| system | variant | n | wall_s |" in table
+    assert "| brian2 | - | 1,000 | 5 |" in table and "| neurofabric | - | 100 | 0.25 |" in table
+    docs = tmp_path / "docs.md"
+    docs.write_text(f"# head\n{report.START}\nold\n{report.END}\ntail\n")
+    report.replace_block(docs, report.docs_summary(loaded, "r.jsonl"))
+    text = docs.read_text()
+    assert "old" not in text and "### snn_x" in text and text.endswith("tail\n")
+    assert "| `snn_x` | neurofabric, brian2 | wall_s 0.25 | 3 |" in report.readme_summary(
+        loaded, "r.jsonl"
+    )
+
+
+def test_report_refuses_lines_of_another_shape(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"system": "neurofabric", "wall": 1}) + "\n")
+    with pytest.raises(SystemExit, match="bad.jsonl:1"):
+        report.read(bad)
+
+
+def test_every_benchmark_records_its_rows_in_the_schema():
+    scripts = [
+        p
+        for p in BENCH.glob("*.py")
+        if not p.name.startswith("_") and p.name not in ("run_all.py", "report.py")
+    ]
+    assert len(scripts) >= 25
+    uses = re.compile(r"^from _record import [^\n]*\brecord\b", re.M)
+    missing = [p.name for p in scripts if not uses.search(p.read_text())]
+    assert not missing, f"benchmarks printing their own JSON shape: {missing}"
+
+
+def test_run_all_knows_every_headline_script():
+    import run_all
+
+    for name in run_all.HEADLINE:
+        assert (BENCH / f"{name}.py").is_file(), name
+    readme = (BENCH.parent / "README.md").read_text()
+    quoted = {w.split("/")[1][:-3] for w in readme.split() if w.startswith("benchmarks/")}
+    quoted = {q for q in quoted if (BENCH / f"{q}.py").is_file()} - {"run_all", "report"}
+    assert quoted <= set(run_all.HEADLINE), quoted - set(run_all.HEADLINE)
