@@ -68,11 +68,14 @@ def test_record_appends_to_the_results_file(tmp_path, monkeypatch, capsys):
 
 
 def test_report_generates_the_tables_between_the_markers(tmp_path):
+    same = {"threads": 1}  # the same in every row: not a column
     rows = [
-        _record.make_line("snn_x", "neurofabric", workload={"n": n}, figures={"wall_s": w})
+        _record.make_line("snn_x", "neurofabric", workload={"n": n, **same}, figures={"wall_s": w})
         for n, w in ((100, 0.25), (1000, 2.5))
     ]
-    rows.append(_record.make_line("snn_x", "brian2", workload={"n": 1000}, figures={"wall_s": 5.0}))
+    rows.append(
+        _record.make_line("snn_x", "brian2", workload={"n": 1000, **same}, figures={"wall_s": 5.0})
+    )
     results = tmp_path / "r.jsonl"
     results.write_text("".join(json.dumps(r) + "\n" for r in rows))
     loaded = report.read(results)
