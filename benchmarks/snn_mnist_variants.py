@@ -99,10 +99,9 @@ def main() -> None:
     print(f"| variant | running accuracy | dead neurons (of {args.neurons}) | images/s |")
     print("|---|---|---|---|")
     for r in rows:
-        print(
-            f"| {r['variant']} | {r['running_accuracy']:.3f} | {r['dead_neurons']} | "
-            f"{r['images_per_s']:.1f} |"
-        )
+        # the running accuracy is None until the classifier has seen enough labelled images
+        acc = "-" if r["running_accuracy"] is None else f"{r['running_accuracy']:.3f}"
+        print(f"| {r['variant']} | {acc} | {r['dead_neurons']} | {r['images_per_s']:.1f} |")
     for r in rows:
         record(
             "snn_mnist_variants",
