@@ -50,7 +50,8 @@ HEADLINE: dict[str, tuple[list[str], list[str] | None]] = {
     "snn_mpi": ([], ["--neurons", "20000", "--duration", "0.05", "--repeats", "2"]),
     "guard_text": ([], None),
     "thermo_digits": ([], ["--seeds", "1", "--proposals", "20000"]),
-    "thermo_load": ([], ["--weights", "1000000", "--repeats", "1"]),
+    # three cold verify=True loads: one alone is at the mercy of this kind of VM's disk
+    "thermo_load": (["--verify-repeats", "3"], ["--weights", "1000000", "--repeats", "1"]),
     "thermo_mnist": ([], None),
     "field_fit": ([], ["--seconds", "3", "--eval-every", "1"]),
     "field_query": ([], ["--log2-table", "16", "--queries", "300", "--stream", "2000"]),
