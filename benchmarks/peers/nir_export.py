@@ -286,6 +286,22 @@ def _rescale(layers, seed, gain, rate=0.05):
                     layer.bias.zero_()
 
 
+def _timed(name, run, export, x, repeats, meta, out):
+    """Median wall time of ``run()`` over ``repeats``; the network exported beside its
+    spikes; the row the benchmark reads."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        record = run()
+        times.append(time.perf_counter() - t0)
+    _save(out, name, export(), x, record, meta)
+    return {
+        "network": name,
+        "wall_s": float(np.median(times)),
+        "spikes": {k: int(v.sum()) for k, v in record.items()},
+    }
+
+
 def bench(out, steps, seed, sizes, repeats):
     """Larger feed-forward networks, timed in their framework (forward over ``steps``)."""
     n_in, hidden, n_out = sizes
@@ -293,54 +309,35 @@ def bench(out, steps, seed, sizes, repeats):
     x = _inputs(steps, n_in, 0.05, seed)
     versions = _versions()
     rows = []
+    meta = {"convention": "euler", "versions": versions}
     for name, (model, layers) in snntorch_nets(n_in, hidden, n_out, seed).items():
         if name == "snntorch_recurrent":
             continue
         _rescale(list(model), seed, 1.0 / 0.3 if name == "snntorch_synaptic" else 1.0)
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            record = run_snntorch(model, layers, x)
-            times.append(time.perf_counter() - t0)
-        _save(
-            out,
-            name,
-            export_snntorch(model, n_in),
-            x,
-            record,
-            {"dt": SNNTORCH_DT, "convention": "euler", "versions": versions},
-        )
         rows.append(
-            {
-                "network": name,
-                "wall_s": float(np.median(times)),
-                "spikes": {k: int(v.sum()) for k, v in record.items()},
-            }
+            _timed(
+                name,
+                lambda m=model, ls=layers: run_snntorch(m, ls, x),
+                lambda m=model: export_snntorch(m, n_in),
+                x,
+                repeats,
+                {"dt": SNNTORCH_DT, **meta},
+                out,
+            )
         )
-    for name, layers in norse_nets(n_in, hidden, n_out, seed).items():
-        if name != "norse_ff":
-            continue
-        _rescale(layers, seed, NORSE_DT * 100.0)  # Norse scales the input by dt / tau_mem
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            record = run_norse(layers, x)
-            times.append(time.perf_counter() - t0)
-        _save(
-            out,
-            name,
-            export_norse(layers, n_in),
+    layers = norse_nets(n_in, hidden, n_out, seed)["norse_ff"]
+    _rescale(layers, seed, NORSE_DT * 100.0)  # Norse scales the input by dt / tau_mem
+    rows.append(
+        _timed(
+            "norse_ff",
+            lambda: run_norse(layers, x),
+            lambda: export_norse(layers, n_in),
             x,
-            record,
-            {"dt": NORSE_DT, "convention": "euler", "versions": versions},
+            repeats,
+            {"dt": NORSE_DT, **meta},
+            out,
         )
-        rows.append(
-            {
-                "network": name,
-                "wall_s": float(np.median(times)),
-                "spikes": {k: int(v.sum()) for k, v in record.items()},
-            }
-        )
+    )
     print(json.dumps({"peers": rows, "versions": versions}))
 
 

@@ -41,7 +41,6 @@ a bias into an ``IF``/``I`` node.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +55,7 @@ from neurofabric.snn.inputs import SpikeArrayInput
 from neurofabric.snn.monitors import SpikeMonitor, StateMonitor
 from neurofabric.snn.network import SpikingNetwork
 from neurofabric.snn.params import LIFParams, SynapseParams
+from neurofabric.snn.runtime import cuba_coupling
 from neurofabric.snn.topology import Explicit
 
 log = logging.getLogger(__name__)
@@ -337,16 +337,6 @@ def _euler_tau(name: str, tau: np.ndarray, dt: float) -> np.ndarray:
     return -dt / np.log1p(-dt / tau)
 
 
-def _coupling(tau_s: float, tau_m: np.ndarray, dt: float) -> np.ndarray:
-    """Our CUBA kernel's one-step coupling of the synaptic variable into ``v``
-    (``kernels/reference.py``: ``c = tau_s/(tau_s - tau_m) (e^{-dt/tau_s} - e^{-dt/tau_m})``)."""
-    ds, dm = math.exp(-dt / tau_s), np.exp(-dt / tau_m)
-    same = np.isclose(tau_m, tau_s, rtol=1e-12, atol=0.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        c = tau_s / (tau_s - tau_m) * (ds - dm)
-    return np.where(same, dt / tau_m * dm, c)
-
-
 def _neurons(name: str, node: Any, n: int, dt: float, convention: str) -> _Neurons:
     kind = _kind(node)
     spiking = kind in _SPIKING
@@ -377,7 +367,7 @@ def _neurons(name: str, node: Any, n: int, dt: float, convention: str) -> _Neuro
             w_in = _param(node, "w_in", n, 1.0)
             if euler:
                 tau_syn = float(_euler_tau(name, ts[:1], dt)[0])
-                c = _coupling(tau_syn, tau_m, dt)
+                c = cuba_coupling(tau_syn, tau_m, dt)
                 # x = K I with c K = dt r / tau_mem; a spike adds dt/tau_syn w_in to I
                 gain = dt * r / (tau * c) * (dt / ts[0]) * w_in
             else:
@@ -813,11 +803,6 @@ def to_nir(network: SpikingNetwork, *, max_dense: int = 50_000_000) -> Any:
     nodes["output"] = nir.Output(output_type=np.array([n]))
     edges.append((neuron_name, "output"))
     return nir.NIRGraph(nodes=nodes, edges=edges)
-
-
-def read(path: str | Path, *, dt: float, convention: str = "exact") -> NIRNetwork:
-    """``from_nir`` of a ``.nir`` file (HDF5, as ``nir.write`` makes)."""
-    return from_nir(str(path), dt=dt, convention=convention)
 
 
 def write(path: str | Path, network: SpikingNetwork) -> Path:

@@ -28,6 +28,17 @@ from neurofabric.snn.plasticity import PlasticState, Rule, single_rule
 from neurofabric.snn.stp import STPState, single_stp, stp_state
 
 
+def cuba_coupling(tau_s: float, tau_m: np.ndarray, dt: float) -> np.ndarray:
+    """How much of a CUBA synaptic variable at the start of a step reaches ``v`` by its end
+    (``kernels/reference.py``): ``tau_s/(tau_s - tau_m) (e^{-dt/tau_s} - e^{-dt/tau_m})``,
+    or ``dt/tau_m e^{-dt/tau_m}`` where the time constants are equal."""
+    ds, dm = math.exp(-dt / tau_s), np.exp(-dt / tau_m)
+    same = np.isclose(tau_m, tau_s, rtol=1e-12, atol=0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        c = tau_s / (tau_s - tau_m) * (ds - dm)
+    return np.where(same, dt / tau_m * dm, c)
+
+
 def neuron_constants(
     arrays: dict[str, np.ndarray],
     synapse: SynapseParams,
@@ -40,21 +51,13 @@ def neuron_constants(
     synapse constants."""
     tau = arrays["tau_m"]
     dm = np.exp(-dt / tau)
-
-    def coupling(tau_s: float) -> np.ndarray:
-        ds = math.exp(-dt / tau_s)
-        same = np.isclose(tau, tau_s, rtol=1e-12, atol=0.0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            c = tau_s / (tau_s - tau) * (ds - dm)
-        return np.where(same, dt / tau * dm, c)
-
     rows = [None] * L.N_NEURON_PARAMS
     rows[L.V_INF] = arrays["v_rest"] + arrays["r_m"] * arrays["i_ext"]
     rows[L.V_RESET] = arrays["v_reset"]
     rows[L.V_TH] = arrays["v_th"]
     rows[L.DECAY_M] = dm
-    rows[L.C_E] = coupling(synapse.tau_e)
-    rows[L.C_I] = coupling(synapse.tau_i)
+    rows[L.C_E] = cuba_coupling(synapse.tau_e, tau, dt)
+    rows[L.C_I] = cuba_coupling(synapse.tau_i, tau, dt)
     rows[L.DT_TAU_M] = dt / tau
     params = np.stack(rows).astype(dtype)
     params[L.V_TH] += theta.astype(params.dtype)  # adapted thresholds (homeostasis)
