@@ -164,6 +164,98 @@ def test_guard_train_numba_equals_reference(rule, average):
     assert out[0][4] > 0
 
 
+def _mixed_state(K, D, C):
+    return (
+        np.zeros((K, D, C), np.float32),
+        np.zeros((K, C), np.float32),
+        np.zeros((K, D, C)),
+        np.zeros((K, C)),
+        np.zeros((K, D), np.uint8),
+    )
+
+
+def _train_mixed(k, events, y, order, K, rounds, mix_sum, rule, average, epochs=3):
+    D, C, n = events.n_inputs, 4, len(order)
+    W, thr = np.zeros((D, C), np.float32), np.zeros(C, np.float32)
+    U, thr_u = np.zeros((D, C)), np.zeros(C)
+    ws = _mixed_state(K, D, C)
+    total = 0
+    for epoch in range(epochs):
+        total += k.guard_train_mixed(
+            W,
+            thr,
+            U,
+            thr_u,
+            np.zeros(D, np.float32),
+            *events.args(),
+            y,
+            order,
+            epoch * n,
+            rule,
+            0.7,
+            1.0 if rule else 0.0,
+            0.5,
+            average,
+            rounds,
+            mix_sum,
+            *ws,
+        )
+    # what the classifier averages with: U_total = U + each thread's share
+    return W, thr, U + ws[2].sum(axis=0), thr_u + ws[3].sum(axis=0), total
+
+
+@pytest.mark.parametrize("rule", [PERCEPTRON, PA1, PA2])
+@pytest.mark.parametrize(("K", "rounds", "mix_sum"), [(2, 1, True), (2, 3, False), (3, 2, True)])
+def test_mixed_numba_equals_reference(rule, K, rounds, mix_sum):
+    """The kernel's per-thread Daumé sums against the reference's brute-force sum of every
+    weight state the threads visited, and its mixing against copies trained one by one."""
+    rng = np.random.default_rng(4)
+    n = 61
+    events, _ = _random_events(rng, n, 30)
+    y = rng.integers(0, 4, n)
+    order = rng.permutation(n).astype(np.int64)
+    a = _train_mixed(nb, events, y, order, K, rounds, mix_sum, rule, True)
+    b = _train_mixed(ref, events, y, order, K, rounds, mix_sum, rule, True)
+    assert a[4] == b[4] > 0
+    for x, z in zip(a[:4], b[:4], strict=True):
+        np.testing.assert_allclose(x, z, rtol=2e-5, atol=2e-5 * np.abs(z).max())
+    # mixing did something: not what one thread on the same order gives
+    one = _train_mixed(nb, events, y, order, 1, 1, mix_sum, rule, True)
+    assert not np.allclose(a[0], one[0])
+
+
+@pytest.mark.parametrize("rounds", [1, 4])
+def test_mixed_one_thread_is_the_sequential_kernel(rounds):
+    rng = np.random.default_rng(5)
+    n = 50
+    events, _ = _random_events(rng, n, 30)
+    y = rng.integers(0, 4, n)
+    order = rng.permutation(n).astype(np.int64)
+    mixed = _train_mixed(nb, events, y, order, 1, rounds, False, PA1, True)
+    W, thr = np.zeros((30, 4), np.float32), np.zeros(4, np.float32)
+    U, thr_u = np.zeros((30, 4)), np.zeros(4)
+    for epoch in range(3):
+        nb.guard_train(
+            W,
+            thr,
+            U,
+            thr_u,
+            np.zeros(30, np.float32),
+            *events.args(),
+            y,
+            order,
+            epoch * n,
+            PA1,
+            0.7,
+            1.0,
+            0.5,
+            True,
+            1,
+        )
+    for x, z in zip(mixed[:4], (W, thr, U, thr_u), strict=True):
+        np.testing.assert_allclose(x, z, rtol=1e-5, atol=1e-6 * np.abs(z).max())
+
+
 def test_pa1_single_step_is_analytic():
     """One sample, zero weights: margin 0, loss 1, tau = min(C, 1 / (2 (|x|^2 + 1)))."""
     x = np.array([[0.6, 0.8, 0.0]], np.float32)

@@ -106,6 +106,7 @@ class GuardClassifier:
         self.n_features_in_ = n_inputs
         self._rng = make_rng(self.seed)
         self._steps = 0
+        self._mix_ws = None
         if p.rule == "neuronguard":
             self._train_field = None  # wired from the data in _wire
             return
@@ -161,7 +162,8 @@ class GuardClassifier:
             W = field.weight_matrix()
             thr = np.ascontiguousarray(field.output_thresholds, dtype=np.float32)
             thr_in = np.ascontiguousarray(field.records["threshold"][: field.n_inputs])
-            updates = k.guard_train(
+            threads = _threads(p.n_jobs)
+            common = (
                 W,
                 thr,
                 self._U,
@@ -176,11 +178,32 @@ class GuardClassifier:
                 p.effective_margin,
                 p.aggressiveness,
                 p.average,
-                _threads(p.n_jobs),
             )
+            if threads > 1 and p.parallel == "mixing":
+                ws = self._mixing_workspace(W, thr, threads)
+                updates = k.guard_train_mixed(*common, p.mix_rounds, p.mix == "sum", *ws)
+            else:
+                updates = k.guard_train(*common, threads)
             field.records["threshold"][field.n_inputs :] = thr
         self._steps += n
         return int(updates)
+
+    def _mixing_workspace(self, W: np.ndarray, thr: np.ndarray, threads: int) -> tuple:
+        """Per-thread copies of the weights for parameter mixing, made once per fit (the kernel
+        leaves them equal to W after every epoch), and each thread's share of the step sums."""
+        ws = getattr(self, "_mix_ws", None)
+        if ws is None or ws[0].shape[0] != threads or ws[0].shape[1:] != W.shape:
+            D, C = W.shape
+            u_shape = (threads, D, C) if self.params.average else (threads, 1, C)
+            ws = (
+                np.repeat(W[None], threads, axis=0),
+                np.repeat(thr[None], threads, axis=0),
+                np.zeros(u_shape, dtype=np.float64),
+                np.zeros((threads, C), dtype=np.float64),
+                np.zeros((threads, D), dtype=np.uint8),
+            )
+            self._mix_ws = ws
+        return ws
 
     def _publish(self) -> None:
         """``field_``: the averaged (when ``average``) and compacted field used to predict."""
@@ -188,11 +211,15 @@ class GuardClassifier:
         field = self._train_field
         if p.rule != "neuronguard" and p.average and self._steps > 0:
             c = self._steps + 1.0
+            U, thr_u = self._U, self._thr_u
+            ws = getattr(self, "_mix_ws", None)
+            if ws is not None:  # parameter mixing keeps each thread's share of U apart
+                U, thr_u = U + ws[2].sum(axis=0), thr_u + ws[3].sum(axis=0)
             out = NeuronField.dense(field.n_inputs, field.n_outputs)
             out.records["threshold"] = field.records["threshold"]
-            out.weights[:] = (field.weights - self._U.reshape(-1) / c).astype(np.float32)
+            out.weights[:] = (field.weights - U.reshape(-1) / c).astype(np.float32)
             out.records["threshold"][field.n_inputs :] = (
-                field.output_thresholds - self._thr_u / c
+                field.output_thresholds - thr_u / c
             ).astype(np.float32)
             field = out
         self.field_ = field if p.rule == "neuronguard" else field.compact(tol=p.prune)
@@ -222,11 +249,12 @@ class GuardClassifier:
             self._wire(events, yi)
         self.history_ = []
         density = len(events.indices) / max(len(events) * events.n_inputs, 1)
-        if self.params.n_jobs != 1 and self.params.average and density > 0.05:
+        hogwild = self.params.n_jobs != 1 and self.params.parallel == "hogwild"
+        if hogwild and self.params.average and density > 0.05:
             log.warning(
                 "Hogwild (n_jobs=%d) with average=True on dense events (%.0f%% of inputs per "
-                "sample): concurrent updates collide and the average degrades; use n_jobs=1 "
-                "or average=False",
+                "sample): concurrent updates collide and the average degrades; use "
+                'parallel="mixing" (the default), n_jobs=1 or average=False',
                 self.params.n_jobs,
                 100 * density,
             )
@@ -280,6 +308,7 @@ class GuardClassifier:
         p = self.params
         self._rng = make_rng(self.seed)
         self._steps = 0
+        self._mix_ws = None
         if p.rule == "neuronguard":
             self._train_field = self.field_
             return

@@ -17,6 +17,9 @@ from neurofabric.core.validation import (
 )
 from neurofabric.guard.kernels.common import RULES
 
+#: how ``n_jobs > 1`` trains, and how parameter mixing combines the threads' copies
+PARALLEL = ("mixing", "hogwild")
+MIXES = ("mean", "sum")
 #: the margin each rule uses when ``margin=None``
 DEFAULT_MARGIN = {"perceptron": 0.0, "pa1": 1.0, "pa2": 1.0, "neuronguard": 0.0}
 
@@ -38,7 +41,15 @@ class GuardParams:
     ``top_n`` inputs each wired to their most frequent class, ``+plus`` / ``-minus`` feedback
     while a weight is >= ``floor``). ``average``: return the average of the weights over all
     steps (averaged perceptron / averaged PA). ``n_jobs``: 1 trains sequentially and is
-    bit-identical for a seed; > 1 (or -1, every thread) runs Hogwild chunks without locks.
+    bit-identical for a seed; > 1 (or -1, every thread) trains one shard per thread:
+    ``parallel="mixing"`` (the default) gives each thread its own copy of the weights and mixes
+    the copies ``mix_rounds`` times per epoch (iterative parameter mixing: W moves by the sum
+    of the threads' changes, ``mix="sum"``, or by their mean, ``mix="mean"``, the variant with
+    McDonald et al.'s convergence bound, which learns more slowly), which keeps the average
+    exact and the result independent of thread timing (bit-identical for a seed and
+    ``n_jobs``);
+    ``parallel="hogwild"`` updates one shared copy without locks (races lose updates and bias
+    the average, most on dense inputs).
     ``backend``: "auto" (the fastest installed: numba), "numba" or "reference" (the numpy
     spec); the classifier's ``backend_`` is the one used.
     """
@@ -51,6 +62,9 @@ class GuardParams:
     epochs: int = 10
     shuffle: bool = True
     n_jobs: int = 1
+    parallel: str = "mixing"
+    mix_rounds: int = 2
+    mix: str = "sum"
     input_threshold: float = 0.0
     prune: float = 0.0
     top_n: int = 10_000
@@ -76,6 +90,9 @@ class GuardParams:
         if n_jobs == 0 or n_jobs < -1:
             raise ConfigError(f"`n_jobs` must be -1 (all threads) or an integer >= 1, got {n_jobs}")
         _keep(self, "n_jobs", n_jobs)
+        check_choice("parallel", self.parallel, PARALLEL)
+        check_choice("mix", self.mix, MIXES)
+        _keep(self, "mix_rounds", check_int("mix_rounds", self.mix_rounds, min_value=1))
         _keep(self, "input_threshold", check_number("input_threshold", self.input_threshold))
         for name in ("prune", "plus", "minus"):
             _keep(self, name, check_nonnegative(name, getattr(self, name)))

@@ -347,8 +347,10 @@ def _train_chunk(
     average,
     stride,
     phase,
+    touched,
 ):
     n_out = W.shape[1]
+    track = touched.shape[0] > 0
     scores = np.empty(n_out, dtype=np.float64)
     updates = 0
     for t in range(lo, hi):
@@ -395,6 +397,8 @@ def _train_chunk(
             if v <= thr_in[f]:
                 continue
             d = tau * v
+            if track:
+                touched[f] = 1
             W[f, yi] += d
             W[f, p] -= d
             if average:
@@ -440,6 +444,7 @@ def guard_train(
     """
     n = order.shape[0]
     total = np.zeros(n_chunks, dtype=np.int64)
+    no_tracking = np.zeros(0, dtype=np.uint8)
     for ch in prange(n_chunks):
         lo = ch * n // n_chunks
         hi = (ch + 1) * n // n_chunks
@@ -464,7 +469,126 @@ def guard_train(
             average,
             n_chunks,
             ch,
+            no_tracking,
         )
+    return total.sum()
+
+
+@njit(cache=True, parallel=True)
+def guard_train_mixed(
+    W,
+    thr,
+    U,
+    thr_u,
+    thr_in,
+    xp,
+    xi,
+    xv,
+    y,
+    order,
+    step0,
+    rule,
+    lr,
+    margin,
+    aggressiveness,
+    average,
+    rounds,
+    mix_sum,
+    Wk,
+    thrk,
+    Uk,
+    thr_uk,
+    touched,
+):
+    """One epoch of the guard rule on K threads by iterative parameter mixing.
+
+    ``order`` is cut into K contiguous shards, one per thread, and each shard into ``rounds``
+    slices. In a round every thread trains its own copy ``Wk[k]`` (which starts equal to the
+    shared W) on its slice, with no shared writes; then the copies are mixed: W moves by the
+    mean of the threads' changes D_k (``mix_sum``: by their sum), and every copy is reset to
+    W (McDonald et al. 2010, iterative parameter mixing; the perceptron's convergence bound
+    holds for the mean). Only rows some thread touched are mixed.
+
+    The average is over every weight state any thread visited (plus the initial one), as in
+    the averaged perceptron, kept in Daumé's form avg = W - U_total / (G + 1) after G samples.
+    Thread k's states in a round sum to n_k W0 + (n_k + 1) D_k - sum_t t delta_t (local steps
+    t = 1..n_k), and the mix moves W by M = s sum_k D_k (s = 1/K for the mean); carrying that
+    through, U_total grows by sum_k sum_t (t + (1 + G_after) s - n_k - 1) delta_t, where
+    G_after counts the samples seen once the round is over. Each term belongs to one thread,
+    and n_k and G_after are known before the round starts, so thread k adds its own terms to
+    its own ``Uk[k]`` (``thr_uk[k]``) while it trains and nothing of U is mixed: U_total is
+    ``U + Uk.sum(0)`` (``thr_u + thr_uk.sum(0)``). With one thread the step weight is the
+    sequential kernel's global step number. Results do not depend on thread timing.
+
+    On entry ``Wk[k]`` equals W and ``thrk[k]`` equals thr, and ``touched`` is zero; they are
+    left that way. ``Uk`` and ``thr_uk`` accumulate across calls (start them at zero).
+    """
+    n = order.shape[0]
+    K = Wk.shape[0]
+    D, C = W.shape
+    total = np.zeros(K, dtype=np.int64)
+    scale = 1.0 if mix_sum else 1.0 / K
+    G = step0
+    sizes = np.zeros(K, dtype=np.int64)
+    lows = np.zeros(K, dtype=np.int64)
+    for r in range(rounds):
+        for k in range(K):
+            lo_k = k * n // K
+            hi_k = (k + 1) * n // K
+            lows[k] = lo_k + r * (hi_k - lo_k) // rounds
+            sizes[k] = lo_k + (r + 1) * (hi_k - lo_k) // rounds - lows[k]
+        G_after = G + sizes.sum()
+        for k in prange(K):
+            total[k] += _train_chunk(
+                Wk[k],
+                thrk[k],
+                Uk[k],
+                thr_uk[k],
+                thr_in,
+                xp,
+                xi,
+                xv,
+                y,
+                order,
+                lows[k],
+                lows[k] + sizes[k],
+                (1.0 + G_after) * scale - sizes[k] - 1.0,
+                rule,
+                lr,
+                margin,
+                aggressiveness,
+                average,
+                1,
+                0,
+                touched[k],
+            )
+        n_blocks = min(D, 256)
+        for b in prange(n_blocks):
+            for f in range(b * D // n_blocks, (b + 1) * D // n_blocks):
+                hit = False
+                for k in range(K):
+                    if touched[k, f]:
+                        hit = True
+                        touched[k, f] = 0
+                if not hit:
+                    continue
+                for c in range(C):
+                    w0 = float(W[f, c])
+                    m = 0.0
+                    for k in range(K):
+                        m += float(Wk[k, f, c]) - w0
+                    W[f, c] = np.float32(w0 + m * scale)
+                    for k in range(K):
+                        Wk[k, f, c] = W[f, c]
+        for c in range(C):
+            t0 = float(thr[c])
+            m = 0.0
+            for k in range(K):
+                m += float(thrk[k, c]) - t0
+            thr[c] = np.float32(t0 + m * scale)
+            for k in range(K):
+                thrk[k, c] = thr[c]
+        G = G_after
     return total.sum()
 
 

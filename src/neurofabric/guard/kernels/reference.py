@@ -270,6 +270,86 @@ def guard_train(
     return updates
 
 
+def guard_train_mixed(
+    W,
+    thr,
+    U,
+    thr_u,
+    thr_in,
+    xp,
+    xi,
+    xv,
+    y,
+    order,
+    step0,
+    rule,
+    lr,
+    margin,
+    aggressiveness,
+    average,
+    rounds,
+    mix_sum,
+    Wk,
+    thrk,
+    Uk,
+    thr_uk,
+    touched,
+):
+    """Iterative parameter mixing, literally: the threads of a round one after the other, each
+    on a copy of W, then W moves by the mean (``mix_sum``: the sum) of their changes.
+
+    The average is computed by brute force, not by Daumé's trick: the sum S of every weight
+    state visited is recovered on entry from W and the numba kernel's U_total = U + Uk.sum(0)
+    (S = (step0 + 1) W - U_total), each state a thread visits is added to it, and U is set on
+    exit so that U + Uk.sum(0) is the new U_total. ``thrk`` and ``touched`` are not used.
+    """
+    n = len(order)
+    K = Wk.shape[0]
+    S = (step0 + 1.0) * W.astype(np.float64) - (U + Uk.sum(axis=0))
+    S_thr = (step0 + 1.0) * thr.astype(np.float64) - (thr_u + thr_uk.sum(axis=0))
+    G = step0
+    updates = 0
+    for r in range(rounds):
+        changes, thr_changes = [], []
+        for k in range(K):
+            lo_k, hi_k = k * n // K, (k + 1) * n // K
+            lo = lo_k + r * (hi_k - lo_k) // rounds
+            hi = lo_k + (r + 1) * (hi_k - lo_k) // rounds
+            w, t = W.copy(), thr.copy()
+            for i in order[lo:hi]:
+                scratch = (np.zeros((1, W.shape[1])), np.zeros(len(thr)))
+                updates += guard_train(
+                    w,
+                    t,
+                    *scratch,
+                    thr_in,
+                    xp,
+                    xi,
+                    xv,
+                    y,
+                    np.array([i]),
+                    0,
+                    rule,
+                    lr,
+                    margin,
+                    aggressiveness,
+                    False,
+                    1,
+                )
+                S += w
+                S_thr += t
+                G += 1
+            changes.append(w.astype(np.float64) - W)
+            thr_changes.append(t.astype(np.float64) - thr)
+        mix = np.sum if mix_sum else np.mean
+        W[:] = (W + mix(changes, axis=0)).astype(np.float32)
+        thr[:] = (thr + mix(thr_changes, axis=0)).astype(np.float32)
+    if average:
+        U[:] = (G + 1.0) * W - S - Uk.sum(axis=0)
+        thr_u[:] = (G + 1.0) * thr - S_thr - thr_uk.sum(axis=0)
+    return updates
+
+
 def neuronguard_train(
     targets, syn_weights, thresholds, n_inputs, xp, xi, xv, y, order, plus, minus, floor
 ):
