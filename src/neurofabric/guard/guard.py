@@ -380,7 +380,8 @@ class GuardClassifier:
 
     def save(self, path: Any, *, weights: str = "float32") -> Path:
         """A versioned checkpoint directory (atomic); ``weights="int8"`` quantizes the fan-out
-        weights per output neuron. ``saved_bytes(path)`` gives its size on disk."""
+        weights per output neuron, "int4" / "int2" store full rows with one scale per row
+        (see ``guard.io``). ``saved_bytes(path)`` gives its size on disk."""
         arrays, params, meta = self._checkpoint_parts(weights)
         return save_checkpoint(path, engine="guard", params=params, arrays=arrays, meta=meta)
 

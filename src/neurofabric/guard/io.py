@@ -12,6 +12,16 @@ Arrays of a saved field (inside a neurofabric checkpoint, see ``core.checkpoint`
 ``out_threshold`` (f32)   the output neurons' thresholds
 ``in_threshold`` (f32)    only when the input thresholds are not all equal
 
+With ``weights="int4"`` or ``"int2"`` (what :func:`neurofabric.guard.compress.compress` saves)
+the layout is *rows* instead: every input that has a synapse keeps a full row of
+``n_outputs`` weights, quantized symmetrically with one scale per row:
+
+``row_delta`` (u8/u16/u32) the rows' input ids, ascending, as the first id then differences
+                           (absent when every input has a row)
+``row_codes`` (u8)         codes packed two (int4) or four (int2) per byte, row after row;
+                           a code k stands for (k - 2^(b-1)) * scale, |k - 2^(b-1)| <= 2^(b-1) - 1
+``row_scale`` (f16)        the scale of each row: max |w| / (2^(b-1) - 1)
+
 Silent inputs cost nothing on disk; potentials are not saved (they reset after each sample).
 """
 
@@ -25,14 +35,63 @@ from neurofabric.core.errors import CheckpointError
 from neurofabric.core.validation import check_choice
 from neurofabric.guard.field import NeuronField
 from neurofabric.guard.kernels.common import FANOUT, NEURON_DTYPE, SILENT
+from neurofabric.quant.packing import pack_bits, packed_nbytes, unpack_bits
 
-__all__ = ["field_from_arrays", "field_to_arrays"]
+__all__ = [
+    "decode_ids",
+    "encode_ids",
+    "field_from_arrays",
+    "field_to_arrays",
+    "quantize_rows",
+]
 
-WEIGHT_FORMATS = ("float32", "int8")
+WEIGHT_FORMATS = ("float32", "int8", "int4", "int2")
+ROW_BITS = {"int4": 4, "int2": 2}
 
 
 def _small_uint(n: int) -> np.dtype:
     return np.dtype(np.uint8 if n < 256 else np.uint16 if n < 65536 else np.uint32)
+
+
+def encode_ids(ids: np.ndarray) -> np.ndarray:
+    """Ascending ids as the first id then the differences, in the smallest unsigned type."""
+    ids = np.asarray(ids, dtype=np.int64)
+    delta = np.diff(ids, prepend=0)
+    if len(delta) and delta[1:].min(initial=1) <= 0:
+        raise CheckpointError("ids to encode must be strictly ascending")
+    return delta.astype(_small_uint(int(delta.max(initial=0)) + 1))
+
+
+def decode_ids(delta: np.ndarray) -> np.ndarray:
+    return np.cumsum(np.asarray(delta, dtype=np.int64))
+
+
+def quantize_rows(W: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric codes (signed, |q| <= 2^(bits-1) - 1) and float16 scales, one per row, such
+    that ``q * scale`` is the row; quantizing that again gives the same codes."""
+    top = (1 << (bits - 1)) - 1
+    peak = np.abs(W).max(axis=1) if W.size else np.zeros(len(W))
+    if not np.all(np.isfinite(peak)) or peak.max(initial=0.0) / top > 65504.0:
+        raise CheckpointError(
+            f"weights must be finite and below {65504.0 * top:g} in magnitude for float16 row "
+            f"scales, got a row peak of {peak.max(initial=0.0)}; save with weights='float32'"
+        )
+    scale = (peak / top).astype(np.float16)
+    scale[scale == 0] = np.float16(1.0)  # an all-zero row (or below float16's range)
+    q = np.clip(np.rint(W / scale.astype(np.float64)[:, None]), -top, top).astype(np.int8)
+    return q, scale
+
+
+def _rows_to_arrays(field: NeuronField, active: np.ndarray, bits: int) -> dict[str, np.ndarray]:
+    W = field.weight_matrix()[active]
+    q, scale = quantize_rows(W, bits)
+    arrays = {
+        "row_codes": pack_bits((q + (1 << (bits - 1))).astype(np.uint8), bits),
+        "row_scale": scale,
+    }
+    if len(active) != field.n_inputs:  # every input has a row: the ids go without saying
+        arrays["row_delta"] = encode_ids(active)
+    return arrays
 
 
 def field_to_arrays(field: NeuronField, *, weights: str = "float32") -> tuple[dict, dict]:
@@ -50,7 +109,18 @@ def field_to_arrays(field: NeuronField, *, weights: str = "float32") -> tuple[di
     ).astype(np.int64)
     fan_out = field.indices[take].astype(np.int64) - D
     fan_w = field.weights[take]
-    arrays: dict[str, np.ndarray] = {
+    in_thr = rec["threshold"][:D]
+    meta: dict[str, Any] = {"n_inputs": D, "n_outputs": C, "weights": weights}
+    if weights in ROW_BITS:
+        arrays = _rows_to_arrays(field, active, ROW_BITS[weights])
+        arrays["out_threshold"] = rec["threshold"][D:].astype(np.float32)
+        meta["layout"] = "rows"
+        if np.all(in_thr == in_thr[0]):
+            meta["input_threshold"] = float(in_thr[0])
+        else:
+            arrays["in_threshold"] = in_thr.astype(np.float32)
+        return arrays, meta
+    arrays = {
         "active": active.astype(np.uint32),
         "active_target": tgt[active].astype(np.uint32),
         "active_weight": rec["weight"][:D][active].astype(np.float32),
@@ -58,8 +128,6 @@ def field_to_arrays(field: NeuronField, *, weights: str = "float32") -> tuple[di
         "fan_out": fan_out.astype(_small_uint(C)),
         "out_threshold": rec["threshold"][D:].astype(np.float32),
     }
-    in_thr = rec["threshold"][:D]
-    meta: dict[str, Any] = {"n_inputs": D, "n_outputs": C, "weights": weights}
     if np.all(in_thr == in_thr[0]):
         meta["input_threshold"] = float(in_thr[0])
     else:
@@ -75,9 +143,48 @@ def field_to_arrays(field: NeuronField, *, weights: str = "float32") -> tuple[di
     return arrays, meta
 
 
+def _rows_from_arrays(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> dict:
+    """The compact arrays of a *rows* layout: every row a fan-out of its nonzero weights."""
+    D, C = int(meta["n_inputs"]), int(meta["n_outputs"])
+    bits = ROW_BITS.get(meta.get("weights"))
+    if bits is None:
+        raise CheckpointError(f"saved field: layout 'rows' needs int4 or int2 weights, got {meta}")
+    rows = decode_ids(arrays["row_delta"]) if "row_delta" in arrays else np.arange(D)
+    scale = np.asarray(arrays["row_scale"], dtype=np.float16)
+    packed = np.asarray(arrays["row_codes"], dtype=np.uint8)
+    n = len(rows)
+    if (
+        len(scale) != n
+        or packed.size != packed_nbytes(n * C, bits)
+        or (n and (rows[0] < 0 or rows[-1] >= D or np.any(np.diff(rows) <= 0)))
+    ):
+        raise CheckpointError(
+            f"saved field: {n} rows need {n} scales and {packed_nbytes(n * C, bits)} bytes of "
+            f"codes, with ascending ids in [0, {D}); the checkpoint is corrupt: restore it or "
+            "save the model again"
+        )
+    q = unpack_bits(packed, bits, n * C).astype(np.int16).reshape(n, C) - (1 << (bits - 1))
+    W = q.astype(np.float32) * scale.astype(np.float32)[:, None]
+    return {  # every row fans out to all outputs (zero codes too: no O(n C) search on load)
+        "active": rows.astype(np.uint32),
+        "active_target": np.full(n, FANOUT, dtype=np.uint32),
+        "active_weight": np.zeros(n, dtype=np.float32),
+        "fan_len": np.full(n, C, dtype=np.int64),
+        "fan_out": np.tile(np.arange(C, dtype=np.int64), n),
+        "fan_w": W.reshape(-1),
+        "out_threshold": arrays["out_threshold"],
+        **({"in_threshold": arrays["in_threshold"]} if "in_threshold" in arrays else {}),
+    }
+
+
 def field_from_arrays(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> NeuronField:
     """Rebuild the field saved by :func:`field_to_arrays` (int8 weights dequantized)."""
+    if not isinstance(meta, dict):
+        raise CheckpointError("guard checkpoint metadata is incomplete (no field description)")
     try:
+        if meta.get("layout") == "rows":
+            arrays = _rows_from_arrays(arrays, meta)
+            meta = {**meta, "weights": "float32"}
         D, C = int(meta["n_inputs"]), int(meta["n_outputs"])
         active = np.asarray(arrays["active"], dtype=np.int64)
         fan_len = np.asarray(arrays["fan_len"], dtype=np.int64)
@@ -106,12 +213,12 @@ def field_from_arrays(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> Ne
         or (len(active) and (active.min() < 0 or active.max() >= D))
         or (len(fan_out) and (fan_out.min() < 0 or fan_out.max() >= C))
         or (len(fan_len) and fan_len.min() < 0)
-        or len(np.unique(active)) != len(active)
+        or (len(active) > 1 and np.any(np.diff(active) <= 0))
     ):
         raise CheckpointError(
             "saved field arrays are inconsistent (lengths, ranges, negative fan-out lengths or "
-            "repeated active inputs); the checkpoint is corrupt: restore it from a backup or "
-            "save the model again"
+            "active inputs not strictly ascending); the checkpoint is corrupt: restore it from "
+            "a backup or save the model again"
         )
     records = np.zeros(n, dtype=NEURON_DTYPE)
     records["target"] = SILENT

@@ -21,6 +21,7 @@ from neurofabric.core.errors import CheckpointError, ConfigError, NotFittedError
 from neurofabric.core.progress import ProgressCallback, check_callback
 from neurofabric.guard.field import EventBatch, kernels
 from neurofabric.guard.guard import GuardClassifier
+from neurofabric.guard.io import decode_ids, encode_ids
 from neurofabric.guard.params import GuardParams, TextParams
 
 log = logging.getLogger(__name__)
@@ -47,15 +48,26 @@ def encode_texts(texts: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 class TextFeaturizer:
-    """Documents to events: hashed tokens, idf weights learned by ``fit``."""
+    """Documents to events: hashed tokens, idf weights learned by ``fit``.
+
+    ``keep_`` (None, or the ascending hashed ids a compressed model kept, see
+    :mod:`neurofabric.guard.compress`): tokens hashed elsewhere are dropped before weighing,
+    and the kept ids are renumbered 0..len(keep_)-1, so the field has only the kept inputs.
+    """
 
     def __init__(self, params: TextParams | None = None, *, backend: str = "auto") -> None:
         self.params = params or TextParams()
         #: the backend actually used ("auto" resolved to the fastest installed)
         self.backend, self._k = kernels(backend)
+        self.keep_: np.ndarray | None = None
 
     def _kernels(self):
         return self._k
+
+    @property
+    def n_inputs(self) -> int:
+        """Input neurons the events address: ``n_features``, or the kept ids."""
+        return self.params.n_features if self.keep_ is None else len(self.keep_)
 
     def counts(self, texts: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         p = self.params
@@ -72,6 +84,7 @@ class TextFeaturizer:
         n = len(indptr) - 1
         if n == 0:
             raise ShapeError("cannot fit on an empty corpus: no documents")
+        self.keep_ = None
         if self.params.idf:
             df = self._kernels().document_frequency(indptr, indices, self.params.n_features)
             idf = np.log((1.0 + n) / (1.0 + df)) + 1.0  # scikit-learn's smooth idf
@@ -87,12 +100,27 @@ class TextFeaturizer:
             raise NotFittedError("the featurizer is not fitted; call fit() first")
         return self._weigh(*self.counts(texts))
 
+    def select(
+        self, indptr: np.ndarray, indices: np.ndarray, counts: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Hashed features restricted to ``keep_`` and renumbered (unchanged without it)."""
+        if self.keep_ is None:
+            return indptr, indices, counts
+        keep = self.keep_
+        pos = np.searchsorted(keep, indices)
+        hit = keep[np.minimum(pos, len(keep) - 1)] == indices if len(keep) else pos < 0
+        rows = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+        new_ptr = np.zeros(len(indptr), dtype=np.int64)
+        np.cumsum(np.bincount(rows[hit], minlength=len(indptr) - 1), out=new_ptr[1:])
+        return new_ptr, pos[hit].astype(np.int32), counts[hit]
+
     def _weigh(self, indptr, indices, counts) -> EventBatch:
         p = self.params
+        indptr, indices, counts = self.select(indptr, indices, counts)
         values = self._kernels().weigh_rows(
             indptr, indices, counts, self.idf_, p.sublinear_tf, p.binary, p.normalize
         )
-        return EventBatch(indptr, indices, values, p.n_features)
+        return EventBatch(indptr, indices, values, self.n_inputs)
 
 
 _TEXT_NAMES = {f.name for f in fields(TextParams)}
@@ -208,13 +236,25 @@ class TextGuardClassifier:
     def score(self, texts: Any, y: Any) -> float:
         return self.guard.score(self.transform(texts), y)
 
-    def save(self, path: Any, *, weights: str = "float32") -> Path:
-        """Field, classes, front-end parameters and idf (float16) in one checkpoint."""
+    def save(self, path: Any, *, weights: str | None = None) -> Path:
+        """Field, classes, front-end parameters and idf (float16) in one checkpoint.
+
+        ``weights``: "float32", "int8", or the row-quantized "int4" / "int2"; by default
+        "float32", or the bit width a :func:`neurofabric.guard.compress` model was made with.
+        A pruned front end stores its kept hashed ids (``keep_delta``, see ``guard.io``).
+        """
         if not hasattr(self, "featurizer_"):
             raise NotFittedError("this TextGuardClassifier is not fitted yet; call fit() first")
+        info = getattr(self, "compression_", None)
+        if weights is None:
+            weights = f"int{info['bits']}" if info else "float32"
         arrays, params, meta = self.guard._checkpoint_parts(weights)
         arrays["idf"] = self.featurizer_.idf_.astype(np.float16)
+        if self.featurizer_.keep_ is not None:
+            arrays["keep_delta"] = encode_ids(self.featurizer_.keep_)
         meta["n_documents"] = self.featurizer_.n_documents_
+        if info:
+            meta["compression"] = info
         params = {**params, **self.text_params.as_dict()}
         return save_checkpoint(path, engine="guard-text", params=params, arrays=arrays, meta=meta)
 
@@ -229,12 +269,26 @@ class TextGuardClassifier:
         except (TypeError, ConfigError) as exc:
             raise CheckpointError(f"{path}: parameters cannot be restored ({exc})") from exc
         clf.guard._restore(ckpt)
+        n = clf.text_params.n_features
+        keep = None
+        if "keep_delta" in ckpt.arrays:
+            keep = decode_ids(ckpt.arrays["keep_delta"])
+            if len(keep) and (keep[0] < 0 or keep[-1] >= n or np.any(np.diff(keep) <= 0)):
+                raise CheckpointError(
+                    f"{path}: keep_delta must give ascending hashed ids in [0, {n}); the "
+                    "checkpoint is corrupt: restore it or save the model again"
+                )
+            n = len(keep)
         idf = np.asarray(ckpt.arrays.get("idf", np.zeros(0)), dtype=np.float32)
-        if len(idf) != clf.text_params.n_features:
+        if len(idf) != n or clf.guard.field_.n_inputs != n:
             raise CheckpointError(
-                f"{path}: idf has {len(idf)} entries, n_features is {clf.text_params.n_features}"
+                f"{path}: idf has {len(idf)} entries and the field {clf.guard.field_.n_inputs} "
+                f"inputs, the front end has {n}"
             )
         clf.featurizer_ = TextFeaturizer(clf.text_params, backend=clf.params.backend)
         clf.featurizer_.idf_ = idf
+        clf.featurizer_.keep_ = keep
         clf.featurizer_.n_documents_ = int(ckpt.meta.get("n_documents", 0))
+        if isinstance(ckpt.meta.get("compression"), dict):
+            clf.compression_ = dict(ckpt.meta["compression"])
         return clf
