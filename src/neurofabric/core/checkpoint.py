@@ -133,8 +133,15 @@ def _write_array(path: Path, arr: np.ndarray) -> None:
         writer.write_table(table)
 
 
-def _read_array(path: Path, dtype: str, shape: list[int]) -> np.ndarray:
-    source = pa.memory_map(str(path), "r")
+#: arrays in files up to this size are read into memory in one call (and hashed from those
+#: bytes); larger ones are memory-mapped, so that a big array loads without a copy
+SMALL_FILE = 1 << 20
+
+
+def _read_array(path: Path, dtype: str, shape: list[int], data: bytes | None = None) -> np.ndarray:
+    """The array of an Arrow file: from ``data`` (the file's bytes, already read) or
+    memory-mapped."""
+    source = pa.py_buffer(data) if data is not None else pa.memory_map(str(path), "r")
     table = pa.ipc.open_file(source).read_all()
     column = table.column("values")
     want = np.dtype(dtype)
@@ -414,11 +421,16 @@ def load_checkpoint(
             fpath = src / entry["file"]
             if Path(entry["file"]).name != entry["file"] or entry["file"] in ("", ".", ".."):
                 raise CheckpointError(f"{mpath}: array file {entry['file']!r} is not a plain name")
-            if not fpath.is_file():
-                raise CheckpointError(f"{src}: array file {entry['file']} is missing")
-            if verify and sha256_file(fpath) != entry["sha256"]:
-                raise CheckpointError(f"{fpath}: sha256 mismatch, the file is corrupt")
-            arrays[name] = _read_array(fpath, entry["dtype"], entry["shape"])
+            try:
+                small = fpath.stat().st_size <= SMALL_FILE
+            except FileNotFoundError:
+                raise CheckpointError(f"{src}: array file {entry['file']} is missing") from None
+            data = fpath.read_bytes() if small else None
+            if verify:
+                digest = hashlib.sha256(data).hexdigest() if small else sha256_file(fpath)
+                if digest != entry["sha256"]:
+                    raise CheckpointError(f"{fpath}: sha256 mismatch, the file is corrupt")
+            arrays[name] = _read_array(fpath, entry["dtype"], entry["shape"], data)
             files[name] = entry["file"]
         except (KeyError, TypeError, ValueError, OSError, pa.ArrowException) as exc:
             if isinstance(exc, CheckpointError):
