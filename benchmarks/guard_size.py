@@ -330,7 +330,7 @@ def report(args, per_split_ours, per_split_ft, load, budgets, cutoffs) -> None:
     print("\nGoals:")
     best = {}
     for budget, points in ((1_000_000, 1), (100_000, 5)):
-        cands = [r for k, r in rows.items() if k[0] == budget]
+        cands = [r for k, r in rows.items() if k[0] == budget and k[1] in (4, 2)]
         if cands:
             b = max(cands, key=lambda r: r["accuracy"])
             best[budget] = b

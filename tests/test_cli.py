@@ -586,3 +586,147 @@ def test_an_error_keeps_its_brackets(capsys):
         fail(BackendUnavailableError("pip install 'neurofabric[studio]' [red]x[/red]"))
     err = capsys.readouterr().err
     assert "pip install 'neurofabric[studio]' [red]x[/red]" in err.replace("\n", "")
+
+
+def _topics_csv(path, n=200, seed=0):
+    """Two topics of 60 words each plus 60 shared ones: enough inputs to prune."""
+    import csv
+
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["text", "label"])
+        for k in range(n):
+            label = ("space", "cars")[k % 2]
+            words = [f"{label}{rng.integers(60)}" for _ in range(5)]
+            words += [f"common{rng.integers(60)}" for _ in range(5)]
+            w.writerow([" ".join(words), label])
+    return path
+
+
+@pytest.fixture(scope="module")
+def guard_model(tmp_path_factory):
+    """A `guard train` model on a CSV: (model folder, the CSV)."""
+    root = tmp_path_factory.mktemp("guard")
+    data = _topics_csv(root / "d.csv")
+    args = ["guard", "train", "--csv", str(data), "--out", str(root / "m")]
+    res = runner.invoke(app, [*args, "--n-features", "4096", "--epochs", "3"])
+    assert res.exit_code == 0, res.output
+    return root / "m", data
+
+
+def _compress(model, out, *args):
+    res = runner.invoke(app, ["guard", "compress", str(model), str(out), *args, "--json"])
+    assert res.exit_code == 0, res.output
+    lines = [line for line in res.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1, res.stdout
+    return json.loads(lines[0])
+
+
+@pytest.mark.parametrize(
+    "text,n",
+    [("123456", 123456), ("100KB", 100_000), ("1.5MB", 1_500_000), ("64KiB", 65536)],
+)
+def test_sizes_read_in_decimal_and_binary_units(text, n):
+    from neurofabric.cli.guard import parse_size
+
+    assert parse_size(text) == n
+
+
+@pytest.mark.parametrize("retrain", [False, True])
+def test_guard_compress_meets_a_human_size_budget(guard_model, tmp_path, retrain):
+    from neurofabric.guard import TextGuardClassifier, saved_bytes
+
+    model, data = guard_model
+    extra = ["--csv", str(data), "--epochs", "2"] if retrain else []
+    s = _compress(model, tmp_path / "s", "--max-bytes", "5.5KB", *extra)
+    small = TextGuardClassifier.load(tmp_path / "s")
+    assert saved_bytes(tmp_path / "s") == s["compressed"]["bytes"] <= 5_500
+    assert s["original"]["bytes"] == saved_bytes(model) > s["compressed"]["bytes"]
+    assert s["ratio"] == pytest.approx(s["original"]["bytes"] / s["compressed"]["bytes"])
+    # pruned: fewer inputs than the 180 words, but enough to tell the topics apart
+    assert 20 < small.featurizer_.n_inputs == s["compressed"]["inputs"] < 180
+    assert s["original"]["inputs"] == 4096 and s["original"]["weights"] == "float32"
+    assert s["compressed"]["bits"] == 4 and small.compression_["bits"] == 4
+    assert s["retrained"] is retrain and small.compression_["retrained"] is retrain
+    assert s["max_bytes"] == 5_500 and "accuracy" not in s["compressed"]  # no test split
+    assert list(small.predict(["space1 space2 space3", "cars4 cars5 cars6"])) == ["space", "cars"]
+
+
+def test_guard_compress_keeps_max_features_at_the_bits_asked(guard_model, tmp_path):
+    from neurofabric.guard import TextGuardClassifier, saved_bytes
+
+    model, data = guard_model
+    sizes = {}
+    for bits in ("4", "2"):
+        s = _compress(model, tmp_path / bits, "--max-features", "50", "--bits", bits)
+        small = TextGuardClassifier.load(tmp_path / bits)
+        assert small.featurizer_.n_inputs == s["compressed"]["inputs"] == 50
+        assert small.compression_["bits"] == s["compressed"]["bits"] == int(bits)
+        assert s["compressed"]["weights"] == f"int{bits}"
+        sizes[bits] = saved_bytes(tmp_path / bits)
+    assert sizes["2"] < sizes["4"]  # 2-bit codes really are smaller on disk
+
+
+@pytest.mark.parametrize(
+    "args,words",
+    [
+        ([], ["--max-bytes", "--max-features"]),  # neither bound
+        (["--max-features", "9", "--bits", "3"], ["--bits", "4 or 2"]),
+        (["--max-features", "9", "--importance", "idf"], ["--importance", "norm"]),
+        (["--max-features", "9", "--epochs", "2"], ["--epochs", "--csv"]),  # nothing to retrain on
+    ],
+)
+def test_guard_compress_refuses_bad_requests(guard_model, tmp_path, args, words):
+    model, _ = guard_model
+    res = runner.invoke(app, ["guard", "compress", str(model), str(tmp_path / "s"), *args])
+    assert res.exit_code == 2 and all(w in res.output for w in words), res.output
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("size", ["12zz", "1.5.2MB", "-5KB", "0"])
+def test_guard_compress_refuses_a_malformed_size(guard_model, tmp_path, size):
+    model, _ = guard_model
+    res = runner.invoke(
+        app, ["guard", "compress", str(model), str(tmp_path / "s"), "--max-bytes", size]
+    )
+    assert res.exit_code == 2
+    assert "--max-bytes" in res.output and repr(size) in res.output and "100KB" in res.output
+    assert not (tmp_path / "s").exists()
+
+
+def test_guard_compress_scores_both_models_on_a_dataset_test_split(tmp_path, monkeypatch):
+    import io
+    import tarfile
+
+    import numpy as np
+
+    import neurofabric.data.text as text
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "20newsgroups"
+    folder.mkdir()
+    with tarfile.open(folder / "20news-bydate.tar.gz", "w:gz") as tar:
+        for split, n in (("train", 200), ("test", 60)):
+            for i in range(n):
+                group = ("rec.autos", "sci.space")[i % 2]
+                words = [f"{group[4:]}{rng.integers(60)}" for _ in range(5)]
+                words += [f"common{rng.integers(60)}" for _ in range(5)]
+                doc = ("From: x\n\n" + " ".join(words)).encode("latin-1")
+                info = tarfile.TarInfo(f"20news-bydate-{split}/{group}/{1000 + i}")
+                info.size = len(doc)
+                tar.addfile(info, io.BytesIO(doc))
+    monkeypatch.setattr(text, "NEWSGROUPS_COUNTS", {"train": 200, "test": 60})
+    data = ["--dataset", "20newsgroups", "--data-dir", str(tmp_path)]
+    res = runner.invoke(app, ["guard", "train", "--out", str(tmp_path / "m"), *data])
+    assert res.exit_code == 0, res.output
+    args = ["guard", "compress", str(tmp_path / "m"), str(tmp_path / "s"), *data]
+    res = runner.invoke(app, [*args, "--max-features", "40", "--bits", "2"])
+    assert res.exit_code == 0, res.output
+    for words in ("model on disk", "inputs kept", "int2", "test accuracy (60 docs)", "1/"):
+        assert words in res.output
+    s = _compress(tmp_path / "m", tmp_path / "s2", *data, "--max-features", "40")
+    assert s["retrained"] and s["train_docs"] == 200 and s["test_docs"] == 60
+    assert s["original"]["accuracy"] > 0.9 and s["compressed"]["accuracy"] > 0.9

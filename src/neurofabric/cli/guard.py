@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import time
+from contextlib import nullcontext
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +13,7 @@ import typer
 from rich.table import Table
 
 from neurofabric.cli.common import BACKEND_OPTION, JSON_OPTION, ProgressView, emit, handles_errors
-from neurofabric.cli.render import console, print_report
+from neurofabric.cli.render import console, err_console, print_report
 from neurofabric.core.errors import ConfigError
 
 guard_app = typer.Typer(
@@ -244,6 +247,179 @@ def guard_predict(
     for text, p, k in zip(texts, proba, best, strict=True):
         t.add_row(text[:60], str(clf.classes_[k]), f"{p[k]:.3f}")
     console.print(t)
+
+
+_SIZE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9}
+_SIZE_UNITS |= {"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30}
+_BITS_OF = {"float32": 32, "int8": 8, "int4": 4, "int2": 2}
+
+
+def parse_size(text: str, option: str = "--max-bytes") -> int:
+    """Bytes in a size such as "123456", "100KB", "1.5MB" or "64KiB" (KB = 1000, KiB = 1024)."""
+    m = _SIZE.fullmatch(text.strip())
+    unit = m.group(2).lower() if m else None
+    if m is None or unit not in _SIZE_UNITS:
+        raise ConfigError(
+            f"{option} must be a size in bytes such as 123456, 100KB, 1.5MB or 64KiB "
+            f"(KB = 1000 bytes, KiB = 1024), got {text!r}"
+        )
+    n = int(Decimal(m.group(1)) * _SIZE_UNITS[unit])
+    if n < 1:
+        raise ConfigError(f"{option} must be at least 1 byte, e.g. 100KB, got {text!r}")
+    return n
+
+
+def model_labels(clf, data) -> np.ndarray:
+    """``data``'s labels as the model's class values (matched by name)."""
+    index = {str(c): c for c in clf.classes_.tolist()}
+    missing = sorted(set(data.classes) - set(index))
+    if missing:
+        raise ConfigError(f"labels {missing} are not classes of the model ({list(index)})")
+    return np.array([index[data.classes[y]] for y in data.labels])
+
+
+def compress_text(
+    model: Path,
+    out: Path,
+    *,
+    train=None,
+    test=None,
+    max_bytes: int | None = None,
+    max_features: int | None = None,
+    bits: int = 4,
+    epochs: int | None = None,
+    importance: str = "norm",
+) -> dict:
+    """Compress a saved model into ``out`` (retrained on ``train``, both scored on ``test``)."""
+    from neurofabric.core.checkpoint import read_manifest
+    from neurofabric.guard import TextGuardClassifier, saved_bytes
+    from neurofabric.guard.compress import compress
+
+    clf = TextGuardClassifier.load(model)
+    weights = read_manifest(model)["meta"]["field"].get("weights", "float32")
+    original = {
+        "bytes": saved_bytes(model),
+        "inputs": clf.featurizer_.n_inputs,
+        "weights": weights,
+        "bits": _BITS_OF.get(weights),
+    }
+    if test is not None:
+        original["accuracy"] = clf.score(test.texts, model_labels(clf, test))
+    texts = labels = None
+    if train is not None:
+        texts, labels = train.texts, model_labels(clf, train)
+    t0 = time.perf_counter()
+    small = compress(
+        clf,
+        max_features=max_features,
+        max_bytes=max_bytes,
+        bits=bits,
+        texts=texts,
+        labels=labels,
+        epochs=epochs,
+        importance_kind=importance,
+    )
+    seconds = time.perf_counter() - t0
+    small.save(out)
+    compressed = {
+        "bytes": saved_bytes(out),
+        "inputs": small.featurizer_.n_inputs,
+        "weights": f"int{bits}",
+        "bits": bits,
+    }
+    if test is not None:
+        compressed["accuracy"] = small.score(test.texts, model_labels(small, test))
+    return {
+        "model": str(model),
+        "out": str(out),
+        "max_bytes": max_bytes,
+        "max_features": max_features,
+        "importance": importance,
+        "retrained": train is not None,
+        "train_docs": len(train) if train is not None else 0,
+        "test_docs": len(test) if test is not None else 0,
+        "seconds": seconds,
+        "original": original,
+        "compressed": compressed,
+        "ratio": original["bytes"] / max(compressed["bytes"], 1),
+    }
+
+
+def compress_table(s: dict) -> Table:
+    t = Table(title=f"guard compress: {Path(s['model']).name} -> {Path(s['out']).name}")
+    t.add_column("figure")
+    t.add_column("original", justify="right")
+    t.add_column("compressed", justify="right")
+    a, b = s["original"], s["compressed"]
+    t.add_row("model on disk", f"{a['bytes']:,} bytes", f"{b['bytes']:,} bytes")
+    t.add_row("inputs kept", f"{a['inputs']:,}", f"{b['inputs']:,}")
+    t.add_row("weights", a["weights"], b["weights"])
+    if "accuracy" in a:
+        docs = f"test accuracy ({s['test_docs']:,} docs)"
+        t.add_row(docs, f"{a['accuracy']:.4f}", f"{b['accuracy']:.4f}")
+    t.add_row("size ratio", "1", f"1/{s['ratio']:.1f}")
+    how = f"retrained on {s['train_docs']:,} docs" if s["retrained"] else "not retrained"
+    t.caption = f"{how}, in {s['seconds']:.1f} s"
+    return t
+
+
+@guard_app.command("compress")
+@handles_errors
+def guard_compress(
+    model: Path = typer.Argument(..., help="A folder written by `guard train`."),
+    out: Path = typer.Argument(..., help="Folder to save the compressed model in."),
+    max_bytes: str | None = typer.Option(
+        None,
+        help="Size budget on disk: bytes (123456) or 100KB, 1.5MB, 64KiB (KB = 1000, KiB = 1024).",
+    ),
+    max_features: int | None = typer.Option(None, min=1, help="Inputs (hashed n-grams) to keep."),
+    bits: int = typer.Option(4, help="Bits per weight: 4 or 2."),
+    dataset: str | None = _DATASET,
+    data_dir: Path | None = _DATA_DIR,
+    csv: Path | None = _CSV,
+    jsonl: Path | None = _JSONL,
+    text_column: str = typer.Option("text", help="Text column / key of --csv / --jsonl."),
+    label_column: str = typer.Option("label", help="Label column / key of --csv / --jsonl."),
+    epochs: int | None = typer.Option(
+        None, min=1, help="Retraining passes (default: the model's)."
+    ),
+    importance: str = typer.Option("norm", help="Input ranking: norm (default) or mass."),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Prune a model's inputs by importance, retrain them on data if given, quantize to 4/2 bits.
+
+    Give --max-bytes, --max-features or both (the tighter wins). With --dataset (or --csv /
+    --jsonl) the kept inputs are retrained on its training split, and a dataset's test split
+    scores the original and the compressed model.
+    """
+    if max_bytes is None and max_features is None:
+        raise ConfigError("give --max-bytes (e.g. 100KB) or --max-features (e.g. 20000), or both")
+    budget = parse_size(max_bytes) if max_bytes is not None else None
+    if bits not in (2, 4):
+        raise ConfigError(f"--bits must be 4 or 2, got {bits}")
+    if importance not in ("norm", "mass"):
+        raise ConfigError(f"--importance must be norm or mass, got {importance!r}")
+    train = test = None
+    if dataset is not None or csv is not None or jsonl is not None:
+        train = load_split(dataset, csv, jsonl, data_dir, "train", text_column, label_column)
+        test = load_split(dataset, None, None, data_dir, "test") if dataset else None
+    elif epochs is not None:
+        raise ConfigError("--epochs retrains the model: give --dataset, --csv or --jsonl too")
+    status = nullcontext() if json_out else err_console.status(f"compressing {model}")
+    with status:
+        s = compress_text(
+            model,
+            out,
+            train=train,
+            test=test,
+            max_bytes=budget,
+            max_features=max_features,
+            bits=bits,
+            epochs=epochs,
+            importance=importance,
+        )
+    emit(s, json_out, compress_table)
 
 
 def run_rhythm(
