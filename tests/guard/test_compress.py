@@ -103,7 +103,7 @@ def test_centring_keeps_predictions_without_pruning(model):
 
 def test_max_bytes_is_met_and_tight(model, tmp_path):
     clf, docs, labels, _ = model
-    for budget, retrain in ((5_500, False), (5_500, True), (6_000, True)):
+    for budget, retrain in ((4_000, False), (4_000, True), (4_500, True)):
         kw = {"texts": docs, "labels": labels} if retrain else {}
         small = compress(clf, max_bytes=budget, bits=4, **kw)
         size = saved_bytes(small.save(tmp_path / f"m{budget}{retrain}"))

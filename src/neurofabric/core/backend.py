@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
+import sys
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -35,6 +36,7 @@ class _Entry:
 
 _registry: dict[str, dict[str, _Entry]] = {}
 _logged: set[str] = set()
+_found: dict[str, bool] = {}
 
 
 def register(engine: str, name: str, module: str, requires: str | None = None) -> None:
@@ -44,13 +46,19 @@ def register(engine: str, name: str, module: str, requires: str | None = None) -
 
 def _importable(requires: str | None) -> bool:
     """Whether the package ``requires`` is installed: found, not imported (importing torch to
-    learn that it exists cost every ``backend="auto"`` 1.5 s)."""
+    learn that it exists cost every ``backend="auto"`` 1.5 s). Once imported it is found in
+    ``sys.modules``; otherwise an answer is kept for the process (a search of ``sys.path``
+    cost 60 us, most of the time it takes to load a small model)."""
     if requires is None:
         return True
-    try:
-        return importlib.util.find_spec(requires) is not None
-    except (ImportError, ValueError):
-        return False
+    if requires in sys.modules:  # imported (or blocked with None, as tests do)
+        return sys.modules[requires] is not None
+    if requires not in _found:
+        try:
+            _found[requires] = importlib.util.find_spec(requires) is not None
+        except (ImportError, ValueError):
+            _found[requires] = False
+    return _found[requires]
 
 
 def available(engine: str) -> list[str]:
@@ -62,6 +70,14 @@ def available(engine: str) -> list[str]:
 
 def resolve(engine: str, backend: str | None = None) -> tuple[str, ModuleType]:
     """The (name, kernel module) for ``backend`` (``None`` means the configured default)."""
+    name = choose(engine, backend)
+    return name, importlib.import_module(_registry[engine][name].module)
+
+
+def choose(engine: str, backend: str | None = None) -> str:
+    """The backend :func:`resolve` would use, checked (a typo or a missing package fails
+    here), without importing its kernels: parameter records validate with this, so that
+    building or loading a model does not pay for importing numba until a kernel runs."""
     entries = _registry.get(engine)
     if not entries:
         raise ConfigError(f"no kernels are registered for engine {engine!r}")
@@ -88,7 +104,7 @@ def resolve(engine: str, backend: str | None = None) -> tuple[str, ModuleType]:
             f"install it with `{_HINTS.get(name, 'pip install ' + str(entry.requires))}` "
             "or choose backend='reference'"
         )
-    return name, importlib.import_module(entry.module)
+    return name
 
 
 def torch_device(device: str | None) -> Any:

@@ -7,6 +7,14 @@ A checkpoint is a directory::
                         "arrays": {name: {"file", "dtype", "shape", "sha256"}}}
     <name>.arrow       one uncompressed Arrow IPC file per array (memory-mapped on load)
 
+or, saved with ``bundle=True`` (format_version 2, for models of many small arrays, where one
+file read beats several: a 10 KB text model loads from two files instead of seven)::
+
+    manifest.json      ... "arrays": {name: {"file": "arrays.arrow", "offset", "nbytes",
+                        "dtype", "shape", "sha256"}}
+    arrays.arrow       one Arrow IPC file, one uint8 column: every array's bytes, each at an
+                       8-byte aligned offset; "sha256" is the file's, checked once
+
 It is written into a temporary sibling, fsynced, and swapped into place (see
 :func:`atomic_directory`), so a crash or power loss at any step leaves either the previous or
 the new checkpoint (an interrupted swap is completed by the next load). Checksums are verified
@@ -39,6 +47,11 @@ log = logging.getLogger(__name__)
 
 FORMAT_NAME = "neurofabric-checkpoint"
 FORMAT_VERSION = 1
+#: a checkpoint whose arrays share one file (``save_checkpoint(bundle=True)``)
+BUNDLED_VERSION = 2
+READ_VERSIONS = (FORMAT_VERSION, BUNDLED_VERSION)
+BUNDLE_FILE = "arrays.arrow"
+_ALIGN = 8  # the largest itemsize: every array a view at an aligned address
 _ALLOWED_KINDS = "biuf"
 
 
@@ -138,24 +151,36 @@ def _write_array(path: Path, arr: np.ndarray) -> None:
 SMALL_FILE = 1 << 20
 
 
-def _read_array(path: Path, dtype: str, shape: list[int], data: bytes | None = None) -> np.ndarray:
-    """The array of an Arrow file: from ``data`` (the file's bytes, already read) or
-    memory-mapped."""
-    source = pa.py_buffer(data) if data is not None else pa.memory_map(str(path), "r")
-    table = pa.ipc.open_file(source).read_all()
-    column = table.column("values")
+def _check_layout(name: str, dtype: str, shape: Any) -> np.dtype:
     want = np.dtype(dtype)
     if want.kind not in _ALLOWED_KINDS or not want.isnative:
-        raise CheckpointError(f"{path.name}: dtype {dtype!r} is not a native numeric dtype")
+        raise CheckpointError(f"{name}: dtype {dtype!r} is not a native numeric dtype")
     if not isinstance(shape, list) or not all(
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
     ):
-        raise CheckpointError(f"{path.name}: shape {shape!r} is not a list of sizes >= 0")
+        raise CheckpointError(f"{name}: shape {shape!r} is not a list of sizes >= 0")
+    return want
+
+
+def _read_values(path: Path, data: bytes | None = None) -> np.ndarray | None:
+    """The one column of an Arrow file, from ``data`` (its bytes, already read) or
+    memory-mapped; None when it holds no chunk."""
+    source = pa.py_buffer(data) if data is not None else pa.memory_map(str(path), "r")
+    table = pa.ipc.open_file(source).read_all()
+    column = table.column("values")
     if column.num_chunks == 0:
-        return np.empty(shape, dtype=want)
+        return None
     if column.num_chunks != 1:
         column = pa.chunked_array([pa.concat_arrays(column.chunks)])
-    values = column.chunk(0).to_numpy(zero_copy_only=column.null_count == 0)
+    return column.chunk(0).to_numpy(zero_copy_only=column.null_count == 0)
+
+
+def _read_array(path: Path, dtype: str, shape: list[int], data: bytes | None = None) -> np.ndarray:
+    """The array of an Arrow file (one per array), checked against the manifest."""
+    want = _check_layout(path.name, dtype, shape)
+    values = _read_values(path, data)
+    if values is None:
+        return np.empty(shape, dtype=want)
     if want == np.bool_:
         values = values.view(np.bool_)
     if values.dtype != want:
@@ -166,6 +191,25 @@ def _read_array(path: Path, dtype: str, shape: list[int], data: bytes | None = N
             f"needs {math.prod(shape)}"
         )
     return values.reshape(shape)
+
+
+def _from_bundle(blob: np.ndarray, entry: dict[str, Any], path: Path) -> np.ndarray:
+    """One array of a bundle file: ``nbytes`` bytes at ``offset``, viewed (no copy)."""
+    want = _check_layout(path.name, entry["dtype"], entry["shape"])
+    offset, nbytes = entry["offset"], entry["nbytes"]
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (offset, nbytes)):
+        raise CheckpointError(f"{path.name}: offset and nbytes must be integers")
+    if (
+        offset < 0
+        or nbytes != math.prod(entry["shape"]) * want.itemsize
+        or offset + nbytes > blob.size
+        or offset % want.itemsize
+    ):
+        raise CheckpointError(
+            f"{path.name}: {nbytes} bytes at offset {offset} do not hold a {entry['dtype']} "
+            f"array of shape {tuple(entry['shape'])} inside its {blob.size} bytes"
+        )
+    return blob[offset : offset + nbytes].view(want).reshape(entry["shape"])
 
 
 def _fsync_path(path: Path) -> None:
@@ -328,17 +372,35 @@ def save_checkpoint(
     params: Mapping[str, Any],
     arrays: Mapping[str, np.ndarray],
     meta: Mapping[str, Any] | None = None,
+    bundle: bool = False,
 ) -> Path:
-    """Write a checkpoint directory atomically and return its path."""
+    """Write a checkpoint directory atomically and return its path (``bundle=True``: every
+    array in one file, see the module docstring)."""
     dest = Path(path)
     with atomic_directory(dest) as tmp:
         entries = {}
+        parts: list[np.ndarray] = []
+        offset = 0
         for name, arr in arrays.items():
             arr = np.asarray(arr)
             if arr.dtype.kind not in _ALLOWED_KINDS:
                 raise CheckpointError(f"array {name!r} has unsupported dtype {arr.dtype}")
             if not name.replace("_", "").replace(".", "").isalnum():
                 raise CheckpointError(f"array name {name!r} must be alphanumeric, '_' or '.'")
+            if bundle:
+                raw = np.ascontiguousarray(arr).reshape(-1).view(np.uint8)
+                pad = (-offset) % _ALIGN
+                parts += [np.zeros(pad, np.uint8), raw]
+                offset += pad
+                entries[name] = {
+                    "file": BUNDLE_FILE,
+                    "offset": offset,
+                    "nbytes": int(raw.size),
+                    "dtype": arr.dtype.str,
+                    "shape": list(arr.shape),
+                }
+                offset += raw.size
+                continue
             fname = f"{name}.arrow"
             _write_array(tmp / fname, arr)
             entries[name] = {
@@ -347,9 +409,14 @@ def save_checkpoint(
                 "shape": list(arr.shape),
                 "sha256": sha256_file(tmp / fname),
             }
+        if bundle:
+            _write_array(tmp / BUNDLE_FILE, np.concatenate([np.zeros(0, np.uint8), *parts]))
+            digest = sha256_file(tmp / BUNDLE_FILE)
+            for entry in entries.values():
+                entry["sha256"] = digest
         manifest = {
             "format": FORMAT_NAME,
-            "format_version": FORMAT_VERSION,
+            "format_version": BUNDLED_VERSION if bundle else FORMAT_VERSION,
             "engine": engine,
             "params": dict(params),
             "meta": dict(meta or {}),
@@ -402,8 +469,13 @@ def load_checkpoint(
     """Read a checkpoint; raise :class:`CheckpointError` if it is corrupt or foreign."""
     src = Path(path)
     mpath = src / "manifest.json"
-    manifest = read_manifest(src)
-    version = manifest["format_version"]
+    manifest = read_manifest(src, version=None)
+    version = manifest.get("format_version")
+    if version not in READ_VERSIONS:
+        raise CheckpointError(
+            f"{mpath}: format_version {version!r} is not supported by this neurofabric (reads "
+            f"versions {', '.join(map(str, READ_VERSIONS))}); upgrade neurofabric"
+        )
     if engine is not None and manifest.get("engine") != engine:
         raise CheckpointError(
             f"{src} holds a {manifest.get('engine')!r} checkpoint, not {engine!r}"
@@ -414,6 +486,7 @@ def load_checkpoint(
     if not isinstance(manifest.get("engine"), str):
         raise CheckpointError(f"{mpath}: 'engine' must be a string")
     arrays, files = {}, {}
+    bundles: dict[str, np.ndarray] = {}  # a bundle file, read (and verified) once
     for name, entry in manifest.get("arrays", {}).items():
         try:
             if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
@@ -421,6 +494,11 @@ def load_checkpoint(
             fpath = src / entry["file"]
             if Path(entry["file"]).name != entry["file"] or entry["file"] in ("", ".", ".."):
                 raise CheckpointError(f"{mpath}: array file {entry['file']!r} is not a plain name")
+            bundled = "offset" in entry
+            if bundled and entry["file"] in bundles:
+                arrays[name] = _from_bundle(bundles[entry["file"]], entry, fpath)
+                files[name] = entry["file"]
+                continue
             try:
                 small = fpath.stat().st_size <= SMALL_FILE
             except FileNotFoundError:
@@ -430,7 +508,16 @@ def load_checkpoint(
                 digest = hashlib.sha256(data).hexdigest() if small else sha256_file(fpath)
                 if digest != entry["sha256"]:
                     raise CheckpointError(f"{fpath}: sha256 mismatch, the file is corrupt")
-            arrays[name] = _read_array(fpath, entry["dtype"], entry["shape"], data)
+            if bundled:
+                blob = _read_values(fpath, data)
+                if blob is None:  # every array empty
+                    blob = np.zeros(0, dtype=np.uint8)
+                if blob.dtype != np.uint8:
+                    raise CheckpointError(f"{fpath}: a bundle must hold one uint8 column")
+                bundles[entry["file"]] = blob
+                arrays[name] = _from_bundle(blob, entry, fpath)
+            else:
+                arrays[name] = _read_array(fpath, entry["dtype"], entry["shape"], data)
             files[name] = entry["file"]
         except (KeyError, TypeError, ValueError, OSError, pa.ArrowException) as exc:
             if isinstance(exc, CheckpointError):

@@ -97,7 +97,7 @@ class GuardParams:
         for name in ("prune", "plus", "minus"):
             _keep(self, name, check_nonnegative(name, getattr(self, name)))
         _keep(self, "floor", check_number("floor", self.floor))
-        backends.resolve("guard", self.backend)  # a typo or a missing backend fails here
+        backends.choose("guard", self.backend)  # a typo or a missing backend fails here
 
     @property
     def effective_margin(self) -> float:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from neurofabric.core import backend as backends
 from neurofabric.core.checkpoint import load_checkpoint, save_checkpoint
 from neurofabric.core.errors import CheckpointError, ConfigError, NotFittedError, ShapeError
 from neurofabric.core.progress import ProgressCallback, check_callback
@@ -57,11 +58,15 @@ class TextFeaturizer:
 
     def __init__(self, params: TextParams | None = None, *, backend: str = "auto") -> None:
         self.params = params or TextParams()
-        #: the backend actually used ("auto" resolved to the fastest installed)
-        self.backend, self._k = kernels(backend)
+        #: the backend actually used ("auto" resolved to the fastest installed); its kernels
+        #: are imported when first needed
+        self.backend = backends.choose("guard", backend)
+        self._k = None
         self.keep_: np.ndarray | None = None
 
     def _kernels(self):
+        if self._k is None:
+            _, self._k = kernels(self.backend)
         return self._k
 
     @property
@@ -256,7 +261,11 @@ class TextGuardClassifier:
         if info:
             meta["compression"] = info
         params = {**params, **self.text_params.as_dict()}
-        return save_checkpoint(path, engine="guard-text", params=params, arrays=arrays, meta=meta)
+        # a compressed model is a few small arrays: one file reads faster than six
+        bundle = weights in ("int4", "int2")
+        return save_checkpoint(
+            path, engine="guard-text", params=params, arrays=arrays, meta=meta, bundle=bundle
+        )
 
     @classmethod
     def load(cls, path: Any, *, verify: bool = True) -> TextGuardClassifier:
