@@ -49,6 +49,9 @@ HEADLINE: dict[str, tuple[list[str], list[str] | None]] = {
     "snn_nir": ([], ["--sizes", "200", "400", "20", "--steps", "200", "--repeats", "1"]),
     "snn_mpi": ([], ["--neurons", "20000", "--duration", "0.05", "--repeats", "2"]),
     "guard_text": ([], None),
+    "guard_size": ([], ["--quick"]),
+    "guard_parallel": ([], ["--quick"]),
+    "guard_runtime": ([], ["--quick"]),
     "thermo_digits": ([], ["--seeds", "1", "--proposals", "20000"]),
     # three cold verify=True loads: one alone is at the mercy of this kind of VM's disk
     "thermo_load": (["--verify-repeats", "3"], ["--weights", "1000000", "--repeats", "1"]),
