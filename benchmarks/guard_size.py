@@ -175,14 +175,16 @@ def plot(rows_ours, rows_ft, full_acc, path, title):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = plt.subplots(figsize=(9, 4.2))
     for bits, marker in ((4, "o"), (2, "s")):
         pts = sorted((r["bytes"], r["accuracy"]) for k, r in rows_ours.items() if k[1] == bits)
         if pts:
             ax.plot(*zip(*pts, strict=True), marker=marker, label=f"ours, {bits}-bit rows")
     eq = sorted((r["bytes"], r["accuracy"]) for k, r in rows_ours.items() if k[1] == "ftz-size")
     if eq:
-        ax.plot(*zip(*eq, strict=True), "^", color="C0", label="ours at each .ftz size")
+        ax.plot(
+            *zip(*eq, strict=True), "^", ms=9, mfc="none", color="k", label="ours at each .ftz size"
+        )
     ft = sorted((r["bytes"], r["accuracy"]) for r in rows_ft if r["cutoff"] is not None)
     if ft:
         ax.plot(*zip(*ft, strict=True), marker="D", color="C3", label="fastText.zip (.ftz)")
@@ -193,7 +195,7 @@ def plot(rows_ours, rows_ft, full_acc, path, title):
     ax.set_xlabel("model size on disk (bytes)")
     ax.set_ylabel("test accuracy")
     ax.set_title(title)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -220,7 +222,7 @@ def main() -> None:
     ap.add_argument("--peers-python", default=str(ROOT / ".venv-peers/bin/python"))
     ap.add_argument("--no-fasttext", action="store_true")
     ap.add_argument("--quick", action="store_true", help="2 budgets, 2 cutoffs, 2 folds")
-    ap.add_argument("--out", default="bench-out", help="folder for the plot")
+    ap.add_argument("--out", default="bench-output", help="folder for the plot (git-ignored)")
     args = ap.parse_args()
     if args.data_dir is None:
         args.data_dir = str(ROOT.parent / "shared" / "datasets")
