@@ -148,3 +148,23 @@ def test_a_corrupt_rows_file_is_a_checkpoint_error(model, tmp_path):
     (path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(CheckpointError, match="corrupt"):
         TextGuardClassifier.load(path)
+
+
+def test_a_compressed_model_compresses_again_and_keeps_learning(model, tmp_path):
+    clf, docs, labels, (test_docs, test_labels) = model
+    first = compress(clf, max_features=120, bits=4)
+    second = compress(first, max_features=40, bits=2)
+    # the second keeps hashed ids among the first's, the 40 most important of them
+    assert set(second.featurizer_.keep_) <= set(first.featurizer_.keep_)
+    assert len(second.featurizer_.keep_) == 40 and second.compression_["bits"] == 2
+    assert second.score(test_docs, test_labels) > 0.5
+    # partial_fit goes on in the kept inputs; the save re-quantizes to the model's bits
+    before = second.guard.field_.weight_matrix().copy()
+    second.partial_fit(docs[:200], labels[:200])
+    assert second.guard.field_.n_inputs == 40
+    assert not np.array_equal(second.guard.field_.weight_matrix(), before)
+    back = TextGuardClassifier.load(second.save(tmp_path / "s"))
+    assert back.compression_["bits"] == 2 and back.featurizer_.n_inputs == 40
+    # fit() starts a new, uncompressed model
+    second.fit(docs, labels)
+    assert not hasattr(second, "compression_") and second.featurizer_.keep_ is None

@@ -206,6 +206,7 @@ class TextGuardClassifier:
         """Fit the front end's idf, then the field (``GuardClassifier.fit``: ``callback`` gets
         a Progress per epoch, task "guard.fit", and returning True stops there)."""
         check_callback(callback)
+        self.__dict__.pop("compression_", None)  # a new model on every input: not compressed
         self.featurizer_ = TextFeaturizer(self.text_params, backend=self.guard.params.backend)
         events = self.featurizer_.fit_transform(texts)
         ev = None
