@@ -11,7 +11,15 @@ import typer
 from rich.table import Table
 
 from neurofabric.cli.common import handles_errors
-from neurofabric.cli.guard import rhythm_table, router_table, run_rhythm, run_router, train_text
+from neurofabric.cli.guard import (
+    compress_table,
+    compress_text,
+    rhythm_table,
+    router_table,
+    run_rhythm,
+    run_router,
+    train_text,
+)
 from neurofabric.cli.guard import summary_table as guard_summary_table
 from neurofabric.cli.render import console
 from neurofabric.cli.seq import train_seq
@@ -127,6 +135,15 @@ def _demo_guard(out: Path) -> None:
         plot=out / "guard_confusion.png",
     )
     console.print(guard_summary_table(s))
+    small = compress_text(
+        out / "guard_text",
+        out / "guard_text_small",
+        train=train,
+        test=test,
+        max_features=30,
+        bits=4,
+    )
+    console.print(compress_table(small))
     console.print(rhythm_table(run_rhythm([0, 1], [0, 1, 2, 2], 30, 4, 0, out / "rhythm.png")))
     console.print(router_table(run_router(600, 400, 0)))
     console.print(f"figures: {out / 'guard_confusion.png'}, {out / 'rhythm.png'}")
