@@ -92,28 +92,19 @@ def fasttext_models(train, test, args, cutoffs, tmp):
     if not Path(args.peers_python).exists():
         print("# fastText skipped: no peers venv (make peers)", file=sys.stderr)
         return []
-    guard_text.fasttext_lines(train, Path(tmp) / "train.txt", shuffle=True)
-    guard_text.fasttext_lines(test, Path(tmp) / "test.txt")
-    job = {
-        "train": str(Path(tmp) / "train.txt"),
-        "test": str(Path(tmp) / "test.txt"),
-        "params": {**FASTTEXT, "thread": THREADS},
-        "cutoffs": list(cutoffs),
-        "qnorm": True,
-        "retrain": True,
-    }
-    out = subprocess.run(
-        [args.peers_python, str(ROOT / "benchmarks/peers/fasttext_quantize.py")],
-        input=json.dumps(job),
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, **thread_env(THREADS)},
+    lines = guard_text.fasttext_job(
+        train,
+        test,
+        tmp,
+        args.peers_python,
+        "fasttext_quantize.py",
+        THREADS,
+        params={**FASTTEXT, "thread": THREADS},
+        cutoffs=list(cutoffs),
+        qnorm=True,
+        retrain=True,
     )
-    if out.returncode != 0:
-        print(f"# fastText failed: {out.stderr.strip()[-500:]}", file=sys.stderr)
-        return []
-    return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    return lines or []
 
 
 def ours(train, test, args, budgets, tmp):

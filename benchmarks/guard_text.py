@@ -194,30 +194,43 @@ def fasttext_lines(data, path, shuffle=False):
             fh.write(f"__label__{data.labels[i]} {lines[i]}\n")
 
 
+def fasttext_job(train, test, tmp, peers_python, script, threads, **job):
+    """Run a fastText peer script of benchmarks/peers in the peers venv on (train, test),
+    written to ``tmp`` in fastText's format; its JSON lines, or None if it failed."""
+    fasttext_lines(train, Path(tmp) / "train.txt", shuffle=True)
+    fasttext_lines(test, Path(tmp) / "test.txt")
+    job = {"train": str(Path(tmp) / "train.txt"), "test": str(Path(tmp) / "test.txt"), **job}
+    out = subprocess.run(
+        [peers_python, str(ROOT / "benchmarks/peers" / script)],
+        input=json.dumps(job),
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, **thread_env(threads)},
+    )
+    if out.returncode != 0:
+        print(f"# fastText failed: {out.stderr.strip()[-500:]}", file=sys.stderr)
+        return None
+    return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+
+
 def run_fasttext(train, test, args, epoch):
     if not args.peers_python or not Path(args.peers_python).exists():
         return None
     with tempfile.TemporaryDirectory() as tmp:
-        fasttext_lines(train, Path(tmp) / "train.txt", shuffle=True)
-        fasttext_lines(test, Path(tmp) / "test.txt")
-        job = {
-            "train": str(Path(tmp) / "train.txt"),
-            "test": str(Path(tmp) / "test.txt"),
-            "params": {**FASTTEXT_BASE, "epoch": epoch, "thread": THREADS},
-            "repeats": args.repeats,
-        }
-        out = subprocess.run(
-            [args.peers_python, str(ROOT / "benchmarks/peers/fasttext_text.py")],
-            input=json.dumps(job),
-            capture_output=True,
-            text=True,
-            check=False,
-            env={**os.environ, **thread_env(THREADS)},
+        lines = fasttext_job(
+            train,
+            test,
+            tmp,
+            args.peers_python,
+            "fasttext_text.py",
+            THREADS,
+            params={**FASTTEXT_BASE, "epoch": epoch, "thread": THREADS},
+            repeats=args.repeats,
         )
-    if out.returncode != 0:
-        print(f"# fastText failed: {out.stderr.strip()[-500:]}", file=sys.stderr)
+    if not lines:
         return None
-    r = json.loads(out.stdout.strip().splitlines()[-1])
+    r = lines[-1]
     # multilinePredict tokenizes and hashes inside (the peer's predict_docs_per_s); from raw
     # text it also needs normalize_text, timed here on the same texts
     normalize_s, _ = median_time(lambda: normalize_texts(test.texts), 5)

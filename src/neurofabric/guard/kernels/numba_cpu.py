@@ -178,6 +178,46 @@ def _doc_features(buf, start, stop, word_ngrams, minn, maxn, n_features, out, k0
     return k
 
 
+@njit(cache=True)
+def _dedupe_doc(raw, counts_raw, a, b, remap):
+    """The distinct features of ``raw[a:b]``, in first-arrival order, written back from ``a``
+    with their counts in ``counts_raw``; returns how many. ``remap`` (empty: none) renumbers
+    them first, dropping those it maps to -1 (a compressed model's kept inputs)."""
+    if b == a:
+        return 0
+    has_map = remap.shape[0] > 0
+    size = 16
+    while size < 2 * (b - a):
+        size *= 2
+    slot_of = np.full(size, -1, dtype=np.int64)  # open addressing
+    u = a
+    for i in range(a, b):
+        f = raw[i]
+        if has_map:
+            f = remap[f]
+            if f < 0:
+                continue
+        h = f & (size - 1)
+        while slot_of[h] >= 0 and raw[slot_of[h]] != f:
+            h = (h + 1) & (size - 1)
+        if slot_of[h] >= 0:
+            counts_raw[slot_of[h]] += 1.0
+        else:
+            raw[u] = f
+            counts_raw[u] = 1.0
+            slot_of[h] = u
+            u += 1
+    return u - a
+
+
+@njit(cache=True)
+def _gather_doc(raw, counts_raw, a, o, n, indices, counts):
+    """Copy a document's ``n`` distinct features from ``raw[a:]`` to the CSR at ``o``."""
+    for i in range(n):
+        indices[o + i] = raw[a + i]
+        counts[o + i] = counts_raw[a + i]
+
+
 @njit(cache=True, parallel=True)
 def text_features(buf, offsets, n_features, word_ngrams, minn, maxn):
     """Hashed features of each document: CSR (indptr, unique indices in first-arrival order, counts)."""
@@ -189,41 +229,20 @@ def text_features(buf, offsets, n_features, word_ngrams, minn, maxn):
     raw = np.empty(bound[-1], dtype=np.int64)
     counts_raw = np.empty(bound[-1], dtype=np.float32)
     n_unique = np.zeros(n_docs + 1, dtype=np.int64)
+    no_map = np.zeros(0, dtype=np.int64)
     for d in prange(n_docs):
         a = bound[d]
         b = _doc_features(
             buf, offsets[d], offsets[d + 1], word_ngrams, minn, maxn, n_features, raw, a
         )
-        if b == a:
-            continue
-        size = 16
-        while size < 2 * (b - a):
-            size *= 2
-        slot_of = np.full(size, -1, dtype=np.int64)  # open addressing, first-arrival order
-        u = a
-        for i in range(a, b):
-            f = raw[i]
-            h = f & (size - 1)
-            while slot_of[h] >= 0 and raw[slot_of[h]] != f:
-                h = (h + 1) & (size - 1)
-            if slot_of[h] >= 0:
-                counts_raw[slot_of[h]] += 1.0
-            else:
-                raw[u] = f
-                counts_raw[u] = 1.0
-                slot_of[h] = u
-                u += 1
-        u -= 1
-        n_unique[d + 1] = u + 1 - a
+        n_unique[d + 1] = _dedupe_doc(raw, counts_raw, a, b, no_map)
     indptr = np.cumsum(n_unique)
     indices = np.empty(indptr[-1], dtype=np.int32)
     counts = np.empty(indptr[-1], dtype=np.float32)
     for d in prange(n_docs):
-        a = bound[d]
-        o = indptr[d]
-        for i in range(indptr[d + 1] - o):
-            indices[o + i] = raw[a + i]
-            counts[o + i] = counts_raw[a + i]
+        _gather_doc(
+            raw, counts_raw, bound[d], indptr[d], indptr[d + 1] - indptr[d], indices, counts
+        )
     return indptr, indices, counts
 
 
@@ -236,28 +255,34 @@ def document_frequency(indptr, indices, n_features):
     return df
 
 
+@njit(cache=True)
+def _weigh_doc(indptr, indices, counts, idf, sublinear, binary, normalize, values, d):
+    """Event magnitudes of document ``d``: tf (or 1 + log tf, or 1) times idf, scaled to unit
+    L2 norm."""
+    ss = 0.0
+    for k in range(indptr[d], indptr[d + 1]):
+        c = counts[k]
+        if binary:
+            v = 1.0
+        elif sublinear:
+            v = 1.0 + np.log(c)
+        else:
+            v = c
+        v *= idf[indices[k]]
+        values[k] = v
+        ss += v * v
+    if normalize and ss > 0.0:
+        inv = 1.0 / np.sqrt(ss)
+        for k in range(indptr[d], indptr[d + 1]):
+            values[k] = values[k] * inv
+
+
 @njit(cache=True, parallel=True)
 def weigh_rows(indptr, indices, counts, idf, sublinear, binary, normalize):
     """Event magnitudes: tf (or 1 + log tf, or 1) times idf, each row scaled to unit L2 norm."""
     values = np.empty(counts.shape[0], dtype=np.float32)
-    n = indptr.shape[0] - 1
-    for d in prange(n):
-        ss = 0.0
-        for k in range(indptr[d], indptr[d + 1]):
-            c = counts[k]
-            if binary:
-                v = 1.0
-            elif sublinear:
-                v = 1.0 + np.log(c)
-            else:
-                v = c
-            v *= idf[indices[k]]
-            values[k] = v
-            ss += v * v
-        if normalize and ss > 0.0:
-            inv = 1.0 / np.sqrt(ss)
-            for k in range(indptr[d], indptr[d + 1]):
-                values[k] = values[k] * inv
+    for d in prange(indptr.shape[0] - 1):
+        _weigh_doc(indptr, indices, counts, idf, sublinear, binary, normalize, values, d)
     return values
 
 

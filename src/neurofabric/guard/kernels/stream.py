@@ -83,11 +83,11 @@ _register_cache_locators()
 
 @njit(cache=True)
 def _text_counts(buf, offsets, n_features, word_ngrams, minn, maxn, remap):
-    """``numba_cpu.text_features`` run serially: CSR (indptr, unique indices, counts).
+    """``numba_cpu.text_features`` run serially, on the same per-document helpers: CSR
+    (indptr, unique indices, counts).
 
     ``remap`` (empty: none) renumbers hashed ids as ``TextFeaturizer.select`` does for a
     compressed model: ``remap[f]`` is the kept input of hashed id f, or -1 (dropped)."""
-    has_map = remap.shape[0] > 0
     n_docs = offsets.shape[0] - 1
     bound = np.zeros(n_docs + 1, dtype=np.int64)
     for d in range(n_docs):
@@ -101,64 +101,22 @@ def _text_counts(buf, offsets, n_features, word_ngrams, minn, maxn, remap):
         b = _nc._doc_features(
             buf, offsets[d], offsets[d + 1], word_ngrams, minn, maxn, n_features, raw, a
         )
-        if b == a:
-            continue
-        size = 16
-        while size < 2 * (b - a):
-            size *= 2
-        slot_of = np.full(size, -1, dtype=np.int64)  # open addressing, first-arrival order
-        u = a
-        for i in range(a, b):
-            f = raw[i]
-            if has_map:
-                f = remap[f]
-                if f < 0:
-                    continue
-            h = f & (size - 1)
-            while slot_of[h] >= 0 and raw[slot_of[h]] != f:
-                h = (h + 1) & (size - 1)
-            if slot_of[h] >= 0:
-                counts_raw[slot_of[h]] += 1.0
-            else:
-                raw[u] = f
-                counts_raw[u] = 1.0
-                slot_of[h] = u
-                u += 1
-        n_unique[d + 1] = u - a
+        n_unique[d + 1] = _nc._dedupe_doc(raw, counts_raw, a, b, remap)
     indptr = np.cumsum(n_unique)
     indices = np.empty(indptr[-1], dtype=np.int32)
     counts = np.empty(indptr[-1], dtype=np.float32)
     for d in range(n_docs):
-        a = bound[d]
-        o = indptr[d]
-        for i in range(indptr[d + 1] - o):
-            indices[o + i] = raw[a + i]
-            counts[o + i] = counts_raw[a + i]
+        n = indptr[d + 1] - indptr[d]
+        _nc._gather_doc(raw, counts_raw, bound[d], indptr[d], n, indices, counts)
     return indptr, indices, counts
 
 
 @njit(cache=True)
 def _weigh(indptr, indices, counts, idf, sublinear, binary, normalize):
-    """``numba_cpu.weigh_rows`` run serially (the same expressions, so the same float32s)."""
+    """``numba_cpu.weigh_rows`` run serially (the same helper, so the same float32s)."""
     values = np.empty(counts.shape[0], dtype=np.float32)
-    n = indptr.shape[0] - 1
-    for d in range(n):
-        ss = 0.0
-        for k in range(indptr[d], indptr[d + 1]):
-            c = counts[k]
-            if binary:
-                v = 1.0
-            elif sublinear:
-                v = 1.0 + np.log(c)
-            else:
-                v = c
-            v *= idf[indices[k]]
-            values[k] = v
-            ss += v * v
-        if normalize and ss > 0.0:
-            inv = 1.0 / np.sqrt(ss)
-            for k in range(indptr[d], indptr[d + 1]):
-                values[k] = values[k] * inv
+    for d in range(indptr.shape[0] - 1):
+        _nc._weigh_doc(indptr, indices, counts, idf, sublinear, binary, normalize, values, d)
     return values
 
 
