@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from neurofabric.guard import EventBatch, NeuronField, encode_texts
 from neurofabric.guard.kernels import numba_cpu as nb
 from neurofabric.guard.kernels import reference as ref
-from neurofabric.guard.kernels.common import PA1, PA2, PERCEPTRON
+from neurofabric.guard.kernels.common import PA1, PA2, PERCEPTRON, SILENT
 
 ALPHABET = list("abcAB xyz\t\n;:'.,()!?\"<br/>é中") + ["<br />"]
 
@@ -306,3 +306,38 @@ def test_neuronguard_numba_equals_reference():
     assert res[0][1] == res[1][1]
     w = res[0][0][:D]
     assert np.all((w == 0) | (w >= 1.0 - 0.15 - 1e-6))  # feedback stops once below the floor
+
+
+@pytest.mark.parametrize("average", [False, True])
+@pytest.mark.parametrize("K", [0, 2])
+@pytest.mark.parametrize("tol", [0.0, 0.3])
+def test_average_compact_numba_equals_reference_and_compact(average, K, tol):
+    """The one-pass publish kernel against the reference and against averaging the dense
+    field, then NeuronField.compact (the layout every other path builds)."""
+    rng = np.random.default_rng(6)
+    D, C = 40, 5
+    W = rng.normal(size=(D, C)).astype(np.float32)
+    W[:10] = 0.0  # silent rows
+    W[10:20, 1:] = 0.0  # single-synapse rows
+    U = rng.normal(size=(D, C)) * 50
+    Uk = rng.normal(size=(K, D, C)) * 50
+    U[W == 0] = 0.0  # rows that never moved have no step sums either
+    Uk[:, W == 0] = 0.0
+    c = 137.0
+    out = [k.average_compact(W, U, Uk, c, average, tol) for k in (nb, ref)]
+    for a, b in zip(*out, strict=True):
+        np.testing.assert_array_equal(a, b)
+    A = (W - (U + Uk.sum(axis=0)) / c).astype(np.float32) if average else W
+    dense = NeuronField.dense(D, C)
+    dense.weight_matrix()[:] = A
+    want = dense.compact(tol=tol)
+    per_row, single_col, single_w, ptr, cols, weights = out[0]
+    tgt = want.records["target"][:D]
+    np.testing.assert_array_equal(per_row == 0, tgt == SILENT)
+    one = per_row == 1
+    np.testing.assert_array_equal(tgt[one], single_col[one] + D)
+    np.testing.assert_array_equal(want.records["weight"][:D], single_w)
+    np.testing.assert_array_equal(want.indptr[: D + 1], ptr)
+    np.testing.assert_array_equal(want.indices, cols + D)
+    np.testing.assert_array_equal(want.weights, weights)
+    assert np.any(one) and np.any(per_row >= 2) and np.any(per_row == 0)

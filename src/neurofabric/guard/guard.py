@@ -29,7 +29,7 @@ from neurofabric.core.progress import ProgressCallback, ProgressReporter, check_
 from neurofabric.core.rng import make_rng
 from neurofabric.guard.field import EventBatch, NeuronField, kernels
 from neurofabric.guard.io import field_from_arrays, field_to_arrays
-from neurofabric.guard.kernels.common import RULE_CODE
+from neurofabric.guard.kernels.common import FANOUT, RULE_CODE, SILENT
 from neurofabric.guard.params import GuardParams
 
 log = logging.getLogger(__name__)
@@ -206,23 +206,37 @@ class GuardClassifier:
         return ws
 
     def _publish(self) -> None:
-        """``field_``: the averaged (when ``average``) and compacted field used to predict."""
+        """``field_``: the averaged (when ``average``) and compacted field used to predict,
+        made by the backend's ``average_compact`` in one pass over the training state."""
         p = self.params
         field = self._train_field
-        if p.rule != "neuronguard" and p.average and self._steps > 0:
-            c = self._steps + 1.0
-            U, thr_u = self._U, self._thr_u
-            ws = getattr(self, "_mix_ws", None)
-            if ws is not None:  # parameter mixing keeps each thread's share of U apart
-                U, thr_u = U + ws[2].sum(axis=0), thr_u + ws[3].sum(axis=0)
-            out = NeuronField.dense(field.n_inputs, field.n_outputs)
-            out.records["threshold"] = field.records["threshold"]
-            out.weights[:] = (field.weights - U.reshape(-1) / c).astype(np.float32)
-            out.records["threshold"][field.n_inputs :] = (
-                field.output_thresholds - thr_u / c
-            ).astype(np.float32)
-            field = out
-        self.field_ = field if p.rule == "neuronguard" else field.compact(tol=p.prune)
+        if p.rule == "neuronguard":
+            self.field_ = field
+            return
+        average = p.average and self._steps > 0
+        c = self._steps + 1.0
+        D, C = field.n_inputs, field.n_outputs
+        U, thr_u = self._U, self._thr_u
+        ws = getattr(self, "_mix_ws", None)
+        Uk = ws[2] if ws is not None else np.zeros((0, 1, C))
+        if average and ws is not None:  # parameter mixing keeps each thread's share of U apart
+            thr_u = thr_u + ws[3].sum(axis=0)
+        if not average:
+            U = np.zeros((1, C))
+        per_row, single_col, single_w, ptr, cols, weights = self._kernels().average_compact(
+            field.weight_matrix(), U, Uk, c, average, float(p.prune)
+        )
+        records = field.records.copy()
+        records["potential"] = 0.0
+        if average:
+            records["threshold"][D:] = (field.output_thresholds - thr_u / c).astype(np.float32)
+        tgt = np.where(per_row == 0, SILENT, np.where(per_row == 1, single_col + D, FANOUT))
+        records["target"][:D] = tgt.astype(np.uint32)
+        records["weight"][:D] = single_w
+        indptr = np.zeros(D + C + 1, dtype=np.int64)
+        indptr[: D + 1] = ptr
+        indptr[D + 1 :] = ptr[D]
+        self.field_ = NeuronField(records, indptr, cols + np.uint32(D), weights, D)
 
     def fit(
         self,

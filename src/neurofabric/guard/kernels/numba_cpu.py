@@ -617,6 +617,60 @@ def guard_train_mixed(
     return total.sum()
 
 
+@njit(cache=True, inline="always")
+def _averaged(W, U, Uk, c, average, f, j):
+    """Weight (f, j) of the published field: W - (U + sum_k Uk[k]) / c with averaging."""
+    if not average:
+        return W[f, j]
+    s = 0.0
+    for k in range(Uk.shape[0]):
+        s += Uk[k, f, j]
+    return np.float32(float(W[f, j]) - (U[f, j] + s) / c)
+
+
+@njit(cache=True, parallel=True)
+def average_compact(W, U, Uk, c, average, tol):
+    """The published field of a dense training state in one pass per row, what averaging
+    (``W - U_total / c``, U_total = U + sum_k Uk[k]) then ``NeuronField.compact(tol)`` give.
+
+    Returns per input the number of kept synapses (|w| > tol), the output and weight of the
+    single ones, and the CSR (row pointer over the inputs, outputs, weights) of the inputs
+    that keep two or more."""
+    D, C = W.shape
+    per_row = np.zeros(D, dtype=np.int64)
+    single_col = np.zeros(D, dtype=np.int64)
+    single_w = np.zeros(D, dtype=np.float32)
+    for f in prange(D):
+        n = 0
+        for j in range(C):
+            w = _averaged(W, U, Uk, c, average, f, j)
+            if abs(w) > tol:
+                if n == 0:
+                    single_col[f] = j
+                    single_w[f] = w
+                n += 1
+        per_row[f] = n
+    counts = np.where(per_row >= 2, per_row, 0)
+    indptr = np.zeros(D + 1, dtype=np.int64)
+    indptr[1:] = np.cumsum(counts)
+    cols = np.empty(indptr[D], dtype=np.uint32)
+    weights = np.empty(indptr[D], dtype=np.float32)
+    for f in prange(D):
+        if per_row[f] < 2:
+            if per_row[f] == 0:
+                single_w[f] = 0.0
+            continue
+        o = indptr[f]
+        single_w[f] = 0.0
+        for j in range(C):
+            w = _averaged(W, U, Uk, c, average, f, j)
+            if abs(w) > tol:
+                cols[o] = j
+                weights[o] = w
+                o += 1
+    return per_row, single_col, single_w, indptr, cols, weights
+
+
 @njit(cache=True)
 def neuronguard_train(
     targets, syn_weights, thresholds, n_inputs, xp, xi, xv, y, order, plus, minus, floor

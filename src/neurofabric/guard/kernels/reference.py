@@ -350,6 +350,21 @@ def guard_train_mixed(
     return updates
 
 
+def average_compact(W, U, Uk, c, average, tol):
+    """The published field, literally: the averaged dense weights, then what
+    ``NeuronField.compact`` keeps (see ``numba_cpu.average_compact`` for the outputs)."""
+    A = (W - (U + Uk.sum(axis=0)) / c).astype(np.float32) if average else W
+    keep = np.abs(A) > tol
+    per_row = keep.sum(axis=1).astype(np.int64)
+    single_col = np.argmax(keep, axis=1).astype(np.int64)
+    single_w = np.where(per_row == 1, A[np.arange(len(A)), single_col], 0).astype(np.float32)
+    multi = per_row >= 2
+    indptr = np.zeros(len(A) + 1, dtype=np.int64)
+    np.cumsum(np.where(multi, per_row, 0), out=indptr[1:])
+    rows, cols = np.nonzero(keep & multi[:, None])
+    return per_row, single_col, single_w, indptr, cols.astype(np.uint32), A[rows, cols]
+
+
 def neuronguard_train(
     targets, syn_weights, thresholds, n_inputs, xp, xi, xv, y, order, plus, minus, floor
 ):
