@@ -56,6 +56,7 @@ HEADLINE: dict[str, tuple[list[str], list[str] | None]] = {
     # three cold verify=True loads: one alone is at the mercy of this kind of VM's disk
     "thermo_load": (["--verify-repeats", "3"], ["--weights", "1000000", "--repeats", "1"]),
     "thermo_mnist": ([], None),
+    "thermo_prune": ([], ["--quick"]),
     "field_fit": ([], ["--seconds", "3", "--eval-every", "1"]),
     "field_query": ([], ["--log2-table", "16", "--queries", "300", "--stream", "2000"]),
     "field_throughput": ([], ["--seconds", "0.5", "--threads", "1"]),
