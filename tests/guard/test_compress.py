@@ -3,11 +3,14 @@ layout on disk, and the size budget."""
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from neurofabric.core.errors import CheckpointError, ConfigError, NotFittedError
 from neurofabric.guard import TextGuardClassifier, saved_bytes
 from neurofabric.guard.compress import compress, importance
 from neurofabric.guard.io import decode_ids, encode_ids, quantize_rows
+from tests._corrupt import corrupted_copy
 
 TOPICS = ["sports", "science", "politics", "music"]
 
@@ -168,3 +171,38 @@ def test_a_compressed_model_compresses_again_and_keeps_learning(model, tmp_path)
     # fit() starts a new, uncompressed model
     second.fit(docs, labels)
     assert not hasattr(second, "compression_") and second.featurizer_.keep_ is None
+
+
+@pytest.fixture(scope="module")
+def saved_small(model, tmp_path_factory):
+    from neurofabric.core.checkpoint import load_checkpoint
+
+    clf, docs, _, (test_docs, _) = model
+    folder = tmp_path_factory.mktemp("small") / "m"
+    compress(clf, max_features=60, bits=4).save(folder)
+    return folder, load_checkpoint(folder).arrays, test_docs[:40]
+
+
+@settings(
+    max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    which=st.integers(0, 10**6),
+    choice=st.integers(0, 4),
+    pos=st.integers(0, 10**6),
+    value=st.sampled_from([-(2**31), -7, -1, 0, 1, 3, 15, 16, 255, 2**32 - 1, 10**12]),
+)
+def test_corrupted_compressed_models_never_crash(
+    saved_small, tmp_path_factory, which, choice, pos, value
+):
+    """Every array of the bundle (kept ids, packed codes, scales, idf, thresholds) corrupted
+    with the checksums made to match: a CheckpointError, or a model that predicts."""
+    folder, arrays, docs = saved_small
+    bad = corrupted_copy(
+        folder, arrays, tmp_path_factory.mktemp("bad") / "m", which, choice, pos, value
+    )
+    try:
+        clf = TextGuardClassifier.load(bad)
+    except CheckpointError:
+        return
+    assert clf.predict(docs).shape == (len(docs),)

@@ -204,6 +204,12 @@ def field_from_arrays(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> Ne
     except KeyError as exc:
         raise CheckpointError(f"saved field lacks {exc.args[0]!r}") from None
     n = D + C
+    in_thr = np.asarray(arrays.get("in_threshold", np.zeros(0)), dtype=np.float32)
+    if not all(np.all(np.isfinite(a)) for a in (fan_w, out_thr, weight, in_thr)):
+        raise CheckpointError(
+            "saved field holds a weight or threshold that is NaN or infinite; the checkpoint "
+            "is corrupt: restore it from a backup or save the model again"
+        )
     if (
         len(out_thr) != C
         or len(fan_len) != len(active)

@@ -290,6 +290,11 @@ class TextGuardClassifier:
                 )
             n = len(keep)
         idf = np.asarray(ckpt.arrays.get("idf", np.zeros(0)), dtype=np.float32)
+        if idf.ndim != 1 or not np.all(np.isfinite(idf)) or (len(idf) and idf.min() < 0):
+            raise CheckpointError(
+                f"{path}: idf must be a vector of finite values >= 0; the checkpoint is "
+                "corrupt: restore it or save the model again"
+            )
         if len(idf) != n or clf.guard.field_.n_inputs != n:
             raise CheckpointError(
                 f"{path}: idf has {len(idf)} entries and the field {clf.guard.field_.n_inputs} "
