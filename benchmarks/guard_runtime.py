@@ -60,16 +60,18 @@ def stream_run(clf, texts, expected, workers, batch_size, repeats):
             secs = time.perf_counter() - t
         if not np.array_equal(np.asarray(labels), expected):
             raise RuntimeError(f"runtime labels differ from clf.predict ({workers} workers)")
-        s = rt.stats()
-        runs.append(
-            {
-                "docs_per_s": len(texts) / secs,
-                "events_per_s": s.events / secs,
-                "p50_us": s.p50_us,
-                "p99_us": s.p99_us,
-            }
-        )
+        runs.append(stream_row(rt.stats(), len(texts), secs))
     return median_row(runs)
+
+
+def stream_row(s, n_docs: int, secs: float) -> dict:
+    """Rates over the wall time of a streamed run, and its latency percentiles."""
+    return {
+        "docs_per_s": n_docs / secs,
+        "events_per_s": s.events / secs,
+        "p50_us": s.p50_us,
+        "p99_us": s.p99_us,
+    }
 
 
 def one_at_a_time(clf, texts, repeats):
@@ -82,15 +84,7 @@ def one_at_a_time(clf, texts, repeats):
             for doc in texts:
                 rt.submit(doc).result()
             secs = time.perf_counter() - t
-        s = rt.stats()
-        runs.append(
-            {
-                "docs_per_s": len(texts) / secs,
-                "events_per_s": s.events / secs,
-                "p50_us": s.p50_us,
-                "p99_us": s.p99_us,
-            }
-        )
+        runs.append(stream_row(rt.stats(), len(texts), secs))
     return median_row(runs)
 
 

@@ -15,6 +15,7 @@ import tempfile
 import time
 
 import fasttext
+from fasttext_text import read_labelled  # beside this script
 
 
 def accuracy(model, texts, labels):
@@ -24,12 +25,7 @@ def accuracy(model, texts, labels):
 
 def main() -> None:
     job = json.load(sys.stdin)
-    texts, labels = [], []
-    with open(job["test"], encoding="utf-8") as fh:
-        for line in fh:
-            label, _, text = line.rstrip("\n").partition(" ")
-            labels.append(label)
-            texts.append(text)
+    texts, labels = read_labelled(job["test"])
     params = job["params"]
     with tempfile.TemporaryDirectory() as tmp:
         full = os.path.join(tmp, "model.bin")

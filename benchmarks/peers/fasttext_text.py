@@ -17,14 +17,20 @@ import time
 import fasttext
 
 
-def main() -> None:
-    job = json.load(sys.stdin)
+def read_labelled(path: str) -> tuple[list[str], list[str]]:
+    """(texts, labels) of a file in fastText's format ("__label__X text" per line)."""
     texts, labels = [], []
-    with open(job["test"], encoding="utf-8") as fh:
+    with open(path, encoding="utf-8") as fh:
         for line in fh:
             label, _, text = line.rstrip("\n").partition(" ")
             labels.append(label)
             texts.append(text)
+    return texts, labels
+
+
+def main() -> None:
+    job = json.load(sys.stdin)
+    texts, labels = read_labelled(job["test"])
     train_s, pred_s = [], []
     for _ in range(job.get("repeats", 1)):
         t = time.perf_counter()

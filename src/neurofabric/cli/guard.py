@@ -125,6 +125,8 @@ _DATASET = typer.Option(None, help="20newsgroups, ag_news or dbpedia (their cano
 _DATA_DIR = typer.Option(None, help="Folder holding the dataset folders (or NEUROFABRIC_DATA).")
 _CSV = typer.Option(None, help="A CSV file with a header (see --text-column, --label-column).")
 _JSONL = typer.Option(None, help="A JSONL file, one object per line.")
+_TEXT_COLUMN = typer.Option("text", help="Text column / key of --csv / --jsonl.")
+_LABEL_COLUMN = typer.Option("label", help="Label column / key of --csv / --jsonl.")
 
 
 @guard_app.command("train")
@@ -135,8 +137,8 @@ def guard_train(
     data_dir: Path | None = _DATA_DIR,
     csv: Path | None = _CSV,
     jsonl: Path | None = _JSONL,
-    text_column: str = typer.Option("text", help="Text column / key of --csv / --jsonl."),
-    label_column: str = typer.Option("label", help="Label column / key of --csv / --jsonl."),
+    text_column: str = _TEXT_COLUMN,
+    label_column: str = _LABEL_COLUMN,
     rule: str = typer.Option("pa1", help="pa1, pa2, perceptron or neuronguard (the PoC's rule)."),
     epochs: int = typer.Option(5, help="Passes over the training set."),
     n_features: int = typer.Option(1 << 18, help="Hashed input neurons."),
@@ -379,8 +381,8 @@ def guard_compress(
     data_dir: Path | None = _DATA_DIR,
     csv: Path | None = _CSV,
     jsonl: Path | None = _JSONL,
-    text_column: str = typer.Option("text", help="Text column / key of --csv / --jsonl."),
-    label_column: str = typer.Option("label", help="Label column / key of --csv / --jsonl."),
+    text_column: str = _TEXT_COLUMN,
+    label_column: str = _LABEL_COLUMN,
     epochs: int | None = typer.Option(
         None, min=1, help="Retraining passes (default: the model's)."
     ),
