@@ -17,6 +17,7 @@ import pyarrow.feather as feather
 import pytest
 
 from neurofabric.core.errors import ConfigError
+from neurofabric.core.mpi import Serial
 from neurofabric.snn import PoissonInput, Random, SpikingNetwork
 from neurofabric.snn.distributed import partition, run_distributed
 from neurofabric.snn.plasticity import PairSTDP
@@ -136,7 +137,7 @@ def test_saved_on_two_ranks_loaded_on_three_goes_on_as_one_run(tmp_path):
         assert proc.returncode == 0, proc.stderr[-2000:]
     from neurofabric.snn.models import brunel
 
-    whole = run_distributed(brunel(800, seed=6), 0.1, comm=_OneRank())
+    whole = run_distributed(brunel(800, seed=6), 0.1, comm=Serial())
     parts = [np.load(tmp_path / f"{s}.npz") for s in ("first", "second")]
     assert whole.n_spikes > 200 and len(parts[0]["t"]) > 0 and len(parts[1]["t"]) > 0
     np.testing.assert_array_equal(np.concatenate([p["i"] for p in parts]), whole.spike_indices)
@@ -158,35 +159,10 @@ def _net(**kw):
     return net
 
 
-class _OneRank:
-    """The part of an mpi4py communicator ``run_distributed`` uses, for one rank."""
-
-    def Get_size(self):  # noqa: N802 (mpi4py's names)
-        return 1
-
-    def Get_rank(self):  # noqa: N802
-        return 0
-
-    def allgather(self, x):
-        return [x]
-
-    def Allgather(self, send, recv):  # noqa: N802
-        recv[...] = send
-
-    def Allgatherv(self, send, recv):  # noqa: N802
-        recv[0][...] = send
-
-    def gather(self, x, root=0):
-        return [x]
-
-    def bcast(self, x, root=0):
-        return x
-
-
 def test_one_rank_in_process_counts_windows_and_matches_the_plain_run():
     net = _net()
     net.connect(Random(p=0.05), weight=1e-3, inh_weight=3e-3, delay=(0.4e-3, 1.5e-3))
-    r = run_distributed(net, 0.1, comm=_OneRank())
+    r = run_distributed(net, 0.1, comm=Serial())
     plain = _net()
     plain.connect(Random(p=0.05), weight=1e-3, inh_weight=3e-3, delay=(0.4e-3, 1.5e-3))
     from neurofabric.snn import SpikeMonitor
@@ -212,4 +188,4 @@ def test_one_rank_in_process_counts_windows_and_matches_the_plain_run():
 )
 def test_what_is_not_distributed_yet_is_named(make, match):
     with pytest.raises(ConfigError, match=match):
-        run_distributed(make(), 0.01, comm=_OneRank())
+        run_distributed(make(), 0.01, comm=Serial())

@@ -122,26 +122,25 @@ def test_exchange_sweep_touches_only_the_pairs_of_its_parity():
     assert order.tolist() == [0, 2, 1, 3] and acc.tolist() == [False, True, False]
 
 
-def test_trainer_exchange_uses_each_replicas_temperature_and_moves_state_and_step_size():
-    """ThermoClassifier's between-generation step: replicas run at T * ladder[k]; a swap
-    moves the chain together with its step sizes; counts go to the attempted pairs."""
-    from types import SimpleNamespace
-
+def test_trainer_exchange_swaps_the_temperatures_of_walkers_by_their_slots():
+    """ThermoClassifier's between-generation step: walker ``walker_at[k]`` runs at
+    T * ladder[k]; the exchange compares the energies of the walkers in neighbouring slots
+    (not the walkers numbered k and k + 1) and counts go to the attempted pairs."""
     from neurofabric.thermo.thermo import _exchange
 
     T, temps = 0.3, [1.0, 1.5, 2.25, 3.375]
-    energies = [2.0, 1.0, 1.4, 1.2]
+    energies = np.array([2.0, 1.0, 1.4, 1.2])  # by walker
+    walker_at = np.array([2, 0, 3, 1])
     for g in range(6):
-        chains = [
-            SimpleNamespace(energy=np.array([e, 0.0]), name=k) for k, e in enumerate(energies)
-        ]
-        sigmas = [np.full(5, float(k)) for k in range(4)]
         swaps = np.zeros((3, 2))
-        _exchange(chains, sigmas, temps, T, np.random.default_rng(g), swaps, g)
-        order, acc = replica_exchange(
-            energies, [T * t for t in temps], start=g % 2, rng=np.random.default_rng(g)
+        order = _exchange(energies, walker_at, temps, T, np.random.default_rng(g), swaps, g)
+        want, acc = replica_exchange(
+            [1.4, 2.0, 1.2, 1.0], [T * t for t in temps], start=g % 2, rng=np.random.default_rng(g)
         )
-        assert [c.name for c in chains] == order.tolist()
-        assert [int(s[0]) for s in sigmas] == order.tolist()
+        assert order.tolist() == want.tolist()
         assert swaps[:, 0].tolist() == ([1, 0, 1] if g % 2 == 0 else [0, 1, 0])
         assert swaps[:, 1].tolist() == acc.astype(float).tolist()
+    # downhill for the colder slot: always taken (slot 0 holds walker 2 at E 1.4, slot 1
+    # walker 0 at E 2.0; slot 2 walker 3 at 1.2 and slot 3 walker 1 at 1.0)
+    order = _exchange(energies, walker_at, temps, T, np.random.default_rng(0), np.zeros((3, 2)), 0)
+    assert walker_at[order].tolist()[2:] == [1, 3]

@@ -44,10 +44,16 @@ def train_thermo(
     seed: int,
     plot: Path | None,
     n_train: int | None = None,
+    replica_ratio: float = 2.0,
     backend: str = "auto",
     show_progress: bool = True,
+    mpi: bool | None = False,
 ) -> dict:
-    """Train on a dataset with a rich progress bar; returns a summary (used by the demo)."""
+    """Train on a dataset with a rich progress bar; returns a summary (used by the demo).
+    ``mpi``: spread the replicas over the MPI ranks (None: when started by ``mpiexec`` with
+    more than one rank); every rank returns the summary with its ``rank``, and rank 0 alone
+    shows progress, saves and plots."""
+    from neurofabric.core import mpi as mpi_
     from neurofabric.core.metrics import classification_report
     from neurofabric.data import load_classification
     from neurofabric.thermo import NeuralFabric, ThermoClassifier, plot_history
@@ -73,12 +79,17 @@ def train_thermo(
         schedule=sched,
         batch_size=batch_size,
         replicas=replicas,
+        replica_ratio=replica_ratio,
         max_time=max_time,
         seed=seed,
         backend=backend,
     )
-    with ProgressView("annealing", show=show_progress, info=_generation_info) as view:
-        model.fit(Xtr, ytr, init=start, callback=view.callback)
+    distributed = mpi_.launched_by_mpiexec() if mpi is None else mpi
+    comm = mpi_.world(needed_by="--mpi") if distributed else None
+    rank = comm.Get_rank() if comm is not None else 0
+    show = show_progress and rank == 0
+    with ProgressView("annealing", show=show, info=_generation_info) as view:
+        model.fit(Xtr, ytr, init=start, callback=view.callback if rank == 0 else None, comm=comm)
     pred = model.predict(Xte)
     rep = classification_report(yte, pred, n_classes=len(model.classes_))
     h = model.history_
@@ -92,8 +103,14 @@ def train_thermo(
         "seconds": h.rows[-1]["seconds"],
         "proposals_per_s": model.n_proposals_done_ / max(h.rows[-1]["seconds"], 1e-9),
         "backend": model.backend_,
+        "replicas": replicas,
+        "swap_rate": model.swap_rate_.tolist(),
         "report": rep,
     }
+    if comm is not None:
+        summary.update(rank=rank, ranks=model.ranks_)
+    if rank != 0:
+        return summary
     if out is not None:
         model.save(out)
         summary["bytes_on_disk"] = _dir_bytes(out)
@@ -117,8 +134,13 @@ def summary_table(s: dict) -> Table:
     t.add_row("train accuracy", f"{s['train_accuracy']:.4f}")
     t.add_row("connections kept", f"{s['connections']:,} ({1 - s['sparsity']:.1%})")
     t.add_row(
-        "proposals", f"{s['proposals']:,} in {s['seconds']:.1f} s ({s['proposals_per_s']:,.0f}/s)"
+        "proposals" + (" per replica" if s.get("replicas", 1) > 1 else ""),
+        f"{s['proposals']:,} in {s['seconds']:.1f} s ({s['proposals_per_s']:,.0f}/s)",
     )
+    if s.get("replicas", 1) > 1:
+        rates = ", ".join(f"{r:.2f}" for r in s["swap_rate"])
+        where = f" on {s['ranks']} MPI ranks" if "ranks" in s else ""
+        t.add_row("replicas", f"{s['replicas']}{where}; swap acceptance {rates}")
     if "bytes_on_disk" in s:
         t.add_row("model on disk", f"{s['bytes_on_disk']:,} bytes")
     return t
@@ -142,15 +164,24 @@ def thermo_train(
     t_end: float = typer.Option(0.005, help="Final temperature."),
     batch_size: int | None = typer.Option(None, help="Minibatch per generation (default: all)."),
     replicas: int = typer.Option(1, help="Parallel tempering replicas."),
+    replica_ratio: float = typer.Option(
+        2.0, help="Temperature ratio of neighbouring replicas (near 1 for large networks)."
+    ),
     max_time: float | None = typer.Option(None, help="Stop after this many seconds."),
     init: Path | None = typer.Option(None, help="Start from dense weights in a safetensors file."),
     seed: int = typer.Option(0, help="Seed of the initial network and the chain."),
     plot: Path | None = typer.Option(None, help="Write the training history PNG here."),
     n_train: int | None = typer.Option(None, help="Use only the first N training samples."),
+    mpi: bool | None = typer.Option(
+        None,
+        "--mpi/--no-mpi",
+        help="Spread the replicas over MPI ranks (default: when run by mpiexec -n K, K > 1).",
+    ),
     backend: str = BACKEND_OPTION,
     json_out: bool = JSON_OPTION,
 ) -> None:
-    """Train a classifier without gradients and save it."""
+    """Train a classifier without gradients and save it (under `mpiexec -n K` with
+    --replicas R >= K, the replicas run on K processes; rank 0 saves and reports)."""
     s = train_thermo(
         dataset=dataset,
         data_dir=data_dir,
@@ -167,6 +198,7 @@ def thermo_train(
         batch_size=batch_size,
         w_max=w_max,
         replicas=replicas,
+        replica_ratio=replica_ratio,
         max_time=max_time,
         init=init,
         seed=seed,
@@ -174,7 +206,10 @@ def thermo_train(
         n_train=n_train,
         backend=backend,
         show_progress=not json_out,
+        mpi=mpi,
     )
+    if s.get("rank", 0) != 0:  # rank 0 reports for all
+        return
     s["model"] = str(out)
     if json_out:
         emit(s, True, None)

@@ -44,7 +44,6 @@ network's.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +52,7 @@ from typing import Any
 import numpy as np
 
 from neurofabric.core.errors import ConfigError, DistributedError
+from neurofabric.core.mpi import allgather_checked, launched_by_mpiexec, partition, world
 from neurofabric.snn.kernels import layout as L
 from neurofabric.snn.network import SpikingNetwork
 from neurofabric.snn.recording import step_monitors
@@ -120,21 +120,6 @@ class DistributedResult:
         )
 
 
-def launched_by_mpiexec() -> bool:
-    """Whether this process is one of several started by ``mpiexec`` (MPICH's or Open MPI's
-    environment says how many), without importing MPI."""
-    for name in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE"):
-        value = os.environ.get(name, "")
-        if value.isdigit() and int(value) > 1:
-            return True
-    return False
-
-
-def partition(n: int, ranks: int, rank: int) -> tuple[int, int]:
-    """The block ``[lo, hi)`` of ``n`` neurons that ``rank`` of ``ranks`` owns."""
-    return n * rank // ranks, n * (rank + 1) // ranks
-
-
 def _check_supported(net: SpikingNetwork) -> None:
     what = None
     if any(p.plasticity is not None for p in net.projections):
@@ -177,19 +162,6 @@ def _min_delay(syn: L.Synapses) -> int | None:
     return int(syn.delays.min())
 
 
-def _world(comm: Any):
-    if comm is not None:
-        return comm
-    try:
-        from mpi4py import MPI
-    except ImportError as exc:
-        raise ConfigError(
-            "run_distributed needs mpi4py: install neurofabric with the `mpi` extra "
-            "(pip install 'neurofabric[mpi]': mpi4py and the MPICH wheel)"
-        ) from exc
-    return MPI.COMM_WORLD
-
-
 def run_distributed(net: SpikingNetwork, duration: float, *, comm: Any = None) -> DistributedResult:
     """Simulate ``duration`` seconds of ``net`` split over the ranks of ``comm`` (default:
     ``MPI.COMM_WORLD``); every rank calls it with the same network (same parameters and
@@ -198,7 +170,7 @@ def run_distributed(net: SpikingNetwork, duration: float, *, comm: Any = None) -
     other neurons' entries are stale) and its step count moves on by the run."""
     from neurofabric.core.validation import check_positive
 
-    comm = _world(comm)
+    comm = world(comm, needed_by="run_distributed")
     duration = check_positive("duration", duration, "s")
     _check_supported(net)
     n_steps = int(round(duration / net.dt))
@@ -254,8 +226,6 @@ def run_distributed(net: SpikingNetwork, duration: float, *, comm: Any = None) -
     times: list[np.ndarray] = []
     ids: list[np.ndarray] = []
     exchanges = received = 0
-    status = np.zeros(size, np.int64)
-    mine = np.zeros(1, np.int64)
     exchange_s = 0.0
     wall0 = time.perf_counter()
     done = 0
@@ -277,17 +247,10 @@ def run_distributed(net: SpikingNetwork, duration: float, *, comm: Any = None) -
         except Exception as exc:  # sent to every rank with the exchange below
             error = f"rank {rank}: {type(exc).__name__}: {exc}"
         t0 = time.perf_counter()
-        # each rank's spike count, -1 for a rank that failed (one small buffer exchange; the
-        # messages go by pickle only when a rank failed)
-        mine[0] = -1 if error is not None else packed.size
-        comm.Allgather(mine, status)
-        if (status < 0).any():
-            failed = [e for e in comm.allgather(error) if e is not None]
-            raise DistributedError(
-                f"a rank failed at step {st.t} of a distributed run: {failed[0]}"
-                + (f" (and {len(failed) - 1} more)" if len(failed) > 1 else "")
-            )
-        counts = status
+        # each rank's spike count and status (the messages travel only when a rank failed)
+        counts = allgather_checked(
+            comm, np.array([packed.size]), error, f"at step {st.t} of a distributed run"
+        )[:, 0]
         everything = np.empty(int(counts.sum()), np.int64)
         comm.Allgatherv(packed, [everything, counts])
         exchange_s += time.perf_counter() - t0
@@ -342,7 +305,7 @@ def save_distributed(net: SpikingNetwork, path: Any, *, comm: Any = None) -> Pat
     its neurons' state to rank 0, which writes the checkpoint (atomic, as
     ``SpikingNetwork.save``). Every rank calls it; rank 0 returns the path, the others None.
     A failure on rank 0 raises :class:`DistributedError` on every rank."""
-    comm = _world(comm)
+    comm = world(comm, needed_by="save_distributed")
     size, rank = comm.Get_size(), comm.Get_rank()
     st = net.state_
     lo, hi = partition(net.n_neurons, size, rank)

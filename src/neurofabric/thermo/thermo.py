@@ -23,9 +23,10 @@ from typing import Any
 import numpy as np
 
 from neurofabric.core import backend as backends
-from neurofabric.core.errors import ConfigError, NotFittedError, ShapeError
+from neurofabric.core import mpi
+from neurofabric.core.errors import ConfigError, DistributedError, NotFittedError, ShapeError
 from neurofabric.core.progress import ProgressCallback, ProgressReporter, check_callback
-from neurofabric.core.rng import SeedLike, make_rng
+from neurofabric.core.rng import SeedLike, make_rng, seed_to_int
 from neurofabric.core.validation import (
     check_array,
     check_choice,
@@ -208,6 +209,7 @@ class ThermoClassifier:
         init: NeuralFabric | None = None,
         eval_set: tuple[Any, Any] | None = None,
         callback: ProgressCallback | None = None,
+        comm: Any = None,
     ) -> ThermoClassifier:
         """Train from ``init`` (a fabric, e.g. from pre-trained dense weights) or from a new
         He-initialised layered network.
@@ -215,11 +217,32 @@ class ThermoClassifier:
         ``callback`` gets a :class:`neurofabric.core.progress.Progress` (task "thermo.fit",
         unit "generation", the generation's history row as ``metrics``) after each generation;
         returning True stops training there (``stopped_`` is then True and the model holds
-        the network of that generation)."""
+        the network of that generation).
+
+        ``comm``: an MPI communicator (mpi4py; ``neurofabric.core.mpi.world()`` is
+        ``COMM_WORLD``) to spread the replicas over its ranks in blocks; every rank calls
+        ``fit`` with the same data and parameters and ends with the same model. Each replica
+        draws from its own random stream (spawned from ``seed`` and keyed by the replica, not
+        the rank), and the shell's draws (minibatches, exchanges) come from one stream every
+        rank holds, so the result does not depend on the number of ranks (without
+        ``max_time``, whose clock is rank 0's). Under several ranks, ``callback`` and
+        ``max_time`` are rank 0's to decide; a failure on one rank raises
+        :class:`~neurofabric.core.errors.DistributedError` on every rank."""
         check_callback(callback)
         moves, spec = self._validate()
         X, y_idx = self._check_xy(X, y, fit=True)
-        rng = make_rng(self.seed)
+        comm = mpi.Serial() if comm is None else comm
+        ranks, rank = comm.Get_size(), comm.Get_rank()
+        R = int(self.replicas)
+        if ranks > R:
+            raise ConfigError(
+                f"`replicas` ({R}) must be at least the number of MPI ranks ({ranks}): each "
+                "rank runs one or more replicas; raise `replicas` or start fewer ranks"
+            )
+        seed = self.seed
+        if ranks > 1:  # one root seed for every rank (drawn on rank 0 when not an int)
+            seed = comm.bcast(seed_to_int(seed) if rank == 0 else None, root=0)
+        rng = make_rng(seed)
         if init is None:
             sizes = [X.shape[1], *[int(h) for h in self.hidden], len(self.classes_)]
             init = NeuralFabric.layered(
@@ -231,8 +254,16 @@ class ThermoClassifier:
                 f"{X.shape[1]} and {len(self.classes_)}"
             )
         self.backend_, kernels = backends.resolve("thermo", self.backend)
-        temps = ladder(self.replicas, float(self.replica_ratio))
-        chains = [Chain(init, spec, kernels) for _ in temps]
+        temps = ladder(R, float(self.replica_ratio))
+        # walker k: a chain with its own random stream and step sizes; the temperature slots
+        # are what replicas exchange (walker_at[slot] is the walker at T * temps[slot])
+        streams = [rng] if R == 1 else rng.spawn(R)
+        lo, hi = mpi.partition(R, ranks, rank)
+        mine = range(lo, hi)
+        width = -(-R // ranks)  # the largest block: every rank sends this many energies
+        owner = np.repeat(np.arange(ranks), [b - a for a, b in _blocks(R, ranks)])
+        chains = {w: Chain(init, spec, kernels) for w in mine}
+        walker_at = np.arange(R)
         Xv, yv = (None, None)
         if eval_set is not None:
             Xv, yv = self._check_xy(*eval_set, fit=False)
@@ -241,15 +272,15 @@ class ThermoClassifier:
         sigma = np.array([self.sigma, self.sigma, 0.0, 0.0, self.sigma_all], dtype=np.float64)
         # a step larger than a quarter of the weight range would mostly be rejected at the bound
         sigma_hi = min(10.0, float(self.w_max) / 4.0)
-        sigmas = [sigma.copy() for _ in chains]
+        sigmas = {w: sigma.copy() for w in mine}
         cum = moves.cumulative()
         self.history_ = History()
-        self.swap_rate_ = np.zeros(max(len(chains) - 1, 0))
-        swaps = np.zeros((max(len(chains) - 1, 0), 2))
+        swaps = np.zeros((max(R - 1, 0), 2))
         N = len(X)
         t0 = time.perf_counter()
         report = ProgressReporter("thermo.fit", n_gen, "generation", callback)
-        temperature, uphill, done = None, None, 0
+        temperature, uphill, done, elapsed = None, None, 0, 0.0
+        by_callback = False
         for g in range(n_gen):
             batch = (
                 rng.choice(N, self.batch_size, replace=False)
@@ -257,68 +288,103 @@ class ThermoClassifier:
                 else None
             )
             fresh = g == 0 or batch is not None
-            if fresh:
-                Xb, yb = (X, y_idx) if batch is None else (X[batch], y_idx[batch])
-                for ch in chains:
-                    ch.set_batch(Xb, yb, N / len(yb))
             frac = g / max(n_gen - 1, 1)
             if self.max_time is not None:
                 # the generation about to run should end the budget at frac = 1
-                per_gen = (time.perf_counter() - t0) / max(g, 1)
-                frac = max(frac, min(1.0, (time.perf_counter() - t0 + per_gen) / self.max_time))
+                per_gen = elapsed / max(g, 1)
+                frac = max(frac, min(1.0, (elapsed + per_gen) / self.max_time))
             temperature = schedule(frac, temperature, uphill)
             if not temperature > 0:
                 raise ConfigError(
                     f"the schedule returned temperature {temperature!r}; it must be > 0"
                 )
             n = min(int(self.generation), int(self.n_proposals) - done)
-            sub = None
-            if chains[0].B > 512:
-                sub = rng.choice(chains[0].B, 512, replace=False)
+            B = len(batch) if batch is not None else N
+            sub = rng.choice(B, 512, replace=False) if B > 512 else None
+            slot_of = np.argsort(walker_at)
             tg = time.perf_counter()
-            stats = []
-            for k, ch in enumerate(chains):
-                ch.refresh(
-                    patience=int(self.patience) if self.adapt else 0,
-                    floor=float(self.score_floor),
-                    score_samples=sub,
-                    scores=bool(self.adapt) or g == 0,
-                    recompute=not fresh,
-                )
-                st = ch.run(
-                    n, temperature=temperature * temps[k], move_cum=cum, sigma=sigmas[k], rng=rng
-                )
-                if self.adapt:
-                    _adapt(sigmas[k], st, self.target_acceptance, sigma_hi)
-                stats.append(st)
-            elapsed_g = time.perf_counter() - tg
+            stats, error = {}, None
+            try:
+                for w, ch in chains.items():
+                    if fresh:
+                        Xb, yb = (X, y_idx) if batch is None else (X[batch], y_idx[batch])
+                        ch.set_batch(Xb, yb, N / len(yb))
+                    ch.refresh(
+                        patience=int(self.patience) if self.adapt else 0,
+                        floor=float(self.score_floor),
+                        score_samples=sub,
+                        scores=bool(self.adapt) or g == 0,
+                        recompute=not fresh,
+                    )
+                    T_w = temperature * temps[slot_of[w]]
+                    st = ch.run(n, temperature=T_w, move_cum=cum, sigma=sigmas[w], rng=streams[w])
+                    if self.adapt:
+                        _adapt(sigmas[w], st, self.target_acceptance, sigma_hi)
+                    stats[w] = st
+            except Exception as exc:
+                if ranks == 1:
+                    raise
+                error = f"rank {rank}: {type(exc).__name__}: {exc}"
+            # every walker's energy and the slowest rank's time (one collective per generation)
+            mine_e = np.full(width + 1, np.nan)
+            mine_e[: len(mine)] = [chains[w].energy[0] for w in mine] if error is None else np.nan
+            mine_e[width] = time.perf_counter() - tg
+            got = mpi.allgather_checked(comm, mine_e, error, f"in generation {g} of thermo.fit")
+            energies = np.concatenate(
+                [got[r, : b - a] for r, (a, b) in enumerate(_blocks(R, ranks))]
+            )
+            elapsed_g = float(got[:, width].max())
             done += n
-            if len(chains) > 1:
-                _exchange(chains, sigmas, temps, temperature, rng, swaps, g)
-            st = stats[0]
-            up = st[:, 3].sum()
-            uphill = float(st[:, 4].sum() / up) if up > 0 else 0.0
-            row = self._row(
-                chains[0], st, temperature, sigmas[0], n * len(chains) / elapsed_g, Xv, yv
-            )
-            row.update(
-                generation=g,
-                proposals=done,
-                seconds=time.perf_counter() - t0,
-                uphill_acceptance=uphill,
-            )
+            cold = int(walker_at[0])  # the walker that ran at the schedule's temperature
+            row, row_error = None, None
+            if cold in chains:
+                st = stats[cold]
+                up = st[:, 3].sum()
+                try:
+                    row = self._row(
+                        chains[cold], st, temperature, sigmas[cold], n * R / elapsed_g, Xv, yv
+                    )
+                    row["uphill_acceptance"] = float(st[:, 4].sum() / up) if up > 0 else 0.0
+                except Exception as exc:
+                    if ranks == 1:
+                        raise
+                    row_error = f"rank {rank}: {type(exc).__name__}: {exc}"
+            if ranks > 1:
+                row, row_error = comm.bcast((row, row_error), root=int(owner[cold]))
+                if row_error is not None:
+                    raise DistributedError(
+                        f"a rank failed in generation {g} of thermo.fit: {row_error}"
+                    )
+            uphill = row.pop("uphill_acceptance")
+            if R > 1 and g < n_gen - 1:  # the last generation's cold walker is the model
+                walker_at = walker_at[
+                    _exchange(energies, walker_at, temps, temperature, rng, swaps, g)
+                ]
+            elapsed = time.perf_counter() - t0
+            if ranks > 1:
+                elapsed = comm.bcast(elapsed, root=0)
+            row.update(generation=g, proposals=done, seconds=elapsed, uphill_acceptance=uphill)
             self.history_.rows.append(row)
-            if report.update(g + 1, **row):
+            stop = report.update(g + 1, **row)
+            by_callback = report.stopped
+            if self.max_time is not None and elapsed >= self.max_time:
+                log.info("stopping after %.1f s (max_time)", elapsed)
+                stop = True
+            if ranks > 1:  # rank 0's callback and clock decide for every rank
+                stop, by_callback = comm.bcast((stop, by_callback), root=0)
+            if by_callback:
                 log.info("stopped by the callback after generation %d", g)
+            if stop:
                 break
-            if self.max_time is not None and time.perf_counter() - t0 >= self.max_time:
-                log.info("stopping after %.1f s (max_time)", time.perf_counter() - t0)
-                break
-        if len(chains) > 1:
-            self.swap_rate_ = swaps[:, 1] / np.maximum(swaps[:, 0], 1)
-        self.fabric_ = chains[0].to_fabric()
+        self.swap_rate_ = swaps[:, 1] / np.maximum(swaps[:, 0], 1)
+        cold = int(walker_at[0])
+        fabric = chains[cold].to_fabric() if cold in chains else None
+        if ranks > 1:
+            fabric = comm.bcast(fabric, root=int(owner[cold]))
+        self.fabric_ = fabric
         self.n_proposals_done_ = done
-        self.stopped_ = report.stopped
+        self.stopped_ = bool(by_callback)
+        self.ranks_ = ranks
         return self
 
     def _row(
@@ -427,13 +493,18 @@ def _adapt(sigma: np.ndarray, st: np.ndarray, target: float, hi: float) -> None:
             sigma[m] = min(hi, max(1e-6, sigma[m] * math.exp(rate - target)))
 
 
-def _exchange(chains, sigmas, temps, T, rng, swaps, g) -> None:
+def _blocks(n: int, ranks: int) -> list[tuple[int, int]]:
+    return [mpi.partition(n, ranks, r) for r in range(ranks)]
+
+
+def _exchange(energies, walker_at, temps, T, rng, swaps, g) -> np.ndarray:
     """Replica exchange between neighbouring temperatures (even pairs on even generations),
-    accepted by :func:`neurofabric.thermo.tempering.replica_exchange`."""
-    energies = [float(ch.energy[0]) for ch in chains]
-    temperatures = [T * t for t in temps]
-    order, accepted = replica_exchange(energies, temperatures, start=g % 2, rng=rng)
+    accepted by :func:`neurofabric.thermo.tempering.replica_exchange`. ``energies`` are by
+    walker, ``walker_at[slot]`` the walker at temperature ``T * temps[slot]``; returns the
+    order: after the sweep, slot k holds the walker that was at slot ``order[k]`` (the walkers
+    keep their states, step sizes and random streams; they exchange temperatures)."""
+    by_slot = [float(energies[w]) for w in walker_at]
+    order, accepted = replica_exchange(by_slot, [T * t for t in temps], start=g % 2, rng=rng)
     swaps[g % 2 :: 2, 0] += 1
     swaps[:, 1] += accepted
-    chains[:] = [chains[k] for k in order]
-    sigmas[:] = [sigmas[k] for k in order]
+    return order
