@@ -42,6 +42,23 @@ class EnergySpec:
     grid: float = 0.0
 
 
+def draw_generation(rng: np.random.Generator, n: int, move_cum: np.ndarray, all_size: int) -> Draws:
+    """The random numbers of ``n`` proposals of one chain (``all_size`` normal numbers per
+    all-weights move), in the order every backend's chains draw them."""
+    u_move = rng.random(n)
+    u_pick = rng.random(n)
+    gauss = rng.standard_normal(n)
+    u_aux = rng.random(n)
+    u_acc = rng.random(n)
+    n_all = (
+        int(np.count_nonzero(u_move >= move_cum[MOVE_ALL - 1]))
+        if move_cum[MOVE_ALL - 1] < 1.0
+        else 0
+    )
+    all_gauss = rng.standard_normal(n_all * all_size)
+    return Draws(u_move, u_pick, gauss, u_aux, u_acc, all_gauss)
+
+
 class Chain:
     """The state of one sampler: a fabric's connections plus caches for one batch."""
 
@@ -257,17 +274,7 @@ class Chain:
         rng: np.random.Generator,
     ) -> np.ndarray:
         """Run ``n`` proposals; returns this generation's [proposed, accepted, dE] per move."""
-        u_move = rng.random(n)
-        u_pick = rng.random(n)
-        gauss = rng.standard_normal(n)
-        u_aux = rng.random(n)
-        u_acc = rng.random(n)
-        n_all = (
-            int(np.count_nonzero(u_move >= move_cum[MOVE_ALL - 1]))
-            if move_cum[MOVE_ALL - 1] < 1.0
-            else 0
-        )
-        all_gauss = rng.standard_normal(n_all * (len(self.esrc) + self.n_units))
+        draws = draw_generation(rng, n, move_cum, len(self.esrc) + self.n_units)
         self.stats[:] = 0.0
         s = self.spec
         prop = Proposal(
@@ -281,7 +288,6 @@ class Chain:
             float(s.w_max),
             float(s.grid),
         )
-        draws = Draws(u_move, u_pick, gauss, u_aux, u_acc, all_gauss)
         self.k.mh_generation(
             self.net,
             self.pairs,

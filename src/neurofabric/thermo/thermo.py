@@ -210,6 +210,7 @@ class ThermoClassifier:
         eval_set: tuple[Any, Any] | None = None,
         callback: ProgressCallback | None = None,
         comm: Any = None,
+        classes: Any = None,
     ) -> ThermoClassifier:
         """Train from ``init`` (a fabric, e.g. from pre-trained dense weights) or from a new
         He-initialised layered network.
@@ -218,6 +219,10 @@ class ThermoClassifier:
         unit "generation", the generation's history row as ``metrics``) after each generation;
         returning True stops training there (``stopped_`` is then True and the model holds
         the network of that generation).
+
+        ``classes``: every label the model knows (default: the labels in ``y``). Learning new
+        classes from their data only, after a network trained on old ones (``init``), needs
+        it: the outputs are the old and the new classes together.
 
         ``comm``: an MPI communicator (mpi4py; ``neurofabric.core.mpi.world()`` is
         ``COMM_WORLD``) to spread the replicas over its ranks in blocks; every rank calls
@@ -230,7 +235,7 @@ class ThermoClassifier:
         :class:`~neurofabric.core.errors.DistributedError` on every rank."""
         check_callback(callback)
         moves, spec = self._validate()
-        X, y_idx = self._check_xy(X, y, fit=True)
+        X, y_idx = self._check_xy(X, y, fit=True, classes=classes)
         comm = mpi.Serial() if comm is None else comm
         ranks, rank = comm.Get_size(), comm.Get_rank()
         R = int(self.replicas)
@@ -409,7 +414,9 @@ class ThermoClassifier:
         return row
 
     # ----------------------------------------------------------------- prediction
-    def _check_xy(self, X: Any, y: Any, *, fit: bool) -> tuple[np.ndarray, np.ndarray]:
+    def _check_xy(
+        self, X: Any, y: Any, *, fit: bool, classes: Any = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         X = check_array("X", X, dtype=np.float64)
         if X.ndim != 2 or len(X) == 0:
             raise ShapeError(
@@ -419,13 +426,20 @@ class ThermoClassifier:
         if y.shape != (len(X),):
             raise ShapeError(f"`y` must have shape ({len(X)},) like X's rows, got {y.shape}")
         if fit:
-            self.classes_ = np.unique(y)
+            self.classes_ = np.unique(y if classes is None else np.asarray(classes))
             if len(self.classes_) < 2:
-                raise ConfigError(f"`y` must hold at least 2 classes, got {self.classes_.tolist()}")
+                what = "`y`" if classes is None else "`classes`"
+                raise ConfigError(
+                    f"{what} must hold at least 2 classes, got {self.classes_.tolist()}"
+                )
         idx = np.searchsorted(self.classes_, y)
         idx = np.minimum(idx, len(self.classes_) - 1)
         if not np.array_equal(self.classes_[idx], y):
-            raise ConfigError("`y` holds labels not seen during fit")
+            raise ConfigError(
+                "`y` holds labels not seen during fit"
+                if classes is None and not fit
+                else f"`y` holds labels missing from `classes` {self.classes_.tolist()}"
+            )
         return X, idx
 
     def _fabric(self) -> NeuralFabric:
