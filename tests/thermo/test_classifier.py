@@ -209,3 +209,20 @@ def test_a_backend_typo_raises_instead_of_falling_back(digits):
     Xtr, _, ytr, _ = digits
     with pytest.raises(ConfigError, match=r"`backend` must be one of .*'numba'.*got 'numab'"):
         _model(backend="numab").fit(Xtr[:50], ytr[:50])
+
+
+def test_classes_lets_new_classes_be_learned_from_their_data_only(digits):
+    """The life-long protocol's second phase: a network of 10 outputs trained on 0-4 learns
+    5-9 from their images only (``classes`` names all ten)."""
+    Xtr, Xte, ytr, yte = digits
+    old, new = ytr < 5, ytr >= 5
+    first = _model(n_proposals=60_000).fit(Xtr[old], ytr[old], classes=np.arange(10))
+    assert first.classes_.tolist() == list(range(10)) and first.fabric_.n_out == 10
+    assert set(np.unique(first.predict(Xte))) <= set(range(5))
+    second = _model(n_proposals=60_000, schedule=Geometric(0.1, 0.01))
+    second.fit(Xtr[new], ytr[new], init=first.fabric_, classes=np.arange(10))
+    assert second.score(Xte[yte >= 5], yte[yte >= 5]) > 0.8
+    with pytest.raises(ShapeError, match="10 outputs"):  # the classes set the outputs
+        _model().fit(Xtr[new], ytr[new], init=first.fabric_)
+    with pytest.raises(ConfigError, match=r"missing from `classes` \[0, 1\]"):
+        _model().fit(Xtr, ytr, classes=[0, 1])

@@ -46,8 +46,17 @@ def test_torch_chains_accept_what_the_reference_accepts(sizes, activation, spec)
         ch = Chain(fabric, spec, reference)
         ch.set_batch(X, y, 2.0)
         d = draw_generation(np.random.default_rng(50 + c), N, cum, len(ch.esrc) + ch.n_units)
-        prop = Proposal(cum, sigma, temps[c], 2.0, spec.lambda_l0, spec.lambda_l1,
-                        spec.w_prune, spec.w_max, spec.grid)  # fmt: off
+        prop = Proposal(
+            cum,
+            sigma,
+            temps[c],
+            2.0,
+            spec.lambda_l0,
+            spec.lambda_l1,
+            spec.w_prune,
+            spec.w_max,
+            spec.grid,
+        )
         reference.mh_generation(
             ch.net, ch.pairs, ch.edges, ch.batch, prop, d, ch.scratch, ch.energy, ch.stats
         )
@@ -81,15 +90,24 @@ def test_birth_and_death_are_refused_with_the_fix():
     chains = TorchChains(fabric, 2, EnergySpec())
     chains.set_batch(*_data(4, 2))
     with pytest.raises(ConfigError, match="birth and death must have probability 0"):
-        chains.run(5, temperature=1.0, move_cum=Moves().cumulative(), sigma=np.full(5, 0.1),
-                   rng=np.random.default_rng(0))  # fmt: off
+        chains.run(
+            5,
+            temperature=1.0,
+            move_cum=Moves().cumulative(),
+            sigma=np.full(5, 0.1),
+            rng=np.random.default_rng(0),
+        )
 
 
 def test_a_fabric_without_layers_is_refused():
     fabric = NeuralFabric(
-        n_in=2, n_out=1, source=np.array([0, 1, 2]), target=np.array([2, 3, 3]),
-        weight=np.array([0.1, 0.2, 0.3]), bias=np.zeros(4),
-    )  # fmt: off
+        n_in=2,
+        n_out=1,
+        source=np.array([0, 1, 2]),
+        target=np.array([2, 3, 3]),
+        weight=np.array([0.1, 0.2, 0.3]),
+        bias=np.zeros(4),
+    )
     with pytest.raises(ConfigError, match="need a layered fabric"):
         TorchChains(fabric, 2, EnergySpec())
 
@@ -122,9 +140,14 @@ def test_population_annealing_learns_digits():
     X, y = load_digits(return_X_y=True)
     X = X / 16.0
     m = PopulationAnnealer(
-        hidden=(16,), n_chains=16, n_proposals=4000, generation=400, batch_size=300,
-        schedule=Geometric(0.3, 0.01), seed=0,
-    )  # fmt: off
+        hidden=(16,),
+        n_chains=16,
+        n_proposals=4000,
+        generation=400,
+        batch_size=300,
+        schedule=Geometric(0.3, 0.01),
+        seed=0,
+    )
     m.fit(X[:1000], y[:1000])
     h = m.history_
     assert len(h) == 10 and h.rows[-1]["proposals"] == 4000

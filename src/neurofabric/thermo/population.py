@@ -560,9 +560,11 @@ class PopulationAnnealer:
                 f"{X.shape[1]} and {len(self.classes_)}"
             )
         spec = EnergySpec(
-            loss=self.loss, lambda_l1=float(self.lambda_l1), w_max=float(self.w_max),
+            loss=self.loss,
+            lambda_l1=float(self.lambda_l1),
+            w_max=float(self.w_max),
             grid=float(self.grid),
-        )  # fmt: off
+        )
         dtype = torch.float64 if self.dtype == "float64" else torch.float32
         chains = TorchChains(init, self.n_chains, spec, device=self.device, dtype=dtype)
         C = chains.C
