@@ -4,13 +4,8 @@ its message. The multi-rank tests start ``mpiexec`` (the MPICH wheel's) and carr
 marker; they run in ``make test``."""
 
 import json
-import os
 import re
-import shutil
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pyarrow.feather as feather
@@ -21,29 +16,14 @@ from neurofabric.core.mpi import Serial
 from neurofabric.snn import PoissonInput, Random, SpikingNetwork
 from neurofabric.snn.distributed import partition, run_distributed
 from neurofabric.snn.plasticity import PairSTDP
-
-MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
-needs_mpiexec = pytest.mark.skipif(MPIEXEC is None, reason="mpiexec (the mpich wheel) missing")
-
-
-def _env():
-    env = dict(os.environ)
-    env.update(NEUROFABRIC_PROGRESS="0", OMP_WAIT_POLICY="PASSIVE", NUMBA_NUM_THREADS="1")
-    return env
-
-
-def _mpiexec(ranks, args, timeout=240):
-    cmd = [MPIEXEC, "-n", str(ranks), sys.executable, *args]
-    return subprocess.run(
-        cmd, capture_output=True, text=True, timeout=timeout, env=_env(), check=False
-    )
+from tests._mpi import mpiexec, needs_mpiexec
 
 
 def _brunel_over(ranks, tmp_path):
     """The CLI under mpiexec: Brunel's network (1.5 ms delays: 15-step windows, a Poisson
     input per neuron); rank 0 writes the spikes and the JSON summary."""
     out = tmp_path / f"spikes{ranks}.arrow"
-    proc = _mpiexec(
+    proc = mpiexec(
         ranks,
         ["-m", "neurofabric", "snn", "run", "brunel", "--neurons", "1500", "--duration", "0.15"]
         + ["--seed", "4", "--mpi", "--export", str(out), "--json"],
@@ -96,7 +76,7 @@ def test_a_failing_rank_stops_every_rank_with_its_message():
             print(f"rank {MPI.COMM_WORLD.rank} stopped: {exc}", flush=True)
         """
     )
-    proc = _mpiexec(2, ["-c", script], timeout=120)
+    proc = mpiexec(2, ["-c", script], timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     # mpiexec merges the ranks' output, a line may arrive glued to the other's
     found = re.findall(r"rank (\d) stopped: (.*?planted failure)", proc.stdout)
@@ -133,7 +113,7 @@ def test_saved_on_two_ranks_loaded_on_three_goes_on_as_one_run(tmp_path):
         """
     )
     for ranks, stage in ((2, "first"), (3, "second")):
-        proc = _mpiexec(ranks, ["-c", script, stage, str(tmp_path)], timeout=180)
+        proc = mpiexec(ranks, ["-c", script, stage, str(tmp_path)], timeout=180)
         assert proc.returncode == 0, proc.stderr[-2000:]
     from neurofabric.snn.models import brunel
 

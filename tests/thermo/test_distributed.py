@@ -4,11 +4,7 @@ stream, keyed by the replica). The multi-rank tests start ``mpiexec`` (the MPICH
 and carry the ``mpi`` marker."""
 
 import json
-import os
 import re
-import shutil
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -16,9 +12,7 @@ import pytest
 
 from neurofabric.core.errors import ConfigError
 from neurofabric.thermo import ThermoClassifier
-
-MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
-needs_mpiexec = pytest.mark.skipif(MPIEXEC is None, reason="mpiexec (the mpich wheel) missing")
+from tests._mpi import mpiexec, needs_mpiexec
 
 PARAMS = dict(
     hidden=(8,),
@@ -64,23 +58,10 @@ def _digits():
     return X[:600] / 16.0, y[:600]
 
 
-def _env():
-    env = dict(os.environ)
-    env.update(NEUROFABRIC_PROGRESS="0", OMP_WAIT_POLICY="PASSIVE", NUMBA_NUM_THREADS="1")
-    return env
-
-
-def _mpiexec(ranks, args, timeout=240):
-    cmd = [MPIEXEC, "-n", str(ranks), sys.executable, *args]
-    return subprocess.run(
-        cmd, capture_output=True, text=True, timeout=timeout, env=_env(), check=False
-    )
-
-
 def _fit_over(ranks, tmp_path, **over):
     params = {**PARAMS, **over}
     stem = str(tmp_path / f"fit{ranks}")
-    proc = _mpiexec(ranks, ["-c", FIT, json.dumps(params), stem])
+    proc = mpiexec(ranks, ["-c", FIT, json.dumps(params), stem])
     assert proc.returncode == 0, proc.stderr[-3000:]
     outs = [json.loads(Path(f"{stem}.{r}.json").read_text()) for r in range(ranks)]
     assert [o["ranks"] for o in outs] == [ranks] * ranks
@@ -161,7 +142,7 @@ def test_a_failing_rank_stops_every_rank_with_its_message():
             print(f"rank {MPI.COMM_WORLD.rank} stopped: {exc}", flush=True)
         """
     )
-    proc = _mpiexec(2, ["-c", script], timeout=120)
+    proc = mpiexec(2, ["-c", script], timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     found = re.findall(r"rank (\d) stopped: (.*?planted failure)", proc.stdout)
     assert sorted(r for r, _ in found) == ["0", "1"], proc.stdout

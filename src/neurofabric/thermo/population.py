@@ -30,7 +30,7 @@ import numpy as np
 from neurofabric.core.errors import BackendUnavailableError, ConfigError, NotFittedError, ShapeError
 from neurofabric.core.progress import ProgressCallback, ProgressReporter, check_callback
 from neurofabric.core.rng import SeedLike, make_rng
-from neurofabric.core.validation import check_array, check_choice, check_int, check_positive
+from neurofabric.core.validation import check_choice, check_int, check_positive
 from neurofabric.thermo.chain import EnergySpec, draw_generation
 from neurofabric.thermo.fabric import NeuralFabric
 from neurofabric.thermo.kernels.common import (
@@ -51,7 +51,7 @@ from neurofabric.thermo.kernels.common import (
 )
 from neurofabric.thermo.params import Moves
 from neurofabric.thermo.schedules import Geometric
-from neurofabric.thermo.thermo import History, _adapt
+from neurofabric.thermo.thermo import FabricModel, History, _adapt
 
 log = logging.getLogger(__name__)
 
@@ -456,7 +456,7 @@ def resample(log_weights: np.ndarray, rng: np.random.Generator) -> tuple[np.ndar
     return keep, float(1.0 / (w * w).sum() / C)
 
 
-class PopulationAnnealer:
+class PopulationAnnealer(FabricModel):
     """A classifier trained by population annealing of ``n_chains`` chains on torch tensors.
 
     Every generation the population runs ``generation`` proposals per chain (weight, bias and
@@ -538,18 +538,7 @@ class PopulationAnnealer:
         if self.max_time is not None:
             check_positive("max_time", self.max_time, "seconds")
         moves = Moves.coerce(self.moves if self.moves is not None else _FIXED_TOPOLOGY)
-        X = check_array("X", X, dtype=np.float64)
-        if X.ndim != 2 or len(X) == 0:
-            raise ShapeError(
-                f"`X` must be a non-empty 2-D array (n_samples, n_features), got {X.shape}"
-            )
-        y = np.asarray(y)
-        if y.shape != (len(X),):
-            raise ShapeError(f"`y` must have shape ({len(X)},) like X's rows, got {y.shape}")
-        self.classes_ = np.unique(y) if classes is None else np.unique(np.asarray(classes))
-        y_idx = np.searchsorted(self.classes_, y)
-        if np.any(y_idx >= len(self.classes_)) or not np.array_equal(self.classes_[y_idx], y):
-            raise ConfigError("`y` holds labels missing from `classes`")
+        X, y_idx = self._check_xy(X, y, fit=True, classes=classes)
         rng = make_rng(self.seed)
         if init is None:
             sizes = [X.shape[1], *[int(h) for h in self.hidden], len(self.classes_)]
@@ -635,21 +624,6 @@ class PopulationAnnealer:
         self.n_proposals_done_ = done
         self.stopped_ = report.stopped
         return self
-
-    def _fabric(self) -> NeuralFabric:
-        if not hasattr(self, "fabric_"):
-            raise NotFittedError("this PopulationAnnealer is not fitted yet; call fit(X, y) first")
-        return self.fabric_
-
-    def predict_proba(self, X: Any) -> np.ndarray:
-        return self._fabric().predict_proba(X)
-
-    def predict(self, X: Any) -> np.ndarray:
-        return self.classes_[self._fabric().predict(X)]
-
-    def score(self, X: Any, y: Any) -> float:
-        """Mean accuracy on (X, y)."""
-        return float(np.mean(self.predict(X) == np.asarray(y)))
 
 
 #: the default mix of the torch chains: weights and biases (birth and death need numba)

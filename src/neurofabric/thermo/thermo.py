@@ -61,7 +61,58 @@ class History:
         return len(self.rows)
 
 
-class ThermoClassifier:
+class FabricModel:
+    """What the trainers share once fitted: a ``fabric_`` and its ``classes_``, the checks of
+    (X, y) and prediction."""
+
+    def _check_xy(
+        self, X: Any, y: Any, *, fit: bool, classes: Any = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        X = check_array("X", X, dtype=np.float64)
+        if X.ndim != 2 or len(X) == 0:
+            raise ShapeError(
+                f"`X` must be a non-empty 2-D array (n_samples, n_features), got {X.shape}"
+            )
+        y = np.asarray(y)
+        if y.shape != (len(X),):
+            raise ShapeError(f"`y` must have shape ({len(X)},) like X's rows, got {y.shape}")
+        if fit:
+            self.classes_ = np.unique(y if classes is None else np.asarray(classes))
+            if len(self.classes_) < 2:
+                what = "`y`" if classes is None else "`classes`"
+                raise ConfigError(
+                    f"{what} must hold at least 2 classes, got {self.classes_.tolist()}"
+                )
+        idx = np.searchsorted(self.classes_, y)
+        idx = np.minimum(idx, len(self.classes_) - 1)
+        if not np.array_equal(self.classes_[idx], y):
+            raise ConfigError(
+                "`y` holds labels not seen during fit"
+                if classes is None and not fit
+                else f"`y` holds labels missing from `classes` {self.classes_.tolist()}"
+            )
+        return X, idx
+
+    def _fabric(self) -> NeuralFabric:
+        if not hasattr(self, "fabric_"):
+            raise NotFittedError(
+                f"this {type(self).__name__} is not fitted yet; call fit(X, y) first"
+            )
+        return self.fabric_
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        return self._fabric().predict_proba(X)
+
+    def predict(self, X: Any) -> np.ndarray:
+        fabric = self._fabric()
+        return self.classes_[fabric.predict(X)]
+
+    def score(self, X: Any, y: Any) -> float:
+        """Mean accuracy on (X, y)."""
+        return float(np.mean(self.predict(X) == np.asarray(y)))
+
+
+class ThermoClassifier(FabricModel):
     """A classifier trained by Metropolis-Hastings on E = error + lambda * topology.
 
     Parameters (all keyword-only):
@@ -412,51 +463,6 @@ class ThermoClassifier:
         if Xv is not None:
             row["val_accuracy"] = float(np.mean(ch.to_fabric().predict(Xv) == yv))
         return row
-
-    # ----------------------------------------------------------------- prediction
-    def _check_xy(
-        self, X: Any, y: Any, *, fit: bool, classes: Any = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        X = check_array("X", X, dtype=np.float64)
-        if X.ndim != 2 or len(X) == 0:
-            raise ShapeError(
-                f"`X` must be a non-empty 2-D array (n_samples, n_features), got {X.shape}"
-            )
-        y = np.asarray(y)
-        if y.shape != (len(X),):
-            raise ShapeError(f"`y` must have shape ({len(X)},) like X's rows, got {y.shape}")
-        if fit:
-            self.classes_ = np.unique(y if classes is None else np.asarray(classes))
-            if len(self.classes_) < 2:
-                what = "`y`" if classes is None else "`classes`"
-                raise ConfigError(
-                    f"{what} must hold at least 2 classes, got {self.classes_.tolist()}"
-                )
-        idx = np.searchsorted(self.classes_, y)
-        idx = np.minimum(idx, len(self.classes_) - 1)
-        if not np.array_equal(self.classes_[idx], y):
-            raise ConfigError(
-                "`y` holds labels not seen during fit"
-                if classes is None and not fit
-                else f"`y` holds labels missing from `classes` {self.classes_.tolist()}"
-            )
-        return X, idx
-
-    def _fabric(self) -> NeuralFabric:
-        if not hasattr(self, "fabric_"):
-            raise NotFittedError("this ThermoClassifier is not fitted yet; call fit(X, y) first")
-        return self.fabric_
-
-    def predict_proba(self, X: Any) -> np.ndarray:
-        return self._fabric().predict_proba(X)
-
-    def predict(self, X: Any) -> np.ndarray:
-        fabric = self._fabric()
-        return self.classes_[fabric.predict(X)]
-
-    def score(self, X: Any, y: Any) -> float:
-        """Mean accuracy on (X, y)."""
-        return float(np.mean(self.predict(X) == np.asarray(y)))
 
     # ----------------------------------------------------------------- persistence
     def save(self, path: Any, *, dtype: Any = None) -> Any:
