@@ -150,3 +150,21 @@ def test_a_failing_rank_stops_every_rank_with_its_message():
         assert message == (
             "a rank failed in generation 2 of thermo.fit: rank 1: RuntimeError: planted failure"
         )
+
+
+@pytest.mark.mpi
+@needs_mpiexec
+def test_the_cli_trains_over_two_ranks_and_rank_0_saves(tmp_path):
+    out = tmp_path / "model"
+    args = ["-m", "neurofabric", "thermo", "train", "--out", str(out), "--hidden", "8"]
+    args += ["--proposals", "20000", "--generation", "2000", "--replicas", "2"]
+    args += ["--replica-ratio", "1.05", "--batch-size", "300", "--n-train", "600", "--json"]
+    proc = mpiexec(2, args)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    assert len(lines) == 1  # rank 0 reports for both
+    summary = json.loads(lines[0])
+    assert summary["ranks"] == 2 and summary["replicas"] == 2 and summary["rank"] == 0
+    assert len(summary["swap_rate"]) == 1 and summary["test_accuracy"] > 0.5
+    loaded = ThermoClassifier.load(out)
+    assert loaded.fabric_.n_edges == summary["connections"]

@@ -157,3 +157,14 @@ def test_population_annealing_learns_digits():
     again = PopulationAnnealer(**{k: getattr(m, k) for k in vars(m) if not k.endswith("_")})
     again.fit(X[:1000], y[:1000])  # the same seed: the same model
     np.testing.assert_array_equal(again.fabric_.weight, m.fabric_.weight)
+
+
+def test_a_batch_of_the_wrong_shape_is_refused():
+    from neurofabric.core.errors import ShapeError
+
+    chains = TorchChains(NeuralFabric.layered((4, 3, 2), seed=0), 2, EnergySpec())
+    X, y = _data(4, 2)
+    with pytest.raises(ShapeError, match=r"`X` must be \(n_samples, 4\)"):
+        chains.set_batch(X, y[:-1])
+    with pytest.raises(ShapeError, match="class indices 0..1"):
+        chains.set_batch(X, y + 1)

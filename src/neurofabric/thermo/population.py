@@ -30,7 +30,7 @@ import numpy as np
 from neurofabric.core.errors import BackendUnavailableError, ConfigError, NotFittedError, ShapeError
 from neurofabric.core.progress import ProgressCallback, ProgressReporter, check_callback
 from neurofabric.core.rng import SeedLike, make_rng
-from neurofabric.core.validation import check_choice, check_int, check_positive
+from neurofabric.core.validation import check_array, check_choice, check_int, check_positive
 from neurofabric.thermo.chain import EnergySpec, draw_generation
 from neurofabric.thermo.fabric import NeuralFabric
 from neurofabric.thermo.kernels.common import (
@@ -190,10 +190,17 @@ class TorchChains:
     def set_batch(self, X: Any, y: Any, scale: float = 1.0) -> None:
         """Cache every chain's activations for samples X (n, n_in) and labels y (0..n_out-1)."""
         torch = self.torch
-        self.X = torch.as_tensor(
-            np.asarray(X, dtype=np.float64), dtype=self.dtype, device=self.device
-        )
-        self.y = torch.as_tensor(np.asarray(y, dtype=np.int64), device=self.device)
+        X = check_array("X", X, dtype=np.float64)
+        y = np.asarray(y)
+        if X.ndim != 2 or X.shape[1] != self.n_in or y.shape != (len(X),):
+            raise ShapeError(
+                f"`X` must be (n_samples, {self.n_in}) and `y` (n_samples,), got {X.shape} "
+                f"and {y.shape}"
+            )
+        if len(y) and (y.min() < 0 or y.max() >= self.n_out):
+            raise ShapeError(f"`y` must hold class indices 0..{self.n_out - 1}")
+        self.X = torch.as_tensor(X, dtype=self.dtype, device=self.device)
+        self.y = torch.as_tensor(y.astype(np.int64), device=self.device)
         self.B = len(self.y)
         self.scale = float(scale)
         self.recompute()
