@@ -144,3 +144,30 @@ def test_trainer_exchange_swaps_the_temperatures_of_walkers_by_their_slots():
     # walker 0 at E 2.0; slot 2 walker 3 at 1.2 and slot 3 walker 1 at 1.0)
     order = _exchange(energies, walker_at, temps, T, np.random.default_rng(0), np.zeros((3, 2)), 0)
     assert walker_at[order].tolist()[2:] == [1, 3]
+
+
+def test_a_stopped_tempering_run_keeps_the_walker_that_ran_cold():
+    """Stopped by the callback (or at the end), the model is the network whose generation
+    the last history row describes, not a hotter one swapped in after it."""
+    from sklearn.datasets import load_digits
+
+    from neurofabric.thermo import ThermoClassifier
+
+    X, y = load_digits(return_X_y=True)
+    X = X[:400] / 16.0
+    for stop_at in (3, 4, 5, None):
+        m = ThermoClassifier(
+            hidden=(8,),
+            lambda_l0=1.0,
+            w_prune=0.05,
+            n_proposals=12_000,
+            generation=2_000,
+            replicas=4,
+            replica_ratio=1.3,
+            seed=stop_at or 0,
+        )
+        m.fit(X, y[:400], callback=lambda p, s=stop_at: s is not None and p.done >= s)
+        last = m.history_.rows[-1]
+        assert len(m.history_) == (stop_at or 6)
+        assert m.fabric_.n_edges == last["connections"]
+        assert np.mean(m.fabric_.predict(X) == y[:400]) == last["train_accuracy"]

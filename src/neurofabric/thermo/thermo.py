@@ -412,10 +412,6 @@ class ThermoClassifier(FabricModel):
                         f"a rank failed in generation {g} of thermo.fit: {row_error}"
                     )
             uphill = row.pop("uphill_acceptance")
-            if R > 1 and g < n_gen - 1:  # the last generation's cold walker is the model
-                walker_at = walker_at[
-                    _exchange(energies, walker_at, temps, temperature, rng, swaps, g)
-                ]
             elapsed = time.perf_counter() - t0
             if ranks > 1:
                 elapsed = comm.bcast(elapsed, root=0)
@@ -432,6 +428,10 @@ class ThermoClassifier(FabricModel):
                 log.info("stopped by the callback after generation %d", g)
             if stop:
                 break
+            if R > 1 and g < n_gen - 1:  # the last generation's cold walker is the model
+                walker_at = walker_at[
+                    _exchange(energies, walker_at, temps, temperature, rng, swaps, g)
+                ]
         self.swap_rate_ = swaps[:, 1] / np.maximum(swaps[:, 0], 1)
         cold = int(walker_at[0])
         fabric = chains[cold].to_fabric() if cold in chains else None
