@@ -153,7 +153,10 @@ def test_population_annealing_learns_digits():
     assert len(h) == 10 and h.rows[-1]["proposals"] == 4000
     assert h.column("energy")[-1] < 0.65 * h.column("energy")[0]
     assert m.score(X[1000:], y[1000:]) > 0.7  # chance is 0.1
-    assert (h.column("ess")[1:] <= 1.0).all() and (h.column("ess")[1:] > 0).all()
+    ess = h.column("ess")[1:]
+    assert (ess <= 1.0).all() and (ess >= 0.5 - 1e-6).all()  # ess_min: never below half
+    T = h.column("temperature")
+    assert (np.diff(T) <= 0).all() and T[-1] >= 0.01
     again = PopulationAnnealer(**{k: getattr(m, k) for k in vars(m) if not k.endswith("_")})
     again.fit(X[:1000], y[:1000])  # the same seed: the same model
     np.testing.assert_array_equal(again.fabric_.weight, m.fabric_.weight)
@@ -168,3 +171,15 @@ def test_a_batch_of_the_wrong_shape_is_refused():
         chains.set_batch(X, y[:-1])
     with pytest.raises(ShapeError, match="class indices 0..1"):
         chains.set_batch(X, y + 1)
+
+
+def test_a_cooling_step_is_shortened_to_keep_half_the_population():
+    from neurofabric.thermo.population import _ess, cooling_step
+
+    rng = np.random.default_rng(1)
+    E = rng.normal(1000.0, 30.0, 64)
+    t = cooling_step(E, 1.0, 0.5, 0.5)  # a step far too long for this spread of energies
+    assert 0.5 < t < 1.0
+    assert _ess(E, 1 / t - 1.0) == pytest.approx(0.5, abs=1e-6)
+    assert cooling_step(E, 1.0, 0.9999, 0.5) == 0.9999  # short enough: kept
+    assert cooling_step(np.full(8, 3.0), 1.0, 0.1, 0.5) == 0.1  # equal energies: any step

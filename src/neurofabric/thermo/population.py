@@ -30,7 +30,13 @@ import numpy as np
 from neurofabric.core.errors import BackendUnavailableError, ConfigError, NotFittedError, ShapeError
 from neurofabric.core.progress import ProgressCallback, ProgressReporter, check_callback
 from neurofabric.core.rng import SeedLike, make_rng
-from neurofabric.core.validation import check_array, check_choice, check_int, check_positive
+from neurofabric.core.validation import (
+    check_array,
+    check_choice,
+    check_int,
+    check_interval,
+    check_positive,
+)
 from neurofabric.thermo.chain import EnergySpec, draw_generation
 from neurofabric.thermo.fabric import NeuralFabric
 from neurofabric.thermo.kernels.common import (
@@ -55,7 +61,7 @@ from neurofabric.thermo.thermo import FabricModel, History, _adapt
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PopulationAnnealer", "TorchChains", "draw_generation", "resample"]
+__all__ = ["PopulationAnnealer", "TorchChains", "cooling_step", "draw_generation", "resample"]
 
 
 def _torch():
@@ -452,6 +458,30 @@ class TorchChains:
         return W, Bias
 
 
+def _ess(E: np.ndarray, dbeta: float) -> float:
+    logw = -dbeta * E
+    w = np.exp(logw - logw.max())
+    return float(w.sum() ** 2 / (w * w).sum() / len(E))
+
+
+def cooling_step(E: np.ndarray, t_now: float, t_next: float, ess_min: float) -> float:
+    """The temperature to resample to on the way from ``t_now`` to ``t_next``: ``t_next``
+    when resampling the population (energies ``E``) there keeps an effective sample size of
+    at least ``ess_min`` (a fraction of the chains), else the lowest temperature that does
+    (bisection on 1/T): the population never cools faster than it can follow."""
+    b0, b1 = 1.0 / t_now, 1.0 / t_next
+    if b1 <= b0 or _ess(E, b1 - b0) >= ess_min:
+        return t_next
+    lo, hi = b0, b1  # ESS(lo) = 1 >= ess_min > ESS(hi)
+    for _ in range(50):
+        mid = 0.5 * (lo + hi)
+        if _ess(E, mid - b0) >= ess_min:
+            lo = mid
+        else:
+            hi = mid
+    return 1.0 / lo
+
+
 def resample(log_weights: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float]:
     """Systematic resampling: C indices where chain c appears floor(C w_c) or ceil(C w_c)
     times (w the normalised weights), and the effective sample size ESS / C = 1 / (C sum w^2)."""
@@ -471,7 +501,10 @@ class PopulationAnnealer(FabricModel):
     temperature falls from T to T', the chains are resampled (systematic resampling) with
     weights exp(-(1/T' - 1/T) E_c), so good chains multiply and poor ones die out; the step
     sizes adapt per chain toward ``target_acceptance``. The model is the chain of lowest
-    energy. ``device`` "cpu" or "cuda"; ``dtype`` "float64" or "float32". Parameters as in
+    energy. ``ess_min``: a cooling step the population cannot follow (its resampling would
+    keep an effective sample size below this fraction of the chains) is shortened to one it
+    can (:func:`cooling_step`), so the run may end above the schedule's last temperature;
+    None follows the schedule whatever the ESS. ``device`` "cpu" or "cuda"; ``dtype`` "float64" or "float32". Parameters as in
     :class:`~neurofabric.thermo.ThermoClassifier` where they share a name; ``n_proposals``
     counts per chain.
     """
@@ -495,6 +528,7 @@ class PopulationAnnealer(FabricModel):
         generation: int = 500,
         batch_size: int | None = None,
         resample: bool = True,
+        ess_min: float | None = 0.5,
         max_time: float | None = None,
         device: str = "cpu",
         dtype: str = "float64",
@@ -516,6 +550,7 @@ class PopulationAnnealer(FabricModel):
         self.generation = generation
         self.batch_size = batch_size
         self.resample = resample
+        self.ess_min = ess_min
         self.max_time = max_time
         self.device = device
         self.dtype = dtype
@@ -541,6 +576,8 @@ class PopulationAnnealer(FabricModel):
         for name in ("sigma", "sigma_all"):
             check_positive(name, getattr(self, name))
         check_int("n_proposals", self.n_proposals, min_value=1)
+        if self.ess_min is not None:
+            check_interval("ess_min", self.ess_min, 0.0, 1.0, low_open=True, high_open=True)
         check_int("generation", self.generation, min_value=1)
         if self.max_time is not None:
             check_positive("max_time", self.max_time, "seconds")
@@ -594,6 +631,8 @@ class PopulationAnnealer(FabricModel):
             ess = 1.0
             if self.resample and previous is not None and temperature != previous:
                 E = chains.energy().double().cpu().numpy()
+                if self.ess_min is not None:
+                    temperature = cooling_step(E, previous, temperature, float(self.ess_min))
                 keep, ess = resample(-(1.0 / temperature - 1.0 / previous) * E, rng)
                 chains.select(keep)
                 sigma = sigma[keep]
