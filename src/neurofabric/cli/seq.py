@@ -100,9 +100,11 @@ def train_seq(
         warmup_steps=min(100, steps // 10),
     )
     trainer = Trainer(model, data, cfg, out_dir=out, resume=resume)
-    with ProgressView(f"training {arch}", show=show_progress, info=_step_info) as view:
-        res = trainer.fit(callback=view.callback)
-    if out is not None:
+    lead = trainer.rank == 0  # under torchrun, rank 0 shows progress and writes the files
+    with ProgressView(f"training {arch}", show=show_progress and lead, info=_step_info) as view:
+        res = trainer.fit(callback=view.callback if lead else None)
+    res.update(rank=trainer.rank, processes=trainer.world)
+    if out is not None and lead:
         data.tokenizer.save(Path(out) / "tokenizer.json")
         trainer.plot(plot or Path(out) / "loss.png")
     res.update(
@@ -152,7 +154,10 @@ def seq_train(
     ),
     json_out: bool = JSON_OPTION,
 ) -> None:
-    """Train a language model; rerunning the same command with --resume continues it exactly."""
+    """Train a language model; rerunning the same command with --resume continues it exactly.
+    Under `torchrun --nproc-per-node K -m neurofabric seq train ...` the K processes train on
+    equal shares of every batch (gradients averaged, the losses of one process); rank 0
+    reports and writes the run folder."""
     if not data.is_file():
         raise ConfigError(f"--data {data} not found")
     res = train_seq(
@@ -173,6 +178,8 @@ def seq_train(
         backend=backend,
         show_progress=not json_out,
     )
+    if res["rank"] != 0:  # under torchrun, rank 0 reports for every process
+        return
     if json_out:
         drop = ("model", "tokenizer")
         emit({k: v for k, v in res.items() if k not in drop} | {"out": str(out)}, True, None)

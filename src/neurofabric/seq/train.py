@@ -215,6 +215,52 @@ def _differences(saved: Any, current: dict, skip: tuple[str, ...] = ()) -> list[
     ]
 
 
+def _data_parallel(distributed: bool | None, model: torch.nn.Module) -> tuple[int, int]:
+    """(rank, processes) of data-parallel training: one process unless ``distributed`` (None:
+    when ``torchrun`` started several, ``WORLD_SIZE`` > 1), which joins torch.distributed's
+    default group (gloo for a model on the CPU, NCCL on CUDA), started here if need be."""
+    many = int(os.environ.get("WORLD_SIZE", "1")) > 1 if distributed is None else distributed
+    if not many:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_available():
+        raise ConfigError("distributed training needs torch.distributed, missing in this torch")
+    if not dist.is_initialized():
+        if "MASTER_ADDR" not in os.environ:
+            raise ConfigError(
+                "distributed training starts under torchrun (it sets WORLD_SIZE, RANK and "
+                "MASTER_ADDR): torchrun --nproc-per-node K -m neurofabric seq train ..."
+            )
+        cuda = next(model.parameters()).is_cuda
+        dist.init_process_group("nccl" if cuda else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _average_gradients(model: torch.nn.Module, loss: float, world: int) -> float:
+    """All-reduce every gradient (one flat buffer) and the loss; divide by ``world``: each
+    process then holds the gradient of the whole batch, as one process computes it."""
+    import torch.distributed as dist
+
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    flat = torch.cat([g.reshape(-1) for g in grads] + [torch.tensor([loss], dtype=grads[0].dtype)])
+    dist.all_reduce(flat)
+    flat /= world
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
+        offset += g.numel()
+    return float(flat[-1])
+
+
+def _from_rank_0(flag: bool) -> bool:
+    import torch.distributed as dist
+
+    t = torch.tensor([1 if flag else 0])
+    dist.broadcast(t, src=0)
+    return bool(t.item())
+
+
 class Trainer:
     """``fit()`` trains, evaluates every ``eval_every`` steps, saves ``out_dir/checkpoint``
     (atomic) and ``out_dir/best``.
@@ -232,9 +278,16 @@ class Trainer:
         *,
         out_dir: str | os.PathLike[str] | None = None,
         resume: bool = False,
+        distributed: bool | None = None,
     ) -> None:
         self.model, self.data = model, data
         self.cfg = config or TrainConfig()
+        self.rank, self.world = _data_parallel(distributed, model)
+        if self.cfg.batch_size % self.world:
+            raise ConfigError(
+                f"`batch_size` ({self.cfg.batch_size}) must be a multiple of the number of "
+                f"processes ({self.world}): each trains on an equal share of every batch"
+            )
         vocab = getattr(model.config, "vocab_size", None)
         if vocab is not None and vocab < data.vocab_size:
             raise ConfigError(
@@ -257,7 +310,12 @@ class Trainer:
             raise ConfigError("`resume=True` needs `out_dir`, the run folder to continue")
         if self.out is not None:
             ckpt = self.out / "checkpoint"
-            recover_directory(ckpt)  # a save interrupted between its two renames
+            if self.rank == 0:
+                recover_directory(ckpt)  # a save interrupted between its two renames
+            if self.world > 1:
+                import torch.distributed as dist
+
+                dist.barrier()
             if resume:
                 if not ckpt.exists():
                     raise CheckpointError(
@@ -271,6 +329,12 @@ class Trainer:
                     f"would overwrite it. Pass resume=True (CLI: --resume) to continue it, or "
                     f"choose a new `out_dir` (or delete this one) to start from scratch"
                 )
+        if self.world > 1:
+            import torch.distributed as dist
+
+            for p in self.model.parameters():  # every process starts from rank 0's weights
+                dist.broadcast(p.data, src=0)
+            dist.barrier()  # every process has checked out_dir before rank 0 writes to it
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
@@ -278,15 +342,22 @@ class Trainer:
         self.model.eval()
         rng = np.random.default_rng(12345)  # the same batches at every evaluation
         losses = []
-        for _ in range(self.cfg.eval_batches):
+        for i in range(self.cfg.eval_batches):
             x, y = self.data.batch(split, self.cfg.batch_size, self.cfg.seq_len, rng)
-            losses.append(token_loss(self.model, x, y))
+            if i % self.world == self.rank:  # over several processes, each takes its share
+                losses.append(token_loss(self.model, x, y))
         self.model.train()
-        return float(np.mean(losses))
+        if self.world == 1:
+            return float(np.mean(losses))
+        import torch.distributed as dist
+
+        total = torch.tensor([math.fsum(losses), len(losses)], dtype=torch.float64)
+        dist.all_reduce(total)
+        return float(total[0] / total[1])
 
     # ------------------------------------------------------------------ checkpoints
     def _save(self, name: str) -> None:
-        if self.out is None:
+        if self.out is None or self.rank != 0:  # one writer: every process holds the same
             return
         with atomic_directory(self.out / name) as tmp:
             write_model_files(self.model, tmp)
@@ -392,6 +463,8 @@ class Trainer:
             if cfg.max_time is not None and time.perf_counter() - t0 > cfg.max_time:
                 stop = True
             if self.step % log_every and self.step != cfg.max_steps and not stop:
+                if self.world > 1:
+                    stop = _from_rank_0(stop)
                 continue
             metrics = {"loss": loss, "lr": lr, "grad_norm": norm}
             metrics["tokens_per_s"] = (self.step - first) * tokens_per_step / max(seconds, 1e-9)
@@ -400,6 +473,8 @@ class Trainer:
             if report.update(self.step, **metrics):
                 log.info("seq.train: stopped by the callback after step %d", self.step)
                 stop = True
+            if self.world > 1:  # rank 0's clock and callback decide for every process
+                stop = _from_rank_0(stop)
         last = self.history[-1] if self.history else {}
         if "val_loss" not in last or last["step"] != self.step:
             rec = {
@@ -428,12 +503,18 @@ class Trainer:
         total = 0.0
         for _ in range(cfg.grad_accum):
             x, y = self.data.batch("train", cfg.batch_size, cfg.seq_len, self.rng)
+            if self.world > 1:  # the same global batch everywhere; this process's rows
+                share = cfg.batch_size // self.world
+                x = x[self.rank * share : (self.rank + 1) * share]
+                y = y[self.rank * share : (self.rank + 1) * share]
             logits = _logits_of(self.model(x))
             loss = torch.nn.functional.cross_entropy(
                 logits.reshape(-1, logits.shape[-1]), y.reshape(-1)
             )
             (loss / cfg.grad_accum).backward()
             total += loss.item() / cfg.grad_accum
+        if self.world > 1:
+            total = _average_gradients(self.model, total, self.world)
         clip = cfg.grad_clip or float("inf")
         norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip))
         self.opt.step()
@@ -456,7 +537,7 @@ class Trainer:
         return stop
 
     def _write_metrics(self) -> None:
-        if self.out is None:
+        if self.out is None or self.rank != 0:
             return
         lines = "".join(json.dumps(r) + "\n" for r in self.history)
         atomic_write(self.out / "metrics.jsonl", lines)
