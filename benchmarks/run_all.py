@@ -67,6 +67,7 @@ HEADLINE: dict[str, tuple[list[str], list[str] | None]] = {
     "seq_decode": ([], ["--tokens", "16"]),
     "seq_quant": ([], ["--steps", "20"]),
     "seq_train": ([], ["--steps", "20"]),
+    "seq_ddp": ([], ["--quick"]),
 }
 
 
