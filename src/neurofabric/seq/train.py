@@ -21,6 +21,7 @@ True
 
 from __future__ import annotations
 
+import atexit
 import csv
 import hashlib
 import io
@@ -234,7 +235,19 @@ def _data_parallel(distributed: bool | None, model: torch.nn.Module) -> tuple[in
             )
         cuda = next(model.parameters()).is_cuda
         dist.init_process_group("nccl" if cuda else "gloo")
+        atexit.register(_leave_group)  # gloo's threads must stop before the interpreter does
     return dist.get_rank(), dist.get_world_size()
+
+
+def _leave_group() -> None:
+    """Wait for every process, then dissolve the group this module started."""
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()
 
 
 def _average_gradients(model: torch.nn.Module, loss: float, world: int) -> float:
