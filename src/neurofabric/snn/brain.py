@@ -23,6 +23,7 @@ which is why delays are counted in intervals.
 from __future__ import annotations
 
 import logging
+import math
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -39,7 +40,14 @@ from neurofabric.snn.meanfield import LIFPopulation, RateModel
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Brain", "BrainResult", "MeanFieldRegion", "PopulationRegion", "SpikingRegion"]
+__all__ = [
+    "Brain",
+    "BrainResult",
+    "MeanFieldRegion",
+    "PopulationRegion",
+    "SpikingRegion",
+    "WongWangRegion",
+]
 
 
 class SpikingRegion:
@@ -176,6 +184,116 @@ class PopulationRegion(MeanFieldRegion):
         return float(rate)
 
 
+class WongWangRegion:
+    """The reduced Wong-Wang neural mass (Wong & Wang 2006; Deco et al. 2013; The Virtual
+    Brain's ``ReducedWongWang``), for regions where one synaptic gating variable is enough:
+
+        x = w J_N S + I_o + gain * extra                          (nA)
+        H(x) = (a x - b) / (1 - exp(-d (a x - b)))                (Hz, the region's rate)
+        dS/dt = -S / tau_s + (1 - S) gamma H(x) + sigma xi(t)
+
+    in seconds and Hz (a = 270 /nC, b = 108 Hz, d = 0.154 s, gamma = 0.641, tau_s = 0.1 s,
+    w = 0.9, J_N = 0.2609 nA, I_o = 0.3 nA: Deco et al. 2013). The brain's coupling arrives
+    as ``extra``, the weighted sum of source rates (Hz); ``gain`` turns it into current. Its
+    default, ``J_N gamma tau_s`` nA per Hz, is the small-rate slope of S against H, so a
+    weight plays the part of G C_ij in Deco's coupling ``G J_N sum_j C_ij S_j``. Euler-Maruyama
+    steps of ``dt``; ``sigma`` > 0 adds the noise (seeded). It reports the mean of H over each
+    coupling interval; ``n_neurons`` only counts."""
+
+    level = "wong-wang"
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        n_neurons: int,
+        a: float = 270.0,
+        b: float = 108.0,
+        d: float = 0.154,
+        gamma: float = 0.641,
+        tau_s: float = 0.1,
+        w: float = 0.9,
+        J_N: float = 0.2609,  # noqa: N803 (the model's name)
+        I_o: float = 0.3,  # noqa: N803
+        gain: float | None = None,
+        sigma: float = 0.0,
+        dt: float = 5e-4,
+        S: float = 0.1,  # noqa: N803
+        seed: Any = 0,
+    ) -> None:
+        self.name = name
+        self.n_neurons = check_int("n_neurons", n_neurons, min_value=1)
+        for key, value in (("a", a), ("d", d), ("gamma", gamma), ("tau_s", tau_s), ("dt", dt)):
+            check_positive(key, value)
+        for key, value in (("w", w), ("J_N", J_N), ("sigma", sigma)):
+            if not (np.isfinite(value) and value >= 0):
+                raise ConfigError(f"`{key}` must be finite and >= 0, got {value!r}")
+        if not 0.0 <= S <= 1.0:
+            raise ConfigError(f"`S` (the gating variable) must be in [0, 1], got {S!r}")
+        self.params = {
+            "a": float(a),
+            "b": float(b),
+            "d": float(d),
+            "gamma": float(gamma),
+            "tau_s": float(tau_s),
+            "w": float(w),
+            "J_N": float(J_N),
+            "I_o": float(I_o),
+        }
+        self.gain = float(J_N * gamma * tau_s if gain is None else gain)
+        self.sigma, self.dt, self.S = float(sigma), float(dt), float(S)
+        self.rng = make_rng(seed)
+        self.rate = float(self.H(self.current(self.S, 0.0)))
+
+    def current(self, S: float, extra: float) -> float:  # noqa: N803
+        p = self.params
+        return p["w"] * p["J_N"] * S + p["I_o"] + self.gain * extra
+
+    def H(self, x: Any) -> Any:  # noqa: N802 (the model's name)
+        """The transfer function (Hz); at a x = b its limit 1 / d."""
+        p = self.params
+        u = np.asarray(p["a"] * x - p["b"], dtype=np.float64)
+        small = np.abs(u) < 1e-9
+        safe = np.where(small, 1.0, u)
+        out = np.where(small, 1.0 / p["d"], safe / -np.expm1(-p["d"] * safe))
+        return out if out.ndim else float(out)
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "level": self.level,
+            "name": self.name,
+            "n_neurons": self.n_neurons,
+            **self.params,
+            "gain": self.gain,
+            "sigma": self.sigma,
+            "dt": self.dt,
+            "S": self.S,
+            "rng": self.rng.bit_generator.state,
+        }
+
+    def advance(self, interval: float, extra: float) -> float:
+        p = self.params
+        n = max(1, int(round(interval / self.dt)))
+        h = interval / n
+        S, total = self.S, 0.0
+        noise = self.rng.standard_normal(n) * (self.sigma * np.sqrt(h)) if self.sigma else None
+        a, b, d = p["a"], p["b"], p["d"]
+        for k in range(n):
+            u = a * self.current(S, extra) - b  # H(x), scalar (see H)
+            rate = u / -math.expm1(-d * u) if abs(u) >= 1e-9 else 1.0 / d
+            total += rate
+            S += h * (-S / p["tau_s"] + (1.0 - S) * p["gamma"] * rate)
+            if noise is not None:
+                S += noise[k]
+            S = min(1.0, max(0.0, S))
+        self.S = S
+        self.rate = total / n
+        return self.rate
+
+    def nbytes(self) -> int:
+        return 8 * 2  # S and the rate
+
+
 @dataclass
 class BrainResult:
     """``rates[k, i]``: region ``i``'s rate (Hz) over interval ``k`` ending at ``times[k]``."""
@@ -238,7 +356,8 @@ class Brain:
         self._history = np.zeros((depth, R))  # ring buffer of past rates
         self._k = 0
         for i, r in enumerate(self.regions):  # start from each region's resting rate
-            self._history[:, i] = getattr(getattr(r, "model", None), "rate", 0.0)
+            model = getattr(r, "model", r)
+            self._history[:, i] = getattr(model, "rate", 0.0)
         self.ram_budget = None
         self.eviction = check_choice("eviction", eviction, ("lru", "schedule"))
         self._at = 0  # the index of the region about to step
@@ -428,6 +547,12 @@ def load_brain(path: str | Path, **kw: Any) -> Brain:
                 st["name"], net, drive=st["drive"], base_rate=st["base_rate"], c_ext=st["c_ext"]
             )
             r._extra = st["extra"]  # the network's inputs were saved at that rate
+        elif st["level"] == WongWangRegion.level:
+            keys = ("n_neurons", "a", "b", "d", "gamma", "tau_s", "w", "J_N", "I_o")
+            r = WongWangRegion(
+                st["name"], **{k: st[k] for k in keys + ("gain", "sigma", "dt", "S")}
+            )
+            r.rng.bit_generator.state = st["rng"]
         else:
             cls = PopulationRegion if st["level"] == "population" else MeanFieldRegion
             kwargs = {k: st[k] for k in ("n_neurons", "tau_r", "dt", "rate")}
