@@ -141,20 +141,19 @@ def main() -> None:
         print(f"digits 64-32-10, {args.quality_seconds:.0f} s each, weights and biases only:")
         print("| trainer | test accuracy | proposals (all chains) |")
         print("|---|---:|---:|")
-        for name, acc, props in results_q:
+        for name, variant, acc, props in results_q:
             print(f"| {name} | {acc:.4f} | {props:,} |")
-            chains = name.split(", ")[-1].replace(" chains", "").replace("one chain", "1")
             record(
                 "thermo_torch",
                 "neurofabric",
-                variant=f"quality-{name.split(',')[0].split()[0]}-{chains}chains",
+                variant=variant,
                 workload={"dataset": "digits", "hidden": 32, "budget_s": args.quality_seconds},
                 figures={"accuracy_pct": 100 * acc, "proposals_count": props},
                 headline=("accuracy_pct",),
             )
 
 
-def quality(args) -> list[tuple[str, float, int]]:
+def quality(args) -> list[tuple[str, str, float, int]]:
     """Test accuracy on digits at the same wall-clock budget: one numba chain (simulated
     annealing) against population annealing of 16 torch chains (float32), the same moves
     (weights and biases), minibatches and schedule."""
@@ -176,7 +175,7 @@ def quality(args) -> list[tuple[str, float, int]]:
         **common,
     )
     m.fit(Xtr, ytr)
-    out.append(("numba, one chain", m.score(Xte, yte), int(m.n_proposals_done_)))
+    out.append(("numba, one chain", "quality-numba-1chain", m.score(Xte, yte), m.n_proposals_done_))
     print(f"#   numba, one chain: {out[-1]}", flush=True)
     for chains in (16, 64):
         p = PopulationAnnealer(
@@ -190,7 +189,8 @@ def quality(args) -> list[tuple[str, float, int]]:
         )
         p.fit(Xtr, ytr)
         name = f"torch population annealing, {chains} chains"
-        out.append((name, p.score(Xte, yte), int(p.n_proposals_done_) * chains))
+        variant = f"quality-torch-{chains}chains"
+        out.append((name, variant, p.score(Xte, yte), int(p.n_proposals_done_) * chains))
         last = p.history_.rows[-1]
         print(f"#   {name}: {out[-1]}, final T {last['temperature']:.3g}", flush=True)
     return out

@@ -183,3 +183,23 @@ def test_a_cooling_step_is_shortened_to_keep_half_the_population():
     assert _ess(E, 1 / t - 1.0) == pytest.approx(0.5, abs=1e-6)
     assert cooling_step(E, 1.0, 0.9999, 0.5) == 0.9999  # short enough: kept
     assert cooling_step(np.full(8, 3.0), 1.0, 0.1, 0.5) == 0.1  # equal energies: any step
+
+
+def test_a_population_model_saves_loads_and_refuses_the_other_class(tmp_path):
+    from sklearn.datasets import load_digits
+
+    from neurofabric.thermo import ThermoClassifier
+    from neurofabric.thermo.population import PopulationAnnealer
+
+    X, y = load_digits(return_X_y=True)
+    X = X[:300] / 16.0
+    m = PopulationAnnealer(hidden=(8,), n_chains=4, n_proposals=400, generation=200, seed=0)
+    m.fit(X, y[:300])
+    assert m.get_params()["n_chains"] == 4 and m.set_params(n_chains=8).n_chains == 8
+    m.save(tmp_path / "pa")
+    back = PopulationAnnealer.load(tmp_path / "pa")
+    np.testing.assert_array_equal(back.predict(X), m.predict(X))
+    with pytest.raises(ConfigError, match="not a ThermoClassifier"):
+        ThermoClassifier.load(tmp_path / "pa")
+    with pytest.raises(ConfigError, match="unknown parameter 'chains'"):
+        m.set_params(chains=2)

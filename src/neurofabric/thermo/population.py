@@ -490,7 +490,7 @@ def resample(log_weights: np.ndarray, rng: np.random.Generator) -> tuple[np.ndar
     w /= w.sum()
     pos = (rng.random() + np.arange(C)) / C
     keep = np.minimum(np.searchsorted(np.cumsum(w), pos, side="right"), C - 1)
-    return keep, float(1.0 / (w * w).sum() / C)
+    return keep, _ess(-log_weights, 1.0)
 
 
 class PopulationAnnealer(FabricModel):

@@ -62,8 +62,52 @@ class History:
 
 
 class FabricModel:
-    """What the trainers share once fitted: a ``fabric_`` and its ``classes_``, the checks of
-    (X, y) and prediction."""
+    """What the trainers share: the scikit-learn parameter contract (the keyword arguments of
+    ``__init__``), the checks of (X, y), prediction from a fitted ``fabric_`` and its
+    ``classes_``, and saving the fabric with the classes and parameters in its manifest."""
+
+    @classmethod
+    def _param_names(cls) -> tuple[str, ...]:
+        return tuple(inspect.signature(cls.__init__).parameters)[1:]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self._param_names()}
+
+    def set_params(self, **params: Any) -> Any:
+        names = self._param_names()
+        for k, v in params.items():
+            if k not in names:
+                raise ConfigError(f"unknown parameter {k!r}; valid: {', '.join(names)}")
+            setattr(self, k, v)
+        return self
+
+    def save(self, path: Any, *, dtype: Any = None) -> Any:
+        """Save the fabric (Arrow columns) with the classes and parameters in its manifest."""
+        fab = self._fabric()
+        meta = {
+            "engine": f"thermo.{type(self).__name__}",
+            "classes": self.classes_.tolist(),
+            "params": {k: _jsonable(v) for k, v in self.get_params().items()},
+            "proposals": int(getattr(self, "n_proposals_done_", 0)),
+        }
+        return fab.save(path, dtype=dtype, meta=meta)
+
+    @classmethod
+    def load(cls, path: Any, *, mmap: bool = True, verify: bool = True) -> Any:
+        """A model saved by :meth:`save` of this class (parameters at their defaults)."""
+        fab = NeuralFabric.load(path, mmap=mmap, verify=verify)
+        meta = getattr(fab, "meta", {})
+        if meta.get("engine") != f"thermo.{cls.__name__}" or "classes" not in meta:
+            raise ConfigError(
+                f"{path} holds a bare NeuralFabric or another model "
+                f"({meta.get('engine', 'no engine')}), not a {cls.__name__}; use "
+                f"NeuralFabric.load or the class that saved it"
+            )
+        model = cls()
+        model.fabric_ = fab
+        model.classes_ = np.asarray(meta["classes"])
+        model.n_proposals_done_ = meta.get("proposals", 0)
+        return model
 
     def _check_xy(
         self, X: Any, y: Any, *, fit: bool, classes: Any = None
@@ -205,17 +249,6 @@ class ThermoClassifier(FabricModel):
         self.max_time = max_time
         self.seed = seed
         self.backend = backend
-
-    # ----------------------------------------------------------------- sklearn contract
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in _PARAM_NAMES}
-
-    def set_params(self, **params: Any) -> ThermoClassifier:
-        for k, v in params.items():
-            if k not in _PARAM_NAMES:
-                raise ConfigError(f"unknown parameter {k!r}; valid: {', '.join(_PARAM_NAMES)}")
-            setattr(self, k, v)
-        return self
 
     def _validate(self) -> tuple[Moves, EnergySpec]:
         check_choice("activation", self.activation, tuple(ACTIVATIONS))
@@ -381,15 +414,17 @@ class ThermoClassifier(FabricModel):
                 if ranks == 1:
                     raise
                 error = f"rank {rank}: {type(exc).__name__}: {exc}"
-            # every walker's energy and the slowest rank's time (one collective per generation)
-            mine_e = np.full(width + 1, np.nan)
+            # every walker's energy, each rank's generation time and clock (one collective)
+            mine_e = np.full(width + 2, np.nan)
             mine_e[: len(mine)] = [chains[w].energy[0] for w in mine] if error is None else np.nan
             mine_e[width] = time.perf_counter() - tg
+            mine_e[width + 1] = time.perf_counter() - t0
             got = mpi.allgather_checked(comm, mine_e, error, f"in generation {g} of thermo.fit")
             energies = np.concatenate(
                 [got[r, : b - a] for r, (a, b) in enumerate(_blocks(R, ranks))]
             )
             elapsed_g = float(got[:, width].max())
+            elapsed = float(got[0, width + 1])  # rank 0's clock, the same on every rank
             done += n
             cold = int(walker_at[0])  # the walker that ran at the schedule's temperature
             row, row_error = None, None
@@ -412,9 +447,6 @@ class ThermoClassifier(FabricModel):
                         f"a rank failed in generation {g} of thermo.fit: {row_error}"
                     )
             uphill = row.pop("uphill_acceptance")
-            elapsed = time.perf_counter() - t0
-            if ranks > 1:
-                elapsed = comm.bcast(elapsed, root=0)
             row.update(generation=g, proposals=done, seconds=elapsed, uphill_acceptance=uphill)
             self.history_.rows.append(row)
             stop = report.update(g + 1, **row)
@@ -463,35 +495,6 @@ class ThermoClassifier(FabricModel):
         if Xv is not None:
             row["val_accuracy"] = float(np.mean(ch.to_fabric().predict(Xv) == yv))
         return row
-
-    # ----------------------------------------------------------------- persistence
-    def save(self, path: Any, *, dtype: Any = None) -> Any:
-        """Save the fabric (Arrow columns) with the classes and parameters in its manifest."""
-        fab = self._fabric()
-        meta = {
-            "engine": "thermo.ThermoClassifier",
-            "classes": self.classes_.tolist(),
-            "params": {k: _jsonable(v) for k, v in self.get_params().items()},
-            "proposals": int(getattr(self, "n_proposals_done_", 0)),
-        }
-        return fab.save(path, dtype=dtype, meta=meta)
-
-    @classmethod
-    def load(cls, path: Any, *, mmap: bool = True, verify: bool = True) -> ThermoClassifier:
-        fab = NeuralFabric.load(path, mmap=mmap, verify=verify)
-        meta = getattr(fab, "meta", {})
-        if meta.get("engine") != "thermo.ThermoClassifier" or "classes" not in meta:
-            raise ConfigError(
-                f"{path} holds a bare NeuralFabric, not a ThermoClassifier; use NeuralFabric.load"
-            )
-        model = cls()
-        model.fabric_ = fab
-        model.classes_ = np.asarray(meta["classes"])
-        model.n_proposals_done_ = meta.get("proposals", 0)
-        return model
-
-
-_PARAM_NAMES = tuple(inspect.signature(ThermoClassifier.__init__).parameters)[1:]
 
 
 def _jsonable(v: Any) -> Any:
