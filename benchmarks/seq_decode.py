@@ -1,4 +1,4 @@
-"""Single-stream and batch decoding of RWKV-4 and Mamba-1 (4 x 384) against their peers.
+"""Single-stream and batch decoding of RWKV-4/7 and Mamba-1/2 (4 x 384) against their peers.
 
     python benchmarks/seq_decode.py [--tokens 400] [--threads 1]
 
@@ -12,7 +12,14 @@ one token per call, on ``--threads`` threads (BLAS, numba and torch limited alik
 16 sequences in a batch (the package has no batched API). Parity: the max abs difference of
 our numba logits from the package's over the same 32 tokens. Prints a table and JSON lines.
 The same for Mamba-1 (4 x 384, d_state 16) against HF transformers' ``MambaForCausalLM``
-(its CPU path, with cache), weights passed as a safetensors file in HF's layout.
+(its CPU path, with cache), weights passed as a safetensors file in HF's layout, and for
+Mamba-2 (4 x 384, d_state 64, 24 heads of 32, one group) against ``Mamba2ForCausalLM``; first
+the Mamba-2 parity table: max abs logit differences from HF over three random shapes (groups,
+separate head, expand 3), for a forward pass (our chunked SSD form) and for 20 decode steps
+(our torch step and numba decoder). RWKV-7 likewise (4 x 384, heads of 64) against the
+``rwkv`` package's ``RWKV_x070`` (RWKV_V7_ON=1, cpu fp32), weights saved as a .pth in RWKV-LM
+v7's layout, perturbed by seeded noise off the initialization (whose zeros would hide terms),
+with its own parity table over three shapes. ``--only-new``: only the RWKV-7 and Mamba-2 rows.
 
 ``--int4`` adds (``--int4-only``: only) the 4-bit rows, on an RWKV-4 of ``--int4-layers`` x
 ``--int4-width`` (12 x 1,536 by default: 1.5 GB of float32, past the caches), random weights,
@@ -47,6 +54,7 @@ THREADS = pin_threads(1)
 import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+ARGS = None  # the parsed command line (main sets it)
 
 
 def rate(fn, n, warm=10):
@@ -261,6 +269,280 @@ def run_mamba(V: int, args, tmp: str) -> dict:
         "params": model.n_params(),
     }
     record_speeds(row, peer, "transformers", "cpu-cache", args)
+    return row
+
+
+#: the Mamba-2 shapes of the parity check: sizes, heads, groups, tied or separate head, expand
+MAMBA2_SHAPES = (
+    {"vocab_size": 50, "n_layer": 2, "d_model": 32, "head_dim": 16, "d_state": 8, "chunk": 8},
+    {
+        "vocab_size": 50,
+        "n_layer": 3,
+        "d_model": 48,
+        "head_dim": 8,
+        "n_groups": 4,
+        "d_state": 16,
+        "chunk": 16,
+        "tie_embeddings": False,
+    },
+    {
+        "vocab_size": 256,
+        "n_layer": 2,
+        "d_model": 64,
+        "expand": 3,
+        "head_dim": 32,
+        "n_groups": 2,
+        "d_state": 32,
+        "chunk": 32,
+    },
+)
+
+
+def _hf_mamba2(model, tmp: str, name: str, tokens, n_tokens: int, threads: int, forward=None):
+    """Run HF's Mamba2ForCausalLM on our weights (saved in its layout) in the peers venv: its
+    decode logits over ``tokens``, its forward logits over ``forward`` and tokens/s."""
+    from safetensors.torch import save_file
+
+    sd = {k: v.contiguous() for k, v in model.to_hf_state_dict().items()}
+    if model.config.tie_embeddings:
+        del sd["lm_head.weight"]
+    path = Path(tmp) / f"{name}.safetensors"
+    save_file(sd, path)
+    job = {
+        "weights": str(path),
+        "config": model.hf_config(),
+        "tokens": tokens,
+        "n_tokens": n_tokens,
+        "threads": threads,
+        "logits_out": str(Path(tmp) / f"{name}_decode.npy"),
+        "forward": forward,
+        "forward_out": str(Path(tmp) / f"{name}_forward.npy"),
+    }
+    res = subprocess.run(
+        [ARGS.peers_python, str(ROOT / "benchmarks/peers/hf_mamba2_decode.py")],
+        input=json.dumps(job),
+        capture_output=True,
+        text=True,
+        env={**os.environ, **thread_env(threads)},
+    )
+    if res.returncode:
+        print(f"# HF Mamba-2 failed: {res.stderr.strip()[-400:]}")
+        return None, None, None
+    peer = json.loads(res.stdout.strip().splitlines()[-1])
+    fwd = np.load(job["forward_out"]) if forward else None
+    return peer, np.load(job["logits_out"]), fwd
+
+
+def mamba2_parity(args, tmp: str) -> list[dict]:
+    """Max abs logit differences from HF Mamba2ForCausalLM, float32, random weights of
+    ``MAMBA2_SHAPES``: a forward pass over 2 x 37 tokens (ours: the chunked SSD form) and 20
+    decode steps (ours: the numba decoder and the torch ``step``)."""
+    import torch
+
+    from neurofabric.seq.decode import Mamba2Decoder
+    from neurofabric.seq.mamba2 import Mamba2, Mamba2Config
+
+    out = []
+    for i, shape in enumerate(MAMBA2_SHAPES):
+        model = Mamba2(Mamba2Config(**shape), seed=3).eval()
+        rng = np.random.default_rng(i)
+        V = shape["vocab_size"]
+        tokens = [int(t) for t in rng.integers(0, V, 20)]
+        batch = rng.integers(0, V, (2, 37)).tolist()
+        peer, dec_ref, fwd_ref = _hf_mamba2(model, tmp, f"m2p{i}", tokens, 0, 1, batch)
+        if peer is None:
+            continue
+        with torch.no_grad():
+            fwd = model(torch.tensor(batch)).logits.numpy()
+            st, steps = model.init_state(1), []
+            for t in tokens:
+                logits, st = model.step(torch.tensor([t]), st)
+                steps.append(logits[0].numpy())
+        dec = Mamba2Decoder.from_model(model)
+        dst = dec.init_state(1)
+        fused = np.stack([dec.step_(np.array([t]), dst)[0] for t in tokens])
+        row = {
+            "shape": shape,
+            "params": model.n_params(),
+            "forward_max_abs": float(np.abs(fwd - fwd_ref).max()),
+            "torch_step_max_abs": float(np.abs(np.stack(steps) - dec_ref).max()),
+            "numba_step_max_abs": float(np.abs(fused - dec_ref).max()),
+            "version": peer["version"],
+        }
+        out.append(row)
+        record(
+            "seq_decode",
+            "neurofabric",
+            variant="mamba2-parity",
+            workload={**shape, "params": row["params"], "peer": "transformers " + row["version"]},
+            figures={k + "_nats": row[k] for k in row if k.endswith("max_abs")},
+            headline=("forward_max_abs_nats", "numba_step_max_abs_nats"),
+        )
+    return out
+
+
+def run_mamba2(V: int, args, tmp: str) -> dict:
+    """Mamba-2 (4 x 384, d_state 64, heads of 32, one group): ours numba / torch against HF
+    Mamba2ForCausalLM."""
+    from neurofabric.seq.decode import Mamba2Decoder
+    from neurofabric.seq.mamba2 import Mamba2, Mamba2Config
+
+    model = Mamba2(Mamba2Config(vocab_size=V, n_layer=4, d_model=384), seed=0).eval()
+    dec = Mamba2Decoder.from_model(model)
+    tokens = [int(t) for t in np.random.default_rng(0).integers(0, V, 32)]
+    peer, parity = None, float("nan")
+    if Path(args.peers_python).exists():
+        peer, ref, _ = _hf_mamba2(model, tmp, f"mamba2_v{V}", tokens, args.tokens, args.threads)
+        if peer is not None:
+            st = dec.init_state(1)
+            ours_logits = np.stack([dec.step_(np.array([t]), st)[0] for t in tokens])
+            parity = float(np.abs(ours_logits - ref).max())
+    sp = speeds(dec, model, V, args)
+    row = {
+        "model": "mamba2",
+        "vocab": V,
+        **sp,
+        "peer": peer["tokens_per_s"] if peer else None,
+        "peer_name": "HF transformers Mamba-2",
+        "parity_max_abs": parity,
+        "params": model.n_params(),
+    }
+    record_speeds(row, peer, "transformers", "mamba2-cpu-cache", args)
+    return row
+
+
+#: the RWKV-7 shapes of the parity check: head sizes, LoRA widths, FFN width, vocab
+RWKV7_SHAPES = (
+    {"vocab_size": 50, "n_layer": 2, "n_embd": 64, "head_size": 64},
+    {"vocab_size": 80, "n_layer": 3, "n_embd": 96, "head_size": 32, "d_decay": 16, "d_gate": 48},
+    {"vocab_size": 256, "n_layer": 2, "n_embd": 128, "head_size": 16, "ffn_mult": 3},
+)
+
+
+def _perturbed_rwkv7(cfg, seed: int = 3, scale: float = 0.1):
+    """An RWKV-7 with every parameter moved off its initialization by seeded noise (the
+    initialization zeroes the output layers and LoRA inputs, which would hide terms)."""
+    import torch
+
+    from neurofabric.seq.rwkv7 import RWKV7
+
+    model = RWKV7(cfg, seed=seed).eval()
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=gen))
+    return model
+
+
+def _rwkv7_package(model, tmp: str, name: str, tokens, n_tokens: int, threads: int, seq=None):
+    """The rwkv package's RWKV_x070 on our weights (a .pth in RWKV-LM v7's layout), in the
+    peers venv: its decode logits over ``tokens``, its sequence logits over ``seq``, tokens/s."""
+    import torch
+
+    path = Path(tmp) / f"{name}.pth"
+    torch.save(model.to_rwkv_state_dict(), path)
+    job = {
+        "model": str(path),
+        "tokens": tokens,
+        "n_tokens": n_tokens,
+        "threads": threads,
+        "logits_out": str(Path(tmp) / f"{name}_decode.npy"),
+        "sequence": seq,
+        "sequence_out": str(Path(tmp) / f"{name}_seq.npy"),
+    }
+    res = subprocess.run(
+        [ARGS.peers_python, str(ROOT / "benchmarks/peers/rwkv7_decode.py")],
+        input=json.dumps(job),
+        capture_output=True,
+        text=True,
+        env={**os.environ, **thread_env(threads)},
+    )
+    if res.returncode:
+        print(f"# rwkv package RWKV-7 failed: {res.stderr.strip()[-400:]}")
+        return None, None, None
+    peer = json.loads(res.stdout.strip().splitlines()[-1])
+    seq_ref = np.load(job["sequence_out"]) if seq else None
+    return peer, np.load(job["logits_out"]), seq_ref
+
+
+def rwkv7_parity(args, tmp: str) -> list[dict]:
+    """Max abs logit differences from the rwkv package's RWKV-7 (cpu fp32), on seeded
+    perturbed weights of ``RWKV7_SHAPES``: one forward over 37 tokens (ours: the training
+    path, numba WKV; theirs: the sequence path) and 20 decode steps (ours: the numba decoder
+    and the torch ``step``)."""
+    import torch
+
+    from neurofabric.seq.decode import RWKV7Decoder
+    from neurofabric.seq.rwkv7 import RWKV7Config
+
+    out = []
+    for i, shape in enumerate(RWKV7_SHAPES):
+        model = _perturbed_rwkv7(RWKV7Config(**shape))
+        rng = np.random.default_rng(i)
+        V = shape["vocab_size"]
+        tokens = [int(t) for t in rng.integers(0, V, 20)]
+        seq = [int(t) for t in rng.integers(0, V, 37)]
+        peer, dec_ref, seq_ref = _rwkv7_package(model, tmp, f"r7p{i}", tokens, 0, 1, seq)
+        if peer is None:
+            continue
+        with torch.no_grad():
+            fwd = model(torch.tensor([seq])).logits[0].numpy()
+            st, steps = model.init_state(1), []
+            for t in tokens:
+                logits, st = model.step(torch.tensor([t]), st)
+                steps.append(logits[0].numpy())
+        dec = RWKV7Decoder.from_model(model)
+        dst = dec.init_state(1)
+        fused = np.stack([dec.step_(np.array([t]), dst)[0] for t in tokens])
+        row = {
+            "shape": shape,
+            "params": model.n_params(),
+            "forward_max_abs": float(np.abs(fwd - seq_ref).max()),
+            "torch_step_max_abs": float(np.abs(np.stack(steps) - dec_ref).max()),
+            "numba_step_max_abs": float(np.abs(fused - dec_ref).max()),
+            "logit_scale": float(np.abs(dec_ref).max()),
+            "version": peer["version"],
+        }
+        out.append(row)
+        record(
+            "seq_decode",
+            "neurofabric",
+            variant="rwkv7-parity",
+            workload={**shape, "params": row["params"], "peer": "rwkv " + row["version"]},
+            figures={
+                k + "_nats": row[k] for k in row if k.endswith("max_abs") or k == "logit_scale"
+            },
+            headline=("forward_max_abs_nats", "numba_step_max_abs_nats"),
+        )
+    return out
+
+
+def run_rwkv7(V: int, args, tmp: str) -> dict:
+    """RWKV-7 (4 x 384, heads of 64): ours numba / torch against the rwkv package's RWKV-7."""
+    from neurofabric.seq.decode import RWKV7Decoder
+    from neurofabric.seq.rwkv7 import RWKV7Config
+
+    model = _perturbed_rwkv7(RWKV7Config(vocab_size=V, n_layer=4, n_embd=384), seed=0)
+    dec = RWKV7Decoder.from_model(model)
+    tokens = [int(t) for t in np.random.default_rng(0).integers(0, V, 32)]
+    peer, parity = None, float("nan")
+    if Path(args.peers_python).exists():
+        peer, ref, _ = _rwkv7_package(model, tmp, f"rwkv7_v{V}", tokens, args.tokens, args.threads)
+        if peer is not None:
+            st = dec.init_state(1)
+            ours_logits = np.stack([dec.step_(np.array([t]), st)[0] for t in tokens])
+            parity = float(np.abs(ours_logits - ref).max())
+    sp = speeds(dec, model, V, args)
+    row = {
+        "model": "rwkv7",
+        "vocab": V,
+        **sp,
+        "peer": peer["tokens_per_s"] if peer else None,
+        "peer_name": "rwkv package RWKV-7",
+        "parity_max_abs": parity,
+        "params": model.n_params(),
+    }
+    record_speeds(row, peer, "rwkv", "v7-cpu-fp32", args)
     return row
 
 
@@ -548,7 +830,14 @@ def main() -> None:
     ap.add_argument("--int4-only", action="store_true", help="only the 4-bit rows")
     ap.add_argument("--int4-layers", type=int, default=12)
     ap.add_argument("--int4-width", type=int, default=1536)
+    ap.add_argument(
+        "--only-new",
+        action="store_true",
+        help="only the RWKV-7 and Mamba-2 parity and decode rows",
+    )
     args = ap.parse_args()
+    global ARGS
+    ARGS = args
 
     import numba  # noqa: F401  (loaded before the pools are capped)
     import torch
@@ -587,9 +876,41 @@ def main() -> None:
             )
         if args.int4_only:
             return
+        parity7 = rwkv7_parity(args, tmp)
+        parity = mamba2_parity(args, tmp)
         for V in (256, 50277):
-            rows.append(run_vocab(V, args, tmp))
-            rows.append(run_mamba(V, args, tmp))
+            if not args.only_new:
+                rows.append(run_vocab(V, args, tmp))
+            rows.append(run_rwkv7(V, args, tmp))
+            if not args.only_new:
+                rows.append(run_mamba(V, args, tmp))
+            rows.append(run_mamba2(V, args, tmp))
+    print(
+        "\n| RWKV-7 shape (vocab, layers, width, heads x head_size) | forward | torch step | "
+        "numba step | largest logit |"
+    )
+    print("|---|---|---|---|---|")
+    for p in parity7:
+        s = p["shape"]
+        print(
+            f"| {s['vocab_size']}, {s['n_layer']}, {s['n_embd']}, "
+            f"{s['n_embd'] // s['head_size']} x {s['head_size']} | {p['forward_max_abs']:.1e} | "
+            f"{p['torch_step_max_abs']:.1e} | {p['numba_step_max_abs']:.1e} | "
+            f"{p['logit_scale']:.1f} |"
+        )
+    print(
+        "\n| Mamba-2 shape (vocab, layers, width, heads x head_dim, groups, d_state) | forward | "
+        "torch step | numba step |"
+    )
+    print("|---|---|---|---|")
+    for p in parity:
+        s = {"expand": 2, "n_groups": 1, **p["shape"]}
+        heads = s["expand"] * s["d_model"] // s["head_dim"]
+        print(
+            f"| {s['vocab_size']}, {s['n_layer']}, {s['d_model']}, {heads} x {s['head_dim']}, "
+            f"{s['n_groups']}, {s['d_state']} | {p['forward_max_abs']:.1e} | "
+            f"{p['torch_step_max_abs']:.1e} | {p['numba_step_max_abs']:.1e} |"
+        )
     print(
         "\n| model | vocab | ours, numba | ours, torch eager | peer | peer tok/s | ours vs peer | "
         "batch 16: ours numba | batch 16: ours torch | logits max abs diff |"

@@ -1,7 +1,7 @@
-"""Character-level tiny-shakespeare: RWKV-4 and Mamba against a small GPT of equal size, same
-time budget, same data, same trainer.
+"""Character-level tiny-shakespeare: RWKV-4, RWKV-7, Mamba-1 and Mamba-2 against a small GPT of
+RWKV-4's size, same time budget, same data, same trainer.
 
-    python benchmarks/seq_train.py [--data-dir ../shared/datasets] [--minutes 60] [--archs rwkv,mamba,gpt]
+    python benchmarks/seq_train.py [--data-dir ../shared/datasets] [--minutes 60] [--archs rwkv,rwkv7,mamba,mamba2,gpt]
 
 The text is split as nanoGPT's shakespeare_char does (first 90 % train, last 10 % validation),
 characters as tokens. Every model trains with the same ``neurofabric.seq.train.Trainer``
@@ -72,6 +72,8 @@ def main() -> None:
     limit_loaded(args.threads)
 
     from neurofabric.seq import RWKV4, Mamba, MambaConfig, RWKVConfig
+    from neurofabric.seq.mamba2 import Mamba2, Mamba2Config
+    from neurofabric.seq.rwkv7 import RWKV7, RWKV7Config
     from neurofabric.seq.train import TextData, TrainConfig, Trainer
 
     data = TextData.from_file(Path(args.data_dir) / "tinyshakespeare" / "input.txt")
@@ -81,6 +83,12 @@ def main() -> None:
         "rwkv": lambda: rwkv,
         "mamba": lambda: Mamba(
             MambaConfig(vocab_size=V, n_layer=args.layers, d_model=args.dim, chunk=8), seed=0
+        ),
+        "rwkv7": lambda: RWKV7(
+            RWKV7Config(vocab_size=V, n_layer=args.layers, n_embd=args.dim), seed=0
+        ),
+        "mamba2": lambda: Mamba2(
+            Mamba2Config(vocab_size=V, n_layer=args.layers, d_model=args.dim), seed=0
         ),
         "gpt": lambda: gpt_matching(V, n_params(rwkv), args.layers, args.seq_len),
     }

@@ -18,9 +18,16 @@ from neurofabric.core.progress import Progress  # noqa: E402
 from neurofabric.core.validation import check_interval  # noqa: E402
 from neurofabric.seq import RWKV4, Mamba, MambaConfig, RWKVConfig  # noqa: E402
 from neurofabric.seq import mamba as mamba_mod  # noqa: E402
-from neurofabric.seq.decode import MambaDecoder, RWKVDecoder  # noqa: E402
+from neurofabric.seq.decode import (  # noqa: E402
+    Mamba2Decoder,
+    MambaDecoder,
+    RWKV7Decoder,
+    RWKVDecoder,
+)
 from neurofabric.seq.kernels import numba_cpu  # noqa: E402
+from neurofabric.seq.mamba2 import Mamba2, Mamba2Config  # noqa: E402
 from neurofabric.seq.output import LMOutput  # noqa: E402
+from neurofabric.seq.rwkv7 import RWKV7, RWKV7Config  # noqa: E402
 from neurofabric.seq.train import TextData, TrainConfig, Trainer  # noqa: E402
 
 TEXT = "the cat sat on the mat. the dog sat on the log. " * 40
@@ -34,8 +41,26 @@ def _mamba(vocab=20, **kw):
     return Mamba(MambaConfig(vocab_size=vocab, n_layer=1, d_model=16, chunk=4, **kw), seed=0)
 
 
+def _mamba2(vocab=20):
+    return Mamba2(
+        Mamba2Config(vocab_size=vocab, n_layer=1, d_model=16, head_dim=8, chunk=4), seed=0
+    )
+
+
+def _rwkv7(vocab=20):
+    return RWKV7(RWKV7Config(vocab_size=vocab, n_layer=2, n_embd=16, head_size=8, chunk=4), seed=0)
+
+
 # ---------------------------------------------------------------- backends
-@pytest.mark.parametrize("decoder, build", [(RWKVDecoder, _rwkv), (MambaDecoder, _mamba)])
+@pytest.mark.parametrize(
+    "decoder, build",
+    [
+        (RWKVDecoder, _rwkv),
+        (RWKV7Decoder, _rwkv7),
+        (MambaDecoder, _mamba),
+        (Mamba2Decoder, _mamba2),
+    ],
+)
 def test_a_backend_typo_raises_naming_the_choices(decoder, build):
     with pytest.raises(ConfigError, match=r"`backend` must be one of .*'numba'.*got 'numab'"):
         decoder.from_model(build(), backend="numab")
@@ -43,7 +68,12 @@ def test_a_backend_typo_raises_naming_the_choices(decoder, build):
 
 @pytest.mark.parametrize(
     "decoder, build, kernel",
-    [(RWKVDecoder, _rwkv, "rwkv_step"), (MambaDecoder, _mamba, "mamba_step")],
+    [
+        (RWKVDecoder, _rwkv, "rwkv_step"),
+        (MambaDecoder, _mamba, "mamba_step"),
+        (Mamba2Decoder, _mamba2, "mamba2_step"),
+        (RWKV7Decoder, _rwkv7, "rwkv7_step"),
+    ],
 )
 def test_auto_resolves_and_runs_the_numba_kernel(decoder, build, kernel, monkeypatch):
     calls = []
@@ -137,7 +167,7 @@ def test_the_memory_estimate_resolves_auto_to_the_scan_that_runs():
 
 
 # ---------------------------------------------------------------- one forward shape
-@pytest.mark.parametrize("build", [_rwkv, _mamba])
+@pytest.mark.parametrize("build", [_rwkv, _rwkv7, _mamba, _mamba2])
 def test_forward_returns_logits_and_state_whatever_the_arguments(build):
     model = build()
     tokens = torch.tensor([[1, 2, 3, 4]])

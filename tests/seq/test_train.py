@@ -11,6 +11,8 @@ from neurofabric.core.errors import CheckpointError, ConfigError, ShapeError  # 
 from neurofabric.seq import RWKV4, Mamba, MambaConfig, RWKVConfig  # noqa: E402
 from neurofabric.seq.generate import generate, sample_token  # noqa: E402
 from neurofabric.seq.io import load_model, save_model  # noqa: E402
+from neurofabric.seq.mamba2 import Mamba2, Mamba2Config  # noqa: E402
+from neurofabric.seq.rwkv7 import RWKV7, RWKV7Config  # noqa: E402
 from neurofabric.seq.train import TextData, TrainConfig, Trainer  # noqa: E402
 
 TEXT = "the cat sat on the mat. the dog sat on the log. " * 40
@@ -20,11 +22,13 @@ def _rwkv(data):
     return RWKV4(RWKVConfig(vocab_size=data.vocab_size, n_layer=1, n_embd=16, chunk=8), seed=0)
 
 
-def test_training_lowers_validation_loss_for_both_architectures(tmp_path):
+def test_training_lowers_validation_loss_for_every_architecture(tmp_path):
     data = TextData.from_text(TEXT)
     for model in (
         _rwkv(data),
         Mamba(MambaConfig(vocab_size=data.vocab_size, n_layer=1, d_model=16), seed=0),
+        Mamba2(Mamba2Config(vocab_size=data.vocab_size, n_layer=1, d_model=16, head_dim=8), seed=0),
+        RWKV7(RWKV7Config(vocab_size=data.vocab_size, n_layer=1, n_embd=16, head_size=8), seed=0),
     ):
         cfg = TrainConfig(
             max_steps=40, batch_size=8, seq_len=24, eval_every=20, lr=5e-3, warmup_steps=5

@@ -249,6 +249,27 @@ def _demo_seq(out: Path) -> None:
     )
     console.print(f"  sample: [italic]the {text}[/italic]", highlight=False)
     console.print(f"  figure: {out / 'seq_rwkv' / 'loss.png'}")
+    for arch, name in (("rwkv7", "RWKV-7 (generalized delta rule)"), ("mamba2", "Mamba-2 (SSD)")):
+        shutil.rmtree(out / f"seq_{arch}", ignore_errors=True)
+        other = train_seq(
+            arch=arch,
+            text=corpus,
+            out=out / f"seq_{arch}",
+            layers=2,
+            dim=48,
+            steps=150,
+            batch_size=16,
+            seq_len=48,
+            lr=5e-3,
+            eval_every=50,
+            max_time=30.0,
+            seed=0,
+            show_progress=False,
+        )
+        console.print(
+            f"  {name}, trained the same way: {other['params']:,} parameters, "
+            f"{other['step']} steps, validation loss {other['val_loss']:.3f} nats/char"
+        )
     _demo_quantized(out, res, corpus)
 
 

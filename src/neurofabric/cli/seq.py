@@ -1,4 +1,4 @@
-"""``neurofabric seq``: tokenizers, training and generation for RWKV-4 and Mamba."""
+"""``neurofabric seq``: tokenizers, training and generation for RWKV-4/7 and Mamba-1/2."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from neurofabric.cli.render import console
 from neurofabric.core.errors import ConfigError
 
 seq_app = typer.Typer(
-    help="Sequence models: RWKV-4 and Mamba language models.", no_args_is_help=True
+    help="Sequence models: RWKV-4, RWKV-7, Mamba-1 and Mamba-2 language models.",
+    no_args_is_help=True,
 )
 tok_app = typer.Typer(
     help="Train tokenizers (HF tokenizers) and a character tokenizer.", no_args_is_help=True
@@ -73,12 +74,12 @@ def train_seq(
 
     ``resume``: continue ``out/checkpoint`` (which must exist, verified against this data and
     config); without it an ``out`` that holds a checkpoint is refused, never overwritten."""
-    from neurofabric.seq.io import build_lm
+    from neurofabric.seq.io import LM_ARCHS, build_lm
     from neurofabric.seq.tokenizers import load_tokenizer
     from neurofabric.seq.train import TextData, TrainConfig, Trainer
 
-    if arch not in ("rwkv", "mamba", "gpt"):
-        raise ConfigError(f"--arch must be rwkv, mamba or gpt, got {arch!r}")
+    if arch not in LM_ARCHS:
+        raise ConfigError(f"--arch must be one of {', '.join(LM_ARCHS)}, got {arch!r}")
     tok = load_tokenizer(tokenizer_path) if tokenizer_path else None
     data = TextData.from_text(text, tok)
     if arch != "mamba" and backend != "auto":
@@ -130,7 +131,10 @@ def seq_train(
     out: Path = typer.Option(
         ..., help="Run folder: checkpoint/, best/, metrics, tokenizer, loss.png."
     ),
-    arch: str = typer.Option("rwkv", help="rwkv, mamba or gpt (the transformer baseline)."),
+    arch: str = typer.Option(
+        "rwkv",
+        help="rwkv (RWKV-4), rwkv7 (RWKV-7), mamba (Mamba-1), mamba2 (Mamba-2) or gpt (the transformer baseline).",
+    ),
     tokenizer: Path | None = typer.Option(
         None, help="A tokenizer.json (default: characters of the data)."
     ),

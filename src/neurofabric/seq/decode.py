@@ -22,7 +22,7 @@ from neurofabric.core.errors import ConfigError, ShapeError
 from neurofabric.core.validation import check_positive
 from neurofabric.seq import kernels as _kernels  # noqa: F401  (registers the "seq" backends)
 
-__all__ = ["MambaDecoder", "RWKVDecoder"]
+__all__ = ["Mamba2Decoder", "MambaDecoder", "RWKV7Decoder", "RWKVDecoder"]
 
 
 #: the 4-bit decoder's linear layers: its argument name -> the module under ``blocks.N.``
@@ -321,6 +321,195 @@ class MambaDecoder(_Decoder):
         else:
             step, keys = self._kernels.mamba_step, self._FLOAT_ARGS
         return step(tokens, *(self.w[k] for k in keys), conv, ssm, self.eps)
+
+    def step(self, tokens: Any, state: tuple[np.ndarray, np.ndarray]):
+        """Logits and a new state; the given state is left as it was."""
+        new = (state[0].copy(), state[1].copy())
+        return self.step_(tokens, new), new
+
+
+class Mamba2Decoder(_Decoder):
+    """The weights of a :class:`~neurofabric.seq.mamba2.Mamba2`, stacked per layer for
+    ``mamba2_step`` (float32); ``backend`` as for :class:`RWKVDecoder`."""
+
+    def __init__(
+        self,
+        weights: dict[str, Any],
+        *,
+        n_groups: int = 1,
+        head_dim: int,
+        eps: float = 1e-5,
+        backend: str = "auto",
+    ) -> None:
+        super().__init__(weights, backend)
+        if self.quantized:
+            raise ConfigError("the Mamba-2 decoder runs float32 weights only")
+        self.eps = check_positive("eps", eps)
+        self.n_groups, self.head_dim = int(n_groups), int(head_dim)
+        self.n_layer, self.conv_dim, self.d_conv = self.w["conv_w"].shape
+        self.n_heads = self.w["A"].shape[1]
+        d_inner = self.n_heads * self.head_dim
+        self.d_state = (self.conv_dim - d_inner) // (2 * self.n_groups)
+        self.vocab_size = self.w["head"].shape[0]
+
+    @classmethod
+    def from_model(cls, model: Any, *, backend: str = "auto") -> Mamba2Decoder:
+        import torch
+
+        sd = {k: v.detach().to(torch.float32).numpy() for k, v in model.state_dict().items()}
+        c = model.config
+
+        def stack(fmt):
+            return np.stack([sd[fmt.format(i)] for i in range(c.n_layer)])
+
+        w = {
+            "emb": sd["embeddings.weight"],
+            "norm": stack("layers.{}.norm.weight"),
+            "in_proj": stack("layers.{}.mixer.in_proj.weight"),
+            "conv_w": stack("layers.{}.mixer.conv1d.weight")[:, :, 0, :],
+            "conv_b": stack("layers.{}.mixer.conv1d.bias"),
+            "dt_b": stack("layers.{}.mixer.dt_bias"),
+            "A": -np.exp(stack("layers.{}.mixer.A_log").astype(np.float64)),
+            "D": stack("layers.{}.mixer.D"),
+            "gnorm": stack("layers.{}.mixer.norm.weight"),
+            "out_proj": stack("layers.{}.mixer.out_proj.weight"),
+            "norm_f": sd["norm_f.weight"],
+            "head": sd["embeddings.weight" if c.tie_embeddings else "lm_head.weight"],
+        }
+        return cls(w, n_groups=c.n_groups, head_dim=c.head_dim, eps=c.eps, backend=backend)
+
+    #: the weights of ``mamba2_step``, in their argument order
+    _ARGS = ("emb", "norm", "in_proj", "conv_w", "conv_b", "dt_b", "A", "D", "gnorm")
+    _ARGS += ("out_proj", "norm_f", "head")
+
+    def init_state(self, batch: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Zero (conv (L, B, conv_dim, d_conv), ssm (L, B, H, head_dim, d_state)) arrays."""
+        L = self.n_layer
+        return (
+            np.zeros((L, batch, self.conv_dim, self.d_conv), np.float32),
+            np.zeros((L, batch, self.n_heads, self.head_dim, self.d_state), np.float32),
+        )
+
+    def step_(self, tokens: Any, state: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        """Logits (B, vocab); the (conv, ssm) state arrays are advanced in place."""
+        tokens = np.ascontiguousarray(tokens, dtype=np.int64).reshape(-1)
+        conv, ssm = state
+        want = self.init_state(len(tokens))
+        if conv.shape != want[0].shape or ssm.shape != want[1].shape:
+            raise ShapeError(
+                f"state must be arrays of shapes {want[0].shape} and {want[1].shape} for "
+                f"{len(tokens)} tokens, got {conv.shape} and {ssm.shape}"
+            )
+        if len(tokens) and (tokens.min() < 0 or tokens.max() >= self.vocab_size):
+            raise ShapeError(f"token ids must lie in [0, {self.vocab_size})")
+        args = (self.w[k] for k in self._ARGS)
+        return self._kernels.mamba2_step(tokens, *args, conv, ssm, self.n_groups, self.eps)
+
+    def step(self, tokens: Any, state: tuple[np.ndarray, np.ndarray]):
+        """Logits and a new state; the given state is left as it was."""
+        new = (state[0].copy(), state[1].copy())
+        return self.step_(tokens, new), new
+
+
+class RWKV7Decoder(_Decoder):
+    """The weights of an :class:`~neurofabric.seq.rwkv7.RWKV7`, stacked per layer for
+    ``rwkv7_step`` (float32; the embedding stored after ``ln0``, as the ``rwkv`` package does);
+    ``backend`` as for :class:`RWKVDecoder`."""
+
+    def __init__(self, weights: dict[str, Any], *, backend: str = "auto") -> None:
+        super().__init__(weights, backend)
+        if self.quantized:
+            raise ConfigError("the RWKV-7 decoder runs float32 weights only")
+        self.n_layer, self.n_head, self.head_size = self.w["r_k"].shape
+        self.n_embd = self.w["emb"].shape[1]
+        self.vocab_size = self.w["head"].shape[0]
+
+    @classmethod
+    def from_model(cls, model: Any, *, backend: str = "auto") -> RWKV7Decoder:
+        import torch
+        from torch.nn import functional as F
+
+        c = model.config
+        with torch.no_grad():
+            blk0 = model.blocks[0]
+            emb = F.layer_norm(model.emb.weight, (c.n_embd,), blk0.ln0.weight, blk0.ln0.bias, 1e-5)
+        sd = {k: v.detach().to(torch.float32).numpy() for k, v in model.state_dict().items()}
+        L = c.n_layer
+
+        def stack(fmt, zeros_at_0=None):
+            return np.stack(
+                [
+                    np.zeros(zeros_at_0, np.float32)
+                    if i == 0 and zeros_at_0 is not None
+                    else sd[fmt.format(i)]
+                    for i in range(L)
+                ]
+            )
+
+        att = "blocks.{}.att."
+        C = c.n_embd
+        w = {
+            "emb": emb.to(torch.float32).numpy(),
+            "ln": np.stack(
+                [
+                    [[sd[f"blocks.{i}.ln{j}.{p}"] for p in ("weight", "bias")] for j in (1, 2)]
+                    for i in range(L)
+                ]
+            ),
+            "mix": np.stack(
+                [stack(att + m) for m in ("x_r", "x_w", "x_k", "x_v", "x_a", "x_g")], 1
+            ),
+            "w0": stack(att + "w0"),
+            "a0": stack(att + "a0"),
+            "v0": stack(att + "v0", (C,)),
+            "k_k": stack(att + "k_k"),
+            "k_a": stack(att + "k_a"),
+            "r_k": stack(att + "r_k"),
+            "w1": stack(att + "w1"),
+            "w2": stack(att + "w2"),
+            "a1": stack(att + "a1"),
+            "a2": stack(att + "a2"),
+            "v1": stack(att + "v1", (C, c.d_mv)),
+            "v2": stack(att + "v2", (c.d_mv, C)),
+            "g1": stack(att + "g1"),
+            "g2": stack(att + "g2"),
+            "att_w": np.stack(
+                [stack(att + n + ".weight") for n in ("receptance", "key", "value", "output")], 1
+            ),
+            "ln_x": np.stack([stack(att + "ln_x.weight"), stack(att + "ln_x.bias")], 1),
+            "ffn_x": stack("blocks.{}.ffn.x_k"),
+            "ffn_k": stack("blocks.{}.ffn.key.weight"),
+            "ffn_v": stack("blocks.{}.ffn.value.weight"),
+            "ln_out": np.stack([sd["ln_out.weight"], sd["ln_out.bias"]]),
+            "head": sd["head.weight"],
+        }
+        return cls(w, backend=backend)
+
+    #: the weights of ``rwkv7_step``, in their argument order
+    _ARGS = ("emb", "ln", "mix", "w0", "a0", "v0", "k_k", "k_a", "r_k", "w1", "w2", "a1", "a2")
+    _ARGS += ("v1", "v2", "g1", "g2", "att_w", "ln_x", "ffn_x", "ffn_k", "ffn_v", "ln_out", "head")
+
+    def init_state(self, batch: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Zero (shifts (L, 2, B, C), S (L, B, H, N, N)) arrays."""
+        L, H, N = self.n_layer, self.n_head, self.head_size
+        return (
+            np.zeros((L, 2, batch, self.n_embd), np.float32),
+            np.zeros((L, batch, H, N, N), np.float32),
+        )
+
+    def step_(self, tokens: Any, state: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        """Logits (B, vocab); the (shifts, S) state arrays are advanced in place."""
+        tokens = np.ascontiguousarray(tokens, dtype=np.int64).reshape(-1)
+        shifts, S = state
+        want = self.init_state(len(tokens))
+        if shifts.shape != want[0].shape or S.shape != want[1].shape:
+            raise ShapeError(
+                f"state must be arrays of shapes {want[0].shape} and {want[1].shape} for "
+                f"{len(tokens)} tokens, got {shifts.shape} and {S.shape}"
+            )
+        if len(tokens) and (tokens.min() < 0 or tokens.max() >= self.vocab_size):
+            raise ShapeError(f"token ids must lie in [0, {self.vocab_size})")
+        return self._kernels.rwkv7_step(tokens, *(self.w[k] for k in self._ARGS), shifts, S)
 
     def step(self, tokens: Any, state: tuple[np.ndarray, np.ndarray]):
         """Logits and a new state; the given state is left as it was."""

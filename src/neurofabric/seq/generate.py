@@ -118,22 +118,36 @@ def generate(
 
 def _stepper(model: Any, backend: str):
     from neurofabric.seq.mamba import Mamba
+    from neurofabric.seq.mamba2 import Mamba2
     from neurofabric.seq.rwkv import RWKV4
+    from neurofabric.seq.rwkv7 import RWKV7
 
     if backend != "torch":
         from neurofabric.quant.awq import QuantLinear
-        from neurofabric.seq.decode import MambaDecoder, RWKVDecoder, q4_ready
+        from neurofabric.seq.decode import (
+            Mamba2Decoder,
+            MambaDecoder,
+            RWKV7Decoder,
+            RWKVDecoder,
+            q4_ready,
+        )
 
         quantized = any(isinstance(m, QuantLinear) for m in model.modules())
-        kinds = ((RWKV4, RWKVDecoder), (Mamba, MambaDecoder))
+        kinds = (
+            (RWKV4, RWKVDecoder),
+            (RWKV7, RWKV7Decoder),
+            (Mamba, MambaDecoder),
+            (Mamba2, Mamba2Decoder),
+        )
+        float_only = (RWKV7Decoder, Mamba2Decoder)
         fused = next((d for c, d in kinds if isinstance(model, c)), None)
         dec = None
-        if fused is not None and (not quantized or q4_ready(model)):
+        if fused is not None and (not quantized or (fused not in float_only and q4_ready(model))):
             dec = fused.from_model(model, backend=backend)
         elif backend != "auto":
             raise ConfigError(
                 f"`backend` {backend!r} runs the fused decoders of RWKV4 and Mamba (float, or "
-                f"quantized to 4 bits), but the model is a "
+                f"quantized to 4 bits), RWKV7 and Mamba2 (float), but the model is a "
                 f"{'quantized ' if quantized else ''}{type(model).__name__}; use "
                 f"backend='torch' or 'auto'"
             )

@@ -2,7 +2,7 @@
 
 A model directory::
 
-    config.json        {"format": "neurofabric-seq", "format_version": 1, "arch": "rwkv4" | "mamba",
+    config.json        {"format": "neurofabric-seq", "format_version": 1, "arch": "rwkv4" | "mamba" | ...,
                         "config": {...}, "sha256": {"model.safetensors": ...}}
     model.safetensors  the weights (our parameter names)
 
@@ -21,6 +21,7 @@ and ``manifest.json``, written last::
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -56,12 +57,20 @@ CHECKPOINT_VERSION = 1
 def _archs():
     from neurofabric.seq.gpt import GPT, GPTConfig
     from neurofabric.seq.mamba import Mamba, MambaConfig
+    from neurofabric.seq.mamba2 import Mamba2, Mamba2Config
     from neurofabric.seq.rwkv import RWKV4, RWKVConfig
+    from neurofabric.seq.rwkv7 import RWKV7, RWKV7Config
 
-    return {"rwkv4": (RWKV4, RWKVConfig), "mamba": (Mamba, MambaConfig), "gpt": (GPT, GPTConfig)}
+    return {
+        "rwkv4": (RWKV4, RWKVConfig),
+        "rwkv7": (RWKV7, RWKV7Config),
+        "mamba": (Mamba, MambaConfig),
+        "mamba2": (Mamba2, Mamba2Config),
+        "gpt": (GPT, GPTConfig),
+    }
 
 
-ARCHS = ("rwkv4", "mamba", "gpt")
+ARCHS = ("rwkv4", "rwkv7", "mamba", "mamba2", "gpt")
 
 
 def arch_of(model: Any) -> str:
@@ -79,6 +88,10 @@ def build_model(arch: str, config: dict, *, seed: Any = 0):
     return cls(cfg_cls(**config), seed=seed)
 
 
+#: the short names :func:`build_lm` (and ``neurofabric seq train --arch``) takes
+LM_ARCHS = ("rwkv", "rwkv7", "mamba", "mamba2", "gpt")
+
+
 def build_lm(
     arch: str,
     vocab_size: int,
@@ -90,15 +103,24 @@ def build_lm(
     scan: str = "auto",
 ):
     """A language model by its short name, as ``neurofabric seq train`` and the studio build
-    it: ``"rwkv"`` (RWKV-4), ``"mamba"`` (Mamba-1, ``scan`` its training scan) or ``"gpt"``
+    it: ``"rwkv"`` (RWKV-4), ``"rwkv7"`` (RWKV-7: heads of up to 64 channels), ``"mamba"`` (Mamba-1, ``scan`` its training scan), ``"mamba2"``
+    (Mamba-2: heads of up to 32 channels, d_state 64, one group, chunks of 32) or ``"gpt"``
     (the baseline, 4 heads, a context of ``seq_len``)."""
     if arch == "rwkv":
         return build_model(
             "rwkv4", {"vocab_size": vocab_size, "n_layer": layers, "n_embd": width}, seed=seed
         )
+    if arch == "rwkv7":
+        config = {"vocab_size": vocab_size, "n_layer": layers, "n_embd": width}
+        config["head_size"] = math.gcd(width, 64)  # RWKV-7's heads of 64 where the width allows
+        return build_model("rwkv7", config, seed=seed)
     if arch == "mamba":
         config = {"vocab_size": vocab_size, "n_layer": layers, "d_model": width, "scan": scan}
         return build_model("mamba", config, seed=seed)
+    if arch == "mamba2":
+        config = {"vocab_size": vocab_size, "n_layer": layers, "d_model": width}
+        config["head_dim"] = math.gcd(2 * width, 32)  # heads of 32 channels where 2 width allows
+        return build_model("mamba2", config, seed=seed)
     if arch == "gpt":
         config = {
             "vocab_size": vocab_size,
@@ -107,7 +129,7 @@ def build_lm(
             "block_size": seq_len,
         }
         return build_model("gpt", config, seed=seed)
-    raise ConfigError(f"`arch` must be rwkv, mamba or gpt, got {arch!r}")
+    raise ConfigError(f"`arch` must be one of {', '.join(LM_ARCHS)}, got {arch!r}")
 
 
 def write_model_files(model: Any, folder: Path) -> dict:

@@ -136,16 +136,16 @@ TEMPLATES: dict[str, Template] = {
             "seq-char",
             "seq",
             "Character-level language model",
-            "RWKV-4, Mamba or a GPT baseline learns a text file character by character "
+            "RWKV-4/7, Mamba-1/2 or a GPT baseline learns a text file character by character "
             "(AdamW, warmup + cosine), checkpointing at every evaluation; then writes.",
             (
                 P(
                     "arch",
                     "choice",
                     "rwkv",
-                    "rwkv (RWKV-4), mamba (Mamba-1) or gpt (the transformer baseline: 4 heads, "
-                    "a context of seq_len).",
-                    choices=("rwkv", "mamba", "gpt"),
+                    "rwkv (RWKV-4), rwkv7 (RWKV-7), mamba (Mamba-1), mamba2 (Mamba-2) or gpt "
+                    "(the transformer baseline: 4 heads, a context of seq_len).",
+                    choices=("rwkv", "rwkv7", "mamba", "mamba2", "gpt"),
                 ),
                 P("layers", "int", 2, "Residual blocks.", 1, 48),
                 P("dim", "int", 64, "Width of the residual stream.", 4, 4096),

@@ -423,6 +423,99 @@ def mamba_step_q4(
     return np.dot(h, emb.T)
 
 
+@njit(cache=True, inline="always", fastmath=True)
+def _ssd_step(zx, xbc, dt_b, A, D, st, n_groups, y):
+    """Mamba-2's state update for one token (scalar decay per head) and its output ``y``
+    (before the gate); dt comes from the last H columns of ``zx``."""
+    Bsz, H, P, N = st.shape
+    di = H * P
+    off_dt = zx.shape[1] - H
+    gn = n_groups * N
+    per_group = H // n_groups
+    for i in range(Bsz):
+        for hh in range(H):
+            v = zx[i, off_dt + hh] + dt_b[hh]
+            dt = v if v > 20.0 else np.log1p(np.exp(v))
+            a = np.exp(dt * A[hh])
+            b0 = di + (hh // per_group) * N
+            bv, cv = xbc[i, b0 : b0 + N], xbc[i, b0 + gn : b0 + gn + N]
+            sh = st[i, hh]  # contiguous views: the inner loop vectorizes
+            for p in range(P):
+                row = sh[p]
+                xv = xbc[i, hh * P + p]
+                dx = dt * xv
+                acc = 0.0
+                for n in range(N):
+                    s = a * row[n] + dx * bv[n]
+                    row[n] = s
+                    acc += s * cv[n]
+                y[i, hh * P + p] = acc + D[hh] * xv
+
+
+@njit(cache=True, inline="always", fastmath=True)
+def _gated_group_norm(y, zx, w, n_groups, eps):
+    """y <- RMSNorm(y * SiLU(z)) per group of channels, times ``w``; z is ``zx[:, :di]``."""
+    Bsz, di = y.shape
+    size = di // n_groups
+    for i in range(Bsz):
+        for g in range(n_groups):
+            ss = 0.0
+            for c in range(g * size, (g + 1) * size):
+                z = zx[i, c]
+                v = y[i, c] * (z / (1.0 + np.exp(-z)))
+                y[i, c] = v
+                ss += v * v
+            inv = 1.0 / np.sqrt(ss / size + eps)
+            for c in range(g * size, (g + 1) * size):
+                y[i, c] *= inv * w[c]
+
+
+@njit(cache=True, fastmath=True)
+def mamba2_step(
+    tokens,
+    emb,
+    norm,
+    in_proj,
+    conv_w,
+    conv_b,
+    dt_b,
+    A,
+    D,
+    gnorm,
+    out_proj,
+    norm_f,
+    head,
+    conv_state,
+    ssm_state,
+    n_groups,
+    eps,
+):
+    """Logits (B, V) of one Mamba-2 token per sequence; states updated in place.
+
+    norm (L, d); in_proj (L, di + cd + H, d) giving (z, xBC, dt); conv_w (L, cd, K);
+    conv_b (L, cd); dt_b, A = -exp(A_log), D (L, H); gnorm (L, di); out_proj (L, d, di);
+    norm_f (d,); head (V, d); conv_state (L, B, cd, K); ssm_state (L, B, H, P, N).
+    """
+    L, cd, _ = conv_w.shape
+    di = ssm_state.shape[2] * ssm_state.shape[3]
+    Bsz, d = tokens.shape[0], emb.shape[1]
+    x = np.empty((Bsz, d), dtype=np.float32)
+    for i in range(Bsz):
+        x[i] = emb[tokens[i]]
+    h = np.empty((Bsz, d), dtype=np.float32)
+    xbc = np.empty((Bsz, cd), dtype=np.float32)
+    y = np.empty((Bsz, di), dtype=np.float32)
+    for layer in range(L):
+        _rms_norm(x, norm[layer], eps, h)
+        zx = np.dot(h, in_proj[layer].T)  # (B, di + cd + H)
+        _conv_silu(zx[:, di : di + cd], conv_state[layer], conv_w[layer], conv_b[layer], xbc)
+        _ssd_step(zx, xbc, dt_b[layer], A[layer], D[layer], ssm_state[layer], n_groups, y)
+        _gated_group_norm(y, zx, gnorm[layer], n_groups, eps)
+        x += np.dot(y, out_proj[layer].T)
+    _rms_norm(x, norm_f, eps, h)
+    return np.dot(h, head.T)
+
+
 @njit(cache=True, parallel=True)
 def selective_scan_fwd(u, delta, A, B, C, D, h0):
     """Mamba's selective scan, sequential per (sequence, channel), parallel over sequences.
@@ -488,3 +581,225 @@ def selective_scan_bwd(u, delta, A, B, C, D, h0, hs, dy, dh_last):
                 du[b, t, c] += dy[b, t, c] * D[c]
                 dD_part[b, c] += dy[b, t, c] * u[b, t, c]
     return du, ddelta, dA_part.sum(axis=0), dB, dC, dD_part.sum(axis=0), dh0
+
+
+@njit(cache=True, parallel=True, fastmath=True)
+def wkv7_fwd(r, w, k, v, a, b, S0):
+    """RWKV-7's WKV, sequential per (sequence, head), parallel over them: r, w, k, v, a, b
+    (B, T, H, N); S0 (B, H, N, N), value index first. S_t = S_{t-1} (diag(w_t) + a_t b_t^T) +
+    v_t k_t^T, y_t = S_t r_t. Returns y (B, T, H, N) and every state (B, T, H, N, N), kept for
+    the backward pass."""
+    B, T, H, N = r.shape
+    y = np.empty_like(r)
+    states = np.empty((B, T, H, N, N), dtype=r.dtype)
+    for bh in prange(B * H):
+        bb, h = bh // H, bh % H
+        S = S0[bb, h].copy()
+        sa = np.empty(N, dtype=r.dtype)
+        for t in range(T):
+            rt, wt, kt, vt = r[bb, t, h], w[bb, t, h], k[bb, t, h], v[bb, t, h]
+            at, bt = a[bb, t, h], b[bb, t, h]
+            for i in range(N):
+                acc = 0.0
+                for j in range(N):
+                    acc += S[i, j] * at[j]
+                sa[i] = acc
+            for i in range(N):
+                vi, si = vt[i], sa[i]
+                acc = 0.0
+                for j in range(N):
+                    s = S[i, j] * wt[j] + si * bt[j] + vi * kt[j]
+                    S[i, j] = s
+                    acc += s * rt[j]
+                y[bb, t, h, i] = acc
+            states[bb, t, h] = S
+    return y, states
+
+
+@njit(cache=True, parallel=True, fastmath=True)
+def wkv7_bwd(r, w, k, v, a, b, S0, states, dy, dS_last):
+    """Gradients of :func:`wkv7_fwd`: dr, dw, dk, dv, da, db, dS0 (reverse-time recursion on
+    G = dL/dS_t)."""
+    B, T, H, N = r.shape
+    dr, dw, dk = np.zeros_like(r), np.zeros_like(w), np.zeros_like(k)
+    dv, da, db = np.zeros_like(v), np.zeros_like(a), np.zeros_like(b)
+    dS0 = np.empty_like(S0)
+    for bh in prange(B * H):
+        bb, h = bh // H, bh % H
+        G = dS_last[bb, h].copy()
+        sa = np.empty(N, dtype=r.dtype)
+        dsa = np.empty(N, dtype=r.dtype)
+        for t in range(T - 1, -1, -1):
+            St = states[bb, t, h]
+            Sp = states[bb, t - 1, h] if t > 0 else S0[bb, h]
+            rt, wt, kt, vt = r[bb, t, h], w[bb, t, h], k[bb, t, h], v[bb, t, h]
+            at, bt, dyt = a[bb, t, h], b[bb, t, h], dy[bb, t, h]
+            drt, dwt, dkt = dr[bb, t, h], dw[bb, t, h], dk[bb, t, h]
+            dvt, dat, dbt = dv[bb, t, h], da[bb, t, h], db[bb, t, h]
+            for i in range(N):  # y_t = S_t r_t
+                dyi = dyt[i]
+                for j in range(N):
+                    G[i, j] += dyi * rt[j]
+                    drt[j] += St[i, j] * dyi
+            for i in range(N):
+                acc = 0.0
+                for j in range(N):
+                    acc += Sp[i, j] * at[j]
+                sa[i] = acc
+            for i in range(N):  # S_t = S_{t-1} diag(w) + sa b^T + v k^T
+                vi, si = vt[i], sa[i]
+                acc_v, acc_sa = 0.0, 0.0
+                for j in range(N):
+                    g = G[i, j]
+                    acc_v += g * kt[j]
+                    acc_sa += g * bt[j]
+                    dkt[j] += g * vi
+                    dbt[j] += g * si
+                    dwt[j] += g * Sp[i, j]
+                dvt[i] = acc_v
+                dsa[i] = acc_sa
+            for i in range(N):  # sa = S_{t-1} a, and G <- dL/dS_{t-1}
+                di = dsa[i]
+                for j in range(N):
+                    dat[j] += di * Sp[i, j]
+                    G[i, j] = G[i, j] * wt[j] + di * at[j]
+        dS0[bb, h] = G
+    return dr, dw, dk, dv, da, db, dS0
+
+
+@njit(cache=True, fastmath=True)
+def rwkv7_step(
+    tokens,
+    emb,
+    ln,
+    mix,
+    w0,
+    a0,
+    v0,
+    k_k,
+    k_a,
+    r_k,
+    w1,
+    w2,
+    a1,
+    a2,
+    v1,
+    v2,
+    g1,
+    g2,
+    att_w,
+    ln_x,
+    ffn_x,
+    ffn_k,
+    ffn_v,
+    ln_out,
+    head,
+    shifts,
+    S,
+):
+    """Logits (B, V) of one RWKV-7 token per sequence; states updated in place.
+
+    emb (V, C) after ``blocks.0.ln0``; ln (L, 2 norms, weight / bias, C); mix (L, 6, C) for
+    r, w, k, v, a, g; w0, a0, v0, k_k, k_a (L, C); r_k (L, H, N); the LoRA pairs w1 (L, C, D),
+    w2 (L, D, C) and likewise a, v (zeros at layer 0), g; att_w (L, 4, C, C) receptance, key,
+    value, output; ln_x (L, 2, C); ffn_x (L, C); ffn_k (L, F, C); ffn_v (L, C, F); ln_out
+    (2, C); head (V, C); shifts (L, 2, B, C); S (L, B, H, N, N).
+    """
+    L = ln.shape[0]
+    Bsz, C = tokens.shape[0], emb.shape[1]
+    H, N = r_k.shape[1], r_k.shape[2]
+    scale = np.exp(-0.5)
+    x = np.empty((Bsz, C), dtype=np.float32)
+    for i in range(Bsz):
+        x[i] = emb[tokens[i]]
+    xx = np.empty((Bsz, C), dtype=np.float32)
+    ins = np.empty((6, Bsz, C), dtype=np.float32)
+    v_first = np.empty((Bsz, C), dtype=np.float32)
+    y = np.empty((Bsz, C), dtype=np.float32)
+    sa = np.empty(N, dtype=np.float32)
+    for layer in range(L):
+        _layer_norm(x, ln[layer, 0, 0], ln[layer, 0, 1], xx)
+        for i in range(Bsz):
+            for c in range(C):
+                d = shifts[layer, 0, i, c] - xx[i, c]
+                for m in range(6):
+                    ins[m, i, c] = xx[i, c] + d * mix[layer, m, c]
+                shifts[layer, 0, i, c] = xx[i, c]
+        r = np.dot(ins[0], att_w[layer, 0].T)
+        k = np.dot(ins[2], att_w[layer, 1].T)
+        v = np.dot(ins[3], att_w[layer, 2].T)
+        wl = np.dot(np.tanh(np.dot(ins[1], w1[layer])), w2[layer])
+        al = np.dot(np.dot(ins[4], a1[layer]), a2[layer])
+        gh = np.dot(ins[5], g1[layer])
+        gh = 1.0 / (1.0 + np.exp(-gh))
+        g = np.dot(gh.astype(np.float32), g2[layer])
+        vl = np.dot(np.dot(ins[3], v1[layer]), v2[layer])
+        st = S[layer]
+        for i in range(Bsz):
+            for h in range(H):
+                o = h * N
+                nrm = 0.0
+                for n in range(N):
+                    q = k[i, o + n] * k_k[layer, o + n]
+                    nrm += q * q
+                nrm = max(np.sqrt(nrm), 1e-12)
+                bonus = 0.0
+                for n in range(N):
+                    c = o + n
+                    a = 1.0 / (1.0 + np.exp(-(a0[layer, c] + al[i, c])))
+                    kk = k[i, c] * k_k[layer, c] / nrm
+                    k[i, c] = k[i, c] * (1.0 + (a - 1.0) * k_a[layer, c])
+                    if layer == 0:
+                        v_first[i, c] = v[i, c]
+                    else:
+                        mixv = 1.0 / (1.0 + np.exp(-(v0[layer, c] + vl[i, c])))
+                        v[i, c] = v[i, c] + (v_first[i, c] - v[i, c]) * mixv
+                    wl[i, c] = np.exp(-scale / (1.0 + np.exp(-(w0[layer, c] + wl[i, c]))))
+                    al[i, c] = kk * a  # b = kappa * a
+                    ins[0, i, c] = -kk  # a = -kappa (the input row is no longer needed)
+                    bonus += r[i, c] * k[i, c] * r_k[layer, h, n]
+                # contiguous views of this head's state and vectors (the loops vectorize)
+                sh = st[i, h]
+                av, wv, bv = ins[0, i, o : o + N], wl[i, o : o + N], al[i, o : o + N]
+                kv, rv = k[i, o : o + N], r[i, o : o + N]
+                for p in range(N):  # sa = S a
+                    row = sh[p]
+                    acc = 0.0
+                    for n in range(N):
+                        acc += row[n] * av[n]
+                    sa[p] = acc
+                mean = 0.0
+                for p in range(N):
+                    row = sh[p]
+                    vp, sp = v[i, o + p], sa[p]
+                    acc = 0.0
+                    for n in range(N):
+                        s = row[n] * wv[n] + sp * bv[n] + vp * kv[n]
+                        row[n] = s
+                        acc += s * rv[n]
+                    y[i, o + p] = acc
+                    mean += acc
+                mean /= N
+                var = 0.0
+                for p in range(N):
+                    dd = y[i, o + p] - mean
+                    var += dd * dd
+                inv = 1.0 / np.sqrt(var / N + 64e-5)
+                for p in range(N):
+                    c = o + p
+                    yn = (y[i, c] - mean) * inv * ln_x[layer, 0, c] + ln_x[layer, 1, c]
+                    y[i, c] = (yn + bonus * v[i, c]) * g[i, c]
+        x += np.dot(y, att_w[layer, 3].T)
+        _layer_norm(x, ln[layer, 1, 0], ln[layer, 1, 1], xx)
+        for i in range(Bsz):
+            for c in range(C):
+                ins[1, i, c] = xx[i, c] + (shifts[layer, 1, i, c] - xx[i, c]) * ffn_x[layer, c]
+                shifts[layer, 1, i, c] = xx[i, c]
+        kf = np.dot(ins[1], ffn_k[layer].T)
+        for i in range(Bsz):
+            for f in range(kf.shape[1]):
+                z = kf[i, f] if kf[i, f] > 0 else 0.0
+                kf[i, f] = z * z
+        x += np.dot(kf, ffn_v[layer].T)
+    _layer_norm(x, ln_out[0], ln_out[1], xx)
+    return np.dot(xx, head.T)

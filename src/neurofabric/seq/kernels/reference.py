@@ -241,3 +241,134 @@ def mamba_step_q4(
         ssm_state,
         eps,
     )
+
+
+def mamba2_step(
+    tokens,
+    emb,
+    norm,
+    in_proj,
+    conv_w,
+    conv_b,
+    dt_b,
+    A,
+    D,
+    gnorm,
+    out_proj,
+    norm_f,
+    head,
+    conv_state,
+    ssm_state,
+    n_groups,
+    eps,
+):
+    """The Mamba-2 recurrent step in plain numpy (see ``numba_cpu.mamba2_step``)."""
+
+    def rms(x, w):
+        return x / np.sqrt((x * x).mean(-1, keepdims=True) + eps) * w
+
+    def silu(x):
+        return x / (1 + np.exp(-x))
+
+    x = emb[tokens].astype(np.float64)
+    b = len(tokens)
+    H, P, N = ssm_state.shape[2], ssm_state.shape[3], ssm_state.shape[4]
+    di, gn = H * P, n_groups * N
+    for layer in range(conv_w.shape[0]):
+        zxbcdt = rms(x, norm[layer]) @ in_proj[layer].T
+        z, xbc, dt = zxbcdt[:, :di], zxbcdt[:, di : 2 * di + 2 * gn], zxbcdt[:, 2 * di + 2 * gn :]
+        cs = conv_state[layer]
+        cs[:, :, :-1] = cs[:, :, 1:]
+        cs[:, :, -1] = xbc
+        xbc = silu((cs * conv_w[layer]).sum(-1) + conv_b[layer])
+        xs = xbc[:, :di].reshape(b, H, P)
+        Bh = np.repeat(xbc[:, di : di + gn].reshape(b, n_groups, N), H // n_groups, axis=1)
+        Ch = np.repeat(xbc[:, di + gn :].reshape(b, n_groups, N), H // n_groups, axis=1)
+        dt = np.logaddexp(0, dt + dt_b[layer])  # (b, H)
+        st = ssm_state[layer]
+        st[:] = (
+            np.exp(dt * A[layer])[:, :, None, None] * st
+            + (dt[:, :, None] * xs)[..., None] * Bh[:, :, None, :]
+        )
+        y = ((st * Ch[:, :, None, :]).sum(-1) + D[layer][:, None] * xs).reshape(b, di)
+        g = (y * silu(z)).reshape(b, n_groups, di // n_groups)
+        g = (g / np.sqrt((g * g).mean(-1, keepdims=True) + eps)).reshape(b, di) * gnorm[layer]
+        x = x + g @ out_proj[layer].T
+    return (rms(x, norm_f) @ head.T).astype(np.float32)
+
+
+def rwkv7_step(
+    tokens,
+    emb,
+    ln,
+    mix,
+    w0,
+    a0,
+    v0,
+    k_k,
+    k_a,
+    r_k,
+    w1,
+    w2,
+    a1,
+    a2,
+    v1,
+    v2,
+    g1,
+    g2,
+    att_w,
+    ln_x,
+    ffn_x,
+    ffn_k,
+    ffn_v,
+    ln_out,
+    head,
+    shifts,
+    S,
+):
+    """The RWKV-7 recurrent step in plain numpy (see ``numba_cpu.rwkv7_step``); ``emb`` is the
+    embedding after ``blocks.0.ln0``; ``shifts`` (L, 2, B, C) and ``S`` (L, B, H, N, N) are
+    updated in place."""
+
+    def sigmoid(z):
+        return 1 / (1 + np.exp(-z))
+
+    x = emb[tokens].astype(np.float64)
+    B, C = x.shape
+    H, N = r_k.shape[1:]
+    v_first = None
+    for layer in range(ln.shape[0]):
+        xx = _ln(x, ln[layer, 0, 0], ln[layer, 0, 1])
+        d = shifts[layer, 0] - xx
+        shifts[layer, 0] = xx
+        xr, xw, xk, xv, xa, xg = (xx + d * mix[layer, m] for m in range(6))
+        r, k, v = (z @ att_w[layer, m].T for m, z in enumerate((xr, xk, xv)))
+        w = np.exp(-np.exp(-0.5) * sigmoid(w0[layer] + np.tanh(xw @ w1[layer]) @ w2[layer]))
+        a = sigmoid(a0[layer] + (xa @ a1[layer]) @ a2[layer])
+        g = sigmoid(xg @ g1[layer]) @ g2[layer]
+        kk = (k * k_k[layer]).reshape(B, H, N)
+        kk = (kk / np.maximum(np.linalg.norm(kk, axis=-1, keepdims=True), 1e-12)).reshape(B, C)
+        k = k * (1 + (a - 1) * k_a[layer])
+        if layer == 0:
+            v_first = v
+        else:
+            v = v + (v_first - v) * sigmoid(v0[layer] + (xv @ v1[layer]) @ v2[layer])
+        rh, wh, kh, vh = (z.reshape(B, H, N) for z in (r, w, k, v))
+        ah, bh = (-kk).reshape(B, H, N), (kk * a).reshape(B, H, N)
+        st = S[layer]
+        st[:] = (
+            st * wh[:, :, None, :]
+            + (st @ ah[..., None]) * bh[:, :, None, :]
+            + vh[..., None] * kh[:, :, None, :]
+        )
+        y = (st @ rh[..., None])[..., 0]  # (B, H, N)
+        mu = y.mean(-1, keepdims=True)
+        var = ((y - mu) ** 2).mean(-1, keepdims=True)
+        y = ((y - mu) / np.sqrt(var + 64e-5)).reshape(B, C) * ln_x[layer, 0] + ln_x[layer, 1]
+        y = y + ((rh * kh * r_k[layer]).sum(-1, keepdims=True) * vh).reshape(B, C)
+        x = x + (y * g) @ att_w[layer, 3].T
+        xx = _ln(x, ln[layer, 1, 0], ln[layer, 1, 1])
+        kin = xx + (shifts[layer, 1] - xx) * ffn_x[layer]
+        shifts[layer, 1] = xx
+        x = x + np.square(np.maximum(kin @ ffn_k[layer].T, 0)) @ ffn_v[layer].T
+    return (_ln(x, ln_out[0], ln_out[1]) @ head.T).astype(np.float32)
