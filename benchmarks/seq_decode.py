@@ -297,10 +297,32 @@ MAMBA2_SHAPES = (
     },
 )
 
+#: the RWKV-7 shapes of the parity check: head sizes, LoRA widths, FFN width, vocab
+RWKV7_SHAPES = (
+    {"vocab_size": 50, "n_layer": 2, "n_embd": 64, "head_size": 64},
+    {"vocab_size": 80, "n_layer": 3, "n_embd": 96, "head_size": 32, "d_decay": 16, "d_gate": 48},
+    {"vocab_size": 256, "n_layer": 2, "n_embd": 128, "head_size": 16, "ffn_mult": 3},
+)
 
-def _hf_mamba2(model, tmp: str, name: str, tokens, n_tokens: int, threads: int, forward=None):
-    """Run HF's Mamba2ForCausalLM on our weights (saved in its layout) in the peers venv: its
-    decode logits over ``tokens``, its forward logits over ``forward`` and tokens/s."""
+
+def _peer_job(script: str, job: dict, threads: int, what: str):
+    """Run a peers-venv script on a JSON job; its last stdout line parsed, or None (reported)."""
+    res = subprocess.run(
+        [ARGS.peers_python, str(ROOT / "benchmarks/peers" / script)],
+        input=json.dumps(job),
+        capture_output=True,
+        text=True,
+        env={**os.environ, **thread_env(threads)},
+    )
+    if res.returncode:
+        print(f"# {what} failed: {res.stderr.strip()[-400:]}")
+        return None
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def _hf_mamba2(model, tmp: str, name: str, tokens, n_tokens: int, threads: int, batch=None):
+    """HF's Mamba2ForCausalLM on our weights (saved in its layout): its decode logits over
+    ``tokens``, its forward logits over ``batch`` (B, T) and tokens/s."""
     from safetensors.torch import save_file
 
     sd = {k: v.contiguous() for k, v in model.to_hf_state_dict().items()}
@@ -315,108 +337,37 @@ def _hf_mamba2(model, tmp: str, name: str, tokens, n_tokens: int, threads: int, 
         "n_tokens": n_tokens,
         "threads": threads,
         "logits_out": str(Path(tmp) / f"{name}_decode.npy"),
-        "forward": forward,
+        "forward": batch,
         "forward_out": str(Path(tmp) / f"{name}_forward.npy"),
     }
-    res = subprocess.run(
-        [ARGS.peers_python, str(ROOT / "benchmarks/peers/hf_mamba2_decode.py")],
-        input=json.dumps(job),
-        capture_output=True,
-        text=True,
-        env={**os.environ, **thread_env(threads)},
-    )
-    if res.returncode:
-        print(f"# HF Mamba-2 failed: {res.stderr.strip()[-400:]}")
+    peer = _peer_job("hf_mamba2_decode.py", job, threads, "HF Mamba-2")
+    if peer is None:
         return None, None, None
-    peer = json.loads(res.stdout.strip().splitlines()[-1])
-    fwd = np.load(job["forward_out"]) if forward else None
+    fwd = np.load(job["forward_out"]) if batch else None
     return peer, np.load(job["logits_out"]), fwd
 
 
-def mamba2_parity(args, tmp: str) -> list[dict]:
-    """Max abs logit differences from HF Mamba2ForCausalLM, float32, random weights of
-    ``MAMBA2_SHAPES``: a forward pass over 2 x 37 tokens (ours: the chunked SSD form) and 20
-    decode steps (ours: the numba decoder and the torch ``step``)."""
+def _rwkv7_package(model, tmp: str, name: str, tokens, n_tokens: int, threads: int, batch=None):
+    """The rwkv package's RWKV_x070 on our weights (a .pth in RWKV-LM v7's layout): its decode
+    logits over ``tokens``, its sequence logits over ``batch`` (one sequence: (1, T)), tokens/s."""
     import torch
 
-    from neurofabric.seq.decode import Mamba2Decoder
-    from neurofabric.seq.mamba2 import Mamba2, Mamba2Config
-
-    out = []
-    for i, shape in enumerate(MAMBA2_SHAPES):
-        model = Mamba2(Mamba2Config(**shape), seed=3).eval()
-        rng = np.random.default_rng(i)
-        V = shape["vocab_size"]
-        tokens = [int(t) for t in rng.integers(0, V, 20)]
-        batch = rng.integers(0, V, (2, 37)).tolist()
-        peer, dec_ref, fwd_ref = _hf_mamba2(model, tmp, f"m2p{i}", tokens, 0, 1, batch)
-        if peer is None:
-            continue
-        with torch.no_grad():
-            fwd = model(torch.tensor(batch)).logits.numpy()
-            st, steps = model.init_state(1), []
-            for t in tokens:
-                logits, st = model.step(torch.tensor([t]), st)
-                steps.append(logits[0].numpy())
-        dec = Mamba2Decoder.from_model(model)
-        dst = dec.init_state(1)
-        fused = np.stack([dec.step_(np.array([t]), dst)[0] for t in tokens])
-        row = {
-            "shape": shape,
-            "params": model.n_params(),
-            "forward_max_abs": float(np.abs(fwd - fwd_ref).max()),
-            "torch_step_max_abs": float(np.abs(np.stack(steps) - dec_ref).max()),
-            "numba_step_max_abs": float(np.abs(fused - dec_ref).max()),
-            "version": peer["version"],
-        }
-        out.append(row)
-        record(
-            "seq_decode",
-            "neurofabric",
-            variant="mamba2-parity",
-            workload={**shape, "params": row["params"], "peer": "transformers " + row["version"]},
-            figures={k + "_nats": row[k] for k in row if k.endswith("max_abs")},
-            headline=("forward_max_abs_nats", "numba_step_max_abs_nats"),
-        )
-    return out
-
-
-def run_mamba2(V: int, args, tmp: str) -> dict:
-    """Mamba-2 (4 x 384, d_state 64, heads of 32, one group): ours numba / torch against HF
-    Mamba2ForCausalLM."""
-    from neurofabric.seq.decode import Mamba2Decoder
-    from neurofabric.seq.mamba2 import Mamba2, Mamba2Config
-
-    model = Mamba2(Mamba2Config(vocab_size=V, n_layer=4, d_model=384), seed=0).eval()
-    dec = Mamba2Decoder.from_model(model)
-    tokens = [int(t) for t in np.random.default_rng(0).integers(0, V, 32)]
-    peer, parity = None, float("nan")
-    if Path(args.peers_python).exists():
-        peer, ref, _ = _hf_mamba2(model, tmp, f"mamba2_v{V}", tokens, args.tokens, args.threads)
-        if peer is not None:
-            st = dec.init_state(1)
-            ours_logits = np.stack([dec.step_(np.array([t]), st)[0] for t in tokens])
-            parity = float(np.abs(ours_logits - ref).max())
-    sp = speeds(dec, model, V, args)
-    row = {
-        "model": "mamba2",
-        "vocab": V,
-        **sp,
-        "peer": peer["tokens_per_s"] if peer else None,
-        "peer_name": "HF transformers Mamba-2",
-        "parity_max_abs": parity,
-        "params": model.n_params(),
+    path = Path(tmp) / f"{name}.pth"
+    torch.save(model.to_rwkv_state_dict(), path)
+    job = {
+        "model": str(path),
+        "tokens": tokens,
+        "n_tokens": n_tokens,
+        "threads": threads,
+        "logits_out": str(Path(tmp) / f"{name}_decode.npy"),
+        "sequence": batch[0] if batch else None,
+        "sequence_out": str(Path(tmp) / f"{name}_seq.npy"),
     }
-    record_speeds(row, peer, "transformers", "mamba2-cpu-cache", args)
-    return row
-
-
-#: the RWKV-7 shapes of the parity check: head sizes, LoRA widths, FFN width, vocab
-RWKV7_SHAPES = (
-    {"vocab_size": 50, "n_layer": 2, "n_embd": 64, "head_size": 64},
-    {"vocab_size": 80, "n_layer": 3, "n_embd": 96, "head_size": 32, "d_decay": 16, "d_gate": 48},
-    {"vocab_size": 256, "n_layer": 2, "n_embd": 128, "head_size": 16, "ffn_mult": 3},
-)
+    peer = _peer_job("rwkv7_decode.py", job, threads, "rwkv package RWKV-7")
+    if peer is None:
+        return None, None, None
+    fwd = np.load(job["sequence_out"])[None] if batch else None
+    return peer, np.load(job["logits_out"]), fwd
 
 
 def _perturbed_rwkv7(cfg, seed: int = 3, scale: float = 0.1):
@@ -434,70 +385,78 @@ def _perturbed_rwkv7(cfg, seed: int = 3, scale: float = 0.1):
     return model
 
 
-def _rwkv7_package(model, tmp: str, name: str, tokens, n_tokens: int, threads: int, seq=None):
-    """The rwkv package's RWKV_x070 on our weights (a .pth in RWKV-LM v7's layout), in the
-    peers venv: its decode logits over ``tokens``, its sequence logits over ``seq``, tokens/s."""
-    import torch
+def _mamba2(cfg, seed: int = 3):
+    from neurofabric.seq.mamba2 import Mamba2
 
-    path = Path(tmp) / f"{name}.pth"
-    torch.save(model.to_rwkv_state_dict(), path)
-    job = {
-        "model": str(path),
-        "tokens": tokens,
-        "n_tokens": n_tokens,
-        "threads": threads,
-        "logits_out": str(Path(tmp) / f"{name}_decode.npy"),
-        "sequence": seq,
-        "sequence_out": str(Path(tmp) / f"{name}_seq.npy"),
-    }
-    res = subprocess.run(
-        [ARGS.peers_python, str(ROOT / "benchmarks/peers/rwkv7_decode.py")],
-        input=json.dumps(job),
-        capture_output=True,
-        text=True,
-        env={**os.environ, **thread_env(threads)},
-    )
-    if res.returncode:
-        print(f"# rwkv package RWKV-7 failed: {res.stderr.strip()[-400:]}")
-        return None, None, None
-    peer = json.loads(res.stdout.strip().splitlines()[-1])
-    seq_ref = np.load(job["sequence_out"]) if seq else None
-    return peer, np.load(job["logits_out"]), seq_ref
+    return Mamba2(cfg, seed=seed).eval()
 
 
-def rwkv7_parity(args, tmp: str) -> list[dict]:
-    """Max abs logit differences from the rwkv package's RWKV-7 (cpu fp32), on seeded
-    perturbed weights of ``RWKV7_SHAPES``: one forward over 37 tokens (ours: the training
-    path, numba WKV; theirs: the sequence path) and 20 decode steps (ours: the numba decoder
-    and the torch ``step``)."""
-    import torch
-
-    from neurofabric.seq.decode import RWKV7Decoder
+def _new_kinds():
+    """RWKV-7 and Mamba-2: model builder, config, decoder, peer runner, parity shapes, the
+    rows of the forward comparison, and the peer's names."""
+    from neurofabric.seq.decode import Mamba2Decoder, RWKV7Decoder
+    from neurofabric.seq.mamba2 import Mamba2Config
     from neurofabric.seq.rwkv7 import RWKV7Config
 
+    return {
+        "rwkv7": {
+            "build": _perturbed_rwkv7,
+            "config": RWKV7Config,
+            "width": "n_embd",
+            "decoder": RWKV7Decoder,
+            "peer": _rwkv7_package,
+            "shapes": RWKV7_SHAPES,
+            "rows": 1,
+            "peer_system": "rwkv",
+            "peer_variant": "v7-cpu-fp32",
+            "peer_name": "rwkv package RWKV-7",
+        },
+        "mamba2": {
+            "build": _mamba2,
+            "config": Mamba2Config,
+            "width": "d_model",
+            "decoder": Mamba2Decoder,
+            "peer": _hf_mamba2,
+            "shapes": MAMBA2_SHAPES,
+            "rows": 2,
+            "peer_system": "transformers",
+            "peer_variant": "mamba2-cpu-cache",
+            "peer_name": "HF transformers Mamba-2",
+        },
+    }
+
+
+def new_parity(kind: str, args, tmp: str) -> list[dict]:
+    """Max abs logit differences from the peer of ``kind`` ("rwkv7": the rwkv package's
+    RWKV-7; "mamba2": HF Mamba2ForCausalLM), float32, over its parity shapes: a forward pass
+    over 37 tokens (ours: the training path; RWKV-7's peer: its sequence path) and 20 decode
+    steps (ours: the torch ``step`` and the numba decoder)."""
+    import torch
+
+    k = _new_kinds()[kind]
     out = []
-    for i, shape in enumerate(RWKV7_SHAPES):
-        model = _perturbed_rwkv7(RWKV7Config(**shape))
+    for i, shape in enumerate(k["shapes"]):
+        model = k["build"](k["config"](**shape))
         rng = np.random.default_rng(i)
         V = shape["vocab_size"]
         tokens = [int(t) for t in rng.integers(0, V, 20)]
-        seq = [int(t) for t in rng.integers(0, V, 37)]
-        peer, dec_ref, seq_ref = _rwkv7_package(model, tmp, f"r7p{i}", tokens, 0, 1, seq)
+        batch = rng.integers(0, V, (k["rows"], 37)).tolist()
+        peer, dec_ref, fwd_ref = k["peer"](model, tmp, f"{kind}p{i}", tokens, 0, 1, batch)
         if peer is None:
             continue
         with torch.no_grad():
-            fwd = model(torch.tensor([seq])).logits[0].numpy()
+            fwd = model(torch.tensor(batch)).logits.numpy()
             st, steps = model.init_state(1), []
             for t in tokens:
                 logits, st = model.step(torch.tensor([t]), st)
                 steps.append(logits[0].numpy())
-        dec = RWKV7Decoder.from_model(model)
+        dec = k["decoder"].from_model(model)
         dst = dec.init_state(1)
         fused = np.stack([dec.step_(np.array([t]), dst)[0] for t in tokens])
         row = {
             "shape": shape,
             "params": model.n_params(),
-            "forward_max_abs": float(np.abs(fwd - seq_ref).max()),
+            "forward_max_abs": float(np.abs(fwd - fwd_ref).max()),
             "torch_step_max_abs": float(np.abs(np.stack(steps) - dec_ref).max()),
             "numba_step_max_abs": float(np.abs(fused - dec_ref).max()),
             "logit_scale": float(np.abs(dec_ref).max()),
@@ -507,42 +466,47 @@ def rwkv7_parity(args, tmp: str) -> list[dict]:
         record(
             "seq_decode",
             "neurofabric",
-            variant="rwkv7-parity",
-            workload={**shape, "params": row["params"], "peer": "rwkv " + row["version"]},
+            variant=f"{kind}-parity",
+            workload={
+                **shape,
+                "params": row["params"],
+                "peer": k["peer_name"] + " " + row["version"],
+            },
             figures={
-                k + "_nats": row[k] for k in row if k.endswith("max_abs") or k == "logit_scale"
+                key + "_nats": row[key]
+                for key in row
+                if key.endswith("max_abs") or key == "logit_scale"
             },
             headline=("forward_max_abs_nats", "numba_step_max_abs_nats"),
         )
     return out
 
 
-def run_rwkv7(V: int, args, tmp: str) -> dict:
-    """RWKV-7 (4 x 384, heads of 64): ours numba / torch against the rwkv package's RWKV-7."""
-    from neurofabric.seq.decode import RWKV7Decoder
-    from neurofabric.seq.rwkv7 import RWKV7Config
-
-    model = _perturbed_rwkv7(RWKV7Config(vocab_size=V, n_layer=4, n_embd=384), seed=0)
-    dec = RWKV7Decoder.from_model(model)
+def run_new(kind: str, V: int, args, tmp: str) -> dict:
+    """RWKV-7 (4 x 384, heads of 64) or Mamba-2 (4 x 384, d_state 64, heads of 32, one group):
+    ours numba / torch against the peer, single stream and batch 16."""
+    k = _new_kinds()[kind]
+    model = k["build"](k["config"](vocab_size=V, n_layer=4, **{k["width"]: 384}), seed=0)
+    dec = k["decoder"].from_model(model)
     tokens = [int(t) for t in np.random.default_rng(0).integers(0, V, 32)]
     peer, parity = None, float("nan")
     if Path(args.peers_python).exists():
-        peer, ref, _ = _rwkv7_package(model, tmp, f"rwkv7_v{V}", tokens, args.tokens, args.threads)
+        peer, ref, _ = k["peer"](model, tmp, f"{kind}_v{V}", tokens, args.tokens, args.threads)
         if peer is not None:
             st = dec.init_state(1)
             ours_logits = np.stack([dec.step_(np.array([t]), st)[0] for t in tokens])
             parity = float(np.abs(ours_logits - ref).max())
     sp = speeds(dec, model, V, args)
     row = {
-        "model": "rwkv7",
+        "model": kind,
         "vocab": V,
         **sp,
         "peer": peer["tokens_per_s"] if peer else None,
-        "peer_name": "rwkv package RWKV-7",
+        "peer_name": k["peer_name"],
         "parity_max_abs": parity,
         "params": model.n_params(),
     }
-    record_speeds(row, peer, "rwkv", "v7-cpu-fp32", args)
+    record_speeds(row, peer, k["peer_system"], k["peer_variant"], args)
     return row
 
 
@@ -876,15 +840,15 @@ def main() -> None:
             )
         if args.int4_only:
             return
-        parity7 = rwkv7_parity(args, tmp)
-        parity = mamba2_parity(args, tmp)
+        parity7 = new_parity("rwkv7", args, tmp)
+        parity = new_parity("mamba2", args, tmp)
         for V in (256, 50277):
             if not args.only_new:
                 rows.append(run_vocab(V, args, tmp))
-            rows.append(run_rwkv7(V, args, tmp))
+            rows.append(run_new("rwkv7", V, args, tmp))
             if not args.only_new:
                 rows.append(run_mamba(V, args, tmp))
-            rows.append(run_mamba2(V, args, tmp))
+            rows.append(run_new("mamba2", V, args, tmp))
     print(
         "\n| RWKV-7 shape (vocab, layers, width, heads x head_size) | forward | torch step | "
         "numba step | largest logit |"

@@ -35,11 +35,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from neurofabric.core import backend as _backends
-from neurofabric.core.errors import BackendUnavailableError, CheckpointError, ShapeError
+from neurofabric.core.errors import CheckpointError, ShapeError
 from neurofabric.core.rng import seed_to_int
 from neurofabric.core.validation import check_choice, check_int, check_positive
-from neurofabric.seq import kernels as _kernels  # noqa: F401  (registers the "seq" backends)
+from neurofabric.seq import kernels as _kernels
 from neurofabric.seq.output import LMOutput
 
 __all__ = [
@@ -88,23 +87,8 @@ class MambaConfig:
 
 def resolve_scan(scan: str, device: torch.device | str = "cpu") -> str:
     """The scan that ``scan`` ("auto", "numba" or "chunked") runs on ``device``: "numba" or
-    "chunked". "auto" is numba on CPU when numba is installed, else chunked; an explicit
-    "numba" raises :class:`BackendUnavailableError` when numba is missing or the tensors are
-    not on the CPU (they are never copied to numpy behind the caller's back)."""
-    check_choice("scan", scan, SCANS)
-    kind = torch.device(device).type
-    if scan == "chunked":
-        return "chunked"
-    if scan == "numba":
-        if kind != "cpu":
-            raise BackendUnavailableError(
-                f"`scan` is 'numba', whose kernels run on CPU tensors only, but the model is on "
-                f"{device}; use scan='auto' (the chunked torch scan off the CPU) or 'chunked' "
-                f"(on a built model: model.set_scan('auto')), or move the model to the CPU"
-            )
-        _backends.resolve("seq", "numba")  # BackendUnavailableError with the install hint
-        return "numba"
-    return "numba" if kind == "cpu" and "numba" in _backends.available("seq") else "chunked"
+    "chunked" (:func:`neurofabric.seq.kernels.resolve_training_kernel`)."""
+    return _kernels.resolve_training_kernel("scan", scan, device, "chunked", "set_scan")
 
 
 def selective_scan_ref(u, delta, A, B, C, D, h0=None):
@@ -179,7 +163,7 @@ class _NumbaScan(torch.autograd.Function):
 
 def selective_scan_numba(u, delta, A, B, C, D, h0=None):
     """The same scan through numba kernels (CPU tensors; float32 or float64), differentiable.
-    Tensors on another device raise :class:`BackendUnavailableError`."""
+    Tensors on another device raise :class:`~neurofabric.core.errors.BackendUnavailableError`."""
     resolve_scan("numba", u.device)
     if h0 is None:
         h0 = torch.zeros(u.shape[0], u.shape[2], A.shape[1], dtype=u.dtype)

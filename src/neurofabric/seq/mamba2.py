@@ -44,6 +44,7 @@ from torch.nn import functional as F
 from neurofabric.core.errors import CheckpointError, ConfigError
 from neurofabric.core.rng import seed_to_int
 from neurofabric.core.validation import check_int, check_positive
+from neurofabric.seq.mamba import RMSNorm
 from neurofabric.seq.output import LMOutput, check_tokens
 
 __all__ = ["Mamba2", "Mamba2Config", "ssd_chunked", "ssd_ref"]
@@ -160,16 +161,6 @@ def ssd_chunked(x, dt, A, B, C, D, h0=None, chunk: int = 32):
             "bjh,bjhp,bjhn->bhpn", to_end, xdt[:, sl], B[:, sl]
         )
     return torch.cat(ys, dim=1), h
-
-
-class RMSNorm(nn.Module):
-    def __init__(self, d: int, eps: float) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(d))
-        self.eps = eps
-
-    def forward(self, x):
-        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
 
 
 class GatedRMSNorm(nn.Module):

@@ -46,11 +46,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from neurofabric.core import backend as _backends
-from neurofabric.core.errors import BackendUnavailableError, CheckpointError, ConfigError
+from neurofabric.core.errors import CheckpointError, ConfigError
 from neurofabric.core.rng import seed_to_int
 from neurofabric.core.validation import check_choice, check_int
-from neurofabric.seq import kernels as _kernels  # noqa: F401  (registers the "seq" backends)
+from neurofabric.seq import kernels as _kernels
 from neurofabric.seq.output import LMOutput, check_tokens
 
 __all__ = ["WKVS", "RWKV7", "RWKV7Config", "wkv7_chunked", "wkv7_numba", "wkv7_ref"]
@@ -114,23 +113,9 @@ class RWKV7Config:
 
 
 def resolve_wkv(wkv: str, device: torch.device | str = "cpu") -> str:
-    """The training kernel ``wkv`` ("auto", "numba" or "chunked") runs on ``device``: "auto" is
-    numba on CPU tensors when numba is installed, else the chunked torch form; an explicit
-    "numba" off the CPU (or without numba) raises :class:`BackendUnavailableError`."""
-    check_choice("wkv", wkv, WKVS)
-    kind = torch.device(device).type
-    if wkv == "chunked":
-        return "chunked"
-    if wkv == "numba":
-        if kind != "cpu":
-            raise BackendUnavailableError(
-                f"`wkv` is 'numba', whose kernels run on CPU tensors only, but the model is on "
-                f"{device}; use wkv='auto' or 'chunked' (on a built model: "
-                f"model.set_wkv('auto')), or move the model to the CPU"
-            )
-        _backends.resolve("seq", "numba")  # BackendUnavailableError with the install hint
-        return "numba"
-    return "numba" if kind == "cpu" and "numba" in _backends.available("seq") else "chunked"
+    """The training kernel ``wkv`` ("auto", "numba" or "chunked") runs on ``device``: "numba"
+    or "chunked" (:func:`neurofabric.seq.kernels.resolve_training_kernel`)."""
+    return _kernels.resolve_training_kernel("wkv", wkv, device, "chunked", "set_wkv")
 
 
 # ---------------------------------------------------------------------- the WKV-7 operator
