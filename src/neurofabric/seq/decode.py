@@ -328,7 +328,37 @@ class MambaDecoder(_Decoder):
         return self.step_(tokens, new), new
 
 
-class Mamba2Decoder(_Decoder):
+class _PairStateDecoder(_Decoder):
+    """A decoder whose state is two float32 arrays (:meth:`_state_shapes`): zero state, the
+    checks of ``step_`` (without allocating per token) and the copying ``step``."""
+
+    def _state_shapes(self, batch: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        raise NotImplementedError
+
+    def init_state(self, batch: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Zero state arrays for ``batch`` sequences."""
+        return tuple(np.zeros(shape, np.float32) for shape in self._state_shapes(batch))
+
+    def _checked(self, tokens: Any, state: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        tokens = np.ascontiguousarray(tokens, dtype=np.int64).reshape(-1)
+        want = self._state_shapes(len(tokens))
+        got = tuple(a.shape for a in state)
+        if got != want:
+            raise ShapeError(
+                f"state must be arrays of shapes {want[0]} and {want[1]} for {len(tokens)} "
+                f"tokens, got {got[0]} and {got[1]}"
+            )
+        if len(tokens) and (tokens.min() < 0 or tokens.max() >= self.vocab_size):
+            raise ShapeError(f"token ids must lie in [0, {self.vocab_size})")
+        return tokens
+
+    def step(self, tokens: Any, state: tuple[np.ndarray, np.ndarray]):
+        """Logits and a new state; the given state is left as it was."""
+        new = (state[0].copy(), state[1].copy())
+        return self.step_(tokens, new), new
+
+
+class Mamba2Decoder(_PairStateDecoder):
     """The weights of a :class:`~neurofabric.seq.mamba2.Mamba2`, stacked per layer for
     ``mamba2_step`` (float32); ``backend`` as for :class:`RWKVDecoder`."""
 
@@ -382,36 +412,22 @@ class Mamba2Decoder(_Decoder):
     _ARGS = ("emb", "norm", "in_proj", "conv_w", "conv_b", "dt_b", "A", "D", "gnorm")
     _ARGS += ("out_proj", "norm_f", "head")
 
-    def init_state(self, batch: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        """Zero (conv (L, B, conv_dim, d_conv), ssm (L, B, H, head_dim, d_state)) arrays."""
+    def _state_shapes(self, batch: int):
+        """conv (L, B, conv_dim, d_conv), ssm (L, B, H, head_dim, d_state)."""
         L = self.n_layer
         return (
-            np.zeros((L, batch, self.conv_dim, self.d_conv), np.float32),
-            np.zeros((L, batch, self.n_heads, self.head_dim, self.d_state), np.float32),
+            (L, batch, self.conv_dim, self.d_conv),
+            (L, batch, self.n_heads, self.head_dim, self.d_state),
         )
 
     def step_(self, tokens: Any, state: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
         """Logits (B, vocab); the (conv, ssm) state arrays are advanced in place."""
-        tokens = np.ascontiguousarray(tokens, dtype=np.int64).reshape(-1)
-        conv, ssm = state
-        want = self.init_state(len(tokens))
-        if conv.shape != want[0].shape or ssm.shape != want[1].shape:
-            raise ShapeError(
-                f"state must be arrays of shapes {want[0].shape} and {want[1].shape} for "
-                f"{len(tokens)} tokens, got {conv.shape} and {ssm.shape}"
-            )
-        if len(tokens) and (tokens.min() < 0 or tokens.max() >= self.vocab_size):
-            raise ShapeError(f"token ids must lie in [0, {self.vocab_size})")
+        tokens = self._checked(tokens, state)
         args = (self.w[k] for k in self._ARGS)
-        return self._kernels.mamba2_step(tokens, *args, conv, ssm, self.n_groups, self.eps)
-
-    def step(self, tokens: Any, state: tuple[np.ndarray, np.ndarray]):
-        """Logits and a new state; the given state is left as it was."""
-        new = (state[0].copy(), state[1].copy())
-        return self.step_(tokens, new), new
+        return self._kernels.mamba2_step(tokens, *args, *state, self.n_groups, self.eps)
 
 
-class RWKV7Decoder(_Decoder):
+class RWKV7Decoder(_PairStateDecoder):
     """The weights of an :class:`~neurofabric.seq.rwkv7.RWKV7`, stacked per layer for
     ``rwkv7_step`` (float32; the embedding stored after ``ln0``, as the ``rwkv`` package does);
     ``backend`` as for :class:`RWKVDecoder`."""
@@ -489,29 +505,12 @@ class RWKV7Decoder(_Decoder):
     _ARGS = ("emb", "ln", "mix", "w0", "a0", "v0", "k_k", "k_a", "r_k", "w1", "w2", "a1", "a2")
     _ARGS += ("v1", "v2", "g1", "g2", "att_w", "ln_x", "ffn_x", "ffn_k", "ffn_v", "ln_out", "head")
 
-    def init_state(self, batch: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        """Zero (shifts (L, 2, B, C), S (L, B, H, N, N)) arrays."""
+    def _state_shapes(self, batch: int):
+        """shifts (L, 2, B, C), S (L, B, H, N, N)."""
         L, H, N = self.n_layer, self.n_head, self.head_size
-        return (
-            np.zeros((L, 2, batch, self.n_embd), np.float32),
-            np.zeros((L, batch, H, N, N), np.float32),
-        )
+        return (L, 2, batch, self.n_embd), (L, batch, H, N, N)
 
     def step_(self, tokens: Any, state: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
         """Logits (B, vocab); the (shifts, S) state arrays are advanced in place."""
-        tokens = np.ascontiguousarray(tokens, dtype=np.int64).reshape(-1)
-        shifts, S = state
-        want = self.init_state(len(tokens))
-        if shifts.shape != want[0].shape or S.shape != want[1].shape:
-            raise ShapeError(
-                f"state must be arrays of shapes {want[0].shape} and {want[1].shape} for "
-                f"{len(tokens)} tokens, got {shifts.shape} and {S.shape}"
-            )
-        if len(tokens) and (tokens.min() < 0 or tokens.max() >= self.vocab_size):
-            raise ShapeError(f"token ids must lie in [0, {self.vocab_size})")
-        return self._kernels.rwkv7_step(tokens, *(self.w[k] for k in self._ARGS), shifts, S)
-
-    def step(self, tokens: Any, state: tuple[np.ndarray, np.ndarray]):
-        """Logits and a new state; the given state is left as it was."""
-        new = (state[0].copy(), state[1].copy())
-        return self.step_(tokens, new), new
+        tokens = self._checked(tokens, state)
+        return self._kernels.rwkv7_step(tokens, *(self.w[k] for k in self._ARGS), *state)
