@@ -36,6 +36,7 @@ MODELS = {
     "rwkv-4x384-v50277": ("rwkv", 384, 50277),
     "mamba-4x384-v50277": ("mamba", 384, 50277),
     "rwkv-4x256-v66": ("rwkv", 256, 66),
+    "rwkv-chunked-4x256-v66": ("rwkv-chunked", 256, 66),
     "mamba-4x256-v66": ("mamba", 256, 66),
     "mamba-chunked-4x256-v66": ("mamba-chunked", 256, 66),
 }
@@ -44,8 +45,9 @@ MODELS = {
 def build(kind: str, dim: int, vocab: int):
     from neurofabric.seq import RWKV4, Mamba, MambaConfig, RWKVConfig
 
-    if kind == "rwkv":
-        return RWKV4(RWKVConfig(vocab_size=vocab, n_layer=4, n_embd=dim), seed=0)
+    if kind.startswith("rwkv"):
+        wkv = "chunked" if kind == "rwkv-chunked" else "numba"
+        return RWKV4(RWKVConfig(vocab_size=vocab, n_layer=4, n_embd=dim, wkv=wkv), seed=0)
     scan = "chunked" if kind == "mamba-chunked" else "numba"
     return Mamba(MambaConfig(vocab_size=vocab, n_layer=4, d_model=dim, scan=scan), seed=0)
 

@@ -11,6 +11,9 @@ from neurofabric.seq.memory import estimate_memory, measure_memory, relative_err
 
 MODELS = {
     "rwkv": lambda: RWKV4(RWKVConfig(vocab_size=50, n_layer=2, n_embd=24, chunk=16), seed=1),
+    "rwkv-chunked": lambda: RWKV4(
+        RWKVConfig(vocab_size=50, n_layer=2, n_embd=24, chunk=16, wkv="chunked"), seed=1
+    ),
     "rwkv-tied": lambda: RWKV4(
         RWKVConfig(vocab_size=70, n_layer=3, n_embd=40, chunk=32, tie_head=True), seed=1
     ),

@@ -1,16 +1,22 @@
-"""RWKV-4: the chunked WKV and the recurrent step against the numpy spec, state, checkpoints,
-and the fast numba decoder against the torch model."""
+"""RWKV-4: the chunked and numba WKV and the recurrent step against the numpy spec (values and
+gradients), state, checkpoints, and the fast numba decoder against the torch model."""
 
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
-from neurofabric.core.errors import CheckpointError, ConfigError, ShapeError  # noqa: E402
+from neurofabric.core.errors import (  # noqa: E402
+    BackendUnavailableError,
+    CheckpointError,
+    ConfigError,
+    ShapeError,
+)
 from neurofabric.seq import RWKV4, RWKVConfig  # noqa: E402
 from neurofabric.seq.decode import RWKVDecoder  # noqa: E402
 from neurofabric.seq.kernels.reference import wkv_ref  # noqa: E402
-from neurofabric.seq.kernels.torch_ops import wkv_chunked  # noqa: E402
+from neurofabric.seq.kernels.torch_ops import wkv_chunked, wkv_numba  # noqa: E402
+from neurofabric.seq.rwkv import resolve_wkv  # noqa: E402
 
 
 @pytest.mark.parametrize("chunk", [1, 5, 16, 64])
@@ -42,12 +48,58 @@ def test_wkv_is_differentiable():
     assert torch.autograd.gradcheck(lambda k, v: wkv_chunked(decay, u, k, v, chunk=4)[0], (k, v))
 
 
+def test_numba_wkv_equals_the_spec_and_has_exact_gradients():
+    rng = np.random.default_rng(3)
+    T, C = 40, 6
+    decay = -np.exp(rng.normal(size=C))
+    u = rng.normal(size=C)
+    k = rng.normal(size=(2, T, C)) * 20
+    v = rng.normal(size=(2, T, C))
+    args = [torch.tensor(z) for z in (decay, u, k, v)]
+    out, (a, b, p) = wkv_numba(*args)
+    for i in range(2):
+        ref, (ra, rb, rp) = wkv_ref(decay, u, k[i], v[i])
+        np.testing.assert_allclose(out[i].numpy(), ref, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(a[i].numpy() * np.exp(p[i].numpy() - rp), ra, rtol=1e-9)
+        np.testing.assert_allclose(b[i].numpy() * np.exp(p[i].numpy() - rp), rb, rtol=1e-9)
+    # gradients of every input, a carried state included, through the output and the sums
+    # a e^p, b e^p of the final state (how the next step reads it)
+    small = [t[..., :3].clone() if t.ndim > 1 else t[:3].clone() for t in args]
+    small[2] = small[2][:, :7] / 10
+    small[3] = small[3][:, :7]
+    state = [s.detach()[:, :3].clone() for s in wkv_numba(*small)[1]]
+    ins = [t.requires_grad_() for t in small + state]
+
+    def f(decay, u, k, v, a, b, p):
+        y, (a2, b2, p2) = wkv_numba(decay, u, k, v, (a, b, p))
+        return y, a2 * torch.exp(p2), b2 * torch.exp(p2)
+
+    assert torch.autograd.gradcheck(f, ins)
+
+    def two_segments(wkv, **kw):  # the second segment reads the first one's final state
+        y, st = wkv(*ins[:4], tuple(ins[4:]), **kw)
+        y2, _ = wkv(ins[0], ins[1], ins[2][:, :3] * 2, ins[3][:, :3], st, **kw)
+        loss = (y**2).sum() + (y2 * torch.arange(3.0, dtype=y2.dtype)).sum()
+        return torch.autograd.grad(loss, ins)
+
+    for g1, g2 in zip(two_segments(wkv_numba), two_segments(wkv_chunked, chunk=3), strict=True):
+        torch.testing.assert_close(g1, g2, rtol=1e-9, atol=1e-11)
+
+
 @pytest.fixture(scope="module")
 def model():
     return RWKV4(RWKVConfig(vocab_size=37, n_layer=3, n_embd=24, chunk=5), seed=1).double()
 
 
-def test_step_over_a_sequence_equals_forward(model):
+@pytest.fixture(params=["chunked", "numba"])
+def wkv(request, model):
+    model.set_wkv(request.param)
+    assert model.wkv_backend == request.param
+    yield request.param
+    model.set_wkv("auto")
+
+
+def test_step_over_a_sequence_equals_forward(model, wkv):
     tokens = torch.randint(0, 37, (2, 23), generator=torch.Generator().manual_seed(0))
     logits, _ = model(tokens)
     state = model.init_state(2, dtype=torch.float64)
@@ -58,7 +110,7 @@ def test_step_over_a_sequence_equals_forward(model):
     torch.testing.assert_close(torch.stack(steps, dim=1), logits, rtol=1e-10, atol=1e-10)
 
 
-def test_state_continues_a_sequence_and_is_not_mutated(model):
+def test_state_continues_a_sequence_and_is_not_mutated(model, wkv):
     tokens = torch.randint(0, 37, (1, 30), generator=torch.Generator().manual_seed(1))
     whole, _ = model(tokens)
     first, state = model(tokens[:, :12])
@@ -68,6 +120,29 @@ def test_state_continues_a_sequence_and_is_not_mutated(model):
     for before, after in zip(frozen, state, strict=True):
         for x, y in zip(before, after, strict=True):
             assert torch.equal(x, y)
+
+
+def test_numba_and_chunked_train_the_same_model():
+    cfg = RWKVConfig(vocab_size=30, n_layer=2, n_embd=16, chunk=4)
+    tokens = torch.randint(0, 30, (3, 12), generator=torch.Generator().manual_seed(2))
+    grads = []
+    for kind in ("numba", "chunked"):
+        m = RWKV4(cfg, seed=4).double()
+        m.set_wkv(kind)
+        logits, _ = m(tokens)
+        torch.nn.functional.cross_entropy(logits.reshape(-1, 30), tokens.reshape(-1)).backward()
+        grads.append({n: p.grad.clone() for n, p in m.named_parameters()})
+    for name, g in grads[0].items():
+        torch.testing.assert_close(grads[1][name], g, rtol=1e-8, atol=1e-10, msg=name)
+    assert grads[0]["blocks.0.att.time_decay"].abs().max() > 0
+
+
+def test_wkv_choice_is_checked():
+    with pytest.raises(ConfigError, match="`wkv` must be one of"):
+        RWKVConfig(wkv="cuda")
+    with pytest.raises(BackendUnavailableError, match="CPU tensors only"):
+        resolve_wkv("numba", "meta")
+    assert resolve_wkv("auto", "meta") == "chunked"
 
 
 def test_rwkv_checkpoint_layout_round_trip(model):

@@ -18,10 +18,13 @@ process's peak RSS as a third, coarser witness.
 
 Where the activations go (elements; N = batch x seq_len tokens; float unless noted):
 
-* RWKV-4, per layer: 27 N C for the per-token tensors of both mixes (layer norms, the token
-  shift, k, v, r and the chunk slices of the WKV), 2 N F for the channel mix's hidden layer,
-  and per WKV chunk of length L: 2 B L^2 C for the pairwise weights (the masked log-weights and
-  their exponentials), 5 B C for the carried state and L^2 for the mask.
+* RWKV-4, per layer: 17 N C for the per-token tensors of both mixes (layer norms, the token
+  shift, k, v, r), 2 N F for the channel mix's hidden layer, and the WKV: with the numba
+  kernel (the default on CPU), 4 N C (the state after every step and the output, for the exact
+  reverse-time gradient) plus 3 B C for the initial state; with the chunked torch form, 10 N C
+  for the chunk slices and, per chunk of length L, 2 B L^2 C for the pairwise weights (the
+  masked log-weights and their exponentials), 5 B C for the carried state and L^2 for the
+  mask.
 * Mamba-1, per layer: 2 N d_inner for in_proj's output, 8 N d_inner for the conv, gates, delta
   and the scan's inputs, 3 N d_model, (dt_rank + 2 d_state) N for x_proj's output,
   B d_inner (seq_len + d_conv - 1) for the conv window. The scan itself costs, with the numba
@@ -90,37 +93,50 @@ def _config_of(model_or_config: Any):
     )
 
 
-def _scan_of(model_or_config: Any) -> str:
-    """The scan a Mamba trains with: the config's, "auto" resolved for the model's device (the
-    CPU for a config)."""
-    from neurofabric.seq.mamba import resolve_scan
+def _kernel_of(model_or_config: Any, field: str, weight_attr: str) -> str:
+    """The training kernel (Mamba's ``scan``, RWKV-4's ``wkv``) a model trains with: the
+    config's, "auto" resolved for the model's device (the CPU for a config)."""
+    from neurofabric.seq.kernels import resolve_training_kernel
 
     cfg = getattr(model_or_config, "config", model_or_config)
-    if cfg.scan != "auto":
-        return cfg.scan
-    weight = getattr(model_or_config, "embeddings", None)
-    return resolve_scan("auto", weight.weight.device if weight is not None else "cpu")
+    value = getattr(cfg, field)
+    if value != "auto":
+        return value
+    weight = getattr(model_or_config, weight_attr, None)
+    device = weight.weight.device if weight is not None else "cpu"
+    return resolve_training_kernel(field, "auto", device, "chunked", f"set_{field}")
 
 
-def _rwkv_counts(c, B: int, T: int) -> tuple[int, int, int, int]:
+def _rwkv_counts(c, B: int, T: int, wkv: str) -> tuple[int, int, int, int]:
     """(parameters, parameter tensors, state elements per sequence, activation bytes / size)."""
     C, F, V, nl = c.n_embd, c.ffn_dim, c.vocab_size, c.n_layer
     per_layer = 4 * C + 5 * C + 4 * C * C + 2 * C + F * C + C * C + C * F
     params = V * C + nl * per_layer + 2 * C + 2 * C + (0 if c.tie_head else V * C)
     tensors = 1 + nl * 18 + 2 + 2 + (0 if c.tie_head else 1)
     N = B * T
-    Ls = _chunks(T, c.chunk)
-    sq = sum(L * L for L in Ls)
     float_per_layer = sum(
         (
-            27 * N * C + 2 * N * F,  # per-token tensors of the two mixes, the FFN hidden layer
-            2 * B * C * sq + sq,  # pairwise WKV weights and the float mask, per chunk
-            5 * B * C * len(Ls) + 2 * T,  # carried state per chunk, position ramps
+            17 * N * C + 2 * N * F,  # per-token tensors of the two mixes, the FFN hidden layer
             4 * N + 6 * C,  # layer-norm statistics, 1 - mix vectors
         )
     )
+    other = 0
+    if wkv == "numba":
+        # the state after every step and the output; the initial state; -exp(time_decay)
+        float_per_layer += 4 * N * C + 3 * B * C + C
+    else:
+        Ls = _chunks(T, c.chunk)
+        sq = sum(L * L for L in Ls)
+        float_per_layer += sum(
+            (
+                10 * N * C,  # the chunk slices
+                2 * B * C * sq + sq,  # pairwise WKV weights and the float mask, per chunk
+                5 * B * C * len(Ls) + 2 * T,  # carried state per chunk, position ramps
+            )
+        )
+        other += nl * sq  # bool masks (1 byte)
     floats = nl * float_per_layer + 3 * N * C + 4 * N + N * V + 1
-    other = nl * sq + 2 * N * 8  # bool masks (1 byte), int64 inputs and targets
+    other += 2 * N * 8  # int64 inputs and targets
     return params, tensors, nl * 5 * C, (floats, other)
 
 
@@ -179,10 +195,12 @@ def estimate_memory(
         raise ConfigError(f"`dtype` must be a torch floating dtype, got {dtype!r}")
     size = torch.empty((), dtype=dtype).element_size()
     if arch == "rwkv":
-        params, tensors, state, (floats, other) = _rwkv_counts(cfg, B, T)
+        params, tensors, state, (floats, other) = _rwkv_counts(
+            cfg, B, T, _kernel_of(model_or_config, "wkv", "emb")
+        )
     else:
         params, tensors, state, (floats, other) = _mamba_counts(
-            cfg, B, T, _scan_of(model_or_config)
+            cfg, B, T, _kernel_of(model_or_config, "scan", "embeddings")
         )
     return MemoryEstimate(
         arch=arch,

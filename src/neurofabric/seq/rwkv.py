@@ -22,12 +22,17 @@ Block (Peng et al. 2023; the layout of RWKV-LM v4 and the ``rwkv`` package):
 Embeddings pass ``blocks.0.ln0`` first; the head reads ``ln_out``. The state per sequence is
 5 vectors of n_embd per layer (two shifted inputs, the WKV sums a, b and the exponent p),
 whatever the sequence length.
+
+The training WKV (``RWKVConfig.wkv``): "auto" (the default) runs the numba kernel pair on CPU
+tensors when numba is installed (``torch_ops.wkv_numba``) and the chunked torch form otherwise
+(GPUs); "numba" insists on the kernels (a clear error where they cannot run); "chunked" always
+runs the torch form. :attr:`RWKV4.wkv_backend` names the one that runs.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -36,11 +41,21 @@ from torch import nn
 
 from neurofabric.core.errors import CheckpointError
 from neurofabric.core.rng import seed_to_int
-from neurofabric.core.validation import check_int
-from neurofabric.seq.kernels.torch_ops import wkv_chunked, wkv_init_state, wkv_step
+from neurofabric.core.validation import check_choice, check_int
+from neurofabric.seq import kernels as _kernels
+from neurofabric.seq.kernels.torch_ops import wkv_chunked, wkv_init_state, wkv_numba, wkv_step
 from neurofabric.seq.output import LMOutput, check_tokens
 
-__all__ = ["RWKV4", "RWKVConfig", "RWKVState"]
+__all__ = ["WKVS", "RWKV4", "RWKVConfig", "RWKVState", "resolve_wkv"]
+
+#: the values of ``RWKVConfig.wkv`` (and ``RWKV7Config.wkv``)
+WKVS = ("auto", "numba", "chunked")
+
+
+def resolve_wkv(wkv: str, device: torch.device | str = "cpu") -> str:
+    """The training kernel ``wkv`` ("auto", "numba" or "chunked") runs on ``device``: "numba"
+    or "chunked" (:func:`neurofabric.seq.kernels.resolve_training_kernel`)."""
+    return _kernels.resolve_training_kernel("wkv", wkv, device, "chunked", "set_wkv")
 
 
 @dataclass(frozen=True)
@@ -51,10 +66,12 @@ class RWKVConfig:
     ffn_mult: int = 4
     tie_head: bool = False
     chunk: int = 32
+    wkv: str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "n_layer", "n_embd", "ffn_mult", "chunk"):
             check_int(name, getattr(self, name), min_value=1)
+        check_choice("wkv", self.wkv, WKVS)
 
     @property
     def ffn_dim(self) -> int:
@@ -88,6 +105,7 @@ class TimeMix(nn.Module):
         self.receptance = nn.Linear(C, C, bias=False)
         self.output = nn.Linear(C, C, bias=False)
         self.chunk = cfg.chunk
+        self.wkv = cfg.wkv
 
     def _mix(self, xx, shifted):
         k = self.key(xx * self.time_mix_k + shifted * (1 - self.time_mix_k))
@@ -99,7 +117,10 @@ class TimeMix(nn.Module):
         shifted = torch.cat([shift[:, None, :], xx[:, :-1]], dim=1)
         k, v, r = self._mix(xx, shifted)
         decay = -torch.exp(self.time_decay)
-        wkv, wkv_state = wkv_chunked(decay, self.time_first, k, v, wkv_state, chunk=self.chunk)
+        if resolve_wkv(self.wkv, xx.device) == "numba":
+            wkv, wkv_state = wkv_numba(decay, self.time_first, k, v, wkv_state)
+        else:
+            wkv, wkv_state = wkv_chunked(decay, self.time_first, k, v, wkv_state, chunk=self.chunk)
         return self.output(r * wkv), xx[:, -1], wkv_state
 
     def step(self, xx, shift, wkv_state):
@@ -158,6 +179,18 @@ class RWKV4(nn.Module):
                     else:
                         bound = 1.0 / math.sqrt(p.shape[1])
                         p.uniform_(-bound, bound, generator=gen)
+
+    @property
+    def wkv_backend(self) -> str:
+        """The training WKV that runs for the parameters' device: "numba" or "chunked"."""
+        return resolve_wkv(self.config.wkv, self.emb.weight.device)
+
+    def set_wkv(self, wkv: str) -> None:
+        """Choose the training WKV ("auto", "numba" or "chunked") of a built model."""
+        check_choice("wkv", wkv, WKVS)
+        self.config = replace(self.config, wkv=wkv)
+        for blk in self.blocks:
+            blk.att.wkv = wkv
 
     # ------------------------------------------------------------------ state
     def init_state(self, batch: int = 1, *, dtype=None) -> RWKVState:

@@ -49,13 +49,10 @@ from torch.nn import functional as F
 from neurofabric.core.errors import CheckpointError, ConfigError
 from neurofabric.core.rng import seed_to_int
 from neurofabric.core.validation import check_choice, check_int
-from neurofabric.seq import kernels as _kernels
 from neurofabric.seq.output import LMOutput, check_tokens
+from neurofabric.seq.rwkv import WKVS, resolve_wkv
 
 __all__ = ["WKVS", "RWKV7", "RWKV7Config", "wkv7_chunked", "wkv7_numba", "wkv7_ref"]
-
-#: the values of ``RWKV7Config.wkv``
-WKVS = ("auto", "numba", "chunked")
 
 #: exp(-1/2): the decay is exp(-DECAY_SCALE * sigmoid(.)), so w lies in (exp(-0.607), 1)
 DECAY_SCALE = math.exp(-0.5)
@@ -110,12 +107,6 @@ class RWKV7Config:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-def resolve_wkv(wkv: str, device: torch.device | str = "cpu") -> str:
-    """The training kernel ``wkv`` ("auto", "numba" or "chunked") runs on ``device``: "numba"
-    or "chunked" (:func:`neurofabric.seq.kernels.resolve_training_kernel`)."""
-    return _kernels.resolve_training_kernel("wkv", wkv, device, "chunked", "set_wkv")
 
 
 # ---------------------------------------------------------------------- the WKV-7 operator

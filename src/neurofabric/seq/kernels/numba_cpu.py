@@ -584,6 +584,81 @@ def selective_scan_bwd(u, delta, A, B, C, D, h0, hs, dy, dh_last):
 
 
 @njit(cache=True, parallel=True, fastmath=True)
+def wkv4_fwd(decay, u, k, v, a0, b0, p0):
+    """RWKV-4's WKV (the recurrence of ``reference.wkv_ref``), sequential in time, parallel over
+    sequences, the channels of a step in one contiguous loop: decay = -exp(time_decay) and u (C,);
+    k, v (B, T, C); the state a0, b0, p0 (B, C). Returns y (B, T, C) and the states after every
+    step, sa, sb, sp (B, T, C) each (kept for the backward pass)."""
+    B, T, C = k.shape
+    y = np.empty_like(k)
+    sa, sb, sp = np.empty_like(k), np.empty_like(k), np.empty_like(k)
+    for bb in prange(B):
+        a, b, p = a0[bb].copy(), b0[bb].copy(), p0[bb].copy()
+        for t in range(T):
+            kt, vt, yt = k[bb, t], v[bb, t], y[bb, t]
+            for c in range(C):
+                kc, vc, pc = kt[c], vt[c], p[c]
+                ww = u[c] + kc
+                q = max(pc, ww)
+                e1, e2 = np.exp(pc - q), np.exp(ww - q)
+                yt[c] = (e1 * a[c] + e2 * vc) / (e1 * b[c] + e2)
+                ww = pc + decay[c]
+                q = max(ww, kc)
+                e1, e2 = np.exp(ww - q), np.exp(kc - q)
+                a[c] = e1 * a[c] + e2 * vc
+                b[c] = e1 * b[c] + e2
+                p[c] = q
+            sa[bb, t], sb[bb, t], sp[bb, t] = a, b, p
+    return y, sa, sb, sp
+
+
+@njit(cache=True, parallel=True, fastmath=True)
+def wkv4_bwd(decay, u, k, v, a0, b0, p0, sa, sb, sp, y, gy, ga_last, gb_last):
+    """Gradients of :func:`wkv4_fwd`: gdecay, gu (C,), gk, gv (B, T, C), ga0, gb0, gp0 (B, C).
+
+    The reverse-time recursion runs on the gradients of the scaled sums, ga_t = dL/dA_t e^{p_t}
+    (A_t = a_t e^{p_t}, likewise B), so nothing overflows:
+    ga_{t-1} = f1 ga_t + gy_t e1 / den,  gb_{t-1} = f1 gb_t - gy_t y_t e1 / den, with e1, e2, den
+    the output's weights and f1, f2 the state update's, all recomputed from the stored states.
+    The gradient of the final state is taken through A and B, the only way later steps read it
+    (``ga_last``, ``gb_last`` = dL/da_T, dL/db_T at fixed p_T)."""
+    B, T, C = k.shape
+    gk, gv = np.empty_like(k), np.empty_like(v)
+    gd_part = np.zeros((B, C), dtype=k.dtype)
+    gu_part = np.zeros((B, C), dtype=k.dtype)
+    ga0, gb0, gp0 = np.empty_like(a0), np.empty_like(b0), np.empty_like(p0)
+    for bb in prange(B):
+        ga, gb = ga_last[bb].copy(), gb_last[bb].copy()
+        gd, gu = gd_part[bb], gu_part[bb]
+        for t in range(T - 1, -1, -1):
+            if t > 0:
+                ap, bp, pp = sa[bb, t - 1], sb[bb, t - 1], sp[bb, t - 1]
+            else:
+                ap, bp, pp = a0[bb], b0[bb], p0[bb]
+            kt, vt, yt, gyt = k[bb, t], v[bb, t], y[bb, t], gy[bb, t]
+            gkt, gvt = gk[bb, t], gv[bb, t]
+            for c in range(C):
+                kc, vc, pc, g = kt[c], vt[c], pp[c], gyt[c]
+                ww = u[c] + kc
+                q = max(pc, ww)
+                e1, e2 = np.exp(pc - q), np.exp(ww - q)
+                inv = 1.0 / (e1 * bp[c] + e2)
+                ww = pc + decay[c]
+                q = max(ww, kc)
+                f1, f2 = np.exp(ww - q), np.exp(kc - q)
+                cur = g * e2 * (vc - yt[c]) * inv
+                gvt[c] = g * e2 * inv + ga[c] * f2
+                gkt[c] = cur + f2 * (ga[c] * vc + gb[c])
+                gu[c] += cur
+                gd[c] += f1 * (ga[c] * ap[c] + gb[c] * bp[c])
+                ga[c] = f1 * ga[c] + g * e1 * inv
+                gb[c] = f1 * gb[c] - g * yt[c] * e1 * inv
+        ga0[bb], gb0[bb] = ga, gb
+        gp0[bb] = ga * a0[bb] + gb * b0[bb]
+    return gd_part.sum(axis=0), gu_part.sum(axis=0), gk, gv, ga0, gb0, gp0
+
+
+@njit(cache=True, parallel=True, fastmath=True)
 def wkv7_fwd(r, w, k, v, a, b, S0):
     """RWKV-7's WKV, sequential per (sequence, head), parallel over them: r, w, k, v, a, b
     (B, T, H, N); S0 (B, H, N, N), value index first. S_t = S_{t-1} (diag(w_t) + a_t b_t^T) +

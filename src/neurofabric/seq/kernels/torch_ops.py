@@ -10,10 +10,15 @@ terms, each with its log-weight:
 They are normalized by their maximum per (t, channel) and summed as an L x L masked matrix,
 so the whole chunk is a few batched tensor operations (differentiable). The state after the
 chunk carries the same sums to the next chunk. ``wkv_ref`` (numpy) is the spec.
+
+:func:`wkv_numba` runs the same recurrence on CPU tensors by the numba kernel pair
+``numba_cpu.wkv4_fwd`` / ``wkv4_bwd`` (sequential in time, exact gradients by the reverse-time
+recursion); RWKV-4 uses it by default on the CPU (``RWKVConfig.wkv``).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 NEG = -1e38
@@ -76,3 +81,42 @@ def wkv_step(decay, u, k, v, state):
     e1 = torch.exp(ww - q)
     e2 = torch.exp(k - q)
     return out, (e1 * a + e2 * v, e1 * b + e2, q)
+
+
+class _NumbaWKV4(torch.autograd.Function):
+    """The WKV-4 recurrence by numba kernels: the forward keeps the state after every step, the
+    backward recomputes the step's weights from them; checked against the torch forms by
+    gradcheck. The final state's gradient is taken through the sums a e^p and b e^p (how the
+    next step reads the state), so the gradient arriving at p_T is not needed."""
+
+    @staticmethod
+    def forward(ctx, decay, u, k, v, a0, b0, p0):
+        from neurofabric.seq.kernels.numba_cpu import wkv4_fwd
+
+        ins = [t.detach().contiguous() for t in (decay, u, k, v, a0, b0, p0)]
+        y, sa, sb, sp = (torch.from_numpy(x) for x in wkv4_fwd(*[t.numpy() for t in ins]))
+        ctx.save_for_backward(*ins, sa, sb, sp, y)
+        return y, sa[:, -1].clone(), sb[:, -1].clone(), sp[:, -1].clone()
+
+    @staticmethod
+    def backward(ctx, gy, ga, gb, _gp):
+        from neurofabric.seq.kernels.numba_cpu import wkv4_bwd
+
+        saved = [t.numpy() for t in ctx.saved_tensors]
+        like = saved[4]  # a0: (B, C)
+
+        def arr(g, shape_of):
+            return np.zeros_like(shape_of) if g is None else g.contiguous().numpy()
+
+        grads = wkv4_bwd(*saved, arr(gy, saved[2]), arr(ga, like), arr(gb, like))
+        return tuple(torch.from_numpy(g) for g in grads)
+
+
+def wkv_numba(decay, u, k, v, state=None):
+    """:func:`wkv_chunked`'s result through the numba kernels (CPU tensors, float32 or float64),
+    differentiable; ``k``, ``v`` (B, T, C), ``state`` (a, b, p) or None."""
+    B, T, C = k.shape
+    if state is None:
+        state = wkv_init_state(B, C, dtype=k.dtype, device=k.device)
+    y, a, b, p = _NumbaWKV4.apply(decay, u, k, v, *state)
+    return y, (a, b, p)
