@@ -62,6 +62,27 @@ def test_numba_wkv7_equals_the_spec_and_has_exact_gradients():
         torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-10, msg=name)
 
 
+@pytest.mark.parametrize("every", [1, 4, 5])
+def test_numba_wkv7_gradients_across_checkpoint_blocks(monkeypatch, every):
+    """The backward pass recomputes the states block by block from checkpoints: ragged and
+    one-step blocks give the spec's gradients."""
+    import neurofabric.seq.rwkv7 as rwkv7
+
+    monkeypatch.setattr(rwkv7, "WKV7_CHECKPOINT_EVERY", every)
+    ins = [t.requires_grad_() for t in _inputs(7, B=2, T=13, H=2, N=4)]
+    weights = torch.randn(
+        2, 13, 2, 4, generator=torch.Generator().manual_seed(1), dtype=ins[0].dtype
+    )
+    grads = []
+    for fn in (wkv7_ref, wkv7_numba):
+        y, S = fn(*ins)
+        grads.append(torch.autograd.grad((y * weights).sum() + S.square().sum(), ins))
+    for name, a, b in zip("r w k v a b S0".split(), *grads, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-10, msg=name)
+    small = [t.detach()[:, :6].clone().requires_grad_() for t in ins[:6]]
+    assert torch.autograd.gradcheck(wkv7_numba, [*small, ins[6].detach().clone().requires_grad_()])
+
+
 def _perturbed(cfg, seed=1, scale=0.2):
     """A model with every parameter moved off its initialization (whose zeros hide terms)."""
     model = RWKV7(cfg, seed=seed)

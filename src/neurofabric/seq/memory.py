@@ -18,8 +18,8 @@ process's peak RSS as a third, coarser witness.
 
 Where the activations go (elements; N = batch x seq_len tokens; float unless noted):
 
-* RWKV-4, per layer: 17 N C for the per-token tensors of both mixes (layer norms, the token
-  shift, k, v, r), 2 N F for the channel mix's hidden layer, and the WKV: with the numba
+* RWKV-4, per layer: 15 N C for the per-token tensors of both mixes (layer norms, the token
+  shift and its difference, k, v, r), 2 N F for the channel mix's hidden layer, and the WKV: with the numba
   kernel (the default on CPU), 4 N C (the state after every step and the output, for the exact
   reverse-time gradient) plus 3 B C for the initial state; with the chunked torch form, 10 N C
   for the chunk slices and, per chunk of length L, 2 B L^2 C for the pairwise weights (the
@@ -116,13 +116,13 @@ def _rwkv_counts(c, B: int, T: int, wkv: str) -> tuple[int, int, int, int]:
     N = B * T
     float_per_layer = sum(
         (
-            17 * N * C + 2 * N * F,  # per-token tensors of the two mixes, the FFN hidden layer
-            4 * N + 6 * C,  # layer-norm statistics, 1 - mix vectors
+            15 * N * C + 2 * N * F,  # per-token tensors of the two mixes, the FFN hidden layer
+            4 * N + C,  # layer-norm statistics, exp(time_decay)
         )
     )
     other = 0
     if wkv == "numba":
-        # the state after every step and the output; the initial state; -exp(time_decay)
+        # the state after every step and the output; the initial state; the decay it reads
         float_per_layer += 4 * N * C + 3 * B * C + C
     else:
         Ls = _chunks(T, c.chunk)

@@ -108,9 +108,11 @@ class TimeMix(nn.Module):
         self.wkv = cfg.wkv
 
     def _mix(self, xx, shifted):
-        k = self.key(xx * self.time_mix_k + shifted * (1 - self.time_mix_k))
-        v = self.value(xx * self.time_mix_v + shifted * (1 - self.time_mix_v))
-        r = torch.sigmoid(self.receptance(xx * self.time_mix_r + shifted * (1 - self.time_mix_r)))
+        # xx m + shifted (1 - m), as shifted + (xx - shifted) m: one product per mix
+        diff = xx - shifted
+        k = self.key(torch.addcmul(shifted, diff, self.time_mix_k))
+        v = self.value(torch.addcmul(shifted, diff, self.time_mix_v))
+        r = torch.sigmoid(self.receptance(torch.addcmul(shifted, diff, self.time_mix_r)))
         return k, v, r
 
     def forward(self, xx, shift, wkv_state):
@@ -143,8 +145,9 @@ class ChannelMix(nn.Module):
         self.value = nn.Linear(cfg.ffn_dim, C, bias=False)
 
     def forward(self, xx, shifted):
-        k = self.key(xx * self.time_mix_k + shifted * (1 - self.time_mix_k))
-        r = torch.sigmoid(self.receptance(xx * self.time_mix_r + shifted * (1 - self.time_mix_r)))
+        diff = xx - shifted
+        k = self.key(torch.addcmul(shifted, diff, self.time_mix_k))
+        r = torch.sigmoid(self.receptance(torch.addcmul(shifted, diff, self.time_mix_r)))
         return r * self.value(torch.square(torch.relu(k)))
 
 

@@ -183,30 +183,43 @@ def wkv7_chunked(r, w, k, v, a, b, S0=None, chunk: int = 16):
     return torch.cat(ys, dim=2).transpose(1, 2), S
 
 
+#: the numba WKV-7 keeps the state before every block of this many steps; the backward pass
+#: recomputes a block's states from it (memory / this of storing every state)
+WKV7_CHECKPOINT_EVERY = 16
+
+
 class _NumbaWKV7(torch.autograd.Function):
-    """The WKV-7 recurrence on CPU by numba kernels: forward keeps every state, backward runs
-    the exact reverse-time recursion; checked against the torch spec by gradcheck."""
+    """The WKV-7 recurrence on CPU by numba kernels: the forward keeps the state before every
+    block of :data:`WKV7_CHECKPOINT_EVERY` steps, the backward recomputes a block's states from
+    it and runs the exact reverse-time recursion; checked against the torch spec by gradcheck."""
 
     @staticmethod
     def forward(ctx, r, w, k, v, a, b, S0):
         from neurofabric.seq.kernels.numba_cpu import wkv7_fwd
 
-        ins = [t.detach().contiguous() for t in (r, w, k, v, a, b, S0)]
-        y, states = wkv7_fwd(*[t.numpy() for t in ins])
-        states = torch.from_numpy(states)
-        ctx.save_for_backward(*ins, states)
-        return torch.from_numpy(y), states[:, -1].clone()
+        ins = [t.detach().contiguous() for t in (r, w, k, v, a, b)]
+        every = WKV7_CHECKPOINT_EVERY
+        y, S_end, starts = wkv7_fwd(
+            *[t.numpy() for t in ins], S0.detach().contiguous().numpy(), every
+        )
+        ctx.save_for_backward(*ins, torch.from_numpy(starts))
+        ctx.every = every
+        return torch.from_numpy(y), torch.from_numpy(S_end)
 
     @staticmethod
     def backward(ctx, dy, dS_last):
         from neurofabric.seq.kernels.numba_cpu import wkv7_bwd
 
-        *ins, states = ctx.saved_tensors
+        *ins, starts = ctx.saved_tensors
         args = [t.numpy() for t in ins]
-        st = states.numpy()
+        st = starts.numpy()
         dy = np.zeros_like(args[0]) if dy is None else dy.contiguous().numpy()
-        dS = np.zeros_like(args[6]) if dS_last is None else dS_last.contiguous().numpy()
-        grads = wkv7_bwd(*args, st, dy, dS)
+        B, _, H, N = args[0].shape
+        if dS_last is None:
+            dS = np.zeros((B, H, N, N), dtype=args[0].dtype)
+        else:
+            dS = dS_last.contiguous().numpy()
+        grads = wkv7_bwd(*args, st, ctx.every, dy, dS)
         return tuple(torch.from_numpy(g) for g in grads)
 
 

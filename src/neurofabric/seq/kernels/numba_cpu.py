@@ -658,86 +658,123 @@ def wkv4_bwd(decay, u, k, v, a0, b0, p0, sa, sb, sp, y, gy, ga_last, gb_last):
     return gd_part.sum(axis=0), gu_part.sum(axis=0), gk, gv, ga0, gb0, gp0
 
 
+@njit(cache=True, inline="always", fastmath=True)
+def _wkv7_advance(S, rt, wt, kt, vt, at, bt, sa, yt):
+    """One step of WKV-7 on one head's state S (N, N), in place: S_{t-1} a_t into ``sa``,
+    y_t = S_t r_t into ``yt``."""
+    N = S.shape[0]
+    for i in range(N):
+        acc = 0.0
+        for j in range(N):
+            acc += S[i, j] * at[j]
+        sa[i] = acc
+    for i in range(N):
+        vi, si = vt[i], sa[i]
+        acc = 0.0
+        for j in range(N):
+            s = S[i, j] * wt[j] + si * bt[j] + vi * kt[j]
+            S[i, j] = s
+            acc += s * rt[j]
+        yt[i] = acc
+
+
 @njit(cache=True, parallel=True, fastmath=True)
-def wkv7_fwd(r, w, k, v, a, b, S0):
+def wkv7_fwd(r, w, k, v, a, b, S0, every):
     """RWKV-7's WKV, sequential per (sequence, head), parallel over them: r, w, k, v, a, b
     (B, T, H, N); S0 (B, H, N, N), value index first. S_t = S_{t-1} (diag(w_t) + a_t b_t^T) +
-    v_t k_t^T, y_t = S_t r_t. Returns y (B, T, H, N) and every state (B, T, H, N, N), kept for
-    the backward pass."""
+    v_t k_t^T, y_t = S_t r_t. Returns y (B, T, H, N), the final state (B, H, N, N) and the
+    state before every block of ``every`` steps (B, ceil(T / every), H, N, N): checkpoints
+    from which the backward pass recomputes the states of one block at a time."""
     B, T, H, N = r.shape
+    nb = (T + every - 1) // every
     y = np.empty_like(r)
-    states = np.empty((B, T, H, N, N), dtype=r.dtype)
+    starts = np.empty((B, nb, H, N, N), dtype=r.dtype)
+    S_end = np.empty_like(S0)
     for bh in prange(B * H):
         bb, h = bh // H, bh % H
         S = S0[bb, h].copy()
         sa = np.empty(N, dtype=r.dtype)
         for t in range(T):
-            rt, wt, kt, vt = r[bb, t, h], w[bb, t, h], k[bb, t, h], v[bb, t, h]
-            at, bt = a[bb, t, h], b[bb, t, h]
-            for i in range(N):
-                acc = 0.0
-                for j in range(N):
-                    acc += S[i, j] * at[j]
-                sa[i] = acc
-            for i in range(N):
-                vi, si = vt[i], sa[i]
-                acc = 0.0
-                for j in range(N):
-                    s = S[i, j] * wt[j] + si * bt[j] + vi * kt[j]
-                    S[i, j] = s
-                    acc += s * rt[j]
-                y[bb, t, h, i] = acc
-            states[bb, t, h] = S
-    return y, states
+            if t % every == 0:
+                starts[bb, t // every, h] = S
+            _wkv7_advance(
+                S,
+                r[bb, t, h],
+                w[bb, t, h],
+                k[bb, t, h],
+                v[bb, t, h],
+                a[bb, t, h],
+                b[bb, t, h],
+                sa,
+                y[bb, t, h],
+            )
+        S_end[bb, h] = S
+    return y, S_end, starts
 
 
 @njit(cache=True, parallel=True, fastmath=True)
-def wkv7_bwd(r, w, k, v, a, b, S0, states, dy, dS_last):
+def wkv7_bwd(r, w, k, v, a, b, starts, every, dy, dS_last):
     """Gradients of :func:`wkv7_fwd`: dr, dw, dk, dv, da, db, dS0 (reverse-time recursion on
-    G = dL/dS_t)."""
+    G = dL/dS_t, block by block: the states of a block are recomputed from its checkpoint)."""
     B, T, H, N = r.shape
+    nb = starts.shape[1]
     dr, dw, dk = np.zeros_like(r), np.zeros_like(w), np.zeros_like(k)
     dv, da, db = np.zeros_like(v), np.zeros_like(a), np.zeros_like(b)
-    dS0 = np.empty_like(S0)
+    dS0 = np.empty((B, H, N, N), dtype=r.dtype)
     for bh in prange(B * H):
         bb, h = bh // H, bh % H
         G = dS_last[bb, h].copy()
-        sa = np.empty(N, dtype=r.dtype)
         dsa = np.empty(N, dtype=r.dtype)
-        for t in range(T - 1, -1, -1):
-            St = states[bb, t, h]
-            Sp = states[bb, t - 1, h] if t > 0 else S0[bb, h]
-            rt, wt, kt, vt = r[bb, t, h], w[bb, t, h], k[bb, t, h], v[bb, t, h]
-            at, bt, dyt = a[bb, t, h], b[bb, t, h], dy[bb, t, h]
-            drt, dwt, dkt = dr[bb, t, h], dw[bb, t, h], dk[bb, t, h]
-            dvt, dat, dbt = dv[bb, t, h], da[bb, t, h], db[bb, t, h]
-            for i in range(N):  # y_t = S_t r_t
-                dyi = dyt[i]
-                for j in range(N):
-                    G[i, j] += dyi * rt[j]
-                    drt[j] += St[i, j] * dyi
-            for i in range(N):
-                acc = 0.0
-                for j in range(N):
-                    acc += Sp[i, j] * at[j]
-                sa[i] = acc
-            for i in range(N):  # S_t = S_{t-1} diag(w) + sa b^T + v k^T
-                vi, si = vt[i], sa[i]
-                acc_v, acc_sa = 0.0, 0.0
-                for j in range(N):
-                    g = G[i, j]
-                    acc_v += g * kt[j]
-                    acc_sa += g * bt[j]
-                    dkt[j] += g * vi
-                    dbt[j] += g * si
-                    dwt[j] += g * Sp[i, j]
-                dvt[i] = acc_v
-                dsa[i] = acc_sa
-            for i in range(N):  # sa = S_{t-1} a, and G <- dL/dS_{t-1}
-                di = dsa[i]
-                for j in range(N):
-                    dat[j] += di * Sp[i, j]
-                    G[i, j] = G[i, j] * wt[j] + di * at[j]
+        scratch = np.empty(N, dtype=r.dtype)
+        buf = np.empty((every + 1, N, N), dtype=r.dtype)  # buf[0]: the block's start state
+        sas = np.empty((every, N), dtype=r.dtype)  # S_{t-1} a_t of the block's steps
+        for blk in range(nb - 1, -1, -1):
+            t0 = blk * every
+            t1 = min(T, t0 + every)
+            buf[0] = starts[bb, blk, h]
+            for t in range(t0, t1):
+                S = buf[t - t0 + 1]
+                S[:, :] = buf[t - t0]
+                _wkv7_advance(
+                    S,
+                    r[bb, t, h],
+                    w[bb, t, h],
+                    k[bb, t, h],
+                    v[bb, t, h],
+                    a[bb, t, h],
+                    b[bb, t, h],
+                    sas[t - t0],
+                    scratch,
+                )
+            for t in range(t1 - 1, t0 - 1, -1):
+                St, Sp = buf[t - t0 + 1], buf[t - t0]
+                rt, wt, kt, vt = r[bb, t, h], w[bb, t, h], k[bb, t, h], v[bb, t, h]
+                at, bt, dyt = a[bb, t, h], b[bb, t, h], dy[bb, t, h]
+                drt, dwt, dkt = dr[bb, t, h], dw[bb, t, h], dk[bb, t, h]
+                dvt, dat, dbt = dv[bb, t, h], da[bb, t, h], db[bb, t, h]
+                for i in range(N):  # y_t = S_t r_t
+                    dyi = dyt[i]
+                    for j in range(N):
+                        G[i, j] += dyi * rt[j]
+                        drt[j] += St[i, j] * dyi
+                sa = sas[t - t0]
+                for i in range(N):  # S_t = S_{t-1} diag(w) + sa b^T + v k^T
+                    vi, si = vt[i], sa[i]
+                    acc_v, acc_sa = 0.0, 0.0
+                    for j in range(N):
+                        g = G[i, j]
+                        acc_v += g * kt[j]
+                        acc_sa += g * bt[j]
+                        dkt[j] += g * vi
+                        dbt[j] += g * si
+                        dwt[j] += g * Sp[i, j]
+                    dvt[i] = acc_v
+                    dsa[i] = acc_sa
+                for i in range(N):  # sa = S_{t-1} a, and G <- dL/dS_{t-1}
+                    di = dsa[i]
+                    for j in range(N):
+                        dat[j] += di * Sp[i, j]
+                        G[i, j] = G[i, j] * wt[j] + di * at[j]
         dS0[bb, h] = G
     return dr, dw, dk, dv, da, db, dS0
 
