@@ -17,6 +17,7 @@ from neurofabric.seq.decode import RWKVDecoder  # noqa: E402
 from neurofabric.seq.kernels.reference import wkv_ref  # noqa: E402
 from neurofabric.seq.kernels.torch_ops import wkv_chunked, wkv_numba  # noqa: E402
 from neurofabric.seq.rwkv import resolve_wkv  # noqa: E402
+from tests.seq._kernels import grads_by_kernel  # noqa: E402
 
 
 @pytest.mark.parametrize("chunk", [1, 5, 16, 64])
@@ -124,17 +125,10 @@ def test_state_continues_a_sequence_and_is_not_mutated(model, wkv):
 
 def test_numba_and_chunked_train_the_same_model():
     cfg = RWKVConfig(vocab_size=30, n_layer=2, n_embd=16, chunk=4)
-    tokens = torch.randint(0, 30, (3, 12), generator=torch.Generator().manual_seed(2))
-    grads = []
-    for kind in ("numba", "chunked"):
-        m = RWKV4(cfg, seed=4).double()
-        m.set_wkv(kind)
-        logits, _ = m(tokens)
-        torch.nn.functional.cross_entropy(logits.reshape(-1, 30), tokens.reshape(-1)).backward()
-        grads.append({n: p.grad.clone() for n, p in m.named_parameters()})
-    for name, g in grads[0].items():
-        torch.testing.assert_close(grads[1][name], g, rtol=1e-8, atol=1e-10, msg=name)
-    assert grads[0]["blocks.0.att.time_decay"].abs().max() > 0
+    grads = grads_by_kernel(
+        lambda: RWKV4(cfg, seed=4).double(), "set_wkv", ("numba", "chunked"), 30
+    )
+    assert grads["blocks.0.att.time_decay"].abs().max() > 0
 
 
 def test_wkv_choice_is_checked():

@@ -18,6 +18,7 @@ from neurofabric.seq.rwkv7 import (  # noqa: E402
     wkv7_numba,
     wkv7_ref,
 )
+from tests.seq._kernels import grads_by_kernel  # noqa: E402
 
 
 def _inputs(seed, B=2, T=23, H=3, N=5):
@@ -120,16 +121,7 @@ def test_step_equals_forward_and_state_continues(model, wkv):
 
 def test_numba_and_chunked_train_the_same_model():
     cfg = RWKV7Config(vocab_size=30, n_layer=2, n_embd=16, head_size=8, chunk=4)
-    tokens = torch.randint(0, 30, (3, 12), generator=torch.Generator().manual_seed(2))
-    grads = []
-    for wkv in ("numba", "chunked"):
-        m = _perturbed(cfg).double()
-        m.set_wkv(wkv)
-        logits, _ = m(tokens)
-        torch.nn.functional.cross_entropy(logits.reshape(-1, 30), tokens.reshape(-1)).backward()
-        grads.append({n: p.grad.clone() for n, p in m.named_parameters()})
-    for name, g in grads[0].items():
-        torch.testing.assert_close(grads[1][name], g, rtol=1e-8, atol=1e-10, msg=name)
+    grads_by_kernel(lambda: _perturbed(cfg).double(), "set_wkv", ("numba", "chunked"), 30)
 
 
 @pytest.mark.parametrize("backend", ["numba", "reference"])

@@ -58,6 +58,23 @@ def resolve_wkv(wkv: str, device: torch.device | str = "cpu") -> str:
     return _kernels.resolve_training_kernel("wkv", wkv, device, "chunked", "set_wkv")
 
 
+class WKVChoice:
+    """The training-WKV choice of an RWKV model (RWKV-4 and RWKV-7): a ``config`` with a ``wkv``
+    field, the embedding ``emb`` and ``blocks`` whose ``att`` reads ``att.cfg.wkv``."""
+
+    @property
+    def wkv_backend(self) -> str:
+        """The training WKV that runs for the parameters' device: "numba" or "chunked"."""
+        return resolve_wkv(self.config.wkv, self.emb.weight.device)
+
+    def set_wkv(self, wkv: str) -> None:
+        """Choose the training WKV ("auto", "numba" or "chunked") of a built model."""
+        check_choice("wkv", wkv, WKVS)
+        self.config = replace(self.config, wkv=wkv)
+        for blk in self.blocks:
+            blk.att.cfg = self.config
+
+
 @dataclass(frozen=True)
 class RWKVConfig:
     vocab_size: int = 256
@@ -104,8 +121,7 @@ class TimeMix(nn.Module):
         self.value = nn.Linear(C, C, bias=False)
         self.receptance = nn.Linear(C, C, bias=False)
         self.output = nn.Linear(C, C, bias=False)
-        self.chunk = cfg.chunk
-        self.wkv = cfg.wkv
+        self.cfg = cfg
 
     def _mix(self, xx, shifted):
         # xx m + shifted (1 - m), as shifted + (xx - shifted) m: one product per mix
@@ -119,10 +135,12 @@ class TimeMix(nn.Module):
         shifted = torch.cat([shift[:, None, :], xx[:, :-1]], dim=1)
         k, v, r = self._mix(xx, shifted)
         decay = -torch.exp(self.time_decay)
-        if resolve_wkv(self.wkv, xx.device) == "numba":
+        if resolve_wkv(self.cfg.wkv, xx.device) == "numba":
             wkv, wkv_state = wkv_numba(decay, self.time_first, k, v, wkv_state)
         else:
-            wkv, wkv_state = wkv_chunked(decay, self.time_first, k, v, wkv_state, chunk=self.chunk)
+            wkv, wkv_state = wkv_chunked(
+                decay, self.time_first, k, v, wkv_state, chunk=self.cfg.chunk
+            )
         return self.output(r * wkv), xx[:, -1], wkv_state
 
     def step(self, xx, shift, wkv_state):
@@ -163,7 +181,7 @@ class Block(nn.Module):
         self.ffn = ChannelMix(cfg, layer)
 
 
-class RWKV4(nn.Module):
+class RWKV4(WKVChoice, nn.Module):
     """The language model: ``forward(tokens) -> logits``, ``step(token, state)``."""
 
     def __init__(self, config: RWKVConfig | None = None, *, seed: Any = 0) -> None:
@@ -182,18 +200,6 @@ class RWKV4(nn.Module):
                     else:
                         bound = 1.0 / math.sqrt(p.shape[1])
                         p.uniform_(-bound, bound, generator=gen)
-
-    @property
-    def wkv_backend(self) -> str:
-        """The training WKV that runs for the parameters' device: "numba" or "chunked"."""
-        return resolve_wkv(self.config.wkv, self.emb.weight.device)
-
-    def set_wkv(self, wkv: str) -> None:
-        """Choose the training WKV ("auto", "numba" or "chunked") of a built model."""
-        check_choice("wkv", wkv, WKVS)
-        self.config = replace(self.config, wkv=wkv)
-        for blk in self.blocks:
-            blk.att.wkv = wkv
 
     # ------------------------------------------------------------------ state
     def init_state(self, batch: int = 1, *, dtype=None) -> RWKVState:

@@ -38,7 +38,7 @@ kernel pair (forward, and backward by the reverse-time recursion; :attr:`RWKV7.w
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -50,7 +50,7 @@ from neurofabric.core.errors import CheckpointError, ConfigError
 from neurofabric.core.rng import seed_to_int
 from neurofabric.core.validation import check_choice, check_int
 from neurofabric.seq.output import LMOutput, check_tokens
-from neurofabric.seq.rwkv import WKVS, resolve_wkv
+from neurofabric.seq.rwkv import WKVS, WKVChoice, resolve_wkv
 
 __all__ = ["WKVS", "RWKV7", "RWKV7Config", "wkv7_chunked", "wkv7_numba", "wkv7_ref"]
 
@@ -377,7 +377,7 @@ class Block7(nn.Module):
 _ROW_PARAMS = ("x_r", "x_w", "x_k", "x_v", "x_a", "x_g", "w0", "a0", "v0", "k_k", "k_a")
 
 
-class RWKV7(nn.Module):
+class RWKV7(WKVChoice, nn.Module):
     """The language model: ``forward(tokens) -> (logits, state)``, ``step(token, state)``."""
 
     def __init__(self, config: RWKV7Config | None = None, *, seed: Any = 0) -> None:
@@ -392,18 +392,6 @@ class RWKV7(nn.Module):
             self.emb.weight.uniform_(-1e-4, 1e-4, generator=gen)
             bound = 0.5 / math.sqrt(cfg.n_embd)
             self.head.weight.uniform_(-bound, bound, generator=gen)
-
-    @property
-    def wkv_backend(self) -> str:
-        """The training kernel that runs for the parameters' device: "numba" or "chunked"."""
-        return resolve_wkv(self.config.wkv, self.emb.weight.device)
-
-    def set_wkv(self, wkv: str) -> None:
-        """Choose the training kernel ("auto", "numba" or "chunked") of a built model."""
-        check_choice("wkv", wkv, WKVS)
-        self.config = replace(self.config, wkv=wkv)
-        for blk in self.blocks:
-            blk.att.cfg = self.config
 
     def init_state(self, batch: int = 1, *, dtype=None):
         """Per layer: the time-mix shift (B, C), S (B, H, N, N) and the channel-mix shift."""

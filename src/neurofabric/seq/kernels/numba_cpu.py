@@ -659,10 +659,18 @@ def wkv4_bwd(decay, u, k, v, a0, b0, p0, sa, sb, sp, y, gy, ga_last, gb_last):
 
 
 @njit(cache=True, inline="always", fastmath=True)
-def _wkv7_advance(S, rt, wt, kt, vt, at, bt, sa, yt):
-    """One step of WKV-7 on one head's state S (N, N), in place: S_{t-1} a_t into ``sa``,
-    y_t = S_t r_t into ``yt``."""
+def _wkv7_advance(S, r, w, k, v, a, b, bb, t, h, sa, yt):
+    """Step t of WKV-7 on the state S (N, N) of sequence bb, head h, in place: S_{t-1} a_t into
+    ``sa``, y_t = S_t r_t into ``yt``."""
     N = S.shape[0]
+    rt, wt, kt, vt, at, bt = (
+        r[bb, t, h],
+        w[bb, t, h],
+        k[bb, t, h],
+        v[bb, t, h],
+        a[bb, t, h],
+        b[bb, t, h],
+    )
     for i in range(N):
         acc = 0.0
         for j in range(N):
@@ -697,17 +705,7 @@ def wkv7_fwd(r, w, k, v, a, b, S0, every):
         for t in range(T):
             if t % every == 0:
                 starts[bb, t // every, h] = S
-            _wkv7_advance(
-                S,
-                r[bb, t, h],
-                w[bb, t, h],
-                k[bb, t, h],
-                v[bb, t, h],
-                a[bb, t, h],
-                b[bb, t, h],
-                sa,
-                y[bb, t, h],
-            )
+            _wkv7_advance(S, r, w, k, v, a, b, bb, t, h, sa, y[bb, t, h])
         S_end[bb, h] = S
     return y, S_end, starts
 
@@ -735,17 +733,7 @@ def wkv7_bwd(r, w, k, v, a, b, starts, every, dy, dS_last):
             for t in range(t0, t1):
                 S = buf[t - t0 + 1]
                 S[:, :] = buf[t - t0]
-                _wkv7_advance(
-                    S,
-                    r[bb, t, h],
-                    w[bb, t, h],
-                    k[bb, t, h],
-                    v[bb, t, h],
-                    a[bb, t, h],
-                    b[bb, t, h],
-                    sas[t - t0],
-                    scratch,
-                )
+                _wkv7_advance(S, r, w, k, v, a, b, bb, t, h, sas[t - t0], scratch)
             for t in range(t1 - 1, t0 - 1, -1):
                 St, Sp = buf[t - t0 + 1], buf[t - t0]
                 rt, wt, kt, vt = r[bb, t, h], w[bb, t, h], k[bb, t, h], v[bb, t, h]
