@@ -730,3 +730,27 @@ def test_guard_compress_scores_both_models_on_a_dataset_test_split(tmp_path, mon
     s = _compress(tmp_path / "m", tmp_path / "s2", *data, "--max-features", "40")
     assert s["retrained"] and s["train_docs"] == 200 and s["test_docs"] == 60
     assert s["original"]["accuracy"] > 0.9 and s["compressed"]["accuracy"] > 0.9
+
+
+def test_seq_memory_measures_rwkv7_and_mamba2_and_refuses_the_gpt(tmp_path):
+    from neurofabric.seq.io import build_lm, save_model
+    from neurofabric.seq.memory import measure_memory
+
+    for arch in ("rwkv7", "mamba2", "gpt"):
+        model = build_lm(arch, 20, layers=1, width=16, seq_len=8)
+        save_model(model, tmp_path / arch)
+        args = ["seq", "memory", "--checkpoint", str(tmp_path / arch), "--batch-size", "2"]
+        args += ["--seq-len", "8"]
+        res = runner.invoke(app, args)  # no term-by-term estimate: --measure is required
+        assert res.exit_code == 2
+        if arch == "gpt":
+            assert "KV cache" in " ".join(res.output.split())
+            continue
+        assert "--measure" in res.output
+        res = runner.invoke(app, [*args, "--measure", "--json"])
+        assert res.exit_code == 0, res.output
+        got = json.loads(res.output)
+        assert "estimate_bytes" not in got
+        want = measure_memory(model, batch_size=2, seq_len=8)
+        assert got["measured_bytes"]["activations"] == want.activations > 0
+        assert got["measured_bytes"]["parameters"] == 4 * sum(p.numel() for p in model.parameters())

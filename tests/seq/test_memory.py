@@ -94,8 +94,17 @@ def test_bad_input(kwargs, match):
 
 
 def test_unknown_model():
+    from neurofabric.seq.io import build_lm
+
     with pytest.raises(ConfigError, match="RWKVConfig"):
         estimate_memory(torch.nn.Linear(2, 2))
+    rwkv7 = build_lm("rwkv7", 20, layers=1, width=16, seq_len=8)
+    for what in (rwkv7, rwkv7.config):  # no count yet: the error points to the measurement
+        with pytest.raises(ConfigError, match="measure_memory"):
+            estimate_memory(what)
+    assert measure_memory(rwkv7, batch_size=2, seq_len=4).arch == "rwkv7"
+    with pytest.raises(ConfigError, match="KV cache"):
+        measure_memory(build_lm("gpt", 20, layers=1, width=16, seq_len=8))
 
 
 def test_float64_model():

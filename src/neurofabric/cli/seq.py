@@ -414,12 +414,24 @@ def seq_memory(
         name, config = "mamba", {"vocab_size": vocab, "n_layer": layers, "d_model": dim}
     else:
         raise ConfigError(f"--arch must be rwkv or mamba, got {arch!r}")
-    try:
-        cfg = (RWKVConfig if name == "rwkv4" else MambaConfig)(**config)
-    except TypeError as exc:
-        raise ConfigError(f"the config of {checkpoint} does not fit {name}: {exc}") from exc
-    est = estimate_memory(cfg, batch_size=batch_size, seq_len=seq_len)
-    meas = None
+    est = meas = None
+    if name in ("rwkv4", "mamba"):
+        try:
+            cfg = (RWKVConfig if name == "rwkv4" else MambaConfig)(**config)
+        except TypeError as exc:
+            raise ConfigError(f"the config of {checkpoint} does not fit {name}: {exc}") from exc
+        est = estimate_memory(cfg, batch_size=batch_size, seq_len=seq_len)
+    elif name in ("rwkv7", "mamba2"):
+        if not measure:
+            raise ConfigError(
+                f"{checkpoint} is a {name} model, which has no term-by-term memory estimate "
+                f"yet; add --measure to measure one training step of it"
+            )
+    else:
+        raise ConfigError(
+            f"{checkpoint} is a {name} model; `seq memory` covers rwkv4, rwkv7, mamba and mamba2 "
+            f"(a transformer's decoding state is its KV cache, which grows with the context)"
+        )
     if measure:
         meas = measure_memory(build_model(name, config), batch_size=batch_size, seq_len=seq_len)
     rows = (
@@ -430,21 +442,17 @@ def seq_memory(
         ("training", "training total"),
         ("state_per_sequence", "state per sequence"),
     )
+    columns = [(kind, res) for kind, res in (("estimate", est), ("measured", meas)) if res]
     if json_out:
         summary = {"arch": name, "batch_size": batch_size, "seq_len": seq_len}
-        summary["estimate_bytes"] = {key: getattr(est, key) for key, _ in rows}
-        if meas is not None:
-            summary["measured_bytes"] = {key: getattr(meas, key) for key, _ in rows}
+        for kind, res in columns:
+            summary[f"{kind}_bytes"] = {key: getattr(res, key) for key, _ in rows}
         emit(summary, True, None)
         return
     t = Table(title=f"{name}, batch {batch_size} x {seq_len} tokens, float32")
     t.add_column("memory")
-    t.add_column("estimate (MiB)", justify="right")
-    if meas is not None:
-        t.add_column("measured (MiB)", justify="right")
+    for kind, _ in columns:
+        t.add_column(f"{kind} (MiB)", justify="right")
     for key, label in rows:
-        cells = [f"{getattr(est, key) / 2**20:,.3f}"]
-        if meas is not None:
-            cells.append(f"{getattr(meas, key) / 2**20:,.3f}")
-        t.add_row(label, *cells)
+        t.add_row(label, *(f"{getattr(res, key) / 2**20:,.3f}" for _, res in columns))
     console.print(t)

@@ -87,10 +87,40 @@ def _config_of(model_or_config: Any):
         return "rwkv", cfg
     if isinstance(cfg, MambaConfig):
         return "mamba", cfg
+    hint = ""
+    if _measured_arch(model_or_config, strict=False) is not None or type(cfg).__name__ in (
+        "RWKV7Config",
+        "Mamba2Config",
+    ):
+        hint = (
+            "; RWKV-7 and Mamba-2 have no term-by-term count yet: measure one training step "
+            "with measure_memory(model, ...) (CLI: neurofabric seq memory --measure)"
+        )
     raise ConfigError(
         f"estimate_memory takes an RWKVConfig, a MambaConfig or a model built from one, "
-        f"got {type(model_or_config).__name__}"
+        f"got {type(model_or_config).__name__}{hint}"
     )
+
+
+def _measured_arch(model: Any, *, strict: bool = True) -> str | None:
+    """The arch name of a model ``measure_memory`` can measure: RWKV-4, RWKV-7, Mamba-1 or
+    Mamba-2 (models with a fixed-size recurrent state); None (or a ConfigError if ``strict``)
+    otherwise."""
+    from neurofabric.seq.mamba import Mamba
+    from neurofabric.seq.mamba2 import Mamba2
+    from neurofabric.seq.rwkv import RWKV4
+    from neurofabric.seq.rwkv7 import RWKV7
+
+    for cls, name in ((RWKV4, "rwkv"), (Mamba, "mamba"), (RWKV7, "rwkv7"), (Mamba2, "mamba2")):
+        if isinstance(model, cls):
+            return name
+    if strict:
+        raise ConfigError(
+            f"measure_memory takes an RWKV-4, RWKV-7, Mamba-1 or Mamba-2 model, got "
+            f"{type(model).__name__} (a transformer's decoding state is its KV cache, which "
+            f"grows with the context: see GPT.cache_bytes_per_token)"
+        )
+    return None
 
 
 def _kernel_of(model_or_config: Any, field: str, weight_attr: str) -> str:
@@ -230,7 +260,7 @@ def measure_memory(
     Activations are the distinct storages that autograd saves during the forward pass and the
     loss, parameters excluded; the optimizer state is AdamW's after one step; the state per
     sequence is the state ``forward`` returns for one sequence."""
-    arch, _ = _config_of(model)
+    arch = _measured_arch(model)
     B = check_int("batch_size", batch_size, min_value=1)
     T = check_int("seq_len", seq_len, min_value=1)
     model = copy.deepcopy(model)
