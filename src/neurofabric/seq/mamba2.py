@@ -135,32 +135,52 @@ def ssd_ref(x, dt, A, B, C, D, h0=None):
 
 
 def ssd_chunked(x, dt, A, B, C, D, h0=None, chunk: int = 32):
-    """:func:`ssd_ref` in blocks of ``chunk`` steps: inside a block, the masked "attention"
-    matrix exp(s_t - s_j) (C_t . B_j) for j <= t (every factor <= 1, since dt A <= 0) applied to
-    dt x; across blocks, the state carried by a short loop over the blocks."""
+    """:func:`ssd_ref` in blocks of ``chunk`` steps, every block at once: inside a block, the
+    masked "attention" matrix exp(s_t - s_j) (C_t . B_j) for j <= t (every factor <= 1, since
+    dt A <= 0) applied to dt x; across blocks, the state entering each block as a masked sum
+    of the earlier blocks' contributions, decayed block to block the same way. No loop in
+    Python, no slices (whose gradients would each be a full-size tensor of zeros); products
+    with B and C run per group, not per head; a ragged last block is padded with dt = 0
+    steps, which neither decay nor add anything."""
     b, L, H, P = x.shape
-    B, C = _heads(B, H), _heads(C, H)
-    N = B.shape[-1]
+    G, N = B.shape[-2], B.shape[-1]
+    k = H // G  # heads per group: head h reads group h // k
     h = torch.zeros(b, H, P, N, dtype=x.dtype, device=x.device) if h0 is None else h0
+    q = min(chunk, L)
+    n = -(-L // q)
+    pad = n * q - L
     xdt = x * dt[..., None]  # (b, L, H, P)
     a = dt * A  # (b, L, H), <= 0
-    ys = []
-    for s0 in range(0, L, chunk):
-        sl = slice(s0, s0 + chunk)
-        q = a[:, sl].shape[1]
-        s = torch.cumsum(a[:, sl], dim=1)  # (b, q, H)
-        mask = torch.ones(q, q, dtype=torch.bool, device=x.device).tril()
-        diff = s[:, :, None, :] - s[:, None, :, :]  # (b, t, j, H)
-        decay = torch.exp(diff.masked_fill(~mask[None, :, :, None], float("-inf")))
-        scores = torch.einsum("bthn,bjhn->btjh", C[:, sl], B[:, sl]) * decay
-        y = torch.einsum("btjh,bjhp->bthp", scores, xdt[:, sl])
-        y = y + torch.einsum("bthn,bhpn->bthp", C[:, sl], h) * torch.exp(s)[..., None]
-        ys.append(y + D[:, None] * x[:, sl])
-        to_end = torch.exp(s[:, -1:] - s)  # (b, q, H): decay from step j to the block's end
-        h = torch.exp(s[:, -1])[:, :, None, None] * h + torch.einsum(
-            "bjh,bjhp,bjhn->bhpn", to_end, xdt[:, sl], B[:, sl]
-        )
-    return torch.cat(ys, dim=1), h
+    if pad:
+        xdt, a, B, C = (F.pad(t, (0, 0) * (t.ndim - 2) + (0, pad)) for t in (xdt, a, B, C))
+    xdt = xdt.reshape(b, n, q, H, P)
+    B, C = B.reshape(b, n, q, G, N), C.reshape(b, n, q, G, N)
+    s = torch.cumsum(a.reshape(b, n, q, H), dim=2)  # (b, n, q, H)
+    tril = torch.ones(q, q, dtype=torch.bool, device=x.device).tril()
+    diff = s[:, :, :, None, :] - s[:, :, None, :, :]  # (b, n, t, j, H)
+    decay = torch.exp(diff.masked_fill(~tril[None, None, :, :, None], float("-inf")))
+    cb = torch.einsum("bctgn,bcjgn->bctjg", C, B)  # once per group
+    scores = (decay.reshape(b, n, q, q, G, k) * cb[..., None]).reshape(b, n, q, q, H)
+    y = torch.einsum("bctjh,bcjhp->bcthp", scores, xdt)
+    # each block's own contribution to the state at its end
+    to_end = torch.exp(s[:, :, -1:] - s)  # (b, n, q, H)
+    weighted = (xdt * to_end[..., None]).reshape(b, n, q, G, k * P)
+    own = torch.einsum("bcjgm,bcjgn->bcgmn", weighted, B).reshape(b, n, H, P, N)
+    # the state entering block k (k = n: the final state): h0 decayed by blocks < k, plus block
+    # c < k's contribution decayed by blocks c+1 .. k-1
+    cs = torch.cumsum(s[:, :, -1], dim=1)  # (b, n, H): log-decay through block c
+    into = F.pad(cs, (0, 0, 1, 0))  # (b, n + 1, H): log-decay before block k
+    before = torch.ones(n + 1, n, dtype=torch.bool, device=x.device).tril(-1)  # c < k
+    gaps = (into[:, :, None, :] - cs[:, None, :, :]).masked_fill(
+        ~before[None, :, :, None], float("-inf")
+    )
+    states = torch.einsum("bkch,bchpn->bkhpn", torch.exp(gaps), own)
+    states = states + torch.exp(into)[..., None, None] * h[:, None]  # (b, n + 1, H, P, N)
+    entering = states[:, :n].reshape(b, n, G, k * P, N)
+    y_in = torch.einsum("bctgn,bcgmn->bctgm", C, entering).reshape(b, n, q, H, P)
+    y = y + y_in * torch.exp(s)[..., None]
+    y = y.reshape(b, n * q, H, P)[:, :L]
+    return y + D[:, None] * x, states[:, n]
 
 
 class GatedRMSNorm(nn.Module):
