@@ -74,12 +74,12 @@ $(PEERS)/.installed: $(PEER_REQS)
 peers: $(PEERS)/.installed
 
 # Every headline benchmark (benchmarks/run_all.py; hours for the full set; BENCH_ARGS="--only
-# snn_nir,seq_decode" or "--quick" for less), each row to BENCH_RESULTS, then the generated
-# summary tables of docs/benchmarks.md and the README from that file (benchmarks/report.py).
-BENCH_RESULTS = benchmarks/results/$(shell date +%F)-$(shell cd benchmarks && ../$(PY) -c "from _record import machine_slug; print(machine_slug())").jsonl
+# snn_nir,seq_decode" or "--quick" for less), each row to benchmarks/results/<date>-<machine>.jsonl
+# (-quick.jsonl for smoke sizes), then the generated tables of docs/benchmarks.md and the README
+# from the newest run of each benchmark in benchmarks/results (benchmarks/report.py).
 bench: $(STAMP) peers
-	$(PY) benchmarks/run_all.py --results $(BENCH_RESULTS) $(BENCH_ARGS); status=$$?; \
-		$(PY) benchmarks/report.py $(BENCH_RESULTS) --write && exit $$status
+	$(PY) benchmarks/run_all.py $(BENCH_ARGS); status=$$?; \
+		$(PY) benchmarks/report.py benchmarks/results --write && exit $$status
 
 clean:
 	rm -rf $(VENV) $(PEERS) demo-output .pytest_cache site

@@ -120,3 +120,111 @@ def test_run_all_knows_every_headline_script():
     quoted = {w.split("/")[1][:-3] for w in readme.split() if w.startswith("benchmarks/")}
     quoted = {q for q in quoted if (BENCH / f"{q}.py").is_file()} - {"run_all", "report"}
     assert quoted <= set(run_all.HEADLINE), quoted - set(run_all.HEADLINE)
+
+
+def _write(path, rows, date):
+    path.write_text("".join(json.dumps({**r, "date": date}) + "\n" for r in rows))
+    return path
+
+
+def test_report_takes_the_newest_run_of_each_benchmark(tmp_path):
+    def line(bench, wall):
+        return _record.make_line(bench, "neurofabric", workload={"n": 1}, figures={"wall_s": wall})
+
+    _write(
+        tmp_path / "2026-01-01-m.jsonl",
+        [line("snn_cuba", 1.0), line("field_fit", 7.0)],
+        "2026-01-01",
+    )
+    _write(tmp_path / "2026-02-01-m.jsonl", [line("snn_cuba", 2.0)], "2026-02-01")
+    _write(tmp_path / "2026-03-01-m-quick.jsonl", [line("snn_cuba", 9.0)], "2026-03-01")
+    rows, sources = report.newest([tmp_path])
+    walls = {r["benchmark"]: r["wall_s"] for r in rows}
+    # the February run replaces January's snn_cuba; field_fit stays; smoke-test files never count
+    assert walls == {"snn_cuba": 2.0, "field_fit": 7.0}
+    assert [r["benchmark"] for r in rows] == ["snn_cuba", "field_fit"]  # run_all's order
+    assert sources == ["2026-01-01-m.jsonl", "2026-02-01-m.jsonl"]
+    with pytest.raises(SystemExit, match="no such results file"):
+        report.newest([tmp_path / "missing.jsonl"])
+
+
+def _cuba(system, variant, neurons, **figures):
+    line = _record.make_line(
+        "snn_cuba",
+        system,
+        variant=variant,
+        workload={"neurons": neurons, "threads": 1, "version": "9.9"},
+        figures=figures,
+    )
+    return {**line, "version": None if system == "neurofabric" else "9.9"}
+
+
+def test_the_cuba_headline_table_puts_each_figure_in_its_place():
+    rows = [
+        _cuba(
+            "neurofabric",
+            "csr/float64",
+            4000,
+            s_per_bio_s=0.04,
+            per_synapse_bytes=28.0,
+            array_per_synapse_bytes=8.25,
+        ),
+        _cuba(
+            "neurofabric",
+            "procedural/float64",
+            4000,
+            s_per_bio_s=0.08,
+            per_synapse_bytes=5.4,
+            array_per_synapse_bytes=0.3,
+        ),
+        _cuba("neurofabric", "first-run-cold-jit", 4000, process_wall_s=9.5),
+        _cuba("neurofabric", "first-run-cached-jit", 4000, process_wall_s=1.5),
+        _cuba(
+            "brian2",
+            "cpp_standalone",
+            4000,
+            s_per_bio_s=0.07,
+            per_synapse_bytes=30.0,
+            process_wall_s=8.0,
+            time_vs_neurofabric_x=1.75,
+        ),
+        _cuba(
+            "nest-simulator",
+            None,
+            4000,
+            s_per_bio_s=1.3,
+            per_synapse_bytes=48.0,
+            process_wall_s=2.0,
+            time_vs_neurofabric_x=32.5,
+        ),
+    ]
+    table = report.cuba_table({"snn_cuba": rows})
+    assert "| 1 thread each | neurofabric | Brian2 9.9 C++ standalone | NEST 9.9 |" in table
+    assert (
+        "| 4,000 neurons, wall s per biological s | 0.04 (procedural 0.08) | 0.07 (1.75x ours) "
+        "| 1.3 (32.5x ours) |" in table
+    )
+    assert "| 28.0 (procedural 5.4) | 30.0 | 48.0 |" in table
+    assert "| our synapse arrays alone, bytes per synapse | 8.25 (procedural 0.3) |  |  |" in table
+    assert "| 1.5 (empty kernel cache 9.5) | 8 | 2 |" in table
+    assert "Cython" not in table  # a peer that did not run gets no column
+    assert "Not in the results yet" in report.cuba_table({})
+
+
+def test_the_readme_and_docs_tables_are_generated_from_the_results_in_the_repository(tmp_path):
+    """What the README and docs/benchmarks.md show between the markers is what report.py makes
+    from benchmarks/results now: a typed edit, or a results file added without rerunning the
+    report, fails here."""
+    rows, sources = report.newest([BENCH / "results"])
+    source = ", ".join(sources)
+    readme = (BENCH.parent / "README.md").read_text()
+    docs = (BENCH.parent / "docs" / "benchmarks.md").read_text()
+
+    def block(text, start, end):
+        assert start in text and end in text, f"no {start} block"
+        return text.split(start, 1)[1].split(end, 1)[0].strip("\n")
+
+    assert block(docs, report.START, report.END) == report.docs_summary(rows, source)
+    assert block(readme, report.START, report.END) == report.readme_summary(rows, source)
+    for name, body in report.headline_tables(rows).items():
+        assert block(readme, *report.table_markers(name)) == body, name
