@@ -1,4 +1,5 @@
-"""Memory of RWKV-4 and Mamba: the estimate from the config against what is measured.
+"""Memory of RWKV-4, RWKV-7, Mamba and Mamba-2: the estimate from the config against what is
+measured.
 
     python benchmarks/seq_memory.py [--batch-size 16] [--seq-len 128]
 
@@ -39,12 +40,22 @@ MODELS = {
     "rwkv-chunked-4x256-v66": ("rwkv-chunked", 256, 66),
     "mamba-4x256-v66": ("mamba", 256, 66),
     "mamba-chunked-4x256-v66": ("mamba-chunked", 256, 66),
+    "rwkv7-4x384-v256": ("rwkv7", 384, 256),
+    "mamba2-4x384-v256": ("mamba2", 384, 256),
+    "rwkv7-4x256-v66": ("rwkv7", 256, 66),
+    "mamba2-4x256-v66": ("mamba2", 256, 66),
 }
 
 
 def build(kind: str, dim: int, vocab: int):
     from neurofabric.seq import RWKV4, Mamba, MambaConfig, RWKVConfig
+    from neurofabric.seq.mamba2 import Mamba2, Mamba2Config
+    from neurofabric.seq.rwkv7 import RWKV7, RWKV7Config
 
+    if kind == "rwkv7":  # the numba WKV-7, the CPU default, which the estimate counts
+        return RWKV7(RWKV7Config(vocab_size=vocab, n_layer=4, n_embd=dim, wkv="numba"), seed=0)
+    if kind == "mamba2":
+        return Mamba2(Mamba2Config(vocab_size=vocab, n_layer=4, d_model=dim), seed=0)
     if kind.startswith("rwkv"):
         wkv = "chunked" if kind == "rwkv-chunked" else "numba"
         return RWKV4(RWKVConfig(vocab_size=vocab, n_layer=4, n_embd=dim, wkv=wkv), seed=0)

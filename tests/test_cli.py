@@ -732,25 +732,40 @@ def test_guard_compress_scores_both_models_on_a_dataset_test_split(tmp_path, mon
     assert s["original"]["accuracy"] > 0.9 and s["compressed"]["accuracy"] > 0.9
 
 
-def test_seq_memory_measures_rwkv7_and_mamba2_and_refuses_the_gpt(tmp_path):
+def test_seq_memory_estimates_rwkv7_and_mamba2_and_refuses_the_gpt(tmp_path):
     from neurofabric.seq.io import build_lm, save_model
-    from neurofabric.seq.memory import measure_memory
+    from neurofabric.seq.memory import estimate_memory, measure_memory
 
     for arch in ("rwkv7", "mamba2", "gpt"):
         model = build_lm(arch, 20, layers=1, width=16, seq_len=8)
         save_model(model, tmp_path / arch)
         args = ["seq", "memory", "--checkpoint", str(tmp_path / arch), "--batch-size", "2"]
-        args += ["--seq-len", "8"]
-        res = runner.invoke(app, args)  # no term-by-term estimate: --measure is required
-        assert res.exit_code == 2
+        args += ["--seq-len", "8", "--json"]
+        res = runner.invoke(app, args)
         if arch == "gpt":
-            assert "KV cache" in " ".join(res.output.split())
+            assert res.exit_code == 2 and "KV cache" in " ".join(res.output.split())
             continue
-        assert "--measure" in res.output
-        res = runner.invoke(app, [*args, "--measure", "--json"])
         assert res.exit_code == 0, res.output
         got = json.loads(res.output)
-        assert "estimate_bytes" not in got
+        assert "measured_bytes" not in got
+        assert got["estimate_bytes"]["activations"] == (
+            estimate_memory(model.config, batch_size=2, seq_len=8).activations
+        )
+        res = runner.invoke(app, [*args, "--measure"])
+        assert res.exit_code == 0, res.output
+        got = json.loads(res.output)
         want = measure_memory(model, batch_size=2, seq_len=8)
         assert got["measured_bytes"]["activations"] == want.activations > 0
+        assert got["estimate_bytes"]["activations"] == want.activations  # exact, B >= 2
         assert got["measured_bytes"]["parameters"] == 4 * sum(p.numel() for p in model.parameters())
+    # RWKV-7's chunked WKV has no count: without --measure the error says to measure
+    chunked = build_lm("rwkv7", 20, layers=1, width=16, seq_len=8)
+    chunked.set_wkv("chunked")
+    save_model(chunked, tmp_path / "chunked")
+    args = ["seq", "memory", "--checkpoint", str(tmp_path / "chunked"), "--seq-len", "8"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2 and "--measure" in " ".join(res.output.split())
+    res = runner.invoke(app, [*args, "--batch-size", "2", "--measure", "--json"])
+    assert res.exit_code == 0 and "estimate_bytes" not in json.loads(res.output)
+    res = runner.invoke(app, ["seq", "memory", "--arch", "mamba2", "--dim", "64", "--json"])
+    assert res.exit_code == 0 and json.loads(res.output)["arch"] == "mamba2"

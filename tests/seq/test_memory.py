@@ -7,7 +7,9 @@ torch = pytest.importorskip("torch")
 
 from neurofabric.core.errors import ConfigError  # noqa: E402
 from neurofabric.seq import RWKV4, Mamba, MambaConfig, RWKVConfig  # noqa: E402
+from neurofabric.seq.mamba2 import Mamba2, Mamba2Config  # noqa: E402
 from neurofabric.seq.memory import estimate_memory, measure_memory, relative_errors  # noqa: E402
+from neurofabric.seq.rwkv7 import RWKV7, RWKV7Config  # noqa: E402
 
 MODELS = {
     "rwkv": lambda: RWKV4(RWKVConfig(vocab_size=50, n_layer=2, n_embd=24, chunk=16), seed=1),
@@ -23,6 +25,35 @@ MODELS = {
     ),
     "mamba-odd": lambda: Mamba(
         MambaConfig(vocab_size=33, n_layer=1, d_model=24, d_state=8, d_conv=3, expand=3), seed=1
+    ),
+    # RWKV-7: blocks of 16 steps for the checkpointed states, the value residual from layer 2
+    "rwkv7": lambda: RWKV7(
+        RWKV7Config(vocab_size=50, n_layer=2, n_embd=64, head_size=16, wkv="numba"), seed=1
+    ),
+    "rwkv7-wide-loras": lambda: RWKV7(
+        RWKV7Config(
+            vocab_size=40, n_layer=3, n_embd=32, head_size=8, ffn_mult=2, d_gate=48, d_mv=16
+        ),
+        seed=1,
+    ),
+    # Mamba-2: several blocks with a ragged last one (40 / 16), one block (T <= chunk), groups
+    "mamba2": lambda: Mamba2(
+        Mamba2Config(vocab_size=50, n_layer=2, d_model=32, d_state=8, head_dim=16, chunk=16),
+        seed=1,
+    ),
+    "mamba2-groups-untied": lambda: Mamba2(
+        Mamba2Config(
+            vocab_size=30,
+            n_layer=1,
+            d_model=48,
+            d_state=4,
+            d_conv=3,
+            head_dim=8,
+            n_groups=3,
+            chunk=64,
+            tie_embeddings=False,
+        ),
+        seed=1,
     ),
 }
 
@@ -96,10 +127,11 @@ def test_bad_input(kwargs, match):
 def test_unknown_model():
     from neurofabric.seq.io import build_lm
 
-    with pytest.raises(ConfigError, match="RWKVConfig"):
+    with pytest.raises(ConfigError, match="RWKVConfig, RWKV7Config"):
         estimate_memory(torch.nn.Linear(2, 2))
     rwkv7 = build_lm("rwkv7", 20, layers=1, width=16, seq_len=8)
-    for what in (rwkv7, rwkv7.config):  # no count yet: the error points to the measurement
+    rwkv7.set_wkv("chunked")  # no count for the chunked form: the error points to measuring
+    for what in (rwkv7, rwkv7.config):
         with pytest.raises(ConfigError, match="measure_memory"):
             estimate_memory(what)
     assert measure_memory(rwkv7, batch_size=2, seq_len=4).arch == "rwkv7"

@@ -390,7 +390,7 @@ def seq_info(checkpoint: Path = typer.Argument(..., help="A model folder.")) -> 
 @handles_errors
 def seq_memory(
     checkpoint: Path | None = typer.Option(None, help="A model folder (its config is used)."),
-    arch: str = typer.Option("rwkv", help="rwkv or mamba (without --checkpoint)."),
+    arch: str = typer.Option("rwkv", help="rwkv, rwkv7, mamba or mamba2 (without --checkpoint)."),
     layers: int = typer.Option(4, help="Layers (without --checkpoint)."),
     dim: int = typer.Option(384, help="Model width (without --checkpoint)."),
     vocab: int = typer.Option(256, help="Vocabulary size (without --checkpoint)."),
@@ -402,36 +402,42 @@ def seq_memory(
     """Memory of a model: parameters, AdamW state, state per sequence, training activations."""
     from neurofabric.seq.io import build_model, read_meta
     from neurofabric.seq.mamba import MambaConfig
+    from neurofabric.seq.mamba2 import Mamba2Config
     from neurofabric.seq.memory import estimate_memory, measure_memory
     from neurofabric.seq.rwkv import RWKVConfig
+    from neurofabric.seq.rwkv7 import RWKV7Config
 
+    configs = {
+        "rwkv4": RWKVConfig,
+        "rwkv7": RWKV7Config,
+        "mamba": MambaConfig,
+        "mamba2": Mamba2Config,
+    }
     if checkpoint is not None:
         meta = read_meta(checkpoint)
         name, config = meta["arch"], meta["config"]
-    elif arch == "rwkv":
-        name, config = "rwkv4", {"vocab_size": vocab, "n_layer": layers, "n_embd": dim}
-    elif arch == "mamba":
-        name, config = "mamba", {"vocab_size": vocab, "n_layer": layers, "d_model": dim}
+    elif arch in ("rwkv", "rwkv7"):
+        name = "rwkv4" if arch == "rwkv" else arch
+        config = {"vocab_size": vocab, "n_layer": layers, "n_embd": dim}
+    elif arch in ("mamba", "mamba2"):
+        name, config = arch, {"vocab_size": vocab, "n_layer": layers, "d_model": dim}
     else:
-        raise ConfigError(f"--arch must be rwkv or mamba, got {arch!r}")
-    est = meas = None
-    if name in ("rwkv4", "mamba"):
-        try:
-            cfg = (RWKVConfig if name == "rwkv4" else MambaConfig)(**config)
-        except TypeError as exc:
-            raise ConfigError(f"the config of {checkpoint} does not fit {name}: {exc}") from exc
-        est = estimate_memory(cfg, batch_size=batch_size, seq_len=seq_len)
-    elif name in ("rwkv7", "mamba2"):
-        if not measure:
-            raise ConfigError(
-                f"{checkpoint} is a {name} model, which has no term-by-term memory estimate "
-                f"yet; add --measure to measure one training step of it"
-            )
-    else:
+        raise ConfigError(f"--arch must be rwkv, rwkv7, mamba or mamba2, got {arch!r}")
+    if name not in configs:
         raise ConfigError(
             f"{checkpoint} is a {name} model; `seq memory` covers rwkv4, rwkv7, mamba and mamba2 "
             f"(a transformer's decoding state is its KV cache, which grows with the context)"
         )
+    try:
+        cfg = configs[name](**config)
+    except TypeError as exc:
+        raise ConfigError(f"the config of {checkpoint} does not fit {name}: {exc}") from exc
+    est = meas = None
+    try:
+        est = estimate_memory(cfg, batch_size=batch_size, seq_len=seq_len)
+    except ConfigError:
+        if not measure:  # e.g. RWKV-7's chunked WKV: no count, but it can be measured
+            raise
     if measure:
         meas = measure_memory(build_model(name, config), batch_size=batch_size, seq_len=seq_len)
     rows = (

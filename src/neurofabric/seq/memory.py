@@ -31,7 +31,26 @@ Where the activations go (elements; N = batch x seq_len tokens; float unless not
   kernel, N d_inner d_state (every hidden state, for the exact reverse-time gradient) plus
   2 N d_state; with the chunked torch scan, 4 N d_inner d_state plus the pairwise decays,
   B L^2 d_inner d_state per chunk of length L, which dominate everything else.
-* Both: the logits N V, the final norm, and the int64 inputs and targets.
+* RWKV-7 (numba WKV, the default on CPU), per layer: 29 N C for the per-token tensors (the
+  layer norms, the token shift, r, k, v and their inputs, the decay, the in-context rate,
+  k's normalisation, the WKV's inputs r, k, v, a, b and output, the group norm, the bonus, the
+  gate), 2 N F for the channel mix, N (d_decay + d_aaa + d_gate) for the LoRAs' hidden
+  layers, 5 N H for the per-head norms and the bonus sums, 4 N for the layer-norm
+  statistics, and the state at the start of every block of ``WKV7_CHECKPOINT_EVERY`` steps,
+  B ceil(T / 16) H N^2 (the backward pass recomputes the states inside a block); layers after
+  the first add the value residual, 2 N C + N d_mv, the first the extra layer norm, N C + 2 N.
+  The chunked torch form has no count (measure it).
+* Mamba-2, per layer (d_inner = D, conv_dim = D + 2 G S, H heads of P channels, G groups of S
+  states, blocks of q = min(chunk, T) steps, n = ceil(T / q) of them, T_p = n q): the norm
+  and in_proj's input, 3 N d + N; the conv window and both sides of its SiLU, B conv_dim
+  (T + d_conv - 1) + 2 N conv_dim; dt before and after the softplus, 2 N H; the SSD inside
+  the blocks, 2 B n q^2 H + B n q^2 G for the masked decays, the scores and C.B, and
+  4 B T_p H P + 2 B T_p H + 4 B T_p G S for the padded inputs and the copies the einsums make;
+  across blocks, 2 B n H P S + 2 B (n + 1) n H + B (n + 1) H + B H P S; the gated norm and
+  out_proj, N (D + conv_dim + H) + 5 N D + N G. With a single block (n = 1) some einsums
+  read views instead of copies: B T_p H P + 2 B H less, and with one group also
+  4 B T_p G S less and B H P S more.
+* All: the logits N V, the final norm, and the int64 inputs and targets.
 
 The counts belong to this code and torch 2.13's autograd (what each operator saves); the test
 fails if either changes them.
@@ -80,25 +99,23 @@ def _chunks(seq_len: int, chunk: int) -> list[int]:
 
 def _config_of(model_or_config: Any):
     from neurofabric.seq.mamba import MambaConfig
+    from neurofabric.seq.mamba2 import Mamba2Config
     from neurofabric.seq.rwkv import RWKVConfig
+    from neurofabric.seq.rwkv7 import RWKV7Config
 
     cfg = getattr(model_or_config, "config", model_or_config)
-    if isinstance(cfg, RWKVConfig):
-        return "rwkv", cfg
-    if isinstance(cfg, MambaConfig):
-        return "mamba", cfg
-    hint = ""
-    if _measured_arch(model_or_config, strict=False) is not None or type(cfg).__name__ in (
-        "RWKV7Config",
-        "Mamba2Config",
+    for cls, name in (
+        (RWKVConfig, "rwkv"),
+        (MambaConfig, "mamba"),
+        (RWKV7Config, "rwkv7"),
+        (Mamba2Config, "mamba2"),
     ):
-        hint = (
-            "; RWKV-7 and Mamba-2 have no term-by-term count yet: measure one training step "
-            "with measure_memory(model, ...) (CLI: neurofabric seq memory --measure)"
-        )
+        if isinstance(cfg, cls):
+            return name, cfg
     raise ConfigError(
-        f"estimate_memory takes an RWKVConfig, a MambaConfig or a model built from one, "
-        f"got {type(model_or_config).__name__}{hint}"
+        f"estimate_memory takes the config of an RWKV-4, RWKV-7, Mamba-1 or Mamba-2 model "
+        f"(RWKVConfig, RWKV7Config, MambaConfig, Mamba2Config) or a model built from one, got "
+        f"{type(model_or_config).__name__}"
     )
 
 
@@ -204,6 +221,67 @@ def _mamba_counts(c, B: int, T: int, scan: str) -> tuple[int, int, int, int]:
     return params, tensors, nl * di * (K + n), (floats, other)
 
 
+def _rwkv7_counts(c, B: int, T: int, wkv: str) -> tuple[int, int, int, int]:
+    from neurofabric.seq.rwkv7 import WKV7_CHECKPOINT_EVERY
+
+    if wkv != "numba":
+        raise ConfigError(
+            "estimate_memory counts RWKV-7 with the numba WKV (the CPU default); the chunked "
+            "form's per-block tensors have no count: measure one training step with "
+            "measure_memory(model, ...) (CLI: neurofabric seq memory --measure), or set wkv='numba'"
+        )
+    C, F, V, nl, H, hs = c.n_embd, c.ffn_dim, c.vocab_size, c.n_layer, c.n_head, c.head_size
+    loras = c.d_decay + c.d_aaa + c.d_gate
+    # per layer: ln1, ln2 (4C), six shift mixes, w0, a0, k_k, k_a, r_k, ln_x, the FFN's mix;
+    # the LoRAs, the four C x C layers and the FFN; the first layer's ln0, the others' v LoRA
+    per_layer = 18 * C + 2 * C * loras + 4 * C * C + 2 * F * C
+    params = V * C + nl * per_layer + 2 * C + (nl - 1) * (C + 2 * C * c.d_mv) + 2 * C + V * C
+    tensors = 1 + nl * 30 + 2 + 3 * (nl - 1) + 2 + 1
+    N = B * T
+    blocks = -(-T // WKV7_CHECKPOINT_EVERY)
+    float_per_layer = sum(
+        (
+            29 * N * C + 2 * N * F + N * loras,  # per-token tensors, FFN hidden, LoRA hidden
+            5 * N * H + 4 * N,  # per-head norms and bonus sums; layer-norm statistics
+            B * blocks * H * hs * hs,  # the WKV state at the start of every block
+        )
+    )
+    extra = (nl - 1) * (2 * N * C + N * c.d_mv)  # the value residual of layers after the first
+    floats = nl * float_per_layer + extra + 3 * N * C + 4 * N + N * V + 1
+    return params, tensors, nl * (2 * C + C * hs), (floats, 2 * N * 8)
+
+
+def _mamba2_counts(c, B: int, T: int) -> tuple[int, int, int, int]:
+    d, D, H, P, G, S = c.d_model, c.d_inner, c.n_heads, c.head_dim, c.n_groups, c.d_state
+    K, V, nl = c.d_conv, c.vocab_size, c.n_layer
+    cd = D + 2 * G * S
+    per_layer = d + d * (D + cd + H) + cd * K + cd + 3 * H + D + D * d
+    params = V * d + nl * per_layer + d + (0 if c.tie_embeddings else V * d)
+    tensors = 1 + nl * 9 + 1 + (0 if c.tie_embeddings else 1)
+    N = B * T
+    q = min(c.chunk, T)
+    n = -(-T // q)
+    Tp = n * q
+    float_per_layer = sum(
+        (
+            3 * N * d + N,  # the norm (input, statistic, output) and in_proj's input
+            B * cd * (T + K - 1) + 2 * N * cd,  # the conv window, the SiLU's input and output
+            2 * N * H + 2 * H,  # dt before and after the softplus; exp(A_log) and -A
+            2 * B * n * q * q * H + B * n * q * q * G,  # masked decays, scores, C.B
+            4 * B * Tp * H * P + 2 * B * Tp * H + 4 * B * Tp * G * S,  # padded inputs, copies
+            2 * B * n * H * P * S + 2 * B * (n + 1) * n * H + B * (n + 1) * H + B * H * P * S,
+            N * (D + cd + H) + 5 * N * D + N * G,  # in_proj's output, the gated norm, out_proj
+        )
+    )
+    if n == 1:  # one block: some einsums read views instead of copies
+        float_per_layer -= B * Tp * H * P + 2 * B * H
+        if G == 1:  # and those of B and C (one batch dimension, not two)
+            float_per_layer += B * H * P * S - 4 * B * Tp * G * S
+    floats = nl * float_per_layer + 3 * N * d + N + N * V + 1
+    bools = nl * (q * q + (n + 1) * n)  # the causal mask and the block mask
+    return params, tensors, nl * (cd * K + H * P * S), (floats, bools + 2 * N * 8)
+
+
 def estimate_memory(
     model_or_config: Any,
     *,
@@ -225,13 +303,14 @@ def estimate_memory(
         raise ConfigError(f"`dtype` must be a torch floating dtype, got {dtype!r}")
     size = torch.empty((), dtype=dtype).element_size()
     if arch == "rwkv":
-        params, tensors, state, (floats, other) = _rwkv_counts(
-            cfg, B, T, _kernel_of(model_or_config, "wkv", "emb")
-        )
+        counts = _rwkv_counts(cfg, B, T, _kernel_of(model_or_config, "wkv", "emb"))
+    elif arch == "rwkv7":
+        counts = _rwkv7_counts(cfg, B, T, _kernel_of(model_or_config, "wkv", "emb"))
+    elif arch == "mamba2":
+        counts = _mamba2_counts(cfg, B, T)
     else:
-        params, tensors, state, (floats, other) = _mamba_counts(
-            cfg, B, T, _kernel_of(model_or_config, "scan", "embeddings")
-        )
+        counts = _mamba_counts(cfg, B, T, _kernel_of(model_or_config, "scan", "embeddings"))
+    params, tensors, state, (floats, other) = counts
     return MemoryEstimate(
         arch=arch,
         batch_size=B,
