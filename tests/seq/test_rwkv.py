@@ -15,7 +15,12 @@ from neurofabric.core.errors import (  # noqa: E402
 from neurofabric.seq import RWKV4, RWKVConfig  # noqa: E402
 from neurofabric.seq.decode import RWKVDecoder  # noqa: E402
 from neurofabric.seq.kernels.reference import wkv_ref  # noqa: E402
-from neurofabric.seq.kernels.torch_ops import wkv_chunked, wkv_numba  # noqa: E402
+from neurofabric.seq.kernels.torch_ops import (  # noqa: E402
+    shift_mix_numba,
+    shift_mix_torch,
+    wkv_chunked,
+    wkv_numba,
+)
 from neurofabric.seq.rwkv import resolve_wkv  # noqa: E402
 from tests.seq._kernels import grads_by_kernel  # noqa: E402
 
@@ -98,6 +103,29 @@ def wkv(request, model):
     assert model.wkv_backend == request.param
     yield request.param
     model.set_wkv("auto")
+
+
+@pytest.mark.parametrize("T", [1, 6])
+def test_fused_token_shift_equals_the_torch_form_and_has_exact_gradients(T):
+    """The numba token shift and mixes: the torch form's values, gradcheck's gradients for
+    the input, the shift and every mix, and the same gradients when one output is unused."""
+    gen = torch.Generator().manual_seed(3)
+    xx = torch.randn(3, T, 5, dtype=torch.float64, generator=gen, requires_grad=True)
+    shift = torch.randn(3, 5, dtype=torch.float64, generator=gen, requires_grad=True)
+    mixes = [torch.rand(5, dtype=torch.float64, generator=gen, requires_grad=True) for _ in "abc"]
+    for got, want in zip(
+        shift_mix_numba(xx, shift, mixes), shift_mix_torch(xx, shift, mixes), strict=True
+    ):
+        assert torch.allclose(got, want, rtol=0, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda x, s, *m: shift_mix_numba(x, s, m), (xx, shift, *mixes))
+    grads = []
+    for form in (shift_mix_numba, shift_mix_torch):
+        a, _, c = form(xx, shift, mixes)  # the second output does not reach the loss
+        grads.append(torch.autograd.grad((a * 2 + c).sum(), (xx, shift, *mixes), allow_unused=True))
+    inputs = (xx, shift, *mixes)
+    for got, want, x in zip(*grads, inputs, strict=True):  # an unused mix: no gradient or zeros
+        zero = torch.zeros_like(x)
+        assert torch.allclose(zero if got is None else got, zero if want is None else want)
 
 
 def test_step_over_a_sequence_equals_forward(model, wkv):

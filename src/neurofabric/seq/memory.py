@@ -19,9 +19,11 @@ process's peak RSS as a third, coarser witness.
 Where the activations go (elements; N = batch x seq_len tokens; float unless noted):
 
 * RWKV-4, per layer: 15 N C for the per-token tensors of both mixes (layer norms, the token
-  shift and its difference, k, v, r), 2 N F for the channel mix's hidden layer, and the WKV: with the numba
-  kernel (the default on CPU), 4 N C (the state after every step and the output, for the exact
-  reverse-time gradient) plus 3 B C for the initial state; with the chunked torch form, 10 N C
+  shift's difference, k, v, r), 2 N F for the channel mix's hidden layer, and the WKV: with the
+  numba kernels (the default on CPU), 4 N C (the state after every step and the output, for
+  the exact reverse-time gradient) plus 3 B C for the initial state, and the fused token
+  shifts keep their input in place of the difference, plus 2 B C for the shifts and 5 C for
+  the mixes; with the chunked torch form, 10 N C
   for the chunk slices and, per chunk of length L, 2 B L^2 C for the pairwise weights (the
   masked log-weights and their exponentials), 5 B C for the carried state and L^2 for the
   mask.
@@ -169,8 +171,9 @@ def _rwkv_counts(c, B: int, T: int, wkv: str) -> tuple[int, int, int, int]:
     )
     other = 0
     if wkv == "numba":
-        # the state after every step and the output; the initial state; the decay it reads
-        float_per_layer += 4 * N * C + 3 * B * C + C
+        # the state after every step and the output; the initial state; the decay it reads;
+        # the fused token shifts' (B, C) shifts and stacked mixes (3 + 2 of them)
+        float_per_layer += 4 * N * C + 3 * B * C + C + 2 * B * C + 5 * C
     else:
         Ls = _chunks(T, c.chunk)
         sq = sum(L * L for L in Ls)

@@ -43,7 +43,14 @@ from neurofabric.core.errors import CheckpointError
 from neurofabric.core.rng import seed_to_int
 from neurofabric.core.validation import check_choice, check_int
 from neurofabric.seq import kernels as _kernels
-from neurofabric.seq.kernels.torch_ops import wkv_chunked, wkv_init_state, wkv_numba, wkv_step
+from neurofabric.seq.kernels.torch_ops import (
+    shift_mix_numba,
+    shift_mix_torch,
+    wkv_chunked,
+    wkv_init_state,
+    wkv_numba,
+    wkv_step,
+)
 from neurofabric.seq.output import LMOutput, check_tokens
 
 __all__ = ["WKVS", "RWKV4", "RWKVConfig", "RWKVState", "resolve_wkv"]
@@ -60,7 +67,8 @@ def resolve_wkv(wkv: str, device: torch.device | str = "cpu") -> str:
 
 class WKVChoice:
     """The training-WKV choice of an RWKV model (RWKV-4 and RWKV-7): a ``config`` with a ``wkv``
-    field, the embedding ``emb`` and ``blocks`` whose ``att`` reads ``att.cfg.wkv``."""
+    field, the embedding ``emb`` and ``blocks`` whose ``att`` reads ``att.cfg.wkv`` (and whose
+    ``ffn`` reads ``ffn.cfg.wkv`` where it has a ``cfg``: RWKV-4's token shift goes with it)."""
 
     @property
     def wkv_backend(self) -> str:
@@ -73,6 +81,21 @@ class WKVChoice:
         self.config = replace(self.config, wkv=wkv)
         for blk in self.blocks:
             blk.att.cfg = self.config
+            if hasattr(blk.ffn, "cfg"):
+                blk.ffn.cfg = self.config
+
+
+def token_mix(xx, shift, mixes, wkv: str = "auto"):
+    """Each mix of RWKV-4's token shift, ``x_{t-1} + (x_t - x_{t-1}) m``: for sequences xx
+    (B, T, C), x_{-1} = ``shift`` (B, C), by the fused numba kernel where the training WKV
+    ``wkv`` resolves to numba (:func:`shift_mix_numba`), else by torch; for one token xx (B, C),
+    against ``shift``."""
+    if xx.ndim == 2:
+        diff = xx - shift
+        return tuple(torch.addcmul(shift, diff, m) for m in mixes)
+    if resolve_wkv(wkv, xx.device) == "numba":
+        return shift_mix_numba(xx, shift, mixes)
+    return shift_mix_torch(xx, shift, mixes)
 
 
 @dataclass(frozen=True)
@@ -123,17 +146,13 @@ class TimeMix(nn.Module):
         self.output = nn.Linear(C, C, bias=False)
         self.cfg = cfg
 
-    def _mix(self, xx, shifted):
-        # xx m + shifted (1 - m), as shifted + (xx - shifted) m: one product per mix
-        diff = xx - shifted
-        k = self.key(torch.addcmul(shifted, diff, self.time_mix_k))
-        v = self.value(torch.addcmul(shifted, diff, self.time_mix_v))
-        r = torch.sigmoid(self.receptance(torch.addcmul(shifted, diff, self.time_mix_r)))
-        return k, v, r
+    def _mix(self, xx, shift):
+        mixes = (self.time_mix_k, self.time_mix_v, self.time_mix_r)
+        xk, xv, xr = token_mix(xx, shift, mixes, self.cfg.wkv)
+        return self.key(xk), self.value(xv), torch.sigmoid(self.receptance(xr))
 
     def forward(self, xx, shift, wkv_state):
-        shifted = torch.cat([shift[:, None, :], xx[:, :-1]], dim=1)
-        k, v, r = self._mix(xx, shifted)
+        k, v, r = self._mix(xx, shift)
         decay = -torch.exp(self.time_decay)
         if resolve_wkv(self.cfg.wkv, xx.device) == "numba":
             wkv, wkv_state = wkv_numba(decay, self.time_first, k, v, wkv_state)
@@ -161,12 +180,14 @@ class ChannelMix(nn.Module):
         self.key = nn.Linear(C, cfg.ffn_dim, bias=False)
         self.receptance = nn.Linear(C, C, bias=False)
         self.value = nn.Linear(cfg.ffn_dim, C, bias=False)
+        self.cfg = cfg
 
-    def forward(self, xx, shifted):
-        diff = xx - shifted
-        k = self.key(torch.addcmul(shifted, diff, self.time_mix_k))
-        r = torch.sigmoid(self.receptance(torch.addcmul(shifted, diff, self.time_mix_r)))
-        return r * self.value(torch.square(torch.relu(k)))
+    def forward(self, xx, shift):
+        """xx (B, T, C) after ``shift`` (B, C), or one token xx (B, C) after ``shift``."""
+        mixes = (self.time_mix_k, self.time_mix_r)
+        xk, xr = token_mix(xx, shift, mixes, self.cfg.wkv)
+        r = torch.sigmoid(self.receptance(xr))
+        return r * self.value(torch.square(torch.relu(self.key(xk))))
 
 
 class Block(nn.Module):
@@ -239,8 +260,7 @@ class RWKV4(WKVChoice, nn.Module):
             out, att_shift, (a, b, p) = blk.att(xx, att_shift, (a, b, p))
             x = x + out
             xx = blk.ln2(x)
-            shifted = torch.cat([ffn_shift[:, None, :], xx[:, :-1]], dim=1)
-            x = x + blk.ffn(xx, shifted)
+            x = x + blk.ffn(xx, ffn_shift)
             new_state.append((att_shift, a, b, p, xx[:, -1]))
         return LMOutput(self._logits(x), new_state)
 

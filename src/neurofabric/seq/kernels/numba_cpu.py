@@ -592,6 +592,48 @@ def selective_scan_bwd(u, delta, A, B, C, D, h0, hs, dy, dh_last):
 
 
 @njit(cache=True, parallel=True, fastmath=True)
+def shift_mix_fwd(xx, shift, mixes, outs):
+    """RWKV's token shift and mixes in one pass: ``outs[m][b, t] = x_{t-1} + (x_t - x_{t-1})
+    mixes[m]`` with x_{-1} = ``shift[b]``; xx (B, T, C), shift (B, C), mixes (M, C), ``outs``
+    a tuple of M arrays (B, T, C) to fill."""
+    B, T, C = xx.shape
+    for bb in prange(B):
+        for t in range(T):
+            prev = shift[bb] if t == 0 else xx[bb, t - 1]
+            cur = xx[bb, t]
+            for m in range(mixes.shape[0]):
+                o, mm = outs[m][bb, t], mixes[m]
+                for c in range(C):
+                    s = prev[c]
+                    o[c] = s + (cur[c] - s) * mm[c]
+
+
+@njit(cache=True, parallel=True, fastmath=True)
+def shift_mix_bwd(xx, shift, mixes, gs):
+    """Gradients of :func:`shift_mix_fwd` for the output gradients ``gs`` (a tuple of M arrays
+    (B, T, C)): gx (B, T, C), gshift (B, C) and gmixes (M, C). Output m reads x_t with weight
+    m and x_{t-1} with 1 - m; its mix gets the gradient times x_t - x_{t-1}."""
+    B, T, C = xx.shape
+    M = mixes.shape[0]
+    gx, gshift = np.zeros_like(xx), np.zeros_like(shift)
+    gm_part = np.zeros((B, M, C), dtype=xx.dtype)
+    for bb in prange(B):
+        gm = gm_part[bb]
+        for t in range(T):
+            prev = shift[bb] if t == 0 else xx[bb, t - 1]
+            gprev = gshift[bb] if t == 0 else gx[bb, t - 1]
+            cur, gcur = xx[bb, t], gx[bb, t]
+            for m in range(M):
+                g, mm, gmm = gs[m][bb, t], mixes[m], gm[m]
+                for c in range(C):
+                    gc = g[c]
+                    gcur[c] += gc * mm[c]
+                    gprev[c] += gc - gc * mm[c]
+                    gmm[c] += gc * (cur[c] - prev[c])
+    return gx, gshift, gm_part.sum(axis=0)
+
+
+@njit(cache=True, parallel=True, fastmath=True)
 def wkv4_fwd(decay, u, k, v, a0, b0, p0):
     """RWKV-4's WKV (the recurrence of ``reference.wkv_ref``), sequential in time, parallel over
     sequences, the channels of a step in one contiguous loop: decay = -exp(time_decay) and u (C,);

@@ -13,7 +13,9 @@ chunk carries the same sums to the next chunk. ``wkv_ref`` (numpy) is the spec.
 
 :func:`wkv_numba` runs the same recurrence on CPU tensors by the numba kernel pair
 ``numba_cpu.wkv4_fwd`` / ``wkv4_bwd`` (sequential in time, exact gradients by the reverse-time
-recursion); RWKV-4 uses it by default on the CPU (``RWKVConfig.wkv``).
+recursion); RWKV-4 uses it by default on the CPU (``RWKVConfig.wkv``), and with it
+:func:`shift_mix_numba`, the token shift and mixes in one pass (:func:`shift_mix_torch` the
+torch form).
 """
 
 from __future__ import annotations
@@ -110,6 +112,48 @@ class _NumbaWKV4(torch.autograd.Function):
 
         grads = wkv4_bwd(*saved, arr(gy, saved[2]), arr(ga, like), arr(gb, like))
         return tuple(torch.from_numpy(g) for g in grads)
+
+
+def shift_mix_torch(xx, shift, mixes):
+    """RWKV's token shift and mixes (the spec of :func:`shift_mix_numba`): x_{t-1} (``shift``
+    before the first token) plus (x_t - x_{t-1}) times each mix, as a tuple. xx (B, T, C),
+    shift (B, C), ``mixes`` a sequence of (C,) tensors."""
+    shifted = torch.cat([shift[:, None, :], xx[:, :-1]], dim=1)
+    diff = xx - shifted
+    return tuple(torch.addcmul(shifted, diff, m) for m in mixes)
+
+
+class _NumbaShiftMix(torch.autograd.Function):
+    """:func:`shift_mix_torch` in one pass forward and one backward (``numba_cpu.shift_mix_fwd``
+    / ``shift_mix_bwd``): the torch form's concatenation, difference and mixes each read and
+    write the (B, T, C) activations, and their backward twice as many passes."""
+
+    @staticmethod
+    def forward(ctx, xx, shift, *mixes):
+        from neurofabric.seq.kernels.numba_cpu import shift_mix_fwd
+
+        x, sh = xx.detach().contiguous(), shift.detach().contiguous()
+        mix = torch.stack([m.detach() for m in mixes]).to(x.dtype)
+        outs = tuple(torch.empty_like(x) for _ in mixes)
+        shift_mix_fwd(x.numpy(), sh.numpy(), mix.numpy(), tuple(o.numpy() for o in outs))
+        ctx.save_for_backward(x, sh, mix)
+        return outs
+
+    @staticmethod
+    def backward(ctx, *grads):
+        from neurofabric.seq.kernels.numba_cpu import shift_mix_bwd
+
+        x, sh, mix = ctx.saved_tensors
+        gs = tuple(np.zeros_like(x.numpy()) if g is None else g.contiguous().numpy() for g in grads)
+        gx, gshift, gmix = shift_mix_bwd(x.numpy(), sh.numpy(), mix.numpy(), gs)
+        gm = torch.from_numpy(gmix)
+        return (torch.from_numpy(gx), torch.from_numpy(gshift), *gm.unbind(0))
+
+
+def shift_mix_numba(xx, shift, mixes):
+    """:func:`shift_mix_torch` by numba kernels (CPU tensors, float32 or float64),
+    differentiable in ``xx``, ``shift`` and the mixes."""
+    return _NumbaShiftMix.apply(xx, shift, *mixes)
 
 
 def wkv_numba(decay, u, k, v, state=None):
