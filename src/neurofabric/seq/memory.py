@@ -39,8 +39,9 @@ Where the activations go (elements; N = batch x seq_len tokens; float unless not
   gate), 2 N F for the channel mix, N (d_decay + d_aaa + d_gate) for the LoRAs' hidden
   layers, 5 N H for the per-head norms and the bonus sums, 4 N for the layer-norm
   statistics, and the state at the start of every block of ``WKV7_CHECKPOINT_EVERY`` steps,
-  B ceil(T / 16) H N^2 (the backward pass recomputes the states inside a block); layers after
-  the first add the value residual, 2 N C + N d_mv, the first the extra layer norm, N C + 2 N.
+  B ceil(T / 16) H N^2 (the backward pass recomputes the states inside a block), and the
+  fused token shifts' 2 B C shifts and 7 C mixes; layers after the first add the value
+  residual, 2 N C + N d_mv, the first the extra layer norm, N C + 2 N.
   The chunked torch form has no count (measure it).
 * Mamba-2, per layer (d_inner = D, conv_dim = D + 2 G S, H heads of P channels, G groups of S
   states, blocks of q = min(chunk, T) steps, n = ceil(T / q) of them, T_p = n q): the norm
@@ -247,6 +248,7 @@ def _rwkv7_counts(c, B: int, T: int, wkv: str) -> tuple[int, int, int, int]:
             29 * N * C + 2 * N * F + N * loras,  # per-token tensors, FFN hidden, LoRA hidden
             5 * N * H + 4 * N,  # per-head norms and bonus sums; layer-norm statistics
             B * blocks * H * hs * hs,  # the WKV state at the start of every block
+            2 * B * C + 7 * C,  # the fused token shifts' shifts and their 6 + 1 mixes
         )
     )
     extra = (nl - 1) * (2 * N * C + N * c.d_mv)  # the value residual of layers after the first

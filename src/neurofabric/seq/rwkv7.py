@@ -50,7 +50,7 @@ from neurofabric.core.errors import CheckpointError, ConfigError
 from neurofabric.core.rng import seed_to_int
 from neurofabric.core.validation import check_choice, check_int
 from neurofabric.seq.output import LMOutput, check_tokens
-from neurofabric.seq.rwkv import WKVS, WKVChoice, resolve_wkv
+from neurofabric.seq.rwkv import WKVS, WKVChoice, resolve_wkv, token_mix
 
 __all__ = ["WKVS", "RWKV7", "RWKV7Config", "wkv7_chunked", "wkv7_numba", "wkv7_ref"]
 
@@ -292,13 +292,14 @@ class TimeMix7(nn.Module):
             self.value.weight.uniform_(-bound, bound, generator=gen)
             self.output.weight.zero_()
 
-    def _inputs(self, x, x_prev, v_first):
-        """Everything the WKV needs from the normed input x (..., C) and the shifted x_prev."""
+    def _inputs(self, x, shift, v_first):
+        """Everything the WKV needs from the normed input x, a sequence (B, T, C) after the
+        token ``shift`` (B, C) or one token (B, C) after it."""
         H, N = self.cfg.n_head, self.cfg.head_size
-        xx = x_prev - x
-        xr, xw, xk, xv, xa, xg = (
-            x + xx * m for m in (self.x_r, self.x_w, self.x_k, self.x_v, self.x_a, self.x_g)
-        )
+        # x + (x_prev - x) m is RWKV-4's shift form x_prev + (x - x_prev) (1 - m): one fused
+        # pass where the WKV is numba
+        mixes = (self.x_r, self.x_w, self.x_k, self.x_v, self.x_a, self.x_g)
+        xr, xw, xk, xv, xa, xg = token_mix(x, shift, [1 - m for m in mixes], self.cfg.wkv)
         r = self.receptance(xr)
         k = self.key(xk)
         v = self.value(xv)
@@ -324,8 +325,7 @@ class TimeMix7(nn.Module):
         return self.output((y + bonus) * g)
 
     def forward(self, x, shift, S, v_first):
-        x_prev = torch.cat([shift[:, None], x[:, :-1]], dim=1)
-        (r, w, k, v, a, b), g, v_first = self._inputs(x, x_prev, v_first)
+        (r, w, k, v, a, b), g, v_first = self._inputs(x, shift, v_first)
         if resolve_wkv(self.cfg.wkv, x.device) == "numba":
             y, S = wkv7_numba(r, w, k, v, a, b, S)
         else:
@@ -351,13 +351,15 @@ class ChannelMix7(nn.Module):
         self.x_k = nn.Parameter(1.0 - (torch.arange(C, dtype=torch.float32) / C) ** (r1_0**4))
         self.key = nn.Linear(C, cfg.ffn_dim, bias=False)
         self.value = nn.Linear(cfg.ffn_dim, C, bias=False)
+        self.cfg = cfg
         with torch.no_grad():
             bound = 0.5 / math.sqrt(C)
             self.key.weight.uniform_(-bound, bound, generator=gen)
             self.value.weight.zero_()
 
-    def forward(self, x, x_prev):
-        k = x + (x_prev - x) * self.x_k
+    def forward(self, x, shift):
+        """x (B, T, C) after the token ``shift`` (B, C), or one token x (B, C) after it."""
+        (k,) = token_mix(x, shift, (1 - self.x_k,), self.cfg.wkv)
         return self.value(torch.square(torch.relu(self.key(k))))
 
 
@@ -423,7 +425,7 @@ class RWKV7(WKVChoice, nn.Module):
             out, att_shift, S, v_first = blk.att(xx, att_shift, S, v_first)
             x = x + out
             xx = blk.ln2(x)
-            x = x + blk.ffn(xx, torch.cat([ffn_shift[:, None], xx[:, :-1]], dim=1))
+            x = x + blk.ffn(xx, ffn_shift)
             new.append((att_shift, S, xx[:, -1]))
         return LMOutput(self.head(self.ln_out(x)), new)
 
