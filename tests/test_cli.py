@@ -483,6 +483,24 @@ def test_seq_train_resumes_only_with_resume(tmp_path):
     assert res.exit_code == 2 and "`max_steps`" in " ".join(res.output.split())
 
 
+def test_seq_train_backend_chooses_each_models_training_kernel(tmp_path):
+    from neurofabric.seq.io import read_meta
+
+    text = tmp_path / "t.txt"
+    text.write_text("to be or not to be, that is the question\n" * 40)
+    args = ["seq", "train", "--data", str(text), "--layers", "1", "--dim", "8"]
+    args += ["--batch-size", "2", "--seq-len", "8", "--eval-every", "2", "--steps", "2"]
+    for arch, field in (("rwkv", "wkv"), ("rwkv7", "wkv"), ("mamba2", "scan")):
+        out = tmp_path / arch
+        res = runner.invoke(app, [*args, "--arch", arch, "--backend", "chunked", "--out", str(out)])
+        assert res.exit_code == 0, res.output
+        assert read_meta(out / "best")["config"][field] == "chunked"
+    res = runner.invoke(
+        app, [*args, "--arch", "gpt", "--backend", "numba", "--out", str(tmp_path / "gpt")]
+    )
+    assert res.exit_code == 2 and "the GPT has none" in " ".join(res.output.split())
+
+
 def test_seq_memory_matches_the_library():
     from neurofabric.seq import RWKVConfig
     from neurofabric.seq.memory import estimate_memory

@@ -36,9 +36,16 @@ MODELS = {
         ),
         seed=1,
     ),
-    # Mamba-2: several blocks with a ragged last one (40 / 16), one block (T <= chunk), groups
+    # Mamba-2: the numba SSD; the chunked one with several blocks and a ragged last one (40 /
+    # 16), and with one block (T <= chunk) and groups
     "mamba2": lambda: Mamba2(
         Mamba2Config(vocab_size=50, n_layer=2, d_model=32, d_state=8, head_dim=16, chunk=16),
+        seed=1,
+    ),
+    "mamba2-chunked": lambda: Mamba2(
+        Mamba2Config(
+            vocab_size=50, n_layer=2, d_model=32, d_state=8, head_dim=16, chunk=16, scan="chunked"
+        ),
         seed=1,
     ),
     "mamba2-groups-untied": lambda: Mamba2(
@@ -52,6 +59,7 @@ MODELS = {
             n_groups=3,
             chunk=64,
             tie_embeddings=False,
+            scan="chunked",
         ),
         seed=1,
     ),

@@ -69,8 +69,8 @@ def train_seq(
 ) -> dict:
     """Train on a text with a progress bar; returns a summary (used by the demo).
 
-    ``backend``: Mamba's training scan ("auto", "numba" or "chunked"); RWKV-4 trains with its
-    torch WKV, so only "auto" is accepted for it.
+    ``backend``: the training kernel ("auto", "numba" or "chunked": the WKV of RWKV-4 and
+    RWKV-7, the scan of Mamba-1 and Mamba-2); the GPT has none, so only "auto" for it.
 
     ``resume``: continue ``out/checkpoint`` (which must exist, verified against this data and
     config); without it an ``out`` that holds a checkpoint is refused, never overwritten."""
@@ -82,10 +82,10 @@ def train_seq(
         raise ConfigError(f"--arch must be one of {', '.join(LM_ARCHS)}, got {arch!r}")
     tok = load_tokenizer(tokenizer_path) if tokenizer_path else None
     data = TextData.from_text(text, tok)
-    if arch != "mamba" and backend != "auto":
+    if arch == "gpt" and backend != "auto":
         raise ConfigError(
-            f"--backend {backend!r} chooses Mamba's training scan (auto, numba or chunked); "
-            f"{arch} trains with torch only, so leave it at auto"
+            f"--backend {backend!r} chooses the training kernel of RWKV and Mamba (auto, numba "
+            f"or chunked); the GPT has none, so leave it at auto"
         )
     model = build_lm(
         arch, data.vocab_size, layers=layers, width=dim, seq_len=seq_len, seed=seed, scan=backend
@@ -154,7 +154,9 @@ def seq_train(
         "and settings). Without it, an OUT that holds a checkpoint is refused.",
     ),
     backend: str = typer.Option(
-        "auto", "--backend", help="Mamba's training scan: auto, numba or chunked (torch)."
+        "auto",
+        "--backend",
+        help="Training kernel (RWKV's WKV, Mamba's scan): auto, numba or chunked (torch).",
     ),
     json_out: bool = JSON_OPTION,
 ) -> None:

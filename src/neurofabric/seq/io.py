@@ -103,22 +103,27 @@ def build_lm(
     scan: str = "auto",
 ):
     """A language model by its short name, as ``neurofabric seq train`` and the studio build
-    it: ``"rwkv"`` (RWKV-4), ``"rwkv7"`` (RWKV-7: heads of up to 64 channels), ``"mamba"`` (Mamba-1, ``scan`` its training scan), ``"mamba2"``
-    (Mamba-2: heads of up to 32 channels, d_state 64, one group, chunks of 32) or ``"gpt"``
-    (the baseline, 4 heads, a context of ``seq_len``)."""
-    if arch == "rwkv":
-        return build_model(
-            "rwkv4", {"vocab_size": vocab_size, "n_layer": layers, "n_embd": width}, seed=seed
+    it: ``"rwkv"`` (RWKV-4), ``"rwkv7"`` (RWKV-7: heads of up to 64 channels), ``"mamba"``
+    (Mamba-1), ``"mamba2"`` (Mamba-2: heads of up to 32 channels, d_state 64, one group,
+    chunks of 32) or ``"gpt"`` (the baseline, 4 heads, a context of ``seq_len``). ``scan``: the
+    training kernel, "auto", "numba" or "chunked" (the WKV of RWKV-4 and RWKV-7, the scan of
+    Mamba-1 and Mamba-2); the GPT has none, so it takes only "auto"."""
+    if arch == "gpt" and scan != "auto":
+        raise ConfigError(
+            f"the GPT has no training kernel to choose: `scan` must be 'auto', got {scan!r}"
         )
+    if arch == "rwkv":
+        config = {"vocab_size": vocab_size, "n_layer": layers, "n_embd": width, "wkv": scan}
+        return build_model("rwkv4", config, seed=seed)
     if arch == "rwkv7":
-        config = {"vocab_size": vocab_size, "n_layer": layers, "n_embd": width}
+        config = {"vocab_size": vocab_size, "n_layer": layers, "n_embd": width, "wkv": scan}
         config["head_size"] = math.gcd(width, 64)  # RWKV-7's heads of 64 where the width allows
         return build_model("rwkv7", config, seed=seed)
     if arch == "mamba":
         config = {"vocab_size": vocab_size, "n_layer": layers, "d_model": width, "scan": scan}
         return build_model("mamba", config, seed=seed)
     if arch == "mamba2":
-        config = {"vocab_size": vocab_size, "n_layer": layers, "d_model": width}
+        config = {"vocab_size": vocab_size, "n_layer": layers, "d_model": width, "scan": scan}
         config["head_dim"] = math.gcd(2 * width, 32)  # heads of 32 channels where 2 width allows
         return build_model("mamba2", config, seed=seed)
     if arch == "gpt":

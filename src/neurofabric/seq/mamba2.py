@@ -34,20 +34,21 @@ and the chunk's final state passes to the next chunk. :func:`ssd_ref` is the ste
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from neurofabric.core.errors import CheckpointError, ConfigError
 from neurofabric.core.rng import seed_to_int
-from neurofabric.core.validation import check_int, check_positive
-from neurofabric.seq.mamba import RMSNorm
+from neurofabric.core.validation import check_choice, check_int, check_positive
+from neurofabric.seq.mamba import SCANS, RMSNorm, resolve_scan
 from neurofabric.seq.output import LMOutput, check_tokens
 
-__all__ = ["Mamba2", "Mamba2Config", "ssd_chunked", "ssd_ref"]
+__all__ = ["Mamba2", "Mamba2Config", "ssd_chunked", "ssd_numba", "ssd_ref"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class Mamba2Config:
     chunk: int = 32
     eps: float = 1e-5
     tie_embeddings: bool = True
+    scan: str = "auto"
 
     def __post_init__(self) -> None:
         for name in (
@@ -83,6 +85,7 @@ class Mamba2Config:
         ):
             check_int(name, getattr(self, name), min_value=1)
         check_positive("eps", self.eps)
+        check_choice("scan", self.scan, SCANS)
         if self.d_inner % self.head_dim:
             raise ConfigError(
                 f"`head_dim` must divide d_inner = expand * d_model = {self.d_inner}, got "
@@ -183,6 +186,56 @@ def ssd_chunked(x, dt, A, B, C, D, h0=None, chunk: int = 32):
     return y + D[:, None] * x, states[:, n]
 
 
+#: the numba SSD keeps the state before every block of this many steps for its backward pass
+SSD_CHECKPOINT_EVERY = 16
+
+
+class _NumbaSSD(torch.autograd.Function):
+    """The SSD recurrence by numba kernels (``numba_cpu.ssd_fwd`` / ``ssd_bwd``): the forward
+    keeps the state before every block of :data:`SSD_CHECKPOINT_EVERY` steps, the backward
+    recomputes a block's states from it and runs the exact reverse-time recursion; checked
+    against :func:`ssd_ref` by gradcheck."""
+
+    @staticmethod
+    def forward(ctx, x, dt, A, B, C, D, h0):
+        from neurofabric.seq.kernels.numba_cpu import ssd_fwd
+
+        ins = [t.detach().contiguous() for t in (x, dt, A, B, C, D)]
+        every = SSD_CHECKPOINT_EVERY
+        y, h_end, starts = ssd_fwd(
+            *[t.numpy() for t in ins], h0.detach().contiguous().numpy(), every
+        )
+        ctx.save_for_backward(*ins, torch.from_numpy(starts))
+        ctx.every = every
+        return torch.from_numpy(y), torch.from_numpy(h_end)
+
+    @staticmethod
+    def backward(ctx, dy, dh_last):
+        from neurofabric.seq.kernels.numba_cpu import ssd_bwd
+
+        *ins, starts = ctx.saved_tensors
+        args = [t.numpy() for t in ins]
+        b, _, H, P = args[0].shape
+        N = args[3].shape[-1]
+        dy = np.zeros_like(args[0]) if dy is None else dy.contiguous().numpy()
+        if dh_last is None:
+            dh = np.zeros((b, H, P, N), dtype=args[0].dtype)
+        else:
+            dh = dh_last.contiguous().numpy()
+        grads = ssd_bwd(*args, starts.numpy(), ctx.every, dy, dh)
+        return tuple(torch.from_numpy(g) for g in grads)
+
+
+def ssd_numba(x, dt, A, B, C, D, h0=None):
+    """:func:`ssd_ref` through numba kernels (CPU tensors, float32 or float64), differentiable
+    in every input: sequential in time, parallel over sequences and heads."""
+    resolve_scan("numba", x.device)
+    if h0 is None:
+        b, _, H, P = x.shape
+        h0 = torch.zeros(b, H, P, B.shape[-1], dtype=x.dtype)
+    return _NumbaSSD.apply(x, dt, A, B, C, D, h0)
+
+
 class GatedRMSNorm(nn.Module):
     """RMSNorm(y * SiLU(z)) over groups of ``d / n_groups`` channels (the gate first, as in
     Mamba-2's ``norm_before_gate=False``)."""
@@ -240,7 +293,10 @@ class Mixer2(nn.Module):
             F.conv1d(seq, self.conv1d.weight, self.conv1d.bias, groups=c.conv_dim).transpose(1, 2)
         )
         x, dt, A, B, C = self._ssm_inputs(xbc, dt)
-        y, ssm_state = ssd_chunked(x, dt, A, B, C, self.D, ssm_state, chunk=c.chunk)
+        if resolve_scan(c.scan, u.device) == "numba":
+            y, ssm_state = ssd_numba(x, dt, A, B, C, self.D, ssm_state)
+        else:
+            y, ssm_state = ssd_chunked(x, dt, A, B, C, self.D, ssm_state, chunk=c.chunk)
         y = self.norm(y.reshape(*y.shape[:2], c.d_inner), z)
         return self.out_proj(y), new_conv, ssm_state
 
@@ -296,6 +352,18 @@ class Mamba2(nn.Module):
                 )
                 m.dt_bias.copy_(dt + torch.log(-torch.expm1(-dt)))
                 m.A_log.copy_(torch.log(1 + 15 * torch.rand(H, generator=gen)))
+
+    @property
+    def scan_backend(self) -> str:
+        """The training SSD that runs for the parameters' device: "numba" or "chunked"."""
+        return resolve_scan(self.config.scan, self.embeddings.weight.device)
+
+    def set_scan(self, scan: str) -> None:
+        """Choose the training SSD ("auto", "numba" or "chunked") of a built model."""
+        check_choice("scan", scan, SCANS)
+        self.config = replace(self.config, scan=scan)
+        for layer in self.layers:
+            layer.mixer.cfg = self.config
 
     def init_state(self, batch: int = 1, *, dtype=None):
         """Zero (conv (B, conv_dim, d_conv), ssm (B, H, head_dim, d_state)) states per layer."""

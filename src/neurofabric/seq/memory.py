@@ -256,7 +256,9 @@ def _rwkv7_counts(c, B: int, T: int, wkv: str) -> tuple[int, int, int, int]:
     return params, tensors, nl * (2 * C + C * hs), (floats, 2 * N * 8)
 
 
-def _mamba2_counts(c, B: int, T: int) -> tuple[int, int, int, int]:
+def _mamba2_counts(c, B: int, T: int, scan: str) -> tuple[int, int, int, int]:
+    from neurofabric.seq.mamba2 import SSD_CHECKPOINT_EVERY
+
     d, D, H, P, G, S = c.d_model, c.d_inner, c.n_heads, c.head_dim, c.n_groups, c.d_state
     K, V, nl = c.d_conv, c.vocab_size, c.n_layer
     cd = D + 2 * G * S
@@ -264,26 +266,39 @@ def _mamba2_counts(c, B: int, T: int) -> tuple[int, int, int, int]:
     params = V * d + nl * per_layer + d + (0 if c.tie_embeddings else V * d)
     tensors = 1 + nl * 9 + 1 + (0 if c.tie_embeddings else 1)
     N = B * T
-    q = min(c.chunk, T)
-    n = -(-T // q)
-    Tp = n * q
-    float_per_layer = sum(
+    around = sum(  # what the layer keeps outside the SSD, either way
         (
             3 * N * d + N,  # the norm (input, statistic, output) and in_proj's input
             B * cd * (T + K - 1) + 2 * N * cd,  # the conv window, the SiLU's input and output
             2 * N * H + 2 * H,  # dt before and after the softplus; exp(A_log) and -A
-            2 * B * n * q * q * H + B * n * q * q * G,  # masked decays, scores, C.B
-            4 * B * Tp * H * P + 2 * B * Tp * H + 4 * B * Tp * G * S,  # padded inputs, copies
-            2 * B * n * H * P * S + 2 * B * (n + 1) * n * H + B * (n + 1) * H + B * H * P * S,
             N * (D + cd + H) + 5 * N * D + N * G,  # in_proj's output, the gated norm, out_proj
         )
     )
-    if n == 1:  # one block: some einsums read views instead of copies
-        float_per_layer -= B * Tp * H * P + 2 * B * H
-        if G == 1:  # and those of B and C (one batch dimension, not two)
-            float_per_layer += B * H * P * S - 4 * B * Tp * G * S
+    bools = 0
+    if scan == "numba":
+        # x, B and C copied out of the SiLU's output (as much as the output) in its place;
+        # the state before every block of SSD_CHECKPOINT_EVERY steps
+        blocks = -(-T // SSD_CHECKPOINT_EVERY)
+        float_per_layer = around + B * blocks * H * P * S
+    else:
+        q = min(c.chunk, T)
+        n = -(-T // q)
+        Tp = n * q
+        inside = sum(
+            (
+                2 * B * n * q * q * H + B * n * q * q * G,  # masked decays, scores, C.B
+                4 * B * Tp * H * P + 2 * B * Tp * H + 4 * B * Tp * G * S,  # padded inputs, copies
+                2 * B * n * H * P * S + 2 * B * (n + 1) * n * H + B * (n + 1) * H,
+                B * H * P * S,  # the initial state
+            )
+        )
+        if n == 1:  # one block: some einsums read views instead of copies
+            inside -= B * Tp * H * P + 2 * B * H
+            if G == 1:  # and those of B and C (one batch dimension, not two)
+                inside += B * H * P * S - 4 * B * Tp * G * S
+        float_per_layer = around + inside
+        bools = nl * (q * q + (n + 1) * n)  # the causal mask and the block mask
     floats = nl * float_per_layer + 3 * N * d + N + N * V + 1
-    bools = nl * (q * q + (n + 1) * n)  # the causal mask and the block mask
     return params, tensors, nl * (cd * K + H * P * S), (floats, bools + 2 * N * 8)
 
 
@@ -312,7 +327,7 @@ def estimate_memory(
     elif arch == "rwkv7":
         counts = _rwkv7_counts(cfg, B, T, _kernel_of(model_or_config, "wkv", "emb"))
     elif arch == "mamba2":
-        counts = _mamba2_counts(cfg, B, T)
+        counts = _mamba2_counts(cfg, B, T, _kernel_of(model_or_config, "scan", "embeddings"))
     else:
         counts = _mamba_counts(cfg, B, T, _kernel_of(model_or_config, "scan", "embeddings"))
     params, tensors, state, (floats, other) = counts

@@ -731,6 +731,105 @@ def _wkv7_advance(S, r, w, k, v, a, b, bb, t, h, sa, yt):
         yt[i] = acc
 
 
+@njit(cache=True, inline="always", fastmath=True)
+def _ssd_advance(S, x, dt, A, B, C, D, bb, t, h, g, y, yb):
+    """Step t of Mamba-2's SSD on the state S (P, N) of sequence bb, head h (group g), in
+    place: S <- e^{dt A} S + dt x B^T, and y_t = S C + D x into ``y[yb, t, h]``."""
+    P, N = S.shape
+    d = dt[bb, t, h]
+    a = np.exp(d * A[h])
+    for p in range(P):
+        xp = x[bb, t, h, p]
+        u = d * xp
+        acc = 0.0
+        for n in range(N):
+            s = a * S[p, n] + u * B[bb, t, g, n]
+            S[p, n] = s
+            acc += s * C[bb, t, g, n]
+        y[yb, t, h, p] = acc + D[h] * xp
+
+
+@njit(cache=True, parallel=True, fastmath=True)
+def ssd_fwd(x, dt, A, B, C, D, h0, every):
+    """Mamba-2's SSD (``mamba2.ssd_ref``), sequential per (sequence, head), parallel over them:
+    x (b, L, H, P), dt (b, L, H) after the softplus, A (H,) negative, B, C (b, L, G, N), D (H,),
+    h0 (b, H, P, N). Returns y (b, L, H, P), the final state and the state before every block
+    of ``every`` steps (b, ceil(L / every), H, P, N), from which the backward pass recomputes
+    one block at a time."""
+    b, L, H, P = x.shape
+    G, N = B.shape[2], B.shape[3]
+    nb = (L + every - 1) // every
+    y = np.empty_like(x)
+    starts = np.empty((b, nb, H, P, N), dtype=x.dtype)
+    h_end = np.empty_like(h0)
+    for bh in prange(b * H):
+        bb, h = bh // H, bh % H
+        g = h // (H // G)
+        S = h0[bb, h].copy()
+        for t in range(L):
+            if t % every == 0:
+                starts[bb, t // every, h] = S
+            _ssd_advance(S, x, dt, A, B, C, D, bb, t, h, g, y, bb)
+        h_end[bb, h] = S
+    return y, h_end, starts
+
+
+@njit(cache=True, parallel=True, fastmath=True)
+def ssd_bwd(x, dt, A, B, C, D, starts, every, dy, dh_last):
+    """Gradients of :func:`ssd_fwd`: dx, ddt, dA, dB, dC, dD, dh0, by the reverse-time recursion
+    on G_t = dL/dS_t (G_{t-1} = e^{dt_t A} G_t plus what y_{t-1} adds), block by block from
+    the checkpoints. Parallel over sequences: the heads of a group add into the same dB, dC."""
+    b, L, H, P = x.shape
+    G, N = B.shape[2], B.shape[3]
+    k = H // G
+    nb = starts.shape[1]
+    dx, ddt = np.zeros_like(x), np.zeros_like(dt)
+    dB, dC = np.zeros_like(B), np.zeros_like(C)
+    dA_part = np.zeros((b, H), dtype=x.dtype)
+    dD_part = np.zeros((b, H), dtype=x.dtype)
+    dh0 = np.empty((b, H, P, N), dtype=x.dtype)
+    for bb in prange(b):
+        buf = np.empty((every + 1, P, N), dtype=x.dtype)  # buf[0]: the block's start state
+        ys = np.empty((1, L, H, P), dtype=x.dtype)  # the recomputed outputs (unused)
+        for h in range(H):
+            g = h // k
+            Gr = dh_last[bb, h].copy()
+            for blk in range(nb - 1, -1, -1):
+                t0 = blk * every
+                t1 = min(L, t0 + every)
+                buf[0] = starts[bb, blk, h]
+                for t in range(t0, t1):
+                    S = buf[t - t0 + 1]
+                    S[:, :] = buf[t - t0]
+                    _ssd_advance(S, x, dt, A, B, C, D, bb, t, h, g, ys, 0)
+                for t in range(t1 - 1, t0 - 1, -1):
+                    i = t - t0
+                    d = dt[bb, t, h]
+                    a = np.exp(d * A[h])
+                    da, dd, dDh = 0.0, 0.0, 0.0
+                    for p in range(P):
+                        dyp, xp = dy[bb, t, h, p], x[bb, t, h, p]
+                        dDh += dyp * xp
+                        u = 0.0
+                        for n in range(N):
+                            gr = Gr[p, n] + dyp * C[bb, t, g, n]  # y_t = S_t C_t
+                            Gr[p, n] = gr
+                            dC[bb, t, g, n] += buf[i + 1, p, n] * dyp
+                            u += gr * B[bb, t, g, n]
+                            dB[bb, t, g, n] += gr * (d * xp)
+                            da += gr * buf[i, p, n]
+                        dx[bb, t, h, p] += D[h] * dyp + d * u
+                        dd += xp * u
+                    for p in range(P):
+                        for n in range(N):
+                            Gr[p, n] *= a
+                    ddt[bb, t, h] = dd + da * A[h] * a
+                    dA_part[bb, h] += da * d * a
+                    dD_part[bb, h] += dDh
+            dh0[bb, h] = Gr
+    return dx, ddt, dA_part.sum(axis=0), dB, dC, dD_part.sum(axis=0), dh0
+
+
 @njit(cache=True, parallel=True, fastmath=True)
 def wkv7_fwd(r, w, k, v, a, b, S0, every):
     """RWKV-7's WKV, sequential per (sequence, head), parallel over them: r, w, k, v, a, b
