@@ -170,6 +170,24 @@ def selective_scan_numba(u, delta, A, B, C, D, h0=None):
     return _NumbaScan.apply(u, delta, A, B, C, D, h0)
 
 
+class ScanChoice:
+    """The training-scan choice of a Mamba model (Mamba-1 and Mamba-2): a ``config`` with a
+    ``scan`` field, the embedding ``embeddings`` and ``layers`` whose ``mixer`` reads
+    ``mixer.cfg.scan``."""
+
+    @property
+    def scan_backend(self) -> str:
+        """The training scan that runs for the parameters' device: "numba" or "chunked"."""
+        return resolve_scan(self.config.scan, self.embeddings.weight.device)
+
+    def set_scan(self, scan: str) -> None:
+        """Choose the training scan ("auto", "numba" or "chunked") of a built model."""
+        check_choice("scan", scan, SCANS)
+        self.config = replace(self.config, scan=scan)
+        for layer in self.layers:
+            layer.mixer.cfg = self.config
+
+
 class RMSNorm(nn.Module):
     def __init__(self, d: int, eps: float) -> None:
         super().__init__()
@@ -240,7 +258,7 @@ class Layer(nn.Module):
         self.mixer = Mixer(cfg)
 
 
-class Mamba(nn.Module):
+class Mamba(ScanChoice, nn.Module):
     """The language model: ``forward(tokens) -> logits``, ``step(token, state)``."""
 
     def __init__(self, config: MambaConfig | None = None, *, seed: Any = 0) -> None:
@@ -265,18 +283,6 @@ class Mamba(nn.Module):
                     + math.log(1e-3)
                 )
                 layer.mixer.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))
-
-    @property
-    def scan_backend(self) -> str:
-        """The training scan that runs for the parameters' device: "numba" or "chunked"."""
-        return resolve_scan(self.config.scan, self.embeddings.weight.device)
-
-    def set_scan(self, scan: str) -> None:
-        """Choose the training scan ("auto", "numba" or "chunked") of a built model."""
-        check_choice("scan", scan, SCANS)
-        self.config = replace(self.config, scan=scan)
-        for layer in self.layers:
-            layer.mixer.cfg = self.config
 
     def init_state(self, batch: int = 1, *, dtype=None):
         """Zero (conv, ssm) states per layer, on the parameters' device."""

@@ -34,10 +34,9 @@ and the chunk's final state passes to the next chunk. :func:`ssd_ref` is the ste
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -45,7 +44,8 @@ from torch.nn import functional as F
 from neurofabric.core.errors import CheckpointError, ConfigError
 from neurofabric.core.rng import seed_to_int
 from neurofabric.core.validation import check_choice, check_int, check_positive
-from neurofabric.seq.mamba import SCANS, RMSNorm, resolve_scan
+from neurofabric.seq.kernels.torch_ops import CheckpointedRecurrence
+from neurofabric.seq.mamba import SCANS, RMSNorm, ScanChoice, resolve_scan
 from neurofabric.seq.output import LMOutput, check_tokens
 
 __all__ = ["Mamba2", "Mamba2Config", "ssd_chunked", "ssd_numba", "ssd_ref"]
@@ -190,50 +190,20 @@ def ssd_chunked(x, dt, A, B, C, D, h0=None, chunk: int = 32):
 SSD_CHECKPOINT_EVERY = 16
 
 
-class _NumbaSSD(torch.autograd.Function):
-    """The SSD recurrence by numba kernels (``numba_cpu.ssd_fwd`` / ``ssd_bwd``): the forward
-    keeps the state before every block of :data:`SSD_CHECKPOINT_EVERY` steps, the backward
-    recomputes a block's states from it and runs the exact reverse-time recursion; checked
-    against :func:`ssd_ref` by gradcheck."""
-
-    @staticmethod
-    def forward(ctx, x, dt, A, B, C, D, h0):
-        from neurofabric.seq.kernels.numba_cpu import ssd_fwd
-
-        ins = [t.detach().contiguous() for t in (x, dt, A, B, C, D)]
-        every = SSD_CHECKPOINT_EVERY
-        y, h_end, starts = ssd_fwd(
-            *[t.numpy() for t in ins], h0.detach().contiguous().numpy(), every
-        )
-        ctx.save_for_backward(*ins, torch.from_numpy(starts))
-        ctx.every = every
-        return torch.from_numpy(y), torch.from_numpy(h_end)
-
-    @staticmethod
-    def backward(ctx, dy, dh_last):
-        from neurofabric.seq.kernels.numba_cpu import ssd_bwd
-
-        *ins, starts = ctx.saved_tensors
-        args = [t.numpy() for t in ins]
-        b, _, H, P = args[0].shape
-        N = args[3].shape[-1]
-        dy = np.zeros_like(args[0]) if dy is None else dy.contiguous().numpy()
-        if dh_last is None:
-            dh = np.zeros((b, H, P, N), dtype=args[0].dtype)
-        else:
-            dh = dh_last.contiguous().numpy()
-        grads = ssd_bwd(*args, starts.numpy(), ctx.every, dy, dh)
-        return tuple(torch.from_numpy(g) for g in grads)
-
-
 def ssd_numba(x, dt, A, B, C, D, h0=None):
-    """:func:`ssd_ref` through numba kernels (CPU tensors, float32 or float64), differentiable
-    in every input: sequential in time, parallel over sequences and heads."""
+    """:func:`ssd_ref` through numba kernels (CPU tensors, float32 or float64), differentiable in
+    every input: sequential in time, parallel over sequences and heads; the forward keeps the
+    state before every block of :data:`SSD_CHECKPOINT_EVERY` steps, the backward recomputes a
+    block's states from it (``numba_cpu.ssd_fwd`` / ``ssd_bwd``; checked against the spec by
+    gradcheck)."""
+    from neurofabric.seq.kernels.numba_cpu import ssd_bwd, ssd_fwd
+
     resolve_scan("numba", x.device)
     if h0 is None:
         b, _, H, P = x.shape
         h0 = torch.zeros(b, H, P, B.shape[-1], dtype=x.dtype)
-    return _NumbaSSD.apply(x, dt, A, B, C, D, h0)
+    kernels = (ssd_fwd, ssd_bwd)
+    return CheckpointedRecurrence.apply(kernels, SSD_CHECKPOINT_EVERY, h0, x, dt, A, B, C, D)
 
 
 class GatedRMSNorm(nn.Module):
@@ -323,7 +293,7 @@ class Layer(nn.Module):
         self.mixer = Mixer2(cfg)
 
 
-class Mamba2(nn.Module):
+class Mamba2(ScanChoice, nn.Module):
     """The language model: ``forward(tokens) -> (logits, state)``, ``step(token, state)``."""
 
     def __init__(self, config: Mamba2Config | None = None, *, seed: Any = 0) -> None:
@@ -352,18 +322,6 @@ class Mamba2(nn.Module):
                 )
                 m.dt_bias.copy_(dt + torch.log(-torch.expm1(-dt)))
                 m.A_log.copy_(torch.log(1 + 15 * torch.rand(H, generator=gen)))
-
-    @property
-    def scan_backend(self) -> str:
-        """The training SSD that runs for the parameters' device: "numba" or "chunked"."""
-        return resolve_scan(self.config.scan, self.embeddings.weight.device)
-
-    def set_scan(self, scan: str) -> None:
-        """Choose the training SSD ("auto", "numba" or "chunked") of a built model."""
-        check_choice("scan", scan, SCANS)
-        self.config = replace(self.config, scan=scan)
-        for layer in self.layers:
-            layer.mixer.cfg = self.config
 
     def init_state(self, batch: int = 1, *, dtype=None):
         """Zero (conv (B, conv_dim, d_conv), ssm (B, H, head_dim, d_state)) states per layer."""

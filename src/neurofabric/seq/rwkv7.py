@@ -41,7 +41,6 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -49,6 +48,7 @@ from torch.nn import functional as F
 from neurofabric.core.errors import CheckpointError, ConfigError
 from neurofabric.core.rng import seed_to_int
 from neurofabric.core.validation import check_choice, check_int
+from neurofabric.seq.kernels.torch_ops import CheckpointedRecurrence
 from neurofabric.seq.output import LMOutput, check_tokens
 from neurofabric.seq.rwkv import WKVS, WKVChoice, resolve_wkv, token_mix
 
@@ -188,48 +188,19 @@ def wkv7_chunked(r, w, k, v, a, b, S0=None, chunk: int = 16):
 WKV7_CHECKPOINT_EVERY = 16
 
 
-class _NumbaWKV7(torch.autograd.Function):
-    """The WKV-7 recurrence on CPU by numba kernels: the forward keeps the state before every
-    block of :data:`WKV7_CHECKPOINT_EVERY` steps, the backward recomputes a block's states from
-    it and runs the exact reverse-time recursion; checked against the torch spec by gradcheck."""
-
-    @staticmethod
-    def forward(ctx, r, w, k, v, a, b, S0):
-        from neurofabric.seq.kernels.numba_cpu import wkv7_fwd
-
-        ins = [t.detach().contiguous() for t in (r, w, k, v, a, b)]
-        every = WKV7_CHECKPOINT_EVERY
-        y, S_end, starts = wkv7_fwd(
-            *[t.numpy() for t in ins], S0.detach().contiguous().numpy(), every
-        )
-        ctx.save_for_backward(*ins, torch.from_numpy(starts))
-        ctx.every = every
-        return torch.from_numpy(y), torch.from_numpy(S_end)
-
-    @staticmethod
-    def backward(ctx, dy, dS_last):
-        from neurofabric.seq.kernels.numba_cpu import wkv7_bwd
-
-        *ins, starts = ctx.saved_tensors
-        args = [t.numpy() for t in ins]
-        st = starts.numpy()
-        dy = np.zeros_like(args[0]) if dy is None else dy.contiguous().numpy()
-        B, _, H, N = args[0].shape
-        if dS_last is None:
-            dS = np.zeros((B, H, N, N), dtype=args[0].dtype)
-        else:
-            dS = dS_last.contiguous().numpy()
-        grads = wkv7_bwd(*args, st, ctx.every, dy, dS)
-        return tuple(torch.from_numpy(g) for g in grads)
-
-
 def wkv7_numba(r, w, k, v, a, b, S0=None):
-    """:func:`wkv7_ref` through numba kernels (CPU tensors, float32 or float64), differentiable."""
+    """:func:`wkv7_ref` through numba kernels (CPU tensors, float32 or float64), differentiable:
+    the forward keeps the state before every block of :data:`WKV7_CHECKPOINT_EVERY` steps, the
+    backward recomputes a block's states from it and runs the exact reverse-time recursion
+    (``numba_cpu.wkv7_fwd`` / ``wkv7_bwd``; checked against the torch spec by gradcheck)."""
+    from neurofabric.seq.kernels.numba_cpu import wkv7_bwd, wkv7_fwd
+
     resolve_wkv("numba", r.device)
     if S0 is None:
         B, _, H, N = r.shape
         S0 = torch.zeros(B, H, N, N, dtype=r.dtype)
-    return _NumbaWKV7.apply(r, w, k, v, a, b, S0)
+    kernels = (wkv7_fwd, wkv7_bwd)
+    return CheckpointedRecurrence.apply(kernels, WKV7_CHECKPOINT_EVERY, S0, r, w, k, v, a, b)
 
 
 # ---------------------------------------------------------------------- the model

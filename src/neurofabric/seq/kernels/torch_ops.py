@@ -156,6 +156,36 @@ def shift_mix_numba(xx, shift, mixes):
     return _NumbaShiftMix.apply(xx, shift, *mixes)
 
 
+class CheckpointedRecurrence(torch.autograd.Function):
+    """A recurrence over a numba kernel pair that keeps the state before every block of
+    ``every`` steps (RWKV-7's WKV, Mamba-2's SSD): ``fwd(*ins, s0, every)`` returns the output
+    (shaped like ``ins[0]``), the final state and the block checkpoints; ``bwd(*ins,
+    checkpoints, every, dy, ds_last)`` recomputes one block at a time and returns the gradients
+    of ``ins`` and of ``s0``, in that order. Called as ``apply((fwd, bwd), every, s0, *ins)``."""
+
+    @staticmethod
+    def forward(ctx, kernels, every, s0, *ins):
+        fwd, bwd = kernels
+        ins = [t.detach().contiguous() for t in ins]
+        y, s_end, starts = fwd(*[t.numpy() for t in ins], s0.detach().contiguous().numpy(), every)
+        ctx.save_for_backward(*ins, torch.from_numpy(starts))
+        ctx.bwd, ctx.every, ctx.state_shape = bwd, every, tuple(s0.shape)
+        return torch.from_numpy(y), torch.from_numpy(s_end)
+
+    @staticmethod
+    def backward(ctx, dy, ds_last):
+        *ins, starts = ctx.saved_tensors
+        args = [t.numpy() for t in ins]
+        dtype = args[0].dtype
+        dy = np.zeros_like(args[0]) if dy is None else dy.contiguous().numpy()
+        if ds_last is None:
+            ds = np.zeros(ctx.state_shape, dtype=dtype)
+        else:
+            ds = ds_last.contiguous().numpy()
+        *grads, g_s0 = ctx.bwd(*args, starts.numpy(), ctx.every, dy, ds)
+        return (None, None, torch.from_numpy(g_s0), *(torch.from_numpy(g) for g in grads))
+
+
 def wkv_numba(decay, u, k, v, state=None):
     """:func:`wkv_chunked`'s result through the numba kernels (CPU tensors, float32 or float64),
     differentiable; ``k``, ``v`` (B, T, C), ``state`` (a, b, p) or None."""
