@@ -141,7 +141,8 @@ class _NumbaScan(torch.autograd.Function):
         from neurofabric.seq.kernels.numba_cpu import selective_scan_fwd
 
         ins = [t.detach().contiguous() for t in (u, delta, A, B, C, D, h0)]
-        y, hs = selective_scan_fwd(*[t.numpy() for t in ins])
+        ctx.fast = u.dtype == torch.float32  # the vectorized float32 exp (numba_cpu.exp_row)
+        y, hs = selective_scan_fwd(*[t.numpy() for t in ins], ctx.fast)
         hs = torch.from_numpy(hs)
         # saved through autograd (not as ctx attributes) so that saved-tensor hooks, and so
         # ``seq.memory.measure_memory``, see what the backward pass keeps alive
@@ -157,7 +158,7 @@ class _NumbaScan(torch.autograd.Function):
         hs = hs.numpy()
         dy = np.zeros_like(args[0]) if dy is None else dy.contiguous().numpy()
         dh = np.zeros_like(hs[:, -1]) if dh_last is None else dh_last.contiguous().numpy()
-        grads = selective_scan_bwd(*args, hs, dy, dh)
+        grads = selective_scan_bwd(*args, hs, dy, dh, ctx.fast)
         return tuple(torch.from_numpy(np.ascontiguousarray(g)) for g in grads)
 
 
