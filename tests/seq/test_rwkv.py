@@ -105,6 +105,25 @@ def wkv(request, model):
     model.set_wkv("auto")
 
 
+def test_the_float32_wkv_runs_a_vectorized_exp_within_float32_rounding():
+    """float32 WKV kernels take a step's exps as rows from the polynomial exp: values, final
+    state and gradients within float32 rounding of the float64 run (which uses np.exp)."""
+    g = torch.Generator().manual_seed(11)
+    B, T, C = 2, 37, 24
+    k = torch.randn(B, T, C, generator=g, dtype=torch.float64) * 4
+    v = torch.randn(B, T, C, generator=g, dtype=torch.float64)
+    decay = -torch.exp(torch.randn(C, generator=g, dtype=torch.float64))
+    u = torch.randn(C, generator=g, dtype=torch.float64)
+    results = []
+    for dtype in (torch.float64, torch.float32):
+        ins = [t.to(dtype).requires_grad_() for t in (decay, u, k, v)]
+        y, (a, b, p) = wkv_numba(*ins)
+        grads = torch.autograd.grad((y * y).sum() + a.sum() + b.sum(), ins)
+        results.append([y, a, b, p, *grads])
+    for name, hi, lo in zip("y a b p gdecay gu gk gv".split(), *results, strict=True):
+        torch.testing.assert_close(lo.double(), hi, rtol=1e-4, atol=1e-4, msg=name)
+
+
 @pytest.mark.parametrize("T", [1, 6])
 def test_fused_token_shift_equals_the_torch_form_and_has_exact_gradients(T):
     """The numba token shift and mixes: the torch form's values, gradcheck's gradients for

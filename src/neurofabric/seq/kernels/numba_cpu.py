@@ -66,6 +66,50 @@ def _att_inputs(x, ln_w, ln_b, mix, st, xx, xk, xv, xr):
             st[0, i, c] = a
 
 
+# exp in float32 for numba loops, vectorizable: x = k ln2 + r (Cody-Waite: ln2 in two parts),
+# e^r by Cephes' degree-7 polynomial on [-ln2/2, ln2/2], 2^k built in the exponent bits
+_EXP_LOG2E = np.float32(1.4426950408889634)
+_EXP_C1 = np.float32(0.693359375)
+_EXP_C2 = np.float32(-2.12194440e-4)
+_EXP_P = (
+    np.float32(1.9875691500e-4),
+    np.float32(1.3981999507e-3),
+    np.float32(8.3334519073e-3),
+    np.float32(4.1665795894e-2),
+    np.float32(1.6666665459e-1),
+    np.float32(5.0000001201e-1),
+)
+_EXP_LO = np.float32(-87.0)  # e^-87 is still a normal float32
+_EXP_HI = np.float32(88.0)
+_F32_HALF = np.float32(0.5)
+_F32_ONE = np.float32(1.0)
+
+
+@njit(cache=True, inline="always", fastmath=True)
+def exp_row(x, out, bits, fast):
+    """``out[j] = exp(x[j])`` over a row. ``fast``: float32 rows by a polynomial the loop
+    vectorizes (numba calls libm's scalar exp otherwise: without Intel's SVML it does not
+    vectorize exp), relative error under 3e-7 (2.5 float32 ulps) on [-87, 88] (tested), inputs
+    clamped to it;
+    otherwise ``np.exp`` (float64 rows, exact to libm). ``bits`` (int32, as long) is scratch."""
+    n = x.shape[0]
+    if not fast:
+        for j in range(n):
+            out[j] = np.exp(x[j])
+        return
+    p0, p1, p2, p3, p4, p5 = _EXP_P
+    for j in range(n):
+        v = min(max(x[j], _EXP_LO), _EXP_HI)
+        k = np.floor(v * _EXP_LOG2E + _F32_HALF)
+        r = v - k * _EXP_C1 - k * _EXP_C2
+        q = ((((p0 * r + p1) * r + p2) * r + p3) * r + p4) * r + p5
+        out[j] = q * r * r + r + _F32_ONE
+        bits[j] = (np.int32(k) + 127) << 23
+    scale = bits.view(np.float32)
+    for j in range(n):
+        out[j] *= scale[j]
+
+
 @njit(cache=True, inline="always", fastmath=True)
 def _pair_weights(x, y, one):
     """(e^{x - m}, e^{y - m}) for m = max(x, y) with one exp instead of two: the larger side's
@@ -524,50 +568,6 @@ def mamba2_step(
     return np.dot(h, head.T)
 
 
-# exp in float32 for numba loops, vectorizable: x = k ln2 + r (Cody-Waite: ln2 in two parts),
-# e^r by Cephes' degree-7 polynomial on [-ln2/2, ln2/2], 2^k built in the exponent bits
-_EXP_LOG2E = np.float32(1.4426950408889634)
-_EXP_C1 = np.float32(0.693359375)
-_EXP_C2 = np.float32(-2.12194440e-4)
-_EXP_P = (
-    np.float32(1.9875691500e-4),
-    np.float32(1.3981999507e-3),
-    np.float32(8.3334519073e-3),
-    np.float32(4.1665795894e-2),
-    np.float32(1.6666665459e-1),
-    np.float32(5.0000001201e-1),
-)
-_EXP_LO = np.float32(-87.0)  # e^-87 is still a normal float32
-_EXP_HI = np.float32(88.0)
-_F32_HALF = np.float32(0.5)
-_F32_ONE = np.float32(1.0)
-
-
-@njit(cache=True, inline="always", fastmath=True)
-def exp_row(x, out, bits, fast):
-    """``out[j] = exp(x[j])`` over a row. ``fast``: float32 rows by a polynomial the loop
-    vectorizes (numba calls libm's scalar exp otherwise: without Intel's SVML it does not
-    vectorize exp), relative error under 3e-7 (2.5 float32 ulps) on [-87, 88] (tested), inputs
-    clamped to it;
-    otherwise ``np.exp`` (float64 rows, exact to libm). ``bits`` (int32, as long) is scratch."""
-    n = x.shape[0]
-    if not fast:
-        for j in range(n):
-            out[j] = np.exp(x[j])
-        return
-    p0, p1, p2, p3, p4, p5 = _EXP_P
-    for j in range(n):
-        v = min(max(x[j], _EXP_LO), _EXP_HI)
-        k = np.floor(v * _EXP_LOG2E + _F32_HALF)
-        r = v - k * _EXP_C1 - k * _EXP_C2
-        q = ((((p0 * r + p1) * r + p2) * r + p3) * r + p4) * r + p5
-        out[j] = q * r * r + r + _F32_ONE
-        bits[j] = (np.int32(k) + 127) << 23
-    scale = bits.view(np.float32)
-    for j in range(n):
-        out[j] *= scale[j]
-
-
 @njit(cache=True, parallel=True, fastmath=True)
 def selective_scan_fwd(u, delta, A, B, C, D, h0, fast):
     """Mamba's selective scan, sequential per (sequence, channel), parallel over sequences;
@@ -694,26 +694,43 @@ def shift_mix_bwd(xx, shift, mixes, gs):
     return gx, gshift, gm_part.sum(axis=0)
 
 
+@njit(cache=True, inline="always", fastmath=True)
+def _pair_from(e, x, y, one):
+    """:func:`_pair_weights` given ``e`` = e^{-|x - y|}, computed beforehand (by
+    :func:`exp_row`, a row at a time)."""
+    if y > x:
+        return e, one
+    return one, e
+
+
 @njit(cache=True, parallel=True, fastmath=True)
-def wkv4_fwd(decay, u, k, v, a0, b0, p0):
+def wkv4_fwd(decay, u, k, v, a0, b0, p0, fast):
     """RWKV-4's WKV (the recurrence of ``reference.wkv_ref``), sequential in time, parallel over
     sequences, the channels of a step in one contiguous loop: decay = -exp(time_decay) and u (C,);
     k, v (B, T, C); the state a0, b0, p0 (B, C). Returns y (B, T, C) and the states after every
-    step, sa, sb, sp (B, T, C) each (kept for the backward pass)."""
+    step, sa, sb, sp (B, T, C) each (kept for the backward pass). ``fast``: float32 exps by
+    :func:`exp_row`'s polynomial (one row of C per step), else ``np.exp``."""
     B, T, C = k.shape
     y = np.empty_like(k)
     sa, sb, sp = np.empty_like(k), np.empty_like(k), np.empty_like(k)
     one = np.ones_like(u[:1])[0]  # 1 in the arrays' dtype
     for bb in prange(B):
         a, b, p = a0[bb].copy(), b0[bb].copy(), p0[bb].copy()
+        x1, x2 = np.empty_like(u), np.empty_like(u)  # the step's exp arguments, then exps
+        bits = np.empty(C, dtype=np.int32)
         for t in range(T):
             kt, vt, yt = k[bb, t], v[bb, t], y[bb, t]
+            for c in range(C):  # the exps of a step as two rows (vectorized for float32)
+                x1[c] = -abs(u[c] + kt[c] - p[c])
+                x2[c] = -abs(kt[c] - (p[c] + decay[c]))
+            exp_row(x1, x1, bits, fast)
+            exp_row(x2, x2, bits, fast)
             for c in range(C):
                 kc, vc, pc = kt[c], vt[c], p[c]
-                e1, e2 = _pair_weights(pc, u[c] + kc, one)
+                e1, e2 = _pair_from(x1[c], pc, u[c] + kc, one)
                 yt[c] = (e1 * a[c] + e2 * vc) / (e1 * b[c] + e2)
                 ww = pc + decay[c]
-                e1, e2 = _pair_weights(ww, kc, one)
+                e1, e2 = _pair_from(x2[c], ww, kc, one)
                 a[c] = e1 * a[c] + e2 * vc
                 b[c] = e1 * b[c] + e2
                 p[c] = max(ww, kc)
@@ -722,7 +739,7 @@ def wkv4_fwd(decay, u, k, v, a0, b0, p0):
 
 
 @njit(cache=True, parallel=True, fastmath=True)
-def wkv4_bwd(decay, u, k, v, a0, b0, p0, sa, sb, sp, y, gy, ga_last, gb_last):
+def wkv4_bwd(decay, u, k, v, a0, b0, p0, sa, sb, sp, y, gy, ga_last, gb_last, fast):
     """Gradients of :func:`wkv4_fwd`: gdecay, gu (C,), gk, gv (B, T, C), ga0, gb0, gp0 (B, C).
 
     The reverse-time recursion runs on the gradients of the scaled sums, ga_t = dL/dA_t e^{p_t}
@@ -740,6 +757,8 @@ def wkv4_bwd(decay, u, k, v, a0, b0, p0, sa, sb, sp, y, gy, ga_last, gb_last):
     for bb in prange(B):
         ga, gb = ga_last[bb].copy(), gb_last[bb].copy()
         gd, gu = gd_part[bb], gu_part[bb]
+        x1, x2 = np.empty_like(u), np.empty_like(u)
+        bits = np.empty(C, dtype=np.int32)
         for t in range(T - 1, -1, -1):
             if t > 0:
                 ap, bp, pp = sa[bb, t - 1], sb[bb, t - 1], sp[bb, t - 1]
@@ -748,10 +767,15 @@ def wkv4_bwd(decay, u, k, v, a0, b0, p0, sa, sb, sp, y, gy, ga_last, gb_last):
             kt, vt, yt, gyt = k[bb, t], v[bb, t], y[bb, t], gy[bb, t]
             gkt, gvt = gk[bb, t], gv[bb, t]
             for c in range(C):
+                x1[c] = -abs(u[c] + kt[c] - pp[c])
+                x2[c] = -abs(kt[c] - (pp[c] + decay[c]))
+            exp_row(x1, x1, bits, fast)
+            exp_row(x2, x2, bits, fast)
+            for c in range(C):
                 kc, vc, pc, g = kt[c], vt[c], pp[c], gyt[c]
-                e1, e2 = _pair_weights(pc, u[c] + kc, one)
+                e1, e2 = _pair_from(x1[c], pc, u[c] + kc, one)
                 inv = 1.0 / (e1 * bp[c] + e2)
-                f1, f2 = _pair_weights(pc + decay[c], kc, one)
+                f1, f2 = _pair_from(x2[c], pc + decay[c], kc, one)
                 cur = g * e2 * (vc - yt[c]) * inv
                 gvt[c] = g * e2 * inv + ga[c] * f2
                 gkt[c] = cur + f2 * (ga[c] * vc + gb[c])

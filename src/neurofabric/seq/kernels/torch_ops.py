@@ -96,7 +96,8 @@ class _NumbaWKV4(torch.autograd.Function):
         from neurofabric.seq.kernels.numba_cpu import wkv4_fwd
 
         ins = [t.detach().contiguous() for t in (decay, u, k, v, a0, b0, p0)]
-        y, sa, sb, sp = (torch.from_numpy(x) for x in wkv4_fwd(*[t.numpy() for t in ins]))
+        ctx.fast = k.dtype == torch.float32  # the vectorized float32 exp (numba_cpu.exp_row)
+        y, sa, sb, sp = (torch.from_numpy(x) for x in wkv4_fwd(*[t.numpy() for t in ins], ctx.fast))
         ctx.save_for_backward(*ins, sa, sb, sp, y)
         return y, sa[:, -1].clone(), sb[:, -1].clone(), sp[:, -1].clone()
 
@@ -110,7 +111,7 @@ class _NumbaWKV4(torch.autograd.Function):
         def arr(g, shape_of):
             return np.zeros_like(shape_of) if g is None else g.contiguous().numpy()
 
-        grads = wkv4_bwd(*saved, arr(gy, saved[2]), arr(ga, like), arr(gb, like))
+        grads = wkv4_bwd(*saved, arr(gy, saved[2]), arr(ga, like), arr(gb, like), ctx.fast)
         return tuple(torch.from_numpy(g) for g in grads)
 
 
