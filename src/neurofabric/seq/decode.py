@@ -13,6 +13,7 @@ True
 
 from __future__ import annotations
 
+import abc
 from typing import Any
 
 import numpy as np
@@ -328,12 +329,13 @@ class MambaDecoder(_Decoder):
         return self.step_(tokens, new), new
 
 
-class _PairStateDecoder(_Decoder):
+class _PairStateDecoder(_Decoder, abc.ABC):
     """A decoder whose state is two float32 arrays (:meth:`_state_shapes`): zero state, the
     checks of ``step_`` (without allocating per token) and the copying ``step``."""
 
+    @abc.abstractmethod
     def _state_shapes(self, batch: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        raise NotImplementedError
+        """The shapes of the two state arrays for ``batch`` sequences."""
 
     def init_state(self, batch: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Zero state arrays for ``batch`` sequences."""
