@@ -13,6 +13,7 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
 import _record  # noqa: E402
+import _tables  # noqa: E402
 import report  # noqa: E402
 
 
@@ -198,7 +199,7 @@ def test_the_cuba_headline_table_puts_each_figure_in_its_place():
             time_vs_neurofabric_x=32.5,
         ),
     ]
-    table = report.cuba_table({"snn_cuba": rows})
+    table = _tables.cuba_table({"snn_cuba": rows})
     assert "| 1 thread each | neurofabric | Brian2 9.9 C++ standalone | NEST 9.9 |" in table
     assert (
         "| 4,000 neurons, wall s per biological s | 0.04 (procedural 0.08) | 0.07 (1.75x ours) "
@@ -208,7 +209,7 @@ def test_the_cuba_headline_table_puts_each_figure_in_its_place():
     assert "| our synapse arrays alone, bytes per synapse | 8.25 (procedural 0.3) |  |  |" in table
     assert "| 1.5 (empty kernel cache 9.5) | 8 | 2 |" in table
     assert "Cython" not in table  # a peer that did not run gets no column
-    assert "Not in the results yet" in report.cuba_table({})
+    assert "Not in the results yet" in _tables.cuba_table({})
 
 
 def test_the_readme_and_docs_tables_are_generated_from_the_results_in_the_repository(tmp_path):
@@ -228,3 +229,80 @@ def test_the_readme_and_docs_tables_are_generated_from_the_results_in_the_reposi
     assert block(readme, report.START, report.END) == report.readme_summary(rows, source)
     for name, body in report.headline_tables(rows).items():
         assert block(readme, *report.table_markers(name)) == body, name
+
+
+def _row(benchmark, system, variant, workload, **figures):
+    return {
+        **_record.make_line(benchmark, system, variant=variant, workload=workload, figures=figures)
+    }
+
+
+def test_the_microcircuit_table_sets_each_rate_beside_nests():
+    work = {"scale": 1.0, "neurons": 77169, "synapses": 1, "presim_s": 0.1, "duration_s": 10.0}
+    work["threads"] = 1
+    ours = _row(
+        "snn_microcircuit",
+        "neurofabric",
+        "numba",
+        work,
+        build_s=100.0,
+        s_per_bio_s=45.0,
+        peak_rss_mb=6000.0,
+        rate_l23e_hz=0.9,
+        rate_l4e_hz=4.5,
+        speedup_x=5.0,
+        build_speedup_x=2.0,
+        nest_rss_ratio_x=2.5,
+    )
+    nest = _row(
+        "snn_microcircuit",
+        "nest-simulator",
+        None,
+        work,
+        build_s=200.0,
+        s_per_bio_s=225.0,
+        peak_rss_mb=15000.0,
+        rate_l23e_hz=1.0,
+        rate_l4e_hz=4.0,
+    )
+    table = _tables.microcircuit_table({"snn_microcircuit": [ours, nest]})
+    assert "| L2/3E | 0.9 | 1 | -10.0 % |" in table
+    assert "| L4E | 4.5 | 4 | +12.5 % |" in table
+    assert "| wall s per biological s | 45.0 (NEST's / ours 5x) | 225.0 |" in table
+    assert "| peak memory, MB | 6,000 (NEST's / ours 2.5x) | 15,000 |" in table
+    assert "Not in the results yet" in _tables.microcircuit_table({})
+
+
+def test_the_sequence_table_matches_each_model_with_its_own_peer():
+    def dec(system, variant, model, vocab, **fig):
+        work = {"model": model, "vocab": vocab, "layers": 4, "width": 384, "threads": 1}
+        row = _row("seq_decode", system, variant, work, **fig)
+        return {**row, "version": "1.0"} if system != "neurofabric" else row
+
+    rows = [
+        dec("neurofabric", "numba", "rwkv4", 256, tokens_per_s=800.0, speedup_x=2.0),
+        dec("neurofabric", "torch", "rwkv4", 256, tokens_per_s=400.0),
+        dec("rwkv", "cpu-fp32", "rwkv4", 256, tokens_per_s=400.0),
+        dec("rwkv", "cpu-fp32", "rwkv4", 50277, tokens_per_s=90.0),
+        dec("neurofabric", "numba", "rwkv4", 50277, tokens_per_s=120.0, speedup_x=1.33),
+    ]
+
+    def train(arch, steps, loss):
+        work = {"arch": arch, "layers": 4, "width": 256, "minutes": 5.0, "threads": 2}
+        return _row(
+            "seq_train",
+            "neurofabric",
+            arch,
+            work,
+            trained_steps=steps,
+            wall_s=300.0,
+            best_val_loss_nats=loss,
+        )
+
+    table = _tables.seq_table(
+        {"seq_decode": rows, "seq_train": [train("rwkv", 1000, 1.5), train("gpt", 1250, 1.7)]}
+    )
+    assert "| RWKV-4, 4x384 | 256 | 800.0 | 400.0 | rwkv 1.0: 400.0 | 2x |" in table
+    assert "| RWKV-4, 4x384 | 50,277 | 120.0 | - | rwkv 1.0: 90.0 | 1.33x |" in table
+    assert "| RWKV-4, 4x256 | - | 200.0 | 0.8x | 1.5 |" in table
+    assert "| GPT, 4x256 | - | 250.0 | 1x | 1.7 |" in table
