@@ -341,3 +341,17 @@ def test_adam_rows_paged_numba_matches_the_reference(tmp_path, lookup):
             np.testing.assert_array_equal(runs[0][TICK] == 7, runs[1][TICK] == 7)
             assert (runs[0][TICK] == 7).sum() > 0
     field.close()
+
+
+def test_the_torch_peers_tiny_cuda_nn_adam_matches_torch_adam_and_skips_zero_gradients():
+    """benchmarks/peers/torch_fit.py's TcnnAdam (tiny-cuda-nn's rule for the table) equals
+    torch's Adam when every entry has a gradient, and leaves zero-gradient entries alone."""
+    pytest.importorskip("torch")
+    import argparse
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks" / "peers"))
+    import torch_fit
+
+    assert torch_fit.check_tcnn_adam(argparse.Namespace(seed=3))

@@ -7,8 +7,9 @@ epsilon 1e-15, no weight decay. For each parameter w with gradient g at step t (
     w = w - lr * (m / (1 - beta1^t)) / (sqrt(v / (1 - beta2^t)) + eps)
 
 The table is sparse: a step updates only the rows the batch touched (their m and v too), as
-``torch.optim.SparseAdam`` does, with one global step count t; a dense update would touch every
-page of a table far larger than memory. The decoder is dense. The moments live in the paged
+``torch.optim.SparseAdam`` does, with one global step count t (tiny-cuda-nn's ``adam_step`` also
+skips the table entries with a zero gradient, but counts steps per entry); a dense update would
+touch every page of a table far larger than memory. The decoder is dense. The moments live in the paged
 store beside the parameters (``Layout``): the table's m and v are two more table-shaped regions
 read and written through the same tiers, the decoder's moments and t one small region; so they
 survive close/open and are paged like the parameters.
