@@ -348,6 +348,11 @@ def _titled(rows: list[dict], title: str, command: str, head: list[str], body: l
     return [f"{title} ({_provenance(rows, command)}):", "", *_grid(head, body)]
 
 
+def _cells(rows: list[dict], keys: tuple[str, ...]) -> list[list[str]]:
+    """A table body: per row, these keys' values formatted."""
+    return [[fmt(r.get(k)) for k in keys] for r in rows]
+
+
 def _join(parts: list[list[str]]) -> str:
     return "\n\n".join("\n".join(p) for p in parts if p)
 
@@ -492,6 +497,19 @@ def brain_table(by: dict[str, list[dict]]) -> str:
         head = ["mean field / spiking, Hz", *[f"eta = {fmt(e)}" for e in etas]]
         title = f"Brunel's network ({fmt(sweep[0].get('neurons'))} neurons) against its mean field"
         parts.append(_titled(sweep, title, cmd, head, body))
+        if any(r.get("slow_power_frac") is not None for r in sweep):
+            body = [
+                [f"g = {fmt(g)}"]
+                + [
+                    "-"
+                    if (r := _last(sweep, g=g, eta=eta)) is None
+                    else f"{fmt(r.get('slow_power_frac'))} (peak {fmt(r.get('peak_hz'))} Hz)"
+                    for eta in etas
+                ]
+                for g in gs
+            ]
+            head = ["spiking network's power below 40 Hz (Poisson: 0.08)"]
+            parts.append(_grid(head + [f"eta = {fmt(e)}" for e in etas], body))
     cuba = [r for r in rows if r.get("part") == "cuba"]
     if cuba:
         body = [
@@ -536,19 +554,10 @@ def brain_table(by: dict[str, list[dict]]) -> str:
         head += ["slower", "rates identical"]
         parts.append(_grid(head, body))
     whole = [r for r in rows if r.get("part") == "whole"]
-    body = [
-        [
-            fmt(r.get("regions")),
-            fmt(r.get("neurons")),
-            fmt(r.get("spiking_neurons")),
-            f"{fmt(r.get('total_mb'))} MB",
-            fmt(r.get("build_s")),
-            fmt(r.get("s_per_bio_s")),
-        ]
-        for r in whole
-    ]
+    keys = ("regions", "neurons", "spiking_neurons", "total_mb", "build_s", "s_per_bio_s")
+    body = _cells(whole, keys)
     if body:
-        head = ["regions", "neurons", "of them spiking", "memory", "build, s"]
+        head = ["regions", "neurons", "of them spiking", "memory, MB", "build, s"]
         head.append("wall s per biological s")
         parts.append(_grid(head, body))
     return _join(parts)
@@ -634,17 +643,7 @@ def guard_table(by: dict[str, list[dict]]) -> str:
         parts.append(_titled(par, title, "benchmarks/guard_parallel.py", head, body))
     run = by.get("guard_runtime")
     if run:
-        body = [
-            [
-                str(r.get("variant")),
-                fmt(r.get("workers")),
-                fmt(r.get("batch_size")),
-                fmt(r.get("docs_per_s")),
-                fmt(r.get("p50_us")),
-                fmt(r.get("p99_us")),
-            ]
-            for r in run
-        ]
+        body = _cells(run, ("variant", "workers", "batch_size", "docs_per_s", "p50_us", "p99_us"))
         head = ["streaming runtime", "workers", "batch", "docs/s", "p50, us", "p99, us"]
         title = f"The streaming runtime on {run[0].get('dataset')}"
         parts.append(_titled(run, title, "benchmarks/guard_runtime.py", head, body))
@@ -860,15 +859,8 @@ def field_table(by: dict[str, list[dict]]) -> str:
         parts.append(_titled(query, title, "benchmarks/field_query.py", head, body))
     thr = by.get("field_throughput")
     if thr:
-        body = [
-            [
-                fmt(r.get("threads")),
-                fmt(r.get("single_queries_per_s")),
-                fmt(r.get("batched_1024_points_per_s")),
-                fmt(r.get("batched_65536_points_per_s")),
-            ]
-            for r in thr
-        ]
+        keys = ("threads", "single_queries_per_s", "batched_1024_points_per_s")
+        body = _cells(thr, (*keys, "batched_65536_points_per_s"))
         head = ["threads", "single queries/s", "points/s, batches of 1,024"]
         head.append("points/s, batches of 65,536")
         parts.append(_titled(thr, "Hot queries", "benchmarks/field_throughput.py", head, body))
