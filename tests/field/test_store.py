@@ -51,7 +51,27 @@ def test_writes_span_shards_and_survive_reopening(tmp_path):
     store.close()
     again = ShardedPageStore(tmp_path / "s", readonly=True)
     np.testing.assert_array_equal(again.read(32 * KIB, data.nbytes).view(np.uint32), data)
-    assert again.prefetch([1, 2, 3, 9, 10]) == 2  # two runs of pages
+    assert again.prefetch([9, 10, 11, 13, 14]) == 2  # two runs of pages
+    assert again.prefetch([1, 2, 3, 9, 10]) == 1  # pages 1-3 were never written: no hint
+    again.close()
+
+
+def test_pages_never_written_read_as_zeros_without_io_and_written_ones_as_data(tmp_path):
+    """read_pages skips the holes of a shard (SEEK_DATA), and a page written through the
+    mapping, not yet flushed, is data: read back, also after reopening."""
+    store = ShardedPageStore.create(tmp_path / "s", logical_bytes=1 << 24, shard_bytes=1 << 20)
+    page = np.arange(4096, dtype=np.uint8).reshape(1, -1)
+    store.write_pages(np.array([5, 300], np.uint64), np.repeat(page, 2, axis=0))
+    wanted = np.array([300, 4, 5, 6, 299, 7, 256 + 1], np.uint64)  # any order, two shards
+    got = store.read_pages(wanted)
+    for k, pg in enumerate(wanted.tolist()):
+        expect = page[0] if pg in (5, 300) else np.zeros(4096, np.uint8)
+        np.testing.assert_array_equal(got[k], expect, err_msg=f"page {pg}")
+    if store.pages_on_disk() == 2:  # a file system with holes: the five others skipped
+        assert store.stats["hole_pages"] == 5
+    store.close()
+    again = ShardedPageStore(tmp_path / "s", readonly=True)
+    np.testing.assert_array_equal(again.read_pages(np.array([5], np.uint64))[0], page[0])
     again.close()
 
 

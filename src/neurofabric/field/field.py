@@ -640,7 +640,9 @@ class DemandPagedField:
 
         touched, status = apply()
         if status == 1:  # a value's or moment's page is not in DRAM: bring them in, try again
-            rows = np.unique(self.grid.corners(x)[0])
+            # every corner as it comes (no np.unique: 40 ms for a batch of 4,096 points, where
+            # the tiers look only at the rows that miss, often a handful of pages)
+            rows = self.grid.corners(x)[0].reshape(-1)
             p.read_rows(np.concatenate([rows + o for o in self._adam_row_offsets()]))
             touched, status = apply()
         if status == 1:  # the batch's pages do not fit in DRAM together

@@ -35,6 +35,7 @@ RAM is worked through with bounded RSS.
 
 from __future__ import annotations
 
+import errno
 import logging
 import mmap
 import os
@@ -113,7 +114,7 @@ class ShardedPageStore:
         self._maps: OrderedDict[int, tuple[int, mmap.mmap]] = OrderedDict()
         self._dirty: set[int] = set()
         self._lock = threading.RLock()
-        self.stats = {"opens": 0, "closes": 0, "willneed_calls": 0, "trims": 0}
+        self.stats = {"opens": 0, "closes": 0, "willneed_calls": 0, "trims": 0, "hole_pages": 0}
         self._touched = 0  # pages touched through the mappings since the last trim
         self.resident_budget = resident_budget
         self._check_shards()
@@ -302,6 +303,13 @@ class ShardedPageStore:
                 buf[sel] = 0
                 continue
             local = (pages[sel] - np.uint64(shard * per_shard)).astype(np.int64)
+            # pages in a hole of the sparse file (never written) read as zeros: no page-cache
+            # pages are made for them (a fresh field's first batch is mostly such pages)
+            hole = _in_holes(self._maps[shard][0], local * ps, ps)
+            if hole.any():
+                buf[sel[hole]] = 0
+                sel, local = sel[~hole], local[~hole]
+                self.stats["hole_pages"] += int(hole.sum())
             buf[sel] = np.frombuffer(mm, np.uint8).reshape(per_shard, ps)[local]
         return buf
 
@@ -389,6 +397,9 @@ class ShardedPageStore:
             if mm is None or not hasattr(mm, "madvise"):
                 continue
             sel = shard_of == shard
+            # no hint for a run in a hole (never written): reading it makes nothing to wait for
+            hole = _in_holes(self._maps[int(shard)][0], inners[sel].astype(np.int64), lengths[sel])
+            sel[np.nonzero(sel)[0][hole]] = False
             advise, will = mm.madvise, mmap.MADV_WILLNEED
             for inner, length in zip(inners[sel].tolist(), lengths[sel].tolist(), strict=True):
                 advise(will, inner, length)
@@ -445,6 +456,35 @@ def _punch_hole(fd: int, offset: int, length: int) -> bool:
         return fallocate(fd, mode, offset, length) == 0
     except (OSError, AttributeError):
         return False
+
+
+#: far beyond any shard: "no data after this offset"
+_NO_DATA = 1 << 62
+
+
+def _in_holes(fd: int, starts: np.ndarray, lengths: Any) -> np.ndarray:
+    """Whether each byte range [start, start + length) of a file lies wholly in a hole: a range
+    that has never held data, which reads as zeros (``SEEK_DATA``: data written through a
+    mapping and not yet flushed counts as data). All False where the system cannot tell. One
+    pair of ``lseek`` calls per data extent the ranges meet, in order of start."""
+    starts = np.asarray(starts, dtype=np.int64).reshape(-1)
+    out = np.zeros(len(starts), dtype=bool)
+    if not len(starts) or not hasattr(os, "SEEK_DATA"):
+        return out
+    ends = starts + np.broadcast_to(np.asarray(lengths, dtype=np.int64), starts.shape)
+    order = np.argsort(starts, kind="stable")
+    d0 = d1 = -1  # the data extent [d0, d1) found by the last query, at a position <= start
+    for i, s, e in zip(order.tolist(), starts[order].tolist(), ends[order].tolist(), strict=True):
+        if d1 < 0 or d0 != _NO_DATA and s >= d1:
+            try:
+                d0 = os.lseek(fd, s, os.SEEK_DATA)
+                d1 = os.lseek(fd, d0, os.SEEK_HOLE)
+            except OSError as exc:
+                if exc.errno != errno.ENXIO:  # no sparse-file support here: cannot tell
+                    return np.zeros(len(starts), dtype=bool)
+                d0 = d1 = _NO_DATA  # nothing but holes from s to the end of the file
+        out[i] = e <= d0
+    return out
 
 
 def _allocated_bytes(path: Path) -> int:
