@@ -11,7 +11,12 @@ Parts:
   transient), against the stationary rate of its Siegert mean field
   (``neurofabric.snn.meanfield``). Also the synchrony of the spiking network: the coefficient of
   variation of its population rate in 1 ms bins (a Poisson population of N neurons at rate nu
-  gives 1 / sqrt(N nu 1 ms); an oscillating one much more).
+  gives 1 / sqrt(N nu 1 ms); an oscillating one much more), and where that variance lies in
+  frequency: the share of the population rate's power (1 ms bins, mean removed) below 40 Hz
+  and the frequency of its largest peak. A Poisson population spreads its power evenly up to
+  500 Hz (a share of 0.08); Brunel's slow synchronous-irregular state (his Fig. 8D, g = 4.5,
+  eta = 0.9) puts most of it in slow oscillations, his asynchronous state (g = 5, eta = 2)
+  little. The stationary mean field describes the asynchronous state only.
 - ``cuba``: the same network with exponential current synapses (tau_s = 2 ms, the same
   integrated PSPs), against the mean field with and without Fourcaud & Brunel's colored-noise
   correction.
@@ -57,12 +62,29 @@ def region(name: str, n: int, *, g=5.0, eta=2.0, seed=0, epsilon=0.1, storage="c
     return SpikingRegion(name, net, base_rate=pop.c_ext * pop.rate_ext, c_ext=pop.c_ext)
 
 
+#: the "slow" band of the population rate's spectrum, Hz
+SLOW_HZ = 40.0
+
+
+def rate_spectrum(counts: np.ndarray, bin_s: float, below_hz: float) -> tuple[float, float]:
+    """The share of the power of a binned population rate (mean removed, DC left out) at
+    frequencies below ``below_hz``, and the frequency of its largest peak."""
+    x = counts.astype(np.float64) - counts.mean()
+    power = np.abs(np.fft.rfft(x)) ** 2
+    freq = np.fft.rfftfreq(len(x), bin_s)
+    power, freq = power[1:], freq[1:]
+    total = power.sum()
+    if total <= 0:
+        return float("nan"), float("nan")
+    return float(power[freq < below_hz].sum() / total), float(freq[np.argmax(power)])
+
+
 def sweep(args) -> None:
     print(f"\n## Brunel model A, N = {args.n}: spiking against the Siegert mean field")
     print(
-        "| g | eta | spiking (Hz) | mean field (Hz) | mean field / spiking | synchrony (CV of the population rate) | Poisson CV | wall s |"
+        "| g | eta | spiking (Hz) | mean field (Hz) | mean field / spiking | synchrony (CV of the population rate) | Poisson CV | power below 40 Hz | peak (Hz) | wall s |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     grid = [(g, eta) for g in (4.0, 5.0, 6.0, 8.0) for eta in (1.0, 2.0, 4.0)] + [
         (3.0, 2.0),
         (4.5, 0.9),
@@ -80,6 +102,7 @@ def sweep(args) -> None:
         )
         cv = float(bins.std() / max(bins.mean(), 1e-12))
         poisson_cv = 1 / np.sqrt(max(args.n * sim * 1e-3, 1e-12))
+        slow_share, peak_hz = rate_spectrum(bins, 1e-3, below_hz=SLOW_HZ)
         try:
             mf = stationary_rate(brunel_population(args.n, g=g, eta=eta))
         except Exception as exc:  # noqa: BLE001 - a saturating population is a result too
@@ -87,7 +110,8 @@ def sweep(args) -> None:
             print(f"(g={g}, eta={eta}: {exc})")
         ratio = mf / sim if sim > 0 else float("nan")
         print(
-            f"| {g} | {eta} | {sim:.2f} | {mf:.2f} | {ratio:.3f} | {cv:.2f} | {poisson_cv:.2f} | {wall:.1f} |"
+            f"| {g} | {eta} | {sim:.2f} | {mf:.2f} | {ratio:.3f} | {cv:.2f} | {poisson_cv:.2f} "
+            f"| {slow_share:.2f} | {peak_hz:.0f} | {wall:.1f} |"
         )
         record(
             "snn_brain",
@@ -108,6 +132,8 @@ def sweep(args) -> None:
                 "meanfield_over_spiking_x": ratio,
                 "population_cv_x": cv,
                 "poisson_cv_x": poisson_cv,
+                "slow_power_frac": slow_share,
+                "peak_hz": peak_hz,
                 "wall_s": wall,
             },
             headline=("spiking_hz", "meanfield_hz", "meanfield_over_spiking_x"),
