@@ -532,7 +532,8 @@ def guard_train_mixed(
     shared W) on its slice, with no shared writes; then the copies are mixed: W moves by the
     mean of the threads' changes D_k (``mix_sum``: by their sum), and every copy is reset to
     W (McDonald et al. 2010, iterative parameter mixing; the perceptron's convergence bound
-    holds for the mean). Only rows some thread touched are mixed.
+    holds for the mean). Only rows some thread touched are mixed; under ``mix_sum`` a row one
+    thread alone touched is that thread's row (the others changed it by zero), copied as it is.
 
     The average is over every weight state any thread visited (plus the initial one), as in
     the averaged perceptron, kept in Daumé's form avg = W - U_total / (G + 1) after G samples.
@@ -590,12 +591,21 @@ def guard_train_mixed(
         n_blocks = min(D, 256)
         for b in prange(n_blocks):
             for f in range(b * D // n_blocks, (b + 1) * D // n_blocks):
-                hit = False
+                hits = 0
+                who = 0
                 for k in range(K):
                     if touched[k, f]:
-                        hit = True
+                        hits += 1
+                        who = k
                         touched[k, f] = 0
-                if not hit:
+                if hits == 0:
+                    continue
+                if hits == 1 and mix_sum:  # the others' change is zero: the row is who's
+                    for c in range(C):
+                        v = Wk[who, f, c]
+                        W[f, c] = v
+                        for k in range(K):
+                            Wk[k, f, c] = v
                     continue
                 for c in range(C):
                     w0 = float(W[f, c])
