@@ -16,7 +16,8 @@ made by :func:`record`::
 
 which prints (and, when ``NEUROFABRIC_BENCH_RESULTS`` names a file, as ``make bench`` does,
 appends to it) ``{"schema": 1, "benchmark": ..., "system": ..., "variant": ..., <workload
-keys>, <figures>, "figures": [names], "headline": [names], "machine": ..., "date": ...}``.
+keys>, <figures>, "figures": [names], "headline": [names], "machine": ..., "date": ...,
+"run": ...}`` (``run`` tells apart two runs of a benchmark appended to one file).
 
 The rules, checked here so a script cannot drift from them: ``system`` is ``neurofabric`` or
 a peer's package name (lower case); every figure's name ends with its unit (``_s``, ``_ms``,
@@ -65,7 +66,21 @@ UNITS = (
     "bpc",
     "ppl",
 )
-FIXED = ("schema", "benchmark", "system", "variant", "figures", "headline", "machine", "date")
+FIXED = (
+    "schema",
+    "benchmark",
+    "system",
+    "variant",
+    "figures",
+    "headline",
+    "machine",
+    "date",
+    "run",
+)
+#: the environment variable that names one run of a benchmark for every process it starts
+#: (``run_all`` sets it per benchmark); without it, this process's start
+RUN_ENV = "NEUROFABRIC_BENCH_RUN"
+_RUN = f"{_dt.datetime.now():%Y-%m-%dT%H:%M:%S}-{os.getpid()}"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
 
@@ -170,6 +185,7 @@ def make_line(
         "headline": heads,
         "machine": machine(),
         "date": _dt.date.today().isoformat(),
+        "run": os.environ.get(RUN_ENV) or _RUN,
     }
     json.dumps(line)  # workload values must be JSON too
     return line

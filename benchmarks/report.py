@@ -6,8 +6,9 @@
 
 Each argument is a results file or a folder of them (its ``*.jsonl``, smoke-test
 ``*-quick.jsonl`` files left out). Of every benchmark, the rows of the newest file that has it
-are shown (newest by the rows' date, then by the file's name), so a ``--only`` run replaces
-its benchmarks and leaves the others as they were.
+are shown (newest by the rows' date, then by the file's name; of two runs in one file, the last
+by its ``run`` id), so a ``--only`` run replaces its benchmarks and leaves the others as they
+were.
 
 ``--write`` replaces what lies between ``<!-- bench:summary:start -->`` and
 ``<!-- bench:summary:end -->`` in ``docs/benchmarks.md`` (a table per benchmark: system,
@@ -91,6 +92,9 @@ def newest(paths: list[Path]) -> tuple[list[dict[str, Any]], list[str]]:
         for row in read(path):
             by[row["benchmark"]].append(row)
         for name, rows in by.items():
+            # two runs appended to one file: the last one (rows from before run ids: all)
+            last = rows[-1].get("run")
+            rows = [r for r in rows if r.get("run") == last]
             key = (max(r["date"] for r in rows), path.name)
             if name not in best or key >= best[name][0]:
                 best[name] = (key, rows, _source(path))

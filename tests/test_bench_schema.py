@@ -149,6 +149,20 @@ def test_report_takes_the_newest_run_of_each_benchmark(tmp_path):
         report.newest([tmp_path / "missing.jsonl"])
 
 
+def test_of_two_runs_appended_to_one_file_the_report_keeps_the_last(tmp_path, monkeypatch):
+    rows = []
+    for run, walls in (("r1", (1.0, 2.0)), ("r2", (3.0,))):
+        monkeypatch.setenv(_record.RUN_ENV, run)
+        for w in walls:
+            rows.append(
+                _record.make_line("field_fit", "neurofabric", workload={}, figures={"wall_s": w})
+            )
+    assert [r["run"] for r in rows] == ["r1", "r1", "r2"]
+    _write(tmp_path / "2026-01-01-m.jsonl", rows, "2026-01-01")
+    got, _ = report.newest([tmp_path])
+    assert [r["wall_s"] for r in got] == [3.0]
+
+
 def _cuba(system, variant, neurons, **figures):
     line = _record.make_line(
         "snn_cuba",
