@@ -503,12 +503,12 @@ def brain_table(by: dict[str, list[dict]]) -> str:
                 + [
                     "-"
                     if (r := _last(sweep, g=g, eta=eta)) is None
-                    else f"{fmt(r.get('slow_power_frac'))} (peak {fmt(r.get('peak_hz'))} Hz)"
+                    else f"{100 * r['slow_power_frac']:.0f} % (peak {r['peak_hz']:.0f} Hz)"
                     for eta in etas
                 ]
                 for g in gs
             ]
-            head = ["spiking network's power below 40 Hz (Poisson: 0.08)"]
+            head = ["share of the spiking network's power below 40 Hz (Poisson: 8 %)"]
             parts.append(_grid(head + [f"eta = {fmt(e)}" for e in etas], body))
     cuba = [r for r in rows if r.get("part") == "cuba"]
     if cuba:
