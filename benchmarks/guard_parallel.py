@@ -8,6 +8,8 @@ shuffles the sample order):
   sequential       GuardClassifier(n_jobs=1): one thread
   mixing           n_jobs=2, parallel="mixing" (the default: mix="sum", mix_rounds=2)
   mixing, 1 round  mix_rounds=1 (less mixing: faster, less accurate)
+  mixing, changed  mix="changed", 1 and 2 rounds (each weight moves by the mean change of
+                   the threads that moved it: more accurate, more updates)
   mixing, mean     mix="mean", mix_rounds=1 (McDonald et al.'s uniform mixing)
   Hogwild          n_jobs=2, parallel="hogwild" (shared weights, no locks)
 Reported: test accuracy (mean and sd over seeds), the gap to sequential in points, fit time
@@ -36,6 +38,8 @@ CONFIGS = {
     "sequential": {"n_jobs": 1},
     "mixing": {"n_jobs": 2},
     "mixing, 1 round": {"n_jobs": 2, "mix_rounds": 1},
+    "mixing, changed": {"n_jobs": 2, "mix": "changed", "mix_rounds": 1},
+    "mixing, changed, 2 rounds": {"n_jobs": 2, "mix": "changed", "mix_rounds": 2},
     "mixing, mean": {"n_jobs": 2, "mix": "mean", "mix_rounds": 1},
     "Hogwild": {"n_jobs": 2, "parallel": "hogwild"},
 }
@@ -43,6 +47,8 @@ VARIANTS = {
     "sequential": "sequential",
     "mixing": "mixing-sum-2",
     "mixing, 1 round": "mixing-sum-1",
+    "mixing, changed": "mixing-changed-1",
+    "mixing, changed, 2 rounds": "mixing-changed-2",
     "mixing, mean": "mixing-mean-1",
     "Hogwild": "hogwild",
 }

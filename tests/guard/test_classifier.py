@@ -69,7 +69,7 @@ def test_hogwild_learns_as_well(digits):
     assert acc[-1] > 0.6 and acc[-1] > acc[1] - 0.05
 
 
-@pytest.mark.parametrize("mix", ["sum", "mean"])
+@pytest.mark.parametrize("mix", ["sum", "changed", "mean"])
 def test_parameter_mixing_is_deterministic_and_keeps_dense_accuracy(digits, mix):
     """Threads on their own copies, mixed: the same model for a seed whatever the timing, and
     on dense inputs (every pixel an event, where Hogwild's average degrades) the averaged

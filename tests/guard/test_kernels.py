@@ -8,7 +8,15 @@ from hypothesis import strategies as st
 from neurofabric.guard import EventBatch, NeuronField, encode_texts
 from neurofabric.guard.kernels import numba_cpu as nb
 from neurofabric.guard.kernels import reference as ref
-from neurofabric.guard.kernels.common import PA1, PA2, PERCEPTRON, SILENT
+from neurofabric.guard.kernels.common import (
+    MIX_CHANGED,
+    MIX_MEAN,
+    MIX_SUM,
+    PA1,
+    PA2,
+    PERCEPTRON,
+    SILENT,
+)
 
 ALPHABET = list("abcAB xyz\t\n;:'.,()!?\"<br/>é中") + ["<br />"]
 
@@ -170,12 +178,12 @@ def _mixed_state(K, D, C):
         np.zeros((K, C), np.float32),
         np.zeros((K, D, C)),
         np.zeros((K, C)),
-        np.zeros((K, D), np.uint8),
+        np.zeros((K, D + 1), np.uint32),
     )
 
 
-def _train_mixed(k, events, y, order, K, rounds, mix_sum, rule, average, epochs=3):
-    D, C, n = events.n_inputs, 4, len(order)
+def _train_mixed(k, events, y, order, K, rounds, mix, rule, average, epochs=3, C=4):
+    D, n = events.n_inputs, len(order)
     W, thr = np.zeros((D, C), np.float32), np.zeros(C, np.float32)
     U, thr_u = np.zeros((D, C)), np.zeros(C)
     ws = _mixed_state(K, D, C)
@@ -197,7 +205,7 @@ def _train_mixed(k, events, y, order, K, rounds, mix_sum, rule, average, epochs=
             0.5,
             average,
             rounds,
-            mix_sum,
+            mix,
             *ws,
         )
     # what the classifier averages with: U_total = U + each thread's share
@@ -205,8 +213,11 @@ def _train_mixed(k, events, y, order, K, rounds, mix_sum, rule, average, epochs=
 
 
 @pytest.mark.parametrize("rule", [PERCEPTRON, PA1, PA2])
-@pytest.mark.parametrize(("K", "rounds", "mix_sum"), [(2, 1, True), (2, 3, False), (3, 2, True)])
-def test_mixed_numba_equals_reference(rule, K, rounds, mix_sum):
+@pytest.mark.parametrize(
+    ("K", "rounds", "mix"),
+    [(2, 1, MIX_SUM), (2, 3, MIX_MEAN), (3, 2, MIX_SUM), (2, 2, MIX_CHANGED), (3, 1, MIX_CHANGED)],
+)
+def test_mixed_numba_equals_reference(rule, K, rounds, mix):
     """The kernel's per-thread Daumé sums against the reference's brute-force sum of every
     weight state the threads visited, and its mixing against copies trained one by one."""
     rng = np.random.default_rng(4)
@@ -214,14 +225,33 @@ def test_mixed_numba_equals_reference(rule, K, rounds, mix_sum):
     events, _ = _random_events(rng, n, 30)
     y = rng.integers(0, 4, n)
     order = rng.permutation(n).astype(np.int64)
-    a = _train_mixed(nb, events, y, order, K, rounds, mix_sum, rule, True)
-    b = _train_mixed(ref, events, y, order, K, rounds, mix_sum, rule, True)
+    a = _train_mixed(nb, events, y, order, K, rounds, mix, rule, True)
+    b = _train_mixed(ref, events, y, order, K, rounds, mix, rule, True)
     assert a[4] == b[4] > 0
     for x, z in zip(a[:4], b[:4], strict=True):
         np.testing.assert_allclose(x, z, rtol=2e-5, atol=2e-5 * np.abs(z).max())
     # mixing did something: not what one thread on the same order gives
-    one = _train_mixed(nb, events, y, order, 1, 1, mix_sum, rule, True)
+    one = _train_mixed(nb, events, y, order, 1, 1, mix, rule, True)
     assert not np.allclose(a[0], one[0])
+
+
+@pytest.mark.parametrize("K", [2, 3])
+def test_mixed_changed_beyond_32_outputs(K):
+    """Changed mixing with 40 outputs: output c shares bit c mod 32 with c + 32, so a weight
+    counts the threads that moved either, in the kernel's bits and the reference's rows."""
+    rng = np.random.default_rng(6)
+    n = 80
+    events, _ = _random_events(rng, n, 24, density=0.5)
+    y = rng.integers(0, 40, n)
+    order = rng.permutation(n).astype(np.int64)
+    a = _train_mixed(nb, events, y, order, K, 2, MIX_CHANGED, PA1, True, C=40)
+    b = _train_mixed(ref, events, y, order, K, 2, MIX_CHANGED, PA1, True, C=40)
+    assert a[4] == b[4] > 0
+    for x, z in zip(a[:4], b[:4], strict=True):
+        np.testing.assert_allclose(x, z, rtol=2e-5, atol=2e-5 * np.abs(z).max())
+    # the scale is not the plain sum's: some weight moved by two threads was averaged
+    s = _train_mixed(nb, events, y, order, K, 2, MIX_SUM, PA1, True, C=40)
+    assert not np.allclose(a[0], s[0])
 
 
 @pytest.mark.parametrize("rounds", [1, 4])
@@ -231,7 +261,7 @@ def test_mixed_one_thread_is_the_sequential_kernel(rounds):
     events, _ = _random_events(rng, n, 30)
     y = rng.integers(0, 4, n)
     order = rng.permutation(n).astype(np.int64)
-    mixed = _train_mixed(nb, events, y, order, 1, rounds, False, PA1, True)
+    mixed = _train_mixed(nb, events, y, order, 1, rounds, MIX_MEAN, PA1, True)
     W, thr = np.zeros((30, 4), np.float32), np.zeros(4, np.float32)
     U, thr_u = np.zeros((30, 4)), np.zeros(4)
     for epoch in range(3):

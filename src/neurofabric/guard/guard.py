@@ -29,7 +29,7 @@ from neurofabric.core.progress import ProgressCallback, ProgressReporter, check_
 from neurofabric.core.rng import make_rng
 from neurofabric.guard.field import EventBatch, NeuronField, kernels
 from neurofabric.guard.io import field_from_arrays, field_to_arrays
-from neurofabric.guard.kernels.common import FANOUT, RULE_CODE, SILENT
+from neurofabric.guard.kernels.common import FANOUT, MIX_CODE, RULE_CODE, SILENT
 from neurofabric.guard.params import GuardParams
 
 log = logging.getLogger(__name__)
@@ -181,7 +181,7 @@ class GuardClassifier:
             )
             if threads > 1 and p.parallel == "mixing":
                 ws = self._mixing_workspace(W, thr, threads)
-                updates = k.guard_train_mixed(*common, p.mix_rounds, p.mix == "sum", *ws)
+                updates = k.guard_train_mixed(*common, p.mix_rounds, MIX_CODE[p.mix], *ws)
             else:
                 updates = k.guard_train(*common, threads)
             field.records["threshold"][field.n_inputs :] = thr
@@ -200,7 +200,7 @@ class GuardClassifier:
                 np.repeat(thr[None], threads, axis=0),
                 np.zeros(u_shape, dtype=np.float64),
                 np.zeros((threads, C), dtype=np.float64),
-                np.zeros((threads, D), dtype=np.uint8),
+                np.zeros((threads, D + 1), dtype=np.uint32),
             )
             self._mix_ws = ws
         return ws

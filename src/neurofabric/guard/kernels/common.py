@@ -19,6 +19,11 @@ RULES = ("perceptron", "pa1", "pa2", "neuronguard")
 RULE_CODE = {name: i for i, name in enumerate(RULES)}
 PERCEPTRON, PA1, PA2, NEURONGUARD = range(4)
 
+#: how parameter mixing moves the shared weights (``GuardParams.mix``)
+MIXES = ("mean", "sum", "changed")
+MIX_CODE = {name: i for i, name in enumerate(MIXES)}
+MIX_MEAN, MIX_SUM, MIX_CHANGED = range(3)
+
 # --- text: fastText's normalize_text (classification-example.sh), byte by byte -------------
 # 0 a byte of a word, 1 a separator (whitespace, ';', ':'), 2 a one-byte token
 # (' . , ( ) ! ?), 3 deleted without splitting (").

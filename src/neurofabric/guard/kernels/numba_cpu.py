@@ -21,6 +21,8 @@ from neurofabric.guard.kernels.common import (
     FNV_OFFSET,
     FNV_PRIME,
     LOWER,
+    MIX_CHANGED,
+    MIX_MEAN,
     NGRAM_MULT,
     PA1,
     PERCEPTRON,
@@ -416,6 +418,8 @@ def _train_chunk(
         updates += 1
         # chunks run side by side: step k of chunk ch happens at time k * n_chunks + ch
         cnt = float(step0 + (t - lo) * stride + phase + 1)
+        # the columns this update moves, as bits (column c is bit c mod 32)
+        bits = (np.uint32(1) << np.uint32(yi % 32)) | (np.uint32(1) << np.uint32(p % 32))
         for k in range(a, b):
             v = xv[k]
             f = xi[k]
@@ -423,7 +427,7 @@ def _train_chunk(
                 continue
             d = tau * v
             if track:
-                touched[f] = 1
+                touched[f] |= bits
             W[f, yi] += d
             W[f, p] -= d
             if average:
@@ -431,6 +435,8 @@ def _train_chunk(
                 U[f, p] -= cnt * d
         thr[yi] -= tau
         thr[p] += tau
+        if track:  # the thresholds' bits after the rows'
+            touched[touched.shape[0] - 1] |= bits
         if average:
             thr_u[yi] -= cnt * tau
             thr_u[p] += cnt * tau
@@ -469,7 +475,7 @@ def guard_train(
     """
     n = order.shape[0]
     total = np.zeros(n_chunks, dtype=np.int64)
-    no_tracking = np.zeros(0, dtype=np.uint8)
+    no_tracking = np.zeros(0, dtype=np.uint32)
     for ch in prange(n_chunks):
         lo = ch * n // n_chunks
         hi = (ch + 1) * n // n_chunks
@@ -518,7 +524,7 @@ def guard_train_mixed(
     aggressiveness,
     average,
     rounds,
-    mix_sum,
+    mix,
     Wk,
     thrk,
     Uk,
@@ -529,34 +535,45 @@ def guard_train_mixed(
 
     ``order`` is cut into K contiguous shards, one per thread, and each shard into ``rounds``
     slices. In a round every thread trains its own copy ``Wk[k]`` (which starts equal to the
-    shared W) on its slice, with no shared writes; then the copies are mixed: W moves by the
-    mean of the threads' changes D_k (``mix_sum``: by their sum), and every copy is reset to
-    W (McDonald et al. 2010, iterative parameter mixing; the perceptron's convergence bound
-    holds for the mean). Only rows some thread touched are mixed; under ``mix_sum`` a row one
-    thread alone touched is that thread's row (the others changed it by zero), copied as it is.
+    shared W) on its slice, with no shared writes; then the copies are mixed and every copy is
+    reset to W (McDonald et al. 2010, iterative parameter mixing). ``mix`` says how W moves
+    (``MIX_MEAN``, ``MIX_SUM``, ``MIX_CHANGED``): by the mean of the threads' changes D_k (the
+    perceptron's convergence bound holds for it), by their sum, or weight by weight by the
+    mean change of the threads that moved that weight (h of them: the sum where one thread
+    alone moved it, the mean where all did; a thread moves weight (f, c) when an update of
+    its writes there, as ``touched[k, f]`` records in bit c mod 32, a superset beyond 32
+    outputs; a change that rounds back to zero still counts, a count no float noise sways). Only rows some thread touched are mixed; a row
+    one thread alone touched is, under sum and changed mixing, that thread's row (the others
+    changed it by zero), copied as it is.
 
     The average is over every weight state any thread visited (plus the initial one), as in
     the averaged perceptron, kept in Daumé's form avg = W - U_total / (G + 1) after G samples.
     Thread k's states in a round sum to n_k W0 + (n_k + 1) D_k - sum_t t delta_t (local steps
-    t = 1..n_k), and the mix moves W by M = s sum_k D_k (s = 1/K for the mean); carrying that
-    through, U_total grows by sum_k sum_t (t + (1 + G_after) s - n_k - 1) delta_t, where
-    G_after counts the samples seen once the round is over. Each term belongs to one thread,
-    and n_k and G_after are known before the round starts, so thread k adds its own terms to
-    its own ``Uk[k]`` (``thr_uk[k]``) while it trains and nothing of U is mixed: U_total is
-    ``U + Uk.sum(0)`` (``thr_u + thr_uk.sum(0)``). With one thread the step weight is the
-    sequential kernel's global step number. Results do not depend on thread timing.
+    t = 1..n_k), and the mix moves W by M = s sum_k D_k (s = 1/K for the mean, 1 for the sum);
+    carrying that through, U_total grows by sum_k sum_t (t + (1 + G_after) s - n_k - 1)
+    delta_t, where G_after counts the samples seen once the round is over. Each term belongs
+    to one thread, and n_k and G_after are known before the round starts, so thread k adds its
+    own terms to its own ``Uk[k]`` (``thr_uk[k]``) while it trains and nothing of U is mixed:
+    U_total is ``U + Uk.sum(0)`` (``thr_u + thr_uk.sum(0)``). Changed mixing trains with s = 1
+    and, where a weight's scale 1/h is not 1, adds (1 + G_after) (1/h - 1) sum_k D_k to
+    ``Uk[0]`` at the mix: the term is linear in s, weight by weight. With one thread the step
+    weight is the sequential kernel's global step number. Results do not depend on thread timing.
 
-    On entry ``Wk[k]`` equals W and ``thrk[k]`` equals thr, and ``touched`` is zero; they are
-    left that way. ``Uk`` and ``thr_uk`` accumulate across calls (start them at zero).
+    ``touched`` is ``(K, D + 1)``, its last column the thresholds' bits. On entry ``Wk[k]``
+    equals W and ``thrk[k]`` equals thr, and ``touched`` is zero; they are left that way. ``Uk`` and ``thr_uk`` accumulate across calls (start them at zero).
     """
     n = order.shape[0]
     K = Wk.shape[0]
     D, C = W.shape
     total = np.zeros(K, dtype=np.int64)
-    scale = 1.0 if mix_sum else 1.0 / K
+    scale = 1.0 / K if mix == MIX_MEAN else 1.0  # the scale the threads' step weights assume
+    copy_single = mix != MIX_MEAN  # a row one thread alone touched is that thread's
     G = step0
     sizes = np.zeros(K, dtype=np.int64)
     lows = np.zeros(K, dtype=np.int64)
+    n_blocks = min(D, 256)
+    accs = np.empty((n_blocks, C), dtype=np.float64)  # each block's float64 row sum
+    masks = np.empty((n_blocks, K), dtype=np.uint32)  # each block's row of touched bits
     for r in range(rounds):
         for k in range(K):
             lo_k = k * n // K
@@ -588,41 +605,64 @@ def guard_train_mixed(
                 0,
                 touched[k],
             )
-        n_blocks = min(D, 256)
-        for b in prange(n_blocks):
+        for b in prange(n_blocks):  # rows in memory order (the hardware prefetcher streams)
+            acc = accs[b]
+            mask = masks[b]
             for f in range(b * D // n_blocks, (b + 1) * D // n_blocks):
                 hits = 0
                 who = 0
                 for k in range(K):
-                    if touched[k, f]:
+                    mask[k] = touched[k, f]
+                    if mask[k]:
                         hits += 1
                         who = k
                         touched[k, f] = 0
                 if hits == 0:
                     continue
-                if hits == 1 and mix_sum:  # the others' change is zero: the row is who's
+                w = W[f]
+                if hits == 1 and copy_single:  # the others' change is zero: the row is who's
+                    src = Wk[who, f]
                     for c in range(C):
-                        v = Wk[who, f, c]
-                        W[f, c] = v
-                        for k in range(K):
-                            Wk[k, f, c] = v
-                    continue
-                for c in range(C):
-                    w0 = float(W[f, c])
-                    m = 0.0
+                        w[c] = src[c]
+                else:  # sum_k (Wk - w0) = sum_k Wk - K w0, in float64; c innermost
+                    for c in range(C):
+                        acc[c] = -K * float(w[c])
                     for k in range(K):
-                        m += float(Wk[k, f, c]) - w0
-                    W[f, c] = np.float32(w0 + m * scale)
-                    for k in range(K):
-                        Wk[k, f, c] = W[f, c]
+                        src = Wk[k, f]
+                        for c in range(C):
+                            acc[c] += src[c]
+                    if mix == MIX_CHANGED:  # each weight: over the threads that moved it
+                        u = Uk[0, f if average else 0]  # (without averaging Uk has one row)
+                        for c in range(C):
+                            moved = 0
+                            for k in range(K):
+                                moved += int((mask[k] >> np.uint32(c % 32)) & np.uint32(1))
+                            s_c = 1.0 / max(moved, 1)
+                            if average:
+                                u[c] += (1.0 + G_after) * (s_c - scale) * acc[c]
+                            w[c] = np.float32(w[c] + acc[c] * s_c)
+                    else:
+                        for c in range(C):
+                            w[c] = np.float32(w[c] + acc[c] * scale)
+                for k in range(K):
+                    dst = Wk[k, f]
+                    for c in range(C):
+                        dst[c] = w[c]
         for c in range(C):
             t0 = float(thr[c])
             m = 0.0
+            thr_moved = 0  # (not ``moved``: a name the prange above assigns to)
             for k in range(K):
                 m += float(thrk[k, c]) - t0
-            thr[c] = np.float32(t0 + m * scale)
+                thr_moved += int((touched[k, D] >> np.uint32(c % 32)) & np.uint32(1))
+            s_t = 1.0 / max(thr_moved, 1) if mix == MIX_CHANGED else scale
+            thr[c] = np.float32(t0 + m * s_t)
+            if average:
+                thr_uk[0, c] += (1.0 + G_after) * (s_t - scale) * m
             for k in range(K):
                 thrk[k, c] = thr[c]
+        for k in range(K):
+            touched[k, D] = 0
         G = G_after
     return total.sum()
 

@@ -29,6 +29,8 @@ from neurofabric.guard.kernels.common import (
     FNV_OFFSET,
     FNV_PRIME,
     MASK64,
+    MIX_CHANGED,
+    MIX_SUM,
     NEURON_DTYPE,
     NGRAM_MULT,
     PA1,
@@ -221,10 +223,13 @@ def guard_train(
     aggressiveness,
     average,
     n_chunks,
+    moved=None,
 ):
     """One epoch of the guard rule, sample by sample (``n_chunks`` is ignored: sequential).
 
     W is the dense (inputs x outputs) view of a field whose inputs fan out to every output.
+    ``moved`` (optional, bool, inputs + 1 x outputs) marks every weight an update writes, and
+    in its last row the thresholds.
     """
     n_in, n_out = W.shape
     targets = np.full(n_in + n_out, FANOUT, dtype=np.uint32)
@@ -257,6 +262,8 @@ def guard_train(
         updates += 1
         cnt = float(step0 + t + 1)
         for f, x in pathway:  # feedback along the synapses that carried events
+            if moved is not None:
+                moved[f, [yi, p]] = True
             W[f, yi] += tau * x
             W[f, p] -= tau * x
             if average:
@@ -264,6 +271,8 @@ def guard_train(
                 U[f, p] -= cnt * tau * x
         thr[yi] -= tau
         thr[p] += tau
+        if moved is not None:
+            moved[-1, [yi, p]] = True
         if average:
             thr_u[yi] -= cnt * tau
             thr_u[p] += cnt * tau
@@ -288,7 +297,7 @@ def guard_train_mixed(
     aggressiveness,
     average,
     rounds,
-    mix_sum,
+    mix,
     Wk,
     thrk,
     Uk,
@@ -296,7 +305,10 @@ def guard_train_mixed(
     touched,
 ):
     """Iterative parameter mixing, literally: the threads of a round one after the other, each
-    on a copy of W, then W moves by the mean (``mix_sum``: the sum) of their changes.
+    on a copy of W, then W moves by the mean of their changes (``mix`` ``MIX_MEAN``), by their
+    sum (``MIX_SUM``), or, weight by weight, by the mean change of the threads that moved
+    that weight (``MIX_CHANGED``: an update of theirs wrote to it, or to a weight of the same
+    row whose output is the same mod 32; none did: it stays).
 
     The average is computed by brute force, not by Daumé's trick: the sum S of every weight
     state visited is recovered on entry from W and the numba kernel's U_total = U + Uk.sum(0)
@@ -311,11 +323,13 @@ def guard_train_mixed(
     updates = 0
     for r in range(rounds):
         changes, thr_changes = [], []
+        movers = np.zeros((W.shape[0] + 1, W.shape[1]))  # per weight, threads that moved it
         for k in range(K):
             lo_k, hi_k = k * n // K, (k + 1) * n // K
             lo = lo_k + r * (hi_k - lo_k) // rounds
             hi = lo_k + (r + 1) * (hi_k - lo_k) // rounds
             w, t = W.copy(), thr.copy()
+            mv = np.zeros((W.shape[0] + 1, W.shape[1]), dtype=bool)
             for i in order[lo:hi]:
                 scratch = (np.zeros((1, W.shape[1])), np.zeros(len(thr)))
                 updates += guard_train(
@@ -335,15 +349,25 @@ def guard_train_mixed(
                     aggressiveness,
                     False,
                     1,
+                    moved=mv,
                 )
                 S += w
                 S_thr += t
                 G += 1
+            bit = np.zeros((len(mv), 32), dtype=bool)  # column c is bit c mod 32
+            for c in range(W.shape[1]):
+                bit[:, c % 32] |= mv[:, c]
+            movers += bit[:, np.arange(W.shape[1]) % 32]
             changes.append(w.astype(np.float64) - W)
             thr_changes.append(t.astype(np.float64) - thr)
-        mix = np.sum if mix_sum else np.mean
-        W[:] = (W + mix(changes, axis=0)).astype(np.float32)
-        thr[:] = (thr + mix(thr_changes, axis=0)).astype(np.float32)
+        if mix == MIX_CHANGED:  # each weight: the sum over the number of threads that moved it
+            h = np.maximum(movers, 1)
+            W[:] = (W + np.sum(changes, axis=0) / h[:-1]).astype(np.float32)
+            thr[:] = (thr + np.sum(thr_changes, axis=0) / h[-1]).astype(np.float32)
+        else:
+            s = 1.0 if mix == MIX_SUM else 1.0 / K
+            W[:] = (W + s * np.sum(changes, axis=0)).astype(np.float32)
+            thr[:] = (thr + s * np.sum(thr_changes, axis=0)).astype(np.float32)
     if average:
         U[:] = (G + 1.0) * W - S - Uk.sum(axis=0)
         thr_u[:] = (G + 1.0) * thr - S_thr - thr_uk.sum(axis=0)

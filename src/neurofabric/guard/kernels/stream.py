@@ -202,7 +202,7 @@ def _train_rows(W, thr, U, thr_u, thr_in, xp, xi, xv, y, steps, rule, lr, margin
     n = xp.shape[0] - 1
     order = np.arange(n)
     updated = np.zeros(n, dtype=np.uint8)
-    no_tracking = np.zeros(0, dtype=np.uint8)  # rows touched: only parameter mixing needs them
+    no_tracking = np.zeros(0, dtype=np.uint32)  # rows touched: only parameter mixing needs them
     for i in range(n):
         updated[i] = _nc._train_chunk(
             W,
