@@ -31,7 +31,9 @@ vocab 256, quantized RTN w4 g128 (AWQ's packing; the speed does not depend on th
                  torchao's int4 CPU layout calls), float32 and bfloat16 activations
 parity: the int4 step's logits against the float32 step over the dequantized weights
 (relative to the largest logit), and the resident memory of a process that loads each saved
-model and builds its decoder (peak RSS: VmHWM).
+model and builds its decoder (peak RSS: VmHWM). Those rows are recorded as ``seq_decode_int4``
+(the report shows the last run of each benchmark: the 4-bit runs, one per thread count, share
+a run id, e.g. ``NEUROFABRIC_BENCH_RUN=seq-int4-<date>`` for both, and leave the float rows alone).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ THREADS = pin_threads(1)
 
 import numpy as np  # noqa: E402
 
+INT4_BENCH = "seq_decode_int4"  # the 4-bit rows' benchmark name
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = None  # the parsed command line (main sets it)
 
@@ -657,7 +660,7 @@ def run_int4(args, tmp: str) -> dict:
         "thread_pools": threads_info(),
     }
     record(
-        "seq_decode",
+        INT4_BENCH,
         "neurofabric",
         variant="fp32",
         workload=workload,
@@ -672,7 +675,7 @@ def run_int4(args, tmp: str) -> dict:
         headline=("tokens_per_s", "load_peak_rss_bytes"),
     )
     record(
-        "seq_decode",
+        INT4_BENCH,
         "neurofabric",
         variant="int4",
         workload=workload,
@@ -689,7 +692,7 @@ def run_int4(args, tmp: str) -> dict:
         headline=("tokens_per_s", "vs_fp32_x", "load_peak_rss_bytes"),
     )
     record(
-        "seq_decode",
+        INT4_BENCH,
         "neurofabric",
         variant="int4-layers",
         workload=workload,
@@ -705,7 +708,7 @@ def run_int4(args, tmp: str) -> dict:
         ("int4-layers-bf16", "layers_torch_int4_bf16_per_s"),
     ):
         record(
-            "seq_decode",
+            INT4_BENCH,
             "torch",
             variant=variant,
             workload={**workload, "version": torch.__version__},
@@ -752,7 +755,7 @@ def run_int4_mamba(args) -> dict:
         "thread_pools": threads_info(),
     }
     record(
-        "seq_decode",
+        INT4_BENCH,
         "neurofabric",
         variant="fp32",
         workload=workload,
@@ -763,7 +766,7 @@ def run_int4_mamba(args) -> dict:
         headline=("tokens_per_s",),
     )
     record(
-        "seq_decode",
+        INT4_BENCH,
         "neurofabric",
         variant="int4",
         workload=workload,
