@@ -446,18 +446,21 @@ def mpi_table(by: dict[str, list[dict]]) -> str:
             else f"one process, {r.get('threads')} thread{'s' if r.get('threads', 1) > 1 else ''}"
         )
         same = r.get("identical_runs_count")
+        delay = r.get("delay_ms")
         body.append(
             [
-                f"{r.get('model')}, {fmt(r.get('neurons'))} neurons",
+                f"{r.get('model')}, {fmt(r.get('neurons'))} neurons"
+                + ("" if delay is None else f", delay {fmt(delay)} ms"),
                 how,
                 fmt(r.get("s_per_bio_s")),
                 _x(r.get("speedup_x")),
+                _x(r.get("over_one_rank_x")),
                 fmt(r.get("spikes_count")),
                 "-" if same is None else ("yes" if same else "no"),
             ]
         )
     rep = _last(rows, check="repeats")
-    head = ["network", "run on", "wall s per biological s", "speed-up", "spikes"]
+    head = ["network", "run on", "wall s per biological s", "speed-up", "over 1 rank", "spikes"]
     head.append("spikes identical to 1 rank")
     parts = [_titled(rows, "Many processes (MPI)", "benchmarks/snn_mpi.py", head, body)]
     if rep:

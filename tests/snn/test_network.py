@@ -293,3 +293,20 @@ def test_a_rule_and_stp_shared_by_two_projections_survive_save_and_load(tmp_path
         rest.spike_times, r_whole.spike_times[r_whole.spike_times >= 0.05 - 1e-9]
     )
     np.testing.assert_array_equal(back.input_csr_.weights, whole.input_csr_.weights)
+
+
+def test_vogels_abbott_delay():
+    """``delay`` sets every recurrent synapse's delay (in steps) and the ring buffer to hold it;
+    the default stays Brian2's one step, and a non-positive delay is refused by name."""
+    from neurofabric.snn.models import coba
+
+    one = cuba(300, seed=3).build()
+    assert one.max_delay_steps == 1 and set(np.unique(one.csr_.synapse_delays())) == {1}
+    for model in (cuba, coba):
+        net = model(300, seed=3, delay=1.5e-3).build()
+        assert net.max_delay_steps == 15
+        assert set(np.unique(net.csr_.synapse_delays())) == {15}
+        # the same synapses, later: only the delays differ
+        np.testing.assert_array_equal(net.csr_.indices, model(300, seed=3).build().csr_.indices)
+    with pytest.raises(ConfigError, match="delay"):
+        cuba(100, delay=0.0)

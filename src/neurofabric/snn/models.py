@@ -29,20 +29,27 @@ def _vogels_abbott(
     synapse: SynapseParams,
     weight: float,
     inh_weight: float,
+    delay: float | None = None,
     **options: Any,
 ) -> SpikingNetwork:
     """The network both Vogels & Abbott models share: 80 % excitatory, p = k / n, one step of
-    delay, v uniform in [Vr, Vt] = [-60, -50] mV."""
+    delay (``delay``: that many seconds, a multiple of dt), v uniform in [Vr, Vt] =
+    [-60, -50] mV."""
     p = _probability(synapses_per_neuron, n_neurons)
+    dt = options.get("dt", 0.1 * ms)
+    if delay is not None:
+        check_positive("delay", delay, "s")
     net = SpikingNetwork(
         n_neurons,
         neuron=neuron,
         synapse=synapse,
-        max_delay=options.get("dt", 0.1 * ms),
+        max_delay=dt if delay is None else max(delay, dt),
         v_init=(-60 * mV, -50 * mV),
         **options,
     )
-    return net.connect(Random(p=p), weight=weight, inh_weight=inh_weight, allow_self=True)
+    return net.connect(
+        Random(p=p), weight=weight, inh_weight=inh_weight, delay=delay, allow_self=True
+    )
 
 
 def cuba(
@@ -56,12 +63,14 @@ def cuba(
     backend: str = "auto",
     device: str = "cpu",
     seed: int = 0,
+    delay: float | None = None,
 ) -> SpikingNetwork:
     """Vogels & Abbott (2005) current-based network, Brian2's ``CUBA.py``.
 
     80% excitatory, p = synapses_per_neuron / n (0.02 at 4000), taum 20 ms, taue 5 ms,
     taui 10 ms, Vt -50 mV, Vr -60 mV, El -49 mV, refractory 5 ms, we = 60*0.27/10 mV,
-    wi = -20*4.5/10 mV, dt 0.1 ms, v uniform in [Vr, Vt].
+    wi = -20*4.5/10 mV, dt 0.1 ms, v uniform in [Vr, Vt]. Delays: one step (Brian2's), or
+    ``delay`` seconds for every synapse.
     """
     return _vogels_abbott(
         n_neurons,
@@ -77,6 +86,7 @@ def cuba(
         backend=backend,
         device=device,
         seed=seed,
+        delay=delay,
     )
 
 
@@ -91,6 +101,7 @@ def coba(
     backend: str = "auto",
     device: str = "cpu",
     seed: int = 0,
+    delay: float | None = None,
 ) -> SpikingNetwork:
     """Vogels & Abbott (2005) conductance-based network (Brette et al. 2007 benchmark 1).
 
@@ -120,6 +131,7 @@ def coba(
         backend=backend,
         device=device,
         seed=seed,
+        delay=delay,
     )
 
 
