@@ -147,7 +147,8 @@ class _NumbaScan(torch.autograd.Function):
         # saved through autograd (not as ctx attributes) so that saved-tensor hooks, and so
         # ``seq.memory.measure_memory``, see what the backward pass keeps alive
         ctx.save_for_backward(*ins, hs)
-        return torch.from_numpy(y), hs[:, -1].clone()
+        # hs is state-major (b, L, n, d): the last state as (b, d, n)
+        return torch.from_numpy(y), hs[:, -1].transpose(1, 2).contiguous()
 
     @staticmethod
     def backward(ctx, dy, dh_last):
@@ -157,7 +158,7 @@ class _NumbaScan(torch.autograd.Function):
         args = [t.numpy() for t in ins]
         hs = hs.numpy()
         dy = np.zeros_like(args[0]) if dy is None else dy.contiguous().numpy()
-        dh = np.zeros_like(hs[:, -1]) if dh_last is None else dh_last.contiguous().numpy()
+        dh = np.zeros_like(args[6]) if dh_last is None else dh_last.contiguous().numpy()
         grads = selective_scan_bwd(*args, hs, dy, dh, ctx.fast)
         return tuple(torch.from_numpy(np.ascontiguousarray(g)) for g in grads)
 

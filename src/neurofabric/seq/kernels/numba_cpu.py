@@ -609,86 +609,109 @@ def mamba2_step(
 
 @njit(cache=True, parallel=True, fastmath=True)
 def selective_scan_fwd(u, delta, A, B, C, D, h0, fast):
-    """Mamba's selective scan, sequential per (sequence, channel), parallel over sequences;
-    the n states of a channel as one row, whose decays e^{dt A} come from :func:`exp_row`
-    (``fast`` for float32).
+    """Mamba's selective scan, sequential in time, parallel over sequences. At each step a
+    state index j advances every channel at once: the row of d decays e^{dt_c A_cj} from
+    :func:`exp_row` (``fast`` for float32), then ``h_j = a h_j + dt u B_j`` over the row, so
+    the loops run the length of the channels (hundreds), not of the states (16).
 
-    Returns y (b, L, d), every state hs (b, L, d, n) (kept for the backward pass).
+    Returns y (b, L, d) and every state hs (b, L, n, d), state-major (kept for the backward
+    pass; ``hs[:, t].transpose`` is the (d, n) state of step t).
     """
     bsz, L, d = u.shape
     n = A.shape[1]
+    At = np.ascontiguousarray(A.T)  # (n, d)
     y = np.empty((bsz, L, d), dtype=u.dtype)
-    hs = np.empty((bsz, L, d, n), dtype=u.dtype)
+    hs = np.empty((bsz, L, n, d), dtype=u.dtype)
     for b in prange(bsz):
-        h, arg, a = np.empty(n, dtype=u.dtype), np.empty(n, dtype=u.dtype), np.empty(n, u.dtype)
-        bits = np.empty(n, dtype=np.int32)
-        for c in range(d):
-            for j in range(n):
-                h[j] = h0[b, c, j]
-            for t in range(L):
-                dt = delta[b, t, c]
-                du = dt * u[b, t, c]
-                for j in range(n):
-                    arg[j] = dt * A[c, j]
-                exp_row(arg, a, bits, fast)
-                for j in range(n):
-                    h[j] = a[j] * h[j] + du * B[b, t, j]
-                    hs[b, t, c, j] = h[j]
-        for t in range(L):
+        h = np.empty((n, d), dtype=u.dtype)
+        arg, a, du = np.empty(d, dtype=u.dtype), np.empty(d, dtype=u.dtype), np.empty(d, u.dtype)
+        bits = np.empty(d, dtype=np.int32)
+        for j in range(n):
             for c in range(d):
-                acc = D[c] * u[b, t, c]
-                for j in range(n):
-                    acc += hs[b, t, c, j] * C[b, t, j]
-                y[b, t, c] = acc
+                h[j, c] = h0[b, c, j]
+        for t in range(L):
+            dt, ut, yt = delta[b, t], u[b, t], y[b, t]
+            for c in range(d):
+                du[c] = dt[c] * ut[c]
+                yt[c] = D[c] * ut[c]
+            for j in range(n):
+                aj = At[j]
+                for c in range(d):
+                    arg[c] = dt[c] * aj[c]
+                exp_row(arg, a, bits, fast)
+                bj, cj = B[b, t, j], C[b, t, j]
+                hj, out = h[j], hs[b, t, j]
+                for c in range(d):
+                    v = a[c] * hj[c] + du[c] * bj
+                    hj[c] = v
+                    out[c] = v
+                    yt[c] += v * cj
     return y, hs
 
 
 @njit(cache=True, parallel=True, fastmath=True)
 def selective_scan_bwd(u, delta, A, B, C, D, h0, hs, dy, dh_last, fast):
-    """Gradients of the scan: du, ddelta, dA, dB, dC, dD, dh0 (reverse-time recursion, a
-    channel's n states as one row, as in :func:`selective_scan_fwd`)."""
+    """Gradients of the scan: du, ddelta, dA, dB, dC, dD, dh0 (the reverse-time recursion,
+    a state index at a time over the row of channels, as in :func:`selective_scan_fwd`;
+    ``hs`` is its (b, L, n, d) output, ``dh_last`` (b, d, n))."""
     bsz, L, d = u.shape
     n = A.shape[1]
+    At = np.ascontiguousarray(A.T)  # (n, d)
     du = np.zeros_like(u)
     ddelta = np.zeros_like(delta)
     dB = np.zeros_like(B)
     dC = np.zeros_like(C)
     dh0 = np.zeros_like(h0)
-    dA_part = np.zeros((bsz, d, n), dtype=u.dtype)
+    dA_part = np.zeros((bsz, n, d), dtype=u.dtype)
     dD_part = np.zeros((bsz, d), dtype=u.dtype)
     for b in prange(bsz):
-        g, arg, a = np.empty(n, dtype=u.dtype), np.empty(n, dtype=u.dtype), np.empty(n, u.dtype)
-        bits = np.empty(n, dtype=np.int32)
-        for c in range(d):
+        g = np.empty((n, d), dtype=u.dtype)
+        first = np.empty((n, d), dtype=u.dtype)  # the state before step 0
+        arg, a = np.empty(d, dtype=u.dtype), np.empty(d, dtype=u.dtype)
+        acc_dt, acc_u = np.empty(d, dtype=u.dtype), np.empty(d, dtype=u.dtype)
+        bits = np.empty(d, dtype=np.int32)
+        for j in range(n):
+            for c in range(d):
+                g[j, c] = dh_last[b, c, j]
+                first[j, c] = h0[b, c, j]
+        for t in range(L - 1, -1, -1):
+            dyt, dt, ut = dy[b, t], delta[b, t], u[b, t]
+            for c in range(d):
+                acc_dt[c] = 0.0
+                acc_u[c] = 0.0
             for j in range(n):
-                g[j] = dh_last[b, c, j]
-            for t in range(L - 1, -1, -1):
-                dyt = dy[b, t, c]
-                dt = delta[b, t, c]
-                ut = u[b, t, c]
-                for j in range(n):
-                    arg[j] = dt * A[c, j]
+                aj = At[j]
+                for c in range(d):
+                    arg[c] = dt[c] * aj[c]
                 exp_row(arg, a, bits, fast)
-                acc_dt, acc_u = 0.0, 0.0
-                for j in range(n):
-                    gj = g[j] + dyt * C[b, t, j]
-                    dC[b, t, j] += dyt * hs[b, t, c, j]  # summed over c by the loop order
-                    prev = hs[b, t - 1, c, j] if t > 0 else h0[b, c, j]
-                    ga = gj * prev * a[j]  # d/d(dt * A) of a * prev
-                    acc_dt += ga * A[c, j] + gj * B[b, t, j] * ut
-                    dA_part[b, c, j] += ga * dt
-                    dB[b, t, j] += gj * dt * ut
-                    acc_u += gj * dt * B[b, t, j]
-                    g[j] = gj * a[j]
-                ddelta[b, t, c] += acc_dt
-                du[b, t, c] += acc_u
-            for j in range(n):
-                dh0[b, c, j] = g[j]
+                bj, cj = B[b, t, j], C[b, t, j]
+                gj_row, here = g[j], hs[b, t, j]
+                prev = hs[b, t - 1, j] if t > 0 else first[j]
+                da = dA_part[b, j]
+                sum_c, sum_b = 0.0, 0.0
+                for c in range(d):
+                    gj = gj_row[c] + dyt[c] * cj
+                    sum_c += dyt[c] * here[c]
+                    ga = gj * prev[c] * a[c]  # d/d(dt * A) of a * prev
+                    acc_dt[c] += ga * aj[c] + gj * bj * ut[c]
+                    da[c] += ga * dt[c]
+                    gdu = gj * dt[c] * ut[c]
+                    sum_b += gdu
+                    acc_u[c] += gj * dt[c] * bj
+                    gj_row[c] = gj * a[c]
+                dC[b, t, j] += sum_c
+                dB[b, t, j] += sum_b
+            for c in range(d):
+                ddelta[b, t, c] += acc_dt[c]
+                du[b, t, c] += acc_u[c]
+        for j in range(n):
+            for c in range(d):
+                dh0[b, c, j] = g[j, c]
         for t in range(L):
             for c in range(d):
                 du[b, t, c] += dy[b, t, c] * D[c]
                 dD_part[b, c] += dy[b, t, c] * u[b, t, c]
-    return du, ddelta, dA_part.sum(axis=0), dB, dC, dD_part.sum(axis=0), dh0
+    return du, ddelta, dA_part.sum(axis=0).T.copy(), dB, dC, dD_part.sum(axis=0), dh0
 
 
 @njit(cache=True, parallel=True, fastmath=True)
