@@ -409,19 +409,28 @@ def _conv_silu(xz, cs, conv_w, conv_b, u):
             u[i, c] = acc / (1.0 + np.exp(-acc))
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", fastmath=True)
 def _ssm(u, dt, dt_b, A, D, dbc, xz, st, r, y):
-    """The selective state update for one token and the gated output ``y``."""
+    """The selective state update for one token and the gated output ``y``. A channel's n
+    decays e^{delta A} come as one row from :func:`exp_row` (the float32 polynomial: libm's
+    scalar exp was a call per state); channels in parallel where the caller is."""
     Bsz, di = u.shape
     n = A.shape[1]
+    arg = np.empty((di, n), dtype=A.dtype)  # one row per channel: no two threads share one
+    dec = np.empty((di, n), dtype=A.dtype)
+    bits = np.empty((di, n), dtype=np.int32)
     for i in range(Bsz):
-        for c in range(di):
+        for c in prange(di):
             v = dt[i, c] + dt_b[c]
             delta = v if v > 20.0 else np.log1p(np.exp(v))
             du = delta * u[i, c]
+            ar, a = arg[c], dec[c]
+            for j in range(n):
+                ar[j] = delta * A[c, j]
+            exp_row(ar, a, bits[c], True)
             acc = 0.0
             for j in range(n):
-                s = np.exp(delta * A[c, j]) * st[i, c, j] + du * dbc[i, r + j]
+                s = a[j] * st[i, c, j] + du * dbc[i, r + j]
                 st[i, c, j] = s
                 acc += s * dbc[i, r + n + j]
             zz = xz[i, di + c]
