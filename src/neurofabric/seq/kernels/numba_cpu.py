@@ -409,16 +409,25 @@ def _conv_silu(xz, cs, conv_w, conv_b, u):
             u[i, c] = acc / (1.0 + np.exp(-acc))
 
 
+@njit(cache=True, inline="always")
+def _ssm_scratch(di, n):
+    """Rows for :func:`_ssm`'s decays, one per channel (no two threads share one)."""
+    return (
+        np.empty((di, n), dtype=np.float32),
+        np.empty((di, n), dtype=np.float32),
+        np.empty((di, n), dtype=np.int32),
+    )
+
+
 @njit(cache=True, inline="always", fastmath=True)
-def _ssm(u, dt, dt_b, A, D, dbc, xz, st, r, y):
+def _ssm(u, dt, dt_b, A, D, dbc, xz, st, r, y, scratch):
     """The selective state update for one token and the gated output ``y``. A channel's n
     decays e^{delta A} come as one row from :func:`exp_row` (the float32 polynomial: libm's
-    scalar exp was a call per state); channels in parallel where the caller is."""
+    scalar exp was a call per state); channels in parallel where the caller is. ``scratch``:
+    :func:`_ssm_scratch`, made once per step for every layer."""
     Bsz, di = u.shape
     n = A.shape[1]
-    arg = np.empty((di, n), dtype=A.dtype)  # one row per channel: no two threads share one
-    dec = np.empty((di, n), dtype=A.dtype)
-    bits = np.empty((di, n), dtype=np.int32)
+    arg, dec, bits = scratch
     for i in range(Bsz):
         for c in prange(di):
             v = dt[i, c] + dt_b[c]
@@ -465,13 +474,14 @@ def mamba_step(
     L, di, _ = conv_w.shape
     r = dt_w.shape[2]
     x, h, u, y = _mamba_inputs(tokens, emb, di)
+    scratch = _ssm_scratch(di, A.shape[2])
     for layer in range(L):
         _rms_norm(x, norm[layer], eps, h)
         xz = np.dot(h, in_proj[layer].T)  # (B, 2di)
         _conv_silu(xz, conv_state[layer], conv_w[layer], conv_b[layer], u)
         dbc = np.dot(u, x_proj[layer].T)  # (B, r + 2n)
         dt = np.dot(np.ascontiguousarray(dbc[:, :r]), dt_w[layer].T)  # (B, di)
-        _ssm(u, dt, dt_b[layer], A[layer], D[layer], dbc, xz, ssm_state[layer], r, y)
+        _ssm(u, dt, dt_b[layer], A[layer], D[layer], dbc, xz, ssm_state[layer], r, y, scratch)
         x += np.dot(y, out_proj[layer].T)
     _rms_norm(x, norm_f, eps, h)
     return np.dot(h, emb.T)
@@ -504,6 +514,7 @@ def mamba_step_q4(
     L, di, _ = conv_w.shape
     r = dt_w.shape[2]
     x, h, u, y = _mamba_inputs(tokens, emb, di)
+    scratch = _ssm_scratch(di, A.shape[2])
     us = np.empty_like(u)
     for layer in range(L):
         _rms_norm(x, norm[layer], eps, h)
@@ -514,7 +525,7 @@ def mamba_step_q4(
                 us[i, c] = u[i, c] * x_scale[layer, c]
         dbc = _q4_inline(us, x_proj[0][layer], x_proj[1][layer], x_proj[2][layer])
         dt = np.dot(np.ascontiguousarray(dbc[:, :r]), dt_w[layer].T)
-        _ssm(u, dt, dt_b[layer], A[layer], D[layer], dbc, xz, ssm_state[layer], r, y)
+        _ssm(u, dt, dt_b[layer], A[layer], D[layer], dbc, xz, ssm_state[layer], r, y, scratch)
         for i in range(y.shape[0]):
             for c in range(di):
                 y[i, c] *= out_scale[layer, c]
@@ -616,6 +627,14 @@ def mamba2_step(
     return np.dot(h, head.T)
 
 
+@njit(cache=True, inline="always", fastmath=True)
+def _decay_row(dt, aj, arg, a, bits, fast):
+    """``a[c] = e^{dt[c] aj[c]}`` over a row of channels (``arg``, ``bits``: scratch)."""
+    for c in range(dt.shape[0]):
+        arg[c] = dt[c] * aj[c]
+    exp_row(arg, a, bits, fast)
+
+
 @njit(cache=True, parallel=True, fastmath=True)
 def selective_scan_fwd(u, delta, A, B, C, D, h0, fast):
     """Mamba's selective scan, sequential in time, parallel over sequences. At each step a
@@ -645,9 +664,7 @@ def selective_scan_fwd(u, delta, A, B, C, D, h0, fast):
                 yt[c] = D[c] * ut[c]
             for j in range(n):
                 aj = At[j]
-                for c in range(d):
-                    arg[c] = dt[c] * aj[c]
-                exp_row(arg, a, bits, fast)
+                _decay_row(dt, aj, arg, a, bits, fast)
                 bj, cj = B[b, t, j], C[b, t, j]
                 hj, out = h[j], hs[b, t, j]
                 for c in range(d):
@@ -690,9 +707,7 @@ def selective_scan_bwd(u, delta, A, B, C, D, h0, hs, dy, dh_last, fast):
                 acc_u[c] = 0.0
             for j in range(n):
                 aj = At[j]
-                for c in range(d):
-                    arg[c] = dt[c] * aj[c]
-                exp_row(arg, a, bits, fast)
+                _decay_row(dt, aj, arg, a, bits, fast)
                 bj, cj = B[b, t, j], C[b, t, j]
                 gj_row, here = g[j], hs[b, t, j]
                 prev = hs[b, t - 1, j] if t > 0 else first[j]
