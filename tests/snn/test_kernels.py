@@ -188,3 +188,23 @@ def test_the_numba_cache_key_ignores_the_torch_module_only(tmp_path):
     assert numba_jit.kernel_digest(tmp_path) == before
     (tmp_path / "formulas.py").write_text("# edited\n", encoding="utf-8")
     assert numba_jit.kernel_digest(tmp_path) != before
+
+
+def test_step_loop_compiles_only_the_features_a_network_has(monkeypatch):
+    """A network's step loop leaves out (binds no-op stand-ins for) what the network lacks,
+    and keeps what it has: a feature wrongly left out would drop its events."""
+    from neurofabric.snn.kernels import numba_cpu
+    from neurofabric.snn.stp import ShortTermPlasticity
+
+    seen = []
+    real = numba_cpu.features
+    monkeypatch.setattr(numba_cpu, "features", lambda net: seen.append(real(net)) or seen[-1])
+    cuba(200, synapses_per_neuron=20, seed=0).run(1e-3)
+    assert seen[-1] == frozenset()
+    cuba(200, synapses_per_neuron=20, storage="procedural", seed=0).run(1e-3)
+    assert seen[-1] == {"procedural", "external"}  # procedural rows may carry inputs
+    net = SpikingNetwork(10, dt=1e-4, seed=0)
+    net.add_input("p", PoissonInput(3, rate=50.0))
+    net.connect(Random(p=1.0), source="p", weight=1e-3, stp=ShortTermPlasticity(U=0.5))
+    net.run(1e-3)
+    assert seen[-1] == {"external", "stp"}

@@ -13,7 +13,7 @@ from numba import njit, prange
 
 from neurofabric.snn.kernels.layout import C_THREADS
 from neurofabric.snn.kernels.numba_jit import formula, gen_row_for_kind, spec, variant
-from neurofabric.snn.kernels.numba_step import kernel
+from neurofabric.snn.kernels.numba_step import features, kernel
 from neurofabric.snn.kernels.numba_synapses import (  # noqa: F401
     plastic_post,
     plastic_pre,
@@ -49,10 +49,9 @@ def threads(n_neurons):
 
 def simulate(n_steps, t0, net, state, inputs, mon, counters):
     """Advance ``n_steps`` steps from step ``t0``: :func:`.reference.simulate`, dispatched to
-    a kernel compiled for this (model, threads, procedural, plastic) combination only."""
-    plastic = net.rec_plastic.rule.shape[0] > 0 or net.ext_plastic.rule.shape[0] > 0
+    a kernel compiled for this (model, threads, features) combination only."""
     parallel = bool(counters[C_THREADS] > 1)
-    step_loop = kernel(int(net.model), parallel, net.procedural.ip.shape[0] > 0, plastic)
+    step_loop = kernel(int(net.model), parallel, features(net))
     return step_loop(n_steps, t0, net, state, inputs, mon, counters)
 
 

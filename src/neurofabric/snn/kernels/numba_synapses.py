@@ -190,3 +190,23 @@ def no_plastic_pre(s, m, t, dt, syn, side):
 def no_plastic_post(j, t, dt, csc, weights, side):
     """Stands in for ``plastic_post`` in kernels of networks without plasticity."""
     return None
+
+
+@njit(cache=True, inline="always")
+def no_stp(s, m, t, dt, stp):
+    """Stands in for ``stp_scale`` in kernels of networks without short-term plasticity:
+    ``m`` spikes at full efficacy."""
+    return np.float64(m)
+
+
+@njit(cache=True, inline="always")
+def no_external(k, t, slot, inputs, net, buf_e, buf_i):
+    """Stands in for the step loop's input events in kernels of networks without inputs
+    (no input synapses, procedural rows or Poisson groups: events would reach nothing)."""
+    return None
+
+
+@njit(cache=True, inline="always")
+def no_homeostasis(h, theta, params, spiked, n_spk):
+    """Stands in for ``homeostasis`` in kernels of networks without it."""
+    return None
