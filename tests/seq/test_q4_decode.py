@@ -16,14 +16,23 @@ from neurofabric.seq.kernels import reference as ref
 nb = pytest.importorskip("neurofabric.seq.kernels.numba_cpu")
 
 
-@pytest.mark.parametrize(("out", "inp", "group", "batch"), [(48, 256, 128, 1), (40, 192, 32, 3)])
-def test_q4_matvec_matches_the_dequantized_reference(out, inp, group, batch):
+#: the kernels this machine can run: the float one always, the VNNI one where the CPU has it
+KERNELS = ["q4_matvec_fma"] + (["q4_matvec"] if nb.Q4_KERNEL == "vnni" else [])
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize(
+    ("out", "inp", "group", "batch"),
+    [(48, 256, 128, 1), (40, 192, 32, 3), (37, 384, 128, 2), (8, 128, 128, 1)],
+)
+def test_q4_matvec_matches_the_dequantized_reference(out, inp, group, batch, kernel):
     g = torch.Generator().manual_seed(out)
     packed = PackedLinear.from_weight(torch.randn(out, inp, generator=g), 4, group)
     q, s, zs = q4_arrays(packed)
     x = np.random.default_rng(batch).standard_normal((batch, inp)).astype(np.float32)
+    x[0, :128] *= 1e-3  # groups of inputs on different scales
     want = ref.q4_matvec(x, q, s, zs)
-    got = nb.q4_matvec(x, q, s, zs)
+    got = getattr(nb, kernel)(x, q, s, zs)
     assert got.dtype == np.float32 and got.shape == (batch, out)
     assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
     # and the reference is the layer's own dequantized weight
@@ -32,15 +41,50 @@ def test_q4_matvec_matches_the_dequantized_reference(out, inp, group, batch):
     )
 
 
-def _quantized_rwkv(bits=4):
-    model = RWKV4(RWKVConfig(vocab_size=30, n_layer=2, n_embd=64, ffn_mult=2), seed=2)
+def test_q4_matvec_takes_the_float_kernel_for_inputs_that_are_not_finite():
+    packed = PackedLinear.from_weight(torch.randn(16, 256), 4, 128)
+    q, s, zs = q4_arrays(packed)
+    x = np.ones((2, 256), dtype=np.float32)
+    x[1, 5] = np.inf
+    got = nb.q4_matvec(x, q, s, zs)
+    np.testing.assert_array_equal(np.isfinite(got), np.isfinite(nb.q4_matvec_fma(x, q, s, zs)))
+    assert np.isfinite(got[0]).all() and not np.isfinite(got[1]).any()
+
+
+def test_q4_limbs_are_the_inputs_in_three_signed_digits():
+    """The VNNI kernel's integer inputs: per group of 128, three base-256 digits in
+    [-128, 127] whose value is x 2^(22 - e) rounded, 2^e the first power of two above the
+    group's largest |x|."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal(384).astype(np.float32)
+    x[128:256] *= 1e-4
+    x[256:] = 0.0
+    limbs = np.empty(3 * 384, np.int8)
+    x_scale, xs = np.empty(3, np.float32), np.empty(3, np.float32)
+    assert nb._q4_limbs(x, 3, limbs, x_scale, xs)
+    d = limbs.reshape(3, 3, 2, 64).astype(np.int64)  # group, digit, even/odd, pair
+    big = d[:, 0] + 256 * d[:, 1] + 65536 * d[:, 2]
+    value = np.stack([big[:, 0], big[:, 1]], -1).reshape(3, 128)  # x order
+    for g in range(3):
+        xg = x[128 * g : 128 * (g + 1)].astype(np.float64)
+        m = np.abs(xg).max()
+        e = np.frexp(m)[1] if m > 0 else 0
+        assert x_scale[g] == 2.0 ** (e - 22)
+        np.testing.assert_array_equal(value[g], np.round(xg * 2.0 ** (22 - e)))
+        assert np.abs(value[g] * x_scale[g] - xg).max() <= 2.0 ** (e - 23)  # half a unit
+        assert xs[g] == pytest.approx(xg.sum(), rel=1e-5, abs=1e-9)
+
+
+def _quantized_rwkv(bits=4, width=64, group=32):
+    model = RWKV4(RWKVConfig(vocab_size=30, n_layer=2, n_embd=width, ffn_mult=2), seed=2)
     calib = torch.randint(0, 30, (4, 32), generator=torch.Generator().manual_seed(0))
-    quantize_model(model, calib, AWQConfig(bits=bits, group_size=32))
+    quantize_model(model, calib, AWQConfig(bits=bits, group_size=group))
     return model
 
 
-def test_int4_decoder_follows_the_quantized_model():
-    model = _quantized_rwkv()
+@pytest.mark.parametrize(("width", "group"), [(64, 32), (128, 128)])  # 128: the VNNI kernel
+def test_int4_decoder_follows_the_quantized_model(width, group):
+    model = _quantized_rwkv(width=width, group=group)
     tokens = [3, 17, 5, 29, 0, 11]
     with torch.no_grad():
         want = model(torch.tensor([tokens]))[0][0].numpy()
@@ -52,14 +96,14 @@ def test_int4_decoder_follows_the_quantized_model():
             logits = dec.step_(np.array([tok]), state)
             np.testing.assert_allclose(logits[0], want[t], atol=2e-4, err_msg=backend)
     # the decoder keeps the codes packed: half a byte a weight, plus a float32 scale and
-    # zero-times-scale per group of 32 (float32 holds 4 bytes a weight)
+    # zero-times-scale per group (float32 holds 4 bytes a weight)
     float_dec = RWKVDecoder.from_model(
-        RWKV4(RWKVConfig(vocab_size=30, n_layer=2, n_embd=64, ffn_mult=2), seed=2)
+        RWKV4(RWKVConfig(vocab_size=30, n_layer=2, n_embd=width, ffn_mult=2), seed=2)
     )
     linear = sum(sum(a.nbytes for a in v) for v in dec.w.values() if isinstance(v, tuple))
     float_linear = sum(float_dec.w[k].nbytes for k in ("att_w", "ffn_k", "ffn_r", "ffn_v"))
     n_weights = float_linear // 4
-    assert linear == n_weights // 2 + 8 * n_weights // 32
+    assert linear == n_weights // 2 + 8 * n_weights // group
 
 
 def test_int4_mamba_decoder_follows_the_quantized_model():

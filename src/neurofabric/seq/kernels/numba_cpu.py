@@ -8,6 +8,8 @@ Weights come stacked per layer (``RWKVWeights``): the state is one (n_layer, 5, 
 
 from __future__ import annotations
 
+import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -272,7 +274,7 @@ def _q4_rows(r0, r1, e, d, s0, s1, zs0, zs1, xs, hg):
     return a0, a1
 
 
-def _q4_matvec(x, qweight, scales, zs):
+def _q4_matvec_fma(x, qweight, scales, zs):
     """``x @ W.T`` (B, out) for 4-bit codes: ``W[o, i] = s[o, g] (q[o, i] - z[o, g])`` with
     ``zs = z s``; qweight (out, in / 2) uint8, code 2j in the low nibble of byte j, 2j + 1 in
     the high one; scales, zs (out, in / group) float32.
@@ -319,6 +321,175 @@ def _q4_matvec(x, qweight, scales, zs):
     return y
 
 
+_I8, _I32 = ir.IntType(8), ir.IntType(32)
+_V64B, _V16I, _V16F = (
+    ir.VectorType(_I8, 64),
+    ir.VectorType(_I32, 16),
+    ir.VectorType(ir.FloatType(), 16),
+)
+
+
+def _splat(vty, value):
+    return ir.Constant(vty, [value] * vty.count)
+
+
+def _c_array(ty, dtype, ndim=1):
+    return (
+        isinstance(ty, types.Array) and ty.dtype == dtype and ty.ndim == ndim and ty.layout == "C"
+    )
+
+
+@intrinsic
+def _q4_row_vnni(typingctx, codes, limbs, scales, x_scale):
+    """``sum_g scales[g] x_scale[g] sum_i q[g, i] X[g, i]`` of one row (float32), in
+    AVX-512 VNNI integer dot products: ``codes`` the row's bytes (64 per group of 128
+    codes), ``limbs`` the call's signed base-256 digits of ``X`` (:func:`_q4_limbs`: 384
+    bytes per group, digit k of the even inputs then of the odd ones). Per group, six
+    ``vpdpbusd`` (unsigned codes times signed digits, four products per int32 lane), the
+    digits recombined per lane in int32 (no overflow: a lane sums 8 products below 2^11), one
+    conversion and one multiply-add into a float32 vector, summed once per row."""
+    if not (
+        _c_array(codes, types.uint8)
+        and _c_array(limbs, types.int8)
+        and _c_array(scales, types.float32)
+        and _c_array(x_scale, types.float32)
+    ):
+        return None
+
+    def codegen(context, builder, signature, args):
+        arrays = [
+            context.make_array(t)(context, builder, a)
+            for t, a in zip(signature.args, args, strict=True)
+        ]
+        cptr, lptr, sptr, eptr = (a.data for a in arrays)
+        (ng,) = cgutils.unpack_tuple(builder, arrays[2].shape, 1)
+        dot = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(_V16I, [_V16I] * 3), "llvm.x86.avx512.vpdpbusd.512"
+        )
+        acc = cgutils.alloca_once_value(builder, _splat(_V16F, 0.0))
+        zero = _splat(_V16I, 0)
+
+        def load(ptr, offset, vty):
+            at = builder.gep(ptr, [offset]) if offset is not None else ptr
+            return builder.load(builder.bitcast(at, vty.as_pointer()), align=1)
+
+        with cgutils.for_range(builder, ng) as loop:
+            g = loop.index
+            step = ir.Constant(g.type, 64)
+            cv = load(cptr, builder.mul(g, step), _V64B)
+            lo = builder.bitcast(builder.and_(cv, _splat(_V64B, 15)), _V16I)  # even inputs
+            hi = builder.bitcast(builder.lshr(cv, _splat(_V64B, 4)), _V16I)  # odd inputs
+            base = builder.gep(lptr, [builder.mul(g, ir.Constant(g.type, 384))])
+            digit = []
+            for k in range(3):
+                even = load(base, ir.Constant(g.type, 128 * k), _V16I)
+                odd = load(base, ir.Constant(g.type, 128 * k + 64), _V16I)
+                digit.append(builder.call(dot, [builder.call(dot, [zero, lo, even]), hi, odd]))
+            lanes = builder.add(
+                builder.add(
+                    builder.shl(digit[2], _splat(_V16I, 16)),
+                    builder.shl(digit[1], _splat(_V16I, 8)),
+                ),
+                digit[0],
+            )
+            sc = builder.fmul(
+                builder.load(builder.gep(sptr, [g])), builder.load(builder.gep(eptr, [g]))
+            )
+            scv = builder.insert_element(ir.Constant(_V16F, ir.Undefined), sc, ir.Constant(_I32, 0))
+            scv = builder.shuffle_vector(scv, scv, _splat(_V16I, 0))
+            part = builder.fmul(builder.sitofp(lanes, _V16F), scv)
+            builder.store(builder.fadd(builder.load(acc), part), acc)
+        v = builder.load(acc)
+        total = builder.extract_element(v, ir.Constant(_I32, 0))
+        for i in range(1, 16):
+            total = builder.fadd(total, builder.extract_element(v, ir.Constant(_I32, i)))
+        return total
+
+    return types.float32(codes, limbs, scales, x_scale), codegen
+
+
+@njit(cache=True, inline="always")
+def _q4_limbs(x, ng, limbs, x_scale, xs):
+    """The inputs ``x`` (one row) as integers for :func:`_q4_row_vnni`: per group of 128,
+    ``X = round(x 2^(22 - e))`` with ``2^e`` above the group's largest ``|x|`` (so the
+    rounding error is at most 2^-22 of it; 22 bits keep the top digit in [-64, 64]),
+    ``x_scale = 2^(e - 22)``, and the
+    three signed base-256 digits of ``X``; ``xs`` the group's sum of ``x``. False if some
+    ``x`` is not finite (the caller then takes the float kernel)."""
+    gs = x.shape[0] // ng
+    for g in range(ng):
+        m = 0.0
+        total = np.float32(0.0)
+        for i in range(gs):
+            m = max(m, abs(np.float64(x[g * gs + i])))
+            total += x[g * gs + i]
+        if not np.isfinite(m):
+            return False
+        e = math.frexp(m)[1] if m > 0.0 else 0
+        t = math.ldexp(1.0, 22 - e)
+        x_scale[g] = math.ldexp(1.0, e - 22)
+        xs[g] = total
+        for j in range(gs // 2):
+            for odd in range(2):
+                big = np.int64(round(np.float64(x[g * gs + 2 * j + odd]) * t))
+                d0 = ((big + 128) & 255) - 128
+                big = (big - d0) >> 8
+                d1 = ((big + 128) & 255) - 128
+                at = g * 384 + odd * 64 + j
+                limbs[at] = d0
+                limbs[at + 128] = d1
+                limbs[at + 256] = (big - d1) >> 8
+    return True
+
+
+def _q4_matvec_vnni(x, qweight, scales, zs):
+    """:func:`_q4_matvec_fma` in integer dot products (AVX-512 VNNI, :func:`_q4_row_vnni`)
+    for groups of 128; other group sizes, and inputs that are not finite, take the float
+    kernel. The inputs become 22-bit integers per group, so the result stays within float32
+    rounding of the dequantized product (1e-6 relative here)."""
+    B = x.shape[0]
+    out, half = qweight.shape
+    ng = scales.shape[1]
+    limbs = np.empty((B, ng * 384), dtype=np.int8)
+    x_scale = np.empty((B, ng), dtype=np.float32)
+    xs = np.empty((B, ng), dtype=np.float32)
+    ok = half == 64 * ng
+    for b in range(B):
+        ok = ok and _q4_limbs(x[b], ng, limbs[b], x_scale[b], xs[b])
+    if not ok:
+        return _q4_fma_inline(x, qweight, scales, zs)
+    y = np.empty((B, out), dtype=np.float32)
+    for o in prange(out):
+        if o + _Q4_AHEAD < out:  # the codes stream from memory: ask for them ahead
+            for j in range(0, half, 64):
+                _prefetch(qweight, o + _Q4_AHEAD, j)
+        for b in range(B):
+            shift = np.float32(0.0)
+            for g in range(ng):
+                shift += zs[o, g] * xs[b, g]
+            y[b, o] = _q4_row_vnni(qweight[o], limbs[b], scales[o], x_scale[b]) - shift
+    return y
+
+
+def _host_has_vnni():
+    """Whether numba compiles for this CPU (no ``NUMBA_CPU_NAME``) and it has AVX-512 VNNI."""
+    from llvmlite import binding
+    from numba.core import config
+
+    if config.CPU_NAME or os.environ.get("NEUROFABRIC_Q4_KERNEL", "").lower() == "fma":
+        return False
+    features = binding.get_host_cpu_features()
+    return bool(features.get("avx512vnni")) and bool(features.get("avx512bw"))
+
+
+#: the int4 kernel of this machine: ``vnni`` (AVX-512 VNNI integer dot products) or ``fma``
+#: (float32 multiply-adds, any CPU); ``NEUROFABRIC_Q4_KERNEL=fma`` forces the latter
+Q4_KERNEL = "vnni" if _host_has_vnni() else "fma"
+
+#: the float kernel, called from Python (parallel over rows) and inlined
+q4_matvec_fma = njit(cache=True, parallel=True, fastmath=True)(_q4_matvec_fma)
+_q4_fma_inline = njit(cache=True, inline="always", fastmath=True)(_q4_matvec_fma)
+_q4_matvec = _q4_matvec_vnni if Q4_KERNEL == "vnni" else _q4_matvec_fma
 #: called from Python (parallel over rows)
 q4_matvec = njit(cache=True, parallel=True, fastmath=True)(_q4_matvec)
 #: inlined into the int4 steps, which are parallel themselves: numba's disk cache cannot hold
