@@ -41,6 +41,20 @@ def test_q4_matvec_matches_the_dequantized_reference(out, inp, group, batch, ker
     )
 
 
+@pytest.mark.skipif(nb.Q4_KERNEL != "vnni", reason="needs AVX-512 VNNI")
+def test_vnni_kernel_stays_exact_where_codes_and_zero_points_cancel():
+    """Inputs all of one sign (after a squared ReLU, say) make sum(q x) and z sum(x) large and
+    nearly equal; the VNNI kernel centres the codes on 8 in its integer sums, so it stays
+    within float32 rounding of the result (the float kernel: 4e-6 here)."""
+    g = torch.Generator().manual_seed(0)
+    packed = PackedLinear.from_weight(torch.randn(256, 1536, generator=g) * 0.02, 4, 128)
+    q, s, zs = q4_arrays(packed)
+    x = np.random.default_rng(1).standard_normal((1, 1536)).astype(np.float32) + 3.0
+    want = ref.q4_matvec(x, q, s, zs)
+    got = nb.q4_matvec(x, q, s, zs)
+    assert np.abs(got - want).max() <= 2e-6 * np.abs(want).max()
+
+
 def test_q4_matvec_takes_the_float_kernel_for_inputs_that_are_not_finite():
     packed = PackedLinear.from_weight(torch.randn(16, 256), 4, 128)
     q, s, zs = q4_arrays(packed)
@@ -52,26 +66,29 @@ def test_q4_matvec_takes_the_float_kernel_for_inputs_that_are_not_finite():
 
 
 def test_q4_limbs_are_the_inputs_in_three_signed_digits():
-    """The VNNI kernel's integer inputs: per group of 128, three base-256 digits in
-    [-128, 127] whose value is x 2^(22 - e) rounded, 2^e the first power of two above the
-    group's largest |x|."""
+    """The VNNI kernel's integer inputs: per group of 128, four base-256 digits in
+    [-128, 127] whose value is x 2^(30 - e) rounded, 2^e the first power of two above the
+    group's largest |x|, and 8 times the digits' sums per int32 lane."""
     rng = np.random.default_rng(4)
     x = rng.standard_normal(384).astype(np.float32)
     x[128:256] *= 1e-4
     x[256:] = 0.0
-    limbs = np.empty(3 * 384, np.int8)
+    limbs, corr = np.empty(3 * 512, np.int8), np.empty(3 * 64, np.int32)
     x_scale, xs = np.empty(3, np.float32), np.empty(3, np.float32)
-    assert nb._q4_limbs(x, 3, limbs, x_scale, xs)
-    d = limbs.reshape(3, 3, 2, 64).astype(np.int64)  # group, digit, even/odd, pair
-    big = d[:, 0] + 256 * d[:, 1] + 65536 * d[:, 2]
+    assert nb._q4_limbs(x, 3, limbs, corr, x_scale, xs)
+    d = limbs.reshape(3, 4, 2, 64).astype(np.int64)  # group, digit, even/odd, pair
+    # 8 times a digit's sum over the 4 pairs of each of the 16 int32 lanes
+    lanes = d.sum(2).reshape(3, 4, 16, 4).sum(-1)
+    np.testing.assert_array_equal(corr.reshape(3, 4, 16), 8 * lanes)
+    big = d[:, 0] + 256 * d[:, 1] + 65536 * d[:, 2] + 2**24 * d[:, 3]
     value = np.stack([big[:, 0], big[:, 1]], -1).reshape(3, 128)  # x order
     for g in range(3):
         xg = x[128 * g : 128 * (g + 1)].astype(np.float64)
         m = np.abs(xg).max()
         e = np.frexp(m)[1] if m > 0 else 0
-        assert x_scale[g] == 2.0 ** (e - 22)
-        np.testing.assert_array_equal(value[g], np.round(xg * 2.0 ** (22 - e)))
-        assert np.abs(value[g] * x_scale[g] - xg).max() <= 2.0 ** (e - 23)  # half a unit
+        assert x_scale[g] == 2.0 ** (e - 30)
+        np.testing.assert_array_equal(value[g], np.round(xg * 2.0 ** (30 - e)))
+        assert np.abs(value[g] * x_scale[g] - xg).max() <= 2.0 ** (e - 31)  # half a unit
         assert xs[g] == pytest.approx(xg.sum(), rel=1e-5, abs=1e-9)
 
 

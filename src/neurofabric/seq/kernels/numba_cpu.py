@@ -9,7 +9,6 @@ Weights come stacked per layer (``RWKVWeights``): the state is one (n_layer, 5, 
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -340,17 +339,22 @@ def _c_array(ty, dtype, ndim=1):
 
 
 @intrinsic
-def _q4_row_vnni(typingctx, codes, limbs, scales, x_scale):
-    """``sum_g scales[g] x_scale[g] sum_i q[g, i] X[g, i]`` of one row (float32), in
+def _q4_row_vnni(typingctx, codes, limbs, corr, scales, x_scale):
+    """``sum_g scales[g] x_scale[g] sum_i (q[g, i] - 8) X[g, i]`` of one row (float32), in
     AVX-512 VNNI integer dot products: ``codes`` the row's bytes (64 per group of 128
-    codes), ``limbs`` the call's signed base-256 digits of ``X`` (:func:`_q4_limbs`: 384
-    bytes per group, digit k of the even inputs then of the odd ones). Per group, six
-    ``vpdpbusd`` (unsigned codes times signed digits, four products per int32 lane), the
-    digits recombined per lane in int32 (no overflow: a lane sums 8 products below 2^11), one
-    conversion and one multiply-add into a float32 vector, summed once per row."""
+    codes), ``limbs`` the call's four signed base-256 digits of ``X`` (:func:`_q4_limbs`:
+    512 bytes per group, digit k of the even inputs then of the odd ones), ``corr`` 8 times
+    each digit's sum per int32 lane (64 per group). Per group, eight ``vpdpbusd`` (unsigned
+    codes times signed digits, four products per int32 lane), minus ``corr``: the codes
+    centred on 8, so the sums stay near the result's size instead of cancelling against the
+    zero points later (a lane's sum is below 2^13). The digits are paired per lane in int32
+    (``256 S3 + S2`` and ``256 S1 + S0``, both below 2^24, exact in float32); one
+    multiply-add joins the pairs and another adds the group into a float32 vector, summed
+    once per row."""
     if not (
         _c_array(codes, types.uint8)
         and _c_array(limbs, types.int8)
+        and _c_array(corr, types.int32)
         and _c_array(scales, types.float32)
         and _c_array(x_scale, types.float32)
     ):
@@ -361,8 +365,8 @@ def _q4_row_vnni(typingctx, codes, limbs, scales, x_scale):
             context.make_array(t)(context, builder, a)
             for t, a in zip(signature.args, args, strict=True)
         ]
-        cptr, lptr, sptr, eptr = (a.data for a in arrays)
-        (ng,) = cgutils.unpack_tuple(builder, arrays[2].shape, 1)
+        cptr, lptr, kptr, sptr, eptr = (a.data for a in arrays)
+        (ng,) = cgutils.unpack_tuple(builder, arrays[3].shape, 1)
         dot = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(_V16I, [_V16I] * 3), "llvm.x86.avx512.vpdpbusd.512"
         )
@@ -379,25 +383,24 @@ def _q4_row_vnni(typingctx, codes, limbs, scales, x_scale):
             cv = load(cptr, builder.mul(g, step), _V64B)
             lo = builder.bitcast(builder.and_(cv, _splat(_V64B, 15)), _V16I)  # even inputs
             hi = builder.bitcast(builder.lshr(cv, _splat(_V64B, 4)), _V16I)  # odd inputs
-            base = builder.gep(lptr, [builder.mul(g, ir.Constant(g.type, 384))])
+            base = builder.gep(lptr, [builder.mul(g, ir.Constant(g.type, 512))])
+            cbase = builder.gep(kptr, [builder.mul(g, step)])
             digit = []
-            for k in range(3):
+            for k in range(4):
                 even = load(base, ir.Constant(g.type, 128 * k), _V16I)
                 odd = load(base, ir.Constant(g.type, 128 * k + 64), _V16I)
-                digit.append(builder.call(dot, [builder.call(dot, [zero, lo, even]), hi, odd]))
-            lanes = builder.add(
-                builder.add(
-                    builder.shl(digit[2], _splat(_V16I, 16)),
-                    builder.shl(digit[1], _splat(_V16I, 8)),
-                ),
-                digit[0],
-            )
+                sums = builder.call(dot, [builder.call(dot, [zero, lo, even]), hi, odd])
+                digit.append(builder.sub(sums, load(cbase, ir.Constant(g.type, 16 * k), _V16I)))
+            eight = _splat(_V16I, 8)
+            high = builder.sitofp(builder.add(builder.shl(digit[3], eight), digit[2]), _V16F)
+            low = builder.sitofp(builder.add(builder.shl(digit[1], eight), digit[0]), _V16F)
+            lanes = builder.fadd(builder.fmul(high, _splat(_V16F, 65536.0)), low)
             sc = builder.fmul(
                 builder.load(builder.gep(sptr, [g])), builder.load(builder.gep(eptr, [g]))
             )
             scv = builder.insert_element(ir.Constant(_V16F, ir.Undefined), sc, ir.Constant(_I32, 0))
             scv = builder.shuffle_vector(scv, scv, _splat(_V16I, 0))
-            part = builder.fmul(builder.sitofp(lanes, _V16F), scv)
+            part = builder.fmul(lanes, scv)
             builder.store(builder.fadd(builder.load(acc), part), acc)
         v = builder.load(acc)
         total = builder.extract_element(v, ir.Constant(_I32, 0))
@@ -405,17 +408,18 @@ def _q4_row_vnni(typingctx, codes, limbs, scales, x_scale):
             total = builder.fadd(total, builder.extract_element(v, ir.Constant(_I32, i)))
         return total
 
-    return types.float32(codes, limbs, scales, x_scale), codegen
+    return types.float32(codes, limbs, corr, scales, x_scale), codegen
 
 
 @njit(cache=True, inline="always")
-def _q4_limbs(x, ng, limbs, x_scale, xs):
+def _q4_limbs(x, ng, limbs, corr, x_scale, xs):
     """The inputs ``x`` (one row) as integers for :func:`_q4_row_vnni`: per group of 128,
-    ``X = round(x 2^(22 - e))`` with ``2^e`` above the group's largest ``|x|`` (so the
-    rounding error is at most 2^-22 of it; 22 bits keep the top digit in [-64, 64]),
-    ``x_scale = 2^(e - 22)``, and the
-    three signed base-256 digits of ``X``; ``xs`` the group's sum of ``x``. False if some
-    ``x`` is not finite (the caller then takes the float kernel)."""
+    ``X = round(x 2^(30 - e))`` with ``2^e`` above the group's largest ``|x|`` (so the
+    rounding error is at most 2^-30 of it, far below float32's 2^-24; 30 bits keep the top
+    digit in [-64, 64]), ``x_scale = 2^(e - 30)``, and the four signed base-256 digits of
+    ``X``; ``corr`` 8 times the sum of each digit over the 8 inputs of each int32 lane of
+    :func:`_q4_row_vnni`; ``xs`` the group's sum of ``x``. False if some ``x`` is not finite
+    (the caller then takes the float kernel)."""
     gs = x.shape[0] // ng
     for g in range(ng):
         m = 0.0
@@ -426,36 +430,43 @@ def _q4_limbs(x, ng, limbs, x_scale, xs):
         if not np.isfinite(m):
             return False
         e = math.frexp(m)[1] if m > 0.0 else 0
-        t = math.ldexp(1.0, 22 - e)
-        x_scale[g] = math.ldexp(1.0, e - 22)
+        t = math.ldexp(1.0, 30 - e)
+        x_scale[g] = math.ldexp(1.0, e - 30)
         xs[g] = total
         for j in range(gs // 2):
             for odd in range(2):
                 big = np.int64(round(np.float64(x[g * gs + 2 * j + odd]) * t))
-                d0 = ((big + 128) & 255) - 128
-                big = (big - d0) >> 8
-                d1 = ((big + 128) & 255) - 128
-                at = g * 384 + odd * 64 + j
-                limbs[at] = d0
-                limbs[at + 128] = d1
-                limbs[at + 256] = (big - d1) >> 8
+                at = g * 512 + odd * 64 + j
+                for k in range(3):
+                    digit = ((big + 128) & 255) - 128  # in [-128, 127]
+                    limbs[at + 128 * k] = digit
+                    big = (big - digit) >> 8
+                limbs[at + 384] = big
+        for k in range(4):
+            for lane in range(16):
+                total_k = 0
+                for j in range(4 * lane, 4 * lane + 4):
+                    at = g * 512 + 128 * k + j
+                    total_k += np.int32(limbs[at]) + np.int32(limbs[at + 64])
+                corr[g * 64 + 16 * k + lane] = 8 * total_k
     return True
 
 
 def _q4_matvec_vnni(x, qweight, scales, zs):
     """:func:`_q4_matvec_fma` in integer dot products (AVX-512 VNNI, :func:`_q4_row_vnni`)
     for groups of 128; other group sizes, and inputs that are not finite, take the float
-    kernel. The inputs become 22-bit integers per group, so the result stays within float32
-    rounding of the dequantized product (1e-6 relative here)."""
+    kernel. The inputs become 30-bit integers per group and the integer sums are exact, so
+    the result is the dequantized product within float32 rounding."""
     B = x.shape[0]
     out, half = qweight.shape
     ng = scales.shape[1]
-    limbs = np.empty((B, ng * 384), dtype=np.int8)
+    limbs = np.empty((B, ng * 512), dtype=np.int8)
+    corr = np.empty((B, ng * 64), dtype=np.int32)
     x_scale = np.empty((B, ng), dtype=np.float32)
     xs = np.empty((B, ng), dtype=np.float32)
     ok = half == 64 * ng
     for b in range(B):
-        ok = ok and _q4_limbs(x[b], ng, limbs[b], x_scale[b], xs[b])
+        ok = ok and _q4_limbs(x[b], ng, limbs[b], corr[b], x_scale[b], xs[b])
     if not ok:
         return _q4_fma_inline(x, qweight, scales, zs)
     y = np.empty((B, out), dtype=np.float32)
@@ -464,26 +475,28 @@ def _q4_matvec_vnni(x, qweight, scales, zs):
             for j in range(0, half, 64):
                 _prefetch(qweight, o + _Q4_AHEAD, j)
         for b in range(B):
-            shift = np.float32(0.0)
+            shift = np.float32(0.0)  # sum over groups of (z - 8) s sum(x)
             for g in range(ng):
-                shift += zs[o, g] * xs[b, g]
-            y[b, o] = _q4_row_vnni(qweight[o], limbs[b], scales[o], x_scale[b]) - shift
+                shift += (zs[o, g] - np.float32(8.0) * scales[o, g]) * xs[b, g]
+            dots = _q4_row_vnni(qweight[o], limbs[b], corr[b], scales[o], x_scale[b])
+            y[b, o] = dots - shift
     return y
 
 
 def _host_has_vnni():
-    """Whether numba compiles for this CPU (no ``NUMBA_CPU_NAME``) and it has AVX-512 VNNI."""
+    """Whether numba compiles for this CPU (no ``NUMBA_CPU_NAME``) and it has AVX-512 VNNI.
+    Numba's disk cache keys its entries on the CPU, so a cache never mixes the kernels."""
     from llvmlite import binding
     from numba.core import config
 
-    if config.CPU_NAME or os.environ.get("NEUROFABRIC_Q4_KERNEL", "").lower() == "fma":
+    if config.CPU_NAME:
         return False
     features = binding.get_host_cpu_features()
     return bool(features.get("avx512vnni")) and bool(features.get("avx512bw"))
 
 
 #: the int4 kernel of this machine: ``vnni`` (AVX-512 VNNI integer dot products) or ``fma``
-#: (float32 multiply-adds, any CPU); ``NEUROFABRIC_Q4_KERNEL=fma`` forces the latter
+#: (float32 multiply-adds, any CPU; also ``q4_matvec_fma``)
 Q4_KERNEL = "vnni" if _host_has_vnni() else "fma"
 
 #: the float kernel, called from Python (parallel over rows) and inlined
