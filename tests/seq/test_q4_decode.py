@@ -59,36 +59,40 @@ def test_q4_matvec_takes_the_float_kernel_for_inputs_that_are_not_finite():
     packed = PackedLinear.from_weight(torch.randn(16, 256), 4, 128)
     q, s, zs = q4_arrays(packed)
     x = np.ones((2, 256), dtype=np.float32)
-    x[1, 5] = np.inf
-    got = nb.q4_matvec(x, q, s, zs)
-    np.testing.assert_array_equal(np.isfinite(got), np.isfinite(nb.q4_matvec_fma(x, q, s, zs)))
-    assert np.isfinite(got[0]).all() and not np.isfinite(got[1]).any()
+    for bad in (np.inf, np.nan):
+        x[1, 5] = bad
+        got = nb.q4_matvec(x, q, s, zs)
+        np.testing.assert_array_equal(got, nb.q4_matvec_fma(x, q, s, zs))
+        assert np.isfinite(got[0]).all() and not np.isfinite(got[1]).any()
+    strided = np.repeat(x[:1], 2, axis=1)[:, ::2]  # not contiguous: copied first
+    np.testing.assert_array_equal(nb.q4_matvec(strided, q, s, zs), nb.q4_matvec(x[:1], q, s, zs))
 
 
 def test_q4_limbs_are_the_inputs_in_three_signed_digits():
-    """The VNNI kernel's integer inputs: per group of 128, four base-256 digits in
-    [-128, 127] whose value is x 2^(30 - e) rounded, 2^e the first power of two above the
-    group's largest |x|, and 8 times the digits' sums per int32 lane."""
+    """The VNNI kernel's integer inputs: per group of 128, three base-256 digits in
+    [-127, 127] whose value is x t rounded, t the largest integer input over the group's
+    largest |x|, and 8 times the inputs' sums per int32 lane."""
     rng = np.random.default_rng(4)
     x = rng.standard_normal(384).astype(np.float32)
     x[128:256] *= 1e-4
     x[256:] = 0.0
-    limbs, corr = np.empty(3 * 512, np.int8), np.empty(3 * 64, np.int32)
+    limbs, corr = np.empty(3 * 384, np.int8), np.empty(3 * 16, np.int32)
     x_scale, xs = np.empty(3, np.float32), np.empty(3, np.float32)
     assert nb._q4_limbs(x, 3, limbs, corr, x_scale, xs)
-    d = limbs.reshape(3, 4, 2, 64).astype(np.int64)  # group, digit, even/odd, pair
-    # 8 times a digit's sum over the 4 pairs of each of the 16 int32 lanes
-    lanes = d.sum(2).reshape(3, 4, 16, 4).sum(-1)
-    np.testing.assert_array_equal(corr.reshape(3, 4, 16), 8 * lanes)
-    big = d[:, 0] + 256 * d[:, 1] + 65536 * d[:, 2] + 2**24 * d[:, 3]
+    d = limbs.reshape(3, 3, 2, 64).astype(np.int64)  # group, digit, even/odd, pair
+    assert np.abs(d).max() <= 128 and np.abs(d[:, 2]).max() <= 127
+    big = d[:, 0] + 256 * d[:, 1] + 65536 * d[:, 2]
+    # 8 times the inputs' sum over the 4 pairs of each of the 16 int32 lanes
+    lanes = big.sum(1).reshape(3, 16, 4).sum(-1)
+    np.testing.assert_array_equal(corr.reshape(3, 16), 8 * lanes)
     value = np.stack([big[:, 0], big[:, 1]], -1).reshape(3, 128)  # x order
     for g in range(3):
         xg = x[128 * g : 128 * (g + 1)].astype(np.float64)
         m = np.abs(xg).max()
-        e = np.frexp(m)[1] if m > 0 else 0
-        assert x_scale[g] == 2.0 ** (e - 30)
-        np.testing.assert_array_equal(value[g], np.round(xg * 2.0 ** (30 - e)))
-        assert np.abs(value[g] * x_scale[g] - xg).max() <= 2.0 ** (e - 31)  # half a unit
+        t = 127.0 * (65536 + 256 + 1) / m if m > 0 else 1.0
+        assert x_scale[g] == np.float32(1.0 / t)
+        np.testing.assert_array_equal(value[g], np.rint(xg * t))
+        assert np.abs(value[g] / t - xg).max() <= 0.5 / t  # half a unit: 2^-24 of the largest
         assert xs[g] == pytest.approx(xg.sum(), rel=1e-5, abs=1e-9)
 
 

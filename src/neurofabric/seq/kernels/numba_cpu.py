@@ -8,7 +8,6 @@ Weights come stacked per layer (``RWKVWeights``): the state is one (n_layer, 5, 
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -342,15 +341,15 @@ def _c_array(ty, dtype, ndim=1):
 def _q4_row_vnni(typingctx, codes, limbs, corr, scales, x_scale):
     """``sum_g scales[g] x_scale[g] sum_i (q[g, i] - 8) X[g, i]`` of one row (float32), in
     AVX-512 VNNI integer dot products: ``codes`` the row's bytes (64 per group of 128
-    codes), ``limbs`` the call's four signed base-256 digits of ``X`` (:func:`_q4_limbs`:
-    512 bytes per group, digit k of the even inputs then of the odd ones), ``corr`` 8 times
-    each digit's sum per int32 lane (64 per group). Per group, eight ``vpdpbusd`` (unsigned
-    codes times signed digits, four products per int32 lane), minus ``corr``: the codes
-    centred on 8, so the sums stay near the result's size instead of cancelling against the
-    zero points later (a lane's sum is below 2^13). The digits are paired per lane in int32
-    (``256 S3 + S2`` and ``256 S1 + S0``, both below 2^24, exact in float32); one
-    multiply-add joins the pairs and another adds the group into a float32 vector, summed
-    once per row."""
+    codes), ``limbs`` the call's three signed base-256 digits of ``X`` (:func:`_q4_limbs`:
+    384 bytes per group, digit k of the even inputs then of the odd ones), ``corr`` 8 times
+    the sum of ``X`` over each int32 lane's 8 inputs (16 per group). Per group, six
+    ``vpdpbusd`` (unsigned codes times signed digits, four products per int32 lane), the
+    digits joined per lane (``65536 S2 + 256 S1 + S0``) minus ``corr``: the codes centred on
+    8, so a lane holds ``sum (q - 8) X`` exactly (below 2^29 in size; int32 arithmetic wraps,
+    so the larger terms before the subtraction do no harm) and the sums stay near the
+    result's size instead of cancelling against the zero points later. One conversion and
+    one multiply-add add the group into a float32 vector, summed once per row."""
     if not (
         _c_array(codes, types.uint8)
         and _c_array(limbs, types.int8)
@@ -383,18 +382,21 @@ def _q4_row_vnni(typingctx, codes, limbs, corr, scales, x_scale):
             cv = load(cptr, builder.mul(g, step), _V64B)
             lo = builder.bitcast(builder.and_(cv, _splat(_V64B, 15)), _V16I)  # even inputs
             hi = builder.bitcast(builder.lshr(cv, _splat(_V64B, 4)), _V16I)  # odd inputs
-            base = builder.gep(lptr, [builder.mul(g, ir.Constant(g.type, 512))])
-            cbase = builder.gep(kptr, [builder.mul(g, step)])
+            base = builder.gep(lptr, [builder.mul(g, ir.Constant(g.type, 384))])
             digit = []
-            for k in range(4):
+            for k in range(3):
                 even = load(base, ir.Constant(g.type, 128 * k), _V16I)
                 odd = load(base, ir.Constant(g.type, 128 * k + 64), _V16I)
-                sums = builder.call(dot, [builder.call(dot, [zero, lo, even]), hi, odd])
-                digit.append(builder.sub(sums, load(cbase, ir.Constant(g.type, 16 * k), _V16I)))
-            eight = _splat(_V16I, 8)
-            high = builder.sitofp(builder.add(builder.shl(digit[3], eight), digit[2]), _V16F)
-            low = builder.sitofp(builder.add(builder.shl(digit[1], eight), digit[0]), _V16F)
-            lanes = builder.fadd(builder.fmul(high, _splat(_V16F, 65536.0)), low)
+                digit.append(builder.call(dot, [builder.call(dot, [zero, lo, even]), hi, odd]))
+            joined = builder.add(
+                builder.add(
+                    builder.shl(digit[2], _splat(_V16I, 16)),
+                    builder.shl(digit[1], _splat(_V16I, 8)),
+                ),
+                digit[0],
+            )
+            corr_g = load(kptr, builder.mul(g, ir.Constant(g.type, 16)), _V16I)
+            lanes = builder.sitofp(builder.sub(joined, corr_g), _V16F)
             sc = builder.fmul(
                 builder.load(builder.gep(sptr, [g])), builder.load(builder.gep(eptr, [g]))
             )
@@ -411,57 +413,63 @@ def _q4_row_vnni(typingctx, codes, limbs, corr, scales, x_scale):
     return types.float32(codes, limbs, corr, scales, x_scale), codegen
 
 
+#: the largest integer input of the VNNI kernel: three signed base-256 digits, each at most 127
+_X_MAX = 127.0 * (65536 + 256 + 1)
+
+
 @njit(cache=True, inline="always")
 def _q4_limbs(x, ng, limbs, corr, x_scale, xs):
     """The inputs ``x`` (one row) as integers for :func:`_q4_row_vnni`: per group of 128,
-    ``X = round(x 2^(30 - e))`` with ``2^e`` above the group's largest ``|x|`` (so the
-    rounding error is at most 2^-30 of it, far below float32's 2^-24; 30 bits keep the top
-    digit in [-64, 64]), ``x_scale = 2^(e - 30)``, and the four signed base-256 digits of
-    ``X``; ``corr`` 8 times the sum of each digit over the 8 inputs of each int32 lane of
+    ``X = rint(x t)`` with ``t = X_MAX / max|x|`` (so the rounding error is at most 2^-24 of
+    the group's largest ``|x|``, as float32's own), ``x_scale = 1 / t``, and the three signed
+    base-256 digits of ``X`` (``X_MAX`` is the largest value whose top digit stays in
+    [-127, 127]); ``corr`` 8 times the sum of ``X`` over the 8 inputs of each int32 lane of
     :func:`_q4_row_vnni`; ``xs`` the group's sum of ``x``. False if some ``x`` is not finite
     (the caller then takes the float kernel)."""
     gs = x.shape[0] // ng
+    # finiteness from the bits: the callers' fastmath lets LLVM assume floats are finite
+    # (and numba compiles callees with their caller's flags), so a float test would fold away
+    bits = x.view(np.uint32)
+    for i in range(x.shape[0]):
+        if bits[i] & np.uint32(0x7F800000) == np.uint32(0x7F800000):
+            return False
+    lane_sums = np.zeros(16, dtype=np.int64)
     for g in range(ng):
         m = 0.0
         total = np.float32(0.0)
         for i in range(gs):
             m = max(m, abs(np.float64(x[g * gs + i])))
             total += x[g * gs + i]
-        if not np.isfinite(m):
-            return False
-        e = math.frexp(m)[1] if m > 0.0 else 0
-        t = math.ldexp(1.0, 30 - e)
-        x_scale[g] = math.ldexp(1.0, e - 30)
+        t = _X_MAX / m if m > 0.0 else 1.0
+        x_scale[g] = 1.0 / t
         xs[g] = total
         for j in range(gs // 2):
             for odd in range(2):
-                big = np.int64(round(np.float64(x[g * gs + 2 * j + odd]) * t))
-                at = g * 512 + odd * 64 + j
-                for k in range(3):
+                big = np.int64(np.rint(np.float64(x[g * gs + 2 * j + odd]) * t))
+                lane_sums[j // 4] += big
+                at = g * 384 + odd * 64 + j
+                for k in range(2):
                     digit = ((big + 128) & 255) - 128  # in [-128, 127]
                     limbs[at + 128 * k] = digit
                     big = (big - digit) >> 8
-                limbs[at + 384] = big
-        for k in range(4):
-            for lane in range(16):
-                total_k = 0
-                for j in range(4 * lane, 4 * lane + 4):
-                    at = g * 512 + 128 * k + j
-                    total_k += np.int32(limbs[at]) + np.int32(limbs[at + 64])
-                corr[g * 64 + 16 * k + lane] = 8 * total_k
+                limbs[at + 256] = big
+        for lane in range(16):
+            corr[g * 16 + lane] = 8 * lane_sums[lane]
+            lane_sums[lane] = 0
     return True
 
 
 def _q4_matvec_vnni(x, qweight, scales, zs):
     """:func:`_q4_matvec_fma` in integer dot products (AVX-512 VNNI, :func:`_q4_row_vnni`)
     for groups of 128; other group sizes, and inputs that are not finite, take the float
-    kernel. The inputs become 30-bit integers per group and the integer sums are exact, so
+    kernel. The inputs become 24-bit integers per group and the integer sums are exact, so
     the result is the dequantized product within float32 rounding."""
+    x = np.ascontiguousarray(x)
     B = x.shape[0]
     out, half = qweight.shape
     ng = scales.shape[1]
-    limbs = np.empty((B, ng * 512), dtype=np.int8)
-    corr = np.empty((B, ng * 64), dtype=np.int32)
+    limbs = np.empty((B, ng * 384), dtype=np.int8)
+    corr = np.empty((B, ng * 16), dtype=np.int32)
     x_scale = np.empty((B, ng), dtype=np.float32)
     xs = np.empty((B, ng), dtype=np.float32)
     ok = half == 64 * ng
