@@ -655,6 +655,7 @@ def run_int4(args, tmp: str) -> dict:
         "layers": L,
         "width": C,
         "quant": "rtn-w4-g128",
+        "q4_kernel": numba_cpu.Q4_KERNEL,  # vnni (integer dot products) or fma (float32)
         "tokens": n,
         "threads": THREADS,
         "thread_pools": threads_info(),
@@ -721,6 +722,7 @@ def run_int4_mamba(args) -> dict:
     """fp32 against int4 decode of a Mamba-1 of the same size (d_inner 2x, d_state 16)."""
     from neurofabric.quant.awq import AWQConfig, quantize_model
     from neurofabric.seq.decode import MambaDecoder
+    from neurofabric.seq.kernels import numba_cpu
     from neurofabric.seq.mamba import Mamba, MambaConfig
 
     L, C = args.int4_layers, args.int4_width
@@ -750,6 +752,7 @@ def run_int4_mamba(args) -> dict:
         "layers": L,
         "width": C,
         "quant": "rtn-w4-g128",
+        "q4_kernel": numba_cpu.Q4_KERNEL,  # vnni (integer dot products) or fma (float32)
         "tokens": n,
         "threads": THREADS,
         "thread_pools": threads_info(),
