@@ -247,13 +247,13 @@ def _prefetch(typingctx, arr, row, col):
     return types.void(arr, row, col), codegen
 
 
-#: rows of codes requested ahead of the two a step of ``_q4_matvec`` multiplies with
+#: rows of codes requested ahead of the ones a step of either int4 kernel multiplies with
 _Q4_AHEAD = 4
 
 
 @njit(cache=True, fastmath=True)
 def _q4_rows(r0, r1, e, d, s0, s1, zs0, zs1, xs, hg):
-    """Two outputs of :func:`q4_matvec` (rows ``r0``, ``r1`` share the loads of x)."""
+    """Two outputs of :func:`q4_matvec_fma` (rows ``r0``, ``r1`` share the loads of x)."""
     a0 = np.float32(0.0)
     a1 = np.float32(0.0)
     lo = np.uint8(15)
