@@ -127,13 +127,14 @@ def test_int4_decoder_follows_the_quantized_model(width, group):
     assert linear == n_weights // 2 + 8 * n_weights // group
 
 
-def test_int4_mamba_decoder_follows_the_quantized_model():
+@pytest.mark.parametrize(("width", "group"), [(64, 32), (128, 128)])  # 128: the VNNI kernel
+def test_int4_mamba_decoder_follows_the_quantized_model(width, group):
     from neurofabric.seq import Mamba, MambaConfig
     from neurofabric.seq.decode import MambaDecoder
 
-    model = Mamba(MambaConfig(vocab_size=30, n_layer=2, d_model=64), seed=3)
+    model = Mamba(MambaConfig(vocab_size=30, n_layer=2, d_model=width), seed=3)
     calib = torch.randint(0, 30, (4, 32), generator=torch.Generator().manual_seed(1))
-    rep = quantize_model(model, calib, AWQConfig(bits=4, group_size=32))
+    rep = quantize_model(model, calib, AWQConfig(bits=4, group_size=group))
     assert model.layers[0].mixer.x_proj.packed.in_scale is not None  # AWQ's runtime scales
     assert "layers.0.mixer.dt_proj" in rep.skipped  # 4 inputs: stays float
     tokens = [3, 17, 5, 29, 0, 11]
