@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import types
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-__all__ = ["drop_stale_cache", "kernel_digest"]
+__all__ = ["drop_stale_cache", "kernel_digest", "rebound"]
 
 MARKER = "neurofabric-kernels.stamp"
 
@@ -49,3 +50,15 @@ def drop_stale_cache(folder: Path, not_compiled: frozenset[str] = frozenset()) -
         marker.write_text(stamp)
     except OSError as exc:
         log.debug("cannot manage the numba cache in %s: %s", cache, exc)
+
+
+def rebound(fn, bindings: dict, qualname: str):
+    """A copy of the plain function ``fn`` whose global names in ``bindings`` are bound to
+    other objects (its own module's globals otherwise), named ``qualname``: compiled with
+    ``numba.njit``, it is a variant of ``fn`` (another callee inlined, a stand-in for a
+    feature) that numba's disk cache keeps apart from ``fn`` by that name."""
+    shared = dict(fn.__globals__)
+    shared.update(bindings)
+    copy = types.FunctionType(fn.__code__, shared, fn.__name__, fn.__defaults__)
+    copy.__qualname__ = qualname
+    return copy

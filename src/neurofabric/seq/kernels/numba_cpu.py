@@ -8,6 +8,7 @@ Weights come stacked per layer (``RWKVWeights``): the state is one (n_layer, 5, 
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from neurofabric.core.numba_cache import drop_stale_cache
+from neurofabric.core.numba_cache import drop_stale_cache, rebound
 
 # numba compiles this file only; a change to it drops every cached entry of the package
 drop_stale_cache(Path(__file__).parent, frozenset({"__init__.py", "reference.py", "torch_ops.py"}))
@@ -417,7 +418,7 @@ def _q4_row_vnni(typingctx, codes, limbs, corr, scales, x_scale):
 _X_MAX = 127.0 * (65536 + 256 + 1)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)  # called, not inlined: the int4 steps call it at seven places
 def _q4_limbs(x, ng, limbs, corr, x_scale, xs):
     """The inputs ``x`` (one row) as integers for :func:`_q4_row_vnni`: per group of 128,
     ``X = rint(x t)`` with ``t = X_MAX / max|x|`` (so the rounding error is at most 2^-24 of
@@ -475,8 +476,8 @@ def _q4_matvec_vnni(x, qweight, scales, zs):
     ok = half == 64 * ng
     for b in range(B):
         ok = ok and _q4_limbs(x[b], ng, limbs[b], corr[b], x_scale[b], xs[b])
-    if not ok:
-        return _q4_fma_inline(x, qweight, scales, zs)
+    if not ok:  # rare (inputs that are not finite, or a direct call with another group)
+        return _q4_fma_serial(x, qweight, scales, zs)
     y = np.empty((B, out), dtype=np.float32)
     for o in prange(out):
         if o + _Q4_AHEAD < out:  # the codes stream from memory: ask for them ahead
@@ -507,20 +508,33 @@ def _host_has_vnni():
 #: (float32 multiply-adds, any CPU; also ``q4_matvec_fma``)
 Q4_KERNEL = "vnni" if _host_has_vnni() else "fma"
 
-#: the float kernel, called from Python (parallel over rows) and inlined
+#: the float kernel, called from Python (parallel over rows); on one thread, the VNNI
+#: kernel's fallback (a function of its own, so the steps that inline that kernel do not
+#: compile this one inlined too)
 q4_matvec_fma = njit(cache=True, parallel=True, fastmath=True)(_q4_matvec_fma)
-_q4_fma_inline = njit(cache=True, inline="always", fastmath=True)(_q4_matvec_fma)
-_q4_matvec = _q4_matvec_vnni if Q4_KERNEL == "vnni" else _q4_matvec_fma
-#: called from Python (parallel over rows)
-q4_matvec = njit(cache=True, parallel=True, fastmath=True)(_q4_matvec)
+_q4_fma_serial = njit(cache=True, fastmath=True)(_q4_matvec_fma)
+q4_matvec_vnni = njit(cache=True, parallel=True, fastmath=True)(_q4_matvec_vnni)
 #: inlined into the int4 steps, which are parallel themselves: numba's disk cache cannot hold
 #: a function that calls a parallel one (a process that loaded such an entry crashed), but it
-#: holds parallel functions
-_q4_inline = njit(cache=True, inline="always", fastmath=True)(_q4_matvec)
+#: holds parallel functions. Each step is compiled with one of the two (see ``_q4_step``).
+_q4_inline = njit(cache=True, inline="always", fastmath=True)(_q4_matvec_fma)
+_q4_vnni_inline = njit(cache=True, inline="always", fastmath=True)(_q4_matvec_vnni)
 
 
-@njit(cache=True, parallel=True)
-def rwkv_step_q4(
+def _takes_vnni(qweight, scales):
+    """Whether 4-bit layers of this layout run the VNNI kernel: on a CPU with it, in groups
+    of 128 codes (64 bytes); trailing axes so that stacked layers (L, out, ...) work too."""
+    return Q4_KERNEL == "vnni" and qweight.shape[-1] == 64 * scales.shape[-1]
+
+
+def q4_matvec(x, qweight, scales, zs):
+    """``x @ W.T`` (B, out) for 4-bit codes (the layout of :func:`_q4_matvec_fma`): the VNNI
+    kernel where :func:`_takes_vnni`, the float one otherwise."""
+    kernel = q4_matvec_vnni if _takes_vnni(qweight, scales) else q4_matvec_fma
+    return kernel(x, qweight, scales, zs)
+
+
+def _rwkv_step_q4(
     tokens,
     emb,
     ln0,
@@ -679,8 +693,7 @@ def mamba_step(
     return np.dot(h, emb.T)
 
 
-@njit(cache=True, parallel=True)
-def mamba_step_q4(
+def _mamba_step_q4(
     tokens,
     emb,
     norm,
@@ -724,6 +737,36 @@ def mamba_step_q4(
         x += _q4_inline(y, out_proj[0][layer], out_proj[1][layer], out_proj[2][layer])
     _rms_norm(x, norm_f, eps, h)
     return np.dot(h, emb.T)
+
+
+def _q4_step(body, layer_names):
+    """The int4 step ``body`` compiled twice, once inlining each kernel (a step inlining both
+    compiled 2.5x slower), and a function that calls the VNNI one when every 4-bit layer
+    among its arguments ``layer_names`` takes it (:func:`_takes_vnni`), the float one
+    otherwise."""
+    name = body.__name__
+    steps = {
+        "fma": njit(cache=True, parallel=True)(body),
+        "vnni": njit(cache=True, parallel=True)(
+            rebound(body, {"_q4_inline": _q4_vnni_inline}, f"{name}_vnni")
+        ),
+    }
+    at = [i for i, arg in enumerate(inspect.signature(body).parameters) if arg in layer_names]
+
+    def step(*args):
+        vnni = all(_takes_vnni(args[i][0], args[i][1]) for i in at)
+        return steps["vnni" if vnni else "fma"](*args)
+
+    step.__name__ = step.__qualname__ = name.lstrip("_")
+    step.__doc__ = body.__doc__
+    step.variants = steps
+    return step
+
+
+rwkv_step_q4 = _q4_step(
+    _rwkv_step_q4, {"att_k", "att_v", "att_r", "att_o", "ffn_k", "ffn_r", "ffn_v"}
+)
+mamba_step_q4 = _q4_step(_mamba_step_q4, {"in_proj", "x_proj", "out_proj"})
 
 
 @njit(cache=True, inline="always", fastmath=True)

@@ -40,9 +40,8 @@ def clone(fn, shared, qualname=None, **options):
 def variant(fn, bindings, qualname, **options):
     """``fn`` compiled with the global names in ``bindings`` bound to other functions (its
     own module's globals otherwise)."""
-    shared = dict(fn.__globals__)
-    shared.update(bindings)
-    return clone(fn, shared, qualname, **options)
+    options.setdefault("cache", True)
+    return njit(**options)(numba_cache.rebound(fn, bindings, qualname))
 
 
 def _compile_module(module, names, bindings=None, **options):
