@@ -66,6 +66,9 @@ def test_q4_matvec_takes_the_float_kernel_for_inputs_that_are_not_finite():
         assert np.isfinite(got[0]).all() and not np.isfinite(got[1]).any()
     strided = np.repeat(x[:1], 2, axis=1)[:, ::2]  # not contiguous: copied first
     np.testing.assert_array_equal(nb.q4_matvec(strided, q, s, zs), nb.q4_matvec(x[:1], q, s, zs))
+    # codes in Fortran order: the float kernel (the VNNI one reads whole C rows)
+    fortran = nb.q4_matvec(x[:1], np.asfortranarray(q), s, zs)
+    np.testing.assert_array_equal(fortran, nb.q4_matvec_fma(x[:1], np.asfortranarray(q), s, zs))
 
 
 def test_q4_limbs_are_the_inputs_in_three_signed_digits():

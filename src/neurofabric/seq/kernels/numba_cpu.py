@@ -523,8 +523,14 @@ _q4_vnni_inline = njit(cache=True, inline="always", fastmath=True)(_q4_matvec_vn
 
 def _takes_vnni(qweight, scales):
     """Whether 4-bit layers of this layout run the VNNI kernel: on a CPU with it, in groups
-    of 128 codes (64 bytes); trailing axes so that stacked layers (L, out, ...) work too."""
-    return Q4_KERNEL == "vnni" and qweight.shape[-1] == 64 * scales.shape[-1]
+    of 128 codes (64 bytes), codes and scales in C order (the kernel reads rows whole);
+    trailing axes so that stacked layers (L, out, ...) work too."""
+    return (
+        Q4_KERNEL == "vnni"
+        and qweight.shape[-1] == 64 * scales.shape[-1]
+        and qweight.flags.c_contiguous
+        and scales.flags.c_contiguous
+    )
 
 
 def q4_matvec(x, qweight, scales, zs):
