@@ -16,7 +16,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-__all__ = ["drop_stale_cache", "kernel_digest", "rebound"]
+__all__ = ["drop_stale_cache", "kernel_digest", "rebound", "recreated"]
 
 MARKER = "neurofabric-kernels.stamp"
 
@@ -52,13 +52,18 @@ def drop_stale_cache(folder: Path, not_compiled: frozenset[str] = frozenset()) -
         log.debug("cannot manage the numba cache in %s: %s", cache, exc)
 
 
+def recreated(fn, shared: dict, qualname: str):
+    """The plain function ``fn`` recreated over the globals dict ``shared`` (used as it is,
+    so names added to it later are seen), named ``qualname``: numba's disk cache keeps the
+    compiled copy apart from ``fn`` by that name."""
+    copy = types.FunctionType(fn.__code__, shared, fn.__name__, fn.__defaults__)
+    copy.__qualname__ = qualname
+    return copy
+
+
 def rebound(fn, bindings: dict, qualname: str):
     """A copy of the plain function ``fn`` whose global names in ``bindings`` are bound to
     other objects (its own module's globals otherwise), named ``qualname``: compiled with
     ``numba.njit``, it is a variant of ``fn`` (another callee inlined, a stand-in for a
-    feature) that numba's disk cache keeps apart from ``fn`` by that name."""
-    shared = dict(fn.__globals__)
-    shared.update(bindings)
-    copy = types.FunctionType(fn.__code__, shared, fn.__name__, fn.__defaults__)
-    copy.__qualname__ = qualname
-    return copy
+    feature)."""
+    return recreated(fn, {**fn.__globals__, **bindings}, qualname)

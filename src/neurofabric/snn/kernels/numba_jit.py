@@ -7,7 +7,6 @@ function over another globals dict, which is how a spec function gets compiled c
 how a variant of the step loop gets, say, the COBA neuron update or no-op plasticity.
 """
 
-import types
 from pathlib import Path
 
 from numba import njit
@@ -31,10 +30,8 @@ def clone(fn, shared, qualname=None, **options):
     """``fn`` recreated over the globals ``shared`` and compiled (``options`` go to
     ``njit``, with ``cache=True`` by default); ``qualname`` keeps a variant's entry in
     numba's disk cache apart from the others."""
-    copy = types.FunctionType(fn.__code__, shared, fn.__name__, fn.__defaults__)
-    copy.__qualname__ = qualname or fn.__qualname__
     options.setdefault("cache", True)
-    return njit(**options)(copy)
+    return njit(**options)(numba_cache.recreated(fn, shared, qualname or fn.__qualname__))
 
 
 def variant(fn, bindings, qualname, **options):
