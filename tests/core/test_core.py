@@ -80,3 +80,22 @@ def test_check_interval_names_the_bound_it_broke(kwargs, bad, good, message):
     with pytest.raises(ConfigError, match=message):
         check_interval("p", bad, **kwargs)
     assert check_interval("p", good, **kwargs) == good
+
+
+def test_kernel_digest_covers_the_files_compiled_in_from_elsewhere(tmp_path):
+    """A package's cache key changes with its own compiled files and with the outside files
+    it names (the shared intrinsics), not with the files it says numba never compiles."""
+    from neurofabric.core.numba_cache import kernel_digest
+
+    (tmp_path / "kernels.py").write_text("A = 1\n", encoding="utf-8")
+    (tmp_path / "reference.py").write_text("B = 1\n", encoding="utf-8")
+    outside = tmp_path.parent / f"{tmp_path.name}-intrinsics.py"
+    outside.write_text("C = 1\n", encoding="utf-8")
+    skip = frozenset({"reference.py"})
+    before = kernel_digest(tmp_path, skip, also=(outside,))
+    assert kernel_digest(tmp_path, skip) != before
+    (tmp_path / "reference.py").write_text("B = 2\n", encoding="utf-8")
+    assert kernel_digest(tmp_path, skip, also=(outside,)) == before
+    outside.write_text("C = 2\n", encoding="utf-8")
+    assert kernel_digest(tmp_path, skip, also=(outside,)) != before
+    outside.unlink()

@@ -89,6 +89,44 @@ def test_parameter_mixing_is_deterministic_and_keeps_dense_accuracy(digits, mix)
     assert not np.array_equal(a.field_.weights, one.field_.weights)  # the threads did run
 
 
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"rule": "perceptron", "average": False},
+        {"n_jobs": 2, "mix": "changed"},
+        {"n_jobs": 2, "mix": "sum", "mix_rounds": 1},
+        {"backend": "reference", "epochs": 2},
+    ],
+)
+def test_rows_in_frequency_order_change_nothing(monkeypatch, params):
+    """Training keeps its weight rows most frequent input first: the published field, and
+    after a partial_fit on other data, are bit-identical to training in input order."""
+    from neurofabric.guard import guard as guard_module
+
+    docs, labels = _corpus(300, 3)
+    featurizer = TextGuardClassifier(n_features=1 << 10, word_ngrams=2).fit(docs[:30], labels[:30])
+    events = featurizer.transform(docs)
+    more = featurizer.transform(_corpus(100, 4)[0])
+    fields = {}
+    for ordered in (True, False):
+        monkeypatch.setattr(guard_module, "ORDER_ROWS", ordered)
+        clf = GuardClassifier(seed=1, **{"epochs": 4, **params}).fit(
+            events.subset(np.arange(200)), labels[:200]
+        )
+        assert clf._ordered == ordered and np.any(clf._rows != np.arange(1 << 10)) == ordered
+        if ordered:  # training row r holds the r-th most frequent input
+            by_row = np.argsort(clf._rows)
+            counts = np.bincount(events.subset(np.arange(200)).indices, minlength=1 << 10)
+            assert np.all(np.diff(counts[by_row]) <= 0)
+        first = clf.field_
+        clf.partial_fit(more, _corpus(100, 4)[1])
+        fields[ordered] = (first, clf.field_)
+    for a, b in zip(fields[True], fields[False], strict=True):
+        for name in ("records", "indptr", "indices", "weights"):
+            np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+
+
 def test_averaging_equals_mean_of_iterates():
     """Daume's trick: the averaged weights are the mean of the weights after every step."""
     rng = np.random.default_rng(0)

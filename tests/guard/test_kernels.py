@@ -341,9 +341,11 @@ def test_neuronguard_numba_equals_reference():
 @pytest.mark.parametrize("average", [False, True])
 @pytest.mark.parametrize("K", [0, 2])
 @pytest.mark.parametrize("tol", [0.0, 0.3])
-def test_average_compact_numba_equals_reference_and_compact(average, K, tol):
+@pytest.mark.parametrize("ordered", [False, True])
+def test_average_compact_numba_equals_reference_and_compact(average, K, tol, ordered):
     """The one-pass publish kernel against the reference and against averaging the dense
-    field, then NeuronField.compact (the layout every other path builds)."""
+    field, then NeuronField.compact (the layout every other path builds); with ``ordered``
+    the training state keeps its rows in another order than the inputs'."""
     rng = np.random.default_rng(6)
     D, C = 40, 5
     W = rng.normal(size=(D, C)).astype(np.float32)
@@ -354,7 +356,11 @@ def test_average_compact_numba_equals_reference_and_compact(average, K, tol):
     U[W == 0] = 0.0  # rows that never moved have no step sums either
     Uk[:, W == 0] = 0.0
     c = 137.0
-    out = [k.average_compact(W, U, Uk, c, average, tol) for k in (nb, ref)]
+    rows = rng.permutation(D).astype(np.int32) if ordered else np.arange(D, dtype=np.int32)
+    by_row = np.empty_like(rows)
+    by_row[rows] = np.arange(D, dtype=np.int32)  # input by_row[r] is in training row r
+    state = (W[by_row], U[by_row], Uk[:, by_row])
+    out = [k.average_compact(*state, c, average, tol, rows) for k in (nb, ref)]
     for a, b in zip(*out, strict=True):
         np.testing.assert_array_equal(a, b)
     A = (W - (U + Uk.sum(axis=0)) / c).astype(np.float32) if average else W

@@ -103,6 +103,8 @@ def test_one_trainer_equals_partial_fit(kind):
         fed_back = rt.train_stream(items[60:], labels[60:])
     assert our_guard._steps == ref_guard._steps == 360
     assert sum(fed_back) == rt.stats().updates > 0
+    assert ref_guard._ordered and not our_guard._ordered  # the runtime's state is by input
+    ref_guard._input_ordered_state()
     a, b = ref_guard._train_field, our_guard._train_field
     np.testing.assert_allclose(b.weights, a.weights, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(b.output_thresholds, a.output_thresholds, rtol=1e-6, atol=1e-7)

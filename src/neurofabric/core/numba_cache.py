@@ -21,24 +21,28 @@ __all__ = ["drop_stale_cache", "kernel_digest", "rebound", "recreated"]
 MARKER = "neurofabric-kernels.stamp"
 
 
-def kernel_digest(folder: Path, not_compiled: frozenset[str] = frozenset()) -> str:
+def kernel_digest(
+    folder: Path, not_compiled: frozenset[str] = frozenset(), also: tuple[Path, ...] = ()
+) -> str:
     """The hash a package's numba cache is keyed on: the name and source of every ``.py``
-    file in ``folder`` that numba may compile (those named in ``not_compiled`` left out)."""
+    file in ``folder`` that numba may compile (those named in ``not_compiled`` left out),
+    and of the files in ``also`` (code from elsewhere compiled into the package's kernels)."""
     digest = hashlib.sha256()
-    for path in sorted(Path(folder).glob("*.py")):
-        if path.name in not_compiled:
-            continue
+    own = [p for p in sorted(Path(folder).glob("*.py")) if p.name not in not_compiled]
+    for path in [*own, *map(Path, also)]:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
-def drop_stale_cache(folder: Path, not_compiled: frozenset[str] = frozenset()) -> None:
+def drop_stale_cache(
+    folder: Path, not_compiled: frozenset[str] = frozenset(), also: tuple[Path, ...] = ()
+) -> None:
     """Empty ``folder/__pycache__`` of numba's files unless they were made from the current
     source (:func:`kernel_digest`); a read-only install is left alone (numba then compiles
     in memory)."""
     cache = Path(folder) / "__pycache__"
-    stamp = kernel_digest(folder, not_compiled)
+    stamp = kernel_digest(folder, not_compiled, also)
     marker = cache / MARKER
     try:
         if marker.is_file() and marker.read_text() == stamp:

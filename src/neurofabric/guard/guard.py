@@ -52,6 +52,20 @@ def as_events(x: Any, n_inputs: int | None = None) -> EventBatch:
     return events
 
 
+#: training keeps its weight rows in order of falling input frequency: the frequent inputs'
+#: rows then share pages and cache, and an epoch on text runs about a third faster. The
+#: results are bit-identical either way (tests turn it off to check that).
+ORDER_ROWS = True
+
+
+def _rows_by_frequency(indices: np.ndarray, n_inputs: int) -> np.ndarray:
+    """The training row of each input: inputs with more events first (ties by index)."""
+    by = np.argsort(-np.bincount(indices, minlength=n_inputs), kind="stable")
+    rows = np.empty(n_inputs, dtype=np.int32)
+    rows[by] = np.arange(n_inputs, dtype=np.int32)
+    return rows
+
+
 def _threads(n_jobs: int) -> int:
     import numba
 
@@ -100,13 +114,18 @@ class GuardClassifier:
                 "pass every class to the first partial_fit with classes="
             ) from None
 
-    def _start(self, n_inputs: int) -> None:
+    def _start(self, n_inputs: int, events: EventBatch) -> None:
         p = self.params
         C = len(self.classes_)
         self.n_features_in_ = n_inputs
         self._rng = make_rng(self.seed)
         self._steps = 0
         self._mix_ws = None
+        self._rows = np.arange(n_inputs, dtype=np.int32)  # the training row of each input
+        self._ordered = False
+        if ORDER_ROWS and p.rule != "neuronguard":  # (the fresh dense field is uniform)
+            self._rows = _rows_by_frequency(events.indices, n_inputs)
+            self._ordered = True
         if p.rule == "neuronguard":
             self._train_field = None  # wired from the data in _wire
             return
@@ -135,6 +154,16 @@ class GuardClassifier:
         """The kernel module of ``params.backend``; records the name used in ``backend_``."""
         self.backend_, k = kernels(self.params.backend)
         return k
+
+    def _train_args(self, events: EventBatch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``events.args()`` with the inputs as training rows (kept for the last batch)."""
+        xp, xi, xv = events.args()
+        if not self._ordered:
+            return xp, xi, xv
+        kept = getattr(self, "_kept_rows", None)
+        if kept is None or kept[0] is not xi:
+            self._kept_rows = kept = (xi, self._rows[xi])
+        return xp, kept[1], xv
 
     def _epoch(self, events: EventBatch, y: np.ndarray) -> int:
         p = self.params
@@ -169,7 +198,7 @@ class GuardClassifier:
                 self._U,
                 self._thr_u,
                 thr_in,
-                *events.args(),
+                *self._train_args(events),
                 y,
                 order,
                 self._steps,
@@ -224,7 +253,7 @@ class GuardClassifier:
         if not average:
             U = np.zeros((1, C))
         per_row, single_col, single_w, ptr, cols, weights = self._kernels().average_compact(
-            field.weight_matrix(), U, Uk, c, average, float(p.prune)
+            field.weight_matrix(), U, Uk, c, average, float(p.prune), self._rows
         )
         records = field.records.copy()
         records["potential"] = 0.0
@@ -258,7 +287,7 @@ class GuardClassifier:
         if hasattr(self, "classes_") and classes is None:
             del self.classes_
         yi = self._labels(y, classes, len(events))
-        self._start(events.n_inputs)
+        self._start(events.n_inputs, events)
         if self.params.rule == "neuronguard":
             self._wire(events, yi)
         self.history_ = []
@@ -295,6 +324,7 @@ class GuardClassifier:
                 log.info("stopped by the callback after epoch %d", epoch + 1)
                 break
         self.stopped_ = report.stopped
+        self._kept_rows = None  # (the training events' rows)
         if ev is not None:  # held-out data calibrates honestly; training data is overconfident
             self._calibrate(ev[0], self._labels(ev[1], self.classes_, len(ev[0])))
         else:
@@ -308,7 +338,7 @@ class GuardClassifier:
         first = getattr(self, "_train_field", None) is None and not hasattr(self, "field_")
         yi = self._labels(y, classes, len(events))
         if first:
-            self._start(events.n_inputs)
+            self._start(events.n_inputs, events)
             if self.params.rule == "neuronguard":
                 self._wire(events, yi)
         elif getattr(self, "_train_field", None) is None:
@@ -323,6 +353,8 @@ class GuardClassifier:
         self._rng = make_rng(self.seed)
         self._steps = 0
         self._mix_ws = None
+        self._rows = np.arange(self.field_.n_inputs, dtype=np.int32)
+        self._ordered = False
         if p.rule == "neuronguard":
             self._train_field = self.field_
             return
@@ -331,6 +363,26 @@ class GuardClassifier:
         if not p.average:
             self._U = np.zeros((1, len(self.classes_)))
         self._thr_u = np.zeros(len(self.classes_))
+
+    def _input_ordered_state(self) -> None:
+        """The training state one array per input, in input order, for code that indexes it
+        by input (the streaming runtime's trainer): parameter mixing's per-thread step sums
+        folded into U (its copies of W dropped), the rows put back in input order."""
+        ws = getattr(self, "_mix_ws", None)
+        if ws is not None:
+            self._U = self._U + ws[2].sum(axis=0)
+            self._thr_u = self._thr_u + ws[3].sum(axis=0)
+            self._mix_ws = None
+        if self._ordered:
+            field, rows = self._train_field, self._rows
+            W = field.weight_matrix()
+            W[:] = W[rows]
+            thr_in = field.records["threshold"][: field.n_inputs]
+            thr_in[:] = thr_in[rows]
+            if self.params.average:
+                self._U = self._U[rows]
+            self._rows = np.arange(field.n_inputs, dtype=np.int32)
+            self._ordered = False
 
     def _calibrate(self, events: EventBatch, y: np.ndarray) -> None:
         """The softmax temperature of ``predict_proba``: minimizes the log-loss on ``eval_set``

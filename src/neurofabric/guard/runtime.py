@@ -243,12 +243,9 @@ class _TrainState:
         p = guard.params
         if getattr(guard, "_train_field", None) is None:
             guard._resume()  # a loaded model: continue from its weights (as partial_fit does)
-        ws = getattr(guard, "_mix_ws", None)
-        if ws is not None:  # parameter mixing's per-thread step sums: fold them into U, and
-            # drop its copies of W, which stop matching W once the workers move it
-            guard._U = guard._U + ws[2].sum(axis=0)
-            guard._thr_u = guard._thr_u + ws[3].sum(axis=0)
-            guard._mix_ws = None
+        # the workers index the state by input, and would leave parameter mixing's copies of
+        # W behind: one array per input, in input order
+        guard._input_ordered_state()
         field = guard._train_field
         self.guard, self.field = guard, field
         # partial_fit copies the strided output thresholds into a float32 array the same way

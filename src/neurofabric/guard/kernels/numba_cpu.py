@@ -9,9 +9,14 @@ bit-identical for a seed. ``neuronguard_train`` is the proof of concept's rule.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from numba import njit, prange
 
+from neurofabric.core import numba_intrinsics
+from neurofabric.core.numba_cache import drop_stale_cache
+from neurofabric.core.numba_intrinsics import prefetch
 from neurofabric.guard.kernels.common import (
     BREAK_BYTES,
     CHAR_CLASS,
@@ -29,6 +34,13 @@ from neurofabric.guard.kernels.common import (
     SEPARATOR,
     SINGLE,
     WORD,
+)
+
+# a change to a compiled file of the package (or to the intrinsics) drops its cached kernels
+drop_stale_cache(
+    Path(__file__).parent,
+    frozenset({"__init__.py", "reference.py"}),
+    also=(Path(numba_intrinsics.__file__),),
 )
 
 _U33 = np.uint64(33)
@@ -384,6 +396,11 @@ def _train_chunk(
         i = order[t]
         a = xp[i]
         b = xp[i + 1]
+        if t + 1 < hi:  # the next sample's weight rows: random rows, beyond the caches
+            nxt = order[t + 1]
+            for k in range(xp[nxt], xp[nxt + 1]):
+                prefetch(W, xi[k], 0)
+                prefetch(W, xi[k], n_out - 1)
         for c in range(n_out):
             scores[c] = -thr[c]
         sq = 1.0  # the threshold acts as a bias on a constant input of 1
@@ -679,21 +696,24 @@ def _averaged(W, U, Uk, c, average, f, j):
 
 
 @njit(cache=True, parallel=True)
-def average_compact(W, U, Uk, c, average, tol):
+def average_compact(W, U, Uk, c, average, tol, rows):
     """The published field of a dense training state in one pass per row, what averaging
     (``W - U_total / c``, U_total = U + sum_k Uk[k]) then ``NeuronField.compact(tol)`` give.
+    Input f's weights are training row ``rows[f]`` of W, U and Uk (the training state keeps
+    its rows in its own order).
 
     Returns per input the number of kept synapses (|w| > tol), the output and weight of the
     single ones, and the CSR (row pointer over the inputs, outputs, weights) of the inputs
     that keep two or more."""
-    D, C = W.shape
+    D = rows.shape[0]
+    C = W.shape[1]
     per_row = np.zeros(D, dtype=np.int64)
     single_col = np.zeros(D, dtype=np.int64)
     single_w = np.zeros(D, dtype=np.float32)
     for f in prange(D):
         n = 0
         for j in range(C):
-            w = _averaged(W, U, Uk, c, average, f, j)
+            w = _averaged(W, U, Uk, c, average, rows[f], j)
             if abs(w) > tol:
                 if n == 0:
                     single_col[f] = j
@@ -713,7 +733,7 @@ def average_compact(W, U, Uk, c, average, tol):
         o = indptr[f]
         single_w[f] = 0.0
         for j in range(C):
-            w = _averaged(W, U, Uk, c, average, f, j)
+            w = _averaged(W, U, Uk, c, average, rows[f], j)
             if abs(w) > tol:
                 cols[o] = j
                 weights[o] = w

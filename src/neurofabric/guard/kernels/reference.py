@@ -374,10 +374,12 @@ def guard_train_mixed(
     return updates
 
 
-def average_compact(W, U, Uk, c, average, tol):
-    """The published field, literally: the averaged dense weights, then what
-    ``NeuronField.compact`` keeps (see ``numba_cpu.average_compact`` for the outputs)."""
+def average_compact(W, U, Uk, c, average, tol, rows):
+    """The published field, literally: the averaged dense weights with input f's in training
+    row ``rows[f]``, then what ``NeuronField.compact`` keeps (see
+    ``numba_cpu.average_compact`` for the outputs)."""
     A = (W - (U + Uk.sum(axis=0)) / c).astype(np.float32) if average else W
+    A = A[rows]
     keep = np.abs(A) > tol
     per_row = keep.sum(axis=1).astype(np.int64)
     single_col = np.argmax(keep, axis=1).astype(np.int64)

@@ -17,10 +17,16 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from neurofabric.core import numba_intrinsics
 from neurofabric.core.numba_cache import drop_stale_cache, rebound
+from neurofabric.core.numba_intrinsics import prefetch
 
 # numba compiles this file only; a change to it drops every cached entry of the package
-drop_stale_cache(Path(__file__).parent, frozenset({"__init__.py", "reference.py", "torch_ops.py"}))
+drop_stale_cache(
+    Path(__file__).parent,
+    frozenset({"__init__.py", "reference.py", "torch_ops.py"}),
+    also=(Path(numba_intrinsics.__file__),),
+)
 
 
 @njit(cache=True, inline="always")
@@ -221,33 +227,6 @@ def rwkv_step(
     return np.dot(xx, head.T)
 
 
-@intrinsic
-def _prefetch(typingctx, arr, row, col):
-    """Ask the CPU to bring the cache line of ``arr[row, col]`` (a 2-D array) towards L1
-    (``llvm.prefetch``: a read, high locality); no effect on results, no fault on any
-    address."""
-    if not (isinstance(arr, types.Array) and arr.ndim == 2):
-        return None
-
-    def codegen(context, builder, signature, args):
-        aryty = signature.args[0]
-        ary = context.make_array(aryty)(context, builder, args[0])
-        idx = [
-            context.cast(builder, v, t, types.intp)
-            for v, t in zip(args[1:], signature.args[1:], strict=True)
-        ]
-        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, idx)
-        i8p = ir.IntType(8).as_pointer()
-        i32 = ir.IntType(32)
-        fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0i8")
-        rw, locality, data = (ir.Constant(i32, v) for v in (0, 3, 1))
-        builder.call(fn, [builder.bitcast(ptr, i8p), rw, locality, data])
-        return context.get_dummy_value()
-
-    return types.void(arr, row, col), codegen
-
-
 #: rows of codes requested ahead of the ones a step of either int4 kernel multiplies with
 _Q4_AHEAD = 4
 
@@ -303,7 +282,7 @@ def _q4_matvec_fma(x, qweight, scales, zs):
         # own prefetch left the decode of a model past the caches at half the hot speed)
         for ahead in range(o0 + _Q4_AHEAD, min(o0 + _Q4_AHEAD + 2, out)):
             for j in range(0, half, 64):
-                _prefetch(qweight, ahead, j)
+                prefetch(qweight, ahead, j)
         for b in range(B):
             y[b, o0], y[b, o1] = _q4_rows(
                 qweight[o0],
@@ -482,7 +461,7 @@ def _q4_matvec_vnni(x, qweight, scales, zs):
     for o in prange(out):
         if o + _Q4_AHEAD < out:  # the codes stream from memory: ask for them ahead
             for j in range(0, half, 64):
-                _prefetch(qweight, o + _Q4_AHEAD, j)
+                prefetch(qweight, o + _Q4_AHEAD, j)
         for b in range(B):
             shift = np.float32(0.0)  # sum over groups of (z - 8) s sum(x)
             for g in range(ng):
