@@ -75,6 +75,7 @@ FIXED = (
     "headline",
     "machine",
     "date",
+    "recorded",
     "run",
 )
 #: the environment variable that names one run of a benchmark for every process it starts
@@ -185,6 +186,7 @@ def make_line(
         "headline": heads,
         "machine": machine(),
         "date": _dt.date.today().isoformat(),
+        "recorded": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "run": os.environ.get(RUN_ENV) or _RUN,
     }
     json.dumps(line)  # workload values must be JSON too

@@ -6,9 +6,10 @@
 
 Each argument is a results file or a folder of them (its ``*.jsonl``, smoke-test
 ``*-quick.jsonl`` files left out). Of every benchmark, the rows of the newest file that has it
-are shown (newest by the rows' date, then by the file's name; of two runs in one file, the last
-by its ``run`` id), so a ``--only`` run replaces its benchmarks and leaves the others as they
-were.
+are shown (newest by the rows' date, then by the time they were recorded (rows from before
+that field count as older), then by the file's name; of two runs in one file, the last by its
+``run`` id), so a ``--only`` run replaces its benchmarks and leaves the others as they were.
+Each table in the docs names the machine and the run its rows come from.
 
 ``--write`` replaces what lies between ``<!-- bench:summary:start -->`` and
 ``<!-- bench:summary:end -->`` in ``docs/benchmarks.md`` (a table per benchmark: system,
@@ -86,7 +87,7 @@ def _order(name: str) -> tuple[int, str]:
 def newest(paths: list[Path]) -> tuple[list[dict[str, Any]], list[str]]:
     """The rows of every benchmark from the newest file that has it, benchmarks in
     ``run_all``'s order, and the files they came from."""
-    best: dict[str, tuple[tuple[str, str], list[dict], str]] = {}
+    best: dict[str, tuple[tuple[str, str, str], list[dict], str]] = {}
     for path in results_files(paths):
         by: dict[str, list[dict]] = defaultdict(list)
         for row in read(path):
@@ -95,7 +96,11 @@ def newest(paths: list[Path]) -> tuple[list[dict[str, Any]], list[str]]:
             # two runs appended to one file: the last one (rows from before run ids: all)
             last = rows[-1].get("run")
             rows = [r for r in rows if r.get("run") == last]
-            key = (max(r["date"] for r in rows), path.name)
+            key = (
+                max(r["date"] for r in rows),
+                max(r.get("recorded", "") for r in rows),
+                path.name,
+            )
             if name not in best or key >= best[name][0]:
                 best[name] = (key, rows, _source(path))
     rows = [r for name in sorted(best, key=_order) for r in best[name][1]]
@@ -122,8 +127,12 @@ def benchmark_table(name: str, rows: list[dict]) -> str:
         heads += [h for h in row["headline"] if h not in heads]
     keys = _workload_keys(rows)
     cols = ["system", "variant", *keys, *heads]
+    machines = "; ".join(dict.fromkeys(r["machine"] for r in rows))
+    runs = ", ".join(f"`{run}`" for run in dict.fromkeys(str(r.get("run", "-")) for r in rows))
     lines = [
         f"### {name}",
+        "",
+        f"{machines}; run {runs}",
         "",
         "| " + " | ".join(cols) + " |",
         "|" + "---|" * len(cols),

@@ -320,3 +320,22 @@ def test_the_sequence_table_matches_each_model_with_its_own_peer():
     assert "| RWKV-4, 4x384 | 50,277 | 120.0 | - | rwkv 1.0: 90.0 | 1.33x |" in table
     assert "| RWKV-4, 4x256 | - | 200.0 | 0.8x | 1.5 |" in table
     assert "| GPT, 4x256 | - | 250.0 | 1x | 1.7 |" in table
+
+
+def test_report_takes_the_run_recorded_last_whatever_the_file_names(tmp_path):
+    """Two machines on one day: the rows recorded later are shown, though their file's name
+    sorts first; rows from before ``recorded`` count as older, and each table names its
+    machine and run."""
+    line = _record.make_line("snn_x", "neurofabric", workload={}, figures={"wall_s": 1.0})
+    early = {**line, "machine": "box-a", "run": "early", "recorded": "2026-01-02T08:00:00Z"}
+    late = {**line, "machine": "box-b", "run": "late", "wall_s": 2.0}
+    late["recorded"] = "2026-01-02T09:00:00Z"
+    legacy = {k: v for k, v in {**line, "run": "legacy", "wall_s": 3.0}.items() if k != "recorded"}
+    for rows in ([("b.jsonl", early), ("a.jsonl", late)], [("a.jsonl", late), ("b.jsonl", legacy)]):
+        folder = tmp_path / str(len(list(tmp_path.iterdir())))
+        folder.mkdir()
+        for name, row in rows:
+            (folder / name).write_text(json.dumps({**row, "date": "2026-01-02"}) + "\n")
+        shown, _ = report.newest([folder])
+        assert [r["run"] for r in shown] == ["late"]
+        assert "box-b; run `late`" in report.benchmark_table("snn_x", shown)
