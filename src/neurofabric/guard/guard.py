@@ -344,6 +344,7 @@ class GuardClassifier:
         elif getattr(self, "_train_field", None) is None:
             self._resume()
         self._epoch(events, yi)
+        self._kept_rows = None
         self._publish()
         return self
 
