@@ -21,8 +21,9 @@ $(STAMP): pyproject.toml Makefile benchmarks/peers/requirements-torch.txt
 demo: $(STAMP)
 	$(VENV)/bin/neurofabric demo --out demo-output
 
+# --durations: the CI log names the slowest tests (the suite's budget is 15 minutes on 2 cores)
 test: $(STAMP) browser
-	$(PY) -m pytest -q -m "not slow and not gpu"  # mpi and browser included (mpiexec comes with the mpich wheel)
+	$(PY) -m pytest -q -m "not slow and not gpu" --durations=25  # mpi and browser included (mpiexec comes with the mpich wheel)
 
 # The studio's browser tests drive Debian's chromium through its chromedriver (no browser is
 # downloaded at run time). Installed with apt-get where we are root; elsewhere the tests skip
