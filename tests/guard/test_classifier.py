@@ -100,8 +100,9 @@ def test_parameter_mixing_is_deterministic_and_keeps_dense_accuracy(digits, mix)
     ],
 )
 def test_rows_in_frequency_order_change_nothing(monkeypatch, params):
-    """Training keeps its weight rows most frequent input first: the published field, and
-    after a partial_fit on other data, are bit-identical to training in input order."""
+    """fit keeps the training rows most frequent input first: the published field, and
+    after a partial_fit on other data, are bit-identical to training in input order; a
+    partial_fit from scratch keeps input order."""
     from neurofabric.guard import guard as guard_module
 
     docs, labels = _corpus(300, 3)
@@ -121,7 +122,9 @@ def test_rows_in_frequency_order_change_nothing(monkeypatch, params):
             assert np.all(np.diff(counts[by_row]) <= 0)
         first = clf.field_
         clf.partial_fit(more, _corpus(100, 4)[1])
+        assert clf._ordered == ordered  # (partial_fit goes on in fit's order)
         fields[ordered] = (first, clf.field_)
+    assert not GuardClassifier(**params).partial_fit(events, labels)._ordered
     for a, b in zip(fields[True], fields[False], strict=True):
         for name in ("records", "indptr", "indices", "weights"):
             np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)

@@ -69,13 +69,16 @@ def test_run_mode_on_events_equals_predict():
 
 
 def _warm_start(kind, first_docs, first_labels):
-    """A classifier after one partial_fit on the first documents (which fixes the classes and,
-    for text, the idf), trained in stream order (shuffle=False) on one thread."""
+    """A classifier after one epoch of fit on the first documents (which fixes the classes
+    and, for text, the idf), trained in stream order (shuffle=False) on one thread; fit keeps
+    its training rows in frequency order."""
     if kind == "text":
-        clf = TextGuardClassifier(n_features=1 << 10, word_ngrams=2, shuffle=False, seed=0)
-        return clf.partial_fit(first_docs, first_labels, classes=CLASSES), clf.guard
-    clf = GuardClassifier(shuffle=False, seed=0)
-    return clf.partial_fit(first_docs, first_labels, classes=CLASSES), clf
+        clf = TextGuardClassifier(
+            n_features=1 << 10, word_ngrams=2, shuffle=False, epochs=1, seed=0
+        )
+        return clf.fit(first_docs, first_labels, classes=CLASSES), clf.guard
+    clf = GuardClassifier(shuffle=False, epochs=1, seed=0)
+    return clf.fit(first_docs, first_labels, classes=CLASSES), clf
 
 
 def _stream(kind, n, seed):
