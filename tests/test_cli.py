@@ -347,6 +347,11 @@ def test_field_create_learn_query_stats(tmp_path):
     assert "1,125,899,906,842,624 bytes" in res.output
     res = runner.invoke(app, ["field", "learn", path, "--steps", "30", "--batch", "64"])
     assert res.exit_code == 0, res.output
+    decayed = ["field", "learn", path, "--steps", "4", "--batch", "8", "--lr-decay", "2,1,0.5"]
+    res = runner.invoke(app, [*decayed, "--json"])
+    assert res.exit_code == 0 and json.loads(res.output)["lr_decay"] == "2,1,0.5", res.output
+    res = runner.invoke(app, [*decayed[:-1], "2,0.5"])
+    assert res.exit_code == 2 and "START,INTERVAL,BASE" in res.output, res.output
     res = runner.invoke(app, ["field", "query", path, "0.25,0.5", "0.9,0.1"])
     assert res.exit_code == 0 and "0.25,0.5" in res.output
     res = runner.invoke(app, ["field", "query", path, "0.25,0.5,0.1"])

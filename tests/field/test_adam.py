@@ -7,7 +7,7 @@ import pytest
 from neurofabric.core.errors import ConfigError, DivergenceError
 from neurofabric.field import DemandPagedField, HashGridSpec
 from neurofabric.field.kernels import numba_cpu, reference
-from neurofabric.field.optim import adam_hyper
+from neurofabric.field.optim import ExponentialDecay, adam_hyper
 
 SPEC = HashGridSpec(
     n_dims=2, n_levels=4, n_features=2, log2_table=8, base_resolution=4, per_level_scale=1.5
@@ -93,6 +93,73 @@ def test_adam_state_survives_close_and_open(tmp_path):
     resumed.close()
 
 
+def _tcnn_factors(start, interval, base, end, n):
+    """The factor tiny-cuda-nn's ExponentialDecayOptimizer applies at steps 0..n-1, by its own
+    stateful loop (optimizers/exponential_decay.h): multiply by ``base`` when the nested
+    optimizer's step count s has s >= start, (s - start) % interval == 0 and s <= end."""
+    factor, out = 1.0, []
+    for s in range(n):
+        if s >= start and (s - start) % interval == 0 and s <= end:
+            factor *= base
+        out.append(factor)
+    return out
+
+
+@pytest.mark.parametrize("start,interval,base,end", [(0, 1, 0.9, 10**7), (3, 4, 0.33, 12)])
+def test_exponential_decay_is_tiny_cuda_nns_schedule(start, interval, base, end):
+    d = ExponentialDecay(start=start, interval=interval, base=base, end=end)
+    want = _tcnn_factors(start, interval, base, end, 30)
+    np.testing.assert_allclose([d.factor(t) for t in range(30)], want, rtol=1e-12)
+    assert ExponentialDecay.parse(f"{start},{interval},{base}") == d.__class__(
+        start, interval, base
+    )
+    for text in ("1,2", "1,2,x", "1,2,0.5,9", ""):
+        with pytest.raises(ConfigError, match="START,INTERVAL,BASE"):
+            ExponentialDecay.parse(text)
+    for bad, match in (
+        ({"start": -1}, "start"),
+        ({"interval": 0}, "interval"),
+        ({"base": 0.0}, "base"),
+        ({"start": 5, "end": 4}, "end"),
+    ):
+        with pytest.raises(ConfigError, match=match):
+            ExponentialDecay(**{"start": 0, "interval": 1, "base": 0.5, **bad})
+
+
+def test_learn_with_lr_decay_follows_the_stored_step_count(tmp_path):
+    """Six batches in one call with a decay equal six steps at the decayed rates by hand, bit
+    for bit, and the schedule goes on from the stored step count after close/open."""
+    decay = ExponentialDecay(start=2, interval=2, base=0.5)
+    x = np.concatenate([_batch(t)[0] for t in range(6)])
+    y = np.concatenate([_batch(t)[1] for t in range(6)])
+    one_call = _create(tmp_path / "a")
+    one_call.learn(x, y, lr=0.02, lr_decay=decay, batch_size=32)
+    by_hand = _create(tmp_path / "b")
+    for t in range(3):
+        by_hand.learn(*_batch(t), lr=0.02 * decay.factor(t))
+    by_hand.close()
+    by_hand = DemandPagedField.open(tmp_path / "b")
+    for t in range(3, 6):  # reopened: the schedule continues from adam_step == 3
+        by_hand.learn(*_batch(t), lr=0.02, lr_decay=decay)
+    assert [decay.factor(t) for t in range(6)] == [1.0, 1.0, 0.5, 0.5, 0.25, 0.25]
+    ta, pa = _params(one_call)
+    tb, pb = _params(by_hand)
+    np.testing.assert_array_equal(ta, tb)
+    for (Wa, ba), (Wb, bb) in zip(pa, pb, strict=True):
+        np.testing.assert_array_equal(Wa, Wb)
+        np.testing.assert_array_equal(ba, bb)
+    # without the decay the same six steps end elsewhere: the schedule is applied
+    plain = _create(tmp_path / "c")
+    plain.learn(x, y, lr=0.02, batch_size=32)
+    assert not np.array_equal(_params(plain)[0], ta)
+    with pytest.raises(ConfigError, match="Adam step count"):
+        plain.learn(x, y, optimizer="sgd", lr_decay=decay)
+    with pytest.raises(ConfigError, match="ExponentialDecay"):
+        plain.learn(x, y, lr_decay=0.5)
+    for f in (one_call, by_hand, plain):
+        f.close()
+
+
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
 def test_a_diverging_step_raises_and_writes_nothing(tmp_path, optimizer):
     field = _create(tmp_path / "f")
@@ -176,7 +243,9 @@ def test_scatter_rows_numba_matches_the_reference(rb):
 
 
 def test_colour_image_is_learned(tmp_path):
-    """Three outputs: a 24 x 32 colour image with sharp edges, fitted past 30 dB (36 measured)."""
+    """Three outputs: a 24 x 32 colour image with sharp edges, fitted past 30 dB (41 measured;
+    40 passes gave 25-29 dB with torch's decoder init, 35-39 with He-uniform, which learned a
+    3-D signed distance 10 dB worse)."""
     from neurofabric.field.signals import image_signal, psnr
 
     yy, xx = np.mgrid[0:24, 0:32] / np.array([24.0, 32.0])[:, None, None]
@@ -187,7 +256,7 @@ def test_colour_image_is_learned(tmp_path):
         tmp_path / "f", spec=spec, hidden=(16,), out_dim=3, seed=0, **SIZES
     ) as field:
         before = psnr(field.query(coords), target)
-        field.learn(np.tile(coords, (40, 1)), np.tile(target, (40, 1)), batch_size=256)
+        field.learn(np.tile(coords, (80, 1)), np.tile(target, (80, 1)), batch_size=256)
         after = psnr(field.query(coords), target)
     assert before < 10 and after > 30, (before, after)
 
@@ -225,9 +294,9 @@ def test_table_only_learning_leaves_the_decoder_and_far_regions_alone(tmp_path, 
     field.learn(np.tile(left, (10, 1)), np.tile(ya, (10, 1)), **kw)
     _, dec = _params(field)
     before, err_b = field.query(left), np.abs(field.query(right) - yb).mean()
-    field.learn(
-        np.tile(right, (10, 1)),
-        np.tile(yb, (10, 1)),
+    field.learn(  # 125 steps: a frozen decoder of torch's init scale learns the half slower
+        np.tile(right, (20, 1)),
+        np.tile(yb, (20, 1)),
         batch_size=64,
         optimizer=optimizer,
         decoder=False,

@@ -132,12 +132,17 @@ def field_learn(
     optimizer: str | None = typer.Option(
         None, help="adam (the default where the field has optimizer state) or sgd."
     ),
+    lr_decay: str | None = typer.Option(
+        None,
+        help="START,INTERVAL,BASE: Adam's rate times BASE at step START and every INTERVAL "
+        "steps after (tiny-cuda-nn's ExponentialDecay), e.g. 200,100,0.5.",
+    ),
     seed: int = typer.Option(0, help="Seed of the sampled points."),
     backend: str = BACKEND_OPTION,
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Fit a built-in test function (continual learning on touched rows and the decoder)."""
-    from neurofabric.field import DemandPagedField
+    from neurofabric.field import DemandPagedField, ExponentialDecay
 
     fns = {
         "sines": lambda x: np.prod(np.sin(3 * np.pi * x), axis=1, keepdims=True),
@@ -150,6 +155,7 @@ def field_learn(
     if steps < 1 or batch < 1:
         raise ConfigError(f"--steps and --batch must be >= 1, got {steps} and {batch}")
     fn = fns[function]
+    decay = ExponentialDecay.parse(lr_decay) if lr_decay else None
     f = DemandPagedField.open(path, backend=backend)
     try:
         rng = np.random.default_rng(seed)
@@ -165,7 +171,15 @@ def field_learn(
                 def report(p, start=start):
                     view.callback(replace(p, done=start + p.done, total=steps))
 
-                f.learn(x, fn(x), lr=lr, optimizer=optimizer, batch_size=batch, callback=report)
+                f.learn(
+                    x,
+                    fn(x),
+                    lr=lr,
+                    optimizer=optimizer,
+                    lr_decay=decay,
+                    batch_size=batch,
+                    callback=report,
+                )
                 loss = float(view.last["loss"])
         test = rng.random((2000, f.spec.n_dims)).astype(np.float32)
         mse = float(np.mean((f.query(test) - fn(test)) ** 2))
@@ -177,6 +191,7 @@ def field_learn(
         "steps": steps,
         "batch": batch,
         "lr": lr,
+        "lr_decay": lr_decay,
         "optimizer": optimizer or ("adam" if f.optim_layout is not None else "sgd"),
         "last_loss": loss,
         "held_out_mse": mse,

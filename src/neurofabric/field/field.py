@@ -44,6 +44,7 @@ from neurofabric.field.encoding import PARALLEL_FROM, HashGrid
 from neurofabric.field.optim import (
     DEFAULT_LR,
     OPTIMIZERS,
+    ExponentialDecay,
     adam_hyper,
     adam_update,
     check_finite,
@@ -475,6 +476,7 @@ class DemandPagedField:
         *,
         lr: float | None = None,
         optimizer: str | None = None,
+        lr_decay: ExponentialDecay | None = None,
         decoder: bool = True,
         batch_size: int | None = None,
         report_every: int = 1,
@@ -488,7 +490,10 @@ class DemandPagedField:
         settings, :mod:`neurofabric.field.optim`) or "sgd" (the default of fields created
         without it). ``lr``: default 1e-2 for Adam, 0.05 for SGD. A step whose loss or update
         is not finite raises :class:`neurofabric.core.errors.DivergenceError` and writes
-        nothing (the earlier steps of the call stay).
+        nothing (the earlier steps of the call stay). ``lr_decay``: an
+        :class:`neurofabric.field.optim.ExponentialDecay` (Adam only): each step uses
+        ``lr * lr_decay.factor(adam_step)``, the stored step count, so a schedule spans calls
+        and close/open.
 
         Without ``batch_size``: one step on all the points; returns the loss before it. With
         ``batch_size``: one step per consecutive batch of that many points, in their order;
@@ -507,6 +512,17 @@ class DemandPagedField:
             )
         lr = DEFAULT_LR[optimizer] if lr is None else lr
         check_positive("lr", lr)
+        if lr_decay is not None:
+            if not isinstance(lr_decay, ExponentialDecay):
+                raise ConfigError(
+                    "`lr_decay` must be a neurofabric.field.optim.ExponentialDecay or None, "
+                    f"got {type(lr_decay).__name__}"
+                )
+            if optimizer != "adam":
+                raise ConfigError(
+                    "`lr_decay` follows the Adam step count; use optimizer='adam' (or change "
+                    "`lr` between calls for SGD)"
+                )
         check_int("report_every", report_every, min_value=1)
         check_callback(callback)
         if self.store.readonly:
@@ -525,7 +541,8 @@ class DemandPagedField:
         losses: list[float] = []
         points = reported = 0
         for k, (xb, yb) in enumerate(batches, start=1):
-            losses.append(self._step(xb, yb, lr, optimizer, decoder))
+            lr_k = lr if lr_decay is None else lr * lr_decay.factor(self.adam_step)
+            losses.append(self._step(xb, yb, lr_k, optimizer, decoder))
             points += len(np.atleast_2d(xb))
             if k % report_every == 0 or k == len(batches):
                 recent, reported = losses[reported:], k

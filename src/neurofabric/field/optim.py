@@ -14,6 +14,12 @@ store beside the parameters (``Layout``): the table's m and v are two more table
 read and written through the same tiers, the decoder's moments and t one small region; so they
 survive close/open and are paged like the parameters.
 
+``ExponentialDecay`` is tiny-cuda-nn's learning-rate schedule of the same name
+(``optimizers/exponential_decay.h``): piecewise constant, the rate multiplied by ``base`` at
+step ``start`` and every ``interval`` steps after it, up to step ``end``. ``learn(...,
+lr_decay=...)`` follows the field's stored Adam step count, so the schedule goes on where it
+stopped after close/open.
+
 Every update is computed before anything is written: a step whose loss, gradient or new values
 are not all finite raises :class:`DivergenceError` and leaves the field as it was.
 """
@@ -24,13 +30,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from neurofabric.core.errors import DivergenceError
+from neurofabric.core.errors import ConfigError, DivergenceError
+from neurofabric.core.validation import check_int, check_positive
 
 __all__ = [
     "ADAM",
     "DEFAULT_LR",
     "OPTIMIZERS",
     "AdamSettings",
+    "ExponentialDecay",
     "adam_hyper",
     "adam_update",
     "check_finite",
@@ -49,6 +57,50 @@ class AdamSettings:
 
 
 ADAM = AdamSettings()
+
+
+@dataclass(frozen=True)
+class ExponentialDecay:
+    """tiny-cuda-nn's piecewise-constant exponential decay: the learning rate of the step that
+    follows ``t`` steps (t = 0, 1, ...) is ``lr * factor(t)``, multiplied by ``base`` once at
+    each ``t`` in ``start, start + interval, ...`` up to ``end``::
+
+        >>> d = ExponentialDecay(start=100, interval=50, base=0.5)
+        >>> [d.factor(t) for t in (0, 99, 100, 149, 150)]
+        [1.0, 1.0, 0.5, 0.5, 0.25]
+    """
+
+    start: int
+    interval: int
+    base: float
+    end: int = 10_000_000
+
+    def __post_init__(self) -> None:
+        check_int("start", self.start, min_value=0)
+        check_int("interval", self.interval, min_value=1)
+        check_int("end", self.end, min_value=self.start)
+        check_positive("base", self.base)
+
+    @classmethod
+    def parse(cls, text: str) -> ExponentialDecay:
+        """``"START,INTERVAL,BASE"`` (a command line's form), e.g. ``"200,100,0.5"``."""
+        parts = str(text).split(",")
+        try:
+            start, interval, base = int(parts[0]), int(parts[1]), float(parts[2])
+        except (ValueError, IndexError):
+            parts = []
+        if len(parts) != 3:
+            raise ConfigError(
+                f"`lr_decay` must be START,INTERVAL,BASE (e.g. 200,100,0.5: the rate halves at "
+                f"step 200 and every 100 steps after), got {text!r}"
+            )
+        return cls(start=start, interval=interval, base=base)
+
+    def factor(self, t: int) -> float:
+        """The factor of the learning rate after ``t`` steps."""
+        if t < self.start:
+            return 1.0
+        return float(self.base ** ((min(t, self.end) - self.start) // self.interval + 1))
 
 
 def adam_update(
