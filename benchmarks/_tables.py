@@ -845,6 +845,22 @@ def field_table(by: dict[str, list[dict]]) -> str:
         parts.append(_titled(fit, title, "benchmarks/field_fit.py", head, body))
     else:
         parts.append([_missing("field_fit")])
+    sdf = by.get("field_sdf")
+    if sdf:
+        body = [
+            [
+                f"{r['system']} ({r.get('variant')})",
+                *[
+                    fmt(r.get(k))
+                    for k in ("steps", "final_psnr_db", "final_iou_frac", "to_iou_095_s")
+                ],
+                fmt(r.get("to_30db_s")),
+            ]
+            for r in sdf
+        ]
+        head = ["system", "steps", "final PSNR, dB", "final IoU", "to IoU 0.95, s", "to 30 dB, s"]
+        title = f"Fitting a torus's signed distance in 3-D, {fmt(sdf[0].get('seconds'))} s each"
+        parts.append(_titled(sdf, title, "benchmarks/field_sdf.py", head, body))
     query = [r for r in by.get("field_query", []) if r.get("part") == "latency"]
     if query:
         body = []

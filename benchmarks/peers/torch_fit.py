@@ -1,20 +1,24 @@
-"""Pure-torch peers of the neural field's image fit: PSNR against training seconds on the CPU.
+"""Pure-torch peers of the neural field's fits: PSNR against training seconds on the CPU.
 
     python benchmarks/peers/torch_fit.py --model hashgrid --signal china [--seconds 60] [--threads 1]
     python benchmarks/peers/torch_fit.py --model siren --signal china-rgb --save-image siren.png
-    python benchmarks/peers/torch_fit.py --model mlp --signal china --seconds 10
+    python benchmarks/peers/torch_fit.py --model hashgrid --signal torus --seconds 10
     python benchmarks/peers/torch_fit.py --check        # torch encoding == neurofabric's, exits
 
 Runs in the project's venv (torch comes with the ``seq`` extra; neurofabric is imported only
-for ``HashGridSpec``'s level tables and, under ``--check``, ``HashGrid.encode``). Each model
-fits one image: ``china`` is scikit-learn's ``china.jpg`` in grey (ITU-R 601 luma,
-0.299 R + 0.587 G + 0.114 B, /255), 427 x 640, ``china-rgb`` the same image with 3 outputs in
-[0, 1]. Pixel (row, col) sits at x = ((col + 0.5) / W, (row + 0.5) / H) in [0, 1]^2. Each
-training step draws ``--batch`` pixels with replacement from a seeded torch Generator and takes
-one Adam step on 0.5 * MSE (mean over points and outputs). The clock counts training steps only:
-every ``--eval-every`` seconds of it the PSNR over all pixels (10 log10(1 / MSE), predictions
-clipped to [0, 1], MSE over pixels and channels) is printed as one JSON line, evaluation time
-excluded; a last line carries ``"final": true``, the parameter count and steps/s.
+for ``HashGridSpec``'s level tables, the torus signal and, under ``--check``,
+``HashGrid.encode``). Each model fits one signal: ``china`` is scikit-learn's ``china.jpg`` in
+grey (ITU-R 601 luma, 0.299 R + 0.587 G + 0.114 B, /255), 427 x 640, ``china-rgb`` the same
+image with 3 outputs in [0, 1]. Pixel (row, col) sits at x = ((col + 0.5) / W, (row + 0.5) / H)
+in [0, 1]^2. ``torus`` is a 3-D signed distance, ``neurofabric.field.signals.torus_signal``:
+2^18 uniform training points in [0, 1]^3 and 2^16 held out, the distance scaled to [0, 1] over
+the cube; the picture saved is the z = 0.5 slice. Each training step draws ``--batch`` training
+points (pixels) with replacement from a seeded torch Generator and takes one Adam step on
+0.5 * MSE (mean over points and outputs). The clock counts training steps only: every
+``--eval-every`` seconds of it the PSNR over the evaluation points (every pixel, or the held-out
+points; 10 log10(1 / MSE), predictions clipped to [0, 1], MSE over points and channels) is
+printed as one JSON line (with the torus, also ``iou``: ``sdf_iou`` of the insides), evaluation
+time excluded; a last line carries ``"final": true``, the parameter count and steps/s.
 
 Models and the sources of their settings:
 
@@ -64,6 +68,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_threads.py
 
@@ -78,7 +83,9 @@ from torch import nn  # noqa: E402
 
 from neurofabric.field.params import PRIMES, HashGridSpec  # noqa: E402
 
-SIGNALS = ("china", "china-rgb")
+SIGNALS = ("china", "china-rgb", "torus")
+# the torus SDF: training and held-out points, and the side of the z = 0.5 slice saved
+TORUS_TRAIN, TORUS_EVAL, SLICE = 2**18, 2**16, 256
 MODELS = ("hashgrid", "siren", "mlp")
 DEFAULT_LR = {"hashgrid": 1e-2, "siren": 1e-4, "mlp": 1e-3}
 DEFAULT_HIDDEN = {"hashgrid": [64], "siren": [256, 256, 256], "mlp": [256, 256, 256]}
@@ -250,16 +257,35 @@ def build(args, spec: HashGridSpec, out_dim: int) -> tuple[nn.Module, torch.opti
         if args.adam == "tcnn":
             return model, TcnnAdam(model, lr, **adam)
     elif args.model == "siren":
-        model, adam = Siren(2, hidden, out_dim), {}
+        model, adam = Siren(spec.n_dims, hidden, out_dim), {}
     else:
-        model, adam = CoordMLP(2, hidden, out_dim), {}
+        model, adam = CoordMLP(spec.n_dims, hidden, out_dim), {}
     # fused: the same Adam in one kernel per tensor (7x faster than the default loop on the table)
     return model, torch.optim.Adam(model.parameters(), lr=lr, fused=True, **adam)
 
 
 # --- the signal, the evaluation, the training loop -------------------------------------------
-def load_signal(name: str) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
-    """Coordinates (H*W, 2) in [0, 1]^2 (x = (col+.5)/W, y = (row+.5)/H), targets (H*W, C)."""
+class Signal(NamedTuple):
+    """Training pairs, evaluation pairs, and the points of the picture saved (rows x cols)."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    eval_x: torch.Tensor
+    eval_y: torch.Tensor
+    image_x: torch.Tensor
+    image_shape: tuple[int, int]
+
+
+def load_signal(name: str) -> Signal:
+    """An image (coordinates (H*W, 2) in [0, 1]^2, x = (col+.5)/W, y = (row+.5)/H, targets
+    (H*W, C); trained and evaluated on every pixel), or ``torus``: neurofabric's
+    ``torus_signal`` (TORUS_TRAIN training points, TORUS_EVAL held out, stream seed 0) and the
+    z = 0.5 plane (``plane_points(SLICE)``) as its picture."""
+    if name == "torus":
+        from neurofabric.field.signals import plane_points, torus_signal
+
+        x, y, xe, ye = (torch.from_numpy(a) for a in torus_signal(TORUS_TRAIN, TORUS_EVAL))
+        return Signal(x, y, xe, ye, torch.from_numpy(plane_points(SLICE)), (SLICE, SLICE))
     from sklearn.datasets import load_sample_image
 
     rgb = load_sample_image("china.jpg").astype(np.float64)
@@ -269,13 +295,10 @@ def load_signal(name: str) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]
     else:
         img = rgb / 255.0
     rows, cols = np.meshgrid(np.arange(H), np.arange(W), indexing="ij")
-    xy = np.stack([(cols.ravel() + 0.5) / W, (rows.ravel() + 0.5) / H], axis=1)
-    target = img.reshape(H * W, -1)
-    return (
-        torch.from_numpy(xy.astype(np.float32)),
-        torch.from_numpy(target.astype(np.float32)),
-        (H, W),
-    )
+    xy = torch.from_numpy(np.stack([(cols.ravel() + 0.5) / W, (rows.ravel() + 0.5) / H], 1))
+    xy = xy.to(torch.float32)
+    target = torch.from_numpy(img.reshape(H * W, -1).astype(np.float32))
+    return Signal(xy, target, xy, target, xy, (H, W))
 
 
 @torch.no_grad()
@@ -293,9 +316,12 @@ def train(model, opt, coords, target, args, report) -> tuple[int, float]:
     """Steps until ``--seconds`` of training time or ``--max-steps``; report(step, s) evaluates."""
     gen = torch.Generator().manual_seed(args.seed)
     n, step, train_s, next_eval = len(coords), 0, 0.0, args.eval_every
+    decay, lr = lr_decay(args.lr_decay), opt.param_groups[0]["lr"]
     report(step, train_s)
     while train_s < args.seconds and (args.max_steps is None or step < args.max_steps):
         t0 = time.perf_counter()
+        if decay is not None:  # tiny-cuda-nn's ExponentialDecay over ``step`` steps taken
+            set_lr(opt, lr * decay.factor(step))
         idx = torch.randint(n, (args.batch,), generator=gen)
         loss = 0.5 * F.mse_loss(model(coords[idx]), target[idx])
         opt.zero_grad(set_to_none=True)
@@ -310,18 +336,38 @@ def train(model, opt, coords, target, args, report) -> tuple[int, float]:
     return step, train_s
 
 
+def lr_decay(text: str | None):
+    """``--lr-decay START,INTERVAL,BASE`` as neurofabric's ``ExponentialDecay`` (None: off)."""
+    from neurofabric.field.optim import ExponentialDecay
+
+    return ExponentialDecay.parse(text) if text else None
+
+
+def set_lr(opt, lr: float) -> None:
+    for group in opt.param_groups:
+        group["lr"] = lr
+    if isinstance(opt, TcnnAdam):
+        opt.lr = lr
+
+
 def fit(args) -> None:
-    coords, target, (H, W) = load_signal(args.signal)
-    model, opt = build(args, spec_from(args, 2), target.shape[1])
+    sig = load_signal(args.signal)
+    D = sig.train_x.shape[1]
+    model, opt = build(args, spec_from(args, D), sig.train_y.shape[1])
     base = {"system": "torch", "model": args.model, "signal": args.signal}
     threads = torch.get_num_threads()
 
     def report(step: int, train_s: float, **extra) -> None:
-        db = psnr(predict(model, coords), target)
-        line = {**base, "seconds": round(train_s, 4), "step": step, "psnr": round(db, 4)}
+        pred = predict(model, sig.eval_x)
+        line = {**base, "seconds": round(train_s, 4), "step": step}
+        line["psnr"] = round(psnr(pred, sig.eval_y), 4)
+        if args.signal == "torus":
+            from neurofabric.field.signals import sdf_iou, torus_surface
+
+            line["iou"] = round(sdf_iou(pred.numpy(), sig.eval_y.numpy(), torus_surface()), 5)
         print(json.dumps({**line, "threads": threads, **extra}), flush=True)
 
-    steps, train_s = train(model, opt, coords, target, args, report)
+    steps, train_s = train(model, opt, sig.train_x, sig.train_y, args, report)
     report(
         steps,
         train_s,
@@ -330,12 +376,14 @@ def fit(args) -> None:
         steps_per_s=round(steps / max(train_s, 1e-9), 3),
         batch=args.batch,
         lr=opt.param_groups[0]["lr"],
+        lr_decay=args.lr_decay,
         adam=args.adam if args.model == "hashgrid" else "torch",
         hidden=args.hidden or DEFAULT_HIDDEN[args.model],
         torch_version=torch.__version__,
     )
     if args.save_image:
-        save_image(args.save_image, predict(model, coords).reshape(H, W, -1).numpy())
+        H, W = sig.image_shape
+        save_image(args.save_image, predict(model, sig.image_x).reshape(H, W, -1).numpy())
 
 
 def save_image(path: str, img: np.ndarray) -> None:
@@ -432,6 +480,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=4096)
     p.add_argument("--lr", type=float, default=None, help="default: 1e-2 / 1e-4 / 1e-3")
     p.add_argument("--hidden", type=int, action="append", help="repeatable; per model default")
+    p.add_argument(
+        "--lr-decay",
+        default=None,
+        metavar="START,INTERVAL,BASE",
+        help="tiny-cuda-nn's ExponentialDecay: lr times BASE at step START and every INTERVAL",
+    )
     p.add_argument(
         "--adam",
         choices=("torch", "tcnn"),
