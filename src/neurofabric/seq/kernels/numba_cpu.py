@@ -21,7 +21,8 @@ from neurofabric.core import numba_intrinsics
 from neurofabric.core.numba_cache import drop_stale_cache, rebound
 from neurofabric.core.numba_intrinsics import prefetch
 
-# numba compiles this file only; a change to it drops every cached entry of the package
+# numba compiles this file and the shared intrinsics; a change to either drops every cached
+# entry of the package
 drop_stale_cache(
     Path(__file__).parent,
     frozenset({"__init__.py", "reference.py", "torch_ops.py"}),
