@@ -181,17 +181,11 @@ def run_peer(model: str, args) -> tuple[list[dict], np.ndarray | None, str | Non
     return [r for r in lines if not r.get("final")], recon, None
 
 
-def first_time(rows: list[dict], db: float) -> float | None:
+def first_time(rows: list[dict], mark: float, key: str = "psnr") -> float | None:
+    """Training seconds at the first evaluation whose ``key`` (PSNR, or the torus's IoU)
+    reached ``mark``."""
     for r in rows:
-        if r["psnr"] >= db:
-            return r["seconds"]
-    return None
-
-
-def first_iou(rows: list[dict], mark: float) -> float | None:
-    """Training seconds at the first evaluation whose IoU reached ``mark`` (the torus)."""
-    for r in rows:
-        if r["iou"] >= mark:
+        if r[key] >= mark:
             return r["seconds"]
     return None
 
@@ -260,12 +254,11 @@ def main(argv: list[str] | None = None) -> None:
         def fmt(v, unit=""):
             return "-" if v is None else f"{v:.1f}{unit}"
 
-        print(
-            f"| {system} | {rows[-1]['step']} | "
-            + " | ".join(fmt(c) for c in cells)
-            + f" | {rows[-1]['psnr']:.2f} | {fmt(t25)} | {fmt(t30)} |"
-            + (f" {rows[-1]['iou']:.4f} | {fmt(first_iou(rows, IOU_MARK))} |" if torus else "")
-        )
+        row = [system, str(rows[-1]["step"]), *[fmt(c) for c in cells]]
+        row += [f"{rows[-1]['psnr']:.2f}", fmt(t25), fmt(t30)]
+        if torus:
+            row += [f"{rows[-1]['iou']:.4f}", fmt(first_time(rows, IOU_MARK, "iou"))]
+        print("| " + " | ".join(row) + " |")
     # the torch hash grid that reached 25 dB first (either optimizer)
     peers = [first_time(curves.get(s, []), 25.0) for s in ("hashgrid", "hashgrid-tcnn")]
     ref = min((t for t in peers if t is not None), default=None)
@@ -285,7 +278,7 @@ def main(argv: list[str] | None = None) -> None:
         }
         if torus:
             figures["final_iou_frac"] = rows[-1]["iou"]
-            figures[IOU_KEY] = first_iou(rows, IOU_MARK)
+            figures[IOU_KEY] = first_time(rows, IOU_MARK, "iou")
         if system == "field":
             figures["to_25db_speedup_x"] = ref / ours if ref and ours else None
         name, variant = SYSTEMS.get(system, ("torch", system))
