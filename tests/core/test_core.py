@@ -99,3 +99,33 @@ def test_kernel_digest_covers_the_files_compiled_in_from_elsewhere(tmp_path):
     outside.write_text("C = 2\n", encoding="utf-8")
     assert kernel_digest(tmp_path, skip, also=(outside,)) != before
     outside.unlink()
+
+
+def _sleep():
+    import time
+
+    time.sleep(60)
+
+
+def test_a_compile_helper_is_skipped_when_compiled_and_stopped_when_late():
+    """``compile_ahead`` starts nothing for a kernel compiled already (or one without a disk
+    cache), and ``settle`` stops a helper that runs over its time."""
+    import multiprocessing
+
+    from numba import njit
+
+    from neurofabric.core import numba_cache
+
+    @njit
+    def add_one(x):
+        return x + 1
+
+    sig = numba_cache.argument_types(add_one, (1.0,))
+    assert numba_cache.in_disk_cache(add_one, sig) is None  # no disk cache to tell
+    assert numba_cache.compile_ahead(add_one, (1.0,)) is None
+    add_one(1.0)
+    assert numba_cache.in_disk_cache(add_one, sig) is True
+    late = multiprocessing.get_context("fork").Process(target=_sleep, daemon=True)
+    late.start()
+    assert numba_cache.settle(late, timeout=0.2) is False
+    assert not late.is_alive()

@@ -63,6 +63,8 @@ def run_snn(
         kwargs.update(synapses_per_neuron=synapses_per_neuron, dtype=dtype)
     t0 = time.perf_counter()
     net = build_model(model, **kwargs)
+    if not distributed:
+        net.compile_ahead()  # before the spinner's thread starts (see its docstring)
     with console.status(f"building {model}: {neurons} neurons ({storage})"):
         net.build()
     build_s = time.perf_counter() - t0

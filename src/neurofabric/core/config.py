@@ -22,12 +22,15 @@ _BACKENDS = ("auto", "reference", "numba", "torch")
 
 @dataclass(frozen=True)
 class Settings:
-    """Process settings. ``data_dir`` is where dataset loaders look for local copies."""
+    """Process settings. ``data_dir`` is where dataset loaders look for local copies.
+    ``compile_ahead``: a kernel missing from numba's disk cache may be compiled in a forked
+    helper process while this one goes on (``NEUROFABRIC_COMPILE_AHEAD=0`` turns it off)."""
 
     data_dir: Path | None = None
     backend: str = "auto"
     threads: int | None = None
     progress: bool = True
+    compile_ahead: bool = True
 
 
 def _from_environment() -> Settings:
@@ -49,11 +52,13 @@ def _from_environment() -> Settings:
         if n_threads < 1:
             raise ConfigError(f"NEUROFABRIC_THREADS must be a positive integer, got {threads!r}")
     progress = env.get("NEUROFABRIC_PROGRESS", "1") not in ("0", "false", "no")
+    ahead = env.get("NEUROFABRIC_COMPILE_AHEAD", "1") not in ("0", "false", "no")
     return Settings(
         data_dir=Path(data) if data else None,
         backend=backend,
         threads=n_threads,
         progress=progress,
+        compile_ahead=ahead,
     )
 
 

@@ -280,10 +280,13 @@ def _explicit_rows(proj: Projection, s0: int, s1: int) -> tuple:
     return counts, (tgt[order].astype(np.int32), w[order], d[order])
 
 
-def _plan(proj: Projection, key: int, offset: int, kernels: ModuleType) -> tuple:
-    """(ip, fp, key, counts per row, pre-generated rows or None) of one projection."""
+def _plan(proj: Projection, key: int, offset: int, kernels: ModuleType, dry: bool) -> tuple:
+    """(ip, fp, key, counts per row, pre-generated rows or None) of one projection; with
+    ``dry``, no synapse in any row."""
     ip, fp = proj.row_params(offset)
     s0, s1 = int(ip[1]), int(ip[2])
+    if dry:
+        return ip, fp, key, np.zeros(s1 - s0, np.int64), None
     if isinstance(proj.topology, Explicit):
         counts, rows = _explicit_rows(proj, s0, s1)
         return ip, fp, key, counts, rows
@@ -309,13 +312,15 @@ def build_csr(
     n_rows: int,
     kernels: ModuleType,
     with_csc: bool = False,
+    dry: bool = False,
 ) -> CSR:
     """Materialize ``(projection, key, source offset)`` triples into one CSR of ``n_rows``.
 
     Rows are generated twice, in chunks: once to count, once to write straight into the
-    final arrays, so the peak memory is the CSR itself plus one chunk.
+    final arrays, so the peak memory is the CSR itself plus one chunk. ``dry``: the CSR of
+    the same layout and dtypes with no synapse, made without calling a kernel.
     """
-    plans = [_plan(proj, key, offset, kernels) for proj, key, offset in projections]
+    plans = [_plan(proj, key, offset, kernels, dry) for proj, key, offset in projections]
     row_counts = np.zeros(n_rows, np.int64)
     for ip, _, _, counts, _ in plans:
         row_counts[int(ip[1]) : int(ip[1]) + len(counts)] += counts
@@ -341,6 +346,8 @@ def build_csr(
         s0 = int(ip[1])
         if pre is not None:
             _place(indices, weights, delays, fill, s0, counts, *pre, mask, learns)
+            continue
+        if not counts.any():  # no row to generate
             continue
         max_row = int(counts.max(initial=0)) + 1
         for a, b in _row_chunks(counts):
@@ -404,6 +411,10 @@ def build_csc(csr: CSR, n_targets: int, kernels: ModuleType) -> L.Incoming:
     (pointers, source of each, position of each in the CSR arrays). The positions are left
     out when weight and delay follow from the source alone."""
     need_pos = not (csr.flags[0] == 1 and csr.flags[1] >= 0)
+    if csr.indices.size == 0:  # nothing to transpose: the kernel's output, without a kernel
+        return L.Incoming(
+            np.zeros(n_targets + 1, np.int64), np.empty(0, np.int32), np.empty(0, np.int32)
+        )
     return L.Incoming(*kernels.transpose(csr.indptr, csr.indices, n_targets, need_pos))
 
 

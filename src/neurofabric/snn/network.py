@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from neurofabric.core import backend as backends
+from neurofabric.core.config import get_config
 from neurofabric.core.errors import ConfigError, NotFittedError
 from neurofabric.core.progress import ProgressCallback, ProgressReporter, check_callback
 from neurofabric.core.rng import SeedLike, make_rng, seed_to_int
@@ -354,6 +356,56 @@ class SpikingNetwork:
             self._kernel_options["device"] = backends.torch_device(self.device)
         if saved is not None:
             self.theta_[:] = saved.theta
+        else:
+            self.compile_ahead()
+        self._build_parts(saved)
+        self.build_s_ = time.perf_counter() - t0
+        self._built = True
+        log.info(
+            "built %d neurons, %d synapses (%s, %s backend) in %.2f s",
+            self.n_neurons,
+            self.n_synapses,
+            self.storage,
+            self.backend_,
+            self.build_s_,
+        )
+        return self
+
+    def compile_ahead(self) -> bool:
+        """Have the step loop that ``run`` needs compiled in a helper process while this
+        one builds the synapses (and compiles the kernels that generate them), when numba's
+        disk cache lacks it: a first run with an empty cache then takes the longer of the
+        two compiles instead of their sum (measured in docs/benchmarks.md).
+
+        ``build`` calls it; call it before ``build`` when other threads run then (a progress
+        spinner, say): the helper is a fork of this process, started only while this is its
+        one thread (and on Linux, with two or more cores, with the numba backend, and unless
+        the ``compile_ahead`` setting is off). Returns True when a helper was started."""
+        if not get_config().compile_ahead:
+            return False
+        backend, kernels = backends.resolve("snn", self.backend)
+        if not hasattr(kernels, "compile_ahead"):
+            return False
+        return bool(kernels.compile_ahead(*self._probe_run_args(backend, kernels)))
+
+    def _probe_run_args(self, backend: str, kernels: Any) -> tuple:
+        """The arguments ``run`` will pass ``kernels`` for its first step, from a copy of
+        this network built without a synapse (no kernel runs): the kernels can compile for
+        their types while the synapses are generated."""
+        probe = copy.copy(self)
+        probe.backend_, probe._k = backend, kernels
+        probe._build_parts(None, dry=True)
+        rec = Recorder((), probe.n_neurons, np.dtype(probe.dtype), 1, 0)
+        counters = probe._counters(probe._k.threads(probe.n_neurons))
+        rec.configure(counters)
+        rec.begin_chunk(0, 1, counters)
+        st = probe.state_
+        arrays = L.State(st.v, st.ge, st.gi, st.refrac, st.buf_e, st.buf_i)
+        spikes = probe._input_spikes(0, 1, st.rng)
+        return 1, 0, probe._kernel_network(), arrays, spikes, rec.monitors(0), counters
+
+    def _build_parts(self, saved: Snapshot | None, dry: bool = False) -> None:
+        """Everything ``build`` assembles; ``dry``: no synapse (see ``_probe_run_args``)."""
         self._input_offsets, self.n_input_sources_ = input_offsets(self.inputs)
         self._poisson = poisson_table(self.inputs, self._input_offsets, self.seed, self.dt)
         self._neurons = self._neuron_constants()
@@ -362,7 +414,7 @@ class SpikingNetwork:
         n, n_in, k = self.n_neurons, self.n_input_sources_, self._k
         if saved is None:
             stored = keyed_projections(self.projections, self.seed, self._input_offsets, False)
-            self.csr_, self.input_csr_ = generate_synapses(stored, n, n_in, k, with_csc)
+            self.csr_, self.input_csr_ = generate_synapses(stored, n, n_in, k, with_csc, dry)
         else:
             with_csc = with_csc and saved.csr["indptr"].size > 1
             self.csr_ = stored_csr(saved.csr, n, k, with_csc, rules[0] is not None)
@@ -378,17 +430,6 @@ class SpikingNetwork:
             self.stp_.restore(saved.stp)
             self.state_ = saved.state
         self._assemble()
-        self.build_s_ = time.perf_counter() - t0
-        self._built = True
-        log.info(
-            "built %d neurons, %d synapses (%s, %s backend) in %.2f s",
-            self.n_neurons,
-            self.n_synapses,
-            self.storage,
-            self.backend_,
-            self.build_s_,
-        )
-        return self
 
     def _neuron_constants(self) -> L.Neurons:
         return neuron_constants(self._neuron_arrays, self.synapse, self.dt, self.dtype, self.theta_)

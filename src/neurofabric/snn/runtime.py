@@ -130,13 +130,15 @@ def generate_synapses(
     n_inputs: int,
     kernels: ModuleType,
     with_csc: bool,
+    dry: bool = False,
 ) -> tuple[CSR, CSR]:
     """The recurrent CSR (with its transposed index if ``with_csc``) and the input CSR of
-    the stored projections (:func:`keyed_projections`)."""
+    the stored projections (:func:`keyed_projections`); ``dry``: their layout without a
+    synapse (see :func:`~neurofabric.snn.connectivity.build_csr`)."""
     rec = [(p, key, offset) for p, key, offset, is_input in stored if not is_input]
     ext = [(p, key, offset) for p, key, offset, is_input in stored if is_input]
-    csr = build_csr(rec, n_neurons, kernels, with_csc) if rec else empty_csr()
-    input_csr = build_csr(ext, max(n_inputs, 1), kernels) if ext else empty_csr()
+    csr = build_csr(rec, n_neurons, kernels, with_csc, dry) if rec else empty_csr()
+    input_csr = build_csr(ext, max(n_inputs, 1), kernels, dry=dry) if ext else empty_csr()
     return csr, input_csr
 
 

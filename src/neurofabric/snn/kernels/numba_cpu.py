@@ -11,6 +11,7 @@ step loop inlines); the formulas are :mod:`.formulas`, shared with the reference
 import numpy as np
 from numba import njit, prange
 
+from neurofabric.core import numba_cache
 from neurofabric.snn.kernels.layout import C_THREADS
 from neurofabric.snn.kernels.numba_jit import formula, gen_row_for_kind, spec, variant
 from neurofabric.snn.kernels.numba_step import features, kernel
@@ -47,11 +48,38 @@ def threads(n_neurons):
     return numba.get_num_threads()
 
 
+#: step loops being compiled by a helper process (:func:`compile_ahead`), by kernel key
+_ahead: dict = {}
+
+
+def _key(net, counters):
+    return int(net.model), bool(counters[C_THREADS] > 1), features(net)
+
+
+def compile_ahead(n_steps, t0, net, state, inputs, mon, counters):
+    """Have the step loop that :func:`simulate` will run for arguments of these types
+    compiled meanwhile by a helper process (:func:`neurofabric.core.numba_cache.compile_ahead`),
+    when numba's disk cache lacks it; ``simulate`` waits for the helper, then loads it.
+    Threaded step loops are not cached on disk and are left alone. Returns True when a
+    helper was started."""
+    key = _key(net, counters)
+    if key[1] or key in _ahead:
+        return False
+    args = (n_steps, t0, net, state, inputs, mon, counters)
+    helper = numba_cache.compile_ahead(kernel(*key), args)
+    if helper is not None:
+        _ahead[key] = helper
+    return helper is not None
+
+
 def simulate(n_steps, t0, net, state, inputs, mon, counters):
     """Advance ``n_steps`` steps from step ``t0``: :func:`.reference.simulate`, dispatched to
     a kernel compiled for this (model, threads, features) combination only."""
-    parallel = bool(counters[C_THREADS] > 1)
-    step_loop = kernel(int(net.model), parallel, features(net))
+    key = _key(net, counters)
+    step_loop = kernel(*key)
+    helper = _ahead.pop(key, None)
+    if helper is not None:
+        numba_cache.settle(helper)
     return step_loop(n_steps, t0, net, state, inputs, mon, counters)
 
 
