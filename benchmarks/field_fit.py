@@ -42,6 +42,7 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
+from _field_signals import SLICE, TORUS_EVAL, TORUS_TRAIN, lr_decay
 from _record import record
 from _threads import pin_threads, threads_info
 
@@ -52,9 +53,6 @@ import numpy as np  # noqa: E402
 from neurofabric.field.signals import psnr, sdf_iou, torus_surface  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-# the torus SDF as benchmarks/peers/torch_fit.py has it: training and held-out points, and the
-# side of the z = 0.5 slice saved
-TORUS_TRAIN, TORUS_EVAL, SLICE = 2**18, 2**16, 256
 # the torus's IoU mark: the training seconds until the inside is this right
 IOU_MARK, IOU_KEY = 0.95, "to_iou_095_s"
 # each system's row: (system, variant)
@@ -100,13 +98,6 @@ def evaluate(f_query, sig: Signal, signal: str) -> dict:
     if signal == "torus":
         out["iou"] = sdf_iou(pred, sig.eval_y, torus_surface())
     return out
-
-
-def lr_decay(text: str | None):
-    """``--lr-decay START,INTERVAL,BASE`` as neurofabric's ``ExponentialDecay`` (None: off)."""
-    from neurofabric.field.optim import ExponentialDecay
-
-    return ExponentialDecay.parse(text) if text else None
 
 
 def run_field(args) -> tuple[list[dict], np.ndarray]:

@@ -72,6 +72,7 @@ from typing import NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_threads.py
 
+from _field_signals import SLICE, TORUS_EVAL, TORUS_TRAIN, lr_decay  # noqa: E402
 from _threads import limit_loaded, pin_threads  # noqa: E402
 
 THREADS = pin_threads()  # before numpy / torch load: their pools size themselves on import
@@ -84,8 +85,6 @@ from torch import nn  # noqa: E402
 from neurofabric.field.params import PRIMES, HashGridSpec  # noqa: E402
 
 SIGNALS = ("china", "china-rgb", "torus")
-# the torus SDF: training and held-out points, and the side of the z = 0.5 slice saved
-TORUS_TRAIN, TORUS_EVAL, SLICE = 2**18, 2**16, 256
 MODELS = ("hashgrid", "siren", "mlp")
 DEFAULT_LR = {"hashgrid": 1e-2, "siren": 1e-4, "mlp": 1e-3}
 DEFAULT_HIDDEN = {"hashgrid": [64], "siren": [256, 256, 256], "mlp": [256, 256, 256]}
@@ -334,13 +333,6 @@ def train(model, opt, coords, target, args, report) -> tuple[int, float]:
             while next_eval <= train_s:
                 next_eval += args.eval_every
     return step, train_s
-
-
-def lr_decay(text: str | None):
-    """``--lr-decay START,INTERVAL,BASE`` as neurofabric's ``ExponentialDecay`` (None: off)."""
-    from neurofabric.field.optim import ExponentialDecay
-
-    return ExponentialDecay.parse(text) if text else None
 
 
 def set_lr(opt, lr: float) -> None:
