@@ -48,7 +48,8 @@ def threads(n_neurons):
     return numba.get_num_threads()
 
 
-#: step loops being compiled by a helper process (:func:`compile_ahead`), by kernel key
+#: step loops being compiled by a helper process (:func:`compile_ahead`): kernel key ->
+#: (helper, the signature it compiles)
 _ahead: dict = {}
 
 
@@ -66,9 +67,10 @@ def compile_ahead(n_steps, t0, net, state, inputs, mon, counters):
     if key[1] or key in _ahead:
         return False
     args = (n_steps, t0, net, state, inputs, mon, counters)
-    helper = numba_cache.compile_ahead(kernel(*key), args)
+    step_loop = kernel(*key)
+    helper = numba_cache.compile_ahead(step_loop, args)
     if helper is not None:
-        _ahead[key] = helper
+        _ahead[key] = helper, numba_cache.argument_types(step_loop, args)
     return helper is not None
 
 
@@ -77,10 +79,13 @@ def simulate(n_steps, t0, net, state, inputs, mon, counters):
     a kernel compiled for this (model, threads, features) combination only."""
     key = _key(net, counters)
     step_loop = kernel(*key)
-    helper = _ahead.pop(key, None)
-    if helper is not None:
-        numba_cache.settle(helper)
-    return step_loop(n_steps, t0, net, state, inputs, mon, counters)
+    args = (n_steps, t0, net, state, inputs, mon, counters)
+    if key in _ahead:  # wait for the helper if it compiles for these types
+        helper, sig = _ahead[key]
+        if numba_cache.argument_types(step_loop, args) == sig:
+            del _ahead[key]
+            numba_cache.settle(helper)
+    return step_loop(*args)
 
 
 def _build_rows(ip, fp, key, sources, max_row, counts_only):
