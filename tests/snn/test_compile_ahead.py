@@ -115,6 +115,20 @@ def test_a_dry_build_generates_no_synapse_and_keeps_the_layout():
     assert not hasattr(net, "csr_")  # the network itself is not built
 
 
+def test_a_threaded_step_loop_is_not_probed(monkeypatch):
+    """Numba caches no threaded step loop on disk: a network that will run on threads gets no
+    helper, and no probe is built for it (its ring buffers could be large)."""
+    net = _cuba()
+
+    def no_probe(*_):
+        raise AssertionError("the probe was built")
+
+    monkeypatch.setattr(numba_cpu, "threads", lambda n: 2)
+    monkeypatch.setattr(net, "_probe_run_args", no_probe)
+    with config_context(compile_ahead=True):
+        assert net.compile_ahead() is False
+
+
 _FIRST_RUN = textwrap.dedent(
     """
     import json, logging, sys

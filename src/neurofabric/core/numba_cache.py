@@ -134,8 +134,9 @@ def compile_ahead(dispatcher, args: tuple) -> multiprocessing.process.BaseProces
 
     Nothing is started unless this is Linux (fork), the process may use two or more cores,
     this is its only Python thread (forking a threaded process can deadlock), it is not an
-    MPI rank (nor has MPI loaded), and the dispatcher caches on disk and lacks ``args``' signature. The helper shares nothing with
-    the caller after the fork: if it fails or is killed, the caller compiles as it would have.
+    MPI rank (nor has MPI loaded), and the dispatcher caches on disk and lacks ``args``'
+    signature. The helper shares nothing with the caller after the fork: if it fails or is
+    killed, the caller compiles as it would have.
     """
     if (
         not sys.platform.startswith("linux")

@@ -379,13 +379,14 @@ class SpikingNetwork:
 
         ``build`` calls it; call it before ``build`` when other threads run then (a progress
         spinner, say): the helper is a fork of this process, started only while this is its
-        one thread (and on Linux, with two or more cores, with the numba backend, and unless
-        the ``compile_ahead`` setting is off). Returns True when a helper was started."""
+        one thread (and on Linux, with two or more cores, with the numba backend, for a step
+        loop on one thread, and unless the ``compile_ahead`` setting is off). Returns True
+        when a helper was started."""
         if not get_config().compile_ahead:
             return False
         backend, kernels = backends.resolve("snn", self.backend)
-        if not hasattr(kernels, "compile_ahead"):
-            return False
+        if not hasattr(kernels, "compile_ahead") or kernels.threads(self.n_neurons) > 1:
+            return False  # numba caches no threaded step loop on disk: nothing to hand over
         return bool(kernels.compile_ahead(*self._probe_run_args(backend, kernels)))
 
     def _probe_run_args(self, backend: str, kernels: Any) -> tuple:
