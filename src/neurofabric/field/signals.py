@@ -17,6 +17,7 @@ import numpy as np
 
 from neurofabric.core.errors import ConfigError, ShapeError
 from neurofabric.core.rng import make_rng
+from neurofabric.core.validation import check_int
 
 __all__ = [
     "image_signal",
@@ -101,9 +102,8 @@ def torus_signal(
     A value is ``(d - lo) / (hi - lo)``, with ``lo = -minor`` and ``hi`` the largest distance
     in the unit cube, so :func:`psnr` is the distance's PSNR over its range there and the
     surface sits at ``-lo / (hi - lo)`` (:func:`sdf_iou`)."""
-    for name, n in (("n_train", n_train), ("n_eval", n_eval)):
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-            raise ConfigError(f"`{name}` must be an integer >= 1, got {n!r}")
+    n_train = check_int("n_train", n_train, min_value=1)
+    n_eval = check_int("n_eval", n_eval, min_value=1)
     if not 0.0 < minor < major:
         raise ConfigError(
             f"the torus needs 0 < minor < major, got major={major!r}, minor={minor!r}"
