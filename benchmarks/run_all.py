@@ -36,7 +36,10 @@ HERE = Path(__file__).resolve().parent
 # name: (default arguments, quick arguments or None when there is no short form)
 HEADLINE: dict[str, tuple[list[str], list[str] | None]] = {
     "snn_cuba": ([], ["--sizes", "4000", "--duration", "0.2", "--repeats", "1"]),
-    "snn_first_run": ([], ["--threads", "1", "--repeats", "1", "--skip-peers"]),
+    "snn_first_run": (
+        [],
+        ["--parts", "first-run", "--threads", "1", "--repeats", "1", "--skip-peers"],
+    ),
     "snn_microcircuit": (
         ["--scale", "1", "--k-scale", "1", "--duration", "10", "--presim", "0.1"],
         ["--scale", "0.02", "--k-scale", "0.02", "--duration", "0.1", "--presim", "0.05"],
