@@ -16,11 +16,11 @@ from neurofabric.seq.kernels import reference as ref
 nb = pytest.importorskip("neurofabric.seq.kernels.numba_cpu")
 
 
-#: the kernels this machine can run: the float one always, the VNNI one where the CPU has it
-KERNELS = ["q4_matvec_fma"] + (["q4_matvec"] if nb.Q4_KERNEL == "vnni" else [])
+#: the integer kernels this machine runs (AVX-512 VNNI, AVX2), fastest first
+INT_KERNELS = [k for k in nb.Q4_KERNELS if k != "fma"]
 
 
-@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("kernel", ["fma", *INT_KERNELS])
 @pytest.mark.parametrize(
     ("out", "inp", "group", "batch"),
     [(48, 256, 128, 1), (40, 192, 32, 3), (37, 384, 128, 2), (8, 128, 128, 1)],
@@ -32,7 +32,7 @@ def test_q4_matvec_matches_the_dequantized_reference(out, inp, group, batch, ker
     x = np.random.default_rng(batch).standard_normal((batch, inp)).astype(np.float32)
     x[0, :128] *= 1e-3  # groups of inputs on different scales
     want = ref.q4_matvec(x, q, s, zs)
-    got = getattr(nb, kernel)(x, q, s, zs)
+    got = (nb.q4_matvec_fma if kernel == "fma" else nb.Q4_INT[kernel])(x, q, s, zs)
     assert got.dtype == np.float32 and got.shape == (batch, out)
     assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
     # and the reference is the layer's own dequantized weight
@@ -41,17 +41,36 @@ def test_q4_matvec_matches_the_dequantized_reference(out, inp, group, batch, ker
     )
 
 
-@pytest.mark.skipif(nb.Q4_KERNEL != "vnni", reason="needs AVX-512 VNNI")
-def test_vnni_kernel_stays_exact_where_codes_and_zero_points_cancel():
+@pytest.mark.parametrize("kernel", INT_KERNELS)
+def test_integer_kernels_stay_exact_where_codes_and_zero_points_cancel(kernel):
     """Inputs all of one sign (after a squared ReLU, say) make sum(q x) and z sum(x) large and
-    nearly equal; the VNNI kernel centres the codes on 8 in its integer sums, so it stays
-    within float32 rounding of the result (the float kernel: 4e-6 here)."""
+    nearly equal; the integer kernels centre the codes on 8 in their integer sums, so they
+    stay within float32 rounding of the result (the float kernel: 4e-6 here)."""
     g = torch.Generator().manual_seed(0)
     packed = PackedLinear.from_weight(torch.randn(256, 1536, generator=g) * 0.02, 4, 128)
     q, s, zs = q4_arrays(packed)
     x = np.random.default_rng(1).standard_normal((1, 1536)).astype(np.float32) + 3.0
     want = ref.q4_matvec(x, q, s, zs)
-    got = nb.q4_matvec(x, q, s, zs)
+    got = nb.Q4_INT[kernel](x, q, s, zs)
+    assert np.abs(got - want).max() <= 2e-6 * np.abs(want).max()
+
+
+@pytest.mark.parametrize("kernel", INT_KERNELS)
+def test_integer_kernels_sum_extreme_codes_and_digits_exactly(kernel):
+    """Codes of 0 and 15 against inputs at the top of their range: a row of codes 15
+    against inputs all 1 (each digit 127) brings the AVX2 kernel's int16 sums to 15,240 of
+    their 32,767, and any saturation or lost lane shows as an error far above float32
+    rounding."""
+    rng = np.random.default_rng(7)
+    out, inp = 24, 512
+    q = rng.choice(np.array([0x00, 0xFF, 0x0F, 0xF0], np.uint8), (out, inp // 2))
+    q[0] = 0xFF
+    s = rng.uniform(0.5, 2.0, (out, inp // 128)).astype(np.float32)
+    zs = (rng.integers(0, 16, (out, inp // 128)) * s).astype(np.float32)
+    x = rng.choice(np.array([-1.0, 1.0, 0.999, -0.5], np.float32), (2, inp))
+    x[0] = 1.0
+    want = ref.q4_matvec(x, q, s, zs)
+    got = nb.Q4_INT[kernel](x, q, s, zs)
     assert np.abs(got - want).max() <= 2e-6 * np.abs(want).max()
 
 
@@ -66,13 +85,13 @@ def test_q4_matvec_takes_the_float_kernel_for_inputs_that_are_not_finite():
         assert np.isfinite(got[0]).all() and not np.isfinite(got[1]).any()
     strided = np.repeat(x[:1], 2, axis=1)[:, ::2]  # not contiguous: copied first
     np.testing.assert_array_equal(nb.q4_matvec(strided, q, s, zs), nb.q4_matvec(x[:1], q, s, zs))
-    # codes in Fortran order: the float kernel (the VNNI one reads whole C rows)
+    # codes in Fortran order: the float kernel (the integer ones read whole C rows)
     fortran = nb.q4_matvec(x[:1], np.asfortranarray(q), s, zs)
     np.testing.assert_array_equal(fortran, nb.q4_matvec_fma(x[:1], np.asfortranarray(q), s, zs))
 
 
 def test_q4_limbs_are_the_inputs_in_three_signed_digits():
-    """The VNNI kernel's integer inputs: per group of 128, three base-256 digits in
+    """The integer kernels' inputs: per group of 128, three base-256 digits in
     [-127, 127] whose value is x t rounded, t the largest integer input over the group's
     largest |x|, and 8 times the inputs' sums per int32 lane."""
     rng = np.random.default_rng(4)
@@ -106,7 +125,7 @@ def _quantized_rwkv(bits=4, width=64, group=32):
     return model
 
 
-@pytest.mark.parametrize(("width", "group"), [(64, 32), (128, 128)])  # 128: the VNNI kernel
+@pytest.mark.parametrize(("width", "group"), [(64, 32), (128, 128)])  # 128: the integer kernels
 def test_int4_decoder_follows_the_quantized_model(width, group):
     model = _quantized_rwkv(width=width, group=group)
     tokens = [3, 17, 5, 29, 0, 11]
@@ -119,6 +138,8 @@ def test_int4_decoder_follows_the_quantized_model(width, group):
         for t, tok in enumerate(tokens):
             logits = dec.step_(np.array([tok]), state)
             np.testing.assert_allclose(logits[0], want[t], atol=2e-4, err_msg=backend)
+    if group == 128:  # the step that inlines this machine's integer kernel ran
+        assert nb.rwkv_step_q4.variants[nb.Q4_KERNEL].signatures
     # the decoder keeps the codes packed: half a byte a weight, plus a float32 scale and
     # zero-times-scale per group (float32 holds 4 bytes a weight)
     float_dec = RWKVDecoder.from_model(
@@ -130,7 +151,7 @@ def test_int4_decoder_follows_the_quantized_model(width, group):
     assert linear == n_weights // 2 + 8 * n_weights // group
 
 
-@pytest.mark.parametrize(("width", "group"), [(64, 32), (128, 128)])  # 128: the VNNI kernel
+@pytest.mark.parametrize(("width", "group"), [(64, 32), (128, 128)])  # 128: the integer kernels
 def test_int4_mamba_decoder_follows_the_quantized_model(width, group):
     from neurofabric.seq import Mamba, MambaConfig
     from neurofabric.seq.decode import MambaDecoder
@@ -150,6 +171,8 @@ def test_int4_mamba_decoder_follows_the_quantized_model(width, group):
         for t, tok in enumerate(tokens):
             logits = dec.step_(np.array([tok]), state)
             np.testing.assert_allclose(logits[0], want[t], atol=2e-4, err_msg=backend)
+    if group == 128:
+        assert nb.mamba_step_q4.variants[nb.Q4_KERNEL].signatures
 
 
 def test_generate_runs_quantized_models():

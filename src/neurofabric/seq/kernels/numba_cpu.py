@@ -394,15 +394,114 @@ def _q4_row_vnni(typingctx, codes, limbs, corr, scales, x_scale):
     return types.float32(codes, limbs, corr, scales, x_scale), codegen
 
 
+_I16 = ir.IntType(16)
+_V32B, _V16S, _V8I, _V8F = (
+    ir.VectorType(_I8, 32),
+    ir.VectorType(_I16, 16),
+    ir.VectorType(_I32, 8),
+    ir.VectorType(ir.FloatType(), 8),
+)
+
+
+@intrinsic
+def _q4_row_avx2(typingctx, codes, limbs, corr, scales, x_scale):
+    """:func:`_q4_row_vnni` for CPUs with AVX2 but not AVX-512 VNNI, on the same inputs.
+    Per group and digit, four ``vpmaddubsw`` (unsigned codes times signed digits, pairs
+    summed into int16: at most 2 x 15 x 128 = 3,840, so the four sums of a group's two
+    32-byte halves, even and odd inputs, stay below 2^15 without saturating) and one
+    ``vpmaddwd`` by ones into eight int32 lanes. Lane ``l`` then holds the products of
+    bytes ``4l .. 4l + 3`` of both halves, so it takes ``corr[l] + corr[l + 8]``; the rest is
+    the VNNI kernel's (digits joined per lane, exact in int32, one conversion to float32)."""
+    if not (
+        _c_array(codes, types.uint8)
+        and _c_array(limbs, types.int8)
+        and _c_array(corr, types.int32)
+        and _c_array(scales, types.float32)
+        and _c_array(x_scale, types.float32)
+    ):
+        return None
+
+    def codegen(context, builder, signature, args):
+        arrays = [
+            context.make_array(t)(context, builder, a)
+            for t, a in zip(signature.args, args, strict=True)
+        ]
+        cptr, lptr, kptr, sptr, eptr = (a.data for a in arrays)
+        (ng,) = cgutils.unpack_tuple(builder, arrays[3].shape, 1)
+        maddubs = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(_V16S, [_V32B, _V32B]), "llvm.x86.avx2.pmadd.ub.sw"
+        )
+        maddwd = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(_V8I, [_V16S, _V16S]), "llvm.x86.avx2.pmadd.wd"
+        )
+        acc = cgutils.alloca_once_value(builder, _splat(_V8F, 0.0))
+        ones = _splat(_V16S, 1)
+
+        def load(ptr, offset, vty):
+            at = builder.gep(ptr, [offset]) if offset is not None else ptr
+            return builder.load(builder.bitcast(at, vty.as_pointer()), align=1)
+
+        with cgutils.for_range(builder, ng) as loop:
+            g = loop.index
+
+            def at(n):
+                return ir.Constant(g.type, n)
+
+            codes_g = builder.gep(cptr, [builder.mul(g, at(64))])
+            nibbles = []
+            for h in range(2):
+                cv = load(codes_g, at(32 * h), _V32B)
+                nibbles.append(
+                    (builder.and_(cv, _splat(_V32B, 15)), builder.lshr(cv, _splat(_V32B, 4)))
+                )
+            base = builder.gep(lptr, [builder.mul(g, at(384))])
+            digit = []
+            for k in range(3):
+                s16 = None
+                for h in range(2):
+                    lo, hi = nibbles[h]
+                    even = load(base, at(128 * k + 32 * h), _V32B)
+                    odd = load(base, at(128 * k + 64 + 32 * h), _V32B)
+                    pair = builder.add(
+                        builder.call(maddubs, [lo, even]), builder.call(maddubs, [hi, odd])
+                    )
+                    s16 = pair if s16 is None else builder.add(s16, pair)
+                digit.append(builder.call(maddwd, [s16, ones]))
+            joined = builder.add(
+                builder.add(
+                    builder.shl(digit[2], _splat(_V8I, 16)),
+                    builder.shl(digit[1], _splat(_V8I, 8)),
+                ),
+                digit[0],
+            )
+            corr_g = builder.gep(kptr, [builder.mul(g, at(16))])
+            corr_8 = builder.add(load(corr_g, None, _V8I), load(corr_g, at(8), _V8I))
+            lanes = builder.sitofp(builder.sub(joined, corr_8), _V8F)
+            sc = builder.fmul(
+                builder.load(builder.gep(sptr, [g])), builder.load(builder.gep(eptr, [g]))
+            )
+            scv = builder.insert_element(ir.Constant(_V8F, ir.Undefined), sc, ir.Constant(_I32, 0))
+            scv = builder.shuffle_vector(scv, scv, _splat(_V8I, 0))
+            builder.store(builder.fadd(builder.load(acc), builder.fmul(lanes, scv)), acc)
+        v = builder.load(acc)
+        total = builder.extract_element(v, ir.Constant(_I32, 0))
+        for i in range(1, 8):
+            total = builder.fadd(total, builder.extract_element(v, ir.Constant(_I32, i)))
+        return total
+
+    return types.float32(codes, limbs, corr, scales, x_scale), codegen
+
+
 #: the largest integer input of the VNNI kernel: three signed base-256 digits, each at most 127
 _X_MAX = 127.0 * (65536 + 256 + 1)
 
 
 @njit(cache=True)  # called, not inlined: the int4 steps call it at seven places
 def _q4_limbs(x, ng, limbs, corr, x_scale, xs):
-    """The inputs ``x`` (one row) as integers for :func:`_q4_row_vnni`: per group of 128,
-    ``X = rint(x t)`` with ``t = X_MAX / max|x|`` (so the rounding error is at most 2^-24 of
-    the group's largest ``|x|``, as float32's own), ``x_scale = 1 / t``, and the three signed
+    """The inputs ``x`` (one row) as integers for the integer row kernels (:data:`Q4_ROWS`,
+    the same for both): per group of 128, ``X = rint(x t)`` with ``t = X_MAX / max|x|`` (so
+    the rounding error is at most 2^-24 of the group's largest ``|x|``, as float32's own),
+    ``x_scale = 1 / t``, and the three signed
     base-256 digits of ``X`` (``X_MAX`` is the largest value whose top digit stays in
     [-127, 127]); ``corr`` 8 times the sum of ``X`` over the 8 inputs of each int32 lane of
     :func:`_q4_row_vnni`; ``xs`` the group's sum of ``x``. False if some ``x`` is not finite
@@ -440,9 +539,10 @@ def _q4_limbs(x, ng, limbs, corr, x_scale, xs):
     return True
 
 
-def _q4_matvec_vnni(x, qweight, scales, zs):
-    """:func:`_q4_matvec_fma` in integer dot products (AVX-512 VNNI, :func:`_q4_row_vnni`)
-    for groups of 128; other group sizes, and inputs that are not finite, take the float
+def _q4_matvec_int(x, qweight, scales, zs):
+    """:func:`_q4_matvec_fma` in integer dot products for groups of 128, a row at a time by
+    ``_q4_row``, bound per instruction set (:data:`Q4_ROWS`: :func:`_q4_row_vnni` or
+    :func:`_q4_row_avx2`); other group sizes, and inputs that are not finite, take the float
     kernel. The inputs become 24-bit integers per group and the integer sums are exact, so
     the result is the dequantized product within float32 rounding."""
     x = np.ascontiguousarray(x)
@@ -467,46 +567,69 @@ def _q4_matvec_vnni(x, qweight, scales, zs):
             shift = np.float32(0.0)  # sum over groups of (z - 8) s sum(x)
             for g in range(ng):
                 shift += (zs[o, g] - np.float32(8.0) * scales[o, g]) * xs[b, g]
-            dots = _q4_row_vnni(qweight[o], limbs[b], corr[b], scales[o], x_scale[b])
+            dots = _q4_row(qweight[o], limbs[b], corr[b], scales[o], x_scale[b])
             y[b, o] = dots - shift
     return y
 
 
-def _host_has_vnni():
-    """Whether numba compiles for this CPU (no ``NUMBA_CPU_NAME``) and it has AVX-512 VNNI.
-    Numba's disk cache keys its entries on the CPU, so a cache never mixes the kernels."""
+#: the integer row kernels by instruction set, fastest first (both read :func:`_q4_limbs`)
+Q4_ROWS = {"vnni": _q4_row_vnni, "avx2": _q4_row_avx2}
+_q4_row = _q4_row_vnni  # bound per kernel (see ``_int_kernel``)
+
+
+def host_q4_kernels() -> tuple[str, ...]:
+    """The int4 kernels this CPU runs, fastest first: ``vnni`` (AVX-512 VNNI), ``avx2``
+    (AVX2), then ``fma`` (float32, any CPU). Only the float one where numba does not compile
+    for this CPU (``NUMBA_CPU_NAME`` set). Numba's disk cache keys its entries on the CPU,
+    so a cache never mixes the kernels."""
     from llvmlite import binding
     from numba.core import config
 
     if config.CPU_NAME:
-        return False
+        return ("fma",)
     features = binding.get_host_cpu_features()
-    return bool(features.get("avx512vnni")) and bool(features.get("avx512bw"))
+    kernels = []
+    if features.get("avx512vnni") and features.get("avx512bw"):
+        kernels.append("vnni")
+    if features.get("avx2"):
+        kernels.append("avx2")
+    return (*kernels, "fma")
 
 
-#: the int4 kernel of this machine: ``vnni`` (AVX-512 VNNI integer dot products) or ``fma``
-#: (float32 multiply-adds, any CPU; also ``q4_matvec_fma``)
-Q4_KERNEL = "vnni" if _host_has_vnni() else "fma"
+#: the int4 kernels of this machine (:func:`host_q4_kernels`) and the one it runs:
+#: ``vnni`` (AVX-512 VNNI integer dot products), ``avx2`` (AVX2 integer multiply-adds) or
+#: ``fma`` (float32 multiply-adds, any CPU; also ``q4_matvec_fma``)
+Q4_KERNELS = host_q4_kernels()
+Q4_KERNEL = Q4_KERNELS[0]
 
-#: the float kernel, called from Python (parallel over rows); on one thread, the VNNI
-#: kernel's fallback (a function of its own, so the steps that inline that kernel do not
+
+def _int_kernel(kind, **flags):
+    """:func:`_q4_matvec_int` with the row kernel of ``kind`` (a key of :data:`Q4_ROWS`)."""
+    body = rebound(_q4_matvec_int, {"_q4_row": Q4_ROWS[kind]}, f"_q4_matvec_{kind}")
+    return njit(cache=True, fastmath=True, **flags)(body)
+
+
+#: the float kernel, called from Python (parallel over rows); on one thread, the integer
+#: kernels' fallback (a function of its own, so the steps that inline those kernels do not
 #: compile this one inlined too)
 q4_matvec_fma = njit(cache=True, parallel=True, fastmath=True)(_q4_matvec_fma)
 _q4_fma_serial = njit(cache=True, fastmath=True)(_q4_matvec_fma)
-q4_matvec_vnni = njit(cache=True, parallel=True, fastmath=True)(_q4_matvec_vnni)
+#: the integer kernels, called from Python (compiled on first use: only on a CPU that runs
+#: them, see :data:`Q4_KERNELS`)
+Q4_INT = {kind: _int_kernel(kind, parallel=True) for kind in Q4_ROWS}
 #: inlined into the int4 steps, which are parallel themselves: numba's disk cache cannot hold
 #: a function that calls a parallel one (a process that loaded such an entry crashed), but it
-#: holds parallel functions. Each step is compiled with one of the two (see ``_q4_step``).
+#: holds parallel functions. Each step is compiled with one kernel (see ``_q4_step``).
 _q4_inline = njit(cache=True, inline="always", fastmath=True)(_q4_matvec_fma)
-_q4_vnni_inline = njit(cache=True, inline="always", fastmath=True)(_q4_matvec_vnni)
+_Q4_INT_INLINE = {kind: _int_kernel(kind, inline="always") for kind in Q4_ROWS}
 
 
-def _takes_vnni(qweight, scales):
-    """Whether 4-bit layers of this layout run the VNNI kernel: on a CPU with it, in groups
+def _takes_int(qweight, scales):
+    """Whether 4-bit layers of this layout run an integer kernel: on a CPU with one, in groups
     of 128 codes (64 bytes), codes and scales in C order (the kernel reads rows whole);
     trailing axes so that stacked layers (L, out, ...) work too."""
     return (
-        Q4_KERNEL == "vnni"
+        Q4_KERNEL != "fma"
         and qweight.shape[-1] == 64 * scales.shape[-1]
         and qweight.flags.c_contiguous
         and scales.flags.c_contiguous
@@ -514,9 +637,10 @@ def _takes_vnni(qweight, scales):
 
 
 def q4_matvec(x, qweight, scales, zs):
-    """``x @ W.T`` (B, out) for 4-bit codes (the layout of :func:`_q4_matvec_fma`): the VNNI
-    kernel where :func:`_takes_vnni`, the float one otherwise."""
-    kernel = q4_matvec_vnni if _takes_vnni(qweight, scales) else q4_matvec_fma
+    """``x @ W.T`` (B, out) for 4-bit codes (the layout of :func:`_q4_matvec_fma`): this
+    machine's integer kernel (:data:`Q4_KERNEL`) where :func:`_takes_int`, the float one
+    otherwise."""
+    kernel = Q4_INT[Q4_KERNEL] if _takes_int(qweight, scales) else q4_matvec_fma
     return kernel(x, qweight, scales, zs)
 
 
@@ -726,22 +850,21 @@ def _mamba_step_q4(
 
 
 def _q4_step(body, layer_names):
-    """The int4 step ``body`` compiled twice, once inlining each kernel (a step inlining both
-    compiled 2.5x slower), and a function that calls the VNNI one when every 4-bit layer
-    among its arguments ``layer_names`` takes it (:func:`_takes_vnni`), the float one
-    otherwise."""
+    """The int4 step ``body`` compiled once per kernel, each inlining one (a step inlining
+    two compiled 2.5x slower; each compiles on first use), and a function that calls the one
+    of this machine's integer kernel (:data:`Q4_KERNEL`) when every 4-bit layer among its
+    arguments ``layer_names`` takes it (:func:`_takes_int`), the float one otherwise."""
     name = body.__name__
-    steps = {
-        "fma": njit(cache=True, parallel=True)(body),
-        "vnni": njit(cache=True, parallel=True)(
-            rebound(body, {"_q4_inline": _q4_vnni_inline}, f"{name}_vnni")
-        ),
-    }
+    steps = {"fma": njit(cache=True, parallel=True)(body)}
+    for kind, inline in _Q4_INT_INLINE.items():
+        steps[kind] = njit(cache=True, parallel=True)(
+            rebound(body, {"_q4_inline": inline}, f"{name}_{kind}")
+        )
     at = [i for i, arg in enumerate(inspect.signature(body).parameters) if arg in layer_names]
 
     def step(*args):
-        vnni = all(_takes_vnni(args[i][0], args[i][1]) for i in at)
-        return steps["vnni" if vnni else "fma"](*args)
+        integer = all(_takes_int(args[i][0], args[i][1]) for i in at)
+        return steps[Q4_KERNEL if integer else "fma"](*args)
 
     step.__name__ = step.__qualname__ = name.lstrip("_")
     step.__doc__ = body.__doc__
